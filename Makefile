@@ -1,0 +1,61 @@
+# Quire: `make help` lists the targets. Every target that needs Python creates .venv on first use
+# and installs the exact versions in requirements.lock.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.quire-installed
+ARGS ?=
+
+export OMP_NUM_THREADS ?= 1
+
+.PHONY: help install run test test-fast lint format lock bench clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | \
+		awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml requirements.lock
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Quire needs Python 3.11; set PYTHON=/path/to/python3.11")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the pinned packages (done on demand by the others)
+
+run: $(STAMP) ## run every stage on params/base.yaml (ARGS="--params params/penguins.yaml" to change)
+	$(BIN)/python run_all.py $(ARGS)
+
+test: $(STAMP) ## run the whole test suite, slow tests and lint included
+	$(BIN)/python -m pytest $(ARGS)
+
+test-fast: $(STAMP) ## run only the fast unit tests
+	$(BIN)/python -m pytest -m "not slow" $(ARGS)
+
+lint: $(STAMP) ## ruff (lint + format check) and mypy on lib/ and server/
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(STAMP) ## apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+lock: ## re-resolve the dependencies of pyproject.toml into requirements.lock
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install --quiet --upgrade pip
+	.venv-lock/bin/python -m pip install --quiet -e ".[dev]"
+	{ echo "# Exact versions of every package Quire installs (pip constraints file)."; \
+	  echo "# Regenerate with 'make lock' after changing dependencies in pyproject.toml."; \
+	  .venv-lock/bin/python -m pip freeze --exclude-editable | grep -v '^quire'; } > requirements.lock
+	rm -rf .venv-lock
+
+bench: $(STAMP) ## run the benchmarks in bench/ and print their tables
+	$(BIN)/python bench/bench_ingest.py
+	$(BIN)/python bench/bench_overhead.py
+
+clean: ## remove generated data, reports, logs and the MLflow store (keeps .venv)
+	rm -rf data reports/*.html reports/*.ipynb reports/*.json logs mlruns mlflow.db

@@ -1,0 +1,92 @@
+"""One error hierarchy for Quire.
+
+Every message says what was expected, what was found, where (file, row, column or parameter key)
+and how to fix it. The structured fields let callers (run_all, the server) report without parsing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class QuireError(Exception):
+    """Base class of every error Quire raises on purpose."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ParamsError(QuireError):
+    """A parameter file, environment variable or override is invalid.
+
+    Parameters
+    ----------
+    message
+        The full explanation.
+    key
+        Dotted parameter key, e.g. ``train.cv_folds``, when one is at fault.
+    source
+        Where the value came from: a file path, ``env QUIRE__...`` or ``-p``.
+    """
+
+    def __init__(self, message: str, *, key: str | None = None, source: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+        self.source = source
+
+
+class DataValidationError(QuireError):
+    """Input data fails a hard check (unreadable, wrong shape, wrong type, ...).
+
+    Parameters
+    ----------
+    message
+        The full explanation.
+    path
+        The file at fault, when known.
+    row
+        1-based data row (the header is row 0), when known.
+    column
+        Column name, when known.
+    check
+        Short name of the failed check, e.g. ``wrong_type``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | Path | None = None,
+        row: int | None = None,
+        column: str | None = None,
+        check: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.path = str(path) if path is not None else None
+        self.row = row
+        self.column = column
+        self.check = check
+
+
+class ModelNotFoundError(QuireError):
+    """A model, version or alias asked for does not exist."""
+
+
+class StageError(QuireError):
+    """A pipeline stage (notebook) failed.
+
+    Parameters
+    ----------
+    message
+        One line naming the notebook, the cell and the error.
+    stage
+        Stage name, e.g. ``ingest``.
+    cell
+        0-based index of the failing cell in the executed notebook, when known.
+    """
+
+    def __init__(self, message: str, *, stage: str, cell: int | None = None) -> None:
+        super().__init__(message)
+        self.stage = stage
+        self.cell = cell

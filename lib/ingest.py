@@ -1,0 +1,286 @@
+"""The ingest stage: sources → validated, typed table → train/validation/test Parquet + manifest.
+
+Nothing under ``data/raw/`` is modified. The processed folder is built in a staging folder and
+swapped in whole, so a failed ingest leaves the previous processed data byte-identical.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lib.atomic import recover_dir, replace_dir, staging_dir
+from lib.errors import DataValidationError
+from lib.generator import generate
+from lib.logs import get_logger
+from lib.params import Params
+from lib.paths import resolve
+from lib.readers import expand_source, penguins_csv, read_table
+from lib.schema import ColumnSchema, Schema, infer_schema, params_fingerprint
+from lib.split import SPLITS, split_positions
+from lib.validate import Finding, check, conform, report_frame
+
+log = get_logger(__name__)
+
+MANIFEST = "manifest.json"
+SCHEMA = "schema.json"
+REPORT = "validation.json"
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What the ingest stage produced, for the notebook to display."""
+
+    out_dir: Path
+    schema: Schema
+    schema_origin: str
+    report: pd.DataFrame
+    manifest: dict[str, Any]
+    sample: pd.DataFrame
+    split_method: str
+    sources: list[Path]
+    production_batch: Path | None
+
+
+def raw_dir(params: Params) -> Path:
+    """Folder of raw (immutable) input files."""
+    return resolve(params.project.data_dir) / "raw"
+
+
+def processed_dir(params: Params) -> Path:
+    """Folder of this dataset's processed splits, schema and manifest."""
+    return resolve(params.project.data_dir) / "processed" / params.project.name
+
+
+def resolve_sources(params: Params) -> tuple[list[Path], Path | None]:
+    """Return the files to ingest and, for the generator, its drifted production batch.
+
+    Parameters
+    ----------
+    params
+        Uses ``data.source`` and, for the generator, ``generator`` and ``project.seed``.
+
+    Returns
+    -------
+    tuple of (list of Path, Path or None)
+        Input files, and the production batch file when one was generated.
+    """
+    source = params.data.source
+    if source == "generator":
+        gen, seed = params.generator, params.project.seed
+        reference = generate(gen, seed, raw_dir(params))
+        production = (
+            generate(gen, seed, raw_dir(params), production=True) if gen.production.rows else None
+        )
+        return [reference], production
+    if source == "penguins":
+        return [penguins_csv()], None
+    return expand_source(source), None
+
+
+def sha256_file(path: Path) -> str:
+    """Return the SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _widen(pick: Any, a: float | None, b: float | None) -> float | None:
+    known = [v for v in (a, b) if v is not None]
+    return pick(known) if known else None
+
+
+def _merge_schemas(first: Schema, other: Schema, first_path: Path, path: Path) -> Schema:
+    """Widen ``first`` with a schema inferred from another file of the same source."""
+    theirs = {c.name: c for c in other.features}
+    merged: list[ColumnSchema] = []
+    for col in first.features:
+        o = theirs.get(col.name)
+        if o is None:
+            raise DataValidationError(
+                f"{path}: column {col.name!r} is missing but {first_path} has it; every file of a "
+                "glob needs the same columns",
+                path=path,
+                column=col.name,
+                check="missing_column",
+            )
+        if o.kind != col.kind:
+            raise DataValidationError(
+                f"{path}: column {col.name!r} looks {o.kind} but {col.kind} in {first_path}; "
+                "declare its kind in data.columns or fix the values",
+                path=path,
+                column=col.name,
+                check="wrong_type",
+            )
+        update: dict[str, Any] = {"nullable": col.nullable or o.nullable}
+        if col.kind == "numeric" and not col.declared:
+            update["min"] = _widen(min, col.min, o.min)
+            update["max"] = _widen(max, col.max, o.max)
+        if col.categories is not None and o.categories is not None and not col.declared:
+            update["categories"] = sorted(set(col.categories) | set(o.categories))
+        merged.append(col.model_copy(update=update))
+    classes = first.classes
+    if classes is not None and other.classes is not None:
+        classes = sorted(set(classes) | set(other.classes), key=lambda v: (str(type(v)), v))
+    return first.model_copy(update={"features": merged, "classes": classes})
+
+
+def _schema_for(
+    params: Params, frames: list[tuple[Path, pd.DataFrame]], saved: Path
+) -> tuple[Schema, str]:
+    fingerprint = params_fingerprint(params.data)
+    if params.ingest.schema_mode == "auto" and saved.exists():
+        schema = Schema.load(saved)
+        if schema.params_fingerprint == fingerprint:
+            return schema, f"validated against the saved schema {saved}"
+        reason = "re-inferred: data parameters changed since the saved schema"
+    else:
+        reason = "inferred from the data"
+    schema = None
+    first_path = frames[0][0]
+    for path, frame in frames:
+        inferred = infer_schema(frame, params.data, params.ingest.checks, path)
+        schema = inferred if schema is None else _merge_schemas(schema, inferred, first_path, path)
+    assert schema is not None
+    return schema, reason
+
+
+def _conform_all(
+    params: Params, frames: list[tuple[Path, pd.DataFrame]], schema: Schema
+) -> tuple[pd.DataFrame, list[Finding]]:
+    findings: list[Finding] = []
+    parts = []
+    for path, raw in frames:
+        conformed, found = conform(raw, schema, path)
+        findings += found
+        findings += check(conformed, schema, params.ingest.checks, path)
+        parts.append(conformed)
+    frame = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+    return frame, findings
+
+
+def _class_counts(frame: pd.DataFrame, schema: Schema) -> dict[str, int] | None:
+    if schema.task == "regression":
+        return None
+    counts = frame[schema.target].value_counts()
+    return {str(k): int(v) for k, v in counts.sort_index().items()}
+
+
+def _write_splits(
+    frame: pd.DataFrame, positions: dict[str, np.ndarray], schema: Schema, stage: Path
+) -> dict[str, Any]:
+    splits: dict[str, Any] = {}
+    for name in SPLITS:
+        part = frame.iloc[positions[name]]
+        file = stage / f"{name}.parquet"
+        part.to_parquet(file, index=False)
+        splits[name] = {
+            "file": file.name,
+            "rows": len(part),
+            "sha256": sha256_file(file),
+            "class_counts": _class_counts(part, schema),
+        }
+        del part
+    return splits
+
+
+def run_ingest(params: Params) -> IngestResult:
+    """Run the whole ingest stage.
+
+    Parameters
+    ----------
+    params
+        The validated run parameters.
+
+    Returns
+    -------
+    IngestResult
+        Schema, validation report, manifest and a sample for display.
+
+    Raises
+    ------
+    DataValidationError
+        On a hard failure, naming file, row and column; the previous output is left as it was.
+    """
+    started = time.perf_counter()
+    out_dir = processed_dir(params)
+    recover_dir(out_dir)
+    sources, production = resolve_sources(params)
+    frames = [(path, read_table(path, params.data.csv)) for path in sources]
+    log.info("read", files=len(frames), rows=sum(len(f) for _, f in frames))
+    schema, origin = _schema_for(params, frames, out_dir / SCHEMA)
+    frame, findings = _conform_all(params, frames, schema)
+    del frames
+    positions, method = split_positions(frame, schema, params.ingest.split, params.project.seed)
+    report = report_frame(findings)
+    stage = staging_dir(out_dir)
+    try:
+        splits = _write_splits(frame, positions, schema, stage)
+        schema.save(stage / SCHEMA)
+        (stage / REPORT).write_text(report.to_json(orient="records", indent=1), encoding="utf-8")
+        manifest = _manifest(params, schema, sources, production, splits, method, len(frame))
+        (stage / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        replace_dir(stage, out_dir)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    n_sample = min(params.ingest.sample_rows, len(frame))
+    sample = frame.sample(n=n_sample, random_state=params.project.seed).sort_index()
+    log.info(
+        "ingested",
+        out_dir=str(out_dir),
+        rows=len(frame),
+        **{f"{k}_rows": v["rows"] for k, v in splits.items()},
+        seconds=round(time.perf_counter() - started, 2),
+    )
+    return IngestResult(out_dir, schema, origin, report, manifest, sample, method, sources, production)
+
+
+def _manifest(
+    params: Params,
+    schema: Schema,
+    sources: list[Path],
+    production: Path | None,
+    splits: dict[str, Any],
+    method: str,
+    rows: int,
+) -> dict[str, Any]:
+    return {
+        "dataset": params.project.name,
+        "created_at": pd.Timestamp.now(tz="UTC").isoformat(),
+        "params_digest": params.digest(),
+        "task": schema.task,
+        "target": schema.target,
+        "rows": rows,
+        "schema_sha256": schema.sha256(),
+        "split_method": method,
+        "sources": [
+            {"path": str(p), "bytes": p.stat().st_size, "sha256": sha256_file(p)} for p in sources
+        ],
+        "production_batch": str(production) if production else None,
+        "splits": splits,
+    }
+
+
+def load_manifest(params: Params) -> dict[str, Any]:
+    """Read the manifest of the processed data for ``params``."""
+    path = processed_dir(params) / MANIFEST
+    if not path.exists():
+        raise DataValidationError(
+            f"{path}: no processed data for dataset {params.project.name!r}; run the ingest stage "
+            "first (python run_all.py --only ingest)",
+            path=path,
+            check="missing_file",
+        )
+    manifest: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return manifest

@@ -1,0 +1,86 @@
+"""Train/validation/test split: stratified for classification, or by time."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from lib.errors import ParamsError
+from lib.logs import get_logger
+from lib.params import SplitParams
+from lib.schema import Schema
+
+log = get_logger(__name__)
+SPLITS = ("train", "validation", "test")
+
+
+def split_positions(
+    frame: pd.DataFrame, schema: Schema, p: SplitParams, seed: int
+) -> tuple[dict[str, np.ndarray], str]:
+    """Return row positions of each split and a sentence saying how they were chosen.
+
+    Parameters
+    ----------
+    frame
+        The conformed table.
+    schema
+        Gives the task, target and date column.
+    p
+        Fractions and whether to split by time.
+    seed
+        Integer seed for the random split.
+
+    Returns
+    -------
+    tuple of (dict of str to numpy.ndarray, str)
+        Sorted positions per split (disjoint, covering every row) and the method used.
+    """
+    n = len(frame)
+    if n < 10:
+        raise ParamsError(
+            f"only {n} rows with a target: a train/validation/test split needs at least 10",
+            key="ingest.split",
+        )
+    if p.by_time:
+        return _by_time(frame, schema, p)
+    positions = np.arange(n)
+    labels = frame[schema.target].to_numpy() if schema.task != "regression" else None
+    stratify = labels if labels is not None and _can_stratify(labels, n, p) else None
+    rest, test = train_test_split(positions, test_size=p.test, random_state=seed, stratify=stratify)
+    rest_labels = stratify[rest] if stratify is not None else None
+    train, val = train_test_split(
+        rest, test_size=p.validation / (1 - p.test), random_state=seed, stratify=rest_labels
+    )
+    if stratify is not None:
+        method = "stratified random split on the target"
+    elif labels is not None:
+        method = "random split (a class is too rare to stratify)"
+    else:
+        method = "random split"
+    return {"train": np.sort(train), "validation": np.sort(val), "test": np.sort(test)}, method
+
+
+def _can_stratify(labels: np.ndarray, n: int, p: SplitParams) -> bool:
+    smallest = int(pd.Series(labels).value_counts().min())
+    # Each split must be able to hold every class at least once.
+    return smallest >= 3 and min(p.test, p.validation) * n >= len(set(labels.tolist()))
+
+
+def _by_time(frame: pd.DataFrame, schema: Schema, p: SplitParams) -> tuple[dict[str, np.ndarray], str]:
+    column = schema.date_column
+    if column is None:
+        raise ParamsError(
+            "ingest.split.by_time is true but no date column is known; set data.date_column to a "
+            "date column of the data, or set ingest.split.by_time: false",
+            key="ingest.split.by_time",
+        )
+    order = np.argsort(frame[column].to_numpy(), kind="stable")
+    n = len(order)
+    n_test = max(1, round(n * p.test))
+    n_val = max(1, round(n * p.validation))
+    test = order[n - n_test :]
+    val = order[n - n_test - n_val : n - n_test]
+    train = order[: n - n_test - n_val]
+    method = f"by time on {column!r}: latest rows to test, the ones before to validation"
+    return {"train": np.sort(train), "validation": np.sort(val), "test": np.sort(test)}, method
