@@ -284,3 +284,36 @@ def load_manifest(params: Params) -> dict[str, Any]:
         )
     manifest: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return manifest
+
+
+def check_gate(result: IngestResult) -> None:
+    """Raise unless the stage's outputs are usable by training.
+
+    The gate: every split has rows, the manifest's hashes match the files on disk, and for
+    classification every class of the target appears in the training split.
+    """
+    for name, info in result.manifest["splits"].items():
+        path = result.out_dir / info["file"]
+        if info["rows"] == 0:
+            raise DataValidationError(
+                f"{path}: the {name} split is empty; add rows or change ingest.split",
+                path=path,
+                check="gate",
+            )
+        if sha256_file(path) != info["sha256"]:
+            raise DataValidationError(
+                f"{path}: content hash differs from {MANIFEST}; rerun the ingest stage",
+                path=path,
+                check="gate",
+            )
+    counts = result.manifest["splits"]["train"]["class_counts"]
+    if counts is not None and result.schema.classes is not None:
+        absent = [c for c in result.schema.classes if str(c) not in counts]
+        if absent:
+            raise DataValidationError(
+                f"{result.out_dir / 'train.parquet'}: classes {absent} of {result.schema.target!r} "
+                "have no training rows; add data for them or drop those rows",
+                path=result.out_dir / "train.parquet",
+                column=result.schema.target,
+                check="gate",
+            )

@@ -35,6 +35,8 @@ class QuantileClipper(TransformerMixin, BaseEstimator):  # type: ignore[misc]
     def fit(self, X: Any, y: Any = None) -> QuantileClipper:
         """Learn ``lower_`` and ``upper_`` per column, ignoring NaN."""
         values = np.asarray(X, dtype=float)
+        if hasattr(X, "columns"):
+            self.feature_names_in_ = np.asarray(X.columns, dtype=object)
         self.lower_ = np.nanquantile(values, self.low, axis=0)
         self.upper_ = np.nanquantile(values, self.high, axis=0)
         self.n_features_in_ = values.shape[1]
@@ -46,6 +48,9 @@ class QuantileClipper(TransformerMixin, BaseEstimator):  # type: ignore[misc]
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Names pass through unchanged."""
+        if input_features is None:
+            default = [f"x{i}" for i in range(self.n_features_in_)]
+            input_features = getattr(self, "feature_names_in_", default)
         return np.asarray(input_features, dtype=object)
 
 
