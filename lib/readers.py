@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import datetime
 import glob
 from pathlib import Path
 
@@ -176,11 +177,15 @@ def _read_csv(path: Path, csv_params: CsvParams) -> pd.DataFrame:
         )
     except (pa.ArrowException, ValueError, UnicodeDecodeError) as exc:
         raise _locate_csv_error(path, csv_params, len(names), exc) from None
-    # pyarrow reads text that is not valid in the encoding as bytes instead of failing.
     for column in frame.columns[frame.dtypes == object]:
         first = frame[column].first_valid_index()
-        if first is not None and isinstance(frame[column].at[first], bytes):
+        value = frame[column].at[first] if first is not None else None
+        # pyarrow reads text that is not valid in the encoding as bytes instead of failing.
+        if isinstance(value, bytes):
             raise _locate_csv_error(path, csv_params, len(names), ValueError("undecodable text"))
+        # and ISO dates as datetime.date objects: make them datetime64 like Parquet's.
+        if isinstance(value, datetime.date):
+            frame[column] = pd.to_datetime(frame[column])
     return frame
 
 

@@ -50,14 +50,31 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
-def _error_line(stage: Stage, exc: BaseException) -> str:
+def _source_position(executed: Path, cell_index: int) -> int:
+    """1-based position in the committed notebook of an executed notebook's cell."""
+    import nbformat
+
+    try:
+        cells = nbformat.read(executed, as_version=4).cells
+    except (OSError, ValueError):
+        return cell_index + 1
+    # papermill counts cells before it adds its error banner and anchor cells; drop those, then
+    # discount the injected-parameters cell it added after the parameters cell.
+    tags = [c.metadata.get("tags", []) for c in cells]
+    tags = [t for t in tags if "papermill-error-cell-tag" not in t]
+    shift = sum(1 for i, t in enumerate(tags) if "injected-parameters" in t and i < cell_index)
+    return cell_index - shift + 1
+
+
+def _error_line(stage: Stage, exc: BaseException, executed: Path) -> str:
     """One line naming the notebook, the cell and the error."""
     from papermill.exceptions import PapermillExecutionError
 
     if isinstance(exc, PapermillExecutionError):
         message = str(exc.evalue).strip().splitlines()[0] if exc.evalue else ""
+        position = _source_position(executed, exc.cell_index)
         return (
-            f"{stage.notebook} failed in cell {exc.cell_index} (In [{exc.exec_count}]): "
+            f"{stage.notebook} failed in cell {position} (In [{exc.exec_count}] in the report): "
             f"{exc.ename}: {message}"
         )
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
@@ -90,7 +107,7 @@ def run_stage(
                 cwd=str(notebooks_dir),
             )
         except Exception as exc:  # a failing notebook is reported, not raised
-            error = _error_line(stage, exc)
+            error = _error_line(stage, exc, tmp_nb)
         seconds = time.perf_counter() - started
         status = "ok" if error is None else "failed"
         suffix = "" if error is None else ".failed"

@@ -216,7 +216,8 @@ def _infer_task(target: pd.Series, data: DataParams, path: Path) -> Task:
     n_unique = present.nunique()
     name = data.target
     if n_unique < 2 and data.task != "regression":
-        shown = repr(present.iat[0]) if len(present) else "nothing"
+        first = present.iat[0] if len(present) else None
+        shown = repr(first.item() if isinstance(first, np.generic) else first)
         raise DataValidationError(
             f"{path}: target {name!r} has one class ({shown}) in {len(present):,} labelled rows; "
             "a classifier needs at least two: check data.target or the data",

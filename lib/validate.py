@@ -74,9 +74,15 @@ def conform(frame: pd.DataFrame, schema: Schema, path: Path) -> tuple[pd.DataFra
         The new conformed frame and the findings made while conforming.
     """
     findings: list[Finding] = []
-    missing = [c for c in schema.names() if c not in frame.columns]
     if schema.target not in frame.columns:
-        missing.insert(0, schema.target)
+        raise DataValidationError(
+            f"{path}: target column {schema.target!r} is missing; add it, or set data.target "
+            "to the column to predict",
+            path=path,
+            column=schema.target,
+            check="missing_target",
+        )
+    missing = [c for c in schema.names() if c not in frame.columns]
     if missing:
         raise DataValidationError(
             f"{path}: required column {missing[0]!r} is missing"
@@ -156,12 +162,33 @@ def check(frame: pd.DataFrame, schema: Schema, checks: ChecksParams, path: Path)
         if col.kind == "categorical" and col.categories is not None:
             unseen = values.notna() & ~values.isin(col.categories)
             findings.append(_finding(path, col.name, "unseen_category", unseen, values))
+    findings += _check_target(frame, schema, path)
     subset = [*schema.names(), schema.target]
     dup = frame.duplicated(subset=subset)
     duplicates = _finding(path, "(all)", "duplicate_rows", dup, None)
     over = duplicates.share > checks.max_duplicate_share
     findings.append(_with_severity(duplicates, "soft" if over else "pass"))
     return findings
+
+
+def _check_target(frame: pd.DataFrame, schema: Schema, path: Path) -> list[Finding]:
+    if schema.task == "regression":
+        return []
+    target = frame[schema.target]
+    present = target.dropna().unique()
+    if len(present) < 2:
+        first = present[0] if len(present) else None
+        shown = repr(first.item() if isinstance(first, np.generic) else first)
+        raise DataValidationError(
+            f"{path}: target {schema.target!r} has one class ({shown}) in {len(target):,} labelled "
+            "rows; a classifier needs at least two: check data.target or the data",
+            path=path,
+            column=schema.target,
+            check="one_class",
+        )
+    known = {str(c) for c in schema.classes or []}
+    unseen = ~target.astype(str).isin(known)
+    return [_finding(path, schema.target, "unseen_class", unseen, target)]
 
 
 def _with_severity(finding: Finding, severity: Severity) -> Finding:

@@ -1,0 +1,71 @@
+"""Shared fixtures: every test writes under its own tmp_path, never into the project."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from lib.params import Params, load_params
+from lib.paths import PARAMS_DIR
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def dirs_overrides(root: Path) -> list[str]:
+    return [
+        f"project.data_dir={root / 'data'}",
+        f"project.reports_dir={root / 'reports'}",
+        f"project.logs_dir={root / 'logs'}",
+    ]
+
+
+@pytest.fixture
+def tiny_params(tmp_path: Path) -> Params:
+    """CI-sized generator params writing under tmp_path."""
+    return load_params([PARAMS_DIR / "ci.yaml"], dirs_overrides(tmp_path))
+
+
+@pytest.fixture
+def csv_params(tmp_path: Path):
+    """Factory: params that ingest a CSV/Parquet file or glob written by the test."""
+
+    def make(source: Path | str, *extra: str) -> Params:
+        overrides = [
+            f"data.source={source}",
+            "data.target=label",
+            "data.id_column=null",
+            "data.date_column=null",
+            "project.name=fixture",
+            "ingest.split.validation=0.2",
+            "ingest.split.test=0.2",
+            *dirs_overrides(tmp_path),
+            *extra,
+        ]
+        return load_params(overrides=overrides)
+
+    return make
+
+
+def small_frame(n: int = 60, seed: int = 0) -> pd.DataFrame:
+    """A small table with numeric, categorical, boolean and date columns and a binary label."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "tenure": rng.integers(1, 70, n),
+            "charges": rng.normal(60, 10, n).round(2),
+            "plan": rng.choice(["basic", "pro", "max"], n),
+            "paperless": rng.choice(["yes", "no"], n),
+            "joined": pd.date_range("2020-01-01", periods=n, freq="7D").strftime("%Y-%m-%d"),
+            "label": np.tile([0, 1, 0], n // 3 + 1)[:n],
+        }
+    )
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (relative name → bytes)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}

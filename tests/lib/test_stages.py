@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+import pytest
+
+from lib.errors import ParamsError
+from lib.stages import STAGES, get_stage, select_stages
+
+
+def test_all_by_default_in_order():
+    assert select_stages() == list(STAGES)
+
+
+def test_only_and_from_accept_names_and_stems():
+    assert [s.name for s in select_stages(only=["01_ingest"])] == ["ingest"]
+    assert [s.name for s in select_stages(start="ingest")] == [s.name for s in STAGES]
+
+
+def test_unknown_stage_lists_the_known_ones():
+    with pytest.raises(ParamsError, match="unknown stage 'trian'; the stages are: ingest"):
+        get_stage("trian")
+
+
+def test_only_and_from_together_is_an_error():
+    with pytest.raises(ParamsError, match="--only or --from, not both"):
+        select_stages(only=["ingest"], start="ingest")

@@ -1,0 +1,92 @@
+"""run_all end to end: real papermill kernels, real HTML, exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lib.params import load_params
+from lib.paths import PARAMS_DIR, PROJECT_ROOT
+from lib.runner import run_pipeline
+from lib.stages import Stage
+from tests.conftest import dirs_overrides
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "notebooks"
+
+
+def run_all(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "run_all.py"), *args],
+        capture_output=True, text=True, env=env, cwd=PROJECT_ROOT, timeout=300,
+    )
+
+
+def dir_args(root: Path) -> list[str]:
+    return [arg for o in dirs_overrides(root) for arg in ("-p", o)]
+
+
+@pytest.mark.slow
+def test_success_then_failure_keeps_good_report(tmp_path):
+    ok = run_all("--params", "params/ci.yaml", *dir_args(tmp_path))
+    assert ok.returncode == 0, ok.stderr[-3000:]
+    reports = tmp_path / "reports"
+    index = (reports / "index.html").read_text()
+    assert '<a href="01_ingest.html">' in index and '<td class="ok">ok</td>' in index
+    status = json.loads((reports / "status.json").read_text())
+    digest = load_params([PARAMS_DIR / "ci.yaml"], dirs_overrides(tmp_path)).digest()
+    assert status["stages"]["ingest"]["params_digest"] == digest and digest in index
+    good_html = (reports / "01_ingest.html").read_bytes()
+    assert b"Plotly.newPlot" in good_html and b"Gate passed" in good_html
+    assert (tmp_path / "data" / "processed" / "churn" / "manifest.json").exists()
+    logs = list((tmp_path / "logs").glob("run_all-*.jsonl"))
+    events = [json.loads(line)["event"] for line in logs[0].read_text().splitlines()]
+    assert "run_start" in events and "stage_done" in events
+
+    missing = tmp_path / "nope.csv"
+    bad = run_all("--params", "params/ci.yaml", *dir_args(tmp_path), "-p", f"data.source={missing}")
+    assert bad.returncode == 1
+    line = next(x for x in bad.stderr.splitlines() if x.startswith("01_ingest.ipynb failed"))
+    assert "failed in cell 5 (In [4] in the report): DataValidationError: data.source" in line
+    assert str(missing) in line
+    assert (reports / "01_ingest.html").read_bytes() == good_html
+    failed = (reports / "01_ingest.failed.html").read_text()
+    assert 'data-status="failed"' in failed and 'id="papermill-error-cell"' in failed
+    assert '<td class="failed">failed</td>' in (reports / "index.html").read_text()
+
+    again = run_all("--params", "params/ci.yaml", *dir_args(tmp_path), "--only", "ingest", "--hide-code")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert not (reports / "01_ingest.failed.html").exists()
+    assert "run_ingest" not in (reports / "01_ingest.html").read_text()
+
+
+@pytest.mark.slow
+def test_failing_stage_stops_pipeline_and_skips_later_ones(tmp_path):
+    params = load_params(overrides=dirs_overrides(tmp_path))
+    stages = [Stage("first", "ok.ipynb", ("project",)), Stage("second", "fail.ipynb", ("project",)), Stage("third", "ok.ipynb", ("project",))]
+    outcomes = run_pipeline(params, stages, notebooks_dir=FIXTURES)
+    assert [o.status for o in outcomes] == ["ok", "failed", "skipped"]
+    assert outcomes[1].error == (
+        "fail.ipynb failed in cell 4 (In [4] in the report): DataValidationError: fixture.csv: column 'x' row 3: broken on purpose"
+    )
+    reports = tmp_path / "reports"
+    assert (reports / "ok.html").exists() and (reports / "fail.failed.html").exists()
+    assert not (reports / "fail.html").exists()
+
+
+def test_invalid_params_exit_2_before_anything_runs(tmp_path):
+    result = run_all(*dir_args(tmp_path), "-p", "ingest.split.tset=0.3")
+    assert result.returncode == 2
+    assert "unknown key 'ingest.split.tset'" in result.stderr
+    assert not (tmp_path / "reports").exists()
+
+
+def test_print_params_shows_resolved_layers(tmp_path):
+    result = run_all("--params", "params/penguins.yaml", "-p", "project.seed=9", "--print-params")
+    assert result.returncode == 0
+    assert "name: penguins" in result.stdout and "seed: 9" in result.stdout
