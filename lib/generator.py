@@ -92,7 +92,9 @@ def _features(rng: np.random.Generator, n: int, regime: _Regime) -> pd.DataFrame
 
 def _logit(frame: pd.DataFrame, regime: _Regime) -> np.ndarray:
     """Churn log-odds before the intercept; production may change the relation."""
-    contract = frame["contract_type"].map({"month-to-month": 1.1, "one-year": -0.3, "two-year": -1.3})
+    contract = frame["contract_type"].map(
+        {"month-to-month": 1.1, "one-year": -0.3, "two-year": -1.3}
+    )
     contract_weight = 2.0 if regime.relation_change else 1.0
     calls_weight = 0.0 if regime.relation_change else 0.35
     return np.asarray(
@@ -126,7 +128,11 @@ def _calibrate(seed: int, churn_rate: float) -> tuple[float, dict[str, float]]:
 
 
 def _finish(
-    rng: np.random.Generator, frame: pd.DataFrame, intercept: float, regime: _Regime, p: GeneratorParams
+    rng: np.random.Generator,
+    frame: pd.DataFrame,
+    intercept: float,
+    regime: _Regime,
+    p: GeneratorParams,
 ) -> pd.DataFrame:
     """Add the noisy label, then missing values and outliers (a new frame)."""
     n = len(frame)
@@ -138,8 +144,8 @@ def _finish(
         out[column] = out[column].astype(float).mask(rng.random(n) < p.missing_rate)
     for column in ("region", "payment_method"):
         out[column] = out[column].mask(rng.random(n) < p.missing_rate / 2)
-    out["paperless_billing"] = out["paperless_billing"].astype(object).mask(
-        rng.random(n) < p.missing_rate / 2
+    out["paperless_billing"] = (
+        out["paperless_billing"].astype(object).mask(rng.random(n) < p.missing_rate / 2)
     )
     for column, factor in (("monthly_charges", 8.0), ("data_usage_gb", 15.0)):
         hit = rng.random(n) < p.outlier_rate
@@ -147,7 +153,9 @@ def _finish(
     return out
 
 
-def iter_chunks(p: GeneratorParams, seed: int, *, production: bool = False) -> Iterator[pd.DataFrame]:
+def iter_chunks(
+    p: GeneratorParams, seed: int, *, production: bool = False
+) -> Iterator[pd.DataFrame]:
     """Yield the table in chunks of ``p.chunk_rows`` rows.
 
     Parameters

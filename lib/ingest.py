@@ -146,13 +146,12 @@ def _schema_for(
         reason = "re-inferred: data parameters changed since the saved schema"
     else:
         reason = "inferred from the data"
-    schema = None
     first_path = frames[0][0]
-    for path, frame in frames:
-        inferred = infer_schema(frame, params.data, params.ingest.checks, path)
-        schema = inferred if schema is None else _merge_schemas(schema, inferred, first_path, path)
-    assert schema is not None
-    return schema, reason
+    inferred = [infer_schema(f, params.data, params.ingest.checks, p) for p, f in frames]
+    merged = inferred[0]
+    for (path, _), other in zip(frames[1:], inferred[1:], strict=True):
+        merged = _merge_schemas(merged, other, first_path, path)
+    return merged, reason
 
 
 def _conform_all(
@@ -243,7 +242,9 @@ def run_ingest(params: Params) -> IngestResult:
         **{f"{k}_rows": v["rows"] for k, v in splits.items()},
         seconds=round(time.perf_counter() - started, 2),
     )
-    return IngestResult(out_dir, schema, origin, report, manifest, sample, method, sources, production)
+    return IngestResult(
+        out_dir, schema, origin, report, manifest, sample, method, sources, production
+    )
 
 
 def _manifest(

@@ -269,7 +269,8 @@ def _override_layers(overrides: Sequence[str]) -> list[tuple[str, dict[str, Any]
         key = key.strip()
         if not sep or not key or any(not part for part in key.split(".")):
             raise ParamsError(
-                f"-p {item!r}: expected KEY=VALUE with a dotted key, e.g. -p ingest.split.test=0.25",
+                f"-p {item!r}: expected KEY=VALUE with a dotted key, "
+                "e.g. -p ingest.split.test=0.25",
                 source="-p",
             )
         layers.append((f"-p {key}", _nest(key, _scalar(value))))

@@ -44,7 +44,8 @@ class QuantileClipper(TransformerMixin, BaseEstimator):  # type: ignore[misc]
 
     def transform(self, X: Any) -> np.ndarray:
         """Return a clipped copy of ``X``."""
-        return np.clip(np.asarray(X, dtype=float), self.lower_, self.upper_)
+        clipped: np.ndarray = np.clip(np.asarray(X, dtype=float), self.lower_, self.upper_)
+        return clipped
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Names pass through unchanged."""
@@ -59,7 +60,9 @@ class DateFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
 
     def fit(self, X: Any, y: Any = None) -> DateFeatures:
         """Remember the input names; nothing is learned."""
-        self.feature_names_in_ = np.asarray(getattr(X, "columns", range(np.shape(X)[1])), dtype=object)
+        self.feature_names_in_ = np.asarray(
+            getattr(X, "columns", range(np.shape(X)[1])), dtype=object
+        )
         return self
 
     def transform(self, X: Any) -> np.ndarray:

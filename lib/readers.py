@@ -177,7 +177,7 @@ def _read_csv(path: Path, csv_params: CsvParams) -> pd.DataFrame:
         )
     except (pa.ArrowException, ValueError, UnicodeDecodeError) as exc:
         raise _locate_csv_error(path, csv_params, len(names), exc) from None
-    for column in frame.columns[frame.dtypes == object]:
+    for column in frame.select_dtypes(include="object").columns:
         first = frame[column].first_valid_index()
         value = frame[column].at[first] if first is not None else None
         # pyarrow reads text that is not valid in the encoding as bytes instead of failing.
@@ -231,4 +231,3 @@ def _locate_csv_error(
         path=path,
         check="unreadable",
     )
-

@@ -21,7 +21,7 @@ import pandas as pd
 from lib.errors import ParamsError, QuireError
 from lib.logs import configure_logging, get_logger
 from lib.params import Params, load_params
-from lib.paths import NOTEBOOKS_DIR, resolve
+from lib.paths import NOTEBOOKS_DIR, PROJECT_ROOT, resolve
 from lib.report import read_status, render_html, write_status
 from lib.stages import STAGES, Stage, select_stages
 
@@ -93,7 +93,7 @@ def run_stage(
     import papermill
 
     started = time.perf_counter()
-    tmp_nb = reports_dir / f".{stage.notebook}.{uuid.uuid4().hex[:8]}.tmp"
+    tmp_nb = reports_dir / f".{stage.stem}.{uuid.uuid4().hex[:8]}.tmp.ipynb"
     error: str | None = None
     try:
         try:
@@ -120,8 +120,12 @@ def run_stage(
             "error": error,
         }
         if tmp_nb.exists():
-            render_html(tmp_nb, reports_dir / f"{stage.stem}{suffix}.html", banner=banner,
-                        hide_code=hide_code)
+            render_html(
+                tmp_nb,
+                reports_dir / f"{stage.stem}{suffix}.html",
+                banner=banner,
+                hide_code=hide_code,
+            )
             os.replace(tmp_nb, reports_dir / f"{stage.stem}{suffix}.ipynb")
     finally:
         with contextlib.suppress(FileNotFoundError):
@@ -206,6 +210,14 @@ def run_pipeline(
     return outcomes
 
 
+def environment(dotenv: Path = PROJECT_ROOT / ".env") -> dict[str, str]:
+    """Return the process environment over the values of ``.env`` (the process wins)."""
+    from dotenv import dotenv_values
+
+    values = {k: v for k, v in dotenv_values(dotenv).items() if v is not None}
+    return {**values, **os.environ}
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return run_all's command-line parser."""
     names = ", ".join(s.name for s in STAGES)
@@ -239,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``run_all.py``; returns the exit code."""
     args = build_parser().parse_args(argv)
     try:
-        params = load_params(args.params, args.overrides, env=os.environ)
+        params = load_params(args.params, args.overrides, env=environment())
         stages = select_stages(args.only, args.start)
     except ParamsError as exc:
         print(f"error: {exc}", file=sys.stderr)

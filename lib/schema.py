@@ -161,8 +161,10 @@ def to_categorical(values: pd.Series) -> pd.Series:
         finite = values.dropna()
         if len(finite) and (finite == finite.round()).all():
             values = values.astype("Int64")
-    out = values.astype(object).where(values.notna(), np.nan)
-    return out.map(lambda v: v if isinstance(v, str) or v is np.nan else str(v))
+    present = values.notna()
+    out = values.astype(object).where(present, np.nan)
+    out[present] = out[present].map(lambda v: v if isinstance(v, str) else str(v))
+    return out
 
 
 def coerce_column(values: pd.Series, kind: ColumnKind, column: str, path: Path) -> pd.Series:
@@ -197,7 +199,7 @@ def _infer_kind(values: pd.Series, checks: ChecksParams) -> ColumnKind:
     numeric_share = pd.to_numeric(sample, errors="coerce").notna().mean()
     if numeric_share >= checks.numeric_min_share:
         return "numeric"
-    if sample.map(type).eq(str).all():
+    if all(isinstance(v, str) for v in sample):
         dates = pd.to_datetime(sample, errors="coerce", format="ISO8601")
         if dates.notna().mean() >= 0.95 and text.str.contains(r"\d{4}-\d{2}-\d{2}").mean() > 0.95:
             return "datetime"
@@ -256,9 +258,7 @@ def _class_list(target: pd.Series) -> list[Any]:
     return [c.item() if isinstance(c, np.generic) else c for c in classes]
 
 
-def infer_schema(
-    frame: pd.DataFrame, data: DataParams, checks: ChecksParams, path: Path
-) -> Schema:
+def infer_schema(frame: pd.DataFrame, data: DataParams, checks: ChecksParams, path: Path) -> Schema:
     """Infer the schema of ``frame``; columns declared in ``data.columns`` keep their kind.
 
     Parameters
@@ -285,7 +285,9 @@ def infer_schema(
         if name in skip:
             continue
         spec = declared.get(name)
-        kind: ColumnKind = "datetime" if name == data.date_column else _infer_kind(frame[name], checks)
+        kind: ColumnKind = (
+            "datetime" if name == data.date_column else _infer_kind(frame[name], checks)
+        )
         kind = spec.kind if spec else kind
         values = coerce_column(frame[name], kind, name, path)
         features.append(_profile_column(name, kind, values, spec))
@@ -311,7 +313,9 @@ def infer_schema(
 def _profile_column(
     name: str, kind: ColumnKind, values: pd.Series, spec: ColumnSpec | None
 ) -> ColumnSchema:
-    col = ColumnSchema(name=name, kind=kind, nullable=bool(values.isna().any()), declared=bool(spec))
+    col = ColumnSchema(
+        name=name, kind=kind, nullable=bool(values.isna().any()), declared=bool(spec)
+    )
     if kind == "numeric" and values.notna().any():
         col.min, col.max = float(values.min()), float(values.max())
     if kind == "categorical":

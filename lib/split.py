@@ -67,7 +67,9 @@ def _can_stratify(labels: np.ndarray, n: int, p: SplitParams) -> bool:
     return smallest >= 3 and min(p.test, p.validation) * n >= len(set(labels.tolist()))
 
 
-def _by_time(frame: pd.DataFrame, schema: Schema, p: SplitParams) -> tuple[dict[str, np.ndarray], str]:
+def _by_time(
+    frame: pd.DataFrame, schema: Schema, p: SplitParams
+) -> tuple[dict[str, np.ndarray], str]:
     column = schema.date_column
     if column is None:
         raise ParamsError(

@@ -156,8 +156,9 @@ def check(frame: pd.DataFrame, schema: Schema, checks: ChecksParams, path: Path)
         over = missing.share > checks.max_missing_share
         findings.append(_with_severity(missing, "soft" if over else "pass"))
         if col.kind == "numeric" and (col.min is not None or col.max is not None):
-            low = values < col.min if col.min is not None else False
-            high = values > col.max if col.max is not None else False
+            none = pd.Series(False, index=values.index)
+            low = values < col.min if col.min is not None else none
+            high = values > col.max if col.max is not None else none
             findings.append(_finding(path, col.name, "out_of_range", low | high, values))
         if col.kind == "categorical" and col.categories is not None:
             unseen = values.notna() & ~values.isin(col.categories)
@@ -200,6 +201,9 @@ def report_frame(findings: list[Finding]) -> pd.DataFrame:
     columns = ["file", "column", "check", "severity", "count", "share", "examples", "rows"]
     table = pd.DataFrame([asdict(f) for f in findings], columns=columns)
     order = table["severity"].map({"hard": 0, "soft": 1, "pass": 2})
-    return table.assign(_order=order).sort_values(["_order", "file", "column"], kind="stable").drop(
-        columns="_order"
-    ).reset_index(drop=True)
+    return (
+        table.assign(_order=order)
+        .sort_values(["_order", "file", "column"], kind="stable")
+        .drop(columns="_order")
+        .reset_index(drop=True)
+    )

@@ -23,7 +23,11 @@ def run_all(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run(
         [sys.executable, str(PROJECT_ROOT / "run_all.py"), *args],
-        capture_output=True, text=True, env=env, cwd=PROJECT_ROOT, timeout=300,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=PROJECT_ROOT,
+        timeout=300,
     )
 
 
@@ -59,7 +63,9 @@ def test_success_then_failure_keeps_good_report(tmp_path):
     assert 'data-status="failed"' in failed and 'id="papermill-error-cell"' in failed
     assert '<td class="failed">failed</td>' in (reports / "index.html").read_text()
 
-    again = run_all("--params", "params/ci.yaml", *dir_args(tmp_path), "--only", "ingest", "--hide-code")
+    again = run_all(
+        "--params", "params/ci.yaml", *dir_args(tmp_path), "--only", "ingest", "--hide-code"
+    )
     assert again.returncode == 0, again.stderr[-3000:]
     assert not (reports / "01_ingest.failed.html").exists()
     assert "run_ingest" not in (reports / "01_ingest.html").read_text()
@@ -68,7 +74,11 @@ def test_success_then_failure_keeps_good_report(tmp_path):
 @pytest.mark.slow
 def test_failing_stage_stops_pipeline_and_skips_later_ones(tmp_path):
     params = load_params(overrides=dirs_overrides(tmp_path))
-    stages = [Stage("first", "ok.ipynb", ("project",)), Stage("second", "fail.ipynb", ("project",)), Stage("third", "ok.ipynb", ("project",))]
+    stages = [
+        Stage("first", "ok.ipynb", ("project",)),
+        Stage("second", "fail.ipynb", ("project",)),
+        Stage("third", "ok.ipynb", ("project",)),
+    ]
     outcomes = run_pipeline(params, stages, notebooks_dir=FIXTURES)
     assert [o.status for o in outcomes] == ["ok", "failed", "skipped"]
     assert outcomes[1].error == (

@@ -46,7 +46,9 @@ def test_production_batch_has_the_configured_drift(tmp_path, gen):
     ref = pd.read_parquet(generate(gen, 3, tmp_path))
     prod = pd.read_parquet(generate(gen, 3, tmp_path, production=True))
     assert len(prod) == gen.production.rows
-    assert NEW_PAYMENT in set(prod["payment_method"]) and NEW_PAYMENT not in set(ref["payment_method"])
+    assert NEW_PAYMENT in set(prod["payment_method"]) and NEW_PAYMENT not in set(
+        ref["payment_method"]
+    )
     for column in gen.production.shifted_columns:
         shift = (prod[column].median() - ref[column].median()) / ref[column].std()
         assert shift > 0.3, column
@@ -56,7 +58,15 @@ def test_production_batch_has_the_configured_drift(tmp_path, gen):
 def test_relation_change_alters_label_dependence():
     gen = GeneratorParams(rows=20000, chunk_rows=20000, label_noise=0.0)
     ref = next(iter_chunks(gen, 5))
-    prod = next(iter_chunks(gen.model_copy(update={"production": gen.production.model_copy(update={"rows": 20000})}), 5, production=True))
+    prod = next(
+        iter_chunks(
+            gen.model_copy(
+                update={"production": gen.production.model_copy(update={"rows": 20000})}
+            ),
+            5,
+            production=True,
+        )
+    )
     corr_ref = ref["support_calls"].corr(ref[TARGET])
     corr_prod = prod["support_calls"].corr(prod[TARGET])
     assert corr_ref > 0.1 and abs(corr_prod) < 0.05

@@ -15,7 +15,11 @@ def test_generator_ingest_writes_splits_manifest_and_schema(tiny_params):
     result = run_ingest(tiny_params)
     out = processed_dir(tiny_params)
     assert sorted(p.name for p in out.iterdir()) == [
-        "manifest.json", "schema.json", "test.parquet", "train.parquet", "validation.json",
+        "manifest.json",
+        "schema.json",
+        "test.parquet",
+        "train.parquet",
+        "validation.json",
         "validation.parquet",
     ]
     manifest = json.loads((out / "manifest.json").read_text())
@@ -44,7 +48,9 @@ def test_time_split_puts_latest_rows_in_test(tmp_path, csv_params):
     params = csv_params(path, "data.date_column=joined", "ingest.split.by_time=true")
     run_ingest(params)
     out = processed_dir(params)
-    train, val, test = (pd.read_parquet(out / f"{n}.parquet") for n in ("train", "validation", "test"))
+    train, val, test = (
+        pd.read_parquet(out / f"{n}.parquet") for n in ("train", "validation", "test")
+    )
     assert train["joined"].max() < val["joined"].min() <= val["joined"].max() < test["joined"].min()
 
 
@@ -94,8 +100,14 @@ BROKEN = {
     "ragged": (_ragged, "row 5 (line 6) has 7 fields, the header has 6"),
     "wrong_type": (_wrong_type, "column 'charges' row 31: 'abc' is not a number"),
     "one_class": (lambda: _csv(small_frame().assign(label=0)), "target 'label' has one class (0)"),
-    "no_target": (lambda: _csv(small_frame().drop(columns="label")), "target column 'label' is missing"),
-    "missing_column": (lambda: _csv(small_frame().drop(columns="plan")), "required column 'plan' is missing"),
+    "no_target": (
+        lambda: _csv(small_frame().drop(columns="label")),
+        "target column 'label' is missing",
+    ),
+    "missing_column": (
+        lambda: _csv(small_frame().drop(columns="plan")),
+        "required column 'plan' is missing",
+    ),
     "empty": (lambda: b"", "the file is empty"),
 }
 
@@ -161,7 +173,9 @@ def test_saved_schema_requires_its_columns(tmp_path, csv_params):
     params = csv_params(path)
     run_ingest(params)
     small_frame().drop(columns="plan").to_csv(path, index=False)
-    with pytest.raises(DataValidationError, match=r"required column 'plan' is missing.*schema_mode: infer"):
+    with pytest.raises(
+        DataValidationError, match=r"required column 'plan' is missing.*schema_mode: infer"
+    ):
         run_ingest(params)
 
 

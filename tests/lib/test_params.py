@@ -33,7 +33,9 @@ def test_layers_apply_in_order(tmp_path):
 
 
 def test_override_values_are_parsed_as_yaml():
-    params = load_params(overrides=["data.drop=[a, b]", "data.id_column=null", "generator.rows=500"])
+    params = load_params(
+        overrides=["data.drop=[a, b]", "data.id_column=null", "generator.rows=500"]
+    )
     assert params.data.drop == ["a", "b"]
     assert params.data.id_column is None
     assert params.generator.rows == 500

@@ -31,11 +31,18 @@ def test_preprocessor_is_unfitted_and_covers_every_kind(table):
     schema, frame = table
     pre = build_preprocessor(schema, PreprocessingParams())
     assert not hasattr(pre, "transformers_")
-    assert {name for name, _, _ in pre.transformers} == {"numeric", "boolean", "categorical", "dates"}
+    assert {name for name, _, _ in pre.transformers} == {
+        "numeric",
+        "boolean",
+        "categorical",
+        "dates",
+    }
     out = clone(pre).set_output(transform="pandas").fit_transform(frame[schema.names()])
     assert not out.isna().any().any()
     assert "categorical__plan_basic" in out.columns
-    assert {"dates__joined_days", "dates__joined_month", "dates__joined_weekday"} <= set(out.columns)
+    assert {"dates__joined_days", "dates__joined_month", "dates__joined_weekday"} <= set(
+        out.columns
+    )
     assert abs(out["numeric__charges"].mean()) < 1e-9  # standard-scaled
 
 
@@ -49,7 +56,11 @@ def test_unknown_category_at_predict_time_does_not_fail(table):
 def test_ordinal_and_no_scaling_options(table):
     schema, frame = table
     params = PreprocessingParams(encode="ordinal", scale="none", clip_quantiles=None)
-    out = build_preprocessor(schema, params).set_output(transform="pandas").fit_transform(frame[schema.names()])
+    out = (
+        build_preprocessor(schema, params)
+        .set_output(transform="pandas")
+        .fit_transform(frame[schema.names()])
+    )
     assert "categorical__plan" in out.columns
     assert out["numeric__tenure"].max() == frame["tenure"].max()
 

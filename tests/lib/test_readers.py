@@ -17,9 +17,27 @@ def write(path: Path, data: bytes) -> Path:
 CASES = [
     ("empty.csv", b"", "the file is empty", "empty_file", None),
     ("header.csv", b"a,b,label\n", "header but no data rows", "header_only", None),
-    ("ragged.csv", b"a,b,label\n1,2,0\n3,4,1\n5,6,7,1\n", "row 3 (line 4) has 4 fields, the header has 3", "ragged_rows", 3),
-    ("semi.csv", b"a;b;label\n1;2;0\n", "looks ';'-delimited: set data.csv.delimiter: ';'", "wrong_delimiter", None),
-    ("dup.csv", b"a,b,a\n1,2,3\n", "duplicate column name 'a' (columns 1 and 3)", "duplicate_columns", None),
+    (
+        "ragged.csv",
+        b"a,b,label\n1,2,0\n3,4,1\n5,6,7,1\n",
+        "row 3 (line 4) has 4 fields, the header has 3",
+        "ragged_rows",
+        3,
+    ),
+    (
+        "semi.csv",
+        b"a;b;label\n1;2;0\n",
+        "looks ';'-delimited: set data.csv.delimiter: ';'",
+        "wrong_delimiter",
+        None,
+    ),
+    (
+        "dup.csv",
+        b"a,b,a\n1,2,3\n",
+        "duplicate column name 'a' (columns 1 and 3)",
+        "duplicate_columns",
+        None,
+    ),
     ("latin.csv", b"a,label\n1,0\n2,caf\xe9\n", "row 2 (line 3) is not valid utf-8", "encoding", 2),
 ]
 

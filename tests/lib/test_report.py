@@ -10,15 +10,25 @@ from plotly.offline import get_plotlyjs
 from lib.report import render_html, write_index
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "notebooks"
-BANNER = {"stage": "ok", "status": "ok", "duration": "1.0 s", "params_digest": "abc123", "finished_at": "now", "error": None}
+BANNER = {
+    "stage": "ok",
+    "status": "ok",
+    "duration": "1.0 s",
+    "params_digest": "abc123",
+    "finished_at": "now",
+    "error": None,
+}
 
 
 @pytest.fixture(scope="module")
 def executed(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("nb") / "ok.ipynb"
     papermill.execute_notebook(
-        str(FIXTURES / "ok.ipynb"), str(out), parameters={"project": {"name": "churn"}},
-        kernel_name="python3", progress_bar=False,
+        str(FIXTURES / "ok.ipynb"),
+        str(out),
+        parameters={"project": {"name": "churn"}},
+        kernel_name="python3",
+        progress_bar=False,
     )
     return out
 
@@ -48,9 +58,19 @@ def test_hide_code_drops_inputs_but_keeps_figures(executed, tmp_path):
 def test_index_lists_every_stage_with_status(tmp_path):
     status = {
         "run": {"dataset": "churn", "params_digest": "d1", "started_at": "t", "status": "ok"},
-        "stages": {"ingest": {"status": "ok", "duration": "2.0 s", "params_digest": "d1", "report": "01_ingest.html"}},
+        "stages": {
+            "ingest": {
+                "status": "ok",
+                "duration": "2.0 s",
+                "params_digest": "d1",
+                "report": "01_ingest.html",
+            }
+        },
     }
     write_index(tmp_path, status)
     text = (tmp_path / "index.html").read_text()
     assert '<a href="01_ingest.html">' in text
-    assert re.search(r'data-stage="ingest">\s*<td>01_ingest.ipynb</td>\s*<td class="ok">ok</td>\s*<td>2.0 s</td>', text)
+    assert re.search(
+        r'data-stage="ingest">\s*<td>01_ingest.ipynb</td>\s*<td class="ok">ok</td>\s*<td>2.0 s</td>',
+        text,
+    )

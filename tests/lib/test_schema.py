@@ -52,13 +52,17 @@ def test_mostly_numeric_column_with_text_names_row_and_value():
 
 
 def test_missing_target():
-    with pytest.raises(DataValidationError, match=r"target column 'label' is missing \(columns: tenure"):
+    with pytest.raises(
+        DataValidationError, match=r"target column 'label' is missing \(columns: tenure"
+    ):
         infer(small_frame().drop(columns="label"))
 
 
 def test_target_with_one_class():
     frame = small_frame().assign(label=1)
-    with pytest.raises(DataValidationError, match=r"target 'label' has one class \(1\) in 60 labelled rows"):
+    with pytest.raises(
+        DataValidationError, match=r"target 'label' has one class \(1\) in 60 labelled rows"
+    ):
         infer(frame)
 
 
@@ -92,3 +96,12 @@ def test_schema_round_trips(tmp_path):
     schema.save(tmp_path / "schema.json")
     assert Schema.load(tmp_path / "schema.json") == schema
     assert Schema.load(tmp_path / "schema.json").sha256() == schema.sha256()
+
+
+def test_categorical_missing_values_stay_missing():
+    from lib.schema import to_categorical
+
+    out = to_categorical(pd.Series(["a", None, float("nan"), 3], dtype=object))
+    assert out.isna().tolist() == [False, True, True, False]
+    assert out.dropna().tolist() == ["a", "3"]
+    assert to_categorical(pd.Series([2007.0, None])).tolist()[0] == "2007"

@@ -1,0 +1,96 @@
+"""Set-up files agree with each other: pyproject, requirements.lock, environment.yml, .env.example."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import tomllib
+
+import yaml
+from packaging.requirements import Requirement
+
+from lib.paths import PROJECT_ROOT
+
+ROOT = PROJECT_ROOT
+
+
+def norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def lock() -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / "requirements.lock").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[norm(name)] = version.strip()
+    return pins
+
+
+def pyproject_requirements() -> list[Requirement]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return [
+        Requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["dev"]
+    ]
+
+
+def conda_pip_requirements() -> list[Requirement]:
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    return [Requirement(r) for r in pip]
+
+
+def test_every_dependency_is_pinned_in_the_lock_within_its_range():
+    pins = lock()
+    for req in pyproject_requirements():
+        assert norm(req.name) in pins, f"{req.name} missing from requirements.lock (make lock)"
+        assert req.specifier.contains(pins[norm(req.name)]), (
+            f"{req.name}=={pins[norm(req.name)]} vs {req.specifier}"
+        )
+
+
+def test_environment_yml_has_the_same_packages_and_pins():
+    ours = {norm(r.name): r for r in pyproject_requirements()}
+    theirs = {norm(r.name): r for r in conda_pip_requirements()}
+    assert set(theirs) == set(ours)
+    pins = lock()
+    for name, req in theirs.items():
+        assert str(req.specifier) == f"=={pins[name]}", name
+        assert req.extras == ours[name].extras, name
+
+
+def test_python_version_agrees():
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    assert "python=3.11" in env["dependencies"]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["requires-python"] == ">=3.11,<3.12"
+
+
+def test_env_example_lists_every_variable_the_code_reads():
+    example = (ROOT / ".env.example").read_text()
+    sources = [p for d in ("lib", "server") for p in (ROOT / d).rglob("*.py")] + [
+        ROOT / "run_all.py"
+    ]
+    pattern = re.compile(
+        r"""(?:environ(?:\.get)?\(|environ\[|getenv\()\s*["']([A-Z][A-Z0-9_]+)["']"""
+    )
+    read = {name for path in sources for name in pattern.findall(path.read_text())}
+    read |= {"QUIRE__"}  # the params prefix (lib/params.py ENV_PREFIX)
+    for name in read:
+        assert name in example, f"{name} is read by the code but not documented in .env.example"
+
+
+def test_make_help_lists_the_targets():
+    out = subprocess.run(
+        ["make", "-s", "help"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    for target in ("run", "test", "lint", "install", "lock", "bench"):
+        assert re.search(rf"make {target}\s+\S", out), target
+
+
+def test_readme_opens_with_the_two_commands():
+    readme = (ROOT / "README.md").read_text()
+    head = readme[: readme.index("\n## ", readme.index("make test"))]
+    assert "make run" in head and "make test" in head
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "\nmake test" in ci
