@@ -24,7 +24,7 @@ from lib.logs import get_logger
 from lib.params import Params
 from lib.paths import resolve
 from lib.readers import expand_source, penguins_csv, read_table
-from lib.schema import ColumnSchema, Schema, infer_schema, params_fingerprint
+from lib.schema import Schema, complete_schema, draft_schema, params_fingerprint
 from lib.split import SPLITS, split_positions
 from lib.validate import Finding, check, conform, report_frame
 
@@ -95,77 +95,38 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _widen(pick: Any, a: float | None, b: float | None) -> float | None:
-    known = [v for v in (a, b) if v is not None]
-    return pick(known) if known else None
-
-
-def _merge_schemas(first: Schema, other: Schema, first_path: Path, path: Path) -> Schema:
-    """Widen ``first`` with a schema inferred from another file of the same source."""
-    theirs = {c.name: c for c in other.features}
-    merged: list[ColumnSchema] = []
-    for col in first.features:
-        o = theirs.get(col.name)
-        if o is None:
-            raise DataValidationError(
-                f"{path}: column {col.name!r} is missing but {first_path} has it; every file of a "
-                "glob needs the same columns",
-                path=path,
-                column=col.name,
-                check="missing_column",
-            )
-        if o.kind != col.kind:
-            raise DataValidationError(
-                f"{path}: column {col.name!r} looks {o.kind} but {col.kind} in {first_path}; "
-                "declare its kind in data.columns or fix the values",
-                path=path,
-                column=col.name,
-                check="wrong_type",
-            )
-        update: dict[str, Any] = {"nullable": col.nullable or o.nullable}
-        if col.kind == "numeric" and not col.declared:
-            update["min"] = _widen(min, col.min, o.min)
-            update["max"] = _widen(max, col.max, o.max)
-        if col.categories is not None and o.categories is not None and not col.declared:
-            update["categories"] = sorted(set(col.categories) | set(o.categories))
-        merged.append(col.model_copy(update=update))
-    classes = first.classes
-    if classes is not None and other.classes is not None:
-        classes = sorted(set(classes) | set(other.classes), key=lambda v: (str(type(v)), v))
-    return first.model_copy(update={"features": merged, "classes": classes})
-
-
-def _schema_for(
-    params: Params, frames: list[tuple[Path, pd.DataFrame]], saved: Path
-) -> tuple[Schema, str]:
-    fingerprint = params_fingerprint(params.data)
+def _saved_schema(params: Params, saved: Path) -> tuple[Schema | None, str]:
     if params.ingest.schema_mode == "auto" and saved.exists():
         schema = Schema.load(saved)
-        if schema.params_fingerprint == fingerprint:
+        if schema.params_fingerprint == params_fingerprint(params.data):
             return schema, f"validated against the saved schema {saved}"
-        reason = "re-inferred: data parameters changed since the saved schema"
-    else:
-        reason = "inferred from the data"
-    first_path = frames[0][0]
-    inferred = [infer_schema(f, params.data, params.ingest.checks, p) for p, f in frames]
-    merged = inferred[0]
-    for (path, _), other in zip(frames[1:], inferred[1:], strict=True):
-        merged = _merge_schemas(merged, other, first_path, path)
-    return merged, reason
+        return None, "re-inferred: data parameters changed since the saved schema"
+    return None, "inferred from the data"
 
 
-def _conform_all(
-    params: Params, frames: list[tuple[Path, pd.DataFrame]], schema: Schema
-) -> tuple[pd.DataFrame, list[Finding]]:
+def _load(
+    params: Params, sources: list[Path], saved: Path
+) -> tuple[Schema, str, pd.DataFrame, list[Finding]]:
+    """Read, conform and check every source; each raw table is dropped once conformed."""
+    schema, origin = _saved_schema(params, saved)
+    draft = schema
+    parts: list[tuple[Path, pd.DataFrame]] = []
     findings: list[Finding] = []
-    parts = []
-    for path, raw in frames:
-        conformed, found = conform(raw, schema, path)
+    for path in sources:
+        raw = read_table(path, params.data.csv)
+        if draft is None:
+            draft = draft_schema(raw, params.data, params.ingest.checks, path)
+        conformed, found = conform(raw, draft, path)
+        del raw
+        parts.append((path, conformed))
         findings += found
-        findings += check(conformed, schema, params.ingest.checks, path)
-        parts.append(conformed)
-    frame = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
-    return frame, findings
+    assert draft is not None  # sources is never empty
+    frame = parts[0][1] if len(parts) == 1 else pd.concat([p for _, p in parts], ignore_index=True)
+    schema = schema or complete_schema(draft, frame)
+    for path, part in parts:
+        findings += check(part, schema, params.ingest.checks, path)
+    log.info("read", files=len(parts), rows=len(frame))
+    return schema, origin, frame, findings
 
 
 def _class_counts(frame: pd.DataFrame, schema: Schema) -> dict[str, int] | None:
@@ -215,11 +176,7 @@ def run_ingest(params: Params) -> IngestResult:
     out_dir = processed_dir(params)
     recover_dir(out_dir)
     sources, production = resolve_sources(params)
-    frames = [(path, read_table(path, params.data.csv)) for path in sources]
-    log.info("read", files=len(frames), rows=sum(len(f) for _, f in frames))
-    schema, origin = _schema_for(params, frames, out_dir / SCHEMA)
-    frame, findings = _conform_all(params, frames, schema)
-    del frames
+    schema, origin, frame, findings = _load(params, sources, out_dir / SCHEMA)
     positions, method = split_positions(frame, schema, params.ingest.split, params.project.seed)
     report = report_frame(findings)
     stage = staging_dir(out_dir)

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
@@ -19,7 +19,14 @@ from lib.params import PreprocessingParams
 from lib.schema import Schema
 
 
-class QuantileClipper(TransformerMixin, BaseEstimator):  # type: ignore[misc]
+def _remember_inputs(estimator: BaseEstimator, X: Any) -> None:
+    """Set ``n_features_in_`` and, for frames, ``feature_names_in_`` (sklearn's conventions)."""
+    estimator.n_features_in_ = np.shape(X)[1]
+    if hasattr(X, "columns"):
+        estimator.feature_names_in_ = np.asarray(X.columns, dtype=object)
+
+
+class QuantileClipper(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):  # type: ignore[misc]
     """Clip each column to quantiles learned on the training data (outlier handling).
 
     Parameters
@@ -35,11 +42,9 @@ class QuantileClipper(TransformerMixin, BaseEstimator):  # type: ignore[misc]
     def fit(self, X: Any, y: Any = None) -> QuantileClipper:
         """Learn ``lower_`` and ``upper_`` per column, ignoring NaN."""
         values = np.asarray(X, dtype=float)
-        if hasattr(X, "columns"):
-            self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        _remember_inputs(self, X)
         self.lower_ = np.nanquantile(values, self.low, axis=0)
         self.upper_ = np.nanquantile(values, self.high, axis=0)
-        self.n_features_in_ = values.shape[1]
         return self
 
     def transform(self, X: Any) -> np.ndarray:
@@ -47,12 +52,24 @@ class QuantileClipper(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         clipped: np.ndarray = np.clip(np.asarray(X, dtype=float), self.lower_, self.upper_)
         return clipped
 
-    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
-        """Names pass through unchanged."""
-        if input_features is None:
-            default = [f"x{i}" for i in range(self.n_features_in_)]
-            input_features = getattr(self, "feature_names_in_", default)
-        return np.asarray(input_features, dtype=object)
+
+class MissingAsNaN(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):  # type: ignore[misc]
+    """Make every missing marker (None, NaN, pd.NA) NaN in an object array.
+
+    Parquet and JSON give ``None`` for a missing category, which SimpleImputer would keep as a
+    category of its own; this step lets it impute them all alike.
+    """
+
+    def fit(self, X: Any, y: Any = None) -> MissingAsNaN:
+        """Remember the input names; nothing is learned."""
+        _remember_inputs(self, X)
+        return self
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Return an object array with NaN wherever ``X`` is missing."""
+        values = np.array(X, dtype=object)
+        values[pd.isna(values)] = np.nan
+        return values
 
 
 class DateFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
@@ -115,7 +132,7 @@ def _categorical_steps(p: PreprocessingParams) -> list[tuple[str, Any]]:
             max_categories=p.max_categories,
             min_frequency=p.min_frequency or None,
         )
-    return [("impute", impute), ("encode", encoder)]
+    return [("nan", MissingAsNaN()), ("impute", impute), ("encode", encoder)]
 
 
 def build_preprocessor(schema: Schema, p: PreprocessingParams) -> ColumnTransformer:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import codecs
 import csv
-import datetime
 import glob
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.csv as pa_csv
 
 from lib.errors import DataValidationError
 from lib.params import CsvParams
@@ -21,6 +21,9 @@ from lib.paths import resolve
 
 _CANDIDATE_DELIMITERS = [",", ";", "\t", "|"]
 _SNIFF_BYTES = 64 * 1024
+# The same missing-value markers as pandas.read_csv.
+_NULLS = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND"]
+_NULLS += ["1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"]
 
 
 def penguins_csv() -> Path:
@@ -169,23 +172,22 @@ def _read_csv(path: Path, csv_params: CsvParams) -> pd.DataFrame:
         raise _empty(path)
     names = _header(path, csv_params)
     try:
-        frame = pd.read_csv(
+        table = pa_csv.read_csv(
             path,
-            sep=csv_params.delimiter,
-            encoding=csv_params.encoding,
-            engine="pyarrow",
+            read_options=pa_csv.ReadOptions(encoding=csv_params.encoding),
+            parse_options=pa_csv.ParseOptions(delimiter=csv_params.delimiter),
+            convert_options=pa_csv.ConvertOptions(null_values=_NULLS, strings_can_be_null=True),
         )
     except (pa.ArrowException, ValueError, UnicodeDecodeError) as exc:
         raise _locate_csv_error(path, csv_params, len(names), exc) from None
-    for column in frame.select_dtypes(include="object").columns:
-        first = frame[column].first_valid_index()
-        value = frame[column].at[first] if first is not None else None
-        # pyarrow reads text that is not valid in the encoding as bytes instead of failing.
-        if isinstance(value, bytes):
-            raise _locate_csv_error(path, csv_params, len(names), ValueError("undecodable text"))
-        # and ISO dates as datetime.date objects: make them datetime64 like Parquet's.
-        if isinstance(value, datetime.date):
-            frame[column] = pd.to_datetime(frame[column])
+    # pyarrow reads text that is not valid in the encoding as binary instead of failing.
+    if any(pa.types.is_binary(field.type) for field in table.schema):
+        raise _locate_csv_error(path, csv_params, len(names), ValueError("undecodable text"))
+    # self_destruct frees Arrow buffers as columns convert: peak memory stays near one copy.
+    frame: pd.DataFrame = table.to_pandas(
+        date_as_object=False, split_blocks=True, self_destruct=True
+    )
+    del table
     return frame
 
 

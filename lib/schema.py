@@ -119,10 +119,8 @@ def _flag(values: pd.Series, bad: pd.Series) -> pd.Series:
 
 def to_numeric(values: pd.Series, column: str, path: Path) -> pd.Series:
     """Parse a column as float64; raise naming the first value that is not a number."""
-    if pd.api.types.is_bool_dtype(values):
-        return values.astype(float)
-    if pd.api.types.is_numeric_dtype(values):
-        return values.astype(float)
+    if pd.api.types.is_numeric_dtype(values):  # bool included
+        return values.astype(float, copy=False)
     parsed = pd.to_numeric(values, errors="coerce").astype(float)
     fix = "fix the value or declare the column categorical in params (data.columns)"
     _bad_values(path, column, _flag(values, parsed.isna() & values.notna()), "a number", fix)
@@ -133,6 +131,8 @@ def to_boolean(values: pd.Series, column: str, path: Path) -> pd.Series:
     """Parse true/false, yes/no, 1/0 (any case) into 1.0/0.0/NaN."""
     if pd.api.types.is_bool_dtype(values):
         return values.astype(float)
+    if pd.api.types.infer_dtype(values, skipna=True) == "boolean":  # True/False/None objects
+        return values.map({True: 1.0, False: 0.0}).astype(float)
     text = values.astype(str).str.strip().str.lower()
     parsed = pd.Series(np.nan, index=values.index)
     parsed[text.isin(_TRUE)] = 1.0
@@ -157,6 +157,8 @@ def to_datetime(values: pd.Series, column: str, path: Path) -> pd.Series:
 
 def to_categorical(values: pd.Series) -> pd.Series:
     """Return the values as strings (integral floats without '.0'), missing kept as NaN."""
+    if values.dtype == object and pd.api.types.infer_dtype(values, skipna=True) == "string":
+        return values  # already text; None and NaN both count as missing downstream
     if pd.api.types.is_float_dtype(values):
         finite = values.dropna()
         if len(finite) and (finite == finite.round()).all():
@@ -258,8 +260,11 @@ def _class_list(target: pd.Series) -> list[Any]:
     return [c.item() if isinstance(c, np.generic) else c for c in classes]
 
 
-def infer_schema(frame: pd.DataFrame, data: DataParams, checks: ChecksParams, path: Path) -> Schema:
-    """Infer the schema of ``frame``; columns declared in ``data.columns`` keep their kind.
+def draft_schema(frame: pd.DataFrame, data: DataParams, checks: ChecksParams, path: Path) -> Schema:
+    """Decide each feature's kind (from a sample) and the task; ranges come later.
+
+    Columns declared in ``data.columns`` keep their kind and whatever else they declare.
+    Complete the draft with :func:`complete_schema` once the data is conformed to it.
 
     Parameters
     ----------
@@ -275,7 +280,7 @@ def infer_schema(frame: pd.DataFrame, data: DataParams, checks: ChecksParams, pa
     Returns
     -------
     Schema
-        Kinds, nullability, ranges and categories of the features; target and task.
+        Kinds, target and task; no ranges or categories yet unless declared.
     """
     require_columns(frame, data, path)
     declared = _declared(data)
@@ -285,12 +290,11 @@ def infer_schema(frame: pd.DataFrame, data: DataParams, checks: ChecksParams, pa
         if name in skip:
             continue
         spec = declared.get(name)
-        kind: ColumnKind = (
-            "datetime" if name == data.date_column else _infer_kind(frame[name], checks)
-        )
-        kind = spec.kind if spec else kind
-        values = coerce_column(frame[name], kind, name, path)
-        features.append(_profile_column(name, kind, values, spec))
+        if spec is not None:
+            features.append(ColumnSchema(name=name, declared=True, **spec.model_dump()))
+            continue
+        kind = "datetime" if name == data.date_column else _infer_kind(frame[name], checks)
+        features.append(ColumnSchema(name=name, kind=kind))
     if not features:
         raise DataValidationError(
             f"{path}: no feature columns left besides the target, id and dropped columns; "
@@ -298,11 +302,9 @@ def infer_schema(frame: pd.DataFrame, data: DataParams, checks: ChecksParams, pa
             path=path,
             check="no_features",
         )
-    task = _infer_task(frame[data.target], data, path)
     return Schema(
         target=data.target,
-        task=task,
-        classes=None if task == "regression" else _class_list(frame[data.target]),
+        task=_infer_task(frame[data.target], data, path),
         id_column=data.id_column,
         date_column=data.date_column if data.date_column in frame.columns else None,
         features=features,
@@ -310,23 +312,29 @@ def infer_schema(frame: pd.DataFrame, data: DataParams, checks: ChecksParams, pa
     )
 
 
-def _profile_column(
-    name: str, kind: ColumnKind, values: pd.Series, spec: ColumnSpec | None
-) -> ColumnSchema:
-    col = ColumnSchema(
-        name=name, kind=kind, nullable=bool(values.isna().any()), declared=bool(spec)
-    )
-    if kind == "numeric" and values.notna().any():
-        col.min, col.max = float(values.min()), float(values.max())
-    if kind == "categorical":
+def complete_schema(draft: Schema, frame: pd.DataFrame) -> Schema:
+    """Fill nullability, ranges, categories and classes from data conformed to ``draft``.
+
+    Values a column declared in params are kept.
+    """
+    features = [_profile_column(col, frame[col.name]) for col in draft.features]
+    classes = None if draft.task == "regression" else _class_list(frame[draft.target])
+    return draft.model_copy(update={"features": features, "classes": classes})
+
+
+def _profile_column(col: ColumnSchema, values: pd.Series) -> ColumnSchema:
+    update: dict[str, Any] = {}
+    if not col.declared:
+        update["nullable"] = bool(values.isna().any())
+    if col.kind == "numeric" and values.notna().any():
+        if col.min is None:
+            update["min"] = float(values.min())
+        if col.max is None:
+            update["max"] = float(values.max())
+    if col.kind == "categorical" and col.categories is None:
         counts = values.value_counts()
-        col.categories = sorted(counts.index[:MAX_CATEGORIES_KEPT].astype(str).tolist())
-    if spec is not None:
-        col.nullable = spec.nullable
-        col.min = spec.min if spec.min is not None else col.min
-        col.max = spec.max if spec.max is not None else col.max
-        col.categories = spec.categories if spec.categories is not None else col.categories
-    return col
+        update["categories"] = sorted(counts.index[:MAX_CATEGORIES_KEPT].astype(str).tolist())
+    return col.model_copy(update=update)
 
 
 def require_columns(frame: pd.DataFrame, data: DataParams, path: Path) -> None:

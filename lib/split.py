@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from lib.errors import ParamsError
 from lib.logs import get_logger
@@ -44,21 +43,25 @@ def split_positions(
         )
     if p.by_time:
         return _by_time(frame, schema, p)
-    positions = np.arange(n)
     labels = frame[schema.target].to_numpy() if schema.task != "regression" else None
-    stratify = labels if labels is not None and _can_stratify(labels, n, p) else None
-    rest, test = train_test_split(positions, test_size=p.test, random_state=seed, stratify=stratify)
-    rest_labels = stratify[rest] if stratify is not None else None
-    train, val = train_test_split(
-        rest, test_size=p.validation / (1 - p.test), random_state=seed, stratify=rest_labels
-    )
-    if stratify is not None:
+    rng = np.random.default_rng(seed)
+    if labels is not None and _can_stratify(labels, n, p):
+        codes = pd.factorize(labels, sort=True)[0]
+        groups = [np.flatnonzero(codes == c) for c in range(codes.max() + 1)]
         method = "stratified random split on the target"
-    elif labels is not None:
-        method = "random split (a class is too rare to stratify)"
     else:
-        method = "random split"
-    return {"train": np.sort(train), "validation": np.sort(val), "test": np.sort(test)}, method
+        groups = [np.arange(n)]
+        method = "random split" if labels is None else "random split (a class is too rare)"
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in SPLITS}
+    for group in groups:
+        # Each class is shuffled and cut at the same fractions: shares match exactly.
+        shuffled = rng.permutation(group)
+        n_test = round(len(group) * p.test)
+        n_val = round(len(group) * p.validation)
+        parts["test"].append(shuffled[:n_test])
+        parts["validation"].append(shuffled[n_test : n_test + n_val])
+        parts["train"].append(shuffled[n_test + n_val :])
+    return {name: np.sort(np.concatenate(chunks)) for name, chunks in parts.items()}, method
 
 
 def _can_stratify(labels: np.ndarray, n: int, p: SplitParams) -> bool:

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 
 from lib.errors import DataValidationError
-from lib.params import ChecksParams
-from lib.schema import Schema, coerce_column
+from lib.params import ChecksParams, DataParams
+from lib.schema import Schema, coerce_column, complete_schema, draft_schema
 
 Severity = Literal["pass", "soft", "hard"]
 _MAX_EXAMPLES = 3
@@ -110,7 +110,8 @@ def conform(frame: pd.DataFrame, schema: Schema, path: Path) -> tuple[pd.DataFra
         if schema.task == "regression"
         else target
     )
-    out = pd.DataFrame(columns, index=frame.index)
+    # copy=False keeps one block per column: no consolidation copy of the whole table.
+    out = pd.DataFrame(columns, index=frame.index, copy=False)
     no_label = out[schema.target].isna()
     findings.append(_finding(path, schema.target, "missing_target_dropped", no_label, None))
     if no_label.any():
@@ -161,7 +162,7 @@ def check(frame: pd.DataFrame, schema: Schema, checks: ChecksParams, path: Path)
             high = values > col.max if col.max is not None else none
             findings.append(_finding(path, col.name, "out_of_range", low | high, values))
         if col.kind == "categorical" and col.categories is not None:
-            unseen = values.notna() & ~values.isin(col.categories)
+            unseen = ~nulls & ~values.isin(col.categories)
             findings.append(_finding(path, col.name, "unseen_category", unseen, values))
     findings += _check_target(frame, schema, path)
     subset = [*schema.names(), schema.target]
@@ -194,6 +195,30 @@ def _check_target(frame: pd.DataFrame, schema: Schema, path: Path) -> list[Findi
 
 def _with_severity(finding: Finding, severity: Severity) -> Finding:
     return Finding(**{**asdict(finding), "severity": severity})
+
+
+def infer_schema(frame: pd.DataFrame, data: DataParams, checks: ChecksParams, path: Path) -> Schema:
+    """Infer the complete schema of one raw table (draft, conform, then profile).
+
+    Parameters
+    ----------
+    frame
+        The raw table as read from ``path``.
+    data
+        Data parameters (target, id, date, declared and dropped columns).
+    checks
+        Inference thresholds.
+    path
+        The file, for messages.
+
+    Returns
+    -------
+    Schema
+        Kinds, nullability, ranges, categories, target, task and classes.
+    """
+    draft = draft_schema(frame, data, checks, path)
+    conformed, _ = conform(frame, draft, path)
+    return complete_schema(draft, conformed)
 
 
 def report_frame(findings: list[Finding]) -> pd.DataFrame:

@@ -9,8 +9,7 @@ from sklearn.base import clone
 
 from lib.params import ChecksParams, DataParams, PreprocessingParams
 from lib.preprocess import DateFeatures, QuantileClipper, build_preprocessor
-from lib.schema import infer_schema
-from lib.validate import conform
+from lib.validate import conform, infer_schema
 from tests.conftest import small_frame
 
 PATH = Path("fixture.csv")
@@ -77,3 +76,14 @@ def test_date_features():
     out = DateFeatures().fit(frame).transform(frame)
     assert out[0].tolist() == [1.0, 1.0, 4.0]  # day 1, January, Friday
     assert np.isnan(out[2]).all()
+
+
+def test_none_and_nan_categories_are_imputed_alike():
+    from lib.schema import ColumnSchema, Schema
+
+    schema = Schema(target="y", task="binary", features=[ColumnSchema(name="c", kind="categorical")])
+    frame = pd.DataFrame({"c": pd.Series(["a", None, "b", np.nan, "a"], dtype=object)})
+    pre = build_preprocessor(schema, PreprocessingParams(min_frequency=0.0)).set_output(transform="pandas")
+    out = pre.fit_transform(frame)
+    assert list(out.columns) == ["categorical__c_a", "categorical__c_b", "categorical__c_missing"]
+    assert out["categorical__c_missing"].tolist() == [0, 1, 0, 1, 0]

@@ -7,7 +7,8 @@ import pytest
 
 from lib.errors import DataValidationError
 from lib.params import ChecksParams, DataParams
-from lib.schema import Schema, infer_schema
+from lib.schema import Schema
+from lib.validate import infer_schema
 from tests.conftest import small_frame
 
 PATH = Path("data/raw/fixture.csv")
