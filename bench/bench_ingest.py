@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import median, run_child, save  # noqa: E402
+from bench.common import median, run_child, save
 
 BASELINE_SETUP = "import pandas as pd, pyarrow"
 BASELINE = """
@@ -58,7 +58,11 @@ def main() -> None:
         ]
         base_runs, quire_runs = [], []
         for _ in range(args.repeats):
-            base_runs.append(run_child(BASELINE_SETUP, BASELINE.format(csv=str(csv), out=str(work / "b.parquet"))))
+            base_runs.append(
+                run_child(
+                    BASELINE_SETUP, BASELINE.format(csv=str(csv), out=str(work / "b.parquet"))
+                )
+            )
             quire_runs.append(run_child(QUIRE_SETUP.format(overrides=overrides), QUIRE))
         frame_bytes = base_runs[0]["frame_bytes"]
         base_s = median([r["seconds"] for r in base_runs])
@@ -79,7 +83,9 @@ def main() -> None:
             "runs": {"baseline": base_runs, "quire": quire_runs},
         }
     save("ingest", payload)
-    print(f"| rows | columns | CSV MiB | frame MiB | pandas+to_parquet s | Quire ingest s | time ratio | Quire peak MiB | peak / frame |")
+    print(
+        "| rows | columns | CSV MiB | frame MiB | pandas+to_parquet s | Quire ingest s | time ratio | Quire peak MiB | peak / frame |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     print(
         f"| {args.rows:,} | {payload['columns']} | {payload['csv_mib']:.0f} | {payload['frame_mib']:.0f} | "

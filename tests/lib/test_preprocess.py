@@ -81,9 +81,13 @@ def test_date_features():
 def test_none_and_nan_categories_are_imputed_alike():
     from lib.schema import ColumnSchema, Schema
 
-    schema = Schema(target="y", task="binary", features=[ColumnSchema(name="c", kind="categorical")])
+    schema = Schema(
+        target="y", task="binary", features=[ColumnSchema(name="c", kind="categorical")]
+    )
     frame = pd.DataFrame({"c": pd.Series(["a", None, "b", np.nan, "a"], dtype=object)})
-    pre = build_preprocessor(schema, PreprocessingParams(min_frequency=0.0)).set_output(transform="pandas")
+    pre = build_preprocessor(schema, PreprocessingParams(min_frequency=0.0)).set_output(
+        transform="pandas"
+    )
     out = pre.fit_transform(frame)
     assert list(out.columns) == ["categorical__c_a", "categorical__c_b", "categorical__c_missing"]
     assert out["categorical__c_missing"].tolist() == [0, 1, 0, 1, 0]
