@@ -87,7 +87,7 @@ def distributions_figure(sample: pd.DataFrame, schema: Schema, columns: int = 4)
 
 
 def _binned(values: pd.Series, name: str, bins: int = 40) -> go.Bar:
-    """A histogram as bars of pre-computed counts: the report carries 40 numbers, not every row."""
+    """Return a histogram as bars of pre-computed counts (the report carries counts, not rows)."""
     is_date = pd.api.types.is_datetime64_any_dtype(values)
     numbers = values.astype("int64").to_numpy() if is_date else values.to_numpy(dtype=float)
     if len(numbers) == 0:
