@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -29,6 +30,10 @@ def test_generator_ingest_writes_splits_manifest_and_schema(tiny_params):
     assert manifest["production_batch"].endswith(".parquet")
     assert result.schema.task == "binary"
     check_gate(result)
+    raw = tiny_params.project.data_dir + "/raw"
+    before = snapshot(Path(raw))
+    run_ingest(tiny_params)
+    assert snapshot(Path(raw)) == before  # raw data is never modified
 
 
 def test_splits_are_disjoint_complete_and_stratified(tiny_params):
