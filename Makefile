@@ -11,7 +11,9 @@ ARGS ?=
 
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: help install run test test-fast lint format lock bench clean
+MLFLOW_PORT ?= 5000
+
+.PHONY: help install run test test-fast lint format lock bench mlflow-ui clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | \
@@ -53,9 +55,14 @@ lock: ## re-resolve the dependencies of pyproject.toml into requirements.lock
 	  .venv-lock/bin/python -m pip freeze --exclude-editable | grep -v '^quire'; } > requirements.lock
 	rm -rf .venv-lock
 
+mlflow-ui: $(STAMP) ## open the MLflow UI on the embedded store (http://127.0.0.1:$(MLFLOW_PORT))
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db \
+		--host 127.0.0.1 --port $(MLFLOW_PORT)
+
 bench: $(STAMP) ## run the benchmarks in bench/ and print their tables
 	$(BIN)/python bench/bench_ingest.py
 	$(BIN)/python bench/bench_overhead.py
+	$(BIN)/python bench/bench_train.py
 
 clean: ## remove generated data, reports, logs and the MLflow store (keeps .venv)
 	rm -rf data reports/*.html reports/*.ipynb reports/*.json logs mlruns mlflow.db

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import joblib
 import numpy as np
 import pandas as pd
 
@@ -23,6 +24,7 @@ from lib.generator import generate
 from lib.logs import get_logger
 from lib.params import Params
 from lib.paths import resolve
+from lib.preprocess import build_preprocessor
 from lib.readers import expand_source, penguins_csv, read_table
 from lib.schema import Schema, complete_schema, draft_schema, params_fingerprint
 from lib.split import SPLITS, split_positions
@@ -33,6 +35,7 @@ log = get_logger(__name__)
 MANIFEST = "manifest.json"
 SCHEMA = "schema.json"
 REPORT = "validation.json"
+PREPROCESSOR = "preprocessor.joblib"
 
 
 @dataclass(frozen=True)
@@ -183,8 +186,10 @@ def run_ingest(params: Params) -> IngestResult:
     try:
         splits = _write_splits(frame, positions, schema, stage)
         schema.save(stage / SCHEMA)
+        # The unfitted ColumnTransformer: training puts it at the head of every model pipeline.
+        joblib.dump(build_preprocessor(schema, params.ingest.preprocessing), stage / PREPROCESSOR)
         (stage / REPORT).write_text(report.to_json(orient="records", indent=1), encoding="utf-8")
-        manifest = _manifest(params, schema, sources, production, splits, method, len(frame))
+        manifest = _manifest(params, schema, sources, production, splits, method, len(frame), stage)
         (stage / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         replace_dir(stage, out_dir)
     except BaseException:
@@ -212,6 +217,7 @@ def _manifest(
     splits: dict[str, Any],
     method: str,
     rows: int,
+    out_dir: Path,
 ) -> dict[str, Any]:
     return {
         "dataset": params.project.name,
@@ -226,6 +232,7 @@ def _manifest(
             {"path": str(p), "bytes": p.stat().st_size, "sha256": sha256_file(p)} for p in sources
         ],
         "production_batch": str(production) if production else None,
+        "preprocessor": {"file": PREPROCESSOR, "sha256": sha256_file(out_dir / PREPROCESSOR)},
         "splits": splits,
     }
 
@@ -275,3 +282,43 @@ def check_gate(result: IngestResult) -> None:
                 column=result.schema.target,
                 check="gate",
             )
+
+
+@dataclass(frozen=True)
+class ProcessedData:
+    """The ingest stage's outputs, loaded and checked against the manifest."""
+
+    schema: Schema
+    manifest: dict[str, Any]
+    splits: dict[str, pd.DataFrame]
+    preprocessor: Any
+
+    def xy(self, split: str) -> tuple[pd.DataFrame, pd.Series]:
+        """Return the features and target of one split."""
+        frame = self.splits[split]
+        return frame[self.schema.names()], frame[self.schema.target]
+
+
+def load_processed(params: Params) -> ProcessedData:
+    """Load the processed splits, schema and preprocessor, verifying every file's hash.
+
+    Raises
+    ------
+    DataValidationError
+        When the ingest stage has not run or a file no longer matches the manifest.
+    """
+    out_dir = processed_dir(params)
+    manifest = load_manifest(params)
+    files = {name: info["file"] for name, info in manifest["splits"].items()}
+    hashes = {info["file"]: info["sha256"] for info in manifest["splits"].values()}
+    hashes[manifest["preprocessor"]["file"]] = manifest["preprocessor"]["sha256"]
+    for file, expected in hashes.items():
+        if sha256_file(out_dir / file) != expected:
+            raise DataValidationError(
+                f"{out_dir / file}: content differs from {MANIFEST}; rerun the ingest stage",
+                path=out_dir / file,
+                check="manifest",
+            )
+    splits = {name: pd.read_parquet(out_dir / file) for name, file in files.items()}
+    preprocessor = joblib.load(out_dir / manifest["preprocessor"]["file"])
+    return ProcessedData(Schema.load(out_dir / SCHEMA), manifest, splits, preprocessor)

@@ -151,6 +151,60 @@ class IngestParams(_Section):
     split: SplitParams = Field(default_factory=SplitParams)
 
 
+Family = Literal["random_forest", "hist_gradient_boosting", "logistic", "svm"]
+FAMILIES: tuple[Family, ...] = ("random_forest", "hist_gradient_boosting", "logistic", "svm")
+
+
+def _default_grids() -> dict[Family, dict[str, list[Any]]]:
+    return {
+        "random_forest": {
+            "n_estimators": [150],
+            "max_depth": [None, 12],
+            "min_samples_leaf": [1, 5],
+        },
+        "hist_gradient_boosting": {"learning_rate": [0.05, 0.1], "max_leaf_nodes": [15, 31]},
+        "logistic": {"C": [0.1, 1.0, 10.0]},
+        "svm": {"C": [0.5, 2.0]},
+    }
+
+
+class TrainParams(_Section):
+    """The train stage: model families, their grids, search and cross-validation."""
+
+    families: list[Family] = Field(default_factory=lambda: list(FAMILIES), min_length=1)
+    grids: dict[Family, dict[str, list[Any]]] = Field(default_factory=_default_grids)
+    search: Literal["grid", "random", "halving"] = "grid"
+    n_iter: int = Field(8, ge=1)
+    cv_folds: int = Field(5, ge=2, le=20)
+    primary_metric: str = "auto"
+    secondary_metrics: list[str] | None = None
+    class_weight: Literal["balanced", "none"] = "balanced"
+    n_jobs: int = -1
+    svm_max_rows: int = Field(5000, ge=100)
+    svm_components: int = Field(300, ge=10)
+    learning_curve: bool = True
+    backend: Literal["local", "dask"] = "local"
+    dask_scheduler: str | None = None
+    dask_workers: int = Field(2, ge=1)
+
+    @model_validator(mode="after")
+    def _grids_name_known_families(self) -> TrainParams:
+        for family, grid in self.grids.items():
+            for name, values in grid.items():
+                if not values:
+                    raise ValueError(f"grids.{family}.{name} is empty; give at least one value")
+        return self
+
+
+class MlflowParams(_Section):
+    """Where runs and models are tracked; the registry's model name."""
+
+    tracking_uri: str | None = None
+    store_dir: str = "mlruns"
+    experiment: str | None = None
+    model_name: str | None = None
+
+
 class Params(_Section):
     """Every parameter of a Quire run."""
 
@@ -158,6 +212,8 @@ class Params(_Section):
     data: DataParams = Field(default_factory=DataParams)
     generator: GeneratorParams = Field(default_factory=GeneratorParams)
     ingest: IngestParams = Field(default_factory=IngestParams)
+    train: TrainParams = Field(default_factory=TrainParams)
+    mlflow: MlflowParams = Field(default_factory=MlflowParams)
 
     def digest(self) -> str:
         """Return a short stable hash of the resolved parameters."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import pandas as pd
@@ -34,6 +35,8 @@ class QuireRenderer(MimetypeRenderer):  # type: ignore[misc]
 
 def setup_notebook() -> None:
     """Make the Quire renderer and a clean template the defaults; widen pandas tables."""
+    # Libraries that report progress with tqdm.auto warn once per kernel without ipywidgets.
+    warnings.filterwarnings("ignore", message="IProgress not found")
     pio.renderers[RENDERER] = QuireRenderer()
     pio.renderers.default = RENDERER
     pio.templates.default = TEMPLATE

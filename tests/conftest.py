@@ -19,6 +19,7 @@ def dirs_overrides(root: Path) -> list[str]:
         f"project.data_dir={root / 'data'}",
         f"project.reports_dir={root / 'reports'}",
         f"project.logs_dir={root / 'logs'}",
+        f"mlflow.store_dir={root / 'mlruns'}",
     ]
 
 
@@ -71,3 +72,26 @@ def snapshot(folder: Path) -> dict[str, bytes]:
     return {
         str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
     }
+
+
+def tiny_training_overrides(root: Path) -> list[str]:
+    """Overrides for a fast train stage on 600 generated rows, tracked under ``root``."""
+    return [
+        *dirs_overrides(root),
+        "generator.rows=600",
+        "generator.production.rows=0",
+        "train.cv_folds=3",
+        "train.families=[logistic, hist_gradient_boosting]",
+        "train.grids={logistic: {C: [0.1, 1.0]}, hist_gradient_boosting: {max_leaf_nodes: [7, 15]}}",
+        "train.learning_curve=false",
+    ]
+
+
+@pytest.fixture(scope="module")
+def trained_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with ingested tiny data (no training yet), shared by a test module."""
+    from lib.ingest import run_ingest
+
+    root = tmp_path_factory.mktemp("trained")
+    run_ingest(load_params(overrides=tiny_training_overrides(root)))
+    return root

@@ -41,12 +41,14 @@ def test_success_then_failure_keeps_good_report(tmp_path):
     assert ok.returncode == 0, ok.stderr[-3000:]
     reports = tmp_path / "reports"
     index = (reports / "index.html").read_text()
-    assert '<a href="01_ingest.html">' in index and '<td class="ok">ok</td>' in index
+    assert '<a href="01_ingest.html">' in index and '<a href="02_train.html">' in index
+    assert index.count('<td class="ok">ok</td>') == 2
     status = json.loads((reports / "status.json").read_text())
     digest = load_params([PARAMS_DIR / "ci.yaml"], dirs_overrides(tmp_path)).digest()
     assert status["stages"]["ingest"]["params_digest"] == digest and digest in index
     good_html = (reports / "01_ingest.html").read_bytes()
     assert b"Plotly.newPlot" in good_html and b"Gate passed" in good_html
+    assert b"quire-churn@challenger" in (reports / "02_train.html").read_bytes()
     assert (tmp_path / "data" / "processed" / "churn" / "manifest.json").exists()
     logs = list((tmp_path / "logs").glob("run_all-*.jsonl"))
     events = [json.loads(line)["event"] for line in logs[0].read_text().splitlines()]
@@ -61,7 +63,12 @@ def test_success_then_failure_keeps_good_report(tmp_path):
     assert (reports / "01_ingest.html").read_bytes() == good_html
     failed = (reports / "01_ingest.failed.html").read_text()
     assert 'data-status="failed"' in failed and 'id="papermill-error-cell"' in failed
-    assert '<td class="failed">failed</td>' in (reports / "index.html").read_text()
+    index = (reports / "index.html").read_text()
+    assert '<td class="failed">failed</td>' in index and '<td class="skipped">skipped</td>' in index
+    assert (
+        json.loads((reports / "status.json").read_text())["stages"]["train"]["status"] == "skipped"
+    )
+    assert (reports / "02_train.html").exists()  # the earlier good report of the skipped stage
 
     again = run_all(
         "--params", "params/ci.yaml", *dir_args(tmp_path), "--only", "ingest", "--hide-code"

@@ -17,6 +17,7 @@ def test_generator_ingest_writes_splits_manifest_and_schema(tiny_params):
     out = processed_dir(tiny_params)
     assert sorted(p.name for p in out.iterdir()) == [
         "manifest.json",
+        "preprocessor.joblib",
         "schema.json",
         "test.parquet",
         "train.parquet",

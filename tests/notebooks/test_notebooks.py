@@ -62,41 +62,30 @@ def test_notebook_defaults_equal_base_yaml(stage):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stage", STAGES, ids=lambda s: s.name)
-def test_notebook_runs_under_nbval_with_tiny_params(stage, tmp_path):
-    """nbval executes the committed notebook (parameterised with the CI preset) cell by cell."""
+def test_notebooks_run_in_order_under_nbval_with_tiny_params(tmp_path):
+    """nbval executes every committed notebook, in pipeline order, cell by cell.
+
+    Each is parameterised with the CI preset as run_all would, so later stages find the
+    outputs of earlier ones.
+    """
     params = load_params([PARAMS_DIR / "ci.yaml"], dirs_overrides(tmp_path))
-    nb = papermill.parameterize.parameterize_notebook(
-        papermill.iorw.load_notebook_node(str(NOTEBOOKS_DIR / stage.notebook)),
-        params.section_dicts(stage.sections),
-    )
-    target = tmp_path / stage.notebook
-    nbformat.write(nb, target)
+    targets = []
+    code_cells = 0
+    for stage in STAGES:
+        nb = papermill.parameterize.parameterize_notebook(
+            papermill.iorw.load_notebook_node(str(NOTEBOOKS_DIR / stage.notebook)),
+            params.section_dicts(stage.sections),
+        )
+        targets.append(tmp_path / stage.notebook)
+        nbformat.write(nb, targets[-1])
+        code_cells += sum(c.cell_type == "code" for c in nb.cells)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "--nbval-lax",
-            "-p",
-            "no:cacheprovider",
-            "-q",
-            "--rootdir",
-            str(tmp_path),
-            "-c",
-            os.devnull,
-            str(target),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-        timeout=600,
-    )
+        [sys.executable, "-m", "pytest", "--nbval-lax", "-p", "no:cacheprovider", "-q",
+         "--rootdir", str(tmp_path), "-c", os.devnull, *map(str, targets)],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=900,
+    )  # fmt: skip
     assert result.returncode == 0, result.stdout[-4000:]
-    assert (
-        f"{len(nb.cells) - sum(c.cell_type == 'markdown' for c in nb.cells)} passed"
-        in result.stdout
-    )
+    assert f"{code_cells} passed" in result.stdout
     assert (Path(params.project.data_dir) / "processed" / "churn" / "manifest.json").exists()
+    assert (tmp_path / "mlruns" / "mlflow.db").exists()

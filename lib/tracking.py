@@ -1,0 +1,105 @@
+"""MLflow set-up and registry helpers: the embedded SQLite store, experiments, aliases."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from lib.errors import ModelNotFoundError
+from lib.logs import get_logger
+from lib.params import Params
+from lib.paths import PROJECT_ROOT, resolve
+
+log = get_logger(__name__)
+
+CHALLENGER = "challenger"
+CHAMPION = "champion"
+
+
+def tracking_uri(params: Params, env: Mapping[str, str] | None = None) -> str:
+    """Return the tracking URI: params, else ``MLFLOW_TRACKING_URI``, else the embedded store."""
+    env = os.environ if env is None else env
+    if params.mlflow.tracking_uri:
+        return params.mlflow.tracking_uri
+    if env.get("MLFLOW_TRACKING_URI"):
+        return env["MLFLOW_TRACKING_URI"]
+    store = resolve(params.mlflow.store_dir)
+    return f"sqlite:///{store / 'mlflow.db'}"
+
+
+def experiment_name(params: Params) -> str:
+    """Return the experiment name (``mlflow.experiment`` or the dataset name)."""
+    return params.mlflow.experiment or params.project.name
+
+
+def model_name(params: Params) -> str:
+    """Return the registered model name (``mlflow.model_name`` or ``quire-<dataset>``)."""
+    return params.mlflow.model_name or f"quire-{params.project.name}"
+
+
+def setup(params: Params) -> str:
+    """Point MLflow at the store and return the experiment id, creating it if needed.
+
+    For the embedded SQLite store, artifacts go to ``<store_dir>/artifacts``, beside the database.
+    """
+    import mlflow
+
+    uri = tracking_uri(params)
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    name = experiment_name(params)
+    found = mlflow.get_experiment_by_name(name)
+    if found is not None:
+        mlflow.set_experiment(experiment_id=found.experiment_id)
+        return str(found.experiment_id)
+    location = None
+    if uri.startswith("sqlite:///"):
+        location = (resolve(params.mlflow.store_dir) / "artifacts").as_uri()
+    experiment_id = mlflow.create_experiment(name, artifact_location=location)
+    mlflow.set_experiment(experiment_id=experiment_id)
+    log.info("experiment_created", name=name, uri=uri)
+    return str(experiment_id)
+
+
+def git_commit(root: Path = PROJECT_ROOT) -> str:
+    """Return the project's git commit (``+dirty`` when the tree has changes), or ``unknown``."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
+def set_alias(name: str, alias: str, version: str) -> None:
+    """Point ``alias`` of registered model ``name`` at ``version``."""
+    from mlflow import MlflowClient
+
+    MlflowClient().set_registered_model_alias(name, alias, version)
+    log.info("alias_set", model=name, alias=alias, version=version)
+
+
+def version_by_alias(name: str, alias: str) -> Any:
+    """Return the ModelVersion behind ``name@alias``, or raise ModelNotFoundError."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return MlflowClient().get_model_version_by_alias(name, alias)
+    except MlflowException:
+        raise ModelNotFoundError(
+            f"no version of model {name!r} has alias {alias!r}; run the train stage first "
+            "(python run_all.py --only train)"
+        ) from None

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import pytest
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestRegressor
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.pipeline import Pipeline
+from sklearn.svm import SVR
+
+from lib.errors import ParamsError
+from lib.metrics import metrics_for
+from lib.models import model_spec
+from lib.params import FAMILIES, PreprocessingParams, TrainParams
+from lib.preprocess import build_preprocessor
+from lib.schema import ColumnSchema, Schema
+
+SCHEMA = Schema(
+    target="y",
+    task="binary",
+    features=[ColumnSchema(name="x", kind="numeric"), ColumnSchema(name="c", kind="categorical")],
+)
+PRE = build_preprocessor(SCHEMA, PreprocessingParams())
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_family_builds_for_every_task(family, task):
+    spec = model_spec(family, task, PRE, TrainParams(), 7, rows=500)
+    assert [name for name, _ in spec.pipeline.steps] == ["pre", "model"]
+    assert spec.pipeline.named_steps["pre"] is not PRE  # cloned, never shared
+    params = spec.pipeline.get_params()
+    assert set(spec.grid) <= set(params)
+    for key in params:
+        if key.endswith("random_state") and params[key] is not None:
+            assert params[key] == 7
+
+
+def test_class_weights_and_regression_variants():
+    hgb = model_spec("hist_gradient_boosting", "binary", PRE, TrainParams(), 1, 500).pipeline
+    assert (
+        isinstance(hgb[-1], HistGradientBoostingClassifier) and hgb[-1].class_weight == "balanced"
+    )
+    none = model_spec("logistic", "binary", PRE, TrainParams(class_weight="none"), 1, 500).pipeline
+    assert isinstance(none[-1], LogisticRegression) and none[-1].class_weight is None
+    assert isinstance(
+        model_spec("random_forest", "regression", PRE, TrainParams(), 1, 500).pipeline[-1],
+        RandomForestRegressor,
+    )
+    ridge = model_spec(
+        "logistic", "regression", PRE, TrainParams(grids={"logistic": {"C": [0.5, 2.0]}}), 1, 500
+    )
+    assert isinstance(ridge.pipeline[-1], Ridge)
+    assert ridge.grid == {"model__alpha": [2.0, 0.5]}
+
+
+def test_svm_switches_to_kernel_approximation_above_the_row_limit():
+    p = TrainParams(svm_max_rows=1000, svm_components=50)
+    small = model_spec("svm", "binary", PRE, p, 1, rows=1000)
+    assert isinstance(small.pipeline[-1], CalibratedClassifierCV) and "exact" in small.note
+    big = model_spec("svm", "binary", PRE, p, 1, rows=1001)
+    assert isinstance(big.pipeline[-1], Pipeline)
+    assert "1,001 training rows > train.svm_max_rows (1,000): Nystroem" in big.note
+    assert set(big.grid) == {"model__svm__estimator__C"}
+    assert isinstance(model_spec("svm", "regression", PRE, p, 1, rows=500).pipeline[-1], SVR)
+
+
+def test_unknown_grid_parameter_names_the_key():
+    p = TrainParams(grids={"random_forest": {"n_trees": [10]}})
+    with pytest.raises(
+        ParamsError,
+        match=r"train.grids.random_forest.n_trees: not a parameter of RandomForestClassifier",
+    ):
+        model_spec("random_forest", "binary", PRE, p, 1, 500)
+
+
+def test_metric_defaults_and_errors():
+    primary, others = metrics_for("binary", "auto", None)
+    assert primary.name == "roc_auc" and "log_loss" in [m.name for m in others]
+    assert metrics_for("multiclass", "auto", None)[0].name == "f1_macro"
+    rmse = metrics_for("regression", "auto", None)[0]
+    assert (rmse.name, rmse.higher_is_better, rmse.from_score(-2.5)) == ("rmse", False, 2.5)
+    with pytest.raises(ParamsError, match="train.primary_metric: 'rmse' is not a binary metric"):
+        metrics_for("binary", "rmse", None)
+    with pytest.raises(
+        ParamsError, match="train.secondary_metrics: 'roc_auc' is not a regression metric"
+    ):
+        metrics_for("regression", "auto", ["roc_auc"])

@@ -1,0 +1,105 @@
+"""The train stage against a real MLflow SQLite store in tmp_path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lib import tracking
+from lib.ingest import load_processed
+from lib.params import load_params
+from lib.train import check_gate, run_training
+from tests.conftest import tiny_training_overrides
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def params(trained_root):
+    return load_params(overrides=tiny_training_overrides(trained_root))
+
+
+@pytest.fixture(scope="module")
+def first(params):
+    return run_training(params)
+
+
+def client():
+    from mlflow import MlflowClient
+
+    return MlflowClient()
+
+
+def test_parent_and_child_runs_are_logged(first, params):
+    c = client()
+    parent = c.get_run(first.parent_run_id)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["quire.params_digest"] == params.digest()
+    assert parent.data.tags["quire.best_family"] == first.best.family
+    assert len(parent.data.tags["quire.manifest_sha256"]) == 64
+    assert parent.data.tags["quire.git_commit"] != ""
+    children = c.search_runs(
+        [first.experiment_id], f"tags.mlflow.parentRunId = '{first.parent_run_id}'"
+    )
+    assert sorted(r.data.tags["family"] for r in children) == ["hist_gradient_boosting", "logistic"]
+    for run in children:
+        assert run.info.status == "FINISHED"
+        assert {"cv_roc_auc_mean", "cv_roc_auc_std", "val_roc_auc", "fit_seconds_mean"} <= set(
+            run.data.metrics
+        )
+        artifacts = {a.path for a in c.list_artifacts(run.info.run_id)}
+        assert {"schema.json", "feature_importance.json", "feature_importance.png"} <= artifacts
+    assert {a.path for a in c.list_artifacts(first.parent_run_id)} >= {
+        "cv_scores.png",
+        "data_manifest.json",
+    }
+
+
+def test_best_model_registered_as_challenger_with_its_preprocessing(first, params):
+    import mlflow
+
+    version = tracking.version_by_alias(first.model_name, tracking.CHALLENGER)
+    assert str(version.version) == first.model_version
+    assert version.tags["quire.family"] == first.best.family
+    model = mlflow.sklearn.load_model(f"models:/{first.model_name}@challenger")
+    X, _ = load_processed(params).xy("test")
+    assert np.array_equal(model.predict_proba(X), first.best.estimator.predict_proba(X))
+    info = mlflow.models.get_model_info(f"models:/{first.model_name}@challenger")
+    assert set(info.signature.inputs.input_names()) == set(X.columns)
+    check_gate(first)
+
+
+def test_same_data_params_and_seed_reproduce_metrics_and_predictions(first, params):
+    import mlflow
+
+    second = run_training(params)
+    assert int(second.model_version) == int(first.model_version) + 1
+    for a, b in zip(first.families, second.families, strict=True):
+        assert a.cv == b.cv and a.validation == b.validation
+    X, _ = load_processed(params).xy("test")
+    one = mlflow.sklearn.load_model(f"models:/{first.model_name}/{first.model_version}")
+    two = mlflow.sklearn.load_model(f"models:/{first.model_name}/{second.model_version}")
+    assert np.array_equal(one.predict_proba(X), two.predict_proba(X))
+
+
+def test_failure_marks_runs_failed_never_running(params, monkeypatch):
+    import lib.train
+
+    calls = []
+
+    def explode(spec, *args, **kwargs):
+        calls.append(spec.family)
+        if len(calls) == 2:
+            raise RuntimeError("injected failure")
+        return original(spec, *args, **kwargs)
+
+    original = lib.train.search_family
+    monkeypatch.setattr(lib.train, "search_family", explode)
+    with pytest.raises(RuntimeError, match="injected failure"):
+        run_training(params)
+    c = client()
+    experiment = c.get_experiment_by_name(tracking.experiment_name(params))
+    runs = c.search_runs([experiment.experiment_id])
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    failed = [r for r in runs if r.info.status == "FAILED"]
+    assert len(failed) == 2  # the parent and the failing family's child
