@@ -32,7 +32,7 @@ def test_grid_search_scores_every_metric_and_refits_the_best(data):
     assert result.cv["log_loss"][0] > 0  # losses are reported positive
     assert 0.5 < result.validation["roc_auc"] <= 1.0
     assert result.best_params["C"] in (0.01, 1.0)
-    assert result.estimator.named_steps["model"].C == result.best_params["C"]
+    assert result.best_params["C"] == result.estimator.named_steps["model"].C
     assert set(result.importances.index) == set(data.schema.names())
 
 
