@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import TextIO
 
 import structlog
 
@@ -20,7 +21,11 @@ _SHARED: list[structlog.types.Processor] = [
 
 
 def configure_logging(
-    level: str = "INFO", log_file: Path | None = None, *, console: bool = True
+    level: str = "INFO",
+    log_file: Path | None = None,
+    *,
+    console: bool = True,
+    stream: TextIO | None = None,
 ) -> None:
     """Send structlog and stdlib logging to the console (readable) and a JSON-lines file.
 
@@ -31,7 +36,9 @@ def configure_logging(
     log_file
         JSON-lines file to append to; its folder is created. ``None`` logs to the console only.
     console
-        Whether to log to stderr.
+        Whether to log to the console.
+    stream
+        The console stream (default stderr); notebooks pass stdout.
     """
     structlog.configure(
         processors=[
@@ -51,13 +58,14 @@ def configure_logging(
             handler.close()
     handlers: list[logging.Handler] = []
     if console:
-        con = logging.StreamHandler(sys.stderr)
+        out = stream or sys.stderr
+        con = logging.StreamHandler(out)
         con.setFormatter(
             structlog.stdlib.ProcessorFormatter(
                 foreign_pre_chain=_SHARED,
                 processors=[
                     structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                    structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()),
+                    structlog.dev.ConsoleRenderer(colors=out.isatty()),
                 ],
             )
         )

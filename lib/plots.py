@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 from typing import Any
 
 import pandas as pd
 import plotly.io as pio
 from plotly.io._base_renderers import MimetypeRenderer, PlotlyRenderer
+
+from lib.logs import configure_logging
 
 RENDERER = "quire"
 TEMPLATE = "plotly_white"
@@ -34,7 +37,11 @@ class QuireRenderer(MimetypeRenderer):  # type: ignore[misc]
 
 
 def setup_notebook() -> None:
-    """Make the Quire renderer and a clean template the defaults; widen pandas tables."""
+    """Make the Quire renderer and a clean template the defaults; widen pandas tables.
+
+    Also sends lib's structured log events to the cell output as plain text.
+    """
+    configure_logging("INFO", stream=sys.stdout)
     # Libraries that report progress with tqdm.auto warn once per kernel without ipywidgets.
     warnings.filterwarnings("ignore", message="IProgress not found")
     pio.renderers[RENDERER] = QuireRenderer()
