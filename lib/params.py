@@ -196,6 +196,28 @@ class TrainParams(_Section):
         return self
 
 
+class EvaluateParams(_Section):
+    """The evaluate stage: held-out metrics, segments, threshold and the promotion gate."""
+
+    min_delta: float = Field(0.005, ge=0.0)
+    floors: dict[str, float] = Field(default_factory=lambda: {"roc_auc": 0.6})
+    segments: list[str] = Field(
+        default_factory=lambda: ["contract_type", "plan_tier", "region", "payment_method"]
+    )
+    bootstrap: int = Field(200, ge=0, le=10_000)
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)
+    threshold: Literal["auto"] | float = "auto"
+    worst_errors: int = Field(20, ge=0)
+    importance_rows: int = Field(2000, ge=100)
+
+    @field_validator("threshold")
+    @classmethod
+    def _in_unit_interval(cls, v: str | float) -> str | float:
+        if isinstance(v, float) and not 0.0 < v < 1.0:
+            raise ValueError(f"a fixed threshold must be between 0 and 1, got {v}")
+        return v
+
+
 class MlflowParams(_Section):
     """Where runs and models are tracked; the registry's model name."""
 
@@ -213,6 +235,7 @@ class Params(_Section):
     generator: GeneratorParams = Field(default_factory=GeneratorParams)
     ingest: IngestParams = Field(default_factory=IngestParams)
     train: TrainParams = Field(default_factory=TrainParams)
+    evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
     mlflow: MlflowParams = Field(default_factory=MlflowParams)
 
     def digest(self) -> str:

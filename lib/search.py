@@ -207,7 +207,7 @@ def search_family(
         predict_ms_per_1k=predict_ms,
         candidates=len(results["params"]),
         estimator=estimator,
-        importances=importances(estimator, *validation, primary, seed),
+        importances=importances(estimator, *validation, primary.scorer, seed),
     )
     log.info(
         "family_searched",
@@ -221,14 +221,15 @@ def search_family(
 
 
 def importances(
-    estimator: Any, X: pd.DataFrame, y: pd.Series, primary: Metric, seed: int
-) -> pd.Series:
-    """Permutation importance on (a sample of) the validation split, by original column."""
-    if len(X) > _IMPORTANCE_ROWS:
-        X = X.sample(n=_IMPORTANCE_ROWS, random_state=seed)
+    estimator: Any, X: pd.DataFrame, y: pd.Series, scorer: str, seed: int,
+    rows: int = _IMPORTANCE_ROWS,
+) -> pd.Series:  # fmt: skip
+    """Permutation importance on (a sample of) the rows given, by original column name."""
+    if len(X) > rows:
+        X = X.sample(n=rows, random_state=seed)
         y = y.loc[X.index]
     found = permutation_importance(
-        estimator, X, y, scoring=primary.scorer, n_repeats=3, random_state=seed, n_jobs=1
+        estimator, X, y, scoring=scorer, n_repeats=3, random_state=seed, n_jobs=1
     )
     return pd.Series(found.importances_mean, index=X.columns).sort_values(ascending=False)
 

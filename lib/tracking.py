@@ -50,7 +50,14 @@ def setup(params: Params) -> str:
     uri = tracking_uri(params)
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    before = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)
+    # MLflow also exports the URI to MLFLOW_TRACKING_URI for subprocesses; undo that, so that the
+    # variable keeps meaning "the user's choice" for later params and for child processes.
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
     name = experiment_name(params)
     found = mlflow.get_experiment_by_name(name)
     if found is not None:

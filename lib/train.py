@@ -238,7 +238,7 @@ def run_training(params: Params) -> TrainResult:
             lc = None
             if params.train.learning_curve:
                 lc = curve(best.estimator, *train, task, params.train, primary, seed)
-        version = _register(params, best, tags)
+        version = _register(params, best, {**tags, "quire.primary_metric": primary.name})
         _log_parent(best, primary, lc, results)
     log.info("trained", best=best.family, model=tracking.model_name(params), version=version)
     return TrainResult(

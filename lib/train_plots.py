@@ -57,12 +57,14 @@ def learning_curve_view(lc: pd.DataFrame | None, primary: Metric, family: str) -
     return learning_curve_figure(lc, primary, family)
 
 
-def importance_figure(importances: pd.Series, family: str, top: int = 15) -> go.Figure:
+def importance_figure(
+    importances: pd.Series, family: str, top: int = 15, split: str = "validation"
+) -> go.Figure:
     """Horizontal bars of the largest permutation importances."""
     shown = importances.head(top).iloc[::-1]
     fig = go.Figure(go.Bar(x=shown.to_numpy(), y=shown.index.tolist(), orientation="h"))
     fig.update_layout(
-        title=f"Permutation importance on validation ({family})",
+        title=f"Permutation importance on {split} ({family})",
         xaxis_title="drop in score when the column is shuffled",
         height=max(300, 24 * len(shown) + 120),
     )

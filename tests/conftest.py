@@ -12,6 +12,8 @@ from lib.params import Params, load_params
 from lib.paths import PARAMS_DIR
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Tests track into their own tmp_path stores, never into a tracking server the user points at.
+os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 
 def dirs_overrides(root: Path) -> list[str]:

@@ -42,7 +42,7 @@ def test_success_then_failure_keeps_good_report(tmp_path):
     reports = tmp_path / "reports"
     index = (reports / "index.html").read_text()
     assert '<a href="01_ingest.html">' in index and '<a href="02_train.html">' in index
-    assert index.count('<td class="ok">ok</td>') == 2
+    assert index.count('<td class="ok">ok</td>') == 3
     status = json.loads((reports / "status.json").read_text())
     digest = load_params([PARAMS_DIR / "ci.yaml"], dirs_overrides(tmp_path)).digest()
     assert status["stages"]["ingest"]["params_digest"] == digest and digest in index

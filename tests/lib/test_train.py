@@ -103,3 +103,16 @@ def test_failure_marks_runs_failed_never_running(params, monkeypatch):
     assert not [r for r in runs if r.info.status == "RUNNING"]
     failed = [r for r in runs if r.info.status == "FAILED"]
     assert len(failed) == 2  # the parent and the failing family's child
+
+
+def test_tracking_uri_precedence_and_no_leak(params, first, monkeypatch, tmp_path):
+    import os
+
+    assert "MLFLOW_TRACKING_URI" not in os.environ  # setup() must not leak its choice
+    assert tracking.tracking_uri(params, {}) == f"sqlite:///{params.mlflow.store_dir}/mlflow.db"
+    env = {"MLFLOW_TRACKING_URI": "http://127.0.0.1:5999"}
+    assert tracking.tracking_uri(params, env) == "http://127.0.0.1:5999"
+    explicit = params.model_copy(
+        update={"mlflow": params.mlflow.model_copy(update={"tracking_uri": "sqlite:///x.db"})}
+    )
+    assert tracking.tracking_uri(explicit, env) == "sqlite:///x.db"

@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn import metrics as skm
+
+from lib.scoring import (
+    best_threshold,
+    bootstrap,
+    classification_metrics,
+    regression_metrics,
+    segment_table,
+    worst_errors,
+)
+
+RNG = np.random.default_rng(0)
+
+
+def binary_fixture(n=400):
+    y = RNG.integers(0, 2, n)
+    p1 = np.clip(0.35 * y + RNG.uniform(0, 0.65, n), 0, 1)
+    return y, np.column_stack([1 - p1, p1])
+
+
+def test_binary_metrics_match_scikit_learn():
+    y, proba = binary_fixture()
+    got = classification_metrics(y, proba, [0, 1], threshold=0.4)
+    pred = (proba[:, 1] >= 0.4).astype(int)
+    assert got["accuracy"] == pytest.approx(skm.accuracy_score(y, pred))
+    assert got["f1_macro"] == pytest.approx(skm.f1_score(y, pred, average="macro"))
+    assert got["precision_macro"] == pytest.approx(skm.precision_score(y, pred, average="macro"))
+    assert got["recall_macro"] == pytest.approx(skm.recall_score(y, pred, average="macro"))
+    assert got["f1[1]"] == pytest.approx(skm.f1_score(y, pred))
+    assert got["roc_auc"] == pytest.approx(skm.roc_auc_score(y, proba[:, 1]))
+    assert got["pr_auc"] == pytest.approx(skm.average_precision_score(y, proba[:, 1]))
+    assert got["log_loss"] == pytest.approx(skm.log_loss(y, proba))
+    assert got["brier"] == pytest.approx(skm.brier_score_loss(y, proba[:, 1]))
+
+
+def test_multiclass_metrics_match_scikit_learn():
+    classes = ["a", "b", "c"]
+    y = np.array(RNG.choice(classes, 300), dtype=object)
+    raw = RNG.uniform(0, 1, (300, 3)) + 0.8 * (y[:, None] == np.array(classes)[None, :])
+    proba = raw / raw.sum(axis=1, keepdims=True)
+    got = classification_metrics(y, proba, classes)
+    pred = np.array(classes, dtype=object)[proba.argmax(axis=1)]
+    assert got["accuracy"] == pytest.approx(skm.accuracy_score(y, pred))
+    assert got["f1_macro"] == pytest.approx(skm.f1_score(y, pred, average="macro"))
+    assert got["roc_auc"] == pytest.approx(
+        skm.roc_auc_score(y, proba, multi_class="ovr", labels=classes)
+    )
+    assert got["log_loss"] == pytest.approx(skm.log_loss(y, proba, labels=classes))
+    onehot = (y[:, None] == np.array(classes)[None, :]).astype(float)
+    assert got["brier"] == pytest.approx(np.mean(np.sum((proba - onehot) ** 2, axis=1)))
+    assert got["pr_auc"] == pytest.approx(
+        skm.average_precision_score(onehot, proba, average="macro")
+    )
+
+
+def test_regression_metrics_match_scikit_learn():
+    y = RNG.normal(10, 3, 200)
+    pred = y + RNG.normal(0, 1, 200)
+    got = regression_metrics(y, pred)
+    assert got["rmse"] == pytest.approx(np.sqrt(skm.mean_squared_error(y, pred)))
+    assert got["mae"] == pytest.approx(skm.mean_absolute_error(y, pred))
+    assert got["r2"] == pytest.approx(skm.r2_score(y, pred))
+    assert got["mape"] == pytest.approx(skm.mean_absolute_percentage_error(y, pred))
+
+
+def test_bootstrap_interval_brackets_the_estimate_and_is_seeded():
+    y, proba = binary_fixture()
+    fn = lambda a, b: {"roc_auc": skm.roc_auc_score(a, b[:, 1])}  # noqa: E731
+    low, high = bootstrap(fn, [y, proba], 200, 0.95, seed=1)
+    point = fn(y, proba)["roc_auc"]
+    assert low["roc_auc"] < point < high["roc_auc"]
+    assert high["roc_auc"] - low["roc_auc"] < 0.2
+    assert bootstrap(fn, [y, proba], 200, 0.95, seed=1) == (low, high)
+    narrow = bootstrap(fn, [y, proba], 200, 0.5, seed=1)
+    assert narrow[0]["roc_auc"] > low["roc_auc"] and narrow[1]["roc_auc"] < high["roc_auc"]
+
+
+def test_best_threshold_maximises_f1():
+    y = np.array([0, 0, 0, 1, 1, 1])
+    p = np.array([0.1, 0.2, 0.55, 0.6, 0.7, 0.9])
+    assert best_threshold(y, p, 1) == pytest.approx(0.56)
+
+
+def test_segments_and_worst_errors():
+    frame = pd.DataFrame({"plan": ["a"] * 20 + ["b"] * 20 + [None] * 2})
+    y = np.array([0, 1] * 21)
+    proba = np.column_stack([1 - y * 0.8 - 0.1, y * 0.8 + 0.1])
+    proba[:20] = proba[:20][:, ::-1]  # segment a is all wrong
+    fn = lambda a, b: classification_metrics(a, b, [0, 1])  # noqa: E731
+    table = segment_table(frame, ["plan"], fn, [y, proba], ["accuracy"]).set_index("value")
+    assert table.loc["a", "accuracy"] == 0.0 and table.loc["b", "accuracy"] == 1.0
+    assert np.isnan(table.loc["(missing)", "accuracy"])  # under 10 rows
+    assert table.loc["a", "rows"] == 20
+    worst = worst_errors(frame, "binary", y, proba.argmax(axis=1), proba, [0, 1], 5)
+    assert len(worst) == 5 and (worst.index < 20).all()
+    assert list(worst.columns[:3]) == ["actual", "predicted", "p(actual)"]
