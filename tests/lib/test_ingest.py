@@ -118,13 +118,19 @@ BROKEN = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(BROKEN))
-def test_hard_failure_names_place_and_keeps_previous_output(tmp_path, csv_params, case):
-    good = tmp_path / "in.csv"
-    small_frame().to_csv(good, index=False)
-    params = csv_params(good)
+@pytest.fixture
+def ingested(tmp_path, csv_params):
+    """A CSV ingested once: (its path, the params, a snapshot of the processed output)."""
+    path = tmp_path / "in.csv"
+    small_frame().to_csv(path, index=False)
+    params = csv_params(path)
     run_ingest(params)
-    before = snapshot(processed_dir(params))
+    return path, params, snapshot(processed_dir(params))
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_hard_failure_names_place_and_keeps_previous_output(ingested, case):
+    good, params, before = ingested
     make, message = BROKEN[case]
     good.write_bytes(make())
     with pytest.raises(DataValidationError) as info:
@@ -134,12 +140,8 @@ def test_hard_failure_names_place_and_keeps_previous_output(tmp_path, csv_params
     assert snapshot(processed_dir(params)) == before
 
 
-def test_failure_while_writing_keeps_previous_output(tmp_path, csv_params, monkeypatch):
-    path = tmp_path / "in.csv"
-    small_frame().to_csv(path, index=False)
-    params = csv_params(path)
-    run_ingest(params)
-    before = snapshot(processed_dir(params))
+def test_failure_while_writing_keeps_previous_output(ingested, monkeypatch):
+    _, params, before = ingested
 
     def boom(*args, **kwargs):
         raise OSError("disk full")
