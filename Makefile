@@ -13,7 +13,7 @@ export OMP_NUM_THREADS ?= 1
 
 MLFLOW_PORT ?= 5000
 
-.PHONY: help install run test test-fast lint format lock bench mlflow-ui clean
+.PHONY: help install run test test-fast lint format lock bench mlflow-ui serve clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | \
@@ -54,6 +54,9 @@ lock: ## re-resolve the dependencies of pyproject.toml into requirements.lock
 	  echo "# Regenerate with 'make lock' after changing dependencies in pyproject.toml."; \
 	  .venv-lock/bin/python -m pip freeze --exclude-editable | grep -v '^quire'; } > requirements.lock
 	rm -rf .venv-lock
+
+serve: $(STAMP) ## serve the champion over REST on http://127.0.0.1:8000 (QUIRE_SERVER_* settings)
+	$(BIN)/python -m server
 
 mlflow-ui: $(STAMP) ## open the MLflow UI on the embedded store (http://127.0.0.1:$(MLFLOW_PORT))
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db \

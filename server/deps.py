@@ -1,0 +1,42 @@
+"""Request dependencies: the serving state, a ready model, and the API key check."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+
+from lib.serving import LoadedModel
+from server.state import ServingState
+
+
+def get_state(request: Request) -> ServingState:
+    """Return the app's serving state."""
+    state: ServingState = request.app.state.serving
+    return state
+
+
+State = Annotated[ServingState, Depends(get_state)]
+
+
+def require_model(state: State) -> LoadedModel:
+    """Return the served model, or 503 while none is loaded."""
+    if state.model is None:
+        raise HTTPException(503, "the model is not loaded yet; retry shortly")
+    return state.model
+
+
+Model = Annotated[LoadedModel, Depends(require_model)]
+
+
+def require_api_key(request: Request, state: State) -> None:
+    """401 unless the request carries the configured key (``X-API-Key`` or a bearer token)."""
+    key = state.settings.api_key
+    if not key:
+        return
+    sent = request.headers.get("x-api-key") or request.headers.get(
+        "authorization", ""
+    ).removeprefix("Bearer ")
+    if not hmac.compare_digest(sent.encode(), key.encode()):
+        raise HTTPException(401, "missing or wrong API key; send it in the X-API-Key header")

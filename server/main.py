@@ -1,0 +1,205 @@
+"""The FastAPI app: model loaded in the lifespan, stable JSON errors, metrics, body-size limit."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from lib.errors import QuireError
+from lib.logs import get_logger
+from lib.params import Params, load_params
+from lib.paths import resolve
+from lib.serving import InputError, load_model
+from server.batcher import MicroBatcher
+from server.config import Settings
+from server.metrics import Metrics
+from server.predlog import PredictionLog
+from server.routes import health, mlflow_protocol, predict, v2
+from server.state import ServingState
+
+log = get_logger("quire.server")
+_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
+          413: "body_too_large", 415: "unsupported_media_type", 422: "invalid_input",
+          503: "not_ready"}  # fmt: skip
+
+
+def error_body(
+    status: int, message: str, code: str | None = None, details: Any = None
+) -> JSONResponse:
+    """Return the one error shape every route returns."""
+    body: dict[str, Any] = {
+        "error": {"code": code or _CODES.get(status, "error"), "message": message}
+    }
+    if details is not None:
+        body["error"]["details"] = details
+    return JSONResponse(body, status_code=status)
+
+
+class GuardMiddleware:
+    """Request ids, Prometheus counts and latency, and the body-size limit (pure ASGI: cheap)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, max_body: int) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Handle one ASGI call."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = {"code": 500}
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body:
+            await error_body(
+                413, f"the body exceeds {self.max_body:,} bytes; send smaller batches"
+            )(scope, receive, send)
+            self._count(scope, 413, started)
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_body:
+                raise _TooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        scope.setdefault("state", {})["request_id"] = uuid.uuid4().hex
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _TooLarge:
+            status["code"] = 413
+            await error_body(
+                413, f"the body exceeds {self.max_body:,} bytes; send smaller batches"
+            )(scope, receive, send)
+        self._count(scope, status["code"], started)
+
+    def _count(self, scope: Scope, status: int, started: float) -> None:
+        route = scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        self.metrics.requests.labels(path, str(status)).inc()
+        self.metrics.latency.labels(path).observe(time.perf_counter() - started)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _install_handlers(app: FastAPI, metrics: Metrics) -> None:
+    @app.exception_handler(InputError)
+    async def _input(request: Request, exc: InputError) -> JSONResponse:
+        metrics.invalid.labels(exc.code).inc()
+        details = [{"row": p.row, "field": p.field, "reason": p.reason} for p in exc.problems]
+        return error_body(422, str(exc), exc.code, details)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        metrics.invalid.labels("request_shape").inc()
+        details = [
+            {"field": ".".join(str(p) for p in e["loc"]), "reason": e["msg"]}
+            for e in exc.errors()[:20]
+        ]
+        return error_body(
+            422, "the request does not have the expected shape", "invalid_request", details
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error_body(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(QuireError)
+    async def _quire(request: Request, exc: QuireError) -> JSONResponse:
+        return error_body(503, exc.message, "model_unavailable")
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception) -> JSONResponse:
+        log.error("internal_error", path=request.url.path, error=f"{type(exc).__name__}: {exc}")
+        return error_body(500, "internal error; the server log has the details", "internal")
+
+
+def _lifespan(
+    settings: Settings, params: Params
+) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state: ServingState = app.state.serving
+        import asyncio
+
+        model = await asyncio.to_thread(load_model, params, settings.model_uri)
+        state.install(model)
+        if settings.prediction_log:
+            folder = resolve(params.project.data_dir) / "predictions" / str(model.name or "model")
+            state.predlog = PredictionLog(
+                folder, settings.log_flush_rows, settings.log_flush_seconds,
+                on_drop=lambda n: state.metrics.log_drops.inc(n),
+            )  # fmt: skip
+            state.predlog.start()
+        state.batcher = MicroBatcher(state.current, settings.batch_wait_ms, settings.batch_max_rows)
+        state.batcher.start()
+        log.info("serving", model=model.name, version=model.version, uri=model.uri)
+        try:
+            yield
+        finally:
+            await state.batcher.stop()
+            if state.predlog is not None:
+                await asyncio.to_thread(state.predlog.close)
+            state.metrics.ready.set(0)
+
+    return lifespan
+
+
+def create_app(settings: Settings | None = None, params: Params | None = None) -> FastAPI:
+    """Build the app; the model loads when the app starts (lifespan), never at import."""
+    settings = settings or Settings()
+    if params is None:
+        presets = [settings.params_file] if settings.params_file else []
+        params = load_params(presets, env=os.environ)
+    metrics = Metrics()
+    app = FastAPI(
+        title="Quire model server",
+        version="1",
+        description=(
+            "Serves the champion model: Quire's routes, the MLflow scoring protocol and the "
+            "Open Inference Protocol (V2)."
+        ),
+        lifespan=_lifespan(settings, params),
+    )
+    app.state.serving = ServingState(settings, params, metrics)
+    _install_handlers(app, metrics)
+    for router in (health.router, predict.router, mlflow_protocol.router, v2.router):
+        app.include_router(router)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["*"],
+        )
+    app.add_middleware(GuardMiddleware, metrics=metrics, max_body=settings.max_body_bytes)
+    return app

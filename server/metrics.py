@@ -1,0 +1,36 @@
+"""Prometheus metrics of one app instance (its own registry, so tests can build many apps)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+
+@dataclass
+class Metrics:
+    """Requests, latency, predictions, validation failures, model info, prediction-log drops."""
+
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.requests = Counter("quire_requests", "HTTP requests", ["route", "status"], registry=r)
+        self.latency = Histogram(
+            "quire_request_seconds", "Request latency", ["route"], registry=r,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )  # fmt: skip
+        self.predictions = Counter(
+            "quire_predictions", "Predicted rows by class", ["label"], registry=r
+        )
+        self.invalid = Counter(
+            "quire_validation_failures", "Rejected requests by reason", ["reason"], registry=r
+        )
+        self.unknown = Counter(
+            "quire_unknown_categories", "Unseen categories by field", ["field"], registry=r
+        )
+        self.log_drops = Counter(
+            "quire_prediction_log_dropped_rows", "Rows the prediction log lost", registry=r
+        )
+        self.model = Info("quire_model", "The served model", registry=r)
+        self.ready = Gauge("quire_ready", "1 when the model is loaded and warm", registry=r)

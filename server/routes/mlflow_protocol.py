@@ -1,0 +1,80 @@
+"""The MLflow scoring protocol: POST /invocations, answered as `mlflow models serve` does."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from fastapi import APIRouter, Depends, HTTPException, Request
+
+from lib.serving import InputError, Problem, records_to_frame
+from server.bodies import json_body, media_type
+from server.deps import Model, State, require_api_key
+
+router = APIRouter(tags=["mlflow"], dependencies=[Depends(require_api_key)])
+_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+
+
+def _records(body: Any) -> list[Any]:
+    """Rows from any of MLflow's four JSON input formats."""
+    if not isinstance(body, dict) or len([k for k in _FORMATS if k in body]) != 1:
+        raise InputError(
+            [Problem(0, "", f"expected exactly one of {', '.join(_FORMATS)} at the top level")],
+            "invalid_format",
+        )
+    key = next(k for k in _FORMATS if k in body)
+    value = body[key]
+    if key == "dataframe_split":
+        if not isinstance(value, dict) or "columns" not in value or "data" not in value:
+            raise InputError(
+                [Problem(0, "dataframe_split", 'expected {"columns": [...], "data": [[...]]}')],
+                "invalid_format",
+            )
+        return [dict(zip(value["columns"], row, strict=False)) for row in value["data"]]
+    if isinstance(value, dict):  # columnar: {"col": [values]}
+        columns = {k: v if isinstance(v, list) else [v] for k, v in value.items()}
+        n = max((len(v) for v in columns.values()), default=0)
+        return [{k: v[i] for k, v in columns.items() if i < len(v)} for i in range(n)]
+    if isinstance(value, list):
+        return value
+    raise InputError(
+        [Problem(0, key, "expected a list of rows or an object of columns")], "invalid_format"
+    )
+
+
+def _csv_records(raw: bytes) -> list[dict[str, Any]]:
+    try:
+        frame = pd.read_csv(io.BytesIO(raw))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError(
+            [Problem(0, "", f"cannot parse the CSV body: {str(exc).splitlines()[0][:120]}")],
+            "invalid_csv",
+        ) from None
+    records: list[dict[str, Any]] = [
+        {str(k): (None if pd.isna(v) else v) for k, v in rec.items()}
+        for rec in frame.astype(object).to_dict("records")
+    ]
+    return records
+
+
+@router.post("/invocations")
+async def invocations(request: Request, state: State, model: Model) -> dict[str, Any]:
+    """Score rows sent in any MLflow format (JSON or text/csv); answers {"predictions": [...]}."""
+    kind = media_type(request)
+    if kind == "text/csv":
+        rows = _csv_records(await request.body())
+    elif kind == "application/json":
+        rows = _records(await json_body(request))
+    else:
+        raise HTTPException(
+            415, "send application/json or text/csv, as the MLflow scoring protocol expects"
+        )
+    frame, _ = records_to_frame(
+        rows, model.schema, extra="ignore", max_rows=state.settings.max_batch_rows
+    )
+    # Like MLflow's pyfunc flavour: the pipeline's own predict (no Quire decision threshold).
+    predictions = await asyncio.to_thread(model.pipeline.predict, frame)
+    return {"predictions": np.asarray(predictions).tolist()}

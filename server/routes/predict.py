@@ -1,0 +1,117 @@
+"""Quire's own routes: /predict (one row), /predict/batch, /model, /admin/reload."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Depends, Request
+
+from lib.serving import InputError, LoadedModel, Problem, load_model, records_to_frame
+from server.bodies import json_body
+from server.deps import Model, State, require_api_key
+
+router = APIRouter(tags=["predict"], dependencies=[Depends(require_api_key)])
+
+_ROW_DOC = {
+    "description": "One row: a field per model input (see the schema below).",
+    "required": True,
+}
+
+
+def _answer(
+    state: State,
+    request: Request,
+    model: LoadedModel,
+    labels: np.ndarray,
+    proba: np.ndarray | None,
+    unknown: list[list[str]],
+) -> dict[str, Any]:
+    rows = []
+    for i, label in enumerate(labels.tolist()):
+        row: dict[str, Any] = {"prediction": label}
+        if proba is not None and model.classes is not None:
+            row["probabilities"] = {
+                str(c): float(p) for c, p in zip(model.classes, proba[i], strict=True)
+            }
+        if unknown[i]:
+            row["unknown_categories"] = unknown[i]
+        rows.append(row)
+        state.metrics.predictions.labels(str(label)).inc()
+    for fields in unknown:
+        for name in fields:
+            state.metrics.unknown.labels(name).inc()
+    return {
+        "request_id": request.scope["state"]["request_id"],
+        "model": {"name": model.name, "version": model.version},
+        "predictions": rows,
+    }
+
+
+@router.post("/predict", openapi_extra={"requestBody": _ROW_DOC})
+async def predict_one(request: Request, state: State, _: Model) -> dict[str, Any]:
+    """Predict one row (an object of field: value); concurrent calls share model batches."""
+    body = await json_body(request)
+    if not isinstance(body, dict):
+        raise InputError(
+            [Problem(0, "", "expected one object of field: value; use /predict/batch for a list")]
+        )
+    model = state.current()
+    frame, unknown = records_to_frame([body], model.schema, extra=state.settings.extra_fields)
+    assert state.batcher is not None
+    model, labels, proba = await state.batcher.predict(frame)
+    state.log_rows(request.scope["state"]["request_id"], model, frame, labels, proba)
+    return _answer(state, request, model, labels, proba, unknown)
+
+
+@router.post(
+    "/predict/batch",
+    openapi_extra={"requestBody": {"description": "A list of rows.", "required": True}},
+)
+async def predict_batch(request: Request, state: State, _: Model) -> dict[str, Any]:
+    """Predict a list of rows (at most the configured row limit)."""
+    body = await json_body(request)
+    rows = body.get("rows") if isinstance(body, dict) else body
+    if not isinstance(rows, list):
+        raise InputError([Problem(0, "", 'expected a list of rows, or {"rows": [...]}')])
+    model = state.current()
+    frame, unknown = records_to_frame(
+        rows,
+        model.schema,
+        extra=state.settings.extra_fields,
+        max_rows=state.settings.max_batch_rows,
+    )
+    labels, proba = await asyncio.to_thread(model.predict, frame)
+    state.log_rows(request.scope["state"]["request_id"], model, frame, labels, proba)
+    return _answer(state, request, model, labels, proba, unknown)
+
+
+@router.get("/model")
+async def model_info(model: Model) -> dict[str, Any]:
+    """Name, version, alias, run id, training metrics, schema and training time of the model."""
+    return {
+        "name": model.name,
+        "version": model.version,
+        "alias": model.alias,
+        "uri": model.uri,
+        "run_id": model.run_id,
+        "trained_at": model.trained_at,
+        "task": model.schema.task,
+        "classes": model.classes,
+        "threshold": model.threshold,
+        "metrics": model.metrics,
+        "schema": model.schema.model_dump(mode="json"),
+    }
+
+
+@router.post("/admin/reload")
+async def reload(state: State) -> dict[str, Any]:
+    """Load the model again (e.g. a new champion) and swap it in.
+
+    Requests already running finish on the old model.
+    """
+    async with state.reload_lock:
+        fresh = await asyncio.to_thread(load_model, state.params, state.settings.model_uri)
+        await asyncio.to_thread(state.install, fresh)
+    return {"status": "reloaded", "name": fresh.name, "version": fresh.version}

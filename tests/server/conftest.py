@@ -1,0 +1,52 @@
+"""A tiny trained and promoted model in a tmp MLflow store, shared by the server tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lib.evaluate import run_evaluation
+from lib.ingest import load_processed
+from lib.params import Params, load_params
+from lib.train import run_training
+from tests.conftest import tiny_training_overrides
+
+
+@pytest.fixture(scope="package")
+def served_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from lib.ingest import run_ingest
+
+    root = tmp_path_factory.mktemp("served")
+    params = load_params(overrides=[*tiny_training_overrides(root), "evaluate.bootstrap=0"])
+    run_ingest(params)
+    run_training(params)
+    run_evaluation(params)
+    return root
+
+
+@pytest.fixture(scope="package")
+def served_params(served_root: Path) -> Params:
+    return load_params(overrides=[*tiny_training_overrides(served_root), "evaluate.bootstrap=0"])
+
+
+@pytest.fixture(scope="package")
+def test_rows(served_params: Params) -> list[dict]:
+    """Test-split rows as JSON-ready dicts (dates as ISO strings, NaN as null)."""
+    data = load_processed(served_params)
+    X, _ = data.xy("test")
+    frame = X.head(40).astype(object)
+    frame["signup_date"] = X["signup_date"].head(40).dt.strftime("%Y-%m-%d")
+    records = frame.where(frame.notna(), None).to_dict("records")
+    return [
+        {
+            k: (
+                bool(v)
+                if k in {"is_senior", "has_partner", "paperless_billing", "auto_pay"}
+                and v is not None
+                else v
+            )
+            for k, v in r.items()
+        }
+        for r in records
+    ]
