@@ -169,6 +169,62 @@ def _lifespan(
     return lifespan
 
 
+def row_schema(state: ServingState) -> dict[str, Any]:
+    """JSON schema of one input row, from the served model's training schema."""
+    model = state.current()
+    types = {
+        "numeric": "number",
+        "boolean": "boolean",
+        "datetime": "string",
+        "categorical": "string",
+    }
+    properties: dict[str, Any] = {}
+    for col in model.schema.features:
+        prop: dict[str, Any] = {"type": [types[col.kind], "null"]}
+        if col.kind == "datetime":
+            prop["format"] = "date"
+        if col.categories:
+            prop["description"] = "seen in training: " + ", ".join(col.categories[:50])
+        if col.min is not None and col.max is not None:
+            prop["description"] = f"seen in training: {col.min:g} to {col.max:g}"
+        properties[col.name] = prop
+    return {
+        "title": "Row",
+        "type": "object",
+        "properties": properties,
+        "required": model.schema.names(),
+        "example": state.example_rows(model)[0],
+    }
+
+
+def _model_openapi(app: FastAPI) -> None:
+    """Document request bodies with the model's own fields (built once the model is loaded)."""
+    base = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        spec = base()
+        state: ServingState = app.state.serving
+        if state.model is None:
+            return spec
+        spec.setdefault("components", {}).setdefault("schemas", {})["Row"] = row_schema(state)
+        ref = {"$ref": "#/components/schemas/Row"}
+        bodies = {
+            "/predict": ref,
+            "/predict/batch": {
+                "type": "array",
+                "items": ref,
+                "maxItems": state.settings.max_batch_rows,
+            },
+        }
+        for path, schema in bodies.items():
+            spec["paths"][path]["post"]["requestBody"]["content"] = {
+                "application/json": {"schema": schema}
+            }
+        return spec
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(settings: Settings | None = None, params: Params | None = None) -> FastAPI:
     """Build the app; the model loads when the app starts (lifespan), never at import."""
     settings = settings or Settings()
@@ -194,6 +250,7 @@ def create_app(settings: Settings | None = None, params: Params | None = None) -
     async def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    _model_openapi(app)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

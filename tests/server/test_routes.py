@@ -227,3 +227,17 @@ def test_prediction_log_written_and_flushed_on_shutdown(served_params, served_ro
 def test_reload_swaps_in_the_current_champion(client):
     answer = client.post("/admin/reload")
     assert answer.json() == {"status": "reloaded", "name": "quire-churn", "version": "1"}
+
+
+def test_openapi_request_schema_comes_from_the_model(client):
+    spec = client.get("/openapi.json").json()
+    row = spec["components"]["schemas"]["Row"]
+    assert row["properties"]["age"]["type"] == ["number", "null"]
+    assert row["properties"]["signup_date"]["format"] == "date"
+    assert "month-to-month" in row["properties"]["contract_type"]["description"]
+    assert set(row["required"]) == set(row["example"]) and "churned" not in row["properties"]
+    body = spec["paths"]["/predict/batch"]["post"]["requestBody"]["content"]["application/json"][
+        "schema"
+    ]
+    assert body["items"] == {"$ref": "#/components/schemas/Row"} and body["maxItems"] == 50
+    assert client.post("/predict", json=row["example"]).status_code == 200
