@@ -203,9 +203,16 @@ def _date(value: Any) -> pd.Timestamp | str | None:
     if not isinstance(value, str):
         return f"expected an ISO date string, got {type(value).__name__}"
     try:
-        return pd.Timestamp(value)
+        stamp = pd.Timestamp(value)
     except ValueError:
         return f"expected an ISO date such as 2024-01-31, got {value[:40]!r}"
+    if stamp is pd.NaT:
+        return None
+    if stamp.tzinfo is not None:
+        stamp = stamp.tz_convert("UTC").tz_localize(None)
+    if not pd.Timestamp.min <= stamp <= pd.Timestamp.max:
+        return f"dates must fall between 1677-09-22 and 2262-04-11, got {value[:40]!r}"
+    return stamp
 
 
 def _column(

@@ -88,6 +88,7 @@ def test_unknown_category_is_accepted_flagged_and_counted(client, test_rows):
         ({"region": 3.5}, "region", None),
         ({"is_senior": "maybe"}, "is_senior", "expected true or false"),
         ({"signup_date": "yesterday"}, "signup_date", "expected an ISO date"),
+        ({"signup_date": "2263-01-01"}, "signup_date", "dates must fall between"),
         ({"favourite_colour": "blue"}, "favourite_colour", "unknown field"),
     ],
 )
