@@ -135,6 +135,19 @@ def load_model(params: Params, uri: str | None = None) -> LoadedModel:
     )
 
 
+def registered_version(params: Params, uri: str | None = None) -> str | None:
+    """Return the registry version ``uri`` (default: the project's champion) points at now.
+
+    None for URIs that name a fixed model (a version number, a run, a local folder).
+    """
+    tracking.setup(params)
+    if uri is None:
+        return str(_resolve_version(params)[0].version)
+    if uri.startswith("models:/") and "@" in uri:
+        return str(_version_for_uri(uri)[0].version)
+    return None
+
+
 def _version_for_uri(uri: str) -> tuple[Any, str | None]:
     from mlflow import MlflowClient
 
@@ -206,7 +219,7 @@ def _date(value: Any) -> pd.Timestamp | str | None:
         stamp = pd.Timestamp(value)
     except ValueError:
         return f"expected an ISO date such as 2024-01-31, got {value[:40]!r}"
-    if stamp is pd.NaT:
+    if pd.isna(stamp):
         return None
     if stamp.tzinfo is not None:
         stamp = stamp.tz_convert("UTC").tz_localize(None)

@@ -27,3 +27,4 @@ class Settings(BaseSettings):
     log_flush_seconds: float = Field(5.0, gt=0)
     batch_wait_ms: float = Field(2.0, ge=0)
     batch_max_rows: int = Field(256, ge=1)
+    poll_seconds: float = Field(0.0, ge=0)

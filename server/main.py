@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import time
@@ -21,7 +22,7 @@ from lib.errors import QuireError
 from lib.logs import get_logger
 from lib.params import Params, load_params
 from lib.paths import resolve
-from lib.serving import InputError, load_model
+from lib.serving import InputError, load_model, registered_version
 from server.batcher import MicroBatcher
 from server.config import Settings
 from server.metrics import Metrics
@@ -144,7 +145,6 @@ def _lifespan(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state: ServingState = app.state.serving
-        import asyncio
 
         model = await asyncio.to_thread(load_model, params, settings.model_uri)
         state.install(model)
@@ -158,15 +158,38 @@ def _lifespan(
         state.batcher = MicroBatcher(state.current, settings.batch_wait_ms, settings.batch_max_rows)
         state.batcher.start()
         log.info("serving", model=model.name, version=model.version, uri=model.uri)
+        poller = (
+            asyncio.create_task(_poll_alias(state), name="alias-poller")
+            if settings.poll_seconds > 0
+            else None
+        )
         try:
             yield
         finally:
+            if poller is not None:
+                poller.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await poller
             await state.batcher.stop()
             if state.predlog is not None:
                 await asyncio.to_thread(state.predlog.close)
             state.metrics.ready.set(0)
 
     return lifespan
+
+
+async def _poll_alias(state: ServingState) -> None:
+    """Reload whenever the served alias (champion by default) moves to another version."""
+    settings = state.settings
+    while True:
+        await asyncio.sleep(settings.poll_seconds)
+        try:
+            now = await asyncio.to_thread(registered_version, state.params, settings.model_uri)
+            if now is not None and now != state.current().version:
+                fresh = await state.reload()
+                log.info("alias_moved", model=fresh.name, version=fresh.version)
+        except Exception as exc:  # the registry may be briefly unreachable: keep serving
+            log.warning("alias_poll_failed", error=f"{type(exc).__name__}: {exc}"[:300])
 
 
 def row_schema(state: ServingState) -> dict[str, Any]:

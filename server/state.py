@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from lib.params import Params
-from lib.serving import LoadedModel, records_to_frame
+from lib.serving import LoadedModel, load_model, records_to_frame
 from server.batcher import MicroBatcher
 from server.config import Settings
 from server.metrics import Metrics
@@ -48,6 +48,16 @@ class ServingState:
             }
         )
         self.metrics.ready.set(1)
+
+    async def reload(self) -> LoadedModel:
+        """Load the model again (e.g. a new champion) and swap it in atomically.
+
+        Requests that already hold the old model finish on it; later ones get the new one.
+        """
+        async with self.reload_lock:
+            fresh = await asyncio.to_thread(load_model, self.params, self.settings.model_uri)
+            await asyncio.to_thread(self.install, fresh)
+        return fresh
 
     @staticmethod
     def example_rows(model: LoadedModel) -> list[dict[str, Any]]:

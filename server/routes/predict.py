@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from fastapi import APIRouter, Depends, Request
 
-from lib.serving import InputError, LoadedModel, Problem, load_model, records_to_frame
+from lib.serving import InputError, LoadedModel, Problem, records_to_frame
 from server.bodies import json_body
 from server.deps import Model, State, require_api_key
 
@@ -111,7 +111,5 @@ async def reload(state: State) -> dict[str, Any]:
 
     Requests already running finish on the old model.
     """
-    async with state.reload_lock:
-        fresh = await asyncio.to_thread(load_model, state.params, state.settings.model_uri)
-        await asyncio.to_thread(state.install, fresh)
+    fresh = await state.reload()
     return {"status": "reloaded", "name": fresh.name, "version": fresh.version}

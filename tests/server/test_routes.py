@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from lib.serving import records_to_frame
 from server.config import Settings
 from server.main import create_app
+from tests.server.helpers import mlflow_payloads, post_payload
 
 pytestmark = pytest.mark.slow
 
@@ -148,20 +149,10 @@ def test_batch_limits_size_type_and_json(client, test_rows):
 def test_mlflow_protocol_all_formats_agree_with_pipeline_predict(client, pipeline, test_rows):
     rows = test_rows[:10]
     _, expected = expected_proba(pipeline, client, rows)
-    columns = list(rows[0])
-    payloads = [
-        {"dataframe_records": rows},
-        {"dataframe_split": {"columns": columns, "data": [[r[c] for c in columns] for r in rows]}},
-        {"instances": rows},
-        {"inputs": {c: [r[c] for r in rows] for c in columns}},
-    ]
-    for payload in payloads:
-        answer = client.post("/invocations", json=payload)
-        assert answer.status_code == 200, answer.text
-        assert answer.json() == {"predictions": expected.tolist()}
-    csv = pd.DataFrame(rows).to_csv(index=False)
-    answer = client.post("/invocations", content=csv, headers={"content-type": "text/csv"})
-    assert answer.json() == {"predictions": expected.tolist()}
+    for name, (kind, body) in mlflow_payloads(rows).items():
+        answer = post_payload(client, "/invocations", kind, body)
+        assert answer.status_code == 200, (name, answer.text)
+        assert answer.json() == {"predictions": expected.tolist()}, name
     assert_clean_error(client.post("/invocations", json={"records": rows}), 422, "invalid_format")
 
 

@@ -4,23 +4,16 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
 
 from lib.paths import PROJECT_ROOT
+from tests.server.helpers import free_port, wait_until_ready
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_real_server_serves_and_stops_cleanly(served_root, test_rows):
@@ -45,17 +38,7 @@ def test_real_server_serves_and_stops_cleanly(served_root, test_rows):
     )
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            time.sleep(0.3)
-        else:
-            pytest.fail("server not ready within 90 s")
+        wait_until_ready(f"{base}/health/ready", proc, 90)
         with httpx.Client(base_url=base, timeout=10) as client:
             answers = [client.post("/predict", json=r) for r in test_rows[:20]]
             assert all(a.status_code == 200 for a in answers)

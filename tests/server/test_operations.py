@@ -1,0 +1,111 @@
+"""Operations: reload during traffic, alias polling, CORS."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from mlflow import MlflowClient
+
+from lib import tracking
+from server.config import Settings
+from server.main import create_app
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def second_version(served_params):
+    """Register the champion's model again as version N+1; put the champion back afterwards."""
+    tracking.setup(served_params)
+    client = MlflowClient()
+    name = tracking.model_name(served_params)
+    old = client.get_model_version_by_alias(name, tracking.CHAMPION)
+    new = client.create_model_version(name, old.source, run_id=old.run_id, tags=old.tags)
+    yield str(old.version), str(new.version)
+    client.set_registered_model_alias(name, tracking.CHAMPION, old.version)
+
+
+def move_champion(params, version):
+    MlflowClient().set_registered_model_alias(
+        tracking.model_name(params), tracking.CHAMPION, version
+    )
+
+
+def test_reload_during_traffic_swaps_atomically(served_params, test_rows, second_version):
+    old, new = second_version
+    app = create_app(Settings(prediction_log=False), served_params)
+
+    async def scenario():
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://quire") as client:
+                stop = asyncio.Event()
+
+                async def traffic(i):
+                    seen = []
+                    while not stop.is_set():
+                        path, body = (
+                            ("/predict", test_rows[i])
+                            if i % 2
+                            else ("/predict/batch", test_rows[:20])
+                        )
+                        r = await client.post(path, json=body)
+                        assert r.status_code == 200, r.text
+                        seen.append(r.json()["model"]["version"])
+                    return seen
+
+                workers = [asyncio.create_task(traffic(i)) for i in range(6)]
+                await asyncio.sleep(0.5)
+                move_champion(served_params, new)
+                reloaded = await client.post("/admin/reload")
+                await asyncio.sleep(0.5)
+                stop.set()
+                return reloaded, await asyncio.gather(*workers)
+
+    reloaded, seen = asyncio.run(scenario())
+    assert reloaded.json()["version"] == new
+    for versions in seen:
+        assert versions[0] == old and versions[-1] == new
+        # Once a worker has been answered by the new model it never sees the old one again.
+        assert versions == sorted(versions, key=lambda v: v == new)
+
+
+def test_polling_follows_the_champion_alias(served_params, second_version):
+    old, new = second_version
+    app = create_app(Settings(prediction_log=False, poll_seconds=0.2), served_params)
+    with TestClient(app) as client:
+        assert client.get("/model").json()["version"] == old
+        move_champion(served_params, new)
+        deadline = time.monotonic() + 30
+        while client.get("/model").json()["version"] != new:
+            assert time.monotonic() < deadline, "the server did not follow the alias in 30 s"
+            time.sleep(0.1)
+        assert "quire_model_info" in client.get("/metrics").text
+
+
+def preflight(client, origin):
+    return client.options(
+        "/predict",
+        headers={"Origin": origin, "Access-Control-Request-Method": "POST"},
+    )
+
+
+def test_cors_is_off_unless_configured(served_params):
+    with TestClient(create_app(Settings(prediction_log=False), served_params)) as client:
+        answer = preflight(client, "https://dash.example")
+        assert "access-control-allow-origin" not in answer.headers
+        assert (
+            "access-control-allow-origin"
+            not in client.get("/health/live", headers={"Origin": "https://dash.example"}).headers
+        )
+    settings = Settings(prediction_log=False, cors_origins=["https://dash.example"])
+    with TestClient(create_app(settings, served_params)) as client:
+        allowed = preflight(client, "https://dash.example")
+        assert allowed.status_code == 200
+        assert allowed.headers["access-control-allow-origin"] == "https://dash.example"
+        refused = preflight(client, "https://evil.example")
+        assert "access-control-allow-origin" not in refused.headers
