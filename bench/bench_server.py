@@ -3,11 +3,13 @@
     .venv/bin/python bench/bench_server.py [--seconds 15]
 
 Needs `wrk` (Debian package). Trains a HistGradientBoosting champion on the default churn data
-(18 raw columns through the ColumnTransformer) in a temporary store, starts both servers with one
-worker each and OMP_NUM_THREADS=1 on 127.0.0.1, and drives each with the same wrk runs, one server
-at a time: single rows at concurrency 16 and 1, 1,000-row batches at concurrency 4. Also: time from
-start to ready, resident memory after the runs, and a check that every benchmarked row's answer
-equals the pipeline's own predict / predict_proba.
+(18 raw columns through the ColumnTransformer) in a temporary store, starts each server with one
+worker and OMP_NUM_THREADS=1 on 127.0.0.1 - Quire, Quire with its fast path off (the pipeline's
+own predict), mlflow - and drives each with the same wrk runs, one server at a time: single rows
+at concurrency 16 and 1, 1,000-row batches at concurrency 4. Also: time from start to ready,
+resident memory after the runs, and a check that every benchmarked row's answer equals the
+pipeline's own predict / predict_proba. Quire logs every prediction during the runs, as in
+production.
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -84,7 +85,7 @@ def start(kind: str, port: int, store_env: dict[str, str]) -> tuple[subprocess.P
     bin_dir = str(Path(sys.executable).parent)  # mlflow runs `uvicorn` from PATH
     env = {**os.environ, **store_env, "OMP_NUM_THREADS": "1"}
     env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
-    if kind == "quire":
+    if kind.startswith("quire"):
         env.pop("MLFLOW_TRACKING_URI")  # Quire reads its store from params
         cmd = [sys.executable, "-m", "server"]
         env.update(
@@ -167,48 +168,72 @@ def _ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def rows(store_env: dict[str, str], n: int) -> tuple[list[dict[str, Any]], Any]:
-    """JSON-ready test rows and the champion pipeline."""
+def rows(store_env: dict[str, str], n: int) -> tuple[list[dict[str, Any]], Any, Any]:
+    """JSON-ready test rows, the champion pipeline and the training schema."""
     import mlflow
 
     from lib.ingest import load_processed
     from lib.params import load_params
 
     params = load_params(overrides=[f"project.data_dir={store_env['QUIRE__PROJECT__DATA_DIR']}"])
-    X, _ = load_processed(params).xy("test")
+    data = load_processed(params)
+    X, _ = data.xy("test")
     frame = X.head(n).astype(object)
     frame["signup_date"] = X["signup_date"].head(n).dt.strftime("%Y-%m-%d")
     for c in ("is_senior", "has_partner", "paperless_billing", "auto_pay"):
         frame[c] = X[c].head(n).map({1.0: True, 0.0: False})
     records = frame.astype(object).where(frame.notna(), None).to_dict("records")
     mlflow.set_tracking_uri(store_env["MLFLOW_TRACKING_URI"])
-    return records, mlflow.sklearn.load_model("models:/quire-churn@champion")
+    return records, mlflow.sklearn.load_model("models:/quire-churn@champion"), data.schema
 
 
-def check_equal(
-    port_q: int, port_m: int, records: list[dict[str, Any]], pipeline: Any
-) -> dict[str, bool]:
-    from lib.schema import Schema
+def check(kind: str, port: int, records: list[dict[str, Any]], pipeline: Any, schema: Any) -> bool:
+    """Every benchmarked row's answer equals the pipeline's own predict / predict_proba."""
     from lib.serving import records_to_frame
 
-    schema = Schema.model_validate(httpx.get(f"http://127.0.0.1:{port_q}/model").json()["schema"])
     frame, _ = records_to_frame(records, schema)
-    proba, labels = pipeline.predict_proba(frame), pipeline.predict(frame)
-    q = httpx.post(f"http://127.0.0.1:{port_q}/predict/batch", json=records, timeout=60).json()[
-        "predictions"
+    base = f"http://127.0.0.1:{port}"
+    if kind == "mlflow":
+        answer = httpx.post(
+            f"{base}/invocations", json={"dataframe_records": records}, timeout=60
+        ).json()["predictions"]
+        return bool(answer == pipeline.predict(frame).tolist())
+    proba = pipeline.predict_proba(frame).tolist()
+    batch = httpx.post(f"{base}/predict/batch", json=records, timeout=60).json()["predictions"]
+    singles = [
+        httpx.post(f"{base}/predict", json=r).json()["predictions"][0] for r in records[:200]
     ]
-    got = np.array([[p["probabilities"]["0"], p["probabilities"]["1"]] for p in q])
-    m = httpx.post(
-        f"http://127.0.0.1:{port_m}/invocations", json={"dataframe_records": records}, timeout=60
-    ).json()["predictions"]
-    one = httpx.post(f"http://127.0.0.1:{port_q}/predict", json=records[0]).json()["predictions"][
-        0
-    ]["probabilities"]
-    return {
-        "quire_proba_equal": bool(np.array_equal(got, proba)),
-        "quire_single_equal": [one["0"], one["1"]] == proba[0].tolist(),
-        "mlflow_labels_equal": m == labels.tolist(),
-    }
+    got = [[p["probabilities"]["0"], p["probabilities"]["1"]] for p in batch + singles]
+    return got == proba + proba[:200]
+
+
+KINDS = {  # name: (single-row route, batch route, extra environment)
+    "quire": ("/predict", "/predict/batch", {}),
+    "quire_pipeline": ("/predict", "/predict/batch", {"QUIRE_SERVER_FAST_PATH": "false"}),
+    "mlflow": ("/invocations", "/invocations", {}),
+}
+
+
+def measure(kind: str, store_env: dict[str, str], work: Path, seconds: int) -> dict[str, Any]:
+    route_one, route_batch, extra = KINDS[kind]
+    body = "mlflow" if kind == "mlflow" else "quire"
+    port = free_port()
+    proc, ready_s = start(kind, port, {**store_env, **extra})
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wrk(base + route_one, work / f"{body}_one.json", 4, 3, work)  # warm-up
+        result: dict[str, Any] = {
+            "ready_s": ready_s,
+            "c16": wrk(base + route_one, work / f"{body}_one.json", 16, seconds, work),
+            "c1": wrk(base + route_one, work / f"{body}_one.json", 1, seconds, work),
+            "batch_c4": wrk(base + route_batch, work / f"{body}_batch.json", 4, seconds, work),
+            "rss_mib": rss_mib(proc),
+        }
+        result["port"] = port
+        return result | {"proc": proc}
+    except BaseException:
+        stop(proc)
+        raise
 
 
 def main() -> None:
@@ -218,7 +243,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         store_env = prepare(work / "store")
-        records, pipeline = rows(store_env, 1000)
+        records, pipeline, schema = rows(store_env, 1000)
         bodies = {
             "quire_one": records[0],
             "mlflow_one": {"dataframe_records": [records[0]]},
@@ -233,56 +258,41 @@ def main() -> None:
         for name, body in bodies.items():
             (work / f"{name}.json").write_text(json.dumps(body))
         results: dict[str, Any] = {}
-        for kind, route_one, route_batch in (
-            ("quire", "/predict", "/predict/batch"),
-            ("mlflow", "/invocations", "/invocations"),
-        ):
-            port = free_port()
-            proc, ready_s = start(kind, port, store_env)
+        for kind in KINDS:  # one server at a time, each on the same loopback load
+            result = measure(kind, store_env, work, args.seconds)
+            proc = result.pop("proc")
             try:
-                base = f"http://127.0.0.1:{port}"
-                wrk(base + route_one, work / f"{kind}_one.json", 4, 3, work)  # warm-up
-                results[kind] = {
-                    "ready_s": ready_s,
-                    "c16": wrk(base + route_one, work / f"{kind}_one.json", 16, args.seconds, work),
-                    "c1": wrk(base + route_one, work / f"{kind}_one.json", 1, args.seconds, work),
-                    "batch_c4": wrk(
-                        base + route_batch, work / f"{kind}_batch.json", 4, args.seconds, work
-                    ),
-                    "rss_mib": rss_mib(proc),
-                }
-                if kind == "quire":
-                    results["quire_port"], quire_proc = port, proc
-                    continue
-                results["equal"] = check_equal(results["quire_port"], port, records, pipeline)
+                result["equal"] = check(kind, result.pop("port"), records, pipeline, schema)
             finally:
-                if kind == "mlflow":
-                    stop(proc)
-                    stop(quire_proc)
+                stop(proc)
+            results[kind] = result
     save("server", results)
-    q, m = results["quire"], results["mlflow"]
-    print("| measure | Quire | mlflow models serve | ratio |\n|---|---|---|---|")
-    print(
-        f"| single row, c=16: req/s | {q['c16']['rps']:.0f} | {m['c16']['rps']:.0f} | {q['c16']['rps'] / m['c16']['rps']:.2f}x |"
-    )
-    print(
-        f"| single row, c=16: p99 ms | {q['c16']['p99_ms']:.1f} | {m['c16']['p99_ms']:.1f} | {q['c16']['p99_ms'] / m['c16']['p99_ms']:.2f}x |"
-    )
-    print(
-        f"| single row, c=1: p50 ms | {q['c1']['p50_ms']:.2f} | {m['c1']['p50_ms']:.2f} | {q['c1']['p50_ms'] / m['c1']['p50_ms']:.2f}x |"
-    )
-    print(
-        f"| 1,000-row batch, c=4: req/s | {q['batch_c4']['rps']:.1f} | {m['batch_c4']['rps']:.1f} | {q['batch_c4']['rps'] / m['batch_c4']['rps']:.2f}x |"
-    )
-    print(
-        f"| start to ready s | {q['ready_s']:.1f} | {m['ready_s']:.1f} | {q['ready_s'] / m['ready_s']:.2f}x |"
-    )
-    print(
-        f"| resident memory MiB | {q['rss_mib']:.0f} | {m['rss_mib']:.0f} | {q['rss_mib'] / m['rss_mib']:.2f}x |"
-    )
-    print(
-        f"\nnon-2xx: quire {q['c16']['non_2xx']}, mlflow {m['c16']['non_2xx']}; equal: {results['equal']}"
-    )
+    print(table(results))
+
+
+def table(results: dict[str, Any]) -> str:
+    """The markdown table for docs/benchmarks.md."""
+    q, p, m = results["quire"], results["quire_pipeline"], results["mlflow"]
+    measures = [
+        ("single row, c=16: req/s", lambda r: r["c16"]["rps"], "{:.0f}"),
+        ("single row, c=16: p99 ms", lambda r: r["c16"]["p99_ms"], "{:.1f}"),
+        ("single row, c=1: p50 ms", lambda r: r["c1"]["p50_ms"], "{:.2f}"),
+        ("1,000-row batch, c=4: req/s", lambda r: r["batch_c4"]["rps"], "{:.1f}"),
+        ("start to ready s", lambda r: r["ready_s"], "{:.1f}"),
+        ("resident memory MiB", lambda r: r["rss_mib"], "{:.0f}"),
+    ]
+    lines = [
+        "| measure | Quire | Quire, fast path off | mlflow models serve | Quire / mlflow |",
+        "|---|---|---|---|---|",
+    ]
+    for name, get, fmt in measures:
+        cells = [fmt.format(get(r)) for r in (q, p, m)]
+        lines.append(f"| {name} | {' | '.join(cells)} | {get(q) / get(m):.2f}x |")
+    errors = {k: r["c16"]["non_2xx"] + r["c1"]["non_2xx"] + r["batch_c4"]["non_2xx"]
+              for k, r in results.items()}  # fmt: skip
+    equal = {k: r["equal"] for k, r in results.items()}
+    lines.append(f"\nnon-2xx answers: {errors}; answers equal the pipeline's own: {equal}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

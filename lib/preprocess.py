@@ -26,6 +26,9 @@ def _remember_inputs(estimator: BaseEstimator, X: Any) -> None:
         estimator.feature_names_in_ = np.asarray(X.columns, dtype=object)
 
 
+_EPOCH = np.datetime64("1970-01-01", "ns")
+
+
 class QuantileClipper(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):  # type: ignore[misc]
     """Clip each column to quantiles learned on the training data (outlier handling).
 
@@ -83,14 +86,26 @@ class DateFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         return self
 
     def transform(self, X: Any) -> np.ndarray:
-        """Return three float columns per date column (NaN where the date is missing)."""
-        frame = pd.DataFrame(X)
+        """Return three float columns per date column (NaN where the date is missing).
+
+        Plain numpy on datetime64 columns (the server calls this for every request); other
+        columns are parsed with ``pandas.to_datetime`` first, unparseable values becoming NaN.
+        """
+        values = X.to_numpy() if hasattr(X, "to_numpy") else np.asarray(X)
         parts = []
-        for name in frame.columns:
-            dates = pd.to_datetime(frame[name], errors="coerce")
-            days = (dates - pd.Timestamp("1970-01-01")) / pd.Timedelta(days=1)
-            parts += [days, dates.dt.month, dates.dt.dayofweek]
-        return np.column_stack([np.asarray(p, dtype=float) for p in parts])
+        for j in range(values.shape[1]):
+            column = values[:, j]
+            if column.dtype.kind != "M":
+                column = pd.to_datetime(pd.Series(column), errors="coerce").to_numpy()
+            stamps = column.astype("datetime64[ns]")
+            missing = np.isnat(stamps)
+            days = (stamps - _EPOCH) / np.timedelta64(1, "D")
+            month = (stamps.astype("datetime64[M]").astype(np.int64) % 12 + 1).astype(float)
+            weekday = ((stamps.astype("datetime64[D]").astype(np.int64) + 3) % 7).astype(float)
+            month[missing] = np.nan
+            weekday[missing] = np.nan
+            parts += [days, month, weekday]  # 1970-01-01 was a Thursday: weekday 3, Monday 0
+        return np.column_stack(parts).astype(float, copy=False)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """``<date>_days``, ``<date>_month``, ``<date>_weekday`` per input column."""

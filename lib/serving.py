@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +16,12 @@ import pandas as pd
 
 from lib import tracking
 from lib.errors import ModelNotFoundError
+from lib.fastpath import FastPipeline, Unsupported, compile_pipeline
+from lib.logs import get_logger
 from lib.params import Params
 from lib.schema import ColumnSchema, Schema
 
+log = get_logger(__name__)
 _TRUE = {True, "true", "True", "1"}
 _FALSE = {False, "false", "False", "0"}
 
@@ -40,8 +46,39 @@ class InputError(ValueError):
 
 
 @dataclass(frozen=True)
+class Batch:
+    """Checked input rows as typed column arrays, in the schema's column order.
+
+    Numeric and boolean columns are float (NaN: missing), categorical ones object (str or None),
+    dates ``datetime64[ns]`` (NaT: missing). ``unknown`` lists, per row, the fields whose
+    category was not seen in training.
+    """
+
+    columns: dict[str, np.ndarray]
+    unknown: list[list[str]]
+
+    def __len__(self) -> int:
+        return len(self.unknown)
+
+    def frame(self) -> pd.DataFrame:
+        """Return the rows as a DataFrame (what the pipeline itself takes)."""
+        return pd.DataFrame(self.columns)
+
+    @staticmethod
+    def concat(parts: Sequence[Batch]) -> Batch:
+        """Stack batches in order."""
+        if len(parts) == 1:
+            return parts[0]
+        names = parts[0].columns
+        return Batch(
+            {n: np.concatenate([p.columns[n] for p in parts]) for n in names},
+            [flags for p in parts for flags in p.unknown],
+        )
+
+
+@dataclass(frozen=True)
 class LoadedModel:
-    """A fitted pipeline with its schema and registry facts."""
+    """A fitted pipeline with its schema, registry facts and (when verified) its fast path."""
 
     pipeline: Any
     schema: Schema
@@ -53,23 +90,57 @@ class LoadedModel:
     threshold: float | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     trained_at: str | None = None
+    fast: FastPipeline | None = None
 
     @property
     def classes(self) -> list[Any] | None:
         """Class labels in the schema's order (None for regression)."""
         return self.schema.classes
 
-    def predict(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
-        """Return (labels or values, class probabilities in schema order or None)."""
-        if self.schema.task == "regression":
-            return np.asarray(self.pipeline.predict(frame), dtype=float), None
-        raw = np.asarray(self.pipeline.predict_proba(frame))
+    def _call(self, data: Batch | pd.DataFrame, *methods: str) -> list[np.ndarray]:
+        """Transform the rows once, then call the final estimator's ``methods`` on them.
+
+        The same as calling the pipeline's methods (a Pipeline does exactly this); the fast path
+        replaces only the preprocessing, by an exact equivalent.
+        """
+        final = self.pipeline[-1]
+        transformed = None
+        if isinstance(data, Batch):
+            if self.fast is not None:
+                with contextlib.suppress(Unsupported):  # a value it cannot place: use the pipeline
+                    transformed = self.fast.transform(data.columns)
+            if transformed is None:
+                data = data.frame()
+        if transformed is None:
+            transformed = self.pipeline[:-1].transform(data)
+        return [np.asarray(getattr(final, m)(transformed)) for m in methods]
+
+    def _in_schema_order(self, raw: np.ndarray) -> np.ndarray:
         order = [list(self.pipeline.classes_).index(c) for c in self.classes or []]
-        proba = raw[:, order]
+        return raw[:, order]
+
+    def predict(self, data: Batch | pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
+        """Return (labels or values, class probabilities in schema order or None).
+
+        Labels follow the decision threshold chosen at evaluation, when there is one.
+        """
+        if self.schema.task == "regression":
+            return np.asarray(self._call(data, "predict")[0], dtype=float), None
+        proba = self._in_schema_order(self._call(data, "predict_proba")[0])
         labels = np.asarray(self.classes)
         if self.threshold is not None and len(labels) == 2:
             return np.where(proba[:, 1] >= self.threshold, labels[1], labels[0]), proba
         return labels[np.argmax(proba, axis=1)], proba
+
+    def pipeline_predict(self, data: Batch) -> tuple[np.ndarray, np.ndarray | None]:
+        """Return the pipeline's own ``predict`` (as MLflow answers) and class probabilities.
+
+        Probabilities (for the prediction log) are in schema order; None for regression.
+        """
+        if self.schema.task == "regression":
+            return self._call(data, "predict")[0], None
+        labels, proba = self._call(data, "predict", "predict_proba")
+        return labels, self._in_schema_order(proba)
 
 
 def _resolve_version(params: Params) -> tuple[Any, str | None]:
@@ -89,7 +160,7 @@ def _resolve_version(params: Params) -> tuple[Any, str | None]:
         return max(versions, key=lambda v: int(v.version)), None
 
 
-def load_model(params: Params, uri: str | None = None) -> LoadedModel:
+def load_model(params: Params, uri: str | None = None, *, fast: bool = True) -> LoadedModel:
     """Load ``uri`` (an MLflow model URI or local path), or the project's champion.
 
     Parameters
@@ -98,6 +169,8 @@ def load_model(params: Params, uri: str | None = None) -> LoadedModel:
         Gives the MLflow store and the registered model name.
     uri
         ``models:/name@alias``, ``models:/name/3``, ``runs:/...`` or a local model folder.
+    fast
+        Compile the pipeline into its fast path (used only if it matches the pipeline exactly).
 
     Returns
     -------
@@ -117,11 +190,12 @@ def load_model(params: Params, uri: str | None = None) -> LoadedModel:
     except (OSError, mlflow.exceptions.MlflowException) as exc:
         raise ModelNotFoundError(f"cannot load model {uri!r}: {str(exc).splitlines()[0]}") from None
     if version is None:
-        return LoadedModel(pipeline, _local_schema(params), uri)
+        model = LoadedModel(pipeline, _local_schema(params), uri)
+        return with_fast_path(model) if fast else model
     run_id = version.tags.get("quire.run_id") or version.run_id
     raw = version.tags.get("quire.threshold")
     metrics = mlflow.get_run(run_id).data.metrics if run_id else {}
-    return LoadedModel(
+    model = LoadedModel(
         pipeline=pipeline,
         schema=_run_schema(run_id) if run_id else _local_schema(params),
         uri=uri,
@@ -133,6 +207,48 @@ def load_model(params: Params, uri: str | None = None) -> LoadedModel:
         metrics={k: float(v) for k, v in metrics.items()},
         trained_at=pd.Timestamp(version.creation_timestamp, unit="ms", tz="UTC").isoformat(),
     )
+    return with_fast_path(model) if fast else model
+
+
+def probe_rows(schema: Schema, n: int = 256, seed: int = 0) -> list[dict[str, Any]]:
+    """Return rows that reach every corner of the input contract.
+
+    Each category, an unseen one, missing values, values far outside the training range, old and
+    future dates.
+    """
+    rng = np.random.default_rng(seed)
+    rows: list[dict[str, Any]] = [{} for _ in range(n)]
+    for col in schema.features:
+        if col.kind == "numeric":
+            low = col.min if col.min is not None else -1.0
+            high = col.max if col.max is not None else 1.0
+            span = max(high - low, 1.0)
+            pool: list[Any] = [None, low, high, low - 10 * span, high + 10 * span, 0.0]
+            values = [*pool, *rng.uniform(low - span, high + span, n).tolist()]
+        elif col.kind == "boolean":
+            values = [None, True, False]
+        elif col.kind == "datetime":
+            days = rng.integers(-20_000, 40_000, n)
+            values = [None, *[str(np.datetime64(int(d), "D")) for d in days]]
+        else:
+            values = [None, "never seen in training", *(col.categories or ["a", "b"])]
+        picks = rng.permutation(np.resize(np.arange(len(values)), n))
+        for row, k in zip(rows, picks, strict=True):
+            row[col.name] = values[k]
+    return rows
+
+
+def with_fast_path(model: LoadedModel) -> LoadedModel:
+    """Return ``model`` with its compiled fast path, if that matches the pipeline bit for bit."""
+    fast = compile_pipeline(model.pipeline)
+    if fast is None:
+        log.info("fast_path_unsupported", model=model.name, version=model.version)
+        return model
+    batch = check_rows(probe_rows(model.schema), model.schema)
+    if not fast.verify(model.pipeline, batch.columns, batch.frame()):
+        log.warning("fast_path_mismatch", model=model.name, version=model.version)
+        return model
+    return replace(model, fast=fast)
 
 
 def registered_version(params: Params, uri: str | None = None) -> str | None:
@@ -228,7 +344,69 @@ def _date(value: Any) -> pd.Timestamp | str | None:
     return stamp
 
 
+_MISSING = object()
+
+
+def _transpose(rows: Sequence[Mapping[str, Any]], names: list[str]) -> list[list[Any]]:
+    """Values per field (``_MISSING`` where a row lacks the field)."""
+    try:  # every row has every field: one C-level pass
+        return [list(c) for c in zip(*map(itemgetter(*names), rows), strict=True)]
+    except KeyError:
+        return [[row.get(name, _MISSING) for row in rows] for name in names]
+
+
 def _column(
+    col: ColumnSchema,
+    values: list[Any],
+    rows: Sequence[Mapping[str, Any]],
+    problems: list[Problem],
+) -> np.ndarray:
+    """Return one column as a typed array, adding a Problem for every bad value."""
+    fast = _whole_column(col.kind, values)
+    if fast is not None:
+        return fast
+    checked = _value_by_value(col, rows, problems)
+    if col.kind in ("numeric", "boolean"):
+        return np.array(checked, dtype=float)
+    if col.kind == "datetime":
+        return np.array(
+            [np.datetime64("NaT", "ns") if v is None else v.to_datetime64() for v in checked],
+            dtype="datetime64[ns]",
+        )
+    return np.array(checked, dtype=object)
+
+
+def _whole_column(kind: str, values: list[Any]) -> np.ndarray | None:
+    """Convert a column of well-formed values in one step; None sends it value by value.
+
+    The common case for large batches: numbers that are all numbers, strings that are all
+    strings. Anything unusual (a missing field, a wrong type, NaN, an odd date) returns None,
+    and the value-by-value check finds and names it.
+    """
+    types = set(map(type, values))
+    try:
+        if kind == "numeric" and types <= {float, int, type(None)}:
+            array = np.array(values, dtype=float)
+            if np.isinf(array).any() or np.isnan(array).sum() != values.count(None):
+                return None  # Infinity or a NaN literal: reported row by row
+            return array
+        if kind == "boolean" and types <= {bool, type(None)}:
+            return np.array(values, dtype=float)
+        if kind == "categorical" and types <= {str, type(None)}:
+            return np.array(values, dtype=object)
+        if kind == "datetime" and types <= {str, type(None)}:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                dates = pd.to_datetime(pd.Series(values, dtype=object), format="ISO8601")
+            if dates.dt.tz is not None:
+                dates = dates.dt.tz_convert("UTC").dt.tz_localize(None)
+            return dates.to_numpy(dtype="datetime64[ns]")
+    except (ValueError, TypeError, OverflowError, Warning):
+        return None
+    return None
+
+
+def _value_by_value(
     col: ColumnSchema, rows: Sequence[Mapping[str, Any]], problems: list[Problem]
 ) -> list[Any]:
     out: list[Any] = []
@@ -256,10 +434,10 @@ def _column(
     return out
 
 
-def records_to_frame(
+def check_rows(
     rows: Sequence[Any], schema: Schema, *, extra: str = "reject", max_rows: int = 10_000
-) -> tuple[pd.DataFrame, list[list[str]]]:
-    """Check submitted rows against the schema and return them as a model-ready frame.
+) -> Batch:
+    """Check submitted rows against the schema and return them as typed columns.
 
     Parameters
     ----------
@@ -274,8 +452,8 @@ def records_to_frame(
 
     Returns
     -------
-    tuple of (pandas.DataFrame, list of list of str)
-        The frame, and per row the fields whose category was not seen in training.
+    Batch
+        The columns, and per row the fields whose category was not seen in training.
 
     Raises
     ------
@@ -299,6 +477,8 @@ def records_to_frame(
     known = set(schema.names())
     if extra == "reject":
         for i, row in enumerate(rows):
+            if row.keys() <= known:
+                continue
             for name in row:
                 if name not in known:
                     problems.append(
@@ -308,25 +488,37 @@ def records_to_frame(
                             "unknown field; remove it (the server rejects extra fields)",
                         )
                     )
-    columns = {col.name: _column(col, rows, problems) for col in schema.features}
+    names = schema.names()
+    if len(names) == 1:  # itemgetter of one name gives values, not tuples
+        values = [[row.get(names[0], _MISSING) for row in rows]]
+    else:
+        values = _transpose(rows, names)
+    columns = {
+        col.name: _column(col, column, rows, problems)
+        for col, column in zip(schema.features, values, strict=True)
+    }
     if problems:
         raise InputError(problems[:20])
-    frame = pd.DataFrame(columns)
-    for col in schema.features:
-        if col.kind in ("numeric", "boolean"):
-            frame[col.name] = frame[col.name].astype(float)
-        elif col.kind == "datetime":
-            frame[col.name] = pd.to_datetime(frame[col.name]).astype("datetime64[ns]")
-    return frame, _unknown_categories(frame, schema)
+    return Batch(columns, _unknown_categories(columns, schema, len(rows)))
 
 
-def _unknown_categories(frame: pd.DataFrame, schema: Schema) -> list[list[str]]:
-    flags: list[list[str]] = [[] for _ in range(len(frame))]
+def records_to_frame(
+    rows: Sequence[Any], schema: Schema, *, extra: str = "reject", max_rows: int = 10_000
+) -> tuple[pd.DataFrame, list[list[str]]]:
+    """Like ``check_rows``, as a DataFrame and the unknown categories per row."""
+    batch = check_rows(rows, schema, extra=extra, max_rows=max_rows)
+    return batch.frame(), batch.unknown
+
+
+def _unknown_categories(
+    columns: Mapping[str, np.ndarray], schema: Schema, n: int
+) -> list[list[str]]:
+    flags: list[list[str]] = [[] for _ in range(n)]
     for col in schema.features:
         if col.kind != "categorical" or col.categories is None:
             continue
-        values = frame[col.name]
-        unseen = values.notna() & ~values.isin(col.categories)
-        for i in np.flatnonzero(unseen.to_numpy()):
-            flags[i].append(col.name)
+        seen = set(col.categories)
+        for i, value in enumerate(columns[col.name]):
+            if value is not None and value not in seen:
+                flags[i].append(col.name)
     return flags

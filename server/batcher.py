@@ -1,9 +1,10 @@
 """Adaptive micro-batching: concurrent single-row requests share one model call.
 
-A request puts its frame on a queue and awaits a future. One worker takes what is queued (up to
-``max_rows`` rows, waiting at most ``wait_ms`` for more once it has one), predicts them together
-in a thread, and answers each request with its own rows. Under low load a request waits for
-nobody; under high load the model sees fewer, larger calls.
+A request puts its rows on a queue and awaits a future. One worker takes everything queued (up
+to ``max_rows`` rows; with ``wait_ms`` > 0 it also waits that long for company), predicts it in
+one model call (in a thread only when large), and answers each request with its own rows. While
+one call runs, the next requests queue up and go together in the next call: under low load a
+request waits for nobody, under high load the model sees fewer, larger calls.
 """
 
 from __future__ import annotations
@@ -14,22 +15,24 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
-from lib.serving import LoadedModel
+from lib.serving import Batch, LoadedModel
 
 
 @dataclass
 class _Job:
-    frame: pd.DataFrame
+    batch: Batch
     future: asyncio.Future[tuple[LoadedModel, np.ndarray, np.ndarray | None]]
 
 
 class MicroBatcher:
     """Queue single-row predictions and run them in shared batches."""
 
-    def __init__(self, get_model: Any, wait_ms: float = 2.0, max_rows: int = 256) -> None:
+    def __init__(
+        self, get_model: Any, run_model: Any, wait_ms: float = 0.0, max_rows: int = 256
+    ) -> None:
         self._get_model = get_model
+        self._run_model = run_model  # (method, batch) -> awaitable result
         self._wait = wait_ms / 1000
         self._max_rows = max_rows
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
@@ -46,25 +49,23 @@ class MicroBatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def predict(
-        self, frame: pd.DataFrame
-    ) -> tuple[LoadedModel, np.ndarray, np.ndarray | None]:
-        """Predict ``frame`` in the next batch; returns the model used and its outputs."""
+    async def predict(self, batch: Batch) -> tuple[LoadedModel, np.ndarray, np.ndarray | None]:
+        """Predict ``batch`` in the next model call; returns the model used and its outputs."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Job(frame, future))
+        await self._queue.put(_Job(batch, future))
         result: tuple[LoadedModel, np.ndarray, np.ndarray | None] = await future
         return result
 
     async def _collect(self) -> list[_Job]:
         jobs = [await self._queue.get()]
-        rows = len(jobs[0].frame)
+        rows = len(jobs[0].batch)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._wait
         while rows < self._max_rows:
             try:
                 job = self._queue.get_nowait()
             except asyncio.QueueEmpty:
-                remaining = deadline - loop.time()
+                remaining = deadline - loop.time() if self._wait > 0 else 0
                 if remaining <= 0:
                     break
                 try:
@@ -72,20 +73,16 @@ class MicroBatcher:
                 except TimeoutError:
                     break
             jobs.append(job)
-            rows += len(job.frame)
+            rows += len(job.batch)
         return jobs
 
     async def _run(self) -> None:
         while True:
             jobs = await self._collect()
             model = self._get_model()
-            frame = (
-                pd.concat([j.frame for j in jobs], ignore_index=True)
-                if len(jobs) > 1
-                else jobs[0].frame
-            )
+            batch = Batch.concat([j.batch for j in jobs])
             try:
-                labels, proba = await asyncio.to_thread(model.predict, frame)
+                labels, proba = await self._run_model(model.predict, batch)
             except Exception as exc:  # handed to each waiting request, which reports it
                 for job in jobs:
                     if not job.future.done():
@@ -93,7 +90,7 @@ class MicroBatcher:
                 continue
             start = 0
             for job in jobs:
-                end = start + len(job.frame)
+                end = start + len(job.batch)
                 part = proba[start:end] if proba is not None else None
                 if not job.future.done():
                     job.future.set_result((model, labels[start:end], part))

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
 from fastapi import HTTPException, Request
+from fastapi.responses import Response
 
 
 def media_type(request: Request) -> str:
@@ -19,7 +21,21 @@ async def json_body(request: Request) -> Any:
         raise HTTPException(415, "send the body as application/json")
     raw = await request.body()
     try:
+        return orjson.loads(raw)  # about twice as fast as the standard library
+    except orjson.JSONDecodeError:
+        pass
+    try:  # also reads NaN and Infinity, so that the input check can name their row and field
         return json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         where = getattr(exc, "pos", 0)
         raise HTTPException(400, f"the body is not valid JSON (error at byte {where})") from None
+
+
+class FastJSONResponse(Response):
+    """A JSON response rendered by orjson (about nine times faster than the standard library)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        """Serialise ``content``; NumPy arrays of numbers are written directly."""
+        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)

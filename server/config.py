@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     prediction_log: bool = True
     log_flush_rows: int = Field(5000, ge=1)
     log_flush_seconds: float = Field(5.0, gt=0)
-    batch_wait_ms: float = Field(2.0, ge=0)
+    batch_wait_ms: float = Field(0.0, ge=0)
     batch_max_rows: int = Field(256, ge=1)
+    inline_rows: int = Field(2000, ge=0)
     poll_seconds: float = Field(0.0, ge=0)
+    fast_path: bool = True

@@ -11,7 +11,7 @@ from lib.serving import LoadedModel
 from server.state import ServingState
 
 
-def get_state(request: Request) -> ServingState:
+async def get_state(request: Request) -> ServingState:
     """Return the app's serving state."""
     state: ServingState = request.app.state.serving
     return state
@@ -20,7 +20,7 @@ def get_state(request: Request) -> ServingState:
 State = Annotated[ServingState, Depends(get_state)]
 
 
-def require_model(state: State) -> LoadedModel:
+async def require_model(state: State) -> LoadedModel:
     """Return the served model, or 503 while none is loaded."""
     if state.model is None:
         raise HTTPException(503, "the model is not loaded yet; retry shortly")
@@ -30,7 +30,7 @@ def require_model(state: State) -> LoadedModel:
 Model = Annotated[LoadedModel, Depends(require_model)]
 
 
-def require_api_key(request: Request, state: State) -> None:
+async def require_api_key(request: Request, state: State) -> None:
     """401 unless the request carries the configured key (``X-API-Key`` or a bearer token)."""
     key = state.settings.api_key
     if not key:

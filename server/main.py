@@ -146,7 +146,9 @@ def _lifespan(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state: ServingState = app.state.serving
 
-        model = await asyncio.to_thread(load_model, params, settings.model_uri)
+        model = await asyncio.to_thread(
+            load_model, params, settings.model_uri, fast=settings.fast_path
+        )
         state.install(model)
         if settings.prediction_log:
             folder = resolve(params.project.data_dir) / "predictions" / str(model.name or "model")
@@ -155,7 +157,9 @@ def _lifespan(
                 on_drop=lambda n: state.metrics.log_drops.inc(n),
             )  # fmt: skip
             state.predlog.start()
-        state.batcher = MicroBatcher(state.current, settings.batch_wait_ms, settings.batch_max_rows)
+        state.batcher = MicroBatcher(
+            state.current, state.run_model, settings.batch_wait_ms, settings.batch_max_rows
+        )
         state.batcher.start()
         log.info("serving", model=model.name, version=model.version, uri=model.uri)
         poller = (

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from fastapi import APIRouter, Depends, HTTPException, Request
 
-from lib.serving import InputError, Problem, records_to_frame
-from server.bodies import json_body, media_type
+from lib.serving import InputError, Problem, check_rows
+from server.bodies import FastJSONResponse, json_body, media_type
 from server.deps import Model, State, require_api_key
 
 router = APIRouter(tags=["mlflow"], dependencies=[Depends(require_api_key)])
@@ -61,7 +59,7 @@ def _csv_records(raw: bytes) -> list[dict[str, Any]]:
 
 
 @router.post("/invocations")
-async def invocations(request: Request, state: State, model: Model) -> dict[str, Any]:
+async def invocations(request: Request, state: State, model: Model) -> FastJSONResponse:
     """Score rows sent in any MLflow format (JSON or text/csv); answers {"predictions": [...]}."""
     kind = media_type(request)
     if kind == "text/csv":
@@ -72,9 +70,8 @@ async def invocations(request: Request, state: State, model: Model) -> dict[str,
         raise HTTPException(
             415, "send application/json or text/csv, as the MLflow scoring protocol expects"
         )
-    frame, _ = records_to_frame(
-        rows, model.schema, extra="ignore", max_rows=state.settings.max_batch_rows
-    )
+    batch = check_rows(rows, model.schema, extra="ignore", max_rows=state.settings.max_batch_rows)
     # Like MLflow's pyfunc flavour: the pipeline's own predict (no Quire decision threshold).
-    predictions = await asyncio.to_thread(model.pipeline.predict, frame)
-    return {"predictions": np.asarray(predictions).tolist()}
+    labels, proba = await state.run_model(model.pipeline_predict, batch)
+    state.log_rows(request.scope["state"]["request_id"], model, batch, labels, proba)
+    return FastJSONResponse({"predictions": labels.tolist()})

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Depends, Request
 
-from lib.serving import InputError, LoadedModel, Problem, records_to_frame
-from server.bodies import json_body
+from lib.serving import Batch, InputError, LoadedModel, Problem, check_rows
+from server.bodies import FastJSONResponse, json_body
 from server.deps import Model, State, require_api_key
 
 router = APIRouter(tags=["predict"], dependencies=[Depends(require_api_key)])
@@ -24,67 +23,68 @@ def _answer(
     state: State,
     request: Request,
     model: LoadedModel,
+    batch: Batch,
     labels: np.ndarray,
     proba: np.ndarray | None,
-    unknown: list[list[str]],
-) -> dict[str, Any]:
-    rows = []
-    for i, label in enumerate(labels.tolist()):
-        row: dict[str, Any] = {"prediction": label}
-        if proba is not None and model.classes is not None:
-            row["probabilities"] = {
-                str(c): float(p) for c, p in zip(model.classes, proba[i], strict=True)
-            }
-        if unknown[i]:
-            row["unknown_categories"] = unknown[i]
-        rows.append(row)
-        state.metrics.predictions.labels(str(label)).inc()
-    for fields in unknown:
-        for name in fields:
-            state.metrics.unknown.labels(name).inc()
-    return {
-        "request_id": request.scope["state"]["request_id"],
-        "model": {"name": model.name, "version": model.version},
-        "predictions": rows,
-    }
+) -> FastJSONResponse:
+    """Log the rows, count them, and answer (a ready FastJSONResponse: no re-encoding pass)."""
+    request_id = request.scope["state"]["request_id"]
+    state.log_rows(request_id, model, batch, labels, proba)
+    values = labels.tolist()
+    rows: list[dict[str, Any]] = [{"prediction": v} for v in values]
+    if proba is not None and model.classes is not None:
+        names = [str(c) for c in model.classes]
+        for row, p in zip(rows, proba.tolist(), strict=True):
+            row["probabilities"] = dict(zip(names, p, strict=True))
+    for row, fields in zip(rows, batch.unknown, strict=True):
+        if fields:
+            row["unknown_categories"] = fields
+            for name in fields:
+                state.metrics.unknown.labels(name).inc()
+    for value, count in zip(*np.unique(labels.astype(str), return_counts=True), strict=True):
+        state.metrics.predictions.labels(str(value)).inc(int(count))
+    return FastJSONResponse(
+        {
+            "request_id": request_id,
+            "model": {"name": model.name, "version": model.version},
+            "predictions": rows,
+        }
+    )
 
 
 @router.post("/predict", openapi_extra={"requestBody": _ROW_DOC})
-async def predict_one(request: Request, state: State, _: Model) -> dict[str, Any]:
+async def predict_one(request: Request, state: State, _: Model) -> FastJSONResponse:
     """Predict one row (an object of field: value); concurrent calls share model batches."""
     body = await json_body(request)
     if not isinstance(body, dict):
         raise InputError(
             [Problem(0, "", "expected one object of field: value; use /predict/batch for a list")]
         )
-    model = state.current()
-    frame, unknown = records_to_frame([body], model.schema, extra=state.settings.extra_fields)
+    batch = check_rows([body], state.current().schema, extra=state.settings.extra_fields)
     assert state.batcher is not None
-    model, labels, proba = await state.batcher.predict(frame)
-    state.log_rows(request.scope["state"]["request_id"], model, frame, labels, proba)
-    return _answer(state, request, model, labels, proba, unknown)
+    model, labels, proba = await state.batcher.predict(batch)
+    return _answer(state, request, model, batch, labels, proba)
 
 
 @router.post(
     "/predict/batch",
     openapi_extra={"requestBody": {"description": "A list of rows.", "required": True}},
 )
-async def predict_batch(request: Request, state: State, _: Model) -> dict[str, Any]:
+async def predict_batch(request: Request, state: State, _: Model) -> FastJSONResponse:
     """Predict a list of rows (at most the configured row limit)."""
     body = await json_body(request)
     rows = body.get("rows") if isinstance(body, dict) else body
     if not isinstance(rows, list):
         raise InputError([Problem(0, "", 'expected a list of rows, or {"rows": [...]}')])
     model = state.current()
-    frame, unknown = records_to_frame(
+    batch = check_rows(
         rows,
         model.schema,
         extra=state.settings.extra_fields,
         max_rows=state.settings.max_batch_rows,
     )
-    labels, proba = await asyncio.to_thread(model.predict, frame)
-    state.log_rows(request.scope["state"]["request_id"], model, frame, labels, proba)
-    return _answer(state, request, model, labels, proba, unknown)
+    labels, proba = await state.run_model(model.predict, batch)
+    return _answer(state, request, model, batch, labels, proba)
 
 
 @router.get("/model")

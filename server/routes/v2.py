@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Request
 
-from lib.serving import InputError, Problem, records_to_frame
-from server.bodies import json_body
+from lib.serving import InputError, Problem, check_rows
+from server.bodies import FastJSONResponse, json_body
 from server.deps import Model, State, require_api_key
 
 router = APIRouter(tags=["open inference (v2)"], dependencies=[Depends(require_api_key)])
@@ -76,17 +75,18 @@ def _rows(body: Any) -> list[dict[str, Any]]:
 
 
 @router.post("/v2/models/{name}/infer")
-async def infer(name: str, request: Request, state: State, model: Model) -> dict[str, Any]:
+async def infer(name: str, request: Request, state: State, model: Model) -> FastJSONResponse:
     """Inference request with one input tensor per column."""
     _check_name(name, model)
     body = await json_body(request)
-    frame, _ = records_to_frame(
+    batch = check_rows(
         _rows(body),
         model.schema,
         extra=state.settings.extra_fields,
         max_rows=state.settings.max_batch_rows,
     )
-    labels, proba = await asyncio.to_thread(model.predict, frame)
+    labels, proba = await state.run_model(model.predict, batch)
+    state.log_rows(request.scope["state"]["request_id"], model, batch, labels, proba)
     outputs: list[dict[str, Any]] = [
         {
             "name": "predict",
@@ -104,9 +104,11 @@ async def infer(name: str, request: Request, state: State, model: Model) -> dict
                 "data": proba.ravel().tolist(),
             }
         )
-    return {
-        "model_name": model.name,
-        "model_version": model.version,
-        "id": body.get("id", request.scope["state"]["request_id"]),
-        "outputs": outputs,
-    }
+    return FastJSONResponse(
+        {
+            "model_name": model.name,
+            "model_version": model.version,
+            "id": body.get("id", request.scope["state"]["request_id"]),
+            "outputs": outputs,
+        }
+    )

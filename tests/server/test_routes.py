@@ -209,11 +209,17 @@ def test_prediction_log_written_and_flushed_on_shutdown(served_params, served_ro
     with TestClient(app) as c:
         ids = [c.post("/predict", json=r).json()["request_id"] for r in test_rows[:5]]
         c.post("/predict/batch", json=test_rows[:7])
+        c.post("/invocations", json={"dataframe_records": test_rows[:3]})
+        v2 = {"inputs": [{"name": k, "data": [r[k] for r in test_rows[:2]]} for k in test_rows[0]]}
+        c.post("/v2/models/quire-churn/infer", json=v2)
     files = set(folder.glob("part-*.parquet")) - before
     assert len(files) == 1  # buffered, then flushed once at shutdown
     log = pd.read_parquet(files.pop())
-    assert len(log) == 12 and set(ids) <= set(log["request_id"])
+    assert len(log) == 5 + 7 + 3 + 2 and set(ids) <= set(log["request_id"])
     assert {"time", "model_version", "prediction", "proba_1", "age"} <= set(log.columns)
+    assert str(log["time"].dt.tz) == "UTC" and log["request_id"].nunique() == 5 + 3
+    first = log[log["request_id"] == ids[0]].iloc[0]
+    assert first["age"] == test_rows[0]["age"] and first["region"] == test_rows[0]["region"]
 
 
 def test_reload_swaps_in_the_current_champion(client):

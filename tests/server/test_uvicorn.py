@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -16,37 +20,62 @@ from tests.server.helpers import free_port, wait_until_ready
 pytestmark = pytest.mark.slow
 
 
-def test_real_server_serves_and_stops_cleanly(served_root, test_rows):
+@contextlib.contextmanager
+def real_server(served_root, tmp_path, **settings: str) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Start `python -m server` on a free port; yield its base URL and process."""
     port = free_port()
     env = {
         **os.environ,
         "OMP_NUM_THREADS": "1",
         "QUIRE_SERVER_PORT": str(port),
-        "QUIRE_SERVER_LOG_FLUSH_SECONDS": "60",
         "QUIRE__PROJECT__DATA_DIR": str(served_root / "data"),
         "QUIRE__MLFLOW__STORE_DIR": str(served_root / "mlruns"),
+        **{f"QUIRE_SERVER_{k.upper()}": v for k, v in settings.items()},
     }
+    with (tmp_path / "server.log").open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "server"], cwd=PROJECT_ROOT, env=env, stdout=out, stderr=out
+        )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            wait_until_ready(f"{base}/health/ready", proc, 90)
+            yield base, proc
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=60)
+
+
+def test_real_server_serves_and_stops_cleanly(served_root, test_rows, tmp_path):
     folder = served_root / "data" / "predictions" / "quire-churn"
     before = set(folder.glob("part-*.parquet")) if folder.exists() else set()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "server"],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        wait_until_ready(f"{base}/health/ready", proc, 90)
+    with real_server(served_root, tmp_path, log_flush_seconds="60") as (base, proc):
         with httpx.Client(base_url=base, timeout=10) as client:
             answers = [client.post("/predict", json=r) for r in test_rows[:20]]
             assert all(a.status_code == 200 for a in answers)
             assert client.post("/predict", json={}).status_code == 422
-    finally:
+            assert client.get("/health/live").status_code == 200
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=30)
     # uvicorn re-raises the signal once its graceful shutdown is done.
     assert code in (0, -signal.SIGTERM)
     written = set(folder.glob("part-*.parquet")) - before
     assert len(written) == 1  # the buffered rows were flushed at shutdown
+
+
+def test_sigterm_lets_accepted_requests_finish(served_root, test_rows, tmp_path):
+    big = (test_rows * 250)[:10_000]  # each request takes a while to check and predict
+    with real_server(served_root, tmp_path, prediction_log="false") as (base, proc):
+        with ThreadPoolExecutor(3) as pool:
+            futures = [
+                pool.submit(httpx.post, f"{base}/predict/batch", json=big, timeout=120)
+                for _ in range(3)
+            ]
+            time.sleep(0.5)  # sent and being worked on
+            proc.send_signal(signal.SIGTERM)
+            answers = [f.result() for f in futures]
+        assert proc.wait(timeout=60) in (0, -signal.SIGTERM)
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    assert all(len(a.json()["predictions"]) == len(big) for a in answers)
+    with pytest.raises(httpx.TransportError):  # and then it is gone
+        httpx.get(f"{base}/health/live", timeout=2)

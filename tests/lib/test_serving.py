@@ -1,0 +1,95 @@
+"""The server's input contract (lib/serving.py): whole-column conversion equals value by value."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lib import serving
+from lib.schema import ColumnSchema, Schema
+from lib.serving import InputError, check_rows, probe_rows
+
+SCHEMA = Schema(
+    target="y",
+    task="binary",
+    classes=[0, 1],
+    features=[
+        ColumnSchema(name="x", kind="numeric", min=0, max=10),
+        ColumnSchema(name="flag", kind="boolean"),
+        ColumnSchema(name="plan", kind="categorical", categories=["basic", "pro"]),
+        ColumnSchema(name="since", kind="datetime"),
+    ],
+)
+
+
+def value_by_value(monkeypatch, rows):
+    with monkeypatch.context() as m:
+        m.setattr(serving, "_whole_column", lambda kind, values: None)
+        return check_rows(rows, SCHEMA)
+
+
+def same(a, b):
+    assert a.unknown == b.unknown
+    for name in a.columns:
+        assert a.columns[name].dtype == b.columns[name].dtype, name
+        if a.columns[name].dtype == object:
+            assert a.columns[name].tolist() == b.columns[name].tolist(), name
+        else:
+            assert np.array_equal(a.columns[name], b.columns[name], equal_nan=True), name
+
+
+@pytest.mark.parametrize(
+    "dates",
+    [
+        ["2024-01-31", None, "1969-12-31", "2262-04-10"],
+        ["2024-01-31T10:30:00", "2024-02-29T23:59:59.123456", None, "2000-01-01"],
+        ["2024-01-31T10:30:00+02:00", "2024-01-31T10:30:00Z", None, "2024-06-01T00:00:00-05:00"],
+        ["2024-01-31", "31 Jan 2024", "2024/01/31", None],  # not ISO: value by value
+        ["2024-01-31T10:30:00+02:00", "2024-01-31", None, "2024-01-31"],  # mixed offsets
+    ],
+)
+def test_whole_column_equals_value_by_value(monkeypatch, dates):
+    rows = [
+        {"x": x, "flag": f, "plan": p, "since": d}
+        for x, f, p, d in zip(
+            [1, 2.5, None, 1e300], [True, None, False, True], ["basic", None, "gold", "pro"], dates
+        )
+    ]
+    same(check_rows(rows, SCHEMA), value_by_value(monkeypatch, rows))
+
+
+def test_probe_rows_agree_both_ways(monkeypatch):
+    rows = probe_rows(SCHEMA, n=300)
+    batch = check_rows(rows, SCHEMA)
+    same(batch, value_by_value(monkeypatch, rows))
+    assert np.isnan(batch.columns["x"]).any() and batch.unknown.count(["plan"]) > 0
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "reason"),
+    [
+        ({"x": float("nan")}, "x", "NaN and Infinity"),
+        ({"x": float("inf")}, "x", "NaN and Infinity"),
+        ({"x": True}, "x", "expected a number"),
+        ({"flag": "maybe"}, "flag", "expected true or false"),
+        ({"since": "2263-01-01"}, "since", "dates must fall between"),
+        ({"plan": ["basic"]}, "plan", "expected a string"),
+    ],
+)
+def test_a_bad_value_in_a_large_batch_is_named(change, field, reason):
+    rows = [{"x": 1.0, "flag": True, "plan": "pro", "since": "2024-01-01"} for _ in range(500)]
+    rows[321] = {**rows[321], **change}
+    with pytest.raises(InputError) as caught:
+        check_rows(rows, SCHEMA)
+    (problem,) = caught.value.problems
+    assert (problem.row, problem.field) == (321, field) and reason in problem.reason
+
+
+def test_missing_and_extra_fields_are_named():
+    rows = [{"x": 1.0, "flag": True, "plan": "pro", "since": None} for _ in range(50)]
+    rows[7] = {"x": 1.0, "flag": True, "since": None}
+    rows[9] = {**rows[9], "colour": "blue"}
+    with pytest.raises(InputError) as caught:
+        check_rows(rows, SCHEMA)
+    found = {(p.row, p.field, p.reason.split(";")[0]) for p in caught.value.problems}
+    assert found == {(7, "plan", "missing field"), (9, "colour", "unknown field")}
