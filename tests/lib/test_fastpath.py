@@ -116,9 +116,7 @@ def test_a_value_the_tables_cannot_place_falls_back_to_the_pipeline(processed):
         fast.transform(batch.columns)
     model = LoadedModel(pipeline, processed.schema, "test", fast=fast)
     _, proba = model.predict(batch)
-    assert np.array_equal(
-        proba, model._in_schema_order(pipeline.predict_proba(batch.frame()))
-    )
+    assert np.array_equal(proba, model._in_schema_order(pipeline.predict_proba(batch.frame())))
 
 
 def test_date_features_match_the_pandas_definition():

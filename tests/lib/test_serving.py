@@ -52,7 +52,11 @@ def test_whole_column_equals_value_by_value(monkeypatch, dates):
     rows = [
         {"x": x, "flag": f, "plan": p, "since": d}
         for x, f, p, d in zip(
-            [1, 2.5, None, 1e300], [True, None, False, True], ["basic", None, "gold", "pro"], dates
+            [1, 2.5, None, 1e300],
+            [True, None, False, True],
+            ["basic", None, "gold", "pro"],
+            dates,
+            strict=True,
         )
     ]
     same(check_rows(rows, SCHEMA), value_by_value(monkeypatch, rows))
