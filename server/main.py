@@ -22,7 +22,7 @@ from lib.errors import QuireError
 from lib.logs import get_logger
 from lib.params import Params, load_params
 from lib.paths import resolve
-from lib.serving import InputError, load_model, registered_version
+from lib.serving import InputError, registered_version
 from server.batcher import MicroBatcher
 from server.config import Settings
 from server.metrics import Metrics
@@ -145,11 +145,7 @@ def _lifespan(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state: ServingState = app.state.serving
-
-        model = await asyncio.to_thread(
-            load_model, params, settings.model_uri, fast=settings.fast_path
-        )
-        state.install(model)
+        model = await state.reload()  # the same load, warm-up and swap as /admin/reload
         if settings.prediction_log:
             folder = resolve(params.project.data_dir) / "predictions" / str(model.name or "model")
             state.predlog = PredictionLog(

@@ -137,9 +137,10 @@ class PredictionLog:
 
 def _take(buffer: list[tuple[int, Columns]], limit: int) -> tuple[list[tuple[int, Columns]], int]:
     """Remove whole items from the front of ``buffer`` until they hold at least ``limit`` rows."""
-    taken, count = [], 0
-    while buffer and count < limit:
-        item = buffer.pop(0)
-        taken.append(item)
-        count += item[0]
+    count, end = 0, 0
+    while end < len(buffer) and count < limit:
+        count += buffer[end][0]
+        end += 1
+    taken = buffer[:end]
+    del buffer[:end]
     return taken, count

@@ -52,7 +52,7 @@ class ServingState:
         self.metrics.ready.set(1)
 
     async def reload(self) -> LoadedModel:
-        """Load the model again (e.g. a new champion) and swap it in atomically.
+        """Load the model (again: e.g. a new champion), warm it up and swap it in atomically.
 
         Requests that already hold the old model finish on it; later ones get the new one.
         """
