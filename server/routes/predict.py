@@ -31,11 +31,15 @@ def _answer(
     request_id = request.scope["state"]["request_id"]
     state.log_rows(request_id, model, batch, labels, proba)
     values = labels.tolist()
-    rows: list[dict[str, Any]] = [{"prediction": v} for v in values]
+    rows: list[dict[str, Any]]
     if proba is not None and model.classes is not None:
         names = [str(c) for c in model.classes]
-        for row, p in zip(rows, proba.tolist(), strict=True):
-            row["probabilities"] = dict(zip(names, p, strict=True))
+        rows = [
+            {"prediction": v, "probabilities": dict(zip(names, p, strict=True))}
+            for v, p in zip(values, proba.tolist(), strict=True)
+        ]
+    else:
+        rows = [{"prediction": v} for v in values]
     for row, fields in zip(rows, batch.unknown, strict=True):
         if fields:
             row["unknown_categories"] = fields
