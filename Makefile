@@ -66,6 +66,7 @@ bench: $(STAMP) ## run the benchmarks in bench/ and print their tables
 	$(BIN)/python bench/bench_ingest.py
 	$(BIN)/python bench/bench_overhead.py
 	$(BIN)/python bench/bench_train.py
+	OMP_NUM_THREADS=1 PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/bench_server.py
 
 clean: ## remove generated data, reports, logs and the MLflow store (keeps .venv)
 	rm -rf data reports/*.html reports/*.ipynb reports/*.json logs mlruns mlflow.db

@@ -1,6 +1,6 @@
 """Quire's server vs `mlflow models serve --env-manager local` on the same champion model.
 
-    .venv/bin/python bench/bench_server.py [--seconds 15]
+    .venv/bin/python bench/bench_server.py [--seconds 15] [--repeats 3]
 
 Needs `wrk` (Debian package). Trains a HistGradientBoosting champion on the default churn data
 (18 raw columns through the ColumnTransformer) in a temporary store, starts each server with one
@@ -20,6 +20,7 @@ import os
 import re
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -239,6 +240,7 @@ def measure(kind: str, store_env: dict[str, str], work: Path, seconds: int) -> d
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--repeats", type=int, default=3, help="alternating rounds (medians)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -257,17 +259,35 @@ def main() -> None:
         }
         for name, body in bodies.items():
             (work / f"{name}.json").write_text(json.dumps(body))
-        results: dict[str, Any] = {}
-        for kind in KINDS:  # one server at a time, each on the same loopback load
-            result = measure(kind, store_env, work, args.seconds)
-            proc = result.pop("proc")
-            try:
-                result["equal"] = check(kind, result.pop("port"), records, pipeline, schema)
-            finally:
-                stop(proc)
-            results[kind] = result
-    save("server", results)
+        runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in KINDS}
+        for _ in range(args.repeats):  # rounds of one server at a time, same loopback load
+            for kind in KINDS:
+                result = measure(kind, store_env, work, args.seconds)
+                proc = result.pop("proc")
+                try:
+                    result["equal"] = check(kind, result.pop("port"), records, pipeline, schema)
+                finally:
+                    stop(proc)
+                runs[kind].append(result)
+    results = {kind: median_result(r) for kind, r in runs.items()}
+    save("server", {"runs": runs, "median": results})
     print(table(results))
+    print(f"medians of {args.repeats} alternating round(s) of {args.seconds} s per load")
+
+
+def median_result(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per measure, the median over runs; errors summed, equality required of every run."""
+    out: dict[str, Any] = {
+        "ready_s": statistics.median(r["ready_s"] for r in runs),
+        "rss_mib": statistics.median(r["rss_mib"] for r in runs),
+        "equal": all(r["equal"] for r in runs),
+    }
+    for load in ("c16", "c1", "batch_c4"):
+        out[load] = {
+            key: statistics.median(r[load][key] for r in runs)
+            for key in ("rps", "p50_ms", "p99_ms")
+        } | {"non_2xx": sum(r[load]["non_2xx"] for r in runs)}
+    return out
 
 
 def table(results: dict[str, Any]) -> str:
