@@ -218,6 +218,62 @@ class EvaluateParams(_Section):
         return v
 
 
+DRIFT_METHODS = Literal["ks", "wasserstein", "chisquare", "z", "jensenshannon", "psi"]
+
+
+class AlertParams(_Section):
+    """When the monitor stage raises an alert (null or false turns a rule off)."""
+
+    dataset_drift: bool = True
+    drift_share: Share | None = 0.3
+    key_features: list[str] = Field(default_factory=list)
+    prediction_drift: bool = True
+    metric_drop: dict[str, float] = Field(default_factory=dict)
+    missing_jump: Share | None = 0.1
+    concept_drift: bool = True
+    webhook_timeout: float = Field(5.0, gt=0.0, le=120.0)
+    webhook_retries: int = Field(3, ge=0, le=10)
+    webhook_backoff: float = Field(0.5, ge=0.0, le=60.0)
+
+
+class MonitorParams(_Section):
+    """The monitor stage: what is compared with what, how drift is judged, and the alerts."""
+
+    reference: str = "champion"
+    current: str = "production"
+    window_rows: int | None = Field(None, ge=1)
+    since: str | None = None
+    until: str | None = None
+    labels: str | None = None
+    label_key: list[str] | None = None
+    columns: list[str] | None = None
+    exclude: list[str] = Field(default_factory=list)
+    methods: dict[str, DRIFT_METHODS] = Field(default_factory=dict)
+    thresholds: dict[str, float] = Field(default_factory=dict)
+    drift_share: Share = 0.5
+    windows: int = Field(5, ge=1, le=100)
+    bootstrap: int = Field(200, ge=0, le=10_000)
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)
+    evidently_report: bool = True
+    evidently_max_rows: int = Field(20_000, ge=100)
+    history_runs: int = Field(500, ge=1)
+    alerts: AlertParams = Field(default_factory=AlertParams)
+
+    @field_validator("since", "until")
+    @classmethod
+    def _iso_time(cls, v: str | None) -> str | None:
+        if v is not None:
+            import pandas as pd
+
+            try:
+                pd.Timestamp(v)
+            except ValueError:
+                raise ValueError(
+                    f"{v!r} is not a date or time; use ISO 8601, e.g. 2026-11-01T12:00"
+                ) from None
+        return v
+
+
 class MlflowParams(_Section):
     """Where runs and models are tracked; the registry's model name."""
 
@@ -236,6 +292,7 @@ class Params(_Section):
     ingest: IngestParams = Field(default_factory=IngestParams)
     train: TrainParams = Field(default_factory=TrainParams)
     evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
+    monitor: MonitorParams = Field(default_factory=MonitorParams)
     mlflow: MlflowParams = Field(default_factory=MlflowParams)
 
     def digest(self) -> str:

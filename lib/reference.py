@@ -14,12 +14,14 @@ import numpy as np
 import pandas as pd
 
 from lib.atomic import replace_dir, staging_dir
+from lib.drift import Kind, build_profile
 from lib.paths import resolve
 from lib.schema import Schema
 
 REFERENCE = "reference.parquet"
 PREDICTION = "prediction"
 PROFILE = "profile.json"
+DRIFT_PROFILE = "drift_profile.npz"  # lib.drift.Profile: what monitoring compares against
 _QUANTILES = np.linspace(0.0, 1.0, 101)
 _BINS = 20
 
@@ -80,6 +82,25 @@ def feature_profile(frame: pd.DataFrame, schema: Schema, extra: list[str]) -> di
     return {"rows": len(frame), "columns": columns}
 
 
+def output_kinds(schema: Schema) -> dict[str, Kind]:
+    """Return the model-output columns profiled for prediction drift, with their kinds."""
+    if schema.task == "regression" or not schema.classes:
+        return {PREDICTION: "numeric"}
+    kinds: dict[str, Kind] = {PREDICTION: "categorical"}
+    for label in schema.classes[1:] if len(schema.classes) == 2 else schema.classes:
+        kinds[proba_column(label)] = "numeric"
+    return kinds
+
+
+def profile_kinds(schema: Schema, frame: pd.DataFrame) -> dict[str, Kind]:
+    """Return how each feature (dates as days) and model output in ``frame`` is profiled."""
+    kinds: dict[str, Kind] = {
+        c.name: "numeric" if c.kind in ("numeric", "datetime") else "categorical"
+        for c in schema.features
+    }
+    return kinds | {k: v for k, v in output_kinds(schema).items() if k in frame.columns}
+
+
 def save_reference(
     frame: pd.DataFrame, schema: Schema, extra: list[str], out_dir: Path, meta: dict[str, Any]
 ) -> Path:
@@ -88,5 +109,6 @@ def save_reference(
     frame.to_parquet(stage / REFERENCE, index=False)
     profile = {**meta, **feature_profile(frame, schema, extra)}
     (stage / PROFILE).write_text(json.dumps(profile, indent=1) + "\n", encoding="utf-8")
+    build_profile(frame, profile_kinds(schema, frame)).save(stage / DRIFT_PROFILE)
     replace_dir(stage, out_dir)
     return out_dir

@@ -1,6 +1,7 @@
 """run_all: validate params, execute the stage notebooks with papermill, render reports.
 
-Exit codes: 0 every selected stage succeeded; 1 a stage failed; 2 invalid parameters or usage.
+Exit codes: 0 every selected stage succeeded; 1 a stage failed; 2 invalid parameters or usage;
+3 (only with ``--fail-on-alert``) the monitor stage ran and fired at least one alert.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ log = get_logger("quire.run_all")
 EXIT_OK = 0
 EXIT_STAGE_FAILED = 1
 EXIT_USAGE = 2
+EXIT_ALERT = 3
 
 
 @dataclass(frozen=True)
@@ -224,7 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="run_all.py",
         description="Run Quire's stage notebooks with papermill and render HTML reports.",
-        epilog="Exit codes: 0 ok, 1 a stage failed, 2 invalid parameters or usage.",
+        epilog="Exit codes: 0 ok, 1 a stage failed, 2 invalid parameters or usage, "
+        "3 alerts fired (with --fail-on-alert).",
     )
     parser.add_argument(
         "--params", action="append", default=[], metavar="FILE", help="preset YAML (repeatable)"
@@ -243,6 +246,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="INFO", help="console and file log level")
     parser.add_argument(
         "--print-params", action="store_true", help="print the resolved parameters and exit"
+    )
+    parser.add_argument(
+        "--fail-on-alert",
+        action="store_true",
+        help="exit with code 3 when the monitor stage fires an alert",
     )
     return parser
 
@@ -282,4 +290,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed = any(o.status == "failed" for o in outcomes)
     reports = resolve(params.project.reports_dir) / "index.html"
     log.info("run_done", status="failed" if failed else "ok", index=str(reports))
-    return EXIT_STAGE_FAILED if failed else EXIT_OK
+    if failed:
+        return EXIT_STAGE_FAILED
+    if args.fail_on_alert and any(o.stage.name == "monitor" for o in outcomes):
+        alerts = _monitor_alerts(params)
+        if alerts:
+            print(f"alerts fired: {'; '.join(alerts)}", file=sys.stderr)
+            return EXIT_ALERT
+    return EXIT_OK
+
+
+def _monitor_alerts(params: Params) -> list[str]:
+    """Messages of the alerts the latest monitor run fired."""
+    import json
+
+    from lib import tracking
+    from lib.monitor import monitoring_dir
+    from lib.monitor_results import SUMMARY
+
+    path = monitoring_dir(params, tracking.model_name(params)) / "latest" / SUMMARY
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    return [f"{a['rule']}: {a['message']}" for a in summary.get("alerts", [])]

@@ -25,6 +25,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("ingest", "01_ingest.ipynb", ("project", "data", "generator", "ingest")),
     Stage("train", "02_train.ipynb", ("project", "train", "mlflow")),
     Stage("evaluate", "03_evaluate.ipynb", ("project", "evaluate", "mlflow")),
+    Stage("monitor", "04_monitor.ipynb", ("project", "data", "monitor", "mlflow")),
 )
 
 

@@ -97,3 +97,31 @@ def trained_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("trained")
     run_ingest(load_params(overrides=tiny_training_overrides(root)))
     return root
+
+
+def monitor_overrides(root: Path, *extra: str) -> list[str]:
+    """Overrides for a tiny trained, evaluated and monitored project under ``root``."""
+    return [
+        *tiny_training_overrides(root),
+        "generator.production.rows=1500",
+        "train.families=[logistic]",
+        "evaluate.bootstrap=0",
+        "monitor.bootstrap=20",
+        "monitor.evidently_max_rows=400",
+        *extra,
+    ]
+
+
+@pytest.fixture(scope="session")
+def monitored_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny project with a champion model and its monitoring reference (no monitor run yet)."""
+    from lib.evaluate import run_evaluation
+    from lib.ingest import run_ingest
+    from lib.train import run_training
+
+    root = tmp_path_factory.mktemp("monitored")
+    params = load_params(overrides=monitor_overrides(root))
+    run_ingest(params)
+    run_training(params)
+    run_evaluation(params)
+    return root

@@ -1,0 +1,251 @@
+"""Quire's drift check vs Evidently 0.7's DataDriftPreset report, on the same Parquet files.
+
+    .venv/bin/python bench/bench_drift.py [--sizes 100000 1000000] [--repeats 3]
+        [--quire-only 10000000] [--dashboard]
+
+Reference and current tables of N rows each: 15 numeric and 5 categorical columns, with a shift
+injected in three numeric columns (+0.5 sd) and one categorical one (shares moved). Each tool
+runs in a fresh process per repetition, alternating, and goes from the two files to a verdict per
+column: Evidently reads both frames and runs ``Report([DataDriftPreset()])``; Quire profiles the
+reference and checks the current file one column at a time (``lib.drift.profile_parquet`` and
+``check_parquet``). Peak memory is the process's maximum resident set. Every column's verdict
+must agree. ``--quire-only`` sizes run Quire alone (Evidently would need many minutes and more
+memory than the machine has at 10 million rows). ``--dashboard`` also times opening the Voila
+dashboard in headless Chromium: from navigation to the status and the first chart drawn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import ROOT, run_child, save
+
+NUMERIC = [f"num_{i:02d}" for i in range(15)]
+CATEGORICAL = [f"cat_{i}" for i in range(5)]
+SHIFTED = ["num_00", "num_01", "num_02", "cat_0"]
+KINDS = {**dict.fromkeys(NUMERIC, "numeric"), **dict.fromkeys(CATEGORICAL, "categorical")}
+
+
+def make_table(n: int, seed: int, shifted: bool, path: Path, chunk: int = 1_000_000) -> None:
+    """Write ``n`` rows to ``path`` in chunks (bounded memory at 10 million rows)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(seed)
+    levels = [np.array([f"v{j}" for j in range(k)]) for k in (3, 5, 8, 12, 30)]
+    writer = None
+    for start in range(0, n, chunk):
+        m = min(chunk, n - start)
+        data: dict[str, Any] = {}
+        for i, name in enumerate(NUMERIC):
+            shift = 0.5 if shifted and name in SHIFTED else 0.0
+            if i % 3 == 0:
+                values = rng.normal(10 * i + shift, 1.0, m)
+            elif i % 3 == 1:
+                values = rng.gamma(2.0, 2.0, m) + shift * np.sqrt(8.0)
+            else:
+                values = rng.uniform(0, 1, m) + shift / np.sqrt(12)
+            if i % 5 == 4:
+                values[rng.random(m) < 0.05] = np.nan
+            data[name] = values
+        for i, name in enumerate(CATEGORICAL):
+            k = len(levels[i])
+            probs = np.linspace(1.0, 2.0, k)
+            if shifted and name in SHIFTED:
+                probs = probs[::-1]
+            data[name] = pa.DictionaryArray.from_arrays(
+                rng.choice(k, m, p=probs / probs.sum()).astype(np.int32), levels[i]
+            )
+        table = pa.table(data)
+        if writer is None:
+            writer = pq.ParquetWriter(path, table.schema)
+        writer.write_table(table)
+    assert writer is not None
+    writer.close()
+
+
+QUIRE_SETUP = """
+from pathlib import Path
+from lib import drift
+"""
+QUIRE_BODY = """
+kinds = {kinds!r}
+profile = drift.profile_parquet(Path({ref!r}), kinds)
+t_profile = time.perf_counter() - t0
+report = drift.check_parquet(profile, Path({cur!r}), columns=list(kinds))
+extra = {{"profile_s": t_profile, "verdicts": {{c.column: c.drifted for c in report.columns}},
+          "methods": {{c.column: c.method for c in report.columns}}}}
+"""
+EVIDENTLY_SETUP = """
+import pandas as pd
+from lib.evidently_report import drift_verdicts
+"""
+EVIDENTLY_BODY = """
+kinds = {kinds!r}
+ref = pd.read_parquet({ref!r})
+cur = pd.read_parquet({cur!r})
+found = drift_verdicts(ref, cur, kinds)
+extra = {{"verdicts": {{c: v["drifted"] for c, v in found.items()}},
+          "methods": {{c: v["method"] for c, v in found.items()}}}}
+"""
+
+
+def run(tool: str, ref: Path, cur: Path) -> dict[str, Any]:
+    setup, body = (
+        (QUIRE_SETUP, QUIRE_BODY) if tool == "quire" else (EVIDENTLY_SETUP, EVIDENTLY_BODY)
+    )
+    return run_child(setup, body.format(kinds=KINDS, ref=str(ref), cur=str(cur)))
+
+
+def measure_size(n: int, repeats: int, work: Path, with_evidently: bool) -> dict[str, Any]:
+    ref, cur = work / f"ref_{n}.parquet", work / f"cur_{n}.parquet"
+    make_table(n, 1, False, ref)
+    make_table(n, 2, True, cur)
+    runs: dict[str, list[dict[str, Any]]] = {"quire": [], "evidently": []}
+    for _ in range(repeats):
+        for tool in ("evidently", "quire") if with_evidently else ("quire",):
+            runs[tool].append(run(tool, ref, cur))
+            print(f"  {n:,} rows {tool}: {runs[tool][-1]['seconds']:.2f} s", flush=True)
+    out: dict[str, Any] = {"rows": n, "runs": runs}
+    for tool, results in runs.items():
+        if results:
+            out[tool] = {
+                "seconds": statistics.median(r["seconds"] for r in results),
+                "peak_mib": statistics.median(r["peak_kib"] for r in results) / 1024,
+                "verdicts": results[0]["verdicts"],
+            }
+    out["quire"]["profile_s"] = statistics.median(r["profile_s"] for r in runs["quire"])
+    drifted = {c for c, d in out["quire"]["verdicts"].items() if d}
+    out["quire_found_injected"] = drifted == set(SHIFTED)
+    if with_evidently:
+        q, e = out["quire"]["verdicts"], out["evidently"]["verdicts"]
+        out["same_verdicts"] = q == e
+    for path in (ref, cur):
+        path.unlink()
+    return out
+
+
+def dashboard_open(repeats: int, work: Path) -> dict[str, Any]:
+    """Time opening the dashboard on a tiny project's monitoring results."""
+    from playwright.sync_api import sync_playwright
+
+    from lib.dashboard import RESULTS_ENV, voila_command
+    from tests.server.helpers import free_port
+
+    project = work / "project"
+    args = [sys.executable, str(ROOT / "run_all.py"), "--params", str(ROOT / "params" / "ci.yaml")]
+    args += [
+        "-p",
+        f"project.data_dir={project / 'data'}",
+        "-p",
+        f"project.reports_dir={project / 'reports'}",
+    ]
+    args += [
+        "-p",
+        f"project.logs_dir={project / 'logs'}",
+        "-p",
+        f"mlflow.store_dir={project / 'mlruns'}",
+    ]
+    args += ["-p", "monitor.evidently_report=false"]
+    subprocess.run(
+        args, check=True, capture_output=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
+    results = next((project / "data" / "monitoring").iterdir())
+    port = free_port()
+    env = {**os.environ, RESULTS_ENV: str(results), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(voila_command(port), env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    times: list[dict[str, float]] = []
+    try:
+        time.sleep(4)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+            for _ in range(repeats + 1):  # the first load warms the disk cache: not counted
+                page = browser.new_page(viewport={"width": 1300, "height": 2000})
+                t0 = time.perf_counter()
+                page.goto(f"http://127.0.0.1:{port}/", timeout=90_000)
+                page.locator(".quire-state").wait_for(timeout=60_000)
+                status = time.perf_counter() - t0
+                page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
+                chart = time.perf_counter() - t0
+                times.append({"status_s": status, "chart_s": chart})
+                page.close()
+                time.sleep(1)
+            browser.close()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+    counted = times[1:]
+    return {
+        "status_s": statistics.median(t["status_s"] for t in counted),
+        "chart_s": statistics.median(t["chart_s"] for t in counted),
+        "runs": times,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", type=int, nargs="*", default=[100_000, 1_000_000])
+    parser.add_argument("--quire-only", type=int, nargs="*", default=[10_000_000])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--dashboard", action="store_true")
+    args = parser.parse_args()
+    results: dict[str, Any] = {"sizes": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for n in args.sizes:
+            results["sizes"].append(measure_size(n, args.repeats, work, True))
+        for n in args.quire_only:
+            results["sizes"].append(measure_size(n, args.repeats, work, False))
+        if args.dashboard:
+            results["dashboard"] = dashboard_open(5, work)
+    save("drift", results)
+    print(table(results))
+
+
+def table(results: dict[str, Any]) -> str:
+    """The markdown table for docs/benchmarks.md."""
+    lines = [
+        "| rows per side | Evidently s | Evidently peak MiB | Quire s (profile + check) "
+        "| Quire peak MiB | speed-up | memory ratio | same verdicts | injected drift found |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results["sizes"]:
+        q, e = r["quire"], r.get("evidently")
+        quire = f"{q['seconds']:.2f} ({q['profile_s']:.2f} + {q['seconds'] - q['profile_s']:.2f})"
+        if e:
+            lines.append(
+                f"| {r['rows']:,} | {e['seconds']:.1f} | {e['peak_mib']:.0f} | {quire} "
+                f"| {q['peak_mib']:.0f} | **{e['seconds'] / q['seconds']:.0f}x** "
+                f"| **{q['peak_mib'] / e['peak_mib']:.2f}** | {r['same_verdicts']} "
+                f"| {r['quire_found_injected']} |"
+            )
+        else:
+            lines.append(
+                f"| {r['rows']:,} | not run | - | {quire} | {q['peak_mib']:.0f} | - | - | - "
+                f"| {r['quire_found_injected']} |"
+            )
+    if "dashboard" in results:
+        d = results["dashboard"]
+        lines.append(
+            f"\nDashboard open (median of 5 loads): status shown {d['status_s']:.2f} s, "
+            f"first chart drawn {d['chart_s']:.2f} s."
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""The Voila drift dashboard: widgets over saved monitoring results, and its launcher.
+
+``python -m lib.dashboard [--port 8866]`` (``make dashboard``) serves ``notebooks/dashboard.ipynb``
+with Voila on 127.0.0.1: code cells hidden, no other files served, idle kernels culled. The page
+reads only the saved results of the monitor stage (``data/monitoring/<model>/``), never raw data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from lib.monitor_plots import (
+    alerts_table,
+    distribution_figure,
+    drift_share_figure,
+    feature_table,
+    html_table,
+    windows_figure,
+)
+from lib.monitor_results import load_latest
+from lib.paths import NOTEBOOKS_DIR
+
+RESULTS_ENV = "QUIRE_DASHBOARD_RESULTS"
+NOTEBOOK = NOTEBOOKS_DIR / "dashboard.ipynb"
+CULL_IDLE_SECONDS = 300
+
+
+def results_dir(given: str | None = None) -> Path:
+    """Return the monitoring results folder: given, from the environment, or from params."""
+    if given:
+        return Path(given)
+    if os.environ.get(RESULTS_ENV):
+        return Path(os.environ[RESULTS_ENV])
+    from lib import tracking
+    from lib.monitor import monitoring_dir
+    from lib.params import load_params
+    from lib.runner import environment
+
+    params = load_params(env=environment())
+    return monitoring_dir(params, tracking.model_name(params))
+
+
+def _status_html(summary: dict[str, Any]) -> str:
+    drift = summary.get("dataset_drift")
+    color = "#c0392b" if drift else ("#d68910" if summary.get("alerts") else "#1e8449")
+    label = "DRIFT" if drift else ("ALERTS" if summary.get("alerts") else "OK")
+    cur, ref = summary["current"], summary["reference"]
+    return (
+        f'<div class="quire-status" style="border-left:8px solid {color};padding:6px 12px">'
+        f'<span class="quire-state" style="font-size:22px;font-weight:bold;color:{color}">'
+        f"{label}</span> &nbsp; {summary['verdict']}<br>"
+        f"model <b>{summary['model']}</b> version {summary['version']} · run "
+        f"{summary['time'][:19].replace('T', ' ')} UTC · {cur['rows']:,} current rows "
+        f"({cur['source']}) vs {ref['rows']:,} reference rows</div>"
+    )
+
+
+class Dashboard:
+    """The dashboard's widgets, built from one results folder."""
+
+    def __init__(self, folder: Path) -> None:
+        import ipywidgets as w
+
+        self.folder = folder
+        self.data = load_latest(folder)
+        summary = self.data["summary"]
+        self.table = feature_table(self.data["features"])
+        columns = self.table["column"].tolist() if not self.table.empty else []
+        outputs = self.data["outputs"]["column"].tolist() if not self.data["outputs"].empty else []
+        self.status = w.HTML(_status_html(summary))
+        self.sort_by = w.Dropdown(
+            options=list(self.table.columns), value="score", description="sort by"
+        )
+        self.order = w.ToggleButtons(options=["ascending", "descending"], value="ascending")
+        self.table_html = w.HTML()
+        self.picker = w.Dropdown(options=columns, description="feature")
+        self.chart = w.Output()
+        self.outputs_chart = w.Output()
+        self.history_chart = w.Output()
+        self.performance_chart = w.Output()
+        self.alerts = w.HTML(
+            alerts_table(self.data["alerts"]).to_html(index=False, classes="quire-alerts")
+        )
+        self.sort_by.observe(lambda _: self.draw_table(), names="value")
+        self.order.observe(lambda _: self.draw_table(), names="value")
+        self.picker.observe(lambda _: self.draw_feature(), names="value")
+        self.draw_table()
+        self.draw_feature()
+        self._show(self.history_chart, drift_share_figure(self.data["history"]))
+        for name in outputs[:2]:
+            self._show(self.outputs_chart, self._distribution(name), clear=False)
+        windows = self.data["windows"]
+        if windows is not None and not windows.empty:
+            metric = str(windows["metric"].iloc[0])
+            figure = windows_figure(windows, summary.get("reference_metrics"), metric)
+            self._show(self.performance_chart, figure)
+        else:
+            with self.performance_chart:
+                print("No labels for the current rows: quality is not measured.")
+
+    def _distribution(self, name: str) -> Any:
+        dists = self.data["distributions"]
+        verdicts = pd.concat([self.data["features"], self.data["outputs"]], ignore_index=True)
+        drifted = bool(verdicts.loc[verdicts["column"] == name, "drifted"].any())
+        return distribution_figure(name, dists[name], drifted)
+
+    @staticmethod
+    def _show(out: Any, figure: Any, clear: bool = True) -> None:
+        if clear:
+            out.clear_output(wait=True)
+        with out:
+            figure.show(renderer="plotly_mimetype")
+
+    def draw_table(self) -> None:
+        """Re-render the per-feature table in the chosen order."""
+        ascending = self.order.value == "ascending"
+        self.table_html.value = html_table(self.table, self.sort_by.value, ascending)
+
+    def draw_feature(self) -> None:
+        """Redraw the reference vs current chart of the picked feature."""
+        if self.picker.value:
+            self._show(self.chart, self._distribution(self.picker.value))
+
+    def widget(self) -> Any:
+        """Return the whole page as one widget."""
+        import ipywidgets as w
+
+        def section(title: str, *children: Any) -> Any:
+            return w.VBox([w.HTML(f"<h3>{title}</h3>"), *children])
+
+        return w.VBox(
+            [
+                self.status,
+                section("Drift over time", self.history_chart),
+                section("Per-feature drift", w.HBox([self.sort_by, self.order]), self.table_html),
+                section("Reference vs current", self.picker, self.chart),
+                section("Prediction distribution", self.outputs_chart),
+                section("Performance over time", self.performance_chart),
+                section("Recent alerts", self.alerts),
+            ]
+        )
+
+
+def voila_command(port: int, notebook: Path = NOTEBOOK) -> list[str]:
+    """Return the Voila command line: loopback only, no code, no other files, kernels culled."""
+    voila = Path(sys.executable).with_name("voila")
+    return [
+        str(voila),
+        str(notebook),
+        f"--port={port}",
+        "--no-browser",
+        "--Voila.ip=127.0.0.1",
+        "--VoilaConfiguration.strip_sources=True",
+        "--VoilaConfiguration.show_tracebacks=False",
+        "--VoilaConfiguration.file_allowlist=[]",
+        "--VoilaConfiguration.file_denylist=['.*']",
+        f"--MappingKernelManager.cull_idle_timeout={CULL_IDLE_SECONDS}",
+        "--MappingKernelManager.cull_interval=60",
+        "--MappingKernelManager.cull_connected=True",
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Serve the dashboard (``make dashboard``) until interrupted."""
+    parser = argparse.ArgumentParser(prog="python -m lib.dashboard", description=__doc__)
+    parser.add_argument("--port", type=int, default=8866)
+    parser.add_argument("--results", help="monitoring results folder (default: from params)")
+    args = parser.parse_args(argv)
+    folder = results_dir(args.results)
+    if not (folder / "latest").exists():
+        print(
+            f"error: {folder / 'latest'}: no monitoring results yet; run the monitor stage "
+            "first (python run_all.py --only monitor)",
+            file=sys.stderr,
+        )
+        return 2
+    env = {**os.environ, RESULTS_ENV: str(folder)}
+    print(f"Quire drift dashboard: http://127.0.0.1:{args.port}/ (results from {folder})")
+    os.execve(voila_command(args.port)[0], voila_command(args.port), env)
+    return 0  # not reached: execve replaces this process
+
+
+if __name__ == "__main__":
+    sys.exit(main())

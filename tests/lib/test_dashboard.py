@@ -1,0 +1,116 @@
+"""The Voila drift dashboard, served for real and driven in headless Chromium (Debian's package)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from lib import monitor
+from lib.dashboard import RESULTS_ENV, Dashboard, voila_command
+from lib.params import load_params
+from tests.conftest import monitor_overrides
+from tests.server.helpers import free_port
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def results(monitored_root: Path) -> Path:
+    params = load_params(overrides=monitor_overrides(monitored_root))
+    monitor.run_monitor(params, webhook_url="")  # two runs: drift over time has two points
+    return monitor.run_monitor(params, webhook_url="").out_dir
+
+
+def test_widgets_build_from_saved_results_and_react(results):
+    view = Dashboard(results)
+    features = view.table["column"].tolist()
+    assert "DRIFT" in view.status.value or "ALERTS" in view.status.value
+    assert view.table_html.value.count("<tr") == len(features) + 1  # header + one per feature
+    view.sort_by.value = "column"
+    first = view.table_html.value.index(f"<td>{sorted(features)[0]}</td>")
+    last = view.table_html.value.index(f"<td>{sorted(features)[-1]}</td>")
+    assert first < last
+    view.order.value = "descending"
+    assert view.table_html.value.index(
+        f"<td>{sorted(features)[-1]}</td>"
+    ) < view.table_html.value.index(f"<td>{sorted(features)[0]}</td>")
+    view.picker.value = features[-1]
+    shown = view.chart.outputs[-1]["data"]["application/vnd.plotly.v1+json"]
+    assert shown["layout"]["title"]["text"].startswith(features[-1])
+
+
+@pytest.fixture(scope="module")
+def served(results: Path) -> Iterator[str]:
+    port = free_port()
+    env = {**os.environ, RESULTS_ENV: str(results), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        voila_command(port),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(base + "/api/kernelspecs", timeout=2)
+            break
+        except httpx.TransportError:
+            time.sleep(0.3)
+    try:
+        yield base
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_voila_serves_no_files_and_no_code(served):
+    for path in ("/voila/files/base.yaml", "/voila/files/../params/base.yaml", "/files/README.md",
+                 "/voila/files/04_monitor.ipynb", "/tree"):  # fmt: skip
+        answer = httpx.get(served + path, timeout=10)
+        assert answer.status_code in (403, 404), path
+    page = httpx.get(served + "/", timeout=60).text
+    assert "from lib.dashboard import" not in page
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium package")
+def test_dashboard_in_headless_chromium(served, results, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    features = Dashboard(results).table["column"].tolist()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1300, "height": 2400})
+        page.goto(served + "/", timeout=90_000)
+        status = page.locator(".quire-state")
+        status.wait_for(timeout=60_000)
+        assert status.inner_text() in ("DRIFT", "ALERTS")
+        rows = page.locator("table.quire-table tbody tr")
+        assert rows.count() == len(features)
+        chart = page.locator(".js-plotly-plot .gtitle").filter(has_text=features[0])
+        chart.first.wait_for(timeout=30_000)
+        picker = page.locator(".widget-dropdown select").nth(1)  # [sort by, feature]
+        picker.select_option(label=features[-1])
+        page.locator(".js-plotly-plot .gtitle").filter(has_text=features[-1]).first.wait_for(
+            timeout=30_000
+        )
+        page.locator(".widget-dropdown select").first.select_option(label="column")
+        first_cell = page.locator("table.quire-table tbody tr td").first
+        assert first_cell.inner_text() == sorted(features)[0]
+        shot = tmp_path / "dashboard.png"
+        page.screenshot(path=str(shot), full_page=True)
+        browser.close()
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000

@@ -1,0 +1,172 @@
+"""The monitor stage end to end on a tiny trained model: production batch, prediction log, labels."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lib import monitor
+from lib.errors import DataValidationError, ParamsError
+from lib.ingest import load_manifest
+from lib.params import Params, load_params
+from tests.conftest import monitor_overrides
+from tests.lib.test_alerts import Receiver
+
+
+@pytest.fixture(scope="module")
+def root(monitored_root: Path) -> Path:
+    return monitored_root
+
+
+def params_for(root: Path, *extra: str) -> Params:
+    return load_params(overrides=monitor_overrides(root, *extra))
+
+
+def test_production_batch_drift_is_found_and_alerted(root):
+    with Receiver([200]) as hook:
+        result = monitor.run_monitor(params_for(root), webhook_url=hook.url)
+    drifted = {c.column for c in result.features.columns if c.drifted}
+    # the generator shifts these two by 0.5 sd and adds a payment method unseen in training
+    assert {"monthly_charges", "avg_session_minutes", "payment_method"} <= drifted
+    assert "signup_date" not in {c.column for c in result.features.columns}  # dates left out
+    assert len(result.current.frame) == 1500 and result.current.y is not None
+    rules = {a.rule for a in result.alerts}
+    assert "key_feature" in rules
+    assert hook.bodies and hook.bodies[0]["run_id"] == result.run_id
+    assert result.delivery.delivered
+    assert result.current_metrics is not None and result.windows is not None
+    monitor.check_gate(result)
+
+
+def test_results_are_saved_for_the_dashboard_and_history_grows(root):
+    params = params_for(root)
+    first = monitor.run_monitor(params, webhook_url="")
+    second = monitor.run_monitor(params, webhook_url="")
+    saved = monitor.load_latest(second.out_dir)
+    assert saved["summary"]["run_id"] == second.run_id
+    assert saved["summary"]["drifted"] == [c.column for c in second.features.columns if c.drifted]
+    assert set(saved["distributions"]) >= {"monthly_charges", "prediction", "proba_1"}
+    history = saved["history"]
+    assert {first.run_id, second.run_id} <= set(history["run_id"])
+    per_run = history.groupby("run_id")["column"].count()
+    assert (per_run == len(second.features.columns)).all()
+    alerts = [json.loads(x) for x in (second.out_dir / "alerts.jsonl").read_text().splitlines()]
+    assert {a["run_id"] for a in alerts} >= {first.run_id, second.run_id}
+
+
+def test_history_keeps_only_the_latest_runs(tmp_path):
+    rows = pd.DataFrame({"run_id": ["a"], "column": ["x"]})
+    for run in "abcd":
+        monitor.append_history(tmp_path / "h.parquet", rows.assign(run_id=run), keep_runs=2)
+    assert pd.read_parquet(tmp_path / "h.parquet")["run_id"].tolist() == ["c", "d"]
+
+
+def test_a_window_of_rows_from_a_file_with_no_drift(root):
+    """The processed test split itself, as current data: nothing should drift."""
+    test_split = root / "data" / "processed" / "churn" / "test.parquet"
+    params = params_for(root, f"monitor.current={test_split}", "monitor.window_rows=100")
+    result = monitor.run_monitor(params, webhook_url="")
+    assert len(result.current.frame) == 100
+    assert not result.features.dataset_drift
+    assert result.features.drifted_share <= 0.1
+
+
+def write_log(root: Path, params: Params) -> pd.DataFrame:
+    """Serve the production batch through the server's own code paths into a prediction log."""
+    from lib.serving import load_model
+    from server.predlog import PredictionLog
+
+    model = load_model(params)
+    batch_path = Path(load_manifest(params)["production_batch"])
+    frame = monitor._conform(pd.read_parquet(batch_path), model.schema, batch_path)
+    log = PredictionLog(root / "data" / "predictions" / model.name, flush_rows=400)
+    log.start()
+    stamps = pd.date_range("2026-11-01", periods=3, freq="D")
+    for i, part in enumerate(np.array_split(frame, 3)):
+        labels, proba = model.predict(part[model.schema.names()])
+        columns = {n: part[n].to_numpy() for n in model.schema.names()}
+        columns |= {
+            "request_id": np.array([f"req{i}"] * len(part), dtype=object),
+            "row": np.arange(len(part)),
+            "time": np.full(len(part), stamps[i].to_datetime64()),
+            "model_version": np.array([model.version] * len(part), dtype=object),
+            "prediction": labels,
+            "proba_0": proba[:, 0],
+            "proba_1": proba[:, 1],
+        }
+        log.append(columns)
+    log.close()
+    parts = np.array_split(frame, 3)
+    return pd.concat(
+        [
+            pd.DataFrame(
+                {"request_id": f"req{i}", "row": np.arange(len(p)), "churned": p["churned"]}
+            )
+            for i, p in enumerate(parts)
+        ],
+        ignore_index=True,
+    )
+
+
+def test_prediction_log_window_with_labels_joined_by_request(root, tmp_path):
+    params = params_for(root)
+    labels = write_log(root, params)
+    labels.sample(frac=1.0, random_state=0).to_csv(tmp_path / "labels.csv", index=False)
+    params = params_for(
+        root,
+        "monitor.current=log",
+        "monitor.since=2026-11-02",
+        f"monitor.labels={tmp_path / 'labels.csv'}",
+    )
+    result = monitor.run_monitor(params, webhook_url="")
+    assert len(result.current.frame) == 1000  # two of the three days
+    assert result.current.versions == [result.version]
+    assert result.current.y is not None and pd.notna(result.current.y).all()
+    expected = labels[labels["request_id"] != "req0"]["churned"].to_numpy()
+    assert np.array_equal(result.current.y.astype(int), expected)
+    assert "monthly_charges" in {c.column for c in result.features.columns if c.drifted}
+
+
+def test_empty_log_window_says_how_to_fix_it(root):
+    params = params_for(root, "monitor.current=log", "monitor.since=2030-01-01")
+    if not (root / "data" / "predictions").exists():
+        write_log(root, params_for(root))
+    with pytest.raises(DataValidationError, match=r"no logged predictions between monitor.since"):
+        monitor.run_monitor(params, webhook_url="")
+
+
+def test_bad_parameters_name_the_key(root, tmp_path):
+    with pytest.raises(ParamsError, match=r"monitor.alerts.key_features: \['nope'\]"):
+        monitor.run_monitor(params_for(root, "monitor.alerts.key_features=[nope]"), webhook_url="")
+    with pytest.raises(ParamsError, match=r"monitor.columns/exclude: \['ghost'\]"):
+        monitor.run_monitor(params_for(root, "monitor.exclude=[ghost]"), webhook_url="")
+    bad = tmp_path / "labels.csv"
+    pd.DataFrame({"request_id": ["x"], "label": [1]}).to_csv(bad, index=False)
+    with pytest.raises(DataValidationError, match=r"labels.csv: label join columns"):
+        monitor.run_monitor(
+            params_for(root, f"monitor.labels={bad}", "monitor.label_key=[customer_id]"),
+            webhook_url="",
+        )
+
+
+def test_unknown_class_in_labels_names_row_and_column(tmp_path):
+    from lib.schema import ColumnSchema, Schema
+
+    schema = Schema(
+        features=[ColumnSchema(name="x", kind="numeric")], target="y", task="binary", classes=[0, 1]
+    )
+    with pytest.raises(DataValidationError, match=r"f.csv: target 'y' row 3: '7' is not one of"):
+        monitor.align_target(pd.Series([0, 1, 7]), schema, Path("f.csv"))
+
+
+def test_evidently_report_is_saved_as_html(root):
+    params = params_for(root)
+    result = monitor.run_monitor(params, webhook_url="")
+    path = monitor.save_evidently_report(result, params)
+    assert path is not None and path.name == "04_monitor_evidently.html"
+    text = path.read_text()
+    assert "<html" in text.lower() and len(text) > 50_000
