@@ -149,8 +149,8 @@ def send_webhook(
     Retries on connection errors, timeouts, 429 and 5xx answers; a 4xx answer is final.
     Never raises: the outcome is logged and returned.
     """
-    url = url if url is not None else os.environ.get(WEBHOOK_ENV) or None
-    if url is None:
+    url = url if url is not None else os.environ.get(WEBHOOK_ENV)
+    if not url:  # unset or empty: no webhook
         return Delivery(None, False, 0, f"{WEBHOOK_ENV} is not set")
     shown = _redact(url)
     error = None

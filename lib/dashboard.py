@@ -82,6 +82,7 @@ class Dashboard:
         self.table_html = w.HTML()
         self.picker = w.Dropdown(options=columns, description="feature")
         self.chart = w.Output()
+        self.figure: Any = None  # the picked feature's chart, as last drawn
         self.outputs_chart = w.Output()
         self.history_chart = w.Output()
         self.performance_chart = w.Output()
@@ -126,7 +127,8 @@ class Dashboard:
     def draw_feature(self) -> None:
         """Redraw the reference vs current chart of the picked feature."""
         if self.picker.value:
-            self._show(self.chart, self._distribution(self.picker.value))
+            self.figure = self._distribution(self.picker.value)
+            self._show(self.chart, self.figure)
 
     def widget(self) -> Any:
         """Return the whole page as one widget."""

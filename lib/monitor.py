@@ -227,6 +227,10 @@ def _current_frame(params: Params, schema: Schema, model: str) -> tuple[pd.DataF
                 key="monitor.current",
             )
         paths = [Path(batch)]
+    elif spec == "penguins":  # as data.source: the table the palmerpenguins package ships
+        from lib.readers import penguins_csv
+
+        paths = [penguins_csv()]
     else:
         paths = expand_source(str(resolve(spec)))
     frames = [_conform(read_table(p, params.data.csv), schema, p) for p in paths]
@@ -435,8 +439,8 @@ def _scored(
 ) -> performance.Scored:
     known = _labelled(y)
     truth = y[known]
-    if schema.task == "regression":
-        truth = truth.astype(float)
+    # object arrays confuse scikit-learn's target typing: give the labels their own dtype
+    truth = truth.astype(float) if schema.task == "regression" else np.asarray(truth.tolist())
     return performance.Scored(
         truth, pred[known], None if proba is None else proba[known], schema.classes
     )

@@ -226,9 +226,11 @@ class AlertParams(_Section):
 
     dataset_drift: bool = True
     drift_share: Share | None = 0.3
-    key_features: list[str] = Field(default_factory=list)
+    key_features: list[str] = Field(
+        default_factory=lambda: ["monthly_charges", "tenure_months", "contract_type"]
+    )
     prediction_drift: bool = True
-    metric_drop: dict[str, float] = Field(default_factory=dict)
+    metric_drop: dict[str, float] = Field(default_factory=lambda: {"roc_auc": 0.05})
     missing_jump: Share | None = 0.1
     concept_drift: bool = True
     webhook_timeout: float = Field(5.0, gt=0.0, le=120.0)
@@ -259,9 +261,11 @@ class MonitorParams(_Section):
     history_runs: int = Field(500, ge=1)
     alerts: AlertParams = Field(default_factory=AlertParams)
 
-    @field_validator("since", "until")
+    @field_validator("since", "until", mode="before")
     @classmethod
-    def _iso_time(cls, v: str | None) -> str | None:
+    def _iso_time(cls, v: Any) -> str | None:
+        if hasattr(v, "isoformat"):  # YAML reads 2026-11-02 as a date
+            v = v.isoformat()
         if v is not None:
             import pandas as pd
 

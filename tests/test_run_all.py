@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from lib.params import load_params
@@ -42,7 +43,9 @@ def test_success_then_failure_keeps_good_report(tmp_path):
     reports = tmp_path / "reports"
     index = (reports / "index.html").read_text()
     assert '<a href="01_ingest.html">' in index and '<a href="02_train.html">' in index
-    assert index.count('<td class="ok">ok</td>') == 3
+    assert index.count('<td class="ok">ok</td>') == 4
+    assert (reports / "04_monitor_evidently.html").stat().st_size > 50_000
+    assert b"Gate passed" in (reports / "04_monitor.html").read_bytes()
     status = json.loads((reports / "status.json").read_text())
     digest = load_params([PARAMS_DIR / "ci.yaml"], dirs_overrides(tmp_path)).digest()
     assert status["stages"]["ingest"]["params_digest"] == digest and digest in index
@@ -53,6 +56,13 @@ def test_success_then_failure_keeps_good_report(tmp_path):
     logs = list((tmp_path / "logs").glob("run_all-*.jsonl"))
     events = [json.loads(line)["event"] for line in logs[0].read_text().splitlines()]
     assert "run_start" in events and "stage_done" in events
+
+    alerted = run_all("--params", "params/ci.yaml", *dir_args(tmp_path), "--only", "monitor",
+                      "--fail-on-alert")  # fmt: skip
+    assert alerted.returncode == 3, alerted.stderr[-3000:]
+    assert "alerts fired: key_feature: key features drifted: monthly_charges" in alerted.stderr
+    history = tmp_path / "data" / "monitoring" / "quire-churn" / "history.parquet"
+    assert pd.read_parquet(history)["run_id"].nunique() == 2
 
     missing = tmp_path / "nope.csv"
     bad = run_all("--params", "params/ci.yaml", *dir_args(tmp_path), "-p", f"data.source={missing}")
