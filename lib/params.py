@@ -275,7 +275,7 @@ class MonitorParams(_Section):
                 raise ValueError(
                     f"{v!r} is not a date or time; use ISO 8601, e.g. 2026-11-01T12:00"
                 ) from None
-        return v
+        return None if v is None else str(v)
 
 
 class MlflowParams(_Section):

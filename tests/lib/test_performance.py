@@ -70,3 +70,29 @@ def test_page_hinkley_catches_a_rise_in_error_rate_and_rarely_cries_wolf():
     assert false_alarms <= 2
     assert caught >= 48
     assert np.median(delays) < 600
+
+
+def test_lean_multiclass_metrics_equal_scikit_learn_with_an_absent_class():
+    rng = np.random.default_rng(3)
+    classes = ["a", "b", "c", "d"]  # "d" never occurs
+    y = rng.choice(classes[:3], 400)
+    raw = rng.random((400, 4)) + (y[:, None] == np.array(classes)[None, :]) * 0.8
+    proba = raw / raw.sum(axis=1, keepdims=True)
+    pred = np.array(classes)[proba.argmax(axis=1)]
+    got = performance.lean_metrics("multiclass", classes)(y, pred, proba)
+    onehot = (y[:, None] == np.array(classes)[None, :]).astype(float)
+    present = onehot.sum(axis=0) > 0
+    assert got["f1_macro"] == pytest.approx(
+        skm.f1_score(y, pred, labels=classes, average="macro", zero_division=0)
+    )
+    assert got["roc_auc"] == pytest.approx(
+        skm.roc_auc_score(onehot[:, present], proba[:, present], average="macro")
+    )
+    assert got["log_loss"] == pytest.approx(skm.log_loss(y, proba, labels=classes))
+    assert got["accuracy"] == pytest.approx(skm.accuracy_score(y, pred))
+
+
+def test_roc_auc_handles_ties_like_scikit_learn():
+    y = np.array([0, 1, 1, 0, 1, 0, 1])
+    score = np.array([0.2, 0.5, 0.5, 0.5, 0.9, 0.1, 0.2])
+    assert performance._roc_auc(y == 1, score) == pytest.approx(skm.roc_auc_score(y, score))
