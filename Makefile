@@ -13,7 +13,7 @@ export OMP_NUM_THREADS ?= 1
 
 MLFLOW_PORT ?= 5000
 
-.PHONY: help install run test test-fast lint format lock bench mlflow-ui serve clean
+.PHONY: help install run test test-fast lint format lock bench mlflow-ui serve dashboard clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | \
@@ -58,6 +58,10 @@ lock: ## re-resolve the dependencies of pyproject.toml into requirements.lock
 serve: $(STAMP) ## serve the champion over REST on http://127.0.0.1:8000 (QUIRE_SERVER_* settings)
 	$(BIN)/python -m server
 
+DASHBOARD_PORT ?= 8866
+dashboard: $(STAMP) ## serve the Voila drift dashboard on http://127.0.0.1:$(DASHBOARD_PORT)
+	$(BIN)/python -m lib.dashboard --port $(DASHBOARD_PORT)
+
 mlflow-ui: $(STAMP) ## open the MLflow UI on the embedded store (http://127.0.0.1:$(MLFLOW_PORT))
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db \
 		--host 127.0.0.1 --port $(MLFLOW_PORT)
@@ -67,6 +71,7 @@ bench: $(STAMP) ## run the benchmarks in bench/ and print their tables
 	$(BIN)/python bench/bench_overhead.py
 	$(BIN)/python bench/bench_train.py
 	OMP_NUM_THREADS=1 PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/bench_server.py
+	$(BIN)/python bench/bench_drift.py --dashboard
 
 clean: ## remove generated data, reports, logs and the MLflow store (keeps .venv)
 	rm -rf data reports/*.html reports/*.ipynb reports/*.json logs mlruns mlflow.db

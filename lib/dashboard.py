@@ -8,6 +8,7 @@ reads only the saved results of the monitor stage (``data/monitoring/<model>/``)
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -24,7 +25,7 @@ from lib.monitor_plots import (
     html_table,
     windows_figure,
 )
-from lib.monitor_results import load_latest
+from lib.monitor_results import SUMMARY, load_latest
 from lib.paths import NOTEBOOKS_DIR
 
 RESULTS_ENV = "QUIRE_DASHBOARD_RESULTS"
@@ -62,62 +63,79 @@ def _status_html(summary: dict[str, Any]) -> str:
     )
 
 
+def _bundle(figure: Any) -> tuple[dict[str, Any], ...]:
+    """Return Output-widget outputs showing one plotly figure (Voila's plotly extension)."""
+    data = {"application/vnd.plotly.v1+json": figure.to_plotly_json(), "text/plain": "figure"}
+    return ({"output_type": "display_data", "data": data, "metadata": {}},)
+
+
 class Dashboard:
-    """The dashboard's widgets, built from one results folder."""
+    """The dashboard's widgets over one results folder, redrawn when a new monitor run lands.
+
+    Every part is a widget whose content is set directly (not captured from printed output), so
+    a background watcher can redraw the page: Voila keeps a pre-started kernel that has already
+    run the notebook, and its watcher keeps it current until someone opens the page.
+    """
 
     def __init__(self, folder: Path) -> None:
         import ipywidgets as w
 
         self.folder = folder
-        self.data = load_latest(folder)
-        summary = self.data["summary"]
-        self.table = feature_table(self.data["features"])
-        columns = self.table["column"].tolist() if not self.table.empty else []
-        outputs = self.data["outputs"]["column"].tolist() if not self.data["outputs"].empty else []
-        self.status = w.HTML(_status_html(summary))
-        self.sort_by = w.Dropdown(
-            options=list(self.table.columns), value="score", description="sort by"
-        )
+        self.status = w.HTML()
+        self.history = w.Output()
+        self.sort_by = w.Dropdown(description="sort by")
         self.order = w.ToggleButtons(options=["ascending", "descending"], value="ascending")
         self.table_html = w.HTML()
-        self.picker = w.Dropdown(options=columns, description="feature")
+        self.picker = w.Dropdown(description="feature")
         self.chart = w.Output()
+        self.predictions = w.Output()
+        self.performance = w.Output()
+        self.alerts = w.HTML()
         self.figure: Any = None  # the picked feature's chart, as last drawn
-        self.outputs_chart = w.Output()
-        self.history_chart = w.Output()
-        self.performance_chart = w.Output()
-        self.alerts = w.HTML(
-            alerts_table(self.data["alerts"]).to_html(index=False, classes="quire-alerts")
-        )
+        self.run_id: str | None = None
+        self.load()
         self.sort_by.observe(lambda _: self.draw_table(), names="value")
         self.order.observe(lambda _: self.draw_table(), names="value")
         self.picker.observe(lambda _: self.draw_feature(), names="value")
-        self.draw_table()
-        self.draw_feature()
-        self._show(self.history_chart, drift_share_figure(self.data["history"]))
-        for name in outputs[:2]:
-            self._show(self.outputs_chart, self._distribution(name), clear=False)
+
+    def load(self) -> None:
+        """Read the latest saved results and redraw every part."""
+        self.data = load_latest(self.folder)
+        summary = self.data["summary"]
+        self.run_id = summary.get("run_id")
+        self.table = feature_table(self.data["features"])
+        self.status.value = _status_html(summary)
+        self.history.outputs = _bundle(drift_share_figure(self.data["history"]))
+        sort_by = self.sort_by.value if self.sort_by.value in self.table.columns else "score"
+        self.sort_by.options = list(self.table.columns)  # resets the value: set it after
+        self.sort_by.value = sort_by if sort_by in self.table.columns else None
+        columns = self.table["column"].tolist() if not self.table.empty else []
+        keep = self.picker.value if self.picker.value in columns else None
+        self.picker.options = columns
+        self.picker.value = keep or (columns[0] if columns else None)
+        outputs = self.data["outputs"]
+        names = outputs["column"].tolist()[:2] if not outputs.empty else []
+        self.predictions.outputs = sum((_bundle(self._distribution(n)) for n in names), ())
         windows = self.data["windows"]
-        if windows is not None and not windows.empty:
+        if windows is None or windows.empty:
+            note = "No labels for the current rows: quality is not measured."
+            self.performance.outputs = (
+                {"output_type": "display_data", "data": {"text/plain": note}, "metadata": {}},
+            )
+        else:
             metric = str(windows["metric"].iloc[0])
             figure = windows_figure(windows, summary.get("reference_metrics"), metric)
-            self._show(self.performance_chart, figure)
-        else:
-            with self.performance_chart:
-                print("No labels for the current rows: quality is not measured.")
+            self.performance.outputs = _bundle(figure)
+        table = alerts_table(self.data["alerts"])
+        self.alerts.value = table.to_html(index=False, classes="quire-alerts", border=0)
+        self.draw_table()
+        self.draw_feature()
 
     def _distribution(self, name: str) -> Any:
         dists = self.data["distributions"]
         verdicts = pd.concat([self.data["features"], self.data["outputs"]], ignore_index=True)
         drifted = bool(verdicts.loc[verdicts["column"] == name, "drifted"].any())
         return distribution_figure(name, dists[name], drifted)
-
-    @staticmethod
-    def _show(out: Any, figure: Any, clear: bool = True) -> None:
-        if clear:
-            out.clear_output(wait=True)
-        with out:
-            figure.show(renderer="plotly_mimetype")
 
     def draw_table(self) -> None:
         """Re-render the per-feature table in the chosen order."""
@@ -128,7 +146,29 @@ class Dashboard:
         """Redraw the reference vs current chart of the picked feature."""
         if self.picker.value:
             self.figure = self._distribution(self.picker.value)
-            self._show(self.chart, self.figure)
+            self.chart.outputs = _bundle(self.figure)
+
+    def refresh(self) -> bool:
+        """Reload if a newer monitor run has been saved; return whether it did."""
+        try:
+            summary = json.loads((self.folder / "latest" / SUMMARY).read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # mid-replacement or removed: try again next time
+            return False
+        if summary.get("run_id") == self.run_id:
+            return False
+        self.load()
+        return True
+
+    def watch(self, seconds: float = 2.0) -> Any:
+        """Check for a new monitor run every ``seconds`` in the kernel's event loop."""
+        import asyncio
+
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(seconds)
+                self.refresh()
+
+        return asyncio.ensure_future(loop())
 
     def widget(self) -> Any:
         """Return the whole page as one widget."""
@@ -140,11 +180,11 @@ class Dashboard:
         return w.VBox(
             [
                 self.status,
-                section("Drift over time", self.history_chart),
+                section("Drift over time", self.history),
                 section("Per-feature drift", w.HBox([self.sort_by, self.order]), self.table_html),
                 section("Reference vs current", self.picker, self.chart),
-                section("Prediction distribution", self.outputs_chart),
-                section("Performance over time", self.performance_chart),
+                section("Prediction distribution", self.predictions),
+                section("Performance over time", self.performance),
                 section("Recent alerts", self.alerts),
             ]
         )
@@ -163,6 +203,11 @@ def voila_command(port: int, notebook: Path = NOTEBOOK) -> list[str]:
         "--VoilaConfiguration.show_tracebacks=False",
         "--VoilaConfiguration.file_allowlist=[]",
         "--VoilaConfiguration.file_denylist=['.*']",
+        # a kernel that has already run the dashboard waits for the next visitor; its refill
+        # starts after the page is drawn, not during
+        "--VoilaConfiguration.preheat_kernel=True",
+        "--VoilaConfiguration.default_pool_size=1",
+        "--VoilaKernelManager.fill_delay=10",
         f"--MappingKernelManager.cull_idle_timeout={CULL_IDLE_SECONDS}",
         "--MappingKernelManager.cull_interval=60",
         "--MappingKernelManager.cull_connected=True",

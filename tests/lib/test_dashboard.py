@@ -44,6 +44,18 @@ def test_widgets_build_from_saved_results_and_react(results):
     ) < view.table_html.value.index(f"<td>{sorted(features)[0]}</td>")
     view.picker.value = features[-1]
     assert view.figure.layout.title.text.startswith(features[-1])
+    shown = view.chart.outputs[0]["data"]["application/vnd.plotly.v1+json"]
+    assert shown["layout"]["title"]["text"].startswith(features[-1])
+
+
+def test_dashboard_redraws_when_a_new_monitor_run_lands(monitored_root, results):
+    view = Dashboard(results)
+    assert view.refresh() is False  # nothing new
+    before = view.run_id
+    params = load_params(overrides=monitor_overrides(monitored_root, "monitor.window_rows=300"))
+    monitor.run_monitor(params, webhook_url="")
+    assert view.refresh() is True and view.run_id != before
+    assert "300 current rows" in view.status.value
 
 
 @pytest.fixture(scope="module")
