@@ -79,7 +79,7 @@ def monitoring_dir(params: Params, model: str) -> Path:
     return resolve(params.project.data_dir) / "monitoring" / model
 
 
-def drift_kinds(schema: Schema, params: MonitorParams, date_column: str | None) -> dict[str, Any]:
+def drift_kinds(schema: Schema, params: MonitorParams) -> dict[str, Any]:
     """Columns to check for drift and how: numeric, or categorical (categories and booleans).
 
     Date columns are left out unless named in ``monitor.columns`` (a later batch always has later
@@ -472,7 +472,7 @@ def _concept(
     alarm = performance.PageHinkley().detect(cur_err, float(ref_err.mean()), float(ref_err.std()))
     at = None
     if alarm is not None and times is not None:
-        at = str(times[_labelled_index(times, alarm)])
+        at = str(times.iloc[alarm])
     reasons = []
     if alarm is not None:
         reasons.append(f"the error rate rose (Page-Hinkley alarm at labelled row {alarm + 1:,})")
@@ -487,10 +487,6 @@ def _concept(
         "reference_error": float(ref_err.mean()),
         "current_error": float(cur_err.mean()),
     }
-
-
-def _labelled_index(times: pd.Series, position: int) -> int:
-    return int(min(position, len(times) - 1))
 
 
 def run_monitor(params: Params, *, webhook_url: str | None = None) -> MonitorResult:
@@ -516,7 +512,7 @@ def run_monitor(params: Params, *, webhook_url: str | None = None) -> MonitorRes
     name = model.name or tracking.model_name(params)
     ref = load_reference(params, schema, name, model.version)
     cur = load_current(params, schema, name, model.predict)
-    kinds = drift_kinds(schema, m, params.data.date_column)
+    kinds = drift_kinds(schema, m)
     features = drift.check_drift(
         ref.profile,
         cur.frame,
@@ -535,18 +531,20 @@ def run_monitor(params: Params, *, webhook_url: str | None = None) -> MonitorRes
     cur_scored = _scored(cur.y, cur.pred, cur.proba, schema) if cur.y is not None else None
     ref_metrics = cur_metrics = None
     windows = None
+    labelled_times = None if cur.times is None or cur.y is None else cur.times[_labelled(cur.y)]
+    if labelled_times is not None:
+        labelled_times = labelled_times.reset_index(drop=True)
     drops: list[dict[str, Any]] = []
     seed = params.project.seed
     task: Any = schema.task
     if ref_scored is not None and cur_scored is not None and len(cur_scored.y):
         ref_metrics = performance.metric_table(task, ref_scored, m.bootstrap, m.confidence, seed)
         cur_metrics = performance.metric_table(task, cur_scored, m.bootstrap, m.confidence, seed)
-        times = None if cur.times is None else cur.times[_labelled(cur.y)].reset_index(drop=True)
         windows = performance.windows(
-            task, cur_scored, times, m.windows, m.bootstrap, m.confidence, seed
+            task, cur_scored, labelled_times, m.windows, m.bootstrap, m.confidence, seed
         )
         drops = performance.metric_drops(ref_metrics, cur_metrics, m.alerts.metric_drop, task)
-    concept = _concept(task, ref_scored, cur_scored, cur.times, features.dataset_drift, drops)
+    concept = _concept(task, ref_scored, cur_scored, labelled_times, features.dataset_drift, drops)
     drifted = [c.column for c in features.columns if c.drifted]
     facts = Facts(
         dataset_drift=features.dataset_drift,

@@ -170,3 +170,17 @@ def test_evidently_report_is_saved_as_html(root):
     assert path is not None and path.name == "04_monitor_evidently.html"
     text = path.read_text()
     assert "<html" in text.lower() and len(text) > 50_000
+
+
+def test_prediction_log_without_labels_checks_drift_only(root):
+    if not (root / "data" / "predictions").exists():
+        write_log(root, params_for(root))
+    result = monitor.run_monitor(params_for(root, "monitor.current=log"), webhook_url="")
+    assert result.current.y is None and result.current_metrics is None
+    assert result.concept == {
+        "checked": False,
+        "drift": False,
+        "reason": "no labels for the current rows",
+    }
+    assert "prediction" in {c.column for c in result.outputs.columns}
+    monitor.check_gate(result)
