@@ -1,7 +1,8 @@
 """run_all: validate params, execute the stage notebooks with papermill, render reports.
 
 Exit codes: 0 every selected stage succeeded; 1 a stage failed; 2 invalid parameters or usage;
-3 (only with ``--fail-on-alert``) the monitor stage ran and fired at least one alert.
+3 (only with ``--fail-on-alert``) the monitor stage ran and fired at least one alert; 4 another
+run_all is running on the same project (nothing was run).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from lib.logs import configure_logging, get_logger
 from lib.params import Params, load_params
 from lib.paths import NOTEBOOKS_DIR, PROJECT_ROOT, resolve
 from lib.report import read_status, render_html, write_status
+from lib.runlock import RunLock, RunLocked
 from lib.stages import STAGES, Stage, select_stages
 
 log = get_logger("quire.run_all")
@@ -32,6 +34,7 @@ EXIT_OK = 0
 EXIT_STAGE_FAILED = 1
 EXIT_USAGE = 2
 EXIT_ALERT = 3
+EXIT_LOCKED = 4
 
 
 @dataclass(frozen=True)
@@ -227,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="run_all.py",
         description="Run Quire's stage notebooks with papermill and render HTML reports.",
         epilog="Exit codes: 0 ok, 1 a stage failed, 2 invalid parameters or usage, "
-        "3 alerts fired (with --fail-on-alert).",
+        "3 alerts fired (with --fail-on-alert), 4 another run_all is running on this project.",
     )
     parser.add_argument(
         "--params", action="append", default=[], metavar="FILE", help="preset YAML (repeatable)"
@@ -269,6 +272,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
         return EXIT_OK
+    try:
+        with RunLock(resolve(params.project.data_dir)):
+            return _run(args, params, stages)
+    except RunLocked as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_LOCKED
+
+
+def _run(args: argparse.Namespace, params: Params, stages: Sequence[Stage]) -> int:
+    """Run the stages (the caller holds the project's run lock); return the exit code."""
     stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%SZ")
     log_file = resolve(params.project.logs_dir) / f"run_all-{stamp}.jsonl"
     configure_logging(args.log_level, log_file)
