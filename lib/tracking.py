@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
@@ -110,3 +111,54 @@ def version_by_alias(name: str, alias: str) -> Any:
             f"no version of model {name!r} has alias {alias!r}; run the train stage first "
             "(python run_all.py --only train)"
         ) from None
+
+
+def owner_tags() -> dict[str, str]:
+    """Tags naming the process and host that start a run (to find runs a crash left open)."""
+    return {"quire.pid": str(os.getpid()), "quire.host": socket.gethostname()}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def close_orphaned_runs(experiment_id: str) -> list[str]:
+    """Mark FAILED the runs still RUNNING whose process, on this host, no longer exists.
+
+    A run_all killed mid-training (SIGKILL, a crash, a lost machine) leaves its MLflow runs
+    RUNNING forever; the next train stage closes them. Runs started on other hosts, by live
+    processes, or without Quire's owner tags are left alone.
+
+    Returns
+    -------
+    list of str
+        The ids of the runs it closed.
+    """
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    host = socket.gethostname()
+    closed = []
+    running = client.search_runs(
+        [experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=5000
+    )
+    for run in running:
+        pid, owner = run.data.tags.get("quire.pid"), run.data.tags.get("quire.host")
+        if owner != host or not pid or not pid.isdigit() or _alive(int(pid)):
+            continue
+        client.set_tag(
+            run.info.run_id,
+            "quire.closed",
+            f"process {pid} ended without closing this run; marked FAILED by a later train stage",
+        )
+        client.set_terminated(run.info.run_id, status="FAILED")
+        closed.append(run.info.run_id)
+    if closed:
+        log.warning("orphaned_runs_closed", experiment=experiment_id, runs=closed)
+    return closed

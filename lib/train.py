@@ -185,6 +185,7 @@ def _tags(params: Params, data: ProcessedData) -> dict[str, str]:
         "quire.manifest_sha256": manifest_hash,
         "quire.schema_sha256": data.schema.sha256(),
         "quire.git_commit": tracking.git_commit(),
+        **tracking.owner_tags(),
     }
 
 
@@ -215,6 +216,7 @@ def run_training(params: Params) -> TrainResult:
         for f in params.train.families
     ]
     experiment_id = tracking.setup(params)
+    tracking.close_orphaned_runs(experiment_id)  # left RUNNING by a killed earlier run
     tags = _tags(params, data)
     results: list[FamilyResult] = []
     with mlflow.start_run(run_name=f"train {params.project.name} {params.digest()}") as parent:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -9,7 +14,7 @@ from lib import tracking
 from lib.ingest import load_processed
 from lib.params import load_params
 from lib.train import check_gate, run_training
-from tests.conftest import tiny_training_overrides
+from tests.conftest import dirs_overrides, tiny_training_overrides
 
 pytestmark = pytest.mark.slow
 
@@ -116,3 +121,28 @@ def test_tracking_uri_precedence_and_no_leak(params, first, monkeypatch, tmp_pat
         update={"mlflow": params.mlflow.model_copy(update={"tracking_uri": "sqlite:///x.db"})}
     )
     assert tracking.tracking_uri(explicit, env) == "sqlite:///x.db"
+
+
+def test_runs_left_running_by_a_dead_process_are_closed(tmp_path):
+    from mlflow import MlflowClient
+
+    params = load_params(overrides=dirs_overrides(tmp_path))
+    experiment = tracking.setup(params)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # its pid now names no process
+    host = socket.gethostname()
+    client = MlflowClient()
+
+    def running(pid: int | None, owner: str | None) -> str:
+        tags = {k: v for k, v in (("quire.pid", pid), ("quire.host", owner)) if v is not None}
+        return client.create_run(experiment, tags={k: str(v) for k, v in tags.items()}).info.run_id
+
+    orphan = running(dead.pid, host)
+    alive = running(os.getpid(), host)
+    elsewhere = running(dead.pid, "another-host")
+    untagged = running(None, None)
+    assert tracking.close_orphaned_runs(experiment) == [orphan]
+    status = {r: client.get_run(r).info.status for r in (orphan, alive, elsewhere, untagged)}
+    assert status == {orphan: "FAILED", alive: "RUNNING", elsewhere: "RUNNING", untagged: "RUNNING"}
+    assert "ended without closing" in client.get_run(orphan).data.tags["quire.closed"]
+    assert tracking.close_orphaned_runs(experiment) == []
