@@ -26,7 +26,7 @@ from lib.params import Params, load_params
 from lib.paths import NOTEBOOKS_DIR, PROJECT_ROOT, resolve
 from lib.report import read_status, render_html, write_status
 from lib.runlock import RunLock, RunLocked
-from lib.stages import STAGES, Stage, select_stages
+from lib.stages import STAGES, Stage, get_stage, select_stages
 
 log = get_logger("quire.run_all")
 
@@ -42,9 +42,10 @@ class StageOutcome:
     """How one stage ended."""
 
     stage: Stage
-    status: str
+    status: str  # ok (ran) | up to date | failed | skipped | would run (dry run)
     seconds: float
     error: str | None = None
+    reason: str = ""
 
 
 def _now() -> str:
@@ -142,7 +143,21 @@ def run_stage(
     return StageOutcome(stage, status, seconds, error)
 
 
-def _record(status: dict[str, Any], outcome: StageOutcome, params: Params) -> None:
+def _record(
+    status: dict[str, Any],
+    outcome: StageOutcome,
+    params: Params,
+    parts: dict[str, str] | None = None,
+    outputs: str | None = None,
+) -> None:
+    saved = status["stages"].get(outcome.stage.name, {})
+    if outcome.status == "up to date":  # keeps its report, duration and hashes; says why
+        status["stages"][outcome.stage.name] = {
+            **saved,
+            "status": "up to date",
+            "reason": outcome.reason,
+        }
+        return
     suffix = "" if outcome.status == "ok" else ".failed"
     report = f"{outcome.stage.stem}{suffix}.html" if outcome.status != "skipped" else None
     status["stages"][outcome.stage.name] = {
@@ -152,7 +167,35 @@ def _record(status: dict[str, Any], outcome: StageOutcome, params: Params) -> No
         "finished_at": _now(),
         "report": report,
         "error": outcome.error,
+        "reason": outcome.reason,
+        "inputs": parts if outcome.status == "ok" else None,
+        "outputs": outputs if outcome.status == "ok" else None,
     }
+
+
+_KINDS = {
+    "notebook": "its notebook's cells changed",
+    "params": "its parameters changed",
+    "lib": "code in lib/ changed",
+    "upstream": "an earlier stage's outputs changed",
+    "inputs": "its input data changed",
+}
+
+
+def _why(saved: dict[str, Any], parts: dict[str, str], outputs: str | None) -> str | None:
+    """Return why the stage must run, or None when it is up to date."""
+    if not saved:
+        return "it has not run before"
+    if saved.get("status") not in ("ok", "up to date"):
+        return f"its last run {saved.get('status')}"
+    if not saved.get("inputs"):
+        return "no fingerprint recorded yet"
+    changed = [_KINDS[k] for k in parts if saved["inputs"].get(k) != parts[k]]
+    if changed:
+        return "; ".join(changed)
+    if outputs is None or outputs != saved.get("outputs"):
+        return "its outputs are missing or were changed"
+    return None
 
 
 def run_pipeline(
@@ -161,19 +204,31 @@ def run_pipeline(
     *,
     hide_code: bool = False,
     notebooks_dir: Path = NOTEBOOKS_DIR,
+    force: bool | Sequence[str] = False,
+    dry_run: bool = False,
 ) -> list[StageOutcome]:
-    """Run ``stages`` in order; stop at the first failure (later ones are marked skipped).
+    """Run the ``stages`` that are not up to date, in order; stop at the first failure.
+
+    A stage runs when something it depends on changed since it last succeeded (its notebook's
+    cells, its parameters, ``lib/``, an earlier stage's outputs, its input data) or its outputs
+    are missing or were changed (``lib.fingerprint``); otherwise it is reported up to date and
+    keeps its report. Stages after a failure are marked skipped.
 
     Parameters
     ----------
     params
         Validated parameters.
     stages
-        The stages to run, in order.
+        The stages to consider, in order.
     hide_code
         Render reports without code cells.
     notebooks_dir
         Where the stage notebooks are.
+    force
+        True reruns every stage; a list of names reruns those (and whatever their new outputs
+        change downstream).
+    dry_run
+        Only say what would run and why.
 
     Returns
     -------
@@ -182,37 +237,87 @@ def run_pipeline(
     """
     from tqdm import tqdm
 
+    from lib import fingerprint
+
     reports_dir = resolve(params.project.reports_dir)
     reports_dir.mkdir(parents=True, exist_ok=True)
     status = read_status(reports_dir)
-    status["run"] = {
-        "dataset": params.project.name,
-        "params_digest": params.digest(),
-        "started_at": _now(),
-        "status": "running",
-    }
-    write_status(reports_dir, status)
+    status.setdefault("stages", {})
+    if not dry_run:
+        status["run"] = {
+            "dataset": params.project.name,
+            "params_digest": params.digest(),
+            "started_at": _now(),
+            "status": "running",
+        }
+        write_status(reports_dir, status)
+    lib_hash = fingerprint.code_hash()
+    forced = {s.name for s in stages} if force is True else set(force or [])
+    selected = {s.name for s in stages}
+    if stages and all(s in STAGES for s in stages):  # stages not selected still feed later ones
+        span = list(STAGES[: STAGES.index(stages[-1]) + 1])
+    else:  # a custom list of stages (tests): just those
+        span = list(stages)
+    upstream: list[str] = []
     outcomes: list[StageOutcome] = []
-    failed = False
-    for stage in tqdm(stages, desc="stages", unit="stage", disable=len(stages) < 2):
+    failed = rerun_upstream = False
+    for stage in tqdm(span, desc="stages", unit="stage", disable=len(stages) < 2 or dry_run):
+        if stage.name not in selected:  # its outputs as they are now
+            upstream.append(fingerprint.outputs_digest(stage, params) or "missing")
+            continue
         if failed:
-            outcome = StageOutcome(stage, "skipped", 0.0)
+            outcome = StageOutcome(stage, "skipped", 0.0, reason="an earlier stage failed")
+            outcomes.append(outcome)
+            _record(status, outcome, params)
+            write_status(reports_dir, status)
+            continue
+        parts = fingerprint.components(stage, params, upstream, notebooks_dir, lib_hash)
+        outputs = fingerprint.outputs_digest(stage, params)
+        saved = status["stages"].get(stage.name, {})
+        why = "forced (--force)" if stage.name in forced else _why(saved, parts, outputs)
+        if why is None and rerun_upstream:  # dry run: its inputs are not known yet
+            why = "an earlier stage would rerun"
+        if why is None:
+            outcome = StageOutcome(stage, "up to date", 0.0, reason="nothing it depends on changed")
+            log.info("stage_up_to_date", stage=stage.name)
+        elif dry_run:
+            outcome = StageOutcome(stage, "would run", 0.0, reason=why)
+            rerun_upstream = True
         else:
-            log.info("stage_start", stage=stage.name, notebook=stage.notebook)
-            outcome = run_stage(
+            log.info("stage_start", stage=stage.name, notebook=stage.notebook, reason=why)
+            ran = run_stage(
                 stage, params, reports_dir, hide_code=hide_code, notebooks_dir=notebooks_dir
             )
+            outcome = StageOutcome(stage, ran.status, ran.seconds, ran.error, why)
             failed = outcome.status == "failed"
             if failed:
                 log.error("stage_failed", stage=stage.name, error=outcome.error)
             else:
                 log.info("stage_done", stage=stage.name, seconds=round(outcome.seconds, 1))
+                outputs = fingerprint.outputs_digest(stage, params)
         outcomes.append(outcome)
-        _record(status, outcome, params)
+        upstream.append(outputs or "missing")
+        if not dry_run:
+            _record(status, outcome, params, parts, outputs)
+            write_status(reports_dir, status)
+    if not dry_run:
+        status["run"]["status"] = "failed" if failed else "ok"
         write_status(reports_dir, status)
-    status["run"]["status"] = "failed" if failed else "ok"
-    write_status(reports_dir, status)
     return outcomes
+
+
+def summary_table(outcomes: Sequence[StageOutcome]) -> str:
+    """Return the end-of-run table: stage, status, duration and reason."""
+    rows = [("stage", "status", "duration", "reason")]
+    for o in outcomes:
+        shown = "ran" if o.status == "ok" else o.status
+        took = _duration(o.seconds) if o.status in ("ok", "failed") else "-"
+        rows.append((o.stage.name, shown, took, o.reason))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(r[:3], widths, strict=True)) + "  " + r[3]
+        for r in rows
+    )
 
 
 def environment(dotenv: Path = PROJECT_ROOT / ".env") -> dict[str, str]:
@@ -251,6 +356,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--print-params", action="store_true", help="print the resolved parameters and exit"
     )
     parser.add_argument(
+        "--force",
+        nargs="?",
+        const="*",
+        action="append",
+        metavar="STAGE",
+        help="rerun every stage, or STAGE, even if up to date (repeatable)",
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="print what would run and why, then exit"
+    )
+    parser.add_argument(
         "--fail-on-alert",
         action="store_true",
         help="exit with code 3 when the monitor stage fires an alert",
@@ -264,6 +380,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         params = load_params(args.params, args.overrides, env=environment())
         stages = select_stages(args.only, args.start)
+        force: bool | list[str] = "*" in (args.force or []) or [
+            get_stage(name).name for name in args.force or []
+        ]
     except ParamsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -274,14 +393,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     try:
         with RunLock(resolve(params.project.data_dir)):
-            return _run(args, params, stages)
+            return _run(args, params, stages, force)
     except RunLocked as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_LOCKED
 
 
-def _run(args: argparse.Namespace, params: Params, stages: Sequence[Stage]) -> int:
+def _run(
+    args: argparse.Namespace, params: Params, stages: Sequence[Stage], force: bool | list[str]
+) -> int:
     """Run the stages (the caller holds the project's run lock); return the exit code."""
+    if args.dry_run:
+        planned = run_pipeline(params, stages, force=force, dry_run=True)
+        print(summary_table(planned))
+        return EXIT_OK
     stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%SZ")
     log_file = resolve(params.project.logs_dir) / f"run_all-{stamp}.jsonl"
     configure_logging(args.log_level, log_file)
@@ -293,10 +418,11 @@ def _run(args: argparse.Namespace, params: Params, stages: Sequence[Stage]) -> i
         log_file=str(log_file),
     )
     try:
-        outcomes = run_pipeline(params, stages, hide_code=args.hide_code)
+        outcomes = run_pipeline(params, stages, hide_code=args.hide_code, force=force)
     except QuireError as exc:
         log.error("run_failed", error=exc.message)
         return EXIT_STAGE_FAILED
+    print(summary_table(outcomes))
     for outcome in outcomes:
         if outcome.error:
             print(outcome.error, file=sys.stderr)

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import nbformat
 import pandas as pd
 import pytest
 
+from lib import fingerprint
 from lib.params import load_params
-from lib.paths import PARAMS_DIR, PROJECT_ROOT
+from lib.paths import NOTEBOOKS_DIR, PARAMS_DIR, PROJECT_ROOT
 from lib.runner import run_pipeline
-from lib.stages import Stage
+from lib.stages import STAGES, Stage
 from tests.conftest import dirs_overrides
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "notebooks"
@@ -58,11 +62,13 @@ def test_success_then_failure_keeps_good_report(tmp_path):
     assert "run_start" in events and "stage_done" in events
 
     alerted = run_all("--params", "params/ci.yaml", *dir_args(tmp_path), "--only", "monitor",
-                      "--fail-on-alert")  # fmt: skip
+                      "--force", "monitor", "--fail-on-alert")  # fmt: skip
     assert alerted.returncode == 3, alerted.stderr[-3000:]
     assert "alerts fired: key_feature: key features drifted: monthly_charges" in alerted.stderr
     history = tmp_path / "data" / "monitoring" / "quire-churn" / "history.parquet"
     assert pd.read_parquet(history)["run_id"].nunique() == 2
+
+    check_incremental_runs(tmp_path, good_html)
 
     missing = tmp_path / "nope.csv"
     bad = run_all("--params", "params/ci.yaml", *dir_args(tmp_path), "-p", f"data.source={missing}")
@@ -117,3 +123,59 @@ def test_print_params_shows_resolved_layers(tmp_path):
     result = run_all("--params", "params/penguins.yaml", "-p", "project.seed=9", "--print-params")
     assert result.returncode == 0
     assert "name: penguins" in result.stdout and "seed: 9" in result.stdout
+
+
+def plan(stdout: str) -> dict[str, tuple[str, str]]:
+    """The summary table's rows: stage -> (status, reason)."""
+    rows = {}
+    for line in stdout.splitlines()[1:]:
+        m = re.match(r"^(\w+)\s+(ran|up to date|would run|failed|skipped)\s+(\S+)\s+(.*)$", line)
+        if m:
+            rows[m.group(1)] = (m.group(2), m.group(4).strip())
+    return rows
+
+
+def check_incremental_runs(root: Path, ingest_html: bytes) -> None:
+    """After a full run: unchanged reruns skip everything; each kind of change reruns its part."""
+    args = ["--params", "params/ci.yaml", *dir_args(root)]
+    again = run_all(*args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert set(plan(again.stdout).values()) == {("up to date", "nothing it depends on changed")}
+    assert (root / "reports" / "01_ingest.html").read_bytes() == ingest_html  # kept
+    index = (root / "reports" / "index.html").read_text()
+    assert index.count('<td class="up-to-date">up to date</td>') == 4
+
+    changed = plan(run_all(*args, "-p", "train.cv_folds=2", "--dry-run").stdout)
+    assert changed == {
+        "ingest": ("up to date", "nothing it depends on changed"),
+        "train": ("would run", "its parameters changed"),
+        "evaluate": ("would run", "an earlier stage would rerun"),
+        "monitor": ("would run", "an earlier stage would rerun"),
+    }
+    assert set(plan(run_all(*args, "--force", "--dry-run").stdout).values()) == {
+        ("would run", "forced (--force)")
+    }
+
+    params = load_params([PARAMS_DIR / "ci.yaml"], dirs_overrides(root))
+    edited = root / "edited_notebooks"
+    shutil.copytree(NOTEBOOKS_DIR, edited)
+    nb = nbformat.read(edited / "03_evaluate.ipynb", as_version=4)
+    nb.cells.append(nbformat.v4.new_markdown_cell("A new closing remark."))
+    nbformat.write(nb, edited / "03_evaluate.ipynb")
+    outcomes = run_pipeline(params, list(STAGES), notebooks_dir=edited, dry_run=True)
+    assert [(o.status, o.reason) for o in outcomes][1:3] == [
+        ("up to date", "nothing it depends on changed"),
+        ("would run", "its notebook's cells changed"),
+    ]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(fingerprint, "code_hash", lambda: "another lib")
+        outcomes = run_pipeline(params, list(STAGES), dry_run=True)
+    assert outcomes[0].reason == "code in lib/ changed"
+
+    (root / "data" / "processed" / "churn" / "test.parquet").write_bytes(b"damaged")
+    outcomes = run_pipeline(params, list(STAGES), dry_run=True)
+    assert (outcomes[0].status, outcomes[0].reason) == (
+        "would run",
+        "its outputs are missing or were changed",
+    )

@@ -23,3 +23,25 @@ def test_unknown_stage_lists_the_known_ones():
 def test_only_and_from_together_is_an_error():
     with pytest.raises(ParamsError, match="--only or --from, not both"):
         select_stages(only=["ingest"], start="ingest")
+
+
+def test_outside_inputs_follow_the_raw_files(tmp_path):
+    from lib import fingerprint
+    from lib.params import load_params
+    from lib.stages import get_stage
+    from tests.conftest import dirs_overrides
+
+    raw = tmp_path / "raw.csv"
+    raw.write_text("a,label\n1,0\n2,1\n")
+    params = load_params(overrides=[f"data.source={raw}", *dirs_overrides(tmp_path)])
+    ingest = get_stage("ingest")
+    before = fingerprint.outside_inputs(ingest, params)
+    assert fingerprint.outside_inputs(ingest, params) == before
+    raw.write_text("a,label\n1,0\n3,1\n")
+    assert fingerprint.outside_inputs(ingest, params) != before
+    raw.unlink()
+    missing = fingerprint.outside_inputs(ingest, params)
+    assert missing.startswith("unreadable") and missing != fingerprint.outside_inputs(
+        ingest, params
+    )
+    assert fingerprint.outside_inputs(get_stage("train"), params) == ""
