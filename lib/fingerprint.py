@@ -125,9 +125,15 @@ def outputs_digest(stage: Stage, params: Params) -> str | None:
         return None
 
 
-def _ingest(params: Params) -> str | None:
-    from lib.ingest import MANIFEST, processed_dir
+MANIFEST = "manifest.json"  # lib.ingest's, without importing it (scikit-learn takes seconds)
 
+
+def processed_dir(params: Params) -> Path:
+    """Return lib.ingest's output folder (tested equal), without importing lib.ingest."""
+    return resolve(params.project.data_dir) / "processed" / params.project.name
+
+
+def _ingest(params: Params) -> str | None:
     folder = processed_dir(params)
     manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
     for info in [*manifest["splits"].values(), manifest["preprocessor"]]:
@@ -138,11 +144,17 @@ def _ingest(params: Params) -> str | None:
     return _sha(file_sha(folder / MANIFEST), extra)
 
 
+_SET_UP: set[str] = set()
+
+
 def _alias(params: Params, alias: str) -> Any:
     from lib import tracking
     from lib.errors import ModelNotFoundError
 
-    tracking.setup(params)
+    uri = tracking.tracking_uri(params)
+    if uri not in _SET_UP:  # once per process: each setup costs a store round trip
+        tracking.setup(params)
+        _SET_UP.add(uri)
     try:
         return tracking.version_by_alias(tracking.model_name(params), alias)
     except ModelNotFoundError:

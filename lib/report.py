@@ -7,8 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import nbformat
-from nbconvert import HTMLExporter
 
 from lib.atomic import write_text
 from lib.paths import TEMPLATES_DIR
@@ -18,7 +16,7 @@ STATUS_FILE = "status.json"
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 
 
-def _has_plotly(nb: nbformat.NotebookNode) -> bool:
+def _has_plotly(nb: Any) -> bool:
     return any(
         PLOTLY_MIME in output.get("data", {})
         for cell in nb.cells
@@ -44,6 +42,8 @@ def render_html(notebook: Path, html: Path, *, banner: dict[str, Any], hide_code
     hide_code
         Leave out code cells and prompts (stakeholder reports).
     """
+    import nbformat  # nbconvert and nbformat take seconds to import: only when rendering
+    from nbconvert import HTMLExporter
     from plotly.offline import get_plotlyjs
 
     nb = nbformat.read(notebook, as_version=4)

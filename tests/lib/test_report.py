@@ -64,6 +64,7 @@ def test_index_lists_every_stage_with_status(tmp_path):
                 "duration": "2.0 s",
                 "params_digest": "d1",
                 "report": "01_ingest.html",
+                "reason": "its parameters changed",
             }
         },
     }
@@ -71,6 +72,7 @@ def test_index_lists_every_stage_with_status(tmp_path):
     text = (tmp_path / "index.html").read_text()
     assert '<a href="01_ingest.html">' in text
     assert re.search(
-        r'data-stage="ingest">\s*<td>01_ingest.ipynb</td>\s*<td class="ok">ok</td>\s*<td>2.0 s</td>',
+        r'data-stage="ingest">\s*<td>01_ingest.ipynb</td>\s*<td class="ok">ok</td>\s*'
+        r"<td>its parameters changed</td>\s*<td>2.0 s</td>",
         text,
     )

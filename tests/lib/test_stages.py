@@ -45,3 +45,13 @@ def test_outside_inputs_follow_the_raw_files(tmp_path):
         ingest, params
     )
     assert fingerprint.outside_inputs(get_stage("train"), params) == ""
+
+
+def test_fingerprint_finds_ingest_outputs_where_ingest_writes_them(tmp_path):
+    from lib import fingerprint, ingest
+    from lib.params import load_params
+    from tests.conftest import dirs_overrides
+
+    params = load_params(overrides=dirs_overrides(tmp_path))
+    assert fingerprint.processed_dir(params) == ingest.processed_dir(params)
+    assert fingerprint.MANIFEST == ingest.MANIFEST
