@@ -306,11 +306,38 @@ def run_pipeline(
     return outcomes
 
 
-def summary_table(outcomes: Sequence[StageOutcome]) -> str:
-    """Return the end-of-run table: stage, status, duration and reason."""
+def project_status(params: Params) -> str:
+    """Return two lines: the champion model version and the last monitoring verdict."""
+    import json
+
+    from lib import tracking
+    from lib.errors import ModelNotFoundError
+    from lib.monitor_results import SUMMARY
+
+    name = tracking.model_name(params)
+    try:
+        tracking.setup(params)
+        version = tracking.version_by_alias(name, tracking.CHAMPION)
+        champion = f"champion: {name} version {version.version} (run {version.run_id})"
+    except ModelNotFoundError:
+        champion = f"champion: none yet for {name}"
+    summary = resolve(params.project.data_dir) / "monitoring" / name / "latest" / SUMMARY
+    try:
+        last = json.loads(summary.read_text(encoding="utf-8"))
+        verdict = f"last monitoring ({last['time'][:19]} UTC): {last['verdict']}"
+    except (OSError, ValueError, KeyError):
+        verdict = "last monitoring: none yet"
+    return f"{champion}\n{verdict}"
+
+
+def summary_table(outcomes: Sequence[StageOutcome], pending: str = "would run") -> str:
+    """Return the end-of-run table: stage, status, duration and reason.
+
+    ``pending`` names stages that a dry run found not up to date.
+    """
     rows = [("stage", "status", "duration", "reason")]
     for o in outcomes:
-        shown = "ran" if o.status == "ok" else o.status
+        shown = {"ok": "ran", "would run": pending}.get(o.status, o.status)
         took = _duration(o.seconds) if o.status in ("ok", "failed") else "-"
         rows.append((o.stage.name, shown, took, o.reason))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
@@ -367,6 +394,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="print what would run and why, then exit"
     )
     parser.add_argument(
+        "--status",
+        action="store_true",
+        help="print each stage's state, the champion version and the last monitoring verdict",
+    )
+    parser.add_argument(
         "--fail-on-alert",
         action="store_true",
         help="exit with code 3 when the monitor stage fires an alert",
@@ -403,9 +435,11 @@ def _run(
     args: argparse.Namespace, params: Params, stages: Sequence[Stage], force: bool | list[str]
 ) -> int:
     """Run the stages (the caller holds the project's run lock); return the exit code."""
-    if args.dry_run:
+    if args.dry_run or args.status:
         planned = run_pipeline(params, stages, force=force, dry_run=True)
-        print(summary_table(planned))
+        print(summary_table(planned, pending="stale" if args.status else "would run"))
+        if args.status:
+            print(project_status(params))
         return EXIT_OK
     stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%SZ")
     log_file = resolve(params.project.logs_dir) / f"run_all-{stamp}.jsonl"

@@ -129,7 +129,9 @@ def plan(stdout: str) -> dict[str, tuple[str, str]]:
     """The summary table's rows: stage -> (status, reason)."""
     rows = {}
     for line in stdout.splitlines()[1:]:
-        m = re.match(r"^(\w+)\s+(ran|up to date|would run|failed|skipped)\s+(\S+)\s+(.*)$", line)
+        m = re.match(
+            r"^(\w+)\s+(ran|up to date|would run|stale|failed|skipped)\s+(\S+)\s+(.*)$", line
+        )
         if m:
             rows[m.group(1)] = (m.group(2), m.group(4).strip())
     return rows
@@ -144,6 +146,11 @@ def check_incremental_runs(root: Path, ingest_html: bytes) -> None:
     assert (root / "reports" / "01_ingest.html").read_bytes() == ingest_html  # kept
     index = (root / "reports" / "index.html").read_text()
     assert index.count('<td class="up-to-date">up to date</td>') == 4
+    status = run_all(*args, "--status", "-p", "monitor.drift_share=0.4")
+    assert plan(status.stdout)["monitor"] == ("stale", "its parameters changed")
+    assert plan(status.stdout)["evaluate"] == ("up to date", "nothing it depends on changed")
+    assert "champion: quire-churn version 1 (run " in status.stdout
+    assert "last monitoring (" in status.stdout and "alert(s)" in status.stdout
 
     changed = plan(run_all(*args, "-p", "train.cv_folds=2", "--dry-run").stdout)
     assert changed == {
