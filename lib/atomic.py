@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import uuid
@@ -73,3 +74,12 @@ def recover_dir(final: Path) -> None:
         os.rename(backup, final)
     for stale in final.parent.glob(f".{final.name}.*.staging"):
         shutil.rmtree(stale, ignore_errors=True)
+
+
+def sha256_file(path: Path) -> str:
+    """Return the SHA-256 of a file's bytes (read in 1 MiB blocks)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -11,9 +11,10 @@ import numpy as np
 import pandas as pd
 
 from lib import tracking
+from lib.atomic import sha256_file
 from lib.errors import DataValidationError, ModelNotFoundError, ParamsError
 from lib.gate import Decision, decide
-from lib.ingest import MANIFEST, ProcessedData, load_processed, processed_dir, sha256_file
+from lib.ingest import MANIFEST, ProcessedData, load_processed, processed_dir
 from lib.logs import get_logger
 from lib.metrics import Metric, metric, metrics_for
 from lib.params import Params

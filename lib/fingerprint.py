@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from lib.atomic import sha256_file
 from lib.errors import QuireError
 from lib.params import Params
 from lib.paths import PROJECT_ROOT, resolve
@@ -29,15 +30,6 @@ LIB_DIR = PROJECT_ROOT / "lib"
 def _sha(*parts: Any) -> str:
     blob = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def file_sha(path: Path) -> str:
-    """Return the SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def notebook_hash(path: Path) -> str:
@@ -64,7 +56,7 @@ def code_hash(folder: Path = LIB_DIR) -> str:
 
 
 def _files_digest(paths: Iterable[Path]) -> str:
-    return _sha([(str(p), file_sha(p)) for p in sorted(paths)])
+    return _sha([(str(p), sha256_file(p)) for p in sorted(paths)])
 
 
 def outside_inputs(stage: Stage, params: Params) -> str:
@@ -137,11 +129,11 @@ def _ingest(params: Params) -> str | None:
     folder = processed_dir(params)
     manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
     for info in [*manifest["splits"].values(), manifest["preprocessor"]]:
-        if file_sha(folder / info["file"]) != info["sha256"]:
+        if sha256_file(folder / info["file"]) != info["sha256"]:
             return None
     batch = manifest.get("production_batch")
-    extra = file_sha(Path(batch)) if batch else ""
-    return _sha(file_sha(folder / MANIFEST), extra)
+    extra = sha256_file(Path(batch)) if batch else ""
+    return _sha(sha256_file(folder / MANIFEST), extra)
 
 
 _SET_UP: set[str] = set()
@@ -182,8 +174,8 @@ def _evaluate(params: Params) -> str | None:
         champion.version,
         challenger.version,
         decided,
-        file_sha(folder / REFERENCE),
-        file_sha(folder / DRIFT_PROFILE),
+        sha256_file(folder / REFERENCE),
+        sha256_file(folder / DRIFT_PROFILE),
     )
 
 

@@ -6,7 +6,6 @@ swapped in whole, so a failed ingest leaves the previous processed data byte-ide
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
@@ -18,7 +17,7 @@ import joblib
 import numpy as np
 import pandas as pd
 
-from lib.atomic import recover_dir, replace_dir, staging_dir
+from lib.atomic import recover_dir, replace_dir, sha256_file, staging_dir
 from lib.errors import DataValidationError
 from lib.generator import generate
 from lib.logs import get_logger
@@ -87,15 +86,6 @@ def resolve_sources(params: Params) -> tuple[list[Path], Path | None]:
     if source == "penguins":
         return [penguins_csv()], None
     return expand_source(source), None
-
-
-def sha256_file(path: Path) -> str:
-    """Return the SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _saved_schema(params: Params, saved: Path) -> tuple[Schema | None, str]:

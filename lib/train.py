@@ -14,8 +14,9 @@ import numpy as np
 import pandas as pd
 
 from lib import tracking
+from lib.atomic import sha256_file
 from lib.errors import ModelNotFoundError, QuireError
-from lib.ingest import MANIFEST, ProcessedData, load_processed, processed_dir, sha256_file
+from lib.ingest import MANIFEST, ProcessedData, load_processed, processed_dir
 from lib.logs import get_logger
 from lib.metrics import Metric, metrics_for
 from lib.models import model_spec

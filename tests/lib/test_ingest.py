@@ -7,8 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lib.atomic import sha256_file
 from lib.errors import DataValidationError, ParamsError
-from lib.ingest import check_gate, processed_dir, run_ingest, sha256_file
+from lib.ingest import check_gate, processed_dir, run_ingest
 from tests.conftest import small_frame, snapshot
 
 
