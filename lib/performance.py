@@ -105,9 +105,10 @@ def metric_table(
     values = fn(*arrays)
     low, high = bootstrap(fn, arrays, resamples, confidence, seed) if resamples else ({}, {})
     nan = float("nan")
+    order = [m for m in WINDOW_METRICS[task] if m in values]  # the task's headline metric first
     return {
-        k: {"value": v, "ci_low": low.get(k, nan), "ci_high": high.get(k, nan)}
-        for k, v in values.items()
+        k: {"value": values[k], "ci_low": low.get(k, nan), "ci_high": high.get(k, nan)}
+        for k in order
     }
 
 

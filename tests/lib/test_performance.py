@@ -96,3 +96,8 @@ def test_roc_auc_handles_ties_like_scikit_learn():
     y = np.array([0, 1, 1, 0, 1, 0, 1])
     score = np.array([0.2, 0.5, 0.5, 0.5, 0.9, 0.1, 0.2])
     assert performance._roc_auc(y == 1, score) == pytest.approx(skm.roc_auc_score(y, score))
+
+
+def test_the_headline_metric_comes_first():
+    table = performance.metric_table("binary", binary(200, 0), 0, 0.95, 0)
+    assert list(table) == ["roc_auc", "accuracy", "f1_macro", "log_loss"]
