@@ -8,6 +8,7 @@ dashboard), ``history.parquet`` (per-feature results of every run) and ``alerts.
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from lib.reference import (
     DRIFT_PROFILE,
     PREDICTION,
     REFERENCE,
+    drift_kind,
     output_kinds,
     proba_column,
     profile_kinds,
@@ -98,7 +100,14 @@ def drift_kinds(schema: Schema, params: MonitorParams) -> dict[str, Any]:
         kind = schema.column(name).kind
         if name in params.exclude or (kind == "datetime" and params.columns is None):
             continue
-        kinds[name] = "numeric" if kind in ("numeric", "datetime") else "categorical"
+        kinds[name] = drift_kind(kind)
+    unknown_keys = sorted(set(params.alerts.key_features) - set(names))
+    if unknown_keys:
+        raise ParamsError(
+            f"monitor.alerts.key_features: {unknown_keys} are not model features; the features "
+            f"are {names}",
+            key="monitor.alerts.key_features",
+        )
     return kinds
 
 
@@ -374,16 +383,23 @@ class MonitorResult:
             lines.append(f"- **{alert.severity}** `{alert.rule}`: {alert.message}")
         return "\n\n".join(lines)
 
+    @functools.cached_property
+    def distributions(self) -> dict[str, Any]:
+        """Return reference vs current shares of every checked column (saved and plotted)."""
+        out = {}
+        pairs = ((self.features, self.current.frame), (self.outputs, self.output_frame))
+        for report, frame in pairs:
+            for c in report.columns:
+                profile = self.reference.profile.columns[c.column]
+                out[c.column] = distribution(profile, frame[c.column])
+        return out
+
     def figure(self, column: str) -> Any:
         """Return the reference vs current distribution figure of one checked column."""
         from lib.monitor_plots import distribution_figure
 
         verdicts = {c.column: c for c in [*self.features.columns, *self.outputs.columns]}
-        frame = self.output_frame if column in self.output_frame.columns else self.current.frame
-        profile = self.reference.profile.columns[column]
-        return distribution_figure(
-            column, distribution(profile, frame[column]), verdicts[column].drifted
-        )
+        return distribution_figure(column, self.distributions[column], verdicts[column].drifted)
 
     def top_figures(self, n: int) -> list[Any]:
         """Return the distribution figures of the ``n`` most drifted features."""
@@ -510,9 +526,9 @@ def run_monitor(params: Params, *, webhook_url: str | None = None) -> MonitorRes
     model = load_model(params, fast=False)
     schema = model.schema
     name = model.name or tracking.model_name(params)
+    kinds = drift_kinds(schema, m)  # checks the column and alert settings before any reading
     ref = load_reference(params, schema, name, model.version)
     cur = load_current(params, schema, name, model.predict)
-    kinds = drift_kinds(schema, m)
     features = drift.check_drift(
         ref.profile,
         cur.frame,
@@ -556,13 +572,6 @@ def run_monitor(params: Params, *, webhook_url: str | None = None) -> MonitorRes
         concept_drift=bool(concept["drift"]),
         concept_reason=str(concept["reason"]),
     )
-    unknown_keys = sorted(set(m.alerts.key_features) - set(schema.names()))
-    if unknown_keys:
-        raise ParamsError(
-            f"monitor.alerts.key_features: {unknown_keys} are not model features; the features "
-            f"are {schema.names()}",
-            key="monitor.alerts.key_features",
-        )
     alerts = evaluate_rules(facts, m.alerts)
     run_id = uuid.uuid4().hex[:12]
     now = pd.Timestamp.now(tz="UTC")
@@ -637,17 +646,6 @@ def distribution(col: drift.ColumnProfile, values: pd.Series) -> dict[str, Any]:
     }
 
 
-def _distributions(result: MonitorResult) -> dict[str, Any]:
-    out = {}
-    pairs = ((result.features, result.current.frame), (result.outputs, result.output_frame))
-    for report, frame in pairs:
-        for c in report.columns:
-            out[c.column] = distribution(
-                result.reference.profile.columns[c.column], frame[c.column]
-            )
-    return out
-
-
 def _json(value: Any) -> str:
     return json.dumps(value, indent=1, default=str, allow_nan=True) + "\n"
 
@@ -661,7 +659,7 @@ def save_results(result: MonitorResult, history_runs: int) -> None:
     result.outputs.table().to_parquet(stage / OUTPUTS, index=False)
     if result.windows is not None:
         result.windows.to_parquet(stage / WINDOWS, index=False)
-    (stage / DISTRIBUTIONS).write_text(_json(_distributions(result)), encoding="utf-8")
+    (stage / DISTRIBUTIONS).write_text(_json(result.distributions), encoding="utf-8")
     replace_dir(stage, out / "latest")
     rows = result.features.table().assign(
         run_id=result.run_id,

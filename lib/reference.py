@@ -92,12 +92,14 @@ def output_kinds(schema: Schema) -> dict[str, Kind]:
     return kinds
 
 
+def drift_kind(kind: str) -> Kind:
+    """Return how a column kind is compared: dates as numbers (days), booleans as categories."""
+    return "numeric" if kind in ("numeric", "datetime") else "categorical"
+
+
 def profile_kinds(schema: Schema, frame: pd.DataFrame) -> dict[str, Kind]:
     """Return how each feature (dates as days) and model output in ``frame`` is profiled."""
-    kinds: dict[str, Kind] = {
-        c.name: "numeric" if c.kind in ("numeric", "datetime") else "categorical"
-        for c in schema.features
-    }
+    kinds: dict[str, Kind] = {c.name: drift_kind(c.kind) for c in schema.features}
     return kinds | {k: v for k, v in output_kinds(schema).items() if k in frame.columns}
 
 
