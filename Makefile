@@ -12,8 +12,24 @@ ARGS ?=
 export OMP_NUM_THREADS ?= 1
 
 MLFLOW_PORT ?= 5000
+LAB_PORT ?= 8888
 
-.PHONY: help install run test test-fast lint format lock bench mlflow-ui serve dashboard clean
+# The kernel every notebook names and run_all executes them with (lib/runner.py, kernel_name):
+# .venv's Python, under the display name the committed notebooks carry, so saving a notebook from
+# JupyterLab leaves its kernelspec metadata as committed.
+KERNEL := python3
+KERNEL_DISPLAY_NAME := Python 3 (ipykernel)
+
+# The git filter that strips notebooks/*.ipynb (see .gitattributes) on commit: outputs, execution
+# counts and the metadata a kernel adds on save go; cell ids stay (nbstripout renumbers them
+# unless told --keep-id), so a committed notebook passes through it unchanged.
+NBSTRIPOUT := "$(CURDIR)/$(BIN)/python" -m nbstripout --keep-id
+NBSTRIPOUT_EXTRA_KEYS := $(addprefix metadata.language_info.,codemirror_mode file_extension \
+	mimetype nbconvert_exporter pygments_lexer version)
+IN_GIT := $(shell git rev-parse --git-dir >/dev/null 2>&1 && echo yes)
+
+.PHONY: help install run test test-fast lint format lock bench mlflow-ui serve dashboard clean \
+	lab kernel git-filter strip
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | \
@@ -26,7 +42,7 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --quiet -c requirements.lock -e ".[dev]"
 	@touch $(STAMP)
 
-install: $(STAMP) ## create .venv and install the pinned packages (done on demand by the others)
+install: $(STAMP) git-filter ## create .venv (the others do on demand) and set up git-filter
 
 run: $(STAMP) ## run every stage on params/base.yaml (ARGS="--params params/penguins.yaml" to change)
 	$(BIN)/python run_all.py $(ARGS)
@@ -61,6 +77,28 @@ serve: $(STAMP) ## serve the champion over REST on http://127.0.0.1:8000 (QUIRE_
 DASHBOARD_PORT ?= 8866
 dashboard: $(STAMP) ## serve the Voila drift dashboard on http://127.0.0.1:$(DASHBOARD_PORT)
 	$(BIN)/python -m lib.dashboard --port $(DASHBOARD_PORT)
+
+kernel: $(STAMP) ## install .venv's Python as the Jupyter kernel the notebooks name (python3)
+	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) \
+		--display-name "$(KERNEL_DISPLAY_NAME)"
+
+git-filter: $(STAMP) ## make git strip outputs from notebooks/*.ipynb on commit (nbstripout)
+ifeq ($(IN_GIT),yes)
+	git config filter.nbstripout.clean '$(NBSTRIPOUT)'
+	git config filter.nbstripout.smudge cat
+	git config filter.nbstripout.required true
+	git config filter.nbstripout.extrakeys '$(NBSTRIPOUT_EXTRA_KEYS)'
+	git config diff.ipynb.textconv '$(NBSTRIPOUT) --textconv'
+else
+	@echo "not a git clone: no git filter set up (notebooks/*.ipynb are not stripped on commit)"
+endif
+
+strip: $(STAMP) ## remove outputs from notebooks/*.ipynb in place, as the git filter does on commit
+	$(NBSTRIPOUT) --extra-keys '$(NBSTRIPOUT_EXTRA_KEYS)' notebooks/*.ipynb
+
+lab: $(STAMP) kernel git-filter ## open JupyterLab at the project root: http://127.0.0.1:$(LAB_PORT)
+	$(BIN)/jupyter lab --ip 127.0.0.1 --port $(LAB_PORT) --ServerApp.root_dir="$(CURDIR)" \
+		$(if $(filter 0,$(shell id -u)),--allow-root) $(ARGS)
 
 mlflow-ui: $(STAMP) ## open the MLflow UI on the embedded store (http://127.0.0.1:$(MLFLOW_PORT))
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db \
