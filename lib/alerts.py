@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from lib.atomic import write_text
 from lib.logs import get_logger
 from lib.params import AlertParams
 
@@ -114,12 +115,11 @@ def append_history(path: Path, alerts: list[Alert], context: Mapping[str, Any]) 
     """Append one JSON line per alert to ``path`` (created with its folder if needed)."""
     if not alerts:
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
     lines = "".join(json.dumps({**context, **asdict(a)}, default=str) + "\n" for a in alerts)
-    with path.open("a", encoding="utf-8") as fh:  # one write: lines of a run stay together
-        fh.write(lines)
-        fh.flush()
-        os.fsync(fh.fileno())
+    before = path.read_text(encoding="utf-8") if path.exists() else ""
+    # Rewritten by rename, never appended in place: a staged clone of the monitoring folder
+    # shares this file's inode with the published one (lib.staging).
+    write_text(path, before + lines)
 
 
 @dataclass(frozen=True)

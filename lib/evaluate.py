@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lib import tracking
+from lib import staging, tracking
 from lib.atomic import sha256_file
 from lib.errors import DataValidationError, ModelNotFoundError, ParamsError
 from lib.gate import Decision, decide
@@ -316,11 +316,11 @@ def _record(result: EvaluationResult, version: Any) -> None:
     )
     for key, value in {
         "quire.threshold": str(result.threshold),
-        "quire.reference_dir": str(result.reference),
+        "quire.reference_dir": str(staging.published(result.reference)),
         "quire.test_"
         + result.primary.name: f"{result.scores.loc[result.primary.name, 'value']:.6f}",
     }.items():
-        client.set_model_version_tag(result.model_name, result.version, key, value)
+        tracking.set_version_tag(result.model_name, result.version, key, value)
 
 
 def check_gate(result: EvaluationResult) -> None:

@@ -287,6 +287,13 @@ class MlflowParams(_Section):
     model_name: str | None = None
 
 
+class RunParams(_Section):
+    """How run_all runs the stages (not passed to the notebooks)."""
+
+    cell_timeout: int = Field(1800, ge=0)
+    history: int = Field(20, ge=1)
+
+
 class Params(_Section):
     """Every parameter of a Quire run."""
 
@@ -298,6 +305,7 @@ class Params(_Section):
     evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
     monitor: MonitorParams = Field(default_factory=MonitorParams)
     mlflow: MlflowParams = Field(default_factory=MlflowParams)
+    run: RunParams = Field(default_factory=RunParams)
 
     def digest(self) -> str:
         """Return a short stable hash of the resolved parameters."""

@@ -79,7 +79,7 @@ def write_status(reports_dir: Path, status: dict[str, Any]) -> None:
 
 
 def write_index(reports_dir: Path, status: dict[str, Any]) -> None:
-    """Render ``index.html``: every stage with its status, duration, params digest and report."""
+    """Render ``index.html``: every stage's state and report, then the recent runs."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES_DIR), autoescape=True, keep_trailing_newline=True
     )
@@ -87,5 +87,7 @@ def write_index(reports_dir: Path, status: dict[str, Any]) -> None:
     for stage in STAGES:
         saved = status["stages"].get(stage.name, {})
         rows.append({"stage": stage.name, "notebook": stage.notebook, "status": "pending", **saved})
-    html = env.get_template("index.html.j2").render(run=status.get("run", {}), stages=rows)
+    html = env.get_template("index.html.j2").render(
+        run=status.get("run", {}), stages=rows, history=status.get("history", [])
+    )
     write_text(reports_dir / "index.html", html)

@@ -2,7 +2,8 @@
 
 Exit codes: 0 every selected stage succeeded; 1 a stage failed; 2 invalid parameters or usage;
 3 (only with ``--fail-on-alert``) the monitor stage ran and fired at least one alert; 4 another
-run_all is running on the same project (nothing was run).
+run_all is running on the same project (nothing was run); 130 stopped by SIGINT or SIGTERM (the
+running stage's outputs were left as they were).
 """
 
 from __future__ import annotations
@@ -10,23 +11,25 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from lib import staging
 from lib.errors import ParamsError, QuireError
 from lib.logs import configure_logging, get_logger
 from lib.params import Params, load_params
 from lib.paths import NOTEBOOKS_DIR, PROJECT_ROOT, resolve
 from lib.report import read_status, render_html, write_status
 from lib.runlock import RunLock, RunLocked
-from lib.stages import STAGES, Stage, get_stage, select_stages
+from lib.stages import STAGES, Stage, get_stage, output_paths, select_stages
 
 log = get_logger("quire.run_all")
 
@@ -35,6 +38,7 @@ EXIT_STAGE_FAILED = 1
 EXIT_USAGE = 2
 EXIT_ALERT = 3
 EXIT_LOCKED = 4
+EXIT_INTERRUPTED = 130  # as a shell reports a process stopped by SIGINT
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,7 @@ class StageOutcome:
     seconds: float
     error: str | None = None
     reason: str = ""
+    finished_at: str = ""  # as in the report's banner
 
 
 def _now() -> str:
@@ -72,8 +77,21 @@ def _source_position(executed: Path, cell_index: int) -> int:
     return cell_index - shift + 1
 
 
-def _error_line(stage: Stage, exc: BaseException, executed: Path) -> str:
-    """One line naming the notebook, the cell and the error."""
+def _last_started(executed: Path) -> int | None:
+    """Index of the last cell papermill started in an executed notebook (None: unreadable)."""
+    import nbformat
+
+    try:
+        cells = nbformat.read(executed, as_version=4).cells
+    except (OSError, ValueError):
+        return None
+    started = [i for i, c in enumerate(cells) if c.metadata.get("papermill", {}).get("start_time")]
+    return started[-1] if started else None
+
+
+def _error_line(stage: Stage, exc: BaseException, executed: Path, timeout: int = 0) -> str:
+    """One line naming the notebook, the cell and the error, and what to do about it."""
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
     from papermill.exceptions import PapermillExecutionError
 
     if isinstance(exc, PapermillExecutionError):
@@ -83,94 +101,152 @@ def _error_line(stage: Stage, exc: BaseException, executed: Path) -> str:
             f"{stage.notebook} failed in cell {position} (In [{exc.exec_count}] in the report): "
             f"{exc.ename}: {message}"
         )
+    index = _last_started(executed)
+    where = f" in cell {_source_position(executed, index)}" if index is not None else ""
+    if isinstance(exc, CellTimeoutError):
+        return (
+            f"{stage.notebook} failed{where}: the cell ran longer than run.cell_timeout = "
+            f"{timeout} s and was stopped; make it faster, or raise run.cell_timeout in params "
+            "(0: no limit)"
+        )
+    if isinstance(exc, DeadKernelError):
+        return (
+            f"{stage.notebook} failed{where}: the kernel died while running it (killed, out of "
+            "memory, or a crash in native code); check memory use and the data size, then rerun"
+        )
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{stage.notebook} failed: {type(exc).__name__}: {first}"
+    return f"{stage.notebook} failed{where}: {type(exc).__name__}: {first}"
+
+
+def _kernel_pids() -> list[int]:
+    """Return the ipykernel processes this process started (papermill's kernel)."""
+    import psutil
+
+    found = []
+    for child in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if any("ipykernel" in part for part in child.cmdline()):
+                found.append(child.pid)
+    return found
+
+
+@contextlib.contextmanager
+def _environ(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the block (the kernel papermill starts inherits them)."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
 
 
 def run_stage(
-    stage: Stage, params: Params, reports_dir: Path, *, hide_code: bool, notebooks_dir: Path
+    stage: Stage,
+    params: Params,
+    reports_dir: Path,
+    *,
+    hide_code: bool,
+    notebooks_dir: Path,
+    area: staging.Staging | None = None,
 ) -> StageOutcome:
     """Execute one notebook and render its report; never raises for a failing notebook.
 
-    On success the executed notebook and ``<stem>.html`` replace the previous ones. On failure
-    ``<stem>.failed.html`` is rendered with the error cell marked, and the last good report
-    is left untouched.
+    With a staging ``area`` the notebook writes its outputs there and a good report is rendered
+    there too, for :func:`promote` to put in place; without one they go straight to their final
+    place. A failed run renders ``<stem>.failed.html`` in place; the last good report and
+    outputs are left untouched.
     """
     import papermill
 
     started = time.perf_counter()
     tmp_nb = reports_dir / f".{stage.stem}.{uuid.uuid4().hex[:8]}.tmp.ipynb"
     error: str | None = None
+    timeout = params.run.cell_timeout
     try:
         try:
-            papermill.execute_notebook(
-                str(notebooks_dir / stage.notebook),
-                str(tmp_nb),
-                parameters=params.section_dicts(stage.sections),
-                kernel_name="python3",
-                log_output=True,
-                progress_bar={"desc": stage.name, "leave": False},
-                cwd=str(notebooks_dir),
-            )
+            with _environ(area.environ() if area else {}):
+                papermill.execute_notebook(
+                    str(notebooks_dir / stage.notebook),
+                    str(tmp_nb),
+                    parameters=params.section_dicts(stage.sections),
+                    kernel_name="python3",
+                    log_output=True,
+                    progress_bar={"desc": stage.name, "leave": False},
+                    cwd=str(notebooks_dir),
+                    execution_timeout=timeout or None,
+                    on_notebook_start=(
+                        (lambda **_: area.record_kernels(_kernel_pids())) if area else None
+                    ),
+                )
         except Exception as exc:  # a failing notebook is reported, not raised
-            error = _error_line(stage, exc, tmp_nb)
+            error = _error_line(stage, exc, tmp_nb, timeout)
         seconds = time.perf_counter() - started
         status = "ok" if error is None else "failed"
         suffix = "" if error is None else ".failed"
+        finished_at = _now()
         banner = {
             "stage": stage.stem,
             "status": status,
             "duration": _duration(seconds),
             "params_digest": params.digest(),
-            "finished_at": _now(),
+            "finished_at": finished_at,
             "error": error,
         }
+        html = reports_dir / f"{stage.stem}{suffix}.html"
+        executed = reports_dir / f"{stage.stem}{suffix}.ipynb"
+        if area is not None and error is None:
+            html, executed = area.staged(html), area.staged(executed)
+            for stale in (".failed.html", ".failed.ipynb"):  # a good run retires them
+                area.staged(reports_dir / f"{stage.stem}{stale}").unlink(missing_ok=True)
         if tmp_nb.exists():
-            render_html(
-                tmp_nb,
-                reports_dir / f"{stage.stem}{suffix}.html",
-                banner=banner,
-                hide_code=hide_code,
-            )
-            os.replace(tmp_nb, reports_dir / f"{stage.stem}{suffix}.ipynb")
+            render_html(tmp_nb, html, banner=banner, hide_code=hide_code)
+            os.replace(tmp_nb, executed)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp_nb.unlink()
-    if error is None:
+    if error is None and area is None:
         for stale in (f"{stage.stem}.failed.html", f"{stage.stem}.failed.ipynb"):
             with contextlib.suppress(FileNotFoundError):
                 (reports_dir / stale).unlink()
-    return StageOutcome(stage, status, seconds, error)
+    return StageOutcome(stage, status, seconds, error, finished_at=finished_at)
 
 
-def _record(
-    status: dict[str, Any],
-    outcome: StageOutcome,
-    params: Params,
-    parts: dict[str, str] | None = None,
-    outputs: str | None = None,
-) -> None:
+def _entry(
+    outcome: StageOutcome, params: Params, run_id: str, parts: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Return the stage's line in ``status.json`` for a stage that ran (or was skipped)."""
+    suffix = "" if outcome.status == "ok" else ".failed"
+    report = f"{outcome.stage.stem}{suffix}.html" if outcome.status != "skipped" else None
+    return {
+        "status": outcome.status,
+        "duration": _duration(outcome.seconds) if outcome.status != "skipped" else None,
+        "params_digest": params.digest(),
+        "finished_at": outcome.finished_at or _now(),
+        "report": report,
+        "error": outcome.error,
+        "reason": outcome.reason,
+        "inputs": parts if outcome.status == "ok" else None,
+        "outputs": None,
+        "run": run_id,
+    }
+
+
+def _record(status: dict[str, Any], outcome: StageOutcome, params: Params) -> None:
+    """Record a stage that did not run (up to date: keeps its report, hashes and runs; skipped)."""
     saved = status["stages"].get(outcome.stage.name, {})
-    if outcome.status == "up to date":  # keeps its report, duration and hashes; says why
+    if outcome.status == "up to date":
         status["stages"][outcome.stage.name] = {
             **saved,
             "status": "up to date",
             "reason": outcome.reason,
         }
         return
-    suffix = "" if outcome.status == "ok" else ".failed"
-    report = f"{outcome.stage.stem}{suffix}.html" if outcome.status != "skipped" else None
-    status["stages"][outcome.stage.name] = {
-        "status": outcome.status,
-        "duration": _duration(outcome.seconds) if outcome.status != "skipped" else None,
-        "params_digest": params.digest(),
-        "finished_at": _now(),
-        "report": report,
-        "error": outcome.error,
-        "reason": outcome.reason,
-        "inputs": parts if outcome.status == "ok" else None,
-        "outputs": outputs if outcome.status == "ok" else None,
-    }
+    status["stages"][outcome.stage.name] = _entry(outcome, params, status["run"].get("id", ""))
 
 
 _KINDS = {
@@ -198,6 +274,87 @@ def _why(saved: dict[str, Any], parts: dict[str, str], outputs: str | None) -> s
     return None
 
 
+def _folders(params: Params) -> tuple[Path, Path]:
+    return resolve(params.project.data_dir), resolve(params.project.reports_dir)
+
+
+def stage_outputs(stage: Stage, params: Params) -> list[Path]:
+    """Return the stage's declared outputs for ``params`` (``Stage.outputs`` and its reports)."""
+    from lib import tracking
+
+    data_dir, reports_dir = _folders(params)
+    model = tracking.model_name(params)
+    return output_paths(stage, data_dir, reports_dir, params.project.name, model)
+
+
+def promote(
+    journal: dict[str, Any], params: Params, status: dict[str, Any], stage: Stage | None = None
+) -> str | None:
+    """Put a committed stage's outputs in place and record it; return its outputs digest.
+
+    Also the roll-forward of a promotion a crash interrupted (``stage`` then comes from the
+    journal): every step is idempotent.
+    """
+    from lib import fingerprint, history
+
+    data_dir, reports_dir = _folders(params)
+    stage = stage or get_stage(journal["stage"])
+    staging.apply(journal)
+    entry = dict(journal["record"])
+    entry["outputs"] = fingerprint.outputs_digest(stage, params)
+    entry["mlflow_runs"] = history.stage_runs(stage, params)
+    status["stages"][stage.name] = entry
+    write_status(reports_dir, status)
+    staging.finish(journal, data_dir)
+    return entry["outputs"] if isinstance(entry["outputs"], str) else None
+
+
+def recover(params: Params, status: dict[str, Any]) -> list[str]:
+    """Finish or discard what a killed run_all left; return what was done (empty: nothing).
+
+    A committed promotion is rolled forward; staging areas without a commit are discarded
+    (the previous outputs were never touched), their kernels stopped. A run still marked
+    running is marked interrupted, and its MLflow runs still RUNNING are marked FAILED.
+    """
+    from lib import history
+
+    data_dir, reports_dir = _folders(params)
+    done = []
+    journal = staging.pending_journal(data_dir)
+    if journal is not None:
+        promote(journal, params, status)
+        done.append(f"finished promoting the {journal['stage']} stage's outputs")
+    discarded = staging.discard_all(data_dir, reports_dir)
+    done += [f"discarded the unfinished {name} stage's staging area" for name in discarded]
+    run = status.get("run", {})
+    if run.get("status") == "running":
+        run["status"] = "interrupted"
+        run["finished_at"] = run.get("finished_at") or _now()
+        run["note"] = "the process ended without finishing (killed or crashed)"
+        history.close_run(reports_dir, status, params.run.history)
+        done.append(f"marked the run started {run.get('started_at')} interrupted")
+    if run.get("status") == "interrupted" and not run.get("orphans_closed"):
+        run["orphans_closed"] = True  # its kernels are gone now: their runs can be closed
+        done += [f"closed orphaned MLflow run {r}" for r in _close_orphaned_runs(params)]
+    if done:
+        write_status(reports_dir, status)
+        for line in done:
+            log.warning("recovered", action=line)
+    return done
+
+
+def _close_orphaned_runs(params: Params) -> list[str]:
+    from mlflow.exceptions import MlflowException
+
+    from lib import tracking
+
+    try:
+        return tracking.close_orphaned_runs(tracking.setup(params))
+    except (MlflowException, OSError) as exc:  # a remote store may be down: report, go on
+        log.warning("orphaned_runs_not_checked", error=str(exc).splitlines()[0][:200])
+        return []
+
+
 def run_pipeline(
     params: Params,
     stages: Sequence[Stage],
@@ -212,7 +369,9 @@ def run_pipeline(
     A stage runs when something it depends on changed since it last succeeded (its notebook's
     cells, its parameters, ``lib/``, an earlier stage's outputs, its input data) or its outputs
     are missing or were changed (``lib.fingerprint``); otherwise it is reported up to date and
-    keeps its report. Stages after a failure are marked skipped.
+    keeps its report. A stage that runs writes into a staging area whose outputs are promoted
+    as one set when it succeeds (``lib.staging``). Stages after a failure are marked skipped.
+    Whatever a killed earlier run left is recovered first (:func:`recover`).
 
     Parameters
     ----------
@@ -237,18 +396,21 @@ def run_pipeline(
     """
     from tqdm import tqdm
 
-    from lib import fingerprint
+    from lib import fingerprint, history
 
-    reports_dir = resolve(params.project.reports_dir)
+    reports_dir = _folders(params)[1]
     reports_dir.mkdir(parents=True, exist_ok=True)
     status = read_status(reports_dir)
     status.setdefault("stages", {})
+    recover(params, status)
     if not dry_run:
         status["run"] = {
+            "id": uuid.uuid4().hex[:12],
             "dataset": params.project.name,
             "params_digest": params.digest(),
             "started_at": _now(),
             "status": "running",
+            "pid": os.getpid(),
         }
         write_status(reports_dir, status)
     lib_hash = fingerprint.code_hash()
@@ -261,49 +423,93 @@ def run_pipeline(
     upstream: list[str] = []
     outcomes: list[StageOutcome] = []
     failed = rerun_upstream = False
-    for stage in tqdm(span, desc="stages", unit="stage", disable=len(stages) < 2 or dry_run):
-        if stage.name not in selected:  # its outputs as they are now
-            upstream.append(fingerprint.outputs_digest(stage, params) or "missing")
-            continue
-        if failed:
-            outcome = StageOutcome(stage, "skipped", 0.0, reason="an earlier stage failed")
-            outcomes.append(outcome)
-            _record(status, outcome, params)
-            write_status(reports_dir, status)
-            continue
-        parts = fingerprint.components(stage, params, upstream, notebooks_dir, lib_hash)
-        outputs = fingerprint.outputs_digest(stage, params)
-        saved = status["stages"].get(stage.name, {})
-        why = "forced (--force)" if stage.name in forced else _why(saved, parts, outputs)
-        if why is None and rerun_upstream:  # dry run: its inputs are not known yet
-            why = "an earlier stage would rerun"
-        if why is None:
-            outcome = StageOutcome(stage, "up to date", 0.0, reason="nothing it depends on changed")
-            log.info("stage_up_to_date", stage=stage.name)
-        elif dry_run:
-            outcome = StageOutcome(stage, "would run", 0.0, reason=why)
-            rerun_upstream = True
-        else:
-            log.info("stage_start", stage=stage.name, notebook=stage.notebook, reason=why)
-            ran = run_stage(
-                stage, params, reports_dir, hide_code=hide_code, notebooks_dir=notebooks_dir
-            )
-            outcome = StageOutcome(stage, ran.status, ran.seconds, ran.error, why)
-            failed = outcome.status == "failed"
+    current: Stage | None = None
+    try:
+        for stage in tqdm(span, desc="stages", unit="stage", disable=len(stages) < 2 or dry_run):
+            current = stage
+            if stage.name not in selected:  # its outputs as they are now
+                upstream.append(fingerprint.outputs_digest(stage, params) or "missing")
+                continue
             if failed:
-                log.error("stage_failed", stage=stage.name, error=outcome.error)
+                outcome = StageOutcome(stage, "skipped", 0.0, reason="an earlier stage failed")
+                outcomes.append(outcome)
+                _record(status, outcome, params)
+                write_status(reports_dir, status)
+                continue
+            parts = fingerprint.components(stage, params, upstream, notebooks_dir, lib_hash)
+            outputs = fingerprint.outputs_digest(stage, params)
+            saved = status["stages"].get(stage.name, {})
+            why = "forced (--force)" if stage.name in forced else _why(saved, parts, outputs)
+            if why is None and rerun_upstream:  # dry run: its inputs are not known yet
+                why = "an earlier stage would rerun"
+            if why is None:
+                outcome = StageOutcome(
+                    stage, "up to date", 0.0, reason="nothing it depends on changed"
+                )
+                log.info("stage_up_to_date", stage=stage.name)
+            elif dry_run:
+                outcome = StageOutcome(stage, "would run", 0.0, reason=why)
+                rerun_upstream = True
             else:
-                log.info("stage_done", stage=stage.name, seconds=round(outcome.seconds, 1))
-                outputs = fingerprint.outputs_digest(stage, params)
-        outcomes.append(outcome)
-        upstream.append(outputs or "missing")
+                outcome, outputs = _run_staged(
+                    stage, params, status, parts, why, hide_code, notebooks_dir
+                )
+                failed = outcome.status == "failed"
+            outcomes.append(outcome)
+            upstream.append(outputs or "missing")
+            if not dry_run and outcome.status == "up to date":
+                _record(status, outcome, params)
+                write_status(reports_dir, status)
+    except KeyboardInterrupt:  # SIGINT, or SIGTERM (run_all turns it into one)
         if not dry_run:
-            _record(status, outcome, params, parts, outputs)
+            status["run"].update(
+                status="interrupted",
+                finished_at=_now(),
+                note=f"stopped by a signal during the {current.name if current else '?'} stage",
+            )
+            history.close_run(reports_dir, status, params.run.history)
             write_status(reports_dir, status)
+        raise
     if not dry_run:
-        status["run"]["status"] = "failed" if failed else "ok"
+        status["run"].update(status="failed" if failed else "ok", finished_at=_now())
+        history.close_run(reports_dir, status, params.run.history)
         write_status(reports_dir, status)
     return outcomes
+
+
+def _run_staged(
+    stage: Stage,
+    params: Params,
+    status: dict[str, Any],
+    parts: dict[str, str],
+    why: str,
+    hide_code: bool,
+    notebooks_dir: Path,
+) -> tuple[StageOutcome, str | None]:
+    """Run one stage in a staging area; promote its outputs if it succeeds."""
+    data_dir, reports_dir = _folders(params)
+    log.info("stage_start", stage=stage.name, notebook=stage.notebook, reason=why)
+    area = staging.Staging.begin(stage.name, stage_outputs(stage, params), data_dir, reports_dir)
+    try:
+        ran = run_stage(
+            stage, params, reports_dir, hide_code=hide_code, notebooks_dir=notebooks_dir, area=area
+        )
+    except BaseException:
+        area.discard()
+        raise
+    outcome = StageOutcome(stage, ran.status, ran.seconds, ran.error, why, ran.finished_at)
+    if outcome.status == "failed":
+        area.discard()
+        log.error("stage_failed", stage=stage.name, error=outcome.error)
+        status["stages"][stage.name] = _entry(outcome, params, status["run"]["id"])
+        write_status(reports_dir, status)
+        return outcome, None
+    with staging.signals_held():  # the promotion completes even if a signal arrives now
+        record = _entry(outcome, params, status["run"]["id"], parts)
+        journal = staging.commit(area, data_dir, record)
+        outputs = promote(journal, params, status, stage)
+    log.info("stage_done", stage=stage.name, seconds=round(outcome.seconds, 1))
+    return outcome, outputs
 
 
 def project_status(params: Params) -> str:
@@ -362,7 +568,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="run_all.py",
         description="Run Quire's stage notebooks with papermill and render HTML reports.",
         epilog="Exit codes: 0 ok, 1 a stage failed, 2 invalid parameters or usage, "
-        "3 alerts fired (with --fail-on-alert), 4 another run_all is running on this project.",
+        "3 alerts fired (with --fail-on-alert), 4 another run_all is running on this project, "
+        "130 interrupted (SIGINT or SIGTERM).",
     )
     parser.add_argument(
         "--params", action="append", default=[], metavar="FILE", help="preset YAML (repeatable)"
@@ -423,12 +630,25 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
         return EXIT_OK
+    signal.signal(signal.SIGTERM, _sigterm)
     try:
         with RunLock(resolve(params.project.data_dir)):
             return _run(args, params, stages, force)
     except RunLocked as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_LOCKED
+    except KeyboardInterrupt:
+        print(
+            "interrupted: the stage that was running left its previous outputs in place; "
+            "reports/index.html shows the interrupted run",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+
+
+def _sigterm(signum: int, frame: object) -> None:
+    """Stop on SIGTERM as on Ctrl-C: the running stage is discarded, the run marked."""
+    raise KeyboardInterrupt
 
 
 def _run(

@@ -3,30 +3,89 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from lib.errors import ParamsError
+
+EVIDENTLY_REPORT = "04_monitor_evidently.html"
 
 
 @dataclass(frozen=True)
 class Stage:
-    """One notebook of the pipeline."""
+    """One notebook of the pipeline: what it receives, reads and writes.
+
+    ``reads`` and ``outputs`` are path templates over ``{data}`` and ``{reports}`` (the project's
+    folders), ``{dataset}`` (``project.name``) and ``{model}`` (the registered model's name).
+    ``outputs`` are the artefacts run_all stages and promotes as one set (``lib.staging``); the
+    stage's report (``{reports}/<stem>.html`` and ``.ipynb``) always belongs to the set.
+    ``aliases`` are the registry aliases it may move, promoted with the files.
+    """
 
     name: str
     notebook: str
     sections: tuple[str, ...]
+    reads: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
 
     @property
     def stem(self) -> str:
         """Notebook file name without ``.ipynb`` (the report's name)."""
         return self.notebook.removesuffix(".ipynb")
 
+    @property
+    def reports(self) -> tuple[str, ...]:
+        """The stage's report files, good and failed (a good run removes the failed ones)."""
+        return tuple(
+            f"{{reports}}/{self.stem}{suffix}"
+            for suffix in (".html", ".ipynb", ".failed.html", ".failed.ipynb")
+        )
+
 
 STAGES: tuple[Stage, ...] = (
-    Stage("ingest", "01_ingest.ipynb", ("project", "data", "generator", "ingest")),
-    Stage("train", "02_train.ipynb", ("project", "train", "mlflow")),
-    Stage("evaluate", "03_evaluate.ipynb", ("project", "evaluate", "mlflow")),
-    Stage("monitor", "04_monitor.ipynb", ("project", "data", "monitor", "mlflow")),
+    Stage(
+        "ingest",
+        "01_ingest.ipynb",
+        ("project", "data", "generator", "ingest"),
+        reads=("data.source files, or {data}/raw/ from the generator",),
+        outputs=("{data}/processed/{dataset}",),
+    ),
+    Stage(
+        "train",
+        "02_train.ipynb",
+        ("project", "train", "mlflow"),
+        reads=("{data}/processed/{dataset}",),
+        outputs=(),  # MLflow runs and a new model version; nothing points at them until promoted
+        aliases=("challenger",),
+    ),
+    Stage(
+        "evaluate",
+        "03_evaluate.ipynb",
+        ("project", "evaluate", "mlflow"),
+        reads=("{data}/processed/{dataset}", "{model}@challenger", "{model}@champion"),
+        outputs=("{data}/reference/{model}",),
+        aliases=("champion",),
+    ),
+    Stage(
+        "monitor",
+        "04_monitor.ipynb",
+        ("project", "data", "monitor", "mlflow"),
+        reads=(
+            "{data}/reference/{model}",
+            "{model}@champion",
+            "monitor.current: {data}/predictions/{model} or files",
+        ),
+        outputs=("{data}/monitoring/{model}", f"{{reports}}/{EVIDENTLY_REPORT}"),
+    ),
 )
+
+
+def output_paths(
+    stage: Stage, data_dir: Path, reports_dir: Path, dataset: str, model: str
+) -> list[Path]:
+    """Return the stage's outputs (its report files included) as absolute paths."""
+    names = {"data": str(data_dir), "reports": str(reports_dir), "dataset": dataset, "model": model}
+    return [Path(t.format(**names)) for t in (*stage.outputs, *stage.reports)]
 
 
 def get_stage(name: str) -> Stage:

@@ -91,20 +91,48 @@ def git_commit(root: Path = PROJECT_ROOT) -> str:
     return head + ("+dirty" if dirty else "")
 
 
-def set_alias(name: str, alias: str, version: str) -> None:
-    """Point ``alias`` of registered model ``name`` at ``version``."""
+def set_alias(name: str, alias: str, version: str, *, staged: bool = True) -> None:
+    """Point ``alias`` of registered model ``name`` at ``version``.
+
+    Inside a stage that run_all stages (``lib.staging``), the change is recorded and made when
+    the stage's outputs are promoted; ``staged=False`` makes it now in any case.
+    """
+    from lib import staging
+
+    if staged and staging.record_registry("alias", name, alias, str(version)):
+        log.info("alias_staged", model=name, alias=alias, version=version)
+        return
     from mlflow import MlflowClient
 
     MlflowClient().set_registered_model_alias(name, alias, version)
     log.info("alias_set", model=name, alias=alias, version=version)
 
 
+def set_version_tag(name: str, version: str, key: str, value: str, *, staged: bool = True) -> None:
+    """Set a tag on a model version (recorded for promotion inside a staged stage, as aliases)."""
+    from lib import staging
+
+    if staged and staging.record_registry("tag", name, str(version), key, value):
+        return
+    from mlflow import MlflowClient
+
+    MlflowClient().set_model_version_tag(name, version, key, value)
+
+
 def version_by_alias(name: str, alias: str) -> Any:
-    """Return the ModelVersion behind ``name@alias``, or raise ModelNotFoundError."""
+    """Return the ModelVersion behind ``name@alias``, or raise ModelNotFoundError.
+
+    Inside a staged stage, an alias the stage itself moved resolves to its new version.
+    """
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
+    from lib import staging
+
     try:
+        moved = staging.staged_alias(name, alias)
+        if moved is not None:
+            return MlflowClient().get_model_version(name, moved)
         return MlflowClient().get_model_version_by_alias(name, alias)
     except MlflowException:
         raise ModelNotFoundError(
@@ -132,8 +160,8 @@ def close_orphaned_runs(experiment_id: str) -> list[str]:
     """Mark FAILED the runs still RUNNING whose process, on this host, no longer exists.
 
     A run_all killed mid-training (SIGKILL, a crash, a lost machine) leaves its MLflow runs
-    RUNNING forever; the next train stage closes them. Runs started on other hosts, by live
-    processes, or without Quire's owner tags are left alone.
+    RUNNING forever; the next run_all (or train stage) closes them. Runs started on other
+    hosts, by live processes, or without Quire's owner tags are left alone.
 
     Returns
     -------
@@ -155,7 +183,7 @@ def close_orphaned_runs(experiment_id: str) -> list[str]:
         client.set_tag(
             run.info.run_id,
             "quire.closed",
-            f"process {pid} ended without closing this run; marked FAILED by a later train stage",
+            f"process {pid} ended without closing this run; marked FAILED by a later run",
         )
         client.set_terminated(run.info.run_id, status="FAILED")
         closed.append(run.info.run_id)

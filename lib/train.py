@@ -220,8 +220,11 @@ def run_training(params: Params) -> TrainResult:
     tracking.close_orphaned_runs(experiment_id)  # left RUNNING by a killed earlier run
     tags = _tags(params, data)
     results: list[FamilyResult] = []
-    with mlflow.start_run(run_name=f"train {params.project.name} {params.digest()}") as parent:
-        mlflow.set_tags({**tags, "quire.stage": "train"})
+    # Owner tags at creation: a run killed before its first log call must still be closable.
+    with mlflow.start_run(
+        run_name=f"train {params.project.name} {params.digest()}",
+        tags={**tags, "quire.stage": "train"},
+    ) as parent:
         mlflow.log_params(
             {"families": ",".join(params.train.families), "search": params.train.search,
              "cv_folds": params.train.cv_folds, "primary_metric": primary.name,
@@ -230,7 +233,7 @@ def run_training(params: Params) -> TrainResult:
         mlflow.log_dict(data.manifest, "data_manifest.json")
         with compute_backend(params.train) as backend:
             for spec in specs:
-                with mlflow.start_run(run_name=spec.family, nested=True) as child:
+                with mlflow.start_run(run_name=spec.family, nested=True, tags=tags) as child:
                     result = search_family(
                         spec, train, validation, task, params.train, (primary, secondary), seed
                     )
@@ -263,14 +266,14 @@ def run_training(params: Params) -> TrainResult:
 def _register(params: Params, best: FamilyResult, tags: dict[str, str]) -> str:
     """Register the best family's model and point the ``challenger`` alias at it."""
     import mlflow
-    from mlflow import MlflowClient
 
     name = tracking.model_name(params)
     assert best.model_uri is not None
     version = mlflow.register_model(
-        best.model_uri, name, tags={**tags, "quire.family": best.family}
+        best.model_uri,
+        name,
+        tags={**tags, "quire.family": best.family, "quire.run_id": str(best.run_id)},
     )
-    MlflowClient().set_model_version_tag(name, version.version, "quire.run_id", str(best.run_id))
     tracking.set_alias(name, tracking.CHALLENGER, version.version)
     return str(version.version)
 

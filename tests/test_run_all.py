@@ -55,6 +55,13 @@ def test_success_then_failure_keeps_good_report(tmp_path):
     assert status["stages"]["ingest"]["params_digest"] == digest and digest in index
     good_html = (reports / "01_ingest.html").read_bytes()
     assert b"Plotly.newPlot" in good_html and b"Gate passed" in good_html
+    (run,) = status["history"]  # the index keeps the run, its reports and its MLflow runs
+    assert run["status"] == "ok" and [s["status"] for s in run["stages"]] == ["ok"] * 4
+    assert f'href="runs/{run["id"]}/01_ingest.html"' in index
+    assert (reports / "runs" / run["id"] / "01_ingest.html").read_bytes() == good_html
+    train_run = status["stages"]["train"]["mlflow_runs"][0]["run_id"]
+    assert f"#/experiments/1/runs/{train_run}" in index
+    assert not list((tmp_path / "data" / ".staging").glob("*")), "staging areas left behind"
     assert b"quire-churn@challenger" in (reports / "02_train.html").read_bytes()
     assert (tmp_path / "data" / "processed" / "churn" / "manifest.json").exists()
     logs = list((tmp_path / "logs").glob("run_all-*.jsonl"))
@@ -110,6 +117,26 @@ def test_failing_stage_stops_pipeline_and_skips_later_ones(tmp_path):
     reports = tmp_path / "reports"
     assert (reports / "ok.html").exists() and (reports / "fail.failed.html").exists()
     assert not (reports / "fail.html").exists()
+
+
+@pytest.mark.slow
+def test_cell_timeout_and_dead_kernel_name_the_notebook_and_cell(tmp_path):
+    params = load_params(overrides=[*dirs_overrides(tmp_path), "run.cell_timeout=3"])
+    slow = run_pipeline(params, [Stage("slow", "slow.ipynb", ("project",))], notebooks_dir=FIXTURES)
+    assert slow[0].error == (
+        "slow.ipynb failed in cell 3: the cell ran longer than run.cell_timeout = 3 s and was "
+        "stopped; make it faster, or raise run.cell_timeout in params (0: no limit)"
+    )
+    assert slow[0].seconds < 30
+    dead = run_pipeline(params, [Stage("dead", "dead.ipynb", ("project",))], notebooks_dir=FIXTURES)
+    assert dead[0].error == (
+        "dead.ipynb failed in cell 3: the kernel died while running it (killed, out of memory, "
+        "or a crash in native code); check memory use and the data size, then rerun"
+    )
+    reports = tmp_path / "reports"
+    assert (reports / "slow.failed.html").exists() and (reports / "dead.failed.html").exists()
+    status = json.loads((reports / "status.json").read_text())
+    assert status["stages"]["dead"]["error"] == dead[0].error
 
 
 def test_invalid_params_exit_2_before_anything_runs(tmp_path):

@@ -1,0 +1,144 @@
+"""Staging areas: clones, redirected paths, the journal's roll-forward, registry changes."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from lib import staging, tracking
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> tuple[Path, Path]:
+    data, reports = tmp_path / "data", tmp_path / "reports"
+    (data / "monitoring" / "m" / "latest").mkdir(parents=True)
+    (data / "monitoring" / "m" / "latest" / "summary.json").write_text('{"run_id": "old"}')
+    (data / "monitoring" / "m" / "history.parquet").write_bytes(b"old history")
+    reports.mkdir()
+    (reports / "04_monitor.html").write_text("old report")
+    (reports / "04_monitor.failed.html").write_text("old failure")
+    return data, reports
+
+
+def _outputs(data: Path, reports: Path) -> list[Path]:
+    return [
+        data / "monitoring" / "m",
+        reports / "04_monitor.html",
+        reports / "04_monitor.failed.html",
+        reports / "04_monitor_evidently.html",  # absent before the run
+    ]
+
+
+@pytest.fixture
+def area(project, monkeypatch) -> staging.Staging:
+    data, reports = project
+    made = staging.Staging.begin("monitor", _outputs(data, reports), data, reports)
+    monkeypatch.setenv(staging.ENV, str(made.root))
+    staging._active.cache_clear()
+    yield made
+    staging._active.cache_clear()
+
+
+def test_begin_clones_outputs_with_hard_links(project, area):
+    data, reports = project
+    final = data / "monitoring" / "m" / "history.parquet"
+    staged = area.staged(data / "monitoring" / "m") / "history.parquet"
+    assert staged.read_bytes() == b"old history"
+    assert os.stat(staged).st_ino == os.stat(final).st_ino  # a link, not a copy
+    assert area.staged(reports / "04_monitor.html").read_text() == "old report"
+    assert not area.staged(reports / "04_monitor_evidently.html").exists()
+    assert area.root.is_relative_to(data / staging.AREA)
+    assert area.staged(reports / "04_monitor.html").is_relative_to(reports / staging.AREA)
+
+
+def test_location_maps_outputs_only_and_published_maps_back(project, area):
+    data, _ = project
+    latest = data / "monitoring" / "m" / "latest"
+    inside = staging.location(latest)
+    assert inside == area.staged(data / "monitoring" / "m") / "latest"
+    assert staging.published(inside) == latest
+    other = data / "processed" / "churn"  # another stage's output: read in place
+    assert staging.location(other) == other
+    assert staging.published(other) == other
+
+
+def test_location_is_identity_outside_a_staged_run(project, monkeypatch):
+    monkeypatch.delenv(staging.ENV, raising=False)
+    data, _ = project
+    assert staging.location(data / "monitoring" / "m") == data / "monitoring" / "m"
+    assert staging.record_registry("alias", "m", "champion", "3") is False
+
+
+def _write_new_set(data: Path, reports: Path, area: staging.Staging) -> None:
+    from lib.atomic import write_text
+
+    latest = staging.location(data / "monitoring" / "m" / "latest")
+    write_text(latest / "summary.json", '{"run_id": "new"}')
+    write_text(staging.location(data / "monitoring" / "m" / "history.parquet"), "new history")
+    write_text(staging.location(reports / "04_monitor_evidently.html"), "new evidently")
+    write_text(area.staged(reports / "04_monitor.html"), "new report")
+    area.staged(reports / "04_monitor.failed.html").unlink()
+
+
+def test_writes_in_the_area_leave_the_published_set_untouched(project, area):
+    data, reports = project
+    _write_new_set(data, reports, area)
+    assert (data / "monitoring" / "m" / "history.parquet").read_bytes() == b"old history"
+    assert json.loads((data / "monitoring" / "m" / "latest" / "summary.json").read_text()) == {
+        "run_id": "old"
+    }
+    assert (reports / "04_monitor.html").read_text() == "old report"
+    assert not (reports / "04_monitor_evidently.html").exists()
+
+
+def test_commit_and_apply_publish_the_whole_set(project, area):
+    data, reports = project
+    _write_new_set(data, reports, area)
+    journal = staging.commit(area, data, {"status": "ok"})
+    assert staging.pending_journal(data) == journal
+    staging.apply(journal)
+    assert (data / "monitoring" / "m" / "history.parquet").read_text() == "new history"
+    assert "new" in (data / "monitoring" / "m" / "latest" / "summary.json").read_text()
+    assert (reports / "04_monitor.html").read_text() == "new report"
+    assert (reports / "04_monitor_evidently.html").read_text() == "new evidently"
+    assert not (reports / "04_monitor.failed.html").exists()  # absent from the new set
+    staging.apply(journal)  # a crash after it: the roll-forward does nothing more
+    assert (reports / "04_monitor.html").read_text() == "new report"
+    staging.finish(journal, data)
+    assert staging.pending_journal(data) is None
+    assert not any(Path(r).exists() for r in area.roots)
+
+
+def test_roll_forward_after_a_crash_between_the_renames(project, area):
+    data, reports = project
+    _write_new_set(data, reports, area)
+    journal = staging.commit(area, data, {})
+    folder = data / "monitoring" / "m"
+    os.rename(folder, folder.with_name(".m.replaced"))  # the crash: old set aside, new not in
+    staging.apply(staging.pending_journal(data))
+    assert (folder / "history.parquet").read_text() == "new history"
+    assert not folder.with_name(".m.replaced").exists()
+    staging.finish(journal, data)
+
+
+def test_discard_all_removes_uncommitted_areas(project, area):
+    data, reports = project
+    _write_new_set(data, reports, area)
+    assert staging.discard_all(data, reports) == ["monitor"]
+    assert not list((data / staging.AREA).glob("*-*"))
+    assert not list((reports / staging.AREA).glob("*-*"))
+    assert (reports / "04_monitor.html").read_text() == "old report"
+
+
+def test_registry_changes_are_recorded_and_read_back(area):
+    tracking.set_alias("quire-x", tracking.CHAMPION, "7")  # no MLflow call: recorded only
+    tracking.set_version_tag("quire-x", "7", "quire.reference_dir", "/r/v7")
+    assert staging.staged_alias("quire-x", tracking.CHAMPION) == "7"
+    assert staging.staged_alias("quire-y", tracking.CHAMPION) is None
+    assert area.registry_changes() == {
+        "aliases": {"champion": ["quire-x", "7"]},
+        "tags": [["quire-x", "7", "quire.reference_dir", "/r/v7"]],
+    }
