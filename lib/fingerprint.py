@@ -65,13 +65,28 @@ def outside_inputs(stage: Stage, params: Params) -> str:
     Inputs that cannot be read hash as ``unreadable``: the stage then runs, and its notebook
     reports the problem where the user looks for it.
     """
+    from lib import feedback, tracking
+
+    model = tracking.model_name(params)
     try:
-        if stage.name == "ingest" and params.data.source not in ("generator", "penguins"):
+        if stage.name == "ingest":
+            labels = feedback.labels_digest(params.project.data_dir, model)
+            labels = labels if params.ingest.feedback else ""
+            if params.data.source in ("generator", "penguins"):
+                return labels
             from lib.readers import expand_source
 
-            return _files_digest(expand_source(str(resolve(params.data.source))))
+            return _files_digest(expand_source(str(resolve(params.data.source)))) + labels
         if stage.name == "monitor":
-            return _current_data(params)
+            spec = params.monitor.labels
+            labels = ""
+            if spec == "feedback":
+                labels = feedback.labels_digest(params.project.data_dir, model)
+            elif spec:
+                from lib.readers import expand_source
+
+                labels = _files_digest(expand_source(str(resolve(spec))))
+            return _current_data(params) + labels
     except (QuireError, OSError):
         return f"unreadable {uuid.uuid4()}"  # never equal to a recorded fingerprint
     return ""

@@ -77,16 +77,25 @@ def resolve_sources(params: Params) -> tuple[list[Path], Path | None]:
         Input files, and the production batch file when one was generated.
     """
     source = params.data.source
+    production = None
     if source == "generator":
         gen, seed = params.generator, params.project.seed
-        reference = generate(gen, seed, raw_dir(params))
-        production = (
-            generate(gen, seed, raw_dir(params), production=True) if gen.production.rows else None
+        sources = [generate(gen, seed, raw_dir(params))]
+        if gen.production.rows:
+            production = generate(gen, seed, raw_dir(params), production=True)
+    elif source == "penguins":
+        sources = [penguins_csv()]
+    else:
+        sources = expand_source(source)
+    if params.ingest.feedback:  # served rows whose true label came back (lib.feedback)
+        from lib import feedback, tracking
+
+        d = params.data
+        rows = feedback.write_training_rows(
+            params.project.data_dir, tracking.model_name(params), d.target, d.id_column, d.csv
         )
-        return [reference], production
-    if source == "penguins":
-        return [penguins_csv()], None
-    return expand_source(source), None
+        sources += [rows] if rows is not None else []
+    return sources, production
 
 
 def _saved_schema(params: Params, saved: Path) -> tuple[Schema | None, str]:

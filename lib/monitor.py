@@ -257,8 +257,15 @@ def _labels(
             return frame[schema.target].to_numpy()
         return None
     key = m.label_key or (LOG_KEY if from_log else [params.data.id_column or ""])
-    path = resolve(m.labels)
-    labels = read_table(path, params.data.csv)
+    if m.labels == "feedback":  # posted to the server or dropped in its folder (lib.feedback)
+        from lib import feedback
+
+        path = feedback.feedback_dir(params.project.data_dir, tracking.model_name(params))
+        labels = feedback.load_labels(path, schema.target, params.data.csv)
+        key = LOG_KEY
+    else:
+        path = resolve(m.labels)
+        labels = read_table(path, params.data.csv)
     missing = [c for c in [*key, schema.target] if c not in labels.columns]
     if missing or any(k not in frame.columns for k in key):
         where = path if missing else "current data"
@@ -671,8 +678,21 @@ def save_results(result: MonitorResult, history_runs: int) -> None:
         drifted_share=result.features.drifted_share,
         dataset_drift=result.features.dataset_drift,
         alerts=len(result.alerts),
+        current_from=_time_bound(result.current, "min"),
+        current_to=_time_bound(result.current, "max"),
     )
+    for bound in ("current_from", "current_to"):  # typed even when NaT: history concatenates
+        rows[bound] = pd.to_datetime(rows[bound], utc=True)
     append_history(out / HISTORY, rows, history_runs)
+
+
+def _time_bound(current: Current, which: str) -> pd.Timestamp | None:
+    """First or last serving time of prediction-log rows (NaT for files), for lineage."""
+    times = current.times
+    if current.source != "log" or times is None or times.empty:
+        return None
+    stamp = pd.Timestamp(times.min() if which == "min" else times.max())
+    return stamp.tz_localize("UTC") if stamp.tz is None else stamp.tz_convert("UTC")
 
 
 def check_gate(result: MonitorResult) -> None:

@@ -149,6 +149,7 @@ class IngestParams(_Section):
     checks: ChecksParams = Field(default_factory=ChecksParams)
     preprocessing: PreprocessingParams = Field(default_factory=PreprocessingParams)
     split: SplitParams = Field(default_factory=SplitParams)
+    feedback: bool = True
 
 
 Family = Literal["random_forest", "hist_gradient_boosting", "logistic", "svm"]
@@ -259,6 +260,7 @@ class MonitorParams(_Section):
     evidently_report: bool = True
     evidently_max_rows: int = Field(20_000, ge=100)
     history_runs: int = Field(500, ge=1)
+    retrain_on_alert: bool = False
     alerts: AlertParams = Field(default_factory=AlertParams)
 
     @field_validator("since", "until", mode="before")

@@ -606,6 +606,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="print each stage's state, the champion version and the last monitoring verdict",
     )
     parser.add_argument(
+        "--retrain",
+        action="store_true",
+        help="retrain now: rerun ingest (with the labelled served rows) and every later stage; "
+        "the evaluate stage's gate decides whether the new model becomes champion",
+    )
+    parser.add_argument(
         "--fail-on-alert",
         action="store_true",
         help="exit with code 3 when the monitor stage fires an alert",
@@ -622,6 +628,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         force: bool | list[str] = "*" in (args.force or []) or [
             get_stage(name).name for name in args.force or []
         ]
+        if args.retrain:
+            if not params.ingest.feedback:
+                raise ParamsError(
+                    "--retrain adds the labelled served rows to the training data, but "
+                    "ingest.feedback is false; set it to true (or use --force ingest)",
+                    key="ingest.feedback",
+                )
+            if not isinstance(force, bool):
+                force = ["ingest", *force]
+            elif not force:
+                force = ["ingest"]
     except ParamsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -685,12 +702,33 @@ def _run(
     log.info("run_done", status="failed" if failed else "ok", index=str(reports))
     if failed:
         return EXIT_STAGE_FAILED
-    if args.fail_on_alert and any(o.stage.name == "monitor" for o in outcomes):
-        alerts = _monitor_alerts(params)
-        if alerts:
-            print(f"alerts fired: {'; '.join(alerts)}", file=sys.stderr)
-            return EXIT_ALERT
+    monitored = any(o.stage.name == "monitor" and o.status == "ok" for o in outcomes)
+    alerts = _monitor_alerts(params) if monitored else []
+    if alerts and params.monitor.retrain_on_alert:
+        code = _retrain_on_alert(params, args.hide_code, alerts)
+        if code != EXIT_OK:
+            return code
+    if args.fail_on_alert and alerts:
+        print(f"alerts fired: {'; '.join(alerts)}", file=sys.stderr)
+        return EXIT_ALERT
     return EXIT_OK
+
+
+def _retrain_on_alert(params: Params, hide_code: bool, alerts: list[str]) -> int:
+    """Retrain at once after alerts (``monitor.retrain_on_alert``) if labels came back."""
+    from lib import feedback, tracking
+
+    folder = feedback.feedback_dir(params.project.data_dir, tracking.model_name(params))
+    if not params.ingest.feedback or not feedback.label_files(folder):
+        log.warning("retrain_skipped", reason=f"no labels in {folder} (or ingest.feedback off)")
+        return EXIT_OK
+    log.warning("retrain_on_alert", alerts=alerts)
+    outcomes = run_pipeline(params, STAGES[:3], hide_code=hide_code, force=["ingest"])
+    print(summary_table(outcomes))
+    failed = [o for o in outcomes if o.status == "failed"]
+    for outcome in failed:
+        print(outcome.error, file=sys.stderr)
+    return EXIT_STAGE_FAILED if failed else EXIT_OK
 
 
 def _monitor_alerts(params: Params) -> list[str]:

@@ -27,7 +27,7 @@ from server.batcher import MicroBatcher
 from server.config import Settings
 from server.metrics import Metrics
 from server.predlog import PredictionLog
-from server.routes import health, mlflow_protocol, predict, v2
+from server.routes import feedback, health, mlflow_protocol, predict, v2
 from server.state import ServingState
 
 log = get_logger("quire.server")
@@ -266,7 +266,13 @@ def create_app(settings: Settings | None = None, params: Params | None = None) -
     )
     app.state.serving = ServingState(settings, params, metrics)
     _install_handlers(app, metrics)
-    for router in (health.router, predict.router, mlflow_protocol.router, v2.router):
+    for router in (
+        health.router,
+        predict.router,
+        feedback.router,
+        mlflow_protocol.router,
+        v2.router,
+    ):
         app.include_router(router)
 
     @app.get("/metrics", include_in_schema=False)

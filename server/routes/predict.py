@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import numpy as np
@@ -91,10 +92,29 @@ async def predict_batch(request: Request, state: State, _: Model) -> FastJSONRes
     return _answer(state, request, model, batch, labels, proba)
 
 
+def _lineage(model: LoadedModel) -> dict[str, Any] | None:
+    """Where the served version came from (None for a model not loaded from the registry)."""
+    from mlflow.exceptions import MlflowException
+
+    from lib.lineage import model_lineage
+
+    if not model.name or model.version is None:
+        return None
+    try:
+        return model_lineage(str(model.name), str(model.version))
+    except MlflowException:
+        return None
+
+
 @router.get("/model")
 async def model_info(model: Model) -> dict[str, Any]:
-    """Name, version, alias, run id, training metrics, schema and training time of the model."""
+    """Name, version, alias, run id, training metrics, schema and training time of the model.
+
+    ``lineage`` adds where the version came from: its MLflow runs, params digest, git commit
+    and training data manifest.
+    """
     return {
+        "lineage": await asyncio.to_thread(_lineage, model),
         "name": model.name,
         "version": model.version,
         "alias": model.alias,

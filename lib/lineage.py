@@ -1,0 +1,164 @@
+"""Lineage of a served prediction: model version, MLflow runs, training data, params, monitoring.
+
+``python -m lib.lineage REQUEST_ID`` (or the server's ``GET /lineage/{request_id}``) answers,
+for one logged request: the rows it served and their predictions; the model version that made
+them, its MLflow run (and the parent training run), the params digest, git commit, and the data
+manifest it was trained on; and the monitor runs whose current window held those rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from lib.feedback import log_dir
+from lib.params import Params
+
+MANIFEST_ARTIFACT = "data_manifest.json"  # logged on the training run by lib.train
+
+
+def find_rows(folder: Path, request_id: str) -> pd.DataFrame:
+    """Return the logged rows of one request (empty when it is not in the log)."""
+    files = sorted(folder.glob("part-*.parquet"))
+    if not files:
+        return pd.DataFrame()
+    import pyarrow.dataset as ds
+
+    dataset = ds.dataset([str(f) for f in files], format="parquet")
+    table = dataset.to_table(filter=ds.field("request_id") == request_id)
+    frame: pd.DataFrame = table.to_pandas()
+    return frame.sort_values("row", ignore_index=True)
+
+
+def model_lineage(name: str, version: str) -> dict[str, Any]:
+    """Return where a model version came from: runs, params, code and training data."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from lib.history import mlflow_ui
+
+    client = MlflowClient()
+    mv = client.get_model_version(name, version)
+    tags = dict(mv.tags)
+    run_id = str(tags.get("quire.run_id") or mv.run_id)
+    info: dict[str, Any] = {
+        "name": name,
+        "version": str(version),
+        "aliases": list(getattr(mv, "aliases", []) or []),
+        "run_id": run_id,
+        "family": tags.get("quire.family"),
+        "params_digest": tags.get("quire.params_digest"),
+        "git_commit": tags.get("quire.git_commit"),
+        "manifest_sha256": tags.get("quire.manifest_sha256"),
+        "reference_dir": tags.get("quire.reference_dir"),
+        "registered_at": pd.Timestamp(mv.creation_timestamp, unit="ms", tz="UTC").isoformat(),
+    }
+    try:
+        run = client.get_run(run_id)
+        parent = run.data.tags.get("mlflow.parentRunId")
+        info["parent_run_id"] = parent
+        info["mlflow_url"] = f"{mlflow_ui()}/#/experiments/{run.info.experiment_id}/runs/{run_id}"
+        import mlflow
+
+        info["data_manifest"] = _manifest_summary(
+            mlflow.artifacts.load_dict(f"runs:/{parent or run_id}/{MANIFEST_ARTIFACT}")
+        )
+    except (MlflowException, OSError, ValueError) as exc:  # an older run without the artefact
+        info["data_manifest"] = None
+        info["note"] = f"training data manifest not found: {str(exc).splitlines()[0][:200]}"
+    return info
+
+
+def _manifest_summary(manifest: dict[str, Any]) -> dict[str, Any]:
+    keep = ("dataset", "created_at", "params_digest", "task", "target", "rows", "schema_sha256")
+    summary = {k: manifest.get(k) for k in keep}
+    summary["sources"] = [
+        {"path": s.get("path"), "sha256": s.get("sha256")} for s in manifest.get("sources", [])
+    ]
+    summary["splits"] = {k: v.get("rows") for k, v in manifest.get("splits", {}).items()}
+    return summary
+
+
+def monitoring_runs(folder: Path, version: str, when: pd.Timestamp) -> list[dict[str, Any]]:
+    """Return the monitor runs on the prediction log whose current window held time ``when``."""
+    from lib.monitor_results import HISTORY
+
+    path = folder / HISTORY
+    if not path.exists():
+        return []
+    history = pd.read_parquet(path)
+    if "current_from" not in history.columns:  # saved before windows were recorded
+        return []
+    runs = history[
+        (history["version"].astype(str) == str(version))
+        & (history["current"] == "log")
+        & (pd.to_datetime(history["current_from"], utc=True) <= when)
+        & (pd.to_datetime(history["current_to"], utc=True) >= when)
+    ]
+    out = []
+    for run_id, rows in runs.groupby("run_id", sort=False):
+        first = rows.iloc[0]
+        out.append(
+            {
+                "run_id": str(run_id),
+                "time": str(first["time"]),
+                "drifted_share": float(first["drifted_share"]),
+                "dataset_drift": bool(first["dataset_drift"]),
+                "alerts": int(first["alerts"]),
+                "drifted": sorted(rows.loc[rows["drifted"].astype(bool), "column"].astype(str)),
+            }
+        )
+    return sorted(out, key=lambda r: r["time"])
+
+
+def lineage(params: Params, model: str, request_id: str) -> dict[str, Any] | None:
+    """Return the lineage of one logged request, or None when it is not in the log."""
+    from lib.monitor import monitoring_dir
+
+    rows = find_rows(log_dir(params.project.data_dir, model), request_id)
+    if rows.empty:
+        return None
+    when = pd.Timestamp(rows["time"].iloc[0])
+    when = when.tz_localize("UTC") if when.tz is None else when.tz_convert("UTC")
+    versions = sorted(set(rows["model_version"].astype(str)))
+    shown = ["row", "prediction", *[c for c in rows.columns if c.startswith("proba_")]]
+    return {
+        "request_id": request_id,
+        "time": when.isoformat(),
+        "rows": json.loads(rows[shown].to_json(orient="records")),
+        "models": [model_lineage(model, v) for v in versions],
+        "monitoring": [
+            run for v in versions for run in monitoring_runs(monitoring_dir(params, model), v, when)
+        ],
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m lib.lineage REQUEST_ID``: print a prediction's lineage as JSON."""
+    from lib import tracking
+    from lib.params import load_params
+    from lib.runner import environment
+
+    parser = argparse.ArgumentParser(prog="python -m lib.lineage", description=__doc__)
+    parser.add_argument("request_id")
+    parser.add_argument("--params", action="append", default=[], metavar="FILE")
+    parser.add_argument("-p", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args(argv)
+    params = load_params(args.params, args.overrides, env=environment())
+    tracking.setup(params)
+    found = lineage(params, tracking.model_name(params), args.request_id)
+    if found is None:
+        print(f"error: no logged prediction has request_id {args.request_id!r}", file=sys.stderr)
+        return 1
+    print(json.dumps(found, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
