@@ -28,7 +28,7 @@ NBSTRIPOUT_EXTRA_KEYS := $(addprefix metadata.language_info.,codemirror_mode fil
 	mimetype nbconvert_exporter pygments_lexer version)
 IN_GIT := $(shell git rev-parse --git-dir >/dev/null 2>&1 && echo yes)
 
-.PHONY: help install run test test-fast lint format lock bench mlflow-ui serve dashboard clean \
+.PHONY: help install run test test-fast lint format lock bench mlflow-ui serve dashboard clean demo \
 	lab kernel git-filter strip
 
 help: ## list the targets
@@ -99,6 +99,9 @@ strip: $(STAMP) ## remove outputs from notebooks/*.ipynb in place, as the git fi
 lab: $(STAMP) kernel git-filter ## open JupyterLab at the project root: http://127.0.0.1:$(LAB_PORT)
 	$(BIN)/jupyter lab --ip 127.0.0.1 --port $(LAB_PORT) --ServerApp.root_dir="$(CURDIR)" \
 		$(if $(filter 0,$(shell id -u)),--allow-root) $(ARGS)
+
+demo: $(STAMP) ## the loop in minutes: pipeline, server, drifted traffic, monitor, dashboard (Ctrl-C ends)
+	$(BIN)/python -m lib.demo $(ARGS)
 
 mlflow-ui: $(STAMP) ## open the MLflow UI on the embedded store (http://127.0.0.1:$(MLFLOW_PORT))
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db \
