@@ -28,6 +28,7 @@ from pathlib import Path
 
 import httpx
 
+from lib.params import add_layer_arguments
 from lib.paths import PROJECT_ROOT
 
 
@@ -79,8 +80,7 @@ def _service(cmd: Sequence[str], env: dict[str, str], ready: str, log: Path) -> 
 def build_parser() -> argparse.ArgumentParser:
     """Return the demo's command-line parser."""
     parser = argparse.ArgumentParser(prog="python -m lib.demo", description=__doc__)
-    parser.add_argument("--params", action="append", default=[], metavar="FILE")
-    parser.add_argument("-p", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    add_layer_arguments(parser, "generator.rows=5000")
     parser.add_argument("--port", type=int, default=8000, help="model server port")
     parser.add_argument("--dashboard-port", type=int, default=8866)
     parser.add_argument("--rate", type=float, default=1000.0, help="replayed rows per second")

@@ -90,3 +90,19 @@ class StageError(QuireError):
         super().__init__(message)
         self.stage = stage
         self.cell = cell
+
+
+class ServerUnavailableError(QuireError):
+    """The model server did not answer, or refused the replay, before any row was sent.
+
+    Parameters
+    ----------
+    message
+        The full explanation.
+    url
+        The server's base URL.
+    """
+
+    def __init__(self, message: str, *, url: str) -> None:
+        super().__init__(message)
+        self.url = url

@@ -142,13 +142,12 @@ def lineage(params: Params, model: str, request_id: str) -> dict[str, Any] | Non
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m lib.lineage REQUEST_ID``: print a prediction's lineage as JSON."""
     from lib import tracking
-    from lib.params import load_params
+    from lib.params import add_layer_arguments, load_params
     from lib.runner import environment
 
     parser = argparse.ArgumentParser(prog="python -m lib.lineage", description=__doc__)
     parser.add_argument("request_id")
-    parser.add_argument("--params", action="append", default=[], metavar="FILE")
-    parser.add_argument("-p", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    add_layer_arguments(parser, "project.data_dir=data")
     args = parser.parse_args(argv)
     params = load_params(args.params, args.overrides, env=environment())
     tracking.setup(params)

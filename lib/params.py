@@ -8,6 +8,7 @@ where its value came from and what is allowed.
 
 from __future__ import annotations
 
+import argparse
 import difflib
 import hashlib
 import json
@@ -425,6 +426,29 @@ def _override_layers(overrides: Sequence[str]) -> list[tuple[str, dict[str, Any]
             )
         layers.append((f"-p {key}", _nest(key, _scalar(value))))
     return layers
+
+
+def add_layer_arguments(parser: argparse.ArgumentParser, example: str) -> None:
+    """Add the parameter layers every Quire command takes: ``--params FILE`` and ``-p KEY=VALUE``.
+
+    Parameters
+    ----------
+    parser
+        The command's parser (``args.params`` and ``args.overrides`` feed :func:`load_params`).
+    example
+        An override shown in the help, e.g. ``ingest.split.test=0.25``.
+    """
+    parser.add_argument(
+        "--params", action="append", default=[], metavar="FILE", help="preset YAML (repeatable)"
+    )
+    parser.add_argument(
+        "-p",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override one parameter, e.g. -p {example} (repeatable)",
+    )
 
 
 def load_params(

@@ -31,9 +31,9 @@ import numpy as np
 import pandas as pd
 
 from lib.atomic import atomic_path
-from lib.errors import DataValidationError, ParamsError, QuireError
+from lib.errors import DataValidationError, ParamsError, ServerUnavailableError
 from lib.logs import get_logger
-from lib.params import Params
+from lib.params import Params, add_layer_arguments
 
 log = get_logger(__name__)
 
@@ -44,22 +44,6 @@ MAX_BATCH_ROWS = 10_000  # the server's default QUIRE_SERVER_MAX_BATCH_ROWS
 MAX_RETRIES = 10
 _BACKOFF_CAP = 5.0  # seconds: the longest wait between two attempts
 _EXIT_OK, _EXIT_FAILED, _EXIT_USAGE, _EXIT_INTERRUPTED = 0, 1, 2, 130
-
-
-class ServerUnavailableError(QuireError):
-    """The model server did not answer, or refused the replay, before any row was sent.
-
-    Parameters
-    ----------
-    message
-        The full explanation.
-    url
-        The server's base URL.
-    """
-
-    def __init__(self, message: str, *, url: str) -> None:
-        super().__init__(message)
-        self.url = url
 
 
 @dataclass(frozen=True)
@@ -829,17 +813,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="write request_id, row, the id column and the target of each predicted row (CSV)",
     )
-    parser.add_argument(
-        "--params", action="append", default=[], metavar="FILE", help="preset YAML (repeatable)"
-    )
-    parser.add_argument(
-        "-p",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one parameter, e.g. -p generator.production.rows=2000 (repeatable)",
-    )
+    add_layer_arguments(parser, "generator.production.rows=2000")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--log-level", default="WARNING", help="log level (default: WARNING)")
     return parser

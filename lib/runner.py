@@ -25,7 +25,7 @@ import pandas as pd
 from lib import staging
 from lib.errors import ParamsError, QuireError
 from lib.logs import configure_logging, get_logger
-from lib.params import Params, load_params
+from lib.params import Params, add_layer_arguments, load_params
 from lib.paths import NOTEBOOKS_DIR, PROJECT_ROOT, resolve
 from lib.report import read_status, render_html, write_status
 from lib.runlock import RunLock, RunLocked
@@ -571,17 +571,7 @@ def build_parser() -> argparse.ArgumentParser:
         "3 alerts fired (with --fail-on-alert), 4 another run_all is running on this project, "
         "130 interrupted (SIGINT or SIGTERM).",
     )
-    parser.add_argument(
-        "--params", action="append", default=[], metavar="FILE", help="preset YAML (repeatable)"
-    )
-    parser.add_argument(
-        "-p",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one parameter, e.g. -p ingest.split.test=0.25 (repeatable)",
-    )
+    add_layer_arguments(parser, "ingest.split.test=0.25")
     parser.add_argument("--only", action="append", metavar="STAGE", help=f"run only: {names}")
     parser.add_argument("--from", dest="start", metavar="STAGE", help="run this stage and later")
     parser.add_argument("--hide-code", action="store_true", help="reports without code cells")

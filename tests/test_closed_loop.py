@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -27,7 +26,7 @@ import pytest
 from lib.paths import PARAMS_DIR, PROJECT_ROOT
 from tests.conftest import dirs_overrides
 from tests.lib.test_alerts import Receiver
-from tests.server.helpers import free_port, wait_until_ready
+from tests.server.helpers import real_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
@@ -52,27 +51,12 @@ def run_all(
 
 @contextlib.contextmanager
 def server(root: Path) -> Iterator[str]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",
-        "QUIRE_SERVER_PORT": str(port),
-        "QUIRE_SERVER_POLL_SECONDS": "1",
-        "QUIRE_SERVER_LOG_FLUSH_SECONDS": "0.2",
-        "QUIRE__PROJECT__DATA_DIR": str(root / "data"),
-        "QUIRE__MLFLOW__STORE_DIR": str(root / "mlruns"),
-    }
-    with (root / "server.log").open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "server"], cwd=PROJECT_ROOT, env=env, stdout=out, stderr=out
-        )
-        try:
-            base = f"http://127.0.0.1:{port}"
-            wait_until_ready(f"{base}/health/ready", proc, 120)
-            yield base
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=60)
+    """The project's server following the champion alias every second."""
+    with real_server(
+        root / "data", root / "mlruns", root / "server.log",
+        poll_seconds="1", log_flush_seconds="0.2",
+    ) as (base, _):  # fmt: skip
+        yield base
 
 
 def champion(root: Path) -> str:

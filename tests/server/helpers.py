@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import socket
 import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -33,6 +39,45 @@ def wait_until_ready(url: str, proc: subprocess.Popen, seconds: float = 120) -> 
             )
         time.sleep(0.3)
     pytest.fail(f"{url} not ready within {seconds} s")
+
+
+@contextlib.contextmanager
+def real_server(
+    data_dir: Path, store_dir: Path, log: Path, **settings: str
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """`python -m server` on a free loopback port; yield its base URL and process.
+
+    ``settings`` become ``QUIRE_SERVER_<NAME>`` variables. On exit the server gets SIGTERM: it
+    finishes its requests and flushes the prediction log, then exits.
+    """
+    from lib.paths import PROJECT_ROOT
+
+    port = free_port()
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "QUIRE_SERVER_PORT": str(port),
+        "QUIRE__PROJECT__DATA_DIR": str(data_dir),
+        "QUIRE__MLFLOW__STORE_DIR": str(store_dir),
+        **{f"QUIRE_SERVER_{k.upper()}": v for k, v in settings.items()},
+    }
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "server"], cwd=PROJECT_ROOT, env=env, stdout=out, stderr=out
+        )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            wait_until_ready(f"{base}/health/ready", proc, 120)
+            yield base, proc
+        finally:
+            stop(proc)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """SIGTERM the server (if it still runs) and wait for it."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
 
 
 def mlflow_payloads(rows: list[dict[str, Any]]) -> dict[str, tuple[str, Any]]:

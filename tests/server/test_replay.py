@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -35,7 +34,7 @@ from lib.replay import (
     request_rows,
 )
 from tests.conftest import tiny_training_overrides
-from tests.server.helpers import free_port, wait_until_ready
+from tests.server.helpers import free_port, real_server, stop
 
 PRODUCTION_ROWS = 240
 
@@ -45,37 +44,13 @@ PRODUCTION_ROWS = 240
 
 @contextlib.contextmanager
 def server(served_root: Path, data_dir: Path, log: Path) -> Iterator[tuple[str, subprocess.Popen]]:
-    """`python -m server` on a free loopback port, serving the tiny champion.
+    """The tiny champion, its prediction log in ``data_dir`` (not shared with other tests).
 
-    Its prediction log goes to ``data_dir`` (not shared with other tests) and is flushed only
-    when the server stops (SIGTERM), so a test reads exactly what this server logged.
+    The log is flushed only when the server stops (SIGTERM), so a test reads exactly what this
+    server logged.
     """
-    port = free_port()
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",
-        "QUIRE_SERVER_PORT": str(port),
-        "QUIRE_SERVER_LOG_FLUSH_SECONDS": "600",
-        "QUIRE__PROJECT__DATA_DIR": str(data_dir),
-        "QUIRE__MLFLOW__STORE_DIR": str(served_root / "mlruns"),
-    }
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "server"], cwd=PROJECT_ROOT, env=env, stdout=out, stderr=out
-        )
-        try:
-            base = f"http://127.0.0.1:{port}"
-            wait_until_ready(f"{base}/health/ready", proc, 120)
-            yield base, proc
-        finally:
-            stop(proc)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    """SIGTERM: the server finishes its requests and flushes the prediction log, then exits."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
+    with real_server(data_dir, served_root / "mlruns", log, log_flush_seconds="600") as served:
+        yield served
 
 
 def prediction_log(data_dir: Path) -> pd.DataFrame:

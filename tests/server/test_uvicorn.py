@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -14,36 +12,18 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from lib.paths import PROJECT_ROOT
-from tests.server.helpers import free_port, wait_until_ready
+from tests.server import helpers
 
 pytestmark = pytest.mark.slow
 
 
 @contextlib.contextmanager
 def real_server(served_root, tmp_path, **settings: str) -> Iterator[tuple[str, subprocess.Popen]]:
-    """Start `python -m server` on a free port; yield its base URL and process."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",
-        "QUIRE_SERVER_PORT": str(port),
-        "QUIRE__PROJECT__DATA_DIR": str(served_root / "data"),
-        "QUIRE__MLFLOW__STORE_DIR": str(served_root / "mlruns"),
-        **{f"QUIRE_SERVER_{k.upper()}": v for k, v in settings.items()},
-    }
-    with (tmp_path / "server.log").open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "server"], cwd=PROJECT_ROOT, env=env, stdout=out, stderr=out
-        )
-        try:
-            base = f"http://127.0.0.1:{port}"
-            wait_until_ready(f"{base}/health/ready", proc, 90)
-            yield base, proc
-        finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                proc.wait(timeout=60)
+    """The tiny champion served by a real process, its log under ``served_root``."""
+    with helpers.real_server(
+        served_root / "data", served_root / "mlruns", tmp_path / "server.log", **settings
+    ) as served:
+        yield served
 
 
 def test_real_server_serves_and_stops_cleanly(served_root, test_rows, tmp_path):
