@@ -8,6 +8,7 @@ reads only the saved results of the monitor stage (``data/monitoring/<model>/``)
 from __future__ import annotations
 
 import argparse
+import html
 import json
 import os
 import sys
@@ -31,6 +32,7 @@ from lib.paths import NOTEBOOKS_DIR
 RESULTS_ENV = "QUIRE_DASHBOARD_RESULTS"
 NOTEBOOK = NOTEBOOKS_DIR / "dashboard.ipynb"
 CULL_IDLE_SECONDS = 300
+PLOTLY = "application/vnd.plotly.v1+json"  # drawn by the plotly extension, in plotly.js
 
 
 def results_dir(given: str | None = None) -> Path:
@@ -63,10 +65,47 @@ def _status_html(summary: dict[str, Any]) -> str:
     )
 
 
+def _picked_html(table: pd.DataFrame, name: str) -> str:
+    """Return the picked feature's verdict in one line (shown at once, before its chart)."""
+    row = table.loc[table["column"] == name].iloc[0]
+    verdict = "drifted" if row["drifted"] else "stable"
+    return (
+        f'<span class="quire-picked">{html.escape(name)}</span>: {html.escape(str(row["method"]))}'
+        f" score {row['score']:.4g}, threshold {row['threshold']:.4g} - {verdict}"
+    )
+
+
 def _bundle(figure: Any) -> tuple[dict[str, Any], ...]:
     """Return Output-widget outputs showing one plotly figure (Voila's plotly extension)."""
-    data = {"application/vnd.plotly.v1+json": figure.to_plotly_json(), "text/plain": "figure"}
+    data = {PLOTLY: figure.to_plotly_json(), "text/plain": "figure"}
     return ({"output_type": "display_data", "data": data, "metadata": {}},)
+
+
+def _html(text: str) -> tuple[dict[str, Any], ...]:
+    """Return Output-widget outputs showing one piece of HTML."""
+    return ({"output_type": "display_data", "data": {"text/html": text}, "metadata": {}},)
+
+
+def _pending(outputs: tuple[dict[str, Any], ...]) -> tuple[dict[str, Any], ...]:
+    """Return a placeholder as tall as the charts it stands for (the page does not jump)."""
+    height = sum(o["data"][PLOTLY]["layout"].get("height", 360) for o in outputs)
+    return _html(
+        f'<div class="quire-pending" style="height:{height}px;color:#777;padding:8px">'
+        "loading chart</div>"
+    )
+
+
+# Runs in the page (an Output widget's outputs are trusted, so its scripts run): once the status
+# banner is drawn, it clicks the hidden button that asks the kernel for the charts. Evaluating
+# plotly.js (4.5 MB) takes the browser about two seconds on a busy 2-core machine; asked for
+# only now, it no longer holds back the status, the table and the controls.
+CHARTS_LOADER = """<script>
+(function ask() {
+  var button = document.querySelector(".quire-charts-ready");
+  if (!button || !document.querySelector(".quire-status")) { setTimeout(ask, 50); return; }
+  requestAnimationFrame(function () { setTimeout(function () { button.click(); }, 0); });
+})();
+</script>"""
 
 
 class Dashboard:
@@ -74,23 +113,32 @@ class Dashboard:
 
     Every part is a widget whose content is set directly (not captured from printed output), so
     a background watcher can redraw the page: Voila keeps a pre-started kernel that has already
-    run the notebook, and its watcher keeps it current until someone opens the page.
+    run the notebook, and its watcher keeps it current until someone opens the page. The charts
+    are sent only when the page asks for them (``show_charts``, after its status is drawn): until
+    then each chart's Output widget shows a placeholder and its figure waits in ``charts``.
     """
 
     def __init__(self, folder: Path) -> None:
         import ipywidgets as w
 
         self.folder = folder
+        self.charts_live = False  # the page has asked for the charts
+        self.charts: dict[str, tuple[dict[str, Any], ...]] = {}  # chart outputs by widget id
         self.status = w.HTML()
         self.history = w.Output()
         self.sort_by = w.Dropdown(description="sort by")
         self.order = w.ToggleButtons(options=["ascending", "descending"], value="ascending")
         self.table_html = w.HTML()
         self.picker = w.Dropdown(description="feature")
+        self.picked = w.HTML()
         self.chart = w.Output()
         self.predictions = w.Output()
         self.performance = w.Output()
         self.alerts = w.HTML()
+        self.charts_ready = w.Button(layout=w.Layout(display="none"))
+        self.charts_ready.add_class("quire-charts-ready")
+        self.charts_ready.on_click(lambda _: self.show_charts())
+        self.loader = w.Output(outputs=_html(CHARTS_LOADER))
         self.figure: Any = None  # the picked feature's chart, as last drawn
         self.run_id: str | None = None
         self.load()
@@ -105,7 +153,7 @@ class Dashboard:
         self.run_id = summary.get("run_id")
         self.table = feature_table(self.data["features"])
         self.status.value = _status_html(summary)
-        self.history.outputs = _bundle(drift_share_figure(self.data["history"]))
+        self._show(self.history, _bundle(drift_share_figure(self.data["history"])))
         sort_by = self.sort_by.value if self.sort_by.value in self.table.columns else "score"
         self.sort_by.options = list(self.table.columns)  # resets the value: set it after
         self.sort_by.value = sort_by if sort_by in self.table.columns else None
@@ -115,21 +163,37 @@ class Dashboard:
         self.picker.value = keep or (columns[0] if columns else None)
         outputs = self.data["outputs"]
         names = outputs["column"].tolist()[:2] if not outputs.empty else []
-        self.predictions.outputs = sum((_bundle(self._distribution(n)) for n in names), ())
+        self._show(self.predictions, sum((_bundle(self._distribution(n)) for n in names), ()))
         windows = self.data["windows"]
         if windows is None or windows.empty:
             note = "No labels for the current rows: quality is not measured."
-            self.performance.outputs = (
-                {"output_type": "display_data", "data": {"text/plain": note}, "metadata": {}},
+            self._show(
+                self.performance,
+                ({"output_type": "display_data", "data": {"text/plain": note}, "metadata": {}},),
             )
         else:
             metric = str(windows["metric"].iloc[0])
             figure = windows_figure(windows, summary.get("reference_metrics"), metric)
-            self.performance.outputs = _bundle(figure)
+            self._show(self.performance, _bundle(figure))
         table = alerts_table(self.data["alerts"])
         self.alerts.value = table.to_html(index=False, classes="quire-alerts", border=0)
         self.draw_table()
         self.draw_feature()
+
+    def _chart_outputs(self) -> tuple[Any, ...]:
+        return (self.history, self.chart, self.predictions, self.performance)
+
+    def _show(self, out: Any, outputs: tuple[dict[str, Any], ...]) -> None:
+        """Show a chart's outputs, or keep them until the page asks for the charts."""
+        self.charts[out.model_id] = outputs
+        charts = tuple(o for o in outputs if PLOTLY in o["data"])
+        out.outputs = outputs if self.charts_live or not charts else _pending(charts)
+
+    def show_charts(self) -> None:
+        """Send every chart to the page (it asks once its status banner is drawn)."""
+        self.charts_live = True
+        for out in self._chart_outputs():
+            out.outputs = self.charts.get(out.model_id, ())
 
     def _distribution(self, name: str) -> Any:
         dists = self.data["distributions"]
@@ -146,7 +210,8 @@ class Dashboard:
         """Redraw the reference vs current chart of the picked feature."""
         if self.picker.value:
             self.figure = self._distribution(self.picker.value)
-            self.chart.outputs = _bundle(self.figure)
+            self.picked.value = _picked_html(self.table, self.picker.value)
+            self._show(self.chart, _bundle(self.figure))
 
     def refresh(self) -> bool:
         """Reload if a newer monitor run has been saved; return whether it did."""
@@ -182,10 +247,12 @@ class Dashboard:
                 self.status,
                 section("Drift over time", self.history),
                 section("Per-feature drift", w.HBox([self.sort_by, self.order]), self.table_html),
-                section("Reference vs current", self.picker, self.chart),
+                section("Reference vs current", self.picker, self.picked, self.chart),
                 section("Prediction distribution", self.predictions),
                 section("Performance over time", self.performance),
                 section("Recent alerts", self.alerts),
+                self.charts_ready,
+                self.loader,
             ]
         )
 

@@ -44,8 +44,17 @@ def test_widgets_build_from_saved_results_and_react(results):
     ) < view.table_html.value.index(f"<td>{sorted(features)[0]}</td>")
     view.picker.value = features[-1]
     assert view.figure.layout.title.text.startswith(features[-1])
+    assert f'<span class="quire-picked">{features[-1]}</span>' in view.picked.value
+    # charts wait for the page to ask (after its status is drawn): a placeholder until then
+    assert "quire-pending" in view.chart.outputs[0]["data"]["text/html"]
+    assert "quire-charts-ready" in view.loader.outputs[0]["data"]["text/html"]
+    view.charts_ready.click()
     shown = view.chart.outputs[0]["data"]["application/vnd.plotly.v1+json"]
     assert shown["layout"]["title"]["text"].startswith(features[-1])
+    view.picker.value = features[0]  # once shown, a pick redraws the chart at once
+    shown = view.chart.outputs[0]["data"]["application/vnd.plotly.v1+json"]
+    assert shown["layout"]["title"]["text"].startswith(features[0])
+    assert len(view.predictions.outputs) >= 1 and len(view.history.outputs) == 1
 
 
 def test_dashboard_redraws_when_a_new_monitor_run_lands(monitored_root, results):
@@ -118,6 +127,7 @@ def test_dashboard_in_headless_chromium(served, results, tmp_path):
         chart.first.wait_for(timeout=30_000)
         picker = page.locator(".widget-dropdown select").nth(1)  # [sort by, feature]
         picker.select_option(label=features[-1])
+        expect(page.locator(".quire-picked")).to_have_text(features[-1], timeout=15_000)
         page.locator(".js-plotly-plot .gtitle").filter(has_text=features[-1]).first.wait_for(
             timeout=30_000
         )
