@@ -24,6 +24,7 @@ import pandas as pd
 
 from lib import staging
 from lib.errors import ParamsError, QuireError
+from lib.kernels import WarmKernel
 from lib.logs import configure_logging, get_logger
 from lib.params import Params, add_layer_arguments, load_params
 from lib.paths import NOTEBOOKS_DIR, PROJECT_ROOT, resolve
@@ -153,13 +154,15 @@ def run_stage(
     hide_code: bool,
     notebooks_dir: Path,
     area: staging.Staging | None = None,
+    km: Any = None,
 ) -> StageOutcome:
     """Execute one notebook and render its report; never raises for a failing notebook.
 
     With a staging ``area`` the notebook writes its outputs there and a good report is rendered
     there too, for :func:`promote` to put in place; without one they go straight to their final
     place. A failed run renders ``<stem>.failed.html`` in place; the last good report and
-    outputs are left untouched.
+    outputs are left untouched. ``km`` is a kernel already started for the stage
+    (``lib.kernels``); without one papermill starts a kernel.
     """
     import papermill
 
@@ -182,6 +185,7 @@ def run_stage(
                     on_notebook_start=(
                         (lambda **_: area.record_kernels(_kernel_pids())) if area else None
                     ),
+                    **({"km": km} if km is not None else {}),
                 )
         except Exception as exc:  # a failing notebook is reported, not raised
             error = _error_line(stage, exc, tmp_nb, timeout)
@@ -424,6 +428,7 @@ def run_pipeline(
     outcomes: list[StageOutcome] = []
     failed = rerun_upstream = False
     current: Stage | None = None
+    warm: dict[str, tuple[str, WarmKernel]] = {}  # the next stage's kernel, started ahead
     try:
         for stage in tqdm(span, desc="stages", unit="stage", disable=len(stages) < 2 or dry_run):
             current = stage
@@ -447,13 +452,23 @@ def run_pipeline(
                     stage, "up to date", 0.0, reason="nothing it depends on changed"
                 )
                 log.info("stage_up_to_date", stage=stage.name)
+                _drop_warm(warm, stage.name)
             elif dry_run:
                 outcome = StageOutcome(stage, "would run", 0.0, reason=why)
                 rerun_upstream = True
             else:
-                outcome, outputs = _run_staged(
-                    stage, params, status, parts, why, hide_code, notebooks_dir
-                )
+                name, kernel = warm.pop(stage.name, (staging.area_name(stage.name), None))
+                later = [s for s in span[span.index(stage) + 1 :] if s.name in selected]
+                if later:  # boots and imports while this stage runs
+                    warm[later[0].name] = _warm_kernel(later[0], params, notebooks_dir)
+                km = kernel.take() if kernel else None
+                try:
+                    outcome, outputs = _run_staged(
+                        stage, params, status, parts, why, hide_code, notebooks_dir, name, km
+                    )
+                finally:
+                    if kernel is not None:
+                        kernel.shutdown()
                 failed = outcome.status == "failed"
             outcomes.append(outcome)
             upstream.append(outputs or "missing")
@@ -461,6 +476,8 @@ def run_pipeline(
                 _record(status, outcome, params)
                 write_status(reports_dir, status)
     except KeyboardInterrupt:  # SIGINT, or SIGTERM (run_all turns it into one)
+        for name in list(warm):
+            _drop_warm(warm, name)
         if not dry_run:
             status["run"].update(
                 status="interrupted",
@@ -470,11 +487,25 @@ def run_pipeline(
             history.close_run(reports_dir, status, params.run.history)
             write_status(reports_dir, status)
         raise
+    for name in list(warm):  # a stage after a failure: its kernel is not needed
+        _drop_warm(warm, name)
     if not dry_run:
         status["run"].update(status="failed" if failed else "ok", finished_at=_now())
         history.close_run(reports_dir, status, params.run.history)
         write_status(reports_dir, status)
     return outcomes
+
+
+def _warm_kernel(stage: Stage, params: Params, notebooks_dir: Path) -> tuple[str, WarmKernel]:
+    """Start ``stage``'s kernel ahead, told where its staging area will be."""
+    name = staging.area_name(stage.name)
+    root = staging.area_root(_folders(params)[0], name)
+    return name, WarmKernel(notebooks_dir, {**os.environ, staging.ENV: str(root)})
+
+
+def _drop_warm(warm: dict[str, tuple[str, WarmKernel]], name: str) -> None:
+    if name in warm:
+        warm.pop(name)[1].shutdown()
 
 
 def _run_staged(
@@ -485,14 +516,23 @@ def _run_staged(
     why: str,
     hide_code: bool,
     notebooks_dir: Path,
+    name: str,
+    km: Any,
 ) -> tuple[StageOutcome, str | None]:
     """Run one stage in a staging area; promote its outputs if it succeeds."""
     data_dir, reports_dir = _folders(params)
     log.info("stage_start", stage=stage.name, notebook=stage.notebook, reason=why)
-    area = staging.Staging.begin(stage.name, stage_outputs(stage, params), data_dir, reports_dir)
+    finals = stage_outputs(stage, params)
+    area = staging.Staging.begin(stage.name, finals, data_dir, reports_dir, name)
     try:
         ran = run_stage(
-            stage, params, reports_dir, hide_code=hide_code, notebooks_dir=notebooks_dir, area=area
+            stage,
+            params,
+            reports_dir,
+            hide_code=hide_code,
+            notebooks_dir=notebooks_dir,
+            area=area,
+            km=km,
         )
     except BaseException:
         area.discard()

@@ -67,7 +67,12 @@ class Staging:
 
     @classmethod
     def begin(
-        cls, stage: str, finals: Sequence[Path], data_dir: Path, reports_dir: Path
+        cls,
+        stage: str,
+        finals: Sequence[Path],
+        data_dir: Path,
+        reports_dir: Path,
+        name: str | None = None,
     ) -> Staging:
         """Create the area and clone the current outputs into it.
 
@@ -79,8 +84,10 @@ class Staging:
             The stage's declared outputs (each under ``data_dir`` or ``reports_dir``).
         data_dir, reports_dir
             The project's folders.
+        name
+            The area's name (:func:`area_name`), when a kernel was already told where it is.
         """
-        run = f"{stage}-{uuid.uuid4().hex[:8]}"
+        run = name or area_name(stage)
         bases = {data_dir: data_dir / AREA / run, reports_dir: reports_dir / AREA / run}
         outputs = {}
         for final in finals:
@@ -124,6 +131,16 @@ class Staging:
         """Remove the area: nothing of it is promoted."""
         for folder in self.roots:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def area_name(stage: str) -> str:
+    """Return a new staging area name for ``stage``."""
+    return f"{stage}-{uuid.uuid4().hex[:8]}"
+
+
+def area_root(data_dir: Path, name: str) -> Path:
+    """Return the folder of the staging area ``name`` (what ``QUIRE_STAGING`` points at)."""
+    return data_dir / AREA / name
 
 
 def _clone(final: Path, staged: Path) -> None:
