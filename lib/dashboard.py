@@ -61,7 +61,26 @@ def _status_html(summary: dict[str, Any]) -> str:
         f"{label}</span> &nbsp; {summary['verdict']}<br>"
         f"model <b>{summary['model']}</b> version {summary['version']} · run "
         f"{summary['time'][:19].replace('T', ' ')} UTC · {cur['rows']:,} current rows "
-        f"({cur['source']}) vs {ref['rows']:,} reference rows</div>"
+        f"({cur['source']}) vs {ref['rows']:,} reference rows"
+        f"{_lineage_html(summary.get('lineage'))}</div>"
+    )
+
+
+def _lineage_html(lineage: dict[str, Any] | None) -> str:
+    """One line: the monitored version's MLflow run, params, code and training data."""
+    if not lineage:
+        return ""
+    run = html.escape(str(lineage.get("run_id") or ""))
+    url = html.escape(str(lineage.get("mlflow_url") or ""))
+    trained = f'<a href="{url}" target="_blank">{run[:12]}</a>' if url else run[:12]
+    data = lineage.get("data_manifest") or {}
+    rows = f"{data['rows']:,} rows of {html.escape(str(data.get('dataset')))}" if data else "?"
+    return (
+        f'<br><span class="quire-lineage">trained in MLflow run {trained} · params '
+        f"<code>{html.escape(str(lineage.get('params_digest')))}</code> · git "
+        f"<code>{html.escape(str(lineage.get('git_commit') or '')[:12])}</code> · on {rows} "
+        f"(manifest <code>{html.escape(str(lineage.get('manifest_sha256') or '')[:12])}</code>)"
+        "</span>"
     )
 
 

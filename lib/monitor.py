@@ -327,6 +327,7 @@ class MonitorResult:
     alerts: list[Any]
     delivery: Any
     out_dir: Path
+    lineage: dict[str, Any] | None = None  # where the monitored version came from (lib.lineage)
 
     @property
     def verdict(self) -> str:
@@ -366,6 +367,7 @@ class MonitorResult:
             "alerts": [a.__dict__ for a in self.alerts],
             "webhook": None if self.delivery is None else self.delivery.__dict__,
             "verdict": self.verdict,
+            "lineage": self.lineage,
         }
 
     # --- presentation (04_monitor) ---
@@ -589,6 +591,7 @@ def run_monitor(params: Params, *, webhook_url: str | None = None) -> MonitorRes
     result = MonitorResult(
         run_id, now, name, model.version, schema, ref, cur, features, outputs, output_frame,
         ref_metrics, cur_metrics, windows, concept, missing, alerts, delivery, out,
+        _model_lineage(name, model.version),
     )  # fmt: skip
     save_results(result, m.history_runs)
     log.info(
@@ -684,6 +687,21 @@ def save_results(result: MonitorResult, history_runs: int) -> None:
     for bound in ("current_from", "current_to"):  # typed even when NaT: history concatenates
         rows[bound] = pd.to_datetime(rows[bound], utc=True)
     append_history(out / HISTORY, rows, history_runs)
+
+
+def _model_lineage(name: str, version: str | None) -> dict[str, Any] | None:
+    """Lineage of the monitored version for the saved results (None when it has none)."""
+    from mlflow.exceptions import MlflowException
+
+    from lib.lineage import model_lineage
+
+    if version is None:
+        return None
+    try:
+        return model_lineage(name, str(version))
+    except MlflowException as exc:
+        log.warning("lineage_not_found", model=name, version=version, error=str(exc)[:200])
+        return None
 
 
 def _time_bound(current: Current, which: str) -> pd.Timestamp | None:

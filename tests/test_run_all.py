@@ -213,3 +213,22 @@ def check_incremental_runs(root: Path, ingest_html: bytes) -> None:
         "would run",
         "its outputs are missing or were changed",
     )
+
+
+def test_retrain_on_alert_runs_ingest_to_evaluate_only_when_labels_came_back(tmp_path, monkeypatch):
+    from lib import runner
+
+    calls = []
+    monkeypatch.setattr(
+        runner, "run_pipeline", lambda params, stages, **kw: calls.append((stages, kw)) or []
+    )
+    params = load_params(overrides=[*dirs_overrides(tmp_path), "monitor.retrain_on_alert=true"])
+    assert runner._retrain_on_alert(params, False, ["key_feature: drifted"]) == 0
+    assert calls == []  # no labels yet: nothing to learn from
+    labels = tmp_path / "data" / "feedback" / "quire-churn"
+    labels.mkdir(parents=True)
+    (labels / "ids.csv").write_text("request_id,row,churned\nabc,0,1\n")
+    assert runner._retrain_on_alert(params, False, ["key_feature: drifted"]) == 0
+    ((stages, kw),) = calls
+    assert [s.name for s in stages] == ["ingest", "train", "evaluate"]
+    assert kw["force"] == ["ingest"]

@@ -33,6 +33,8 @@ def test_widgets_build_from_saved_results_and_react(results):
     view = Dashboard(results)
     features = view.table["column"].tolist()
     assert "DRIFT" in view.status.value or "ALERTS" in view.status.value
+    assert "trained in MLflow run" in view.status.value  # the monitored version's lineage
+    assert "#/experiments/" in view.status.value
     assert view.table_html.value.count("<tr") == len(features) + 1  # header + one per feature
     view.sort_by.value = "column"
     first = view.table_html.value.index(f"<td>{sorted(features)[0]}</td>")

@@ -48,6 +48,9 @@ def test_results_are_saved_for_the_dashboard_and_history_grows(root):
     second = monitor.run_monitor(params, webhook_url="")
     saved = monitor.load_latest(second.out_dir)
     assert saved["summary"]["run_id"] == second.run_id
+    lineage = saved["summary"]["lineage"]  # the dashboard shows where the version came from
+    assert lineage["version"] == str(second.version) and lineage["run_id"]
+    assert lineage["data_manifest"]["dataset"] == "churn" and lineage["params_digest"]
     assert saved["summary"]["drifted"] == [c.column for c in second.features.columns if c.drifted]
     assert set(saved["distributions"]) >= {"monthly_charges", "prediction", "proba_1"}
     history = saved["history"]
