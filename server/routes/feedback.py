@@ -16,12 +16,31 @@ from server.deps import Model, State, require_api_key
 
 router = APIRouter(tags=["feedback"], dependencies=[Depends(require_api_key)])
 
+_LABELS_SCHEMA = {
+    "type": "object",
+    "required": ["labels"],
+    "properties": {
+        "labels": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "required": ["request_id", "label"],
+                "properties": {
+                    "request_id": {"type": "string", "minLength": 1},
+                    "row": {"type": "integer", "minimum": 0, "default": 0},
+                    "label": {"description": "the true value: one of the model's classes"},
+                },
+            },
+        }
+    },
+}
 _DOC = {
     "description": (
-        'Labels for served rows: {"labels": [{"request_id": "...", "row": 0, "label": ...}]} '
-        "(row: the row's position in a batch request, 0 by default)."
+        "Labels for served rows (row: the row's position in a batch request, 0 by default)."
     ),
     "required": True,
+    "content": {"application/json": {"schema": _LABELS_SCHEMA}},
 }
 
 

@@ -30,9 +30,14 @@ def operations(served_params):
 
 
 def test_every_route_is_in_the_schema(operations):
-    assert {"POST /predict", "POST /predict/batch", "POST /invocations", "GET /model"} <= set(
-        operations
-    )
+    assert {
+        "POST /predict",
+        "POST /predict/batch",
+        "POST /invocations",
+        "GET /model",
+        "POST /feedback",
+        "GET /lineage/{request_id}",
+    } <= set(operations)
     assert any(name.startswith("POST /v2/models/") for name in operations)
 
 
