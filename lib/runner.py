@@ -416,8 +416,6 @@ def run_pipeline(
             "status": "running",
             "pid": os.getpid(),
         }
-        write_status(reports_dir, status)
-    lib_hash = fingerprint.code_hash()
     forced = {s.name for s in stages} if force is True else set(force or [])
     selected = {s.name for s in stages}
     if stages and all(s in STAGES for s in stages):  # stages not selected still feed later ones
@@ -429,7 +427,10 @@ def run_pipeline(
     failed = rerun_upstream = False
     current: Stage | None = None
     warm: dict[str, tuple[str, WarmKernel]] = {}  # the next stage's kernel, started ahead
-    try:
+    try:  # from the moment the run is recorded, a signal marks it interrupted
+        if not dry_run:
+            write_status(reports_dir, status)
+        lib_hash = fingerprint.code_hash()
         for stage in tqdm(span, desc="stages", unit="stage", disable=len(stages) < 2 or dry_run):
             current = stage
             if stage.name not in selected:  # its outputs as they are now
