@@ -25,7 +25,7 @@ import os
 import shutil
 import signal
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -177,12 +177,7 @@ def location(final: Path) -> Path:
     staging area; everything else (the stage's inputs, other stages' outputs) is read in place.
     """
     staging = active()
-    if staging is None:
-        return final
-    for out, staged in staging.outputs.items():
-        if final == Path(out) or final.is_relative_to(out):
-            return Path(staged) / final.relative_to(out)
-    return final
+    return final if staging is None else _remap(final, staging.outputs.items())
 
 
 def published(path: Path) -> Path:
@@ -190,9 +185,14 @@ def published(path: Path) -> Path:
     staging = active()
     if staging is None:
         return path
-    for out, staged in staging.outputs.items():
-        if path == Path(staged) or path.is_relative_to(staged):
-            return Path(out) / path.relative_to(staged)
+    return _remap(path, ((staged, out) for out, staged in staging.outputs.items()))
+
+
+def _remap(path: Path, pairs: Iterable[tuple[str, str]]) -> Path:
+    """Move ``path`` from under the first ``from`` folder containing it to under its ``to``."""
+    for source, target in pairs:
+        if path == Path(source) or path.is_relative_to(source):
+            return Path(target) / path.relative_to(source)
     return path
 
 
