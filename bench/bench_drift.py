@@ -194,22 +194,12 @@ def dashboard_open(repeats: int, work: Path) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
     from lib.dashboard import RESULTS_ENV, Dashboard, voila_command
+    from lib.params import folder_overrides
     from tests.server.helpers import free_port
 
     project = work / "project"
     args = [sys.executable, str(ROOT / "run_all.py"), "--params", str(ROOT / "params" / "ci.yaml")]
-    args += [
-        "-p",
-        f"project.data_dir={project / 'data'}",
-        "-p",
-        f"project.reports_dir={project / 'reports'}",
-    ]
-    args += [
-        "-p",
-        f"project.logs_dir={project / 'logs'}",
-        "-p",
-        f"mlflow.store_dir={project / 'mlruns'}",
-    ]
+    args += [a for o in folder_overrides(project) for a in ("-p", o)]
     args += ["-p", "monitor.evidently_report=false"]
     subprocess.run(
         args, check=True, capture_output=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}

@@ -47,6 +47,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import ROOT, median, save
+from lib.params import folder_overrides
 
 STAGE_NAMES = ("ingest", "train", "evaluate", "monitor")
 
@@ -220,15 +221,6 @@ def _snippet(code: str, config: dict) -> list[str]:
     return [sys.executable, "-c", path + RESOLVE + code, json.dumps(config)]
 
 
-def _folder_overrides(work: Path) -> list[str]:
-    return [
-        f"project.data_dir={work / 'data'}",
-        f"project.reports_dir={work / 'reports'}",
-        f"project.logs_dir={work / 'logs'}",
-        f"mlflow.store_dir={work / 'mlruns'}",
-    ]
-
-
 def _stage_seconds(work: Path) -> dict[str, float]:
     """Each notebook's execution time as run_all recorded it (papermill and kernel included)."""
     status = json.loads((work / "reports" / "status.json").read_text())
@@ -270,7 +262,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="quire-overhead-") as tmp:
         root = Path(tmp)
         seed = root / "seed"
-        config = {"presets": presets, "overrides": _folder_overrides(seed) + extra}
+        config = {"presets": presets, "overrides": folder_overrides(seed) + extra}
         rows = _run(_snippet(GENERATE, config))[1]["rows"]
         script = root / "plain.py"
         script.write_text(
@@ -282,7 +274,7 @@ def main() -> None:
             for side in order:
                 work = root / f"{side}-{repeat}"
                 shutil.copytree(seed / "data" / "raw", work / "data" / "raw")
-                overrides = _folder_overrides(work) + extra
+                overrides = folder_overrides(work) + extra
                 config = {"stages": stages, "presets": presets, "overrides": overrides}
                 if side == "plain":
                     cmd = [sys.executable, str(script), json.dumps(config)]

@@ -428,6 +428,19 @@ def _override_layers(overrides: Sequence[str]) -> list[tuple[str, dict[str, Any]
     return layers
 
 
+def folder_overrides(root: Path) -> list[str]:
+    """Return ``-p`` overrides putting a project's data, reports, logs and MLflow store in ``root``.
+
+    For benchmarks and tests that must never write into the project's own folders.
+    """
+    return [
+        f"project.data_dir={root / 'data'}",
+        f"project.reports_dir={root / 'reports'}",
+        f"project.logs_dir={root / 'logs'}",
+        f"mlflow.store_dir={root / 'mlruns'}",
+    ]
+
+
 def add_layer_arguments(parser: argparse.ArgumentParser, example: str) -> None:
     """Add the parameter layers every Quire command takes: ``--params FILE`` and ``-p KEY=VALUE``.
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lib.params import Params, load_params
+from lib.params import Params, folder_overrides, load_params
 from lib.paths import PARAMS_DIR
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -17,12 +17,7 @@ os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 
 def dirs_overrides(root: Path) -> list[str]:
-    return [
-        f"project.data_dir={root / 'data'}",
-        f"project.reports_dir={root / 'reports'}",
-        f"project.logs_dir={root / 'logs'}",
-        f"mlflow.store_dir={root / 'mlruns'}",
-    ]
+    return folder_overrides(root)
 
 
 @pytest.fixture
