@@ -94,16 +94,32 @@ async def predict_batch(request: Request, state: State, _: Model) -> FastJSONRes
 
 def _lineage(model: LoadedModel) -> dict[str, Any] | None:
     """Where the served version came from (None for a model not loaded from the registry)."""
+    if not model.name or model.version is None:
+        return None
+    return _version_lineage(str(model.name), str(model.version))
+
+
+_LINEAGE: dict[tuple[str, str, str], dict[str, Any]] = {}  # (store, name, version)
+
+
+def _version_lineage(name: str, version: str) -> dict[str, Any] | None:
+    """Return a version's lineage, looked up once per version (not on every GET /model).
+
+    Its runs, params and training data never change; a failed lookup is not kept, so a
+    registry that was briefly unreachable is asked again next time.
+    """
+    import mlflow
     from mlflow.exceptions import MlflowException
 
     from lib.lineage import model_lineage
 
-    if not model.name or model.version is None:
-        return None
-    try:
-        return model_lineage(str(model.name), str(model.version))
-    except MlflowException:
-        return None
+    key = (mlflow.get_tracking_uri(), name, version)
+    if key not in _LINEAGE:
+        try:
+            _LINEAGE[key] = model_lineage(name, version)
+        except MlflowException:
+            return None
+    return _LINEAGE[key]
 
 
 @router.get("/model")
