@@ -29,7 +29,7 @@ NBSTRIPOUT_EXTRA_KEYS := $(addprefix metadata.language_info.,codemirror_mode fil
 IN_GIT := $(shell git rev-parse --git-dir >/dev/null 2>&1 && echo yes)
 
 .PHONY: help install run test test-fast lint format lock bench mlflow-ui serve dashboard clean demo \
-	lab kernel git-filter strip
+	lab kernel git-filter strip vendor-plotly
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | \
@@ -77,6 +77,20 @@ serve: $(STAMP) ## serve the champion over REST on http://127.0.0.1:8000 (QUIRE_
 DASHBOARD_PORT ?= 8866
 dashboard: $(STAMP) ## serve the Voila drift dashboard on http://127.0.0.1:$(DASHBOARD_PORT)
 	$(BIN)/python -m lib.dashboard --port $(DASHBOARD_PORT)
+
+# The dashboard's plotly.js (lib/dashboard.py, PLOTLY_BASIC): npm's basic bundle at the plotly.js
+# version the installed plotly package carries. Committed, so installing needs no npm; run this
+# after upgrading plotly (tests/lib/test_dashboard.py fails until the versions match).
+PLOTLY_BASIC_DIR := lib/vendor/plotly-basic
+vendor-plotly: $(STAMP) ## refresh the dashboard's vendored plotly.js basic bundle from npm
+	@version=$$($(BIN)/python -c 'import plotly.offline as o; print(o.get_plotlyjs_version())') && \
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	(cd "$$tmp" && npm pack --silent "plotly.js-basic-dist-min@$$version" >/dev/null && \
+	 tar xzf plotly.js-basic-dist-min-*.tgz) && \
+	for f in plotly-basic.min.js LICENSE package.json; do \
+		cp "$$tmp/package/$$f" "$(PLOTLY_BASIC_DIR)/$$f.tmp" && \
+		mv "$(PLOTLY_BASIC_DIR)/$$f.tmp" "$(PLOTLY_BASIC_DIR)/$$f"; done && \
+	echo "$(PLOTLY_BASIC_DIR): plotly.js-basic-dist-min $$version"
 
 kernel: $(STAMP) ## install .venv's Python as the Jupyter kernel the notebooks name (python3)
 	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) \

@@ -8,10 +8,12 @@ reads only the saved results of the monitor stage (``data/monitoring/<model>/``)
 from __future__ import annotations
 
 import argparse
+import functools
 import html
 import json
 import os
 import sys
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -32,7 +34,14 @@ from lib.paths import NOTEBOOKS_DIR
 RESULTS_ENV = "QUIRE_DASHBOARD_RESULTS"
 NOTEBOOK = NOTEBOOKS_DIR / "dashboard.ipynb"
 CULL_IDLE_SECONDS = 300
-PLOTLY = "application/vnd.plotly.v1+json"  # drawn by the plotly extension, in plotly.js
+# plotly.js's basic bundle (bar, pie and scatter traces: all the dashboard draws), vendored from
+# npm's plotly.js-basic-dist-min at the plotly.js version of the installed plotly package
+# (``make vendor-plotly``): 1.1 MB against the full bundle's 4.5 MB, which the plotly JupyterLab
+# extension would load and the browser needs seconds to evaluate on a busy machine.
+PLOTLY_BASIC = Path(__file__).parent / "vendor" / "plotly-basic" / "plotly-basic.min.js"
+# Voila leaves these JupyterLab extensions out of the page: charts come with their own plotly.js
+# and no code is shown (nothing for pygments to colour).
+UNUSED_EXTENSIONS = ("jupyterlab-plotly", "jupyterlab_pygments")
 
 
 def results_dir(given: str | None = None) -> Path:
@@ -94,35 +103,87 @@ def _picked_html(table: pd.DataFrame, name: str) -> str:
     )
 
 
-def _bundle(figure: Any) -> tuple[dict[str, Any], ...]:
-    """Return Output-widget outputs showing one plotly figure (Voila's plotly extension)."""
-    data = {PLOTLY: figure.to_plotly_json(), "text/plain": "figure"}
-    return ({"output_type": "display_data", "data": data, "metadata": {}},)
-
-
 def _html(text: str) -> tuple[dict[str, Any], ...]:
     """Return Output-widget outputs showing one piece of HTML."""
     return ({"output_type": "display_data", "data": {"text/html": text}, "metadata": {}},)
 
 
-def _pending(outputs: tuple[dict[str, Any], ...]) -> tuple[dict[str, Any], ...]:
+# Runs in the page (an Output widget's outputs are trusted, so their scripts run). Draws one
+# figure once plotly.js is there, when the page is idle: a visitor's clicks and the kernel's
+# answers to them come first. The kernel sends plotly.js only when the page asks for charts.
+CHART_JS = """<div id="%(id)s" class="quire-chart" style="height:%(height)dpx"></div>
+<script>
+(function draw(tries) {
+  var div = document.getElementById("%(id)s");
+  if (!div) { return; }
+  if (!window.Plotly) {
+    if (tries < 1200) { setTimeout(function () { draw(tries + 1); }, 25); }
+    else { div.textContent = "the chart library did not load: reload the page"; }
+    return;
+  }
+  var figure = %(figure)s;
+  (window.requestIdleCallback || setTimeout)(function () {
+    if (!document.getElementById("%(id)s")) { return; }
+    window.Plotly.newPlot(div, figure.data, figure.layout, {responsive: true, displaylogo: false});
+  }, {timeout: 1000});
+})(0);
+</script>"""
+
+
+def _chart(figure: Any) -> str:
+    """Return the HTML that draws one plotly figure in the page."""
+    import plotly.io as pio
+
+    return CHART_JS % {
+        "id": f"quire-chart-{uuid.uuid4().hex}",
+        "height": _height(figure),
+        "figure": pio.to_json(figure, validate=False).replace("</", "<\\/"),
+    }
+
+
+def _height(figure: Any) -> int:
+    return int(figure.layout.height or 360)
+
+
+def _pending(height: int) -> str:
     """Return a placeholder as tall as the charts it stands for (the page does not jump)."""
-    height = sum(o["data"][PLOTLY]["layout"].get("height", 360) for o in outputs)
-    return _html(
+    return (
         f'<div class="quire-pending" style="height:{height}px;color:#777;padding:8px">'
         "loading chart</div>"
     )
 
 
-# Runs in the page (an Output widget's outputs are trusted, so its scripts run): once the status
-# banner is drawn, it clicks the hidden button that asks the kernel for the charts. Evaluating
-# plotly.js (4.5 MB) takes the browser about two seconds on a busy 2-core machine; asked for
-# only now, it no longer holds back the status, the table and the controls.
+def plotly_js() -> str:
+    """Return HTML that loads the page's plotly.js (its basic bundle, vendored) when idle.
+
+    The source travels as inert text; an async script made from it is compiled off the main
+    thread, so the page stays responsive while it loads.
+    """
+    return (
+        f'<script type="text/plain" class="quire-plotly-src">{_plotly_source()}</script>'
+        "<script>(window.requestIdleCallback || setTimeout)(function () {"
+        'var source = document.querySelector(".quire-plotly-src");'
+        'var script = document.createElement("script"); script.async = true;'
+        'var blob = new Blob([source.textContent], {type: "text/javascript"});'
+        "script.src = URL.createObjectURL(blob);"
+        "document.head.appendChild(script); source.remove();"
+        "}, {timeout: 1000});</script>"
+    )
+
+
+@functools.cache
+def _plotly_source() -> str:
+    return PLOTLY_BASIC.read_text(encoding="utf-8")
+
+
+# Runs in the page: once the status banner is drawn and painted, it clicks the hidden button that
+# asks the kernel for plotly.js and the charts, so that evaluating plotly.js (about 0.2 s on an
+# idle machine, a second under load) never holds back the status, the table and the controls.
 CHARTS_LOADER = """<script>
 (function ask() {
   var button = document.querySelector(".quire-charts-ready");
   if (!button || !document.querySelector(".quire-status")) { setTimeout(ask, 50); return; }
-  requestAnimationFrame(function () { setTimeout(function () { button.click(); }, 0); });
+  (window.requestIdleCallback || setTimeout)(function () { button.click(); }, {timeout: 1000});
 })();
 </script>"""
 
@@ -172,7 +233,7 @@ class Dashboard:
         self.run_id = summary.get("run_id")
         self.table = feature_table(self.data["features"])
         self.status.value = _status_html(summary)
-        self._show(self.history, _bundle(drift_share_figure(self.data["history"])))
+        self._show(self.history, drift_share_figure(self.data["history"]))
         sort_by = self.sort_by.value if self.sort_by.value in self.table.columns else "score"
         self.sort_by.options = list(self.table.columns)  # resets the value: set it after
         self.sort_by.value = sort_by if sort_by in self.table.columns else None
@@ -182,18 +243,16 @@ class Dashboard:
         self.picker.value = keep or (columns[0] if columns else None)
         outputs = self.data["outputs"]
         names = outputs["column"].tolist()[:2] if not outputs.empty else []
-        self._show(self.predictions, sum((_bundle(self._distribution(n)) for n in names), ()))
+        self._show(self.predictions, *(self._distribution(n) for n in names))
         windows = self.data["windows"]
         if windows is None or windows.empty:
             note = "No labels for the current rows: quality is not measured."
-            self._show(
-                self.performance,
-                ({"output_type": "display_data", "data": {"text/plain": note}, "metadata": {}},),
-            )
+            self.charts[self.performance.model_id] = ()
+            self.performance.outputs = _html(f'<p class="quire-note">{note}</p>')
         else:
             metric = str(windows["metric"].iloc[0])
             figure = windows_figure(windows, summary.get("reference_metrics"), metric)
-            self._show(self.performance, _bundle(figure))
+            self._show(self.performance, figure)
         table = alerts_table(self.data["alerts"])
         self.alerts.value = table.to_html(index=False, classes="quire-alerts", border=0)
         self.draw_table()
@@ -202,17 +261,22 @@ class Dashboard:
     def _chart_outputs(self) -> tuple[Any, ...]:
         return (self.history, self.chart, self.predictions, self.performance)
 
-    def _show(self, out: Any, outputs: tuple[dict[str, Any], ...]) -> None:
-        """Show a chart's outputs, or keep them until the page asks for the charts."""
-        self.charts[out.model_id] = outputs
-        charts = tuple(o for o in outputs if PLOTLY in o["data"])
-        out.outputs = outputs if self.charts_live or not charts else _pending(charts)
+    def _show(self, out: Any, *figures: Any) -> None:
+        """Show figures in an Output widget, or keep them until the page asks for the charts."""
+        self.charts[out.model_id] = _html("".join(_chart(f) for f in figures))
+        if self.charts_live:
+            out.outputs = self.charts[out.model_id]
+        else:
+            out.outputs = _html(_pending(sum(_height(f) for f in figures)))
 
     def show_charts(self) -> None:
-        """Send every chart to the page (it asks once its status banner is drawn)."""
-        self.charts_live = True
+        """Send plotly.js, then every chart, to the page (it asks once its status is drawn)."""
+        if not self.charts_live:
+            self.charts_live = True
+            self.loader.outputs = _html(plotly_js())
         for out in self._chart_outputs():
-            out.outputs = self.charts.get(out.model_id, ())
+            if out.model_id in self.charts:
+                out.outputs = self.charts[out.model_id]
 
     def _distribution(self, name: str) -> Any:
         dists = self.data["distributions"]
@@ -230,7 +294,7 @@ class Dashboard:
         if self.picker.value:
             self.figure = self._distribution(self.picker.value)
             self.picked.value = _picked_html(self.table, self.picker.value)
-            self._show(self.chart, _bundle(self.figure))
+            self._show(self.chart, self.figure)
 
     def refresh(self) -> bool:
         """Reload if a newer monitor run has been saved; return whether it did."""
@@ -289,6 +353,7 @@ def voila_command(port: int, notebook: Path = NOTEBOOK) -> list[str]:
         "--VoilaConfiguration.show_tracebacks=False",
         "--VoilaConfiguration.file_allowlist=[]",
         "--VoilaConfiguration.file_denylist=['.*']",
+        f"--VoilaConfiguration.extension_denylist={list(UNUSED_EXTENSIONS)}",
         # a kernel that has already run the dashboard waits for the next visitor; its refill
         # starts after the page is drawn, not during
         "--VoilaConfiguration.preheat_kernel=True",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -14,7 +16,15 @@ import httpx
 import pytest
 
 from lib import monitor
-from lib.dashboard import RESULTS_ENV, Dashboard, voila_command
+from lib.dashboard import (
+    PLOTLY_BASIC,
+    RESULTS_ENV,
+    Dashboard,
+    _chart,
+    _plotly_source,
+    voila_command,
+)
+from lib.monitor_plots import drift_share_figure
 from lib.params import load_params
 from tests.conftest import monitor_overrides
 from tests.server.helpers import free_port
@@ -50,13 +60,36 @@ def test_widgets_build_from_saved_results_and_react(results):
     # charts wait for the page to ask (after its status is drawn): a placeholder until then
     assert "quire-pending" in view.chart.outputs[0]["data"]["text/html"]
     assert "quire-charts-ready" in view.loader.outputs[0]["data"]["text/html"]
-    view.charts_ready.click()
-    shown = view.chart.outputs[0]["data"]["application/vnd.plotly.v1+json"]
-    assert shown["layout"]["title"]["text"].startswith(features[-1])
+    view.charts_ready.click()  # the page asks: plotly.js (the basic bundle), then the charts
+    assert "plotly.js (basic - minified)" in view.loader.outputs[0]["data"]["text/html"]
+    assert _titles(view.chart) == [view.figure.layout.title.text]
     view.picker.value = features[0]  # once shown, a pick redraws the chart at once
-    shown = view.chart.outputs[0]["data"]["application/vnd.plotly.v1+json"]
-    assert shown["layout"]["title"]["text"].startswith(features[0])
-    assert len(view.predictions.outputs) >= 1 and len(view.history.outputs) == 1
+    assert _titles(view.chart) == [view.figure.layout.title.text]
+    assert view.figure.layout.title.text.startswith(features[0])
+    assert len(_titles(view.predictions)) >= 1 and len(_titles(view.history)) == 1
+
+
+def _titles(out) -> list[str]:
+    """Return the titles of the figures an Output widget draws (JSON inside its scripts)."""
+    html = "".join(o["data"]["text/html"] for o in out.outputs)
+    figures = re.findall(r"var figure = (.*);\n", html)
+    return [json.loads(f.replace("<\\/", "</"))["layout"]["title"]["text"] for f in figures]
+
+
+def test_charts_need_only_the_vendored_basic_plotly_bundle(results):
+    """The vendored bundle matches the installed plotly's plotly.js and has every trace type."""
+    import plotly.offline
+
+    package = json.loads((PLOTLY_BASIC.parent / "package.json").read_text())
+    assert package["version"] == plotly.offline.get_plotlyjs_version(), "run make vendor-plotly"
+    assert PLOTLY_BASIC.read_text()[:200].count(f"v{package['version']}") == 1
+    view = Dashboard(results)
+    figures = [view.figure, drift_share_figure(view.data["history"])]
+    figures += [view._distribution(n) for n in view.data["outputs"]["column"]]
+    kinds = {trace.type for figure in figures for trace in figure.data}
+    assert kinds and kinds <= {"bar", "pie", "scatter"}  # the basic bundle's trace modules
+    assert "</script" not in _plotly_source()  # embedded inline in the page
+    assert "</" not in "".join(re.findall(r"var figure = (.*);", _chart(view.figure)))
 
 
 def test_dashboard_redraws_when_a_new_monitor_run_lands(monitored_root, results):
@@ -108,6 +141,8 @@ def test_voila_serves_no_files_and_no_code(served):
         assert answer.status_code >= 400 or text not in answer.text, path
     page = httpx.get(served + "/", timeout=60).text
     assert "from lib.dashboard import" not in page
+    # the page loads the widget manager, not the plotly extension's 4.5 MB plotly.js
+    assert "@jupyter-widgets/jupyterlab-manager" in page and "jupyterlab-plotly" not in page
 
 
 @pytest.mark.slow
