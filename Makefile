@@ -75,8 +75,8 @@ serve: $(STAMP) ## serve the champion over REST on http://127.0.0.1:8000 (QUIRE_
 	$(BIN)/python -m server
 
 DASHBOARD_PORT ?= 8866
-dashboard: $(STAMP) ## serve the Voila drift dashboard on http://127.0.0.1:$(DASHBOARD_PORT)
-	$(BIN)/python -m lib.dashboard --port $(DASHBOARD_PORT)
+dashboard: $(STAMP) ## serve the Voila drift dashboard on http://127.0.0.1:$(DASHBOARD_PORT) (ARGS: --params)
+	$(BIN)/python -m lib.dashboard --port $(DASHBOARD_PORT) $(ARGS)
 
 # The dashboard's plotly.js (lib/dashboard.py, PLOTLY_BASIC): npm's basic bundle at the plotly.js
 # version the installed plotly package carries. Committed, so installing needs no npm; run this
@@ -117,9 +117,8 @@ lab: $(STAMP) kernel git-filter ## open JupyterLab at the project root: http://1
 demo: $(STAMP) ## the loop in minutes: pipeline, server, drifted traffic, monitor, dashboard (Ctrl-C ends)
 	$(BIN)/python -m lib.demo $(ARGS)
 
-mlflow-ui: $(STAMP) ## open the MLflow UI on the embedded store (http://127.0.0.1:$(MLFLOW_PORT))
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db \
-		--host 127.0.0.1 --port $(MLFLOW_PORT)
+mlflow-ui: $(STAMP) ## open the MLflow UI on the project's store (http://127.0.0.1:$(MLFLOW_PORT))
+	$(BIN)/python -m lib.tracking --port $(MLFLOW_PORT) $(ARGS)
 
 bench: $(STAMP) ## run the benchmarks in bench/ and print their tables
 	$(BIN)/python bench/bench_ingest.py

@@ -20,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from lib.errors import QuireError
 from lib.monitor_plots import (
     alerts_table,
     distribution_figure,
@@ -44,8 +45,19 @@ PLOTLY_BASIC = Path(__file__).parent / "vendor" / "plotly-basic" / "plotly-basic
 UNUSED_EXTENSIONS = ("jupyterlab-plotly", "jupyterlab_pygments")
 
 
-def results_dir(given: str | None = None) -> Path:
-    """Return the monitoring results folder: given, from the environment, or from params."""
+def results_dir(
+    given: str | None = None, presets: Sequence[str] = (), overrides: Sequence[str] = ()
+) -> Path:
+    """Return the monitoring results folder: given, from the environment, or from params.
+
+    Parameters
+    ----------
+    given
+        A folder; wins over everything else.
+    presets, overrides
+        Parameter layers (``--params``, ``-p``) naming the project whose champion's results to
+        show, as for ``run_all.py``.
+    """
     if given:
         return Path(given)
     if os.environ.get(RESULTS_ENV):
@@ -55,7 +67,7 @@ def results_dir(given: str | None = None) -> Path:
     from lib.params import load_params
     from lib.runner import environment
 
-    params = load_params(env=environment())
+    params = load_params(presets, overrides, env=environment())
     return monitoring_dir(params, tracking.model_name(params))
 
 
@@ -367,11 +379,18 @@ def voila_command(port: int, notebook: Path = NOTEBOOK) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve the dashboard (``make dashboard``) until interrupted."""
+    from lib.params import add_layer_arguments
+
     parser = argparse.ArgumentParser(prog="python -m lib.dashboard", description=__doc__)
     parser.add_argument("--port", type=int, default=8866)
     parser.add_argument("--results", help="monitoring results folder (default: from params)")
+    add_layer_arguments(parser, "project.data_dir=/srv/quire/data")
     args = parser.parse_args(argv)
-    folder = results_dir(args.results)
+    try:
+        folder = results_dir(args.results, args.params, args.overrides)
+    except QuireError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if not (folder / "latest").exists():
         print(
             f"error: {folder / 'latest'}: no monitoring results yet; run the monitor stage "

@@ -20,7 +20,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.svm import SVC, SVR, LinearSVC, LinearSVR
 
 from lib.errors import ParamsError
-from lib.params import Family, TrainParams
+from lib.params import FAMILIES, Family, TrainParams
 from lib.schema import Task
 
 
@@ -52,7 +52,10 @@ def _estimator(
         if classify:
             return LogisticRegression(max_iter=2000, class_weight=weight), "", ""
         return Ridge(random_state=seed), "", "Ridge regression (alpha = 1 / C of the grid)"
-    return _svm(task, p, seed, rows, weight)
+    if family == "svm":
+        return _svm(task, p, seed, rows, weight)
+    choices = ", ".join(FAMILIES)
+    raise ValueError(f"train.families: unknown model family {family!r}; choose from {choices}")
 
 
 def _svm(

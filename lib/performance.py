@@ -13,11 +13,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
 
 from lib.errors import ParamsError
 from lib.schema import Task
-from lib.scoring import bootstrap
+from lib.scoring import bootstrap, roc_auc
 
 WINDOW_METRICS = {
     "binary": ("roc_auc", "accuracy", "f1_macro", "log_loss"),
@@ -35,16 +34,6 @@ class Scored:
     pred: np.ndarray
     proba: np.ndarray | None  # classification: one column per class, in ``classes`` order
     classes: list[Any] | None
-
-
-def _roc_auc(positive: np.ndarray, score: np.ndarray) -> float:
-    """Return ROC AUC from ranks (Mann-Whitney), ties averaged, as scikit-learn computes it."""
-    n1 = int(positive.sum())
-    n0 = len(positive) - n1
-    if n1 == 0 or n0 == 0:
-        return float("nan")
-    ranks = rankdata(score)
-    return float((ranks[positive].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
 def lean_metrics(task: Task, classes: Sequence[Any] | None) -> Any:
@@ -73,9 +62,9 @@ def lean_metrics(task: Task, classes: Sequence[Any] | None) -> Any:
         present = onehot.any(axis=0)
         if present.sum() >= 2:  # ROC AUC needs two classes
             if k == 2:
-                out["roc_auc"] = _roc_auc(onehot[:, 1], proba[:, 1])
+                out["roc_auc"] = roc_auc(onehot[:, 1], proba[:, 1])
             else:  # one-vs-rest macro average over the classes present
-                aucs = [_roc_auc(onehot[:, j], proba[:, j]) for j in np.flatnonzero(present)]
+                aucs = [roc_auc(onehot[:, j], proba[:, j]) for j in np.flatnonzero(present)]
                 out["roc_auc"] = float(np.mean(aucs))
         return out
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import socket
 import subprocess
-from collections.abc import Mapping
+import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -190,3 +192,47 @@ def close_orphaned_runs(experiment_id: str) -> list[str]:
     if closed:
         log.warning("orphaned_runs_closed", experiment=experiment_id, runs=closed)
     return closed
+
+
+def ui_command(params: Params, port: int) -> list[str] | None:
+    """Return the MLflow UI command line for the project's store (None: a tracking server).
+
+    The UI reads the same store the stages write (``mlflow.tracking_uri``, else
+    ``MLFLOW_TRACKING_URI``, else the embedded SQLite store of ``mlflow.store_dir``), on
+    127.0.0.1 only.
+    """
+    uri = tracking_uri(params)
+    if uri.startswith(("http://", "https://", "databricks")):
+        return None
+    mlflow = str(Path(sys.executable).with_name("mlflow"))
+    return [mlflow, "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Open the MLflow UI on the project's store (``make mlflow-ui``) until interrupted."""
+    from lib.errors import QuireError
+    from lib.params import add_layer_arguments, load_params
+    from lib.runner import environment
+
+    parser = argparse.ArgumentParser(
+        prog="python -m lib.tracking", description="Open the MLflow UI on the project's store."
+    )
+    parser.add_argument("--port", type=int, default=5000)
+    add_layer_arguments(parser, "mlflow.store_dir=/srv/quire/mlruns")
+    args = parser.parse_args(argv)
+    try:
+        params = load_params(args.params, args.overrides, env=environment())
+    except QuireError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    command = ui_command(params, args.port)
+    if command is None:
+        print(f"the store is the tracking server {tracking_uri(params)}: open its UI there")
+        return 0
+    print(f"MLflow UI on {command[3]}: http://127.0.0.1:{args.port}/")
+    os.execv(command[0], command)
+    return 0  # not reached: execv replaces this process
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
@@ -25,6 +25,7 @@ from lib.paths import resolve
 from lib.serving import InputError, registered_version
 from server.batcher import MicroBatcher
 from server.config import Settings
+from server.deps import require_api_key
 from server.metrics import Metrics
 from server.predlog import PredictionLog
 from server.routes import feedback, health, mlflow_protocol, predict, v2
@@ -81,12 +82,21 @@ class GuardMiddleware:
                 raise _TooLarge
             return message
 
+        request_id = uuid.uuid4().hex
+
         async def tracking_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
+                # every answer names its request: the prediction log's key for labels and lineage
+                # (the MLflow protocol's body has no room for it)
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", request_id.encode()),
+                ]
             await send(message)
 
-        scope.setdefault("state", {})["request_id"] = uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        self.metrics.in_flight.inc()
         try:
             await self.app(scope, limited_receive, tracking_send)
         except _TooLarge:
@@ -94,6 +104,8 @@ class GuardMiddleware:
             await error_body(
                 413, f"the body exceeds {self.max_body:,} bytes; send smaller batches"
             )(scope, receive, send)
+        finally:
+            self.metrics.in_flight.dec()
         self._count(scope, status["code"], started)
 
     def _count(self, scope: Scope, status: int, started: float) -> None:
@@ -147,7 +159,7 @@ def _lifespan(
         state: ServingState = app.state.serving
         model = await state.reload()  # the same load, warm-up and swap as /admin/reload
         if settings.prediction_log:
-            folder = resolve(params.project.data_dir) / "predictions" / str(model.name or "model")
+            folder = resolve(params.project.data_dir) / "predictions" / state.log_name(model)
             state.predlog = PredictionLog(
                 folder, settings.log_flush_rows, settings.log_flush_seconds,
                 on_drop=lambda n: state.metrics.log_drops.inc(n),
@@ -275,7 +287,9 @@ def create_app(settings: Settings | None = None, params: Params | None = None) -
     ):
         app.include_router(router)
 
-    @app.get("/metrics", include_in_schema=False)
+    # guarded like the model's routes: Prometheus sends the key as a bearer token
+    # (authorization.credentials in its scrape config)
+    @app.get("/metrics", include_in_schema=False, dependencies=[Depends(require_api_key)])
     async def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 

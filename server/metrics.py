@@ -34,3 +34,6 @@ class Metrics:
         )
         self.model = Info("quire_model", "The served model", registry=r)
         self.ready = Gauge("quire_ready", "1 when the model is loaded and warm", registry=r)
+        self.in_flight = Gauge(
+            "quire_requests_in_flight", "HTTP requests being answered now", registry=r
+        )

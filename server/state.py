@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 
+from lib import tracking
 from lib.params import Params
 from lib.serving import Batch, LoadedModel, check_rows, load_model
 from server.batcher import MicroBatcher
@@ -36,6 +37,14 @@ class ServingState:
         """Return the model to use now (requests keep the one they started with)."""
         assert self.model is not None
         return self.model
+
+    def log_name(self, model: LoadedModel) -> str:
+        """Return the model's folder name for its prediction log and labels.
+
+        The registered name; a model served from a local folder has none, and goes under the
+        project's model name, where the monitor stage and ``--retrain`` look.
+        """
+        return str(model.name or tracking.model_name(self.params))
 
     def install(self, model: LoadedModel) -> None:
         """Warm the model up with one prediction, then make it the served one."""

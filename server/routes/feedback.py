@@ -100,7 +100,7 @@ def _frame(body: Any, model: LoadedModel, limit: int) -> pd.DataFrame:
 async def post_feedback(request: Request, state: State, model: Model) -> dict[str, Any]:
     """Save true labels for served rows; the monitor stage and ``--retrain`` join them by id."""
     labels = _frame(await json_body(request), model, state.settings.max_batch_rows)
-    folder = feedback.feedback_dir(state.params.project.data_dir, str(model.name or "model"))
+    folder = feedback.feedback_dir(state.params.project.data_dir, state.log_name(model))
     path = await asyncio.to_thread(feedback.save_labels, folder, labels)
     return {"accepted": len(labels), "file": path.name}
 
@@ -113,7 +113,7 @@ async def get_lineage(request_id: str, state: State, model: Model) -> dict[str, 
     saw it.
     """
     found = await asyncio.to_thread(
-        lineage.lineage, state.params, str(model.name or "model"), request_id
+        lineage.lineage, state.params, state.log_name(model), request_id
     )
     if found is None:
         raise HTTPException(

@@ -175,3 +175,16 @@ def test_dashboard_in_headless_chromium(served, results, tmp_path):
         page.screenshot(path=str(shot), full_page=True)
         browser.close()
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+
+
+def test_results_folder_follows_the_params_layers(tmp_path, monkeypatch):
+    """make dashboard ARGS="--params FILE -p ..." shows that project's champion's results."""
+    from lib.dashboard import main, results_dir
+
+    monkeypatch.delenv(RESULTS_ENV, raising=False)
+    preset = tmp_path / "preset.yaml"
+    preset.write_text("project:\n  name: penguins\n")
+    folder = results_dir(None, [str(preset)], [f"project.data_dir={tmp_path / 'd'}"])
+    assert folder == tmp_path / "d" / "monitoring" / "quire-penguins"
+    assert main(["-p", f"project.data_dir={tmp_path / 'd'}", "--params", str(preset)]) == 2
+    assert main(["-p", "project.nam=x"]) == 2  # a bad parameter: named, no traceback

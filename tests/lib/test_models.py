@@ -85,3 +85,11 @@ def test_metric_defaults_and_errors():
         ParamsError, match="train.secondary_metrics: 'roc_auc' is not a regression metric"
     ):
         metrics_for("regression", "auto", ["roc_auc"])
+
+
+def test_an_unknown_family_is_named_not_trained_as_an_svm():
+    from lib.models import _estimator
+    from lib.params import load_params
+
+    with pytest.raises(ValueError, match="unknown model family 'bogus'; choose from random_forest"):
+        _estimator("bogus", "binary", load_params().train, 0, 10)  # type: ignore[arg-type]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -109,3 +110,28 @@ def test_from_sections_names_the_notebook_parameter():
     assert params.ingest.split.test == 0.3
     with pytest.raises(ParamsError, match="notebook parameter 'ingest'"):
         from_sections(ingest={"bogus": 1})
+
+
+def test_dotenv_layers_parameters_and_exports_the_rest(tmp_path, monkeypatch):
+    """``.env`` gives QUIRE__ parameters and exports every other variable the process lacks."""
+    from lib.runner import environment
+
+    dotenv = tmp_path / ".env"
+    dotenv.write_text(
+        "QUIRE__PROJECT__SEED=7\nQUIRE_ALERT_WEBHOOK_URL=http://127.0.0.1:9/hook\n"
+        "QUIRE_TEST_SET_BY_PROCESS=from-dotenv\n"
+    )
+    for name in ("QUIRE__PROJECT__SEED", "QUIRE_ALERT_WEBHOOK_URL"):
+        monkeypatch.setenv(name, "")  # recorded, so that the test's exports are undone after it
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("QUIRE_TEST_SET_BY_PROCESS", "from-process")
+    env = environment(dotenv)
+    assert load_params(env=env).project.seed == 7
+    # exported: the stage kernels and the alert webhook read os.environ
+    assert os.environ["QUIRE_ALERT_WEBHOOK_URL"] == "http://127.0.0.1:9/hook"
+    assert env["QUIRE_TEST_SET_BY_PROCESS"] == os.environ["QUIRE_TEST_SET_BY_PROCESS"]
+    assert os.environ["QUIRE_TEST_SET_BY_PROCESS"] == "from-process"  # the process wins
+
+
+def test_dotenv_exports_are_undone_after_the_test_above():
+    assert "QUIRE__PROJECT__SEED" not in os.environ and "QUIRE_ALERT_WEBHOOK_URL" not in os.environ

@@ -99,3 +99,85 @@ def test_segments_and_worst_errors():
     worst = worst_errors(frame, "binary", y, proba.argmax(axis=1), proba, [0, 1], 5)
     assert len(worst) == 5 and (worst.index < 20).all()
     assert list(worst.columns[:3]) == ["actual", "predicted", "p(actual)"]
+
+
+def _sklearn_classification(y, proba, classes, threshold=None):
+    """The reference: every classification metric as scikit-learn computes it."""
+    from lib.scoring import predict_labels
+
+    labels = list(classes)
+    pred = predict_labels(proba, labels, threshold)
+    onehot = (np.asarray(y, dtype=object)[:, None] == np.asarray(labels, dtype=object)).astype(
+        float
+    )
+    p, r, f, _ = skm.precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
+    out = {
+        "accuracy": skm.accuracy_score(y, pred),
+        "precision_macro": p.mean(),
+        "recall_macro": r.mean(),
+        "f1_macro": f.mean(),
+        "log_loss": skm.log_loss(y, proba, labels=labels),
+    }
+    if len(labels) == 2:
+        out["roc_auc"] = skm.roc_auc_score(onehot[:, 1], proba[:, 1])
+        out["pr_auc"] = skm.average_precision_score(onehot[:, 1], proba[:, 1])
+        out["brier"] = skm.brier_score_loss(onehot[:, 1], proba[:, 1])
+    else:
+        present = onehot.sum(axis=0) > 0
+        out["roc_auc"] = skm.roc_auc_score(onehot[:, present], proba[:, present], average="macro")
+        out["pr_auc"] = skm.average_precision_score(onehot[:, present], proba[:, present])
+        out["brier"] = np.mean(np.sum((proba - onehot) ** 2, axis=1))
+    for i, label in enumerate(labels):
+        out[f"precision[{label}]"], out[f"recall[{label}]"], out[f"f1[{label}]"] = p[i], r[i], f[i]
+    return out
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_numpy_metrics_equal_scikit_learn_on_ties_missing_classes_and_resamples(seed):
+    rng = np.random.default_rng(seed)
+    k = 2 if seed % 2 else 3 + seed % 3
+    classes = list(range(k)) if seed % 4 < 2 else [f"class {c}" for c in "abcde"[:k]]
+    n = int(rng.integers(30, 400))
+    weights = rng.dirichlet(np.ones(k))
+    weights[-1] = 0 if k > 2 and seed % 3 == 0 else weights[-1]  # a class never seen
+    y = np.array(classes, dtype=object)[rng.choice(k, n, p=weights / weights.sum())]
+    raw = rng.uniform(0, 1, (n, k)) + 0.7 * (y[:, None] == np.array(classes, dtype=object))
+    proba = np.round(raw / raw.sum(axis=1, keepdims=True), 1 + seed % 2)  # ties
+    proba = proba / proba.sum(axis=1, keepdims=True)
+    threshold = 0.4 if k == 2 else None
+    y = y.astype(int) if isinstance(classes[0], int) else y  # as read from the data
+    got = classification_metrics(y, proba, classes, threshold)
+    want = _sklearn_classification(y, proba, classes, threshold)
+    assert set(got) == set(want)
+    for key in want:
+        assert got[key] == pytest.approx(want[key], rel=1e-9, abs=1e-12), key
+    # the bootstrap gives the same intervals with either (resamples lacking a class included)
+    fn = lambda yy, pp: classification_metrics(yy, pp, classes, threshold)  # noqa: E731
+    ref = lambda yy, pp: _sklearn_classification(yy, pp, classes, threshold)  # noqa: E731
+    small = (y[:25], proba[:25])
+    low, high = bootstrap(fn, small, 30, 0.9, seed)
+    ref_low, ref_high = bootstrap(ref, small, 30, 0.9, seed)
+    assert low == pytest.approx(ref_low, rel=1e-9, abs=1e-12)
+    assert high == pytest.approx(ref_high, rel=1e-9, abs=1e-12)
+
+
+def test_one_class_only_gives_nan_auc_like_scikit_learn():
+    y = np.zeros(20, dtype=int)
+    proba = np.column_stack([np.full(20, 0.7), np.full(20, 0.3)])
+    got = classification_metrics(y, proba, [0, 1])
+    with pytest.warns(UserWarning):  # scikit-learn: undefined, NaN
+        assert np.isnan(skm.roc_auc_score(y, proba[:, 1])) and np.isnan(got["roc_auc"])
+    assert got["accuracy"] == 1.0 and got["pr_auc"] == 0.0
+    with pytest.raises(ValueError, match="outside the classes"):
+        classification_metrics(np.full(20, 5), proba, [0, 1])
+
+
+@pytest.mark.parametrize("truth", ["random", "constant", "constant-exact"])
+def test_numpy_regression_metrics_equal_scikit_learn(truth):
+    rng = np.random.default_rng(1)
+    y = rng.normal(5, 2, 150) if truth == "random" else np.full(150, 3.0)
+    pred = y.copy() if truth == "constant-exact" else y + rng.normal(0, 1, 150)
+    got = regression_metrics(y, pred)
+    assert got["rmse"] == pytest.approx(np.sqrt(skm.mean_squared_error(y, pred)), rel=1e-12)
+    assert got["mae"] == pytest.approx(skm.mean_absolute_error(y, pred), rel=1e-12)
+    assert got["r2"] == pytest.approx(skm.r2_score(y, pred), rel=1e-12)

@@ -19,20 +19,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lib import replay as replay_mod
-from lib.errors import DataValidationError, ParamsError
+from lib.errors import DataValidationError, ParamsError, ServerUnavailableError
 from lib.params import load_params
 from lib.paths import PROJECT_ROOT
 from lib.replay import (
     DEFAULT_URL,
     ReplayConfig,
-    ServerUnavailableError,
     check_url,
     default_url,
     load_source,
     replay,
     request_rows,
 )
+from lib.replay import cli as replay_cli
 from tests.conftest import tiny_training_overrides
 from tests.server.helpers import free_port, real_server, stop
 
@@ -92,8 +91,8 @@ def test_cli_refuses_a_remote_host_before_contacting_it(monkeypatch, capsys):
     def contacted(*args, **kwargs):
         raise AssertionError("the server was contacted")
 
-    monkeypatch.setattr(replay_mod, "server_model", contacted)
-    code = replay_mod.main(["data.csv", "--url", "http://10.1.2.3:8000", "--no-progress"])
+    monkeypatch.setattr(replay_cli, "server_model", contacted)
+    code = replay_cli.main(["data.csv", "--url", "http://10.1.2.3:8000", "--no-progress"])
     assert code == 2
     err = capsys.readouterr().err
     assert "'10.1.2.3' is not loopback" in err and "--allow-remote" in err
@@ -254,7 +253,7 @@ def test_cli_replays_the_production_batch_row_by_row_into_the_log(
     data_dir = tmp_path / "served"
     with server(served_root, data_dir, tmp_path / "server.log") as (base, proc):
         args = ["--url", base, "--concurrency", "4", "--no-progress", "--ids-out", str(ids_out)]
-        code = replay_mod.main([*args, *(a for o in overrides for a in ("-p", o))])
+        code = replay_cli.main([*args, *(a for o in overrides for a in ("-p", o))])
         out = capsys.readouterr().out
         stop(proc)
     assert code == 0, out

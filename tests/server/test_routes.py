@@ -194,6 +194,10 @@ def test_api_key_guards_everything_but_health(served_params, test_rows):
             == 200
         )
         assert c.get("/model", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        assert_clean_error(c.get("/metrics"), 401, "unauthorized")  # predictions by class
+        assert c.get("/metrics", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        for open_route in ("/health/live", "/ping", "/version", "/v2/health/ready", "/docs"):
+            assert c.get(open_route).status_code == 200, open_route  # probes and API docs
 
 
 def test_extra_fields_can_be_ignored(served_params, test_rows):
@@ -209,13 +213,16 @@ def test_prediction_log_written_and_flushed_on_shutdown(served_params, served_ro
     with TestClient(app) as c:
         ids = [c.post("/predict", json=r).json()["request_id"] for r in test_rows[:5]]
         c.post("/predict/batch", json=test_rows[:7])
-        c.post("/invocations", json={"dataframe_records": test_rows[:3]})
+        mlflow_answer = c.post("/invocations", json={"dataframe_records": test_rows[:3]})
         v2 = {"inputs": [{"name": k, "data": [r[k] for r in test_rows[:2]]} for k in test_rows[0]]}
-        c.post("/v2/models/quire-churn/infer", json=v2)
+        v2_answer = c.post("/v2/models/quire-churn/infer", json={**v2, "id": "client-7"})
+    assert v2_answer.json()["id"] == "client-7"  # the protocol echoes the client's id
+    # the log's key for labels comes back in a header (the MLflow body has no room for it)
+    header_ids = {mlflow_answer.headers["x-request-id"], v2_answer.headers["x-request-id"]}
     files = set(folder.glob("part-*.parquet")) - before
     assert len(files) == 1  # buffered, then flushed once at shutdown
     log = pd.read_parquet(files.pop())
-    assert len(log) == 5 + 7 + 3 + 2 and set(ids) <= set(log["request_id"])
+    assert len(log) == 5 + 7 + 3 + 2 and set(ids) | header_ids <= set(log["request_id"])
     assert {"time", "model_version", "prediction", "proba_1", "age"} <= set(log.columns)
     assert str(log["time"].dt.tz) == "UTC" and log["request_id"].nunique() == 5 + 3
     first = log[log["request_id"] == ids[0]].iloc[0]
@@ -239,3 +246,25 @@ def test_openapi_request_schema_comes_from_the_model(client):
     ]
     assert body["items"] == {"$ref": "#/components/schemas/Row"} and body["maxItems"] == 50
     assert client.post("/predict", json=row["example"]).status_code == 200
+
+
+def test_a_model_folder_logs_under_the_projects_model_name(
+    served_params, served_root, tmp_path, test_rows
+):
+    """A local model folder has no registered name: its log goes where the monitor reads it."""
+    import mlflow
+
+    from lib import tracking
+
+    tracking.setup(served_params)
+    source = mlflow.artifacts.download_artifacts(
+        "models:/quire-churn@champion", dst_path=str(tmp_path / "model")
+    )
+    folder = served_root / "data" / "predictions" / "quire-churn"
+    before = set(folder.glob("part-*.parquet")) if folder.exists() else set()
+    app = create_app(Settings(model_uri=source, log_flush_seconds=60), served_params)
+    with TestClient(app) as c:
+        request_id = c.post("/predict", json=test_rows[0]).json()["request_id"]
+    new = set(folder.glob("part-*.parquet")) - before  # other tests' servers log here too
+    assert request_id in set(pd.concat(map(pd.read_parquet, new))["request_id"])
+    assert not (served_root / "data" / "predictions" / "model").exists()

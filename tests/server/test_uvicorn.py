@@ -51,7 +51,7 @@ def test_sigterm_lets_accepted_requests_finish(served_root, test_rows, tmp_path)
                 pool.submit(httpx.post, f"{base}/predict/batch", json=big, timeout=120)
                 for _ in range(3)
             ]
-            time.sleep(0.5)  # sent and being worked on
+            _wait_in_flight(base, 3)  # accepted and being worked on
             proc.send_signal(signal.SIGTERM)
             answers = [f.result() for f in futures]
         assert proc.wait(timeout=60) in (0, -signal.SIGTERM)
@@ -59,3 +59,15 @@ def test_sigterm_lets_accepted_requests_finish(served_root, test_rows, tmp_path)
     assert all(len(a.json()["predictions"]) == len(big) for a in answers)
     with pytest.raises(httpx.TransportError):  # and then it is gone
         httpx.get(f"{base}/health/live", timeout=2)
+
+
+def _wait_in_flight(base: str, requests: int, seconds: float = 60) -> None:
+    """Wait until the server is answering ``requests`` requests (besides this /metrics one)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        text = httpx.get(f"{base}/metrics", timeout=10).text
+        line = next(x for x in text.splitlines() if x.startswith("quire_requests_in_flight "))
+        if float(line.split()[1]) >= requests + 1:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the server did not take {requests} requests in {seconds} s")

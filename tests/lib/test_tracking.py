@@ -1,0 +1,26 @@
+"""The MLflow store the commands agree on (make mlflow-ui opens the one the stages write)."""
+
+from __future__ import annotations
+
+from lib import tracking
+from lib.params import load_params
+
+
+def test_ui_command_opens_the_projects_store(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    params = load_params(overrides=[f"mlflow.store_dir={tmp_path / 'store'}"])
+    command = tracking.ui_command(params, 5123)
+    assert command is not None and command[1] == "ui"
+    assert command[command.index("--backend-store-uri") + 1] == tracking.tracking_uri(params)
+    assert tracking.tracking_uri(params) == f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    assert command[-4:] == ["--host", "127.0.0.1", "--port", "5123"]
+
+
+def test_ui_command_leaves_a_tracking_server_alone():
+    params = load_params(overrides=["mlflow.tracking_uri=http://mlflow.example.internal:5000"])
+    assert tracking.ui_command(params, 5000) is None
+
+
+def test_ui_main_names_a_bad_parameter(capsys):
+    assert tracking.main(["-p", "mlflow.store_dirr=x"]) == 2
+    assert "store_dirr" in capsys.readouterr().err
