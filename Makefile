@@ -126,6 +126,7 @@ bench: $(STAMP) ## run the benchmarks in bench/ and print their tables
 	$(BIN)/python bench/bench_train.py
 	OMP_NUM_THREADS=1 PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/bench_server.py
 	$(BIN)/python bench/bench_drift.py --dashboard
+	$(BIN)/python bench/bench_metrics.py
 
 clean: ## remove generated data, reports, logs and the MLflow store (keeps .venv)
 	rm -rf data reports/*.html reports/*.ipynb reports/*.json logs mlruns mlflow.db

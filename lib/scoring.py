@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
 from sklearn import metrics as skm
 
 from lib.schema import Task
@@ -69,42 +68,51 @@ def classification_metrics(
         "brier": np.mean(np.sum((proba - onehot) ** 2, axis=1)),
     }
     if k == 2:
-        out["roc_auc"] = roc_auc(onehot[:, 1], proba[:, 1])
-        out["pr_auc"] = average_precision(onehot[:, 1], proba[:, 1])
+        out["roc_auc"], out["pr_auc"] = _ranking(onehot[:, 1], proba[:, 1])
         out["brier"] = np.mean((proba[:, 1] - onehot[:, 1]) ** 2)
-    else:
-        present = np.flatnonzero(onehot.any(axis=0))
-        out["roc_auc"] = np.mean([roc_auc(onehot[:, j], proba[:, j]) for j in present])
-        out["pr_auc"] = np.mean([average_precision(onehot[:, j], proba[:, j]) for j in present])
+    else:  # one-vs-rest over the classes present
+        curves = [_ranking(onehot[:, j], proba[:, j]) for j in np.flatnonzero(onehot.any(axis=0))]
+        out["roc_auc"], out["pr_auc"] = np.mean(curves, axis=0)
     for i, label in enumerate(labels):
         out[f"precision[{label}]"], out[f"recall[{label}]"], out[f"f1[{label}]"] = p[i], r[i], f[i]
     return {key: float(v) for key, v in out.items()}
 
 
 def roc_auc(positive: np.ndarray, score: np.ndarray) -> float:
-    """Return ROC AUC from ranks (Mann-Whitney), ties averaged, as scikit-learn computes it.
+    """Return ROC AUC (Mann-Whitney, ties averaged) as scikit-learn computes it.
 
     NaN when ``positive`` is all true or all false (undefined; scikit-learn also gives NaN).
     """
-    n1 = int(positive.sum())
-    n0 = len(positive) - n1
-    if n1 == 0 or n0 == 0:
-        return float("nan")
-    ranks = rankdata(score)
-    return float((ranks[positive].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+    return _ranking(positive, score)[0]
 
 
 def average_precision(positive: np.ndarray, score: np.ndarray) -> float:
     """Return average precision: precision at each distinct score, weighted by recall gained."""
-    order = np.argsort(-np.asarray(score, dtype=float), kind="mergesort")
-    ranked, hits = score[order], positive[order]
-    last = np.r_[np.flatnonzero(np.diff(ranked)), len(ranked) - 1]  # end of each tied group
-    tps = np.cumsum(hits)[last]
-    if tps[-1] == 0:
-        return 0.0
-    precision = tps / (last + 1)
-    recall = tps / tps[-1]
-    return float(np.sum(np.diff(recall, prepend=0.0) * precision))
+    return _ranking(positive, score)[1]
+
+
+def _ranking(positive: np.ndarray, score: np.ndarray) -> tuple[float, float]:
+    """Return (ROC AUC, average precision) from one sort of the scores, highest first."""
+    n = len(score)
+    order = np.argsort(-np.asarray(score, dtype=float))
+    ranked = score[order]
+    ends = np.r_[np.flatnonzero(np.diff(ranked)), n - 1]  # last place of each tied group
+    starts = np.r_[0, ends[:-1] + 1]
+    tps = np.cumsum(positive[order])[ends]  # positives at or above each distinct score
+    n1 = int(tps[-1]) if n else 0
+    n0 = n - n1
+    if n1 == 0 or n0 == 0:
+        auc = float("nan")
+    else:
+        # ascending rank of the tied group, averaged: n - (start + end) / 2 (0-based, descending)
+        in_group = np.diff(tps, prepend=0)
+        rank_sum = float(np.sum(in_group * (n - (starts + ends) / 2)))
+        auc = (rank_sum - n1 * (n1 + 1) / 2) / (n1 * n0)
+    if n1 == 0:
+        return auc, 0.0
+    precision = tps / (ends + 1)
+    recall = tps / n1
+    return auc, float(np.sum(np.diff(recall, prepend=0.0) * precision))
 
 
 def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
