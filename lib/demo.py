@@ -149,7 +149,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("or drop the file in the feedback folder), then retrain:")
         print(f"  mkdir -p {labels} && cp {ids} {labels}/")
         print(f"  {Path(sys.executable).name} run_all.py --retrain {shlex.join(layers)}".rstrip())
-        print("  (the server picks up a new champion within 5 s, without a restart)")
+        delta = params.evaluate.min_delta
+        print("  (the server picks up a new champion within 5 s, without a restart; the gate")
+        print(f"  promotes only a gain of at least evaluate.min_delta = {delta} in the primary")
+        print("  metric, and 03_evaluate's report says which way it went)")
         print("=" * 78, flush=True)
         if args.no_wait:
             return 0
