@@ -18,7 +18,10 @@ from typing import Any
 import pandas as pd
 
 from lib.feedback import log_dir
+from lib.logs import get_logger
 from lib.params import Params
+
+log = get_logger(__name__)
 
 MANIFEST_ARTIFACT = "data_manifest.json"  # logged on the training run by lib.train
 
@@ -34,6 +37,17 @@ def find_rows(folder: Path, request_id: str) -> pd.DataFrame:
     table = dataset.to_table(filter=ds.field("request_id") == request_id)
     frame: pd.DataFrame = table.to_pandas()
     return frame.sort_values("row", ignore_index=True)
+
+
+def known_lineage(name: str, version: str) -> dict[str, Any] | None:
+    """Return :func:`model_lineage`, or None (logged) when the registry cannot give it."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return model_lineage(name, version)
+    except MlflowException as exc:
+        log.warning("lineage_not_found", model=name, version=version, error=str(exc)[:200])
+        return None
 
 
 def model_lineage(name: str, version: str) -> dict[str, Any]:

@@ -530,6 +530,7 @@ def run_monitor(params: Params, *, webhook_url: str | None = None) -> MonitorRes
     MonitorResult
     """
     from lib.alerts import Facts, dispatch, evaluate_rules
+    from lib.lineage import known_lineage
     from lib.serving import load_model
 
     m = params.monitor
@@ -591,7 +592,7 @@ def run_monitor(params: Params, *, webhook_url: str | None = None) -> MonitorRes
     result = MonitorResult(
         run_id, now, name, model.version, schema, ref, cur, features, outputs, output_frame,
         ref_metrics, cur_metrics, windows, concept, missing, alerts, delivery, out,
-        _model_lineage(name, model.version),
+        None if model.version is None else known_lineage(name, str(model.version)),
     )  # fmt: skip
     save_results(result, m.history_runs)
     log.info(
@@ -687,21 +688,6 @@ def save_results(result: MonitorResult, history_runs: int) -> None:
     for bound in ("current_from", "current_to"):  # typed even when NaT: history concatenates
         rows[bound] = pd.to_datetime(rows[bound], utc=True)
     append_history(out / HISTORY, rows, history_runs)
-
-
-def _model_lineage(name: str, version: str | None) -> dict[str, Any] | None:
-    """Lineage of the monitored version for the saved results (None when it has none)."""
-    from mlflow.exceptions import MlflowException
-
-    from lib.lineage import model_lineage
-
-    if version is None:
-        return None
-    try:
-        return model_lineage(name, str(version))
-    except MlflowException as exc:
-        log.warning("lineage_not_found", model=name, version=version, error=str(exc)[:200])
-        return None
 
 
 def _time_bound(current: Current, which: str) -> pd.Timestamp | None:

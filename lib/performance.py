@@ -16,7 +16,7 @@ import pandas as pd
 
 from lib.errors import ParamsError
 from lib.schema import Task
-from lib.scoring import bootstrap, roc_auc
+from lib.scoring import bootstrap, confusion_scores, mean_log_loss, roc_auc
 
 WINDOW_METRICS = {
     "binary": ("roc_auc", "accuracy", "f1_macro", "log_loss"),
@@ -47,16 +47,11 @@ def lean_metrics(task: Task, classes: Sequence[Any] | None) -> Any:
     def classification(y: np.ndarray, pred: np.ndarray, proba: np.ndarray) -> dict[str, float]:
         k = len(labels)
         yi, pi = labels.get_indexer(y), labels.get_indexer(pred)
-        confusion = np.bincount(yi * k + pi, minlength=k * k).reshape(k, k)
-        tp = np.diag(confusion)
-        denominator = confusion.sum(axis=0) + confusion.sum(axis=1)  # 2tp + fp + fn
-        f1 = np.divide(2 * tp, denominator, out=np.zeros(k), where=denominator > 0)
-        eps = np.finfo(float).eps
-        chosen = np.clip(proba[np.arange(len(yi)), yi], eps, 1 - eps)
+        tp, _, _, f1 = confusion_scores(yi, pi, k)
         out = {
             "accuracy": float(tp.sum() / max(len(yi), 1)),
             "f1_macro": float(f1.mean()),
-            "log_loss": float(-np.mean(np.log(chosen))),
+            "log_loss": mean_log_loss(proba, yi),
         }
         onehot = yi[:, None] == np.arange(k)[None, :]
         present = onehot.any(axis=0)

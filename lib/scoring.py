@@ -49,22 +49,14 @@ def classification_metrics(
     if (yi < 0).any():
         raise ValueError(f"y holds values outside the classes {labels}")
     pi = index.get_indexer(np.asarray(predict_labels(proba, labels, threshold), dtype=object))
-    confusion = np.bincount(yi * k + pi, minlength=k * k).reshape(k, k)
-    tp = np.diag(confusion).astype(float)
-    predicted, actual = confusion.sum(axis=0), confusion.sum(axis=1)
-    p = np.divide(tp, predicted, out=np.zeros(k), where=predicted > 0)
-    r = np.divide(tp, actual, out=np.zeros(k), where=actual > 0)
-    both = predicted + actual
-    f = np.divide(2 * tp, both, out=np.zeros(k), where=both > 0)
+    tp, p, r, f = confusion_scores(yi, pi, k)
     onehot = yi[:, None] == np.arange(k)[None, :]
-    eps = np.finfo(float).eps
-    chosen = np.clip(np.asarray(proba, dtype=float), eps, 1 - eps)[np.arange(len(yi)), yi]
     out = {
         "accuracy": tp.sum() / len(yi),
         "precision_macro": p.mean(),
         "recall_macro": r.mean(),
         "f1_macro": f.mean(),
-        "log_loss": -np.mean(np.log(chosen)),
+        "log_loss": mean_log_loss(proba, yi),
         "brier": np.mean(np.sum((proba - onehot) ** 2, axis=1)),
     }
     if k == 2:
@@ -78,6 +70,31 @@ def classification_metrics(
     return {key: float(v) for key, v in out.items()}
 
 
+def confusion_scores(
+    yi: np.ndarray, pi: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Return per-class true positives, precision, recall and F1 from class indices.
+
+    ``yi`` and ``pi`` are the true and predicted classes as indices 0..k-1; a score whose
+    denominator is 0 is 0 (scikit-learn's ``zero_division=0``).
+    """
+    confusion = np.bincount(yi * k + pi, minlength=k * k).reshape(k, k)
+    tp = np.diag(confusion).astype(float)
+    predicted, actual = confusion.sum(axis=0), confusion.sum(axis=1)
+    precision = np.divide(tp, predicted, out=np.zeros(k), where=predicted > 0)
+    recall = np.divide(tp, actual, out=np.zeros(k), where=actual > 0)
+    both = predicted + actual  # 2tp + fp + fn
+    f1 = np.divide(2 * tp, both, out=np.zeros(k), where=both > 0)
+    return tp, precision, recall, f1
+
+
+def mean_log_loss(proba: np.ndarray, yi: np.ndarray) -> float:
+    """Return the log loss of the true classes' probabilities (clipped as scikit-learn does)."""
+    eps = np.finfo(float).eps
+    chosen = np.clip(np.asarray(proba, dtype=float)[np.arange(len(yi)), yi], eps, 1 - eps)
+    return float(-np.mean(np.log(chosen)))
+
+
 def roc_auc(positive: np.ndarray, score: np.ndarray) -> float:
     """Return ROC AUC (Mann-Whitney, ties averaged) as scikit-learn computes it.
 
@@ -86,13 +103,11 @@ def roc_auc(positive: np.ndarray, score: np.ndarray) -> float:
     return _ranking(positive, score)[0]
 
 
-def average_precision(positive: np.ndarray, score: np.ndarray) -> float:
-    """Return average precision: precision at each distinct score, weighted by recall gained."""
-    return _ranking(positive, score)[1]
-
-
 def _ranking(positive: np.ndarray, score: np.ndarray) -> tuple[float, float]:
-    """Return (ROC AUC, average precision) from one sort of the scores, highest first."""
+    """Return (ROC AUC, average precision) from one sort of the scores, highest first.
+
+    Average precision: the precision at each distinct score, weighted by the recall it adds.
+    """
     n = len(score)
     order = np.argsort(-np.asarray(score, dtype=float))
     ranked = score[order]

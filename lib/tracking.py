@@ -229,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command is None:
         print(f"the store is the tracking server {tracking_uri(params)}: open its UI there")
         return 0
-    print(f"MLflow UI on {command[3]}: http://127.0.0.1:{args.port}/")
+    print(f"MLflow UI on {tracking_uri(params)}: http://127.0.0.1:{args.port}/")
     os.execv(command[0], command)
     return 0  # not reached: execv replaces this process
 

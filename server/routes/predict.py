@@ -109,16 +109,15 @@ def _version_lineage(name: str, version: str) -> dict[str, Any] | None:
     registry that was briefly unreachable is asked again next time.
     """
     import mlflow
-    from mlflow.exceptions import MlflowException
 
-    from lib.lineage import model_lineage
+    from lib.lineage import known_lineage
 
     key = (mlflow.get_tracking_uri(), name, version)
     if key not in _LINEAGE:
-        try:
-            _LINEAGE[key] = model_lineage(name, version)
-        except MlflowException:
+        found = known_lineage(name, version)
+        if found is None:
             return None
+        _LINEAGE[key] = found
     return _LINEAGE[key]
 
 
