@@ -63,9 +63,9 @@ def results_dir(
     if os.environ.get(RESULTS_ENV):
         return Path(os.environ[RESULTS_ENV])
     from lib import tracking
+    from lib.env import environment
     from lib.monitor import monitoring_dir
     from lib.params import load_params
-    from lib.runner import environment
 
     params = load_params(presets, overrides, env=environment())
     return monitoring_dir(params, tracking.model_name(params))

@@ -93,11 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the demo; return the exit code."""
     from lib import tracking
+    from lib.env import environment
     from lib.monitor import monitoring_dir
     from lib.monitor_results import SUMMARY
     from lib.params import load_params
     from lib.paths import resolve
-    from lib.runner import environment
 
     args = build_parser().parse_args(argv)
     layers = [a for f in args.params for a in ("--params", f)]

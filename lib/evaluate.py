@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lib import staging, tracking
+from lib import staged, tracking
 from lib.atomic import sha256_file
 from lib.errors import DataValidationError, ModelNotFoundError, ParamsError
 from lib.gate import Decision, decide
@@ -316,7 +316,7 @@ def _record(result: EvaluationResult, version: Any) -> None:
     )
     for key, value in {
         "quire.threshold": str(result.threshold),
-        "quire.reference_dir": str(staging.published(result.reference)),
+        "quire.reference_dir": str(staged.published(result.reference)),
         "quire.test_"
         + result.primary.name: f"{result.scores.loc[result.primary.name, 'value']:.6f}",
     }.items():

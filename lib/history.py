@@ -15,12 +15,11 @@ from typing import Any
 from lib.logs import get_logger
 from lib.params import Params
 from lib.stages import STAGES, Stage
+from lib.tracking import mlflow_ui
 
 log = get_logger(__name__)
 
 RUNS_DIR = "runs"
-MLFLOW_UI_ENV = "QUIRE_MLFLOW_UI_URL"
-MLFLOW_UI_DEFAULT = "http://127.0.0.1:5000"  # where `make mlflow-ui` serves
 
 
 def close_run(reports_dir: Path, status: dict[str, Any], keep: int = 20) -> dict[str, Any]:
@@ -92,11 +91,6 @@ def _link(src: Path, dst: Path) -> None:
         os.link(src, dst)
     except OSError:  # another file system: copy
         shutil.copy2(src, dst)
-
-
-def mlflow_ui() -> str:
-    """Return the MLflow UI's address for links (``QUIRE_MLFLOW_UI_URL``, else `make mlflow-ui`)."""
-    return os.environ.get(MLFLOW_UI_ENV, MLFLOW_UI_DEFAULT).rstrip("/")
 
 
 def stage_runs(stage: Stage, params: Params) -> list[dict[str, str]]:

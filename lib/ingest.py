@@ -17,7 +17,7 @@ import joblib
 import numpy as np
 import pandas as pd
 
-from lib import staging
+from lib import staged
 from lib.atomic import recover_dir, replace_dir, sha256_file, staging_dir
 from lib.errors import DataValidationError
 from lib.generator import generate
@@ -60,7 +60,7 @@ def raw_dir(params: Params) -> Path:
 
 def processed_dir(params: Params) -> Path:
     """Folder of this dataset's processed splits, schema and manifest."""
-    return staging.location(resolve(params.project.data_dir) / "processed" / params.project.name)
+    return staged.location(resolve(params.project.data_dir) / "processed" / params.project.name)
 
 
 def resolve_sources(params: Params) -> tuple[list[Path], Path | None]:

@@ -20,10 +20,9 @@ import pandas as pd
 from lib.feedback import log_dir
 from lib.logs import get_logger
 from lib.params import Params
+from lib.provenance import model_lineage
 
 log = get_logger(__name__)
-
-MANIFEST_ARTIFACT = "data_manifest.json"  # logged on the training run by lib.train
 
 
 def find_rows(folder: Path, request_id: str) -> pd.DataFrame:
@@ -37,66 +36,6 @@ def find_rows(folder: Path, request_id: str) -> pd.DataFrame:
     table = dataset.to_table(filter=ds.field("request_id") == request_id)
     frame: pd.DataFrame = table.to_pandas()
     return frame.sort_values("row", ignore_index=True)
-
-
-def known_lineage(name: str, version: str) -> dict[str, Any] | None:
-    """Return :func:`model_lineage`, or None (logged) when the registry cannot give it."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return model_lineage(name, version)
-    except MlflowException as exc:
-        log.warning("lineage_not_found", model=name, version=version, error=str(exc)[:200])
-        return None
-
-
-def model_lineage(name: str, version: str) -> dict[str, Any]:
-    """Return where a model version came from: runs, params, code and training data."""
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    from lib.history import mlflow_ui
-
-    client = MlflowClient()
-    mv = client.get_model_version(name, version)
-    tags = dict(mv.tags)
-    run_id = str(tags.get("quire.run_id") or mv.run_id)
-    info: dict[str, Any] = {
-        "name": name,
-        "version": str(version),
-        "aliases": list(getattr(mv, "aliases", []) or []),
-        "run_id": run_id,
-        "family": tags.get("quire.family"),
-        "params_digest": tags.get("quire.params_digest"),
-        "git_commit": tags.get("quire.git_commit"),
-        "manifest_sha256": tags.get("quire.manifest_sha256"),
-        "reference_dir": tags.get("quire.reference_dir"),
-        "registered_at": pd.Timestamp(mv.creation_timestamp, unit="ms", tz="UTC").isoformat(),
-    }
-    try:
-        run = client.get_run(run_id)
-        parent = run.data.tags.get("mlflow.parentRunId")
-        info["parent_run_id"] = parent
-        info["mlflow_url"] = f"{mlflow_ui()}/#/experiments/{run.info.experiment_id}/runs/{run_id}"
-        import mlflow
-
-        info["data_manifest"] = _manifest_summary(
-            mlflow.artifacts.load_dict(f"runs:/{parent or run_id}/{MANIFEST_ARTIFACT}")
-        )
-    except (MlflowException, OSError, ValueError) as exc:  # an older run without the artefact
-        info["data_manifest"] = None
-        info["note"] = f"training data manifest not found: {str(exc).splitlines()[0][:200]}"
-    return info
-
-
-def _manifest_summary(manifest: dict[str, Any]) -> dict[str, Any]:
-    keep = ("dataset", "created_at", "params_digest", "task", "target", "rows", "schema_sha256")
-    summary = {k: manifest.get(k) for k in keep}
-    summary["sources"] = [
-        {"path": s.get("path"), "sha256": s.get("sha256")} for s in manifest.get("sources", [])
-    ]
-    summary["splits"] = {k: v.get("rows") for k, v in manifest.get("splits", {}).items()}
-    return summary
 
 
 def monitoring_runs(folder: Path, version: str, when: pd.Timestamp) -> list[dict[str, Any]]:
@@ -156,8 +95,8 @@ def lineage(params: Params, model: str, request_id: str) -> dict[str, Any] | Non
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m lib.lineage REQUEST_ID``: print a prediction's lineage as JSON."""
     from lib import tracking
+    from lib.env import environment
     from lib.params import add_layer_arguments, load_params
-    from lib.runner import environment
 
     parser = argparse.ArgumentParser(prog="python -m lib.lineage", description=__doc__)
     parser.add_argument("request_id")

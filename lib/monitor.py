@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lib import drift, performance, staging, tracking
+from lib import drift, performance, staged, tracking
 from lib.atomic import replace_dir, staging_dir
 from lib.errors import DataValidationError, ParamsError
 from lib.ingest import load_manifest
@@ -48,7 +48,7 @@ from lib.reference import (
     reference_dir,
 )
 from lib.schema import Schema, coerce_column, to_categorical
-from lib.stages import EVIDENTLY_REPORT
+from lib.paths import EVIDENTLY_REPORT
 
 log = get_logger(__name__)
 LOG_KEY = ["request_id", "row"]
@@ -79,7 +79,7 @@ class Current:
 
 def monitoring_dir(params: Params, model: str) -> Path:
     """Folder of one model's monitoring results."""
-    return staging.location(resolve(params.project.data_dir) / "monitoring" / model)
+    return staged.location(resolve(params.project.data_dir) / "monitoring" / model)
 
 
 def drift_kinds(schema: Schema, params: MonitorParams) -> dict[str, Any]:
@@ -530,7 +530,7 @@ def run_monitor(params: Params, *, webhook_url: str | None = None) -> MonitorRes
     MonitorResult
     """
     from lib.alerts import Facts, dispatch, evaluate_rules
-    from lib.lineage import known_lineage
+    from lib.provenance import known_lineage
     from lib.serving import load_model
 
     m = params.monitor
@@ -735,7 +735,7 @@ def save_evidently_report(result: MonitorResult, params: Params) -> Path | None:
     if labelled:
         cur[schema.target] = result.current.y
     probas = [c for c in result.output_frame.columns if c.startswith("proba_")]
-    path = staging.location(resolve(params.project.reports_dir) / EVIDENTLY_REPORT)
+    path = staged.location(resolve(params.project.reports_dir) / EVIDENTLY_REPORT)
     return save_report(
         ref,
         cur,

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lib import staging
+from lib import staged
 from lib.atomic import replace_dir, staging_dir
 from lib.drift import Kind, build_profile
 from lib.paths import resolve
@@ -34,7 +34,7 @@ def proba_column(label: object) -> str:
 
 def reference_dir(data_dir: str, model_name: str, version: str) -> Path:
     """Folder of one model version's monitoring reference."""
-    return staging.location(resolve(data_dir) / "reference" / model_name / f"v{version}")
+    return staged.location(resolve(data_dir) / "reference" / model_name / f"v{version}")
 
 
 def _numeric_profile(values: pd.Series) -> dict[str, Any]:

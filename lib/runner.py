@@ -22,12 +22,13 @@ from typing import Any
 
 import pandas as pd
 
-from lib import staging
+from lib import staged, staging
+from lib.env import environment
 from lib.errors import ParamsError, QuireError
 from lib.kernels import WarmKernel
 from lib.logs import configure_logging, get_logger
 from lib.params import Params, add_layer_arguments, load_params
-from lib.paths import NOTEBOOKS_DIR, PROJECT_ROOT, resolve
+from lib.paths import NOTEBOOKS_DIR, resolve
 from lib.report import read_status, render_html, write_status
 from lib.runlock import RunLock, RunLocked
 from lib.stages import STAGES, Stage, get_stage, output_paths, select_stages
@@ -153,7 +154,7 @@ def run_stage(
     *,
     hide_code: bool,
     notebooks_dir: Path,
-    area: staging.Staging | None = None,
+    area: staged.Staging | None = None,
     km: Any = None,
 ) -> StageOutcome:
     """Execute one notebook and render its report; never raises for a failing notebook.
@@ -458,7 +459,7 @@ def run_pipeline(
                 outcome = StageOutcome(stage, "would run", 0.0, reason=why)
                 rerun_upstream = True
             else:
-                name, kernel = warm.pop(stage.name, (staging.area_name(stage.name), None))
+                name, kernel = warm.pop(stage.name, (staged.area_name(stage.name), None))
                 later = [s for s in span[span.index(stage) + 1 :] if s.name in selected]
                 if later:  # boots and imports while this stage runs
                     warm[later[0].name] = _warm_kernel(later[0], params, notebooks_dir)
@@ -499,9 +500,9 @@ def run_pipeline(
 
 def _warm_kernel(stage: Stage, params: Params, notebooks_dir: Path) -> tuple[str, WarmKernel]:
     """Start ``stage``'s kernel ahead, told where its staging area will be."""
-    name = staging.area_name(stage.name)
-    root = staging.area_root(_folders(params)[0], name)
-    return name, WarmKernel(notebooks_dir, {**os.environ, staging.ENV: str(root)})
+    name = staged.area_name(stage.name)
+    root = staged.area_root(_folders(params)[0], name)
+    return name, WarmKernel(notebooks_dir, {**os.environ, staged.ENV: str(root)})
 
 
 def _drop_warm(warm: dict[str, tuple[str, WarmKernel]], name: str) -> None:
@@ -524,7 +525,7 @@ def _run_staged(
     data_dir, reports_dir = _folders(params)
     log.info("stage_start", stage=stage.name, notebook=stage.notebook, reason=why)
     finals = stage_outputs(stage, params)
-    area = staging.Staging.begin(stage.name, finals, data_dir, reports_dir, name)
+    area = staged.Staging.begin(stage.name, finals, data_dir, reports_dir, name)
     try:
         ran = run_stage(
             stage,
@@ -592,22 +593,6 @@ def summary_table(outcomes: Sequence[StageOutcome], pending: str = "would run") 
         "  ".join(cell.ljust(w) for cell, w in zip(r[:3], widths, strict=True)) + "  " + r[3]
         for r in rows
     )
-
-
-def environment(dotenv: Path = PROJECT_ROOT / ".env") -> dict[str, str]:
-    """Return the process environment over the values of ``.env`` (the process wins).
-
-    ``.env``'s variables that the process does not set are exported too, so that what this
-    command starts (stage kernels, the dashboard's kernels) and the libraries it calls (MLflow,
-    the alert webhook) see the same values: ``.env`` is a set of environment variables, not only
-    parameter overrides.
-    """
-    from dotenv import dotenv_values
-
-    values = {k: v for k, v in dotenv_values(dotenv).items() if v is not None}
-    for key, value in values.items():
-        os.environ.setdefault(key, value)
-    return dict(os.environ)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,8 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lib.errors import ParamsError
-
-EVIDENTLY_REPORT = "04_monitor_evidently.html"
+from lib.paths import EVIDENTLY_REPORT
 
 
 @dataclass(frozen=True)

@@ -99,9 +99,9 @@ def set_alias(name: str, alias: str, version: str, *, staged: bool = True) -> No
     Inside a stage that run_all stages (``lib.staging``), the change is recorded and made when
     the stage's outputs are promoted; ``staged=False`` makes it now in any case.
     """
-    from lib import staging
+    from lib import staged
 
-    if staged and staging.record_registry("alias", name, alias, str(version)):
+    if staged and staged.record_registry("alias", name, alias, str(version)):
         log.info("alias_staged", model=name, alias=alias, version=version)
         return
     from mlflow import MlflowClient
@@ -112,9 +112,9 @@ def set_alias(name: str, alias: str, version: str, *, staged: bool = True) -> No
 
 def set_version_tag(name: str, version: str, key: str, value: str, *, staged: bool = True) -> None:
     """Set a tag on a model version (recorded for promotion inside a staged stage, as aliases)."""
-    from lib import staging
+    from lib import staged
 
-    if staged and staging.record_registry("tag", name, str(version), key, value):
+    if staged and staged.record_registry("tag", name, str(version), key, value):
         return
     from mlflow import MlflowClient
 
@@ -129,10 +129,10 @@ def version_by_alias(name: str, alias: str) -> Any:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from lib import staging
+    from lib import staged
 
     try:
-        moved = staging.staged_alias(name, alias)
+        moved = staged.staged_alias(name, alias)
         if moved is not None:
             return MlflowClient().get_model_version(name, moved)
         return MlflowClient().get_model_version_by_alias(name, alias)
@@ -210,9 +210,9 @@ def ui_command(params: Params, port: int) -> list[str] | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Open the MLflow UI on the project's store (``make mlflow-ui``) until interrupted."""
+    from lib.env import environment
     from lib.errors import QuireError
     from lib.params import add_layer_arguments, load_params
-    from lib.runner import environment
 
     parser = argparse.ArgumentParser(
         prog="python -m lib.tracking", description="Open the MLflow UI on the project's store."
@@ -236,3 +236,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+MLFLOW_UI_ENV = "QUIRE_MLFLOW_UI_URL"
+MLFLOW_UI_DEFAULT = "http://127.0.0.1:5000"  # where `make mlflow-ui` serves
+
+
+def mlflow_ui() -> str:
+    """Return the MLflow UI's address for links (``QUIRE_MLFLOW_UI_URL``, else `make mlflow-ui`)."""
+    return os.environ.get(MLFLOW_UI_ENV, MLFLOW_UI_DEFAULT).rstrip("/")

@@ -24,7 +24,7 @@ import pandas as pd
 import psutil
 import pytest
 
-from lib import fingerprint, staging, tracking
+from lib import fingerprint, staged, staging, tracking
 from lib.params import Params, load_params
 from lib.paths import PARAMS_DIR, PROJECT_ROOT
 from lib.stages import STAGES
@@ -89,9 +89,9 @@ def _status(root: Path) -> dict:
 
 def _kernels(root: Path) -> list[int]:
     pids: list[int] = []
-    for area in (root / "data" / staging.AREA).glob("*-*"):
-        if (area / staging.KERNELS).exists():
-            pids += json.loads((area / staging.KERNELS).read_text())
+    for folder in (root / "data" / staged.AREA).glob("*-*"):
+        if (folder / staged.KERNELS).exists():
+            pids += json.loads((folder / staged.KERNELS).read_text())
     return pids
 
 
@@ -187,7 +187,7 @@ def test_kill_at_random_moments_leaves_complete_sets(tmp_path):
             assert status["history"][0]["status"] == "interrupted", where
             index = (tmp_path / "reports" / "index.html").read_text()
             assert '<td class="interrupted">interrupted' in index, where
-        assert not list((tmp_path / "data" / staging.AREA).glob("*-*")), f"{where}: areas left"
+        assert not list((tmp_path / "data" / staged.AREA).glob("*-*")), f"{where}: areas left"
         assert staging.pending_journal(tmp_path / "data") is None, where
         alive = [
             p for p in kernels if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"

@@ -82,9 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
+    from lib.env import environment
     from lib.logs import configure_logging
     from lib.params import load_params
-    from lib.runner import environment
 
     args = build_parser().parse_args(argv)
     configure_logging(args.log_level)

@@ -110,7 +110,7 @@ def _version_lineage(name: str, version: str) -> dict[str, Any] | None:
     """
     import mlflow
 
-    from lib.lineage import known_lineage
+    from lib.provenance import known_lineage
 
     key = (mlflow.get_tracking_uri(), name, version)
     if key not in _LINEAGE:

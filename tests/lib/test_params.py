@@ -114,7 +114,7 @@ def test_from_sections_names_the_notebook_parameter():
 
 def test_dotenv_layers_parameters_and_exports_the_rest(tmp_path, monkeypatch):
     """``.env`` gives QUIRE__ parameters and exports every other variable the process lacks."""
-    from lib.runner import environment
+    from lib.env import environment
 
     dotenv = tmp_path / ".env"
     dotenv.write_text(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lib import staging, tracking
+from lib import staged, staging, tracking
 
 
 @pytest.fixture
@@ -33,13 +33,13 @@ def _outputs(data: Path, reports: Path) -> list[Path]:
 
 
 @pytest.fixture
-def area(project, monkeypatch) -> staging.Staging:
+def area(project, monkeypatch) -> staged.Staging:
     data, reports = project
-    made = staging.Staging.begin("monitor", _outputs(data, reports), data, reports)
-    monkeypatch.setenv(staging.ENV, str(made.root))
-    staging._active.cache_clear()
+    made = staged.Staging.begin("monitor", _outputs(data, reports), data, reports)
+    monkeypatch.setenv(staged.ENV, str(made.root))
+    staged._active.cache_clear()
     yield made
-    staging._active.cache_clear()
+    staged._active.cache_clear()
 
 
 def test_begin_clones_outputs_with_hard_links(project, area):
@@ -50,35 +50,35 @@ def test_begin_clones_outputs_with_hard_links(project, area):
     assert os.stat(staged).st_ino == os.stat(final).st_ino  # a link, not a copy
     assert area.staged(reports / "04_monitor.html").read_text() == "old report"
     assert not area.staged(reports / "04_monitor_evidently.html").exists()
-    assert area.root.is_relative_to(data / staging.AREA)
-    assert area.staged(reports / "04_monitor.html").is_relative_to(reports / staging.AREA)
+    assert area.root.is_relative_to(data / staged.AREA)
+    assert area.staged(reports / "04_monitor.html").is_relative_to(reports / staged.AREA)
 
 
 def test_location_maps_outputs_only_and_published_maps_back(project, area):
     data, _ = project
     latest = data / "monitoring" / "m" / "latest"
-    inside = staging.location(latest)
+    inside = staged.location(latest)
     assert inside == area.staged(data / "monitoring" / "m") / "latest"
-    assert staging.published(inside) == latest
+    assert staged.published(inside) == latest
     other = data / "processed" / "churn"  # another stage's output: read in place
-    assert staging.location(other) == other
-    assert staging.published(other) == other
+    assert staged.location(other) == other
+    assert staged.published(other) == other
 
 
 def test_location_is_identity_outside_a_staged_run(project, monkeypatch):
-    monkeypatch.delenv(staging.ENV, raising=False)
+    monkeypatch.delenv(staged.ENV, raising=False)
     data, _ = project
-    assert staging.location(data / "monitoring" / "m") == data / "monitoring" / "m"
-    assert staging.record_registry("alias", "m", "champion", "3") is False
+    assert staged.location(data / "monitoring" / "m") == data / "monitoring" / "m"
+    assert staged.record_registry("alias", "m", "champion", "3") is False
 
 
-def _write_new_set(data: Path, reports: Path, area: staging.Staging) -> None:
+def _write_new_set(data: Path, reports: Path, area: staged.Staging) -> None:
     from lib.atomic import write_text
 
-    latest = staging.location(data / "monitoring" / "m" / "latest")
+    latest = staged.location(data / "monitoring" / "m" / "latest")
     write_text(latest / "summary.json", '{"run_id": "new"}')
-    write_text(staging.location(data / "monitoring" / "m" / "history.parquet"), "new history")
-    write_text(staging.location(reports / "04_monitor_evidently.html"), "new evidently")
+    write_text(staged.location(data / "monitoring" / "m" / "history.parquet"), "new history")
+    write_text(staged.location(reports / "04_monitor_evidently.html"), "new evidently")
     write_text(area.staged(reports / "04_monitor.html"), "new report")
     area.staged(reports / "04_monitor.failed.html").unlink()
 
@@ -128,16 +128,16 @@ def test_discard_all_removes_uncommitted_areas(project, area):
     data, reports = project
     _write_new_set(data, reports, area)
     assert staging.discard_all(data, reports) == ["monitor"]
-    assert not list((data / staging.AREA).glob("*-*"))
-    assert not list((reports / staging.AREA).glob("*-*"))
+    assert not list((data / staged.AREA).glob("*-*"))
+    assert not list((reports / staged.AREA).glob("*-*"))
     assert (reports / "04_monitor.html").read_text() == "old report"
 
 
 def test_registry_changes_are_recorded_and_read_back(area):
     tracking.set_alias("quire-x", tracking.CHAMPION, "7")  # no MLflow call: recorded only
     tracking.set_version_tag("quire-x", "7", "quire.reference_dir", "/r/v7")
-    assert staging.staged_alias("quire-x", tracking.CHAMPION) == "7"
-    assert staging.staged_alias("quire-y", tracking.CHAMPION) is None
+    assert staged.staged_alias("quire-x", tracking.CHAMPION) == "7"
+    assert staged.staged_alias("quire-y", tracking.CHAMPION) is None
     assert area.registry_changes() == {
         "aliases": {"champion": ["quire-x", "7"]},
         "tags": [["quire-x", "7", "quire.reference_dir", "/r/v7"]],
