@@ -14,7 +14,7 @@ export OMP_NUM_THREADS ?= 1
 MLFLOW_PORT ?= 5000
 LAB_PORT ?= 8888
 
-# The kernel every notebook names and run_all executes them with (lib/runner.py, kernel_name):
+# The kernel every notebook names and run_all executes them with (lib/run/runner.py, kernel_name):
 # .venv's Python, under the display name the committed notebooks carry, so saving a notebook from
 # JupyterLab leaves its kernelspec metadata as committed.
 KERNEL := python3
@@ -76,9 +76,9 @@ serve: $(STAMP) ## serve the champion over REST on http://127.0.0.1:8000 (QUIRE_
 
 DASHBOARD_PORT ?= 8866
 dashboard: $(STAMP) ## serve the Voila drift dashboard on http://127.0.0.1:$(DASHBOARD_PORT) (ARGS: --params)
-	$(BIN)/python -m lib.dashboard --port $(DASHBOARD_PORT) $(ARGS)
+	$(BIN)/python -m lib.monitoring.dashboard --port $(DASHBOARD_PORT) $(ARGS)
 
-# The dashboard's plotly.js (lib/dashboard.py, PLOTLY_BASIC): npm's basic bundle at the plotly.js
+# The dashboard's plotly.js (lib/monitoring/dashboard.py, PLOTLY_BASIC): npm's basic bundle at the plotly.js
 # version the installed plotly package carries. Committed, so installing needs no npm; run this
 # after upgrading plotly (tests/lib/test_dashboard.py fails until the versions match).
 PLOTLY_BASIC_DIR := lib/vendor/plotly-basic
@@ -111,14 +111,14 @@ strip: $(STAMP) ## remove outputs from notebooks/*.ipynb in place, as the git fi
 	$(NBSTRIPOUT) --extra-keys '$(NBSTRIPOUT_EXTRA_KEYS)' notebooks/*.ipynb
 
 lab: $(STAMP) kernel git-filter ## open JupyterLab at the project root: http://127.0.0.1:$(LAB_PORT)
-	$(BIN)/jupyter lab --ip 127.0.0.1 --port $(LAB_PORT) --ServerApp.root_dir="$(CURDIR)" \
+	PYTHONPATH="$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}" $(BIN)/jupyter lab --ip 127.0.0.1 --port $(LAB_PORT) --ServerApp.root_dir="$(CURDIR)" \
 		$(if $(filter 0,$(shell id -u)),--allow-root) $(ARGS)
 
 demo: $(STAMP) ## the loop in minutes: pipeline, server, drifted traffic, monitor, dashboard (Ctrl-C ends)
-	$(BIN)/python -m lib.demo $(ARGS)
+	$(BIN)/python -m lib.loop.demo $(ARGS)
 
 mlflow-ui: $(STAMP) ## open the MLflow UI on the project's store (http://127.0.0.1:$(MLFLOW_PORT))
-	$(BIN)/python -m lib.tracking --port $(MLFLOW_PORT) $(ARGS)
+	$(BIN)/python -m lib.core.tracking --port $(MLFLOW_PORT) $(ARGS)
 
 bench: $(STAMP) ## run the benchmarks in bench/ and print their tables
 	$(BIN)/python bench/bench_ingest.py

@@ -14,7 +14,7 @@ import sys
 # start. Notebook schemas never use the "iri" format; without the module jsonschema skips it.
 sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 
-from lib.runner import main  # noqa: E402
+from lib.run.runner import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

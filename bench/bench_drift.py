@@ -7,7 +7,7 @@ Reference and current tables of N rows each: 15 numeric and 5 categorical column
 injected in three numeric columns (+0.5 sd) and one categorical one (shares moved). Each tool
 runs in a fresh process per repetition, alternating, and goes from the two files to a verdict per
 column: Evidently reads both frames and runs ``Report([DataDriftPreset()])``; Quire profiles the
-reference and checks the current file one column at a time (``lib.drift.profile_parquet`` and
+reference and checks the current file one column at a time (``lib.data.drift.profile_parquet`` and
 ``check_parquet``). Peak memory is the process's maximum resident set. Every column's verdict
 must agree. ``--quire-only`` sizes run Quire alone (Evidently would need many minutes and more
 memory than the machine has at 10 million rows). ``--dashboard`` also times opening the Voila
@@ -81,7 +81,7 @@ def make_table(n: int, seed: int, shifted: bool, path: Path, chunk: int = 1_000_
 
 QUIRE_SETUP = """
 from pathlib import Path
-from lib import drift
+from lib.data import drift
 """
 QUIRE_BODY = """
 kinds = {kinds!r}
@@ -93,7 +93,7 @@ extra = {{"profile_s": t_profile, "verdicts": {{c.column: c.drifted for c in rep
 """
 EVIDENTLY_SETUP = """
 import pandas as pd
-from lib.evidently_report import drift_verdicts
+from lib.monitoring.evidently_report import drift_verdicts
 """
 EVIDENTLY_BODY = """
 kinds = {kinds!r}
@@ -204,8 +204,8 @@ def dashboard_open(repeats: int, work: Path, busy: int = 0) -> dict[str, Any]:
     """
     from playwright.sync_api import sync_playwright
 
-    from lib.dashboard import RESULTS_ENV, Dashboard, voila_command
-    from lib.params import folder_overrides
+    from lib.core.params import folder_overrides
+    from lib.monitoring.dashboard import RESULTS_ENV, Dashboard, voila_command
     from tests.server.helpers import free_port
 
     project = work / "project"

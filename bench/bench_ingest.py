@@ -25,8 +25,8 @@ frame.to_parquet({out!r}, index=False)
 extra = {{"frame_bytes": int(frame.memory_usage(deep=True).sum()), "rows": len(frame), "columns": frame.shape[1]}}
 """
 QUIRE_SETUP = """
-from lib.params import load_params
-from lib.ingest import run_ingest
+from lib.core.params import load_params
+from lib.data.ingest import run_ingest
 params = load_params(overrides={overrides!r})
 """
 QUIRE = """
@@ -36,8 +36,8 @@ extra = {"rows": result.manifest["rows"]}
 
 
 def make_csv(rows: int, folder: Path) -> Path:
-    from lib.generator import generate
-    from lib.params import GeneratorParams
+    from lib.core.params import GeneratorParams
+    from lib.data.generator import generate
 
     return generate(GeneratorParams(rows=rows, format="csv"), 42, folder)
 

@@ -4,7 +4,7 @@
 
 The evaluate stage computes every classification metric (accuracy, precision/recall/F1 macro and
 per class, ROC AUC, PR AUC, log loss, Brier) on each of ``evaluate.bootstrap`` resamples of the
-test split. Side by side on the same seeded data and resamples: ``lib.scoring``'s NumPy metrics
+test split. Side by side on the same seeded data and resamples: ``lib.model.scoring``'s NumPy metrics
 and the scikit-learn calls they replace (``tests/lib/test_scoring.py``'s reference, what the stage
 used before). Rounds alternate between the two; medians are reported, and both must give the same
 intervals.
@@ -25,7 +25,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import save
-from lib.scoring import bootstrap, classification_metrics
+from lib.model.scoring import bootstrap, classification_metrics
 from tests.lib.test_scoring import _sklearn_classification
 
 

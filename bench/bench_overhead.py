@@ -47,15 +47,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import ROOT, median, save
-from lib.params import folder_overrides
+from lib.core.params import folder_overrides
 
 STAGE_NAMES = ("ingest", "train", "evaluate", "monitor")
 
 # The plain script's body, after :data:`RESOLVE`. lib logs go to stdout (plots.setup_notebook),
 # so the per-stage seconds come on a line of their own after "BENCH".
 PLAIN = """
-from lib.params import from_sections
-from lib.stages import get_stage
+from lib.core.params import from_sections
+from lib.run.stages import get_stage
 
 resolved = params
 
@@ -66,8 +66,9 @@ def stage_params(name):
 
 
 def ingest():
-    from lib import plots, profile
-    from lib.ingest import check_gate, run_ingest
+    from lib.core import plots
+    from lib.data import profile
+    from lib.data.ingest import check_gate, run_ingest
 
     plots.setup_notebook()
     params = stage_params("ingest")
@@ -82,8 +83,9 @@ def ingest():
 
 
 def train():
-    from lib import plots, train_plots
-    from lib.train import check_gate, run_training
+    from lib.core import plots
+    from lib.model import train_plots
+    from lib.model.train import check_gate, run_training
 
     plots.setup_notebook()
     params = stage_params("train")
@@ -102,8 +104,9 @@ def train():
 
 
 def evaluate():
-    from lib import plots, train_plots
-    from lib.evaluate import check_gate, figures, run_evaluation, scores_table
+    from lib.core import plots
+    from lib.model import train_plots
+    from lib.model.evaluate import check_gate, figures, run_evaluation, scores_table
 
     plots.setup_notebook()
     params = stage_params("evaluate")
@@ -121,8 +124,9 @@ def evaluate():
 
 
 def monitor():
-    from lib import monitor_plots, plots
-    from lib.monitor import check_gate, run_monitor, save_evidently_report
+    from lib.core import plots
+    from lib.monitoring import monitor_plots
+    from lib.monitoring.monitor import check_gate, run_monitor, save_evidently_report
 
     plots.setup_notebook()
     params = stage_params("monitor")
@@ -155,8 +159,8 @@ print("BENCH" + json.dumps(seconds))
 RESOLVE = """
 import json, os, sys
 from dotenv import dotenv_values
-from lib.params import load_params
-from lib.paths import PROJECT_ROOT
+from lib.core.params import load_params
+from lib.core.paths import PROJECT_ROOT
 
 args = json.loads(sys.argv[1])
 dotenv = {k: v for k, v in dotenv_values(PROJECT_ROOT / ".env").items() if v is not None}
@@ -165,7 +169,7 @@ params = load_params(args["presets"], args["overrides"], env={**dotenv, **os.env
 
 # Makes the generator's raw files (reference and production batch) for these parameters.
 GENERATE = """
-from lib.ingest import resolve_sources
+from lib.data.ingest import resolve_sources
 resolve_sources(params)
 print("BENCH" + json.dumps({"rows": params.generator.rows}))
 """
@@ -174,9 +178,9 @@ print("BENCH" + json.dumps({"rows": params.generator.rows}))
 OUTCOME = """
 from mlflow import MlflowClient
 
-from lib import tracking
-from lib.monitor import monitoring_dir
-from lib.monitor_results import SUMMARY
+from lib.core import tracking
+from lib.monitoring.monitor import monitoring_dir
+from lib.monitoring.monitor_results import SUMMARY
 
 tracking.setup(params)
 client = MlflowClient()

@@ -173,8 +173,8 @@ def rows(store_env: dict[str, str], n: int) -> tuple[list[dict[str, Any]], Any, 
     """JSON-ready test rows, the champion pipeline and the training schema."""
     import mlflow
 
-    from lib.ingest import load_processed
-    from lib.params import load_params
+    from lib.core.params import load_params
+    from lib.data.ingest import load_processed
 
     params = load_params(overrides=[f"project.data_dir={store_env['QUIRE__PROJECT__DATA_DIR']}"])
     data = load_processed(params)
@@ -190,7 +190,7 @@ def rows(store_env: dict[str, str], n: int) -> tuple[list[dict[str, Any]], Any, 
 
 def check(kind: str, port: int, records: list[dict[str, Any]], pipeline: Any, schema: Any) -> bool:
     """Every benchmarked row's answer equals the pipeline's own predict / predict_proba."""
-    from lib.serving import records_to_frame
+    from lib.serving.predictor import records_to_frame
 
     frame, _ = records_to_frame(records, schema)
     base = f"http://127.0.0.1:{port}"

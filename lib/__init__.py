@@ -3,8 +3,14 @@
 The public entry points; the modules hold the rest (one module per job).
 """
 
-from lib.errors import DataValidationError, ModelNotFoundError, ParamsError, QuireError, StageError
-from lib.params import Params, load_params
+from lib.core.errors import (
+    DataValidationError,
+    ModelNotFoundError,
+    ParamsError,
+    QuireError,
+    StageError,
+)
+from lib.core.params import Params, load_params
 
 __all__ = [
     "DataValidationError",

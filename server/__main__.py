@@ -6,7 +6,7 @@ import os
 
 import uvicorn
 
-from lib.logs import configure_logging
+from lib.core.logs import configure_logging
 from server.config import Settings
 from server.main import create_app
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from lib.serving import Batch, LoadedModel
+from lib.serving.predictor import Batch, LoadedModel
 
 
 @dataclass

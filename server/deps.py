@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
-from lib.serving import LoadedModel
+from lib.serving.predictor import LoadedModel
 from server.state import ServingState
 
 

@@ -18,11 +18,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from lib.errors import QuireError
-from lib.logs import get_logger
-from lib.params import Params, load_params
-from lib.paths import resolve
-from lib.serving import InputError, registered_version
+from lib.core.errors import QuireError
+from lib.core.logs import get_logger
+from lib.core.params import Params, load_params
+from lib.core.paths import resolve
+from lib.serving.predictor import InputError, registered_version
 from server.batcher import MicroBatcher
 from server.config import Settings
 from server.deps import require_api_key

@@ -24,7 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lib.logs import get_logger
+from lib.core.logs import get_logger
 
 log = get_logger(__name__)
 Columns = Mapping[str, Any]

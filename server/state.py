@@ -10,9 +10,9 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 
-from lib import tracking
-from lib.params import Params
-from lib.serving import Batch, LoadedModel, check_rows, load_model
+from lib.core import tracking
+from lib.core.params import Params
+from lib.serving.predictor import Batch, LoadedModel, check_rows, load_model
 from server.batcher import MicroBatcher
 from server.config import Settings
 from server.metrics import Metrics

@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lib.params import Params, folder_overrides, load_params
-from lib.paths import PARAMS_DIR
+from lib.core.params import Params, folder_overrides, load_params
+from lib.core.paths import PARAMS_DIR
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 # Tests track into their own tmp_path stores, never into a tracking server the user points at.
@@ -87,7 +87,7 @@ def tiny_training_overrides(root: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def trained_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder with ingested tiny data (no training yet), shared by a test module."""
-    from lib.ingest import run_ingest
+    from lib.data.ingest import run_ingest
 
     root = tmp_path_factory.mktemp("trained")
     run_ingest(load_params(overrides=tiny_training_overrides(root)))
@@ -110,9 +110,9 @@ def monitor_overrides(root: Path, *extra: str) -> list[str]:
 @pytest.fixture(scope="session")
 def monitored_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny project with a champion model and its monitoring reference (no monitor run yet)."""
-    from lib.evaluate import run_evaluation
-    from lib.ingest import run_ingest
-    from lib.train import run_training
+    from lib.data.ingest import run_ingest
+    from lib.model.evaluate import run_evaluation
+    from lib.model.train import run_training
 
     root = tmp_path_factory.mktemp("monitored")
     params = load_params(overrides=monitor_overrides(root))

@@ -23,7 +23,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from lib.paths import PARAMS_DIR, PROJECT_ROOT
+from lib.core.paths import PARAMS_DIR, PROJECT_ROOT
 from tests.conftest import dirs_overrides
 from tests.lib.test_alerts import Receiver
 from tests.server.helpers import real_server
@@ -79,7 +79,7 @@ def replay_rows(
     """Send the generator's production batch (its first ``rows``) through the server."""
     limit = ["--rows", str(rows)] if rows else []
     return subprocess.run(
-        [sys.executable, "-m", "lib.replay", "--url", base, "--batch-size", "25",
+        [sys.executable, "-m", "lib.loop.replay", "--url", base, "--batch-size", "25",
          "--concurrency", "2", "--no-progress", *limit, *extra,
          "--params", str(PARAMS_DIR / "ci.yaml"),
          *[a for o in [*PRODUCTION, *dirs_overrides(root)] for a in ("-p", o)]],

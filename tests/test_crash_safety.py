@@ -24,10 +24,11 @@ import pandas as pd
 import psutil
 import pytest
 
-from lib import fingerprint, staged, staging, tracking
-from lib.params import Params, load_params
-from lib.paths import PARAMS_DIR, PROJECT_ROOT
-from lib.stages import STAGES
+from lib.core import staging_area, tracking
+from lib.core.params import Params, load_params
+from lib.core.paths import PARAMS_DIR, PROJECT_ROOT
+from lib.run import fingerprint, staging
+from lib.run.stages import STAGES
 from tests.conftest import dirs_overrides
 
 pytestmark = pytest.mark.slow
@@ -89,9 +90,9 @@ def _status(root: Path) -> dict:
 
 def _kernels(root: Path) -> list[int]:
     pids: list[int] = []
-    for folder in (root / "data" / staged.AREA).glob("*-*"):
-        if (folder / staged.KERNELS).exists():
-            pids += json.loads((folder / staged.KERNELS).read_text())
+    for folder in (root / "data" / staging_area.AREA).glob("*-*"):
+        if (folder / staging_area.KERNELS).exists():
+            pids += json.loads((folder / staging_area.KERNELS).read_text())
     return pids
 
 
@@ -187,7 +188,7 @@ def test_kill_at_random_moments_leaves_complete_sets(tmp_path):
             assert status["history"][0]["status"] == "interrupted", where
             index = (tmp_path / "reports" / "index.html").read_text()
             assert '<td class="interrupted">interrupted' in index, where
-        assert not list((tmp_path / "data" / staged.AREA).glob("*-*")), f"{where}: areas left"
+        assert not list((tmp_path / "data" / staging_area.AREA).glob("*-*")), f"{where}: areas left"
         assert staging.pending_journal(tmp_path / "data") is None, where
         alive = [
             p for p in kernels if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"

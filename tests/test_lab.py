@@ -31,9 +31,9 @@ import papermill
 import psutil
 import pytest
 
-from lib.params import Params, load_params
-from lib.paths import NOTEBOOKS_DIR, PARAMS_DIR, PROJECT_ROOT
-from lib.stages import STAGES, get_stage
+from lib.core.params import Params, load_params
+from lib.core.paths import NOTEBOOKS_DIR, PARAMS_DIR, PROJECT_ROOT
+from lib.run.stages import STAGES, get_stage
 from tests.conftest import dirs_overrides
 
 ROOT = PROJECT_ROOT
@@ -100,7 +100,7 @@ def test_make_lab_installs_the_kernel_papermill_runs_the_notebooks_with():
     install = command(lines, "ipykernel install")
     assert install[0] == ".venv/bin/python" and "--sys-prefix" in install
     # run_all (papermill) and JupyterLab must resolve the same kernel name to .venv's Python.
-    runner = (ROOT / "lib" / "runner.py").read_text()
+    runner = (ROOT / "lib" / "run" / "runner.py").read_text()
     assert set(re.findall(r'kernel_name="([^"]+)"', runner)) == {option(install, "--name")}
     spec = committed_kernelspec()
     assert option(install, "--name") == spec["name"]
@@ -444,7 +444,7 @@ def test_ingest_notebook_runs_in_a_kernel_started_by_jupyterlab(lab):
         ws_url = lab.url.replace("http://", "ws://") + f"/api/kernels/{kernel_id}/channels"
         probe = (
             "import json, os, sys\n"
-            "from lib.paths import PROJECT_ROOT, resolve\n"
+            "from lib.core.paths import PROJECT_ROOT, resolve\n"
             "print(json.dumps({'pid': os.getpid(), 'cwd': os.getcwd(), 'prefix': sys.prefix,"
             " 'data': str(resolve('data')), 'root': str(PROJECT_ROOT)}))"
         )
@@ -472,7 +472,7 @@ def test_ingest_notebook_runs_in_a_kernel_started_by_jupyterlab(lab):
     assert deleted.status_code == 204
     assert "Gate passed" in text_of(outputs[-1])
 
-    from lib.ingest import processed_dir, run_ingest
+    from lib.data.ingest import processed_dir, run_ingest
 
     # The same parameters through lib, in this process, into another folder.
     direct = run_ingest(ingest_params(lab.work / "direct")).manifest

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lib.paths import PROJECT_ROOT
+from lib.core.paths import PROJECT_ROOT
 
 BIN = Path(sys.executable).parent
 

@@ -9,7 +9,7 @@ import tomllib
 import yaml
 from packaging.requirements import Requirement
 
-from lib.paths import PROJECT_ROOT
+from lib.core.paths import PROJECT_ROOT
 
 ROOT = PROJECT_ROOT
 
@@ -75,7 +75,7 @@ def test_env_example_lists_every_variable_the_code_reads():
         r"""(?:environ(?:\.get)?\(|environ\[|getenv\()\s*["']([A-Z][A-Z0-9_]+)["']"""
     )
     read = {name for path in sources for name in pattern.findall(path.read_text())}
-    read |= {"QUIRE__"}  # the params prefix (lib/params.py ENV_PREFIX)
+    read |= {"QUIRE__"}  # the params prefix (lib/core/params.py ENV_PREFIX)
     for name in read:
         assert name in example, f"{name} is read by the code but not documented in .env.example"
 

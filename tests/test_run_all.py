@@ -14,11 +14,11 @@ import nbformat
 import pandas as pd
 import pytest
 
-from lib import fingerprint
-from lib.params import load_params
-from lib.paths import NOTEBOOKS_DIR, PARAMS_DIR, PROJECT_ROOT
-from lib.runner import run_pipeline
-from lib.stages import STAGES, Stage
+from lib.core.params import load_params
+from lib.core.paths import NOTEBOOKS_DIR, PARAMS_DIR, PROJECT_ROOT
+from lib.run import fingerprint
+from lib.run.runner import run_pipeline
+from lib.run.stages import STAGES, Stage
 from tests.conftest import dirs_overrides
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "notebooks"
@@ -217,7 +217,7 @@ def check_incremental_runs(root: Path, ingest_html: bytes) -> None:
 
 
 def test_retrain_on_alert_runs_ingest_to_evaluate_only_when_labels_came_back(tmp_path, monkeypatch):
-    from lib import runner
+    from lib.run import runner
 
     calls = []
     monkeypatch.setattr(
@@ -233,3 +233,35 @@ def test_retrain_on_alert_runs_ingest_to_evaluate_only_when_labels_came_back(tmp
     ((stages, kw),) = calls
     assert [s.name for s in stages] == ["ingest", "train", "evaluate"]
     assert kw["force"] == ["ingest"]
+
+
+@pytest.mark.slow
+def test_a_run_uses_the_lib_of_the_project_it_runs(tmp_path):
+    """Two checkouts share one environment (whose editable install points at this one): the
+    other checkout's run_all must execute the other checkout's lib in its kernels."""
+    other = tmp_path / "other"
+    for part in ("lib", "notebooks", "params"):
+        shutil.copytree(
+            PROJECT_ROOT / part, other / part, ignore=shutil.ignore_patterns("__pycache__")
+        )
+    shutil.copy(PROJECT_ROOT / "run_all.py", other / "run_all.py")
+    marker = tmp_path / "kernel_lib.txt"
+    plots = other / "lib" / "core" / "plots.py"
+    plots.write_text(
+        plots.read_text().replace(
+            '    configure_logging("INFO", stream=sys.stdout)',
+            "    import os as _os\n"
+            '    open(_os.environ["QUIRE_TEST_MARKER"], "w").write(__file__)\n'
+            '    configure_logging("INFO", stream=sys.stdout)',
+            1,
+        )
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env |= {"OMP_NUM_THREADS": "1", "QUIRE_TEST_MARKER": str(marker)}
+    done = subprocess.run(
+        [sys.executable, str(other / "run_all.py"), "--params", "params/ci.yaml", "--only", "ingest",
+         *dir_args(tmp_path / "project")],
+        capture_output=True, text=True, env=env, cwd=other, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert Path(marker.read_text()).resolve() == (other / "lib" / "core" / "plots.py").resolve()

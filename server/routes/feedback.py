@@ -9,8 +9,9 @@ from typing import Any
 import pandas as pd
 from fastapi import APIRouter, Depends, HTTPException, Request
 
-from lib import feedback, lineage
-from lib.serving import InputError, LoadedModel, Problem
+from lib.data import feedback
+from lib.loop import lineage
+from lib.serving.predictor import InputError, LoadedModel, Problem
 from server.bodies import json_body
 from server.deps import Model, State, require_api_key
 

@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 from fastapi import APIRouter, Depends, HTTPException, Request
 
-from lib.serving import InputError, Problem, check_rows
+from lib.serving.predictor import InputError, Problem, check_rows
 from server.bodies import FastJSONResponse, json_body, media_type
 from server.deps import Model, State, require_api_key
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from fastapi import APIRouter, Depends, Request
 
-from lib.serving import Batch, InputError, LoadedModel, Problem, check_rows
+from lib.serving.predictor import Batch, InputError, LoadedModel, Problem, check_rows
 from server.bodies import FastJSONResponse, json_body
 from server.deps import Model, State, require_api_key
 
@@ -110,7 +110,7 @@ def _version_lineage(name: str, version: str) -> dict[str, Any] | None:
     """
     import mlflow
 
-    from lib.provenance import known_lineage
+    from lib.model.provenance import known_lineage
 
     key = (mlflow.get_tracking_uri(), name, version)
     if key not in _LINEAGE:

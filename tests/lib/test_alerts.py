@@ -6,8 +6,15 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from lib.alerts import Alert, Facts, append_history, dispatch, evaluate_rules, send_webhook
-from lib.params import AlertParams
+from lib.core.params import AlertParams
+from lib.monitoring.alerts import (
+    Alert,
+    Facts,
+    append_history,
+    dispatch,
+    evaluate_rules,
+    send_webhook,
+)
 
 
 class Receiver:

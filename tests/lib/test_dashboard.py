@@ -15,8 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from lib import monitor
-from lib.dashboard import (
+from lib.core.params import load_params
+from lib.monitoring import monitor
+from lib.monitoring.dashboard import (
     PLOTLY_BASIC,
     RESULTS_ENV,
     Dashboard,
@@ -24,8 +25,7 @@ from lib.dashboard import (
     _plotly_source,
     voila_command,
 )
-from lib.monitor_plots import drift_share_figure
-from lib.params import load_params
+from lib.monitoring.monitor_plots import drift_share_figure
 from tests.conftest import monitor_overrides
 from tests.server.helpers import free_port
 
@@ -134,14 +134,14 @@ def served(results: Path) -> Iterator[str]:
 
 def test_voila_serves_no_files_and_no_code(served):
     secrets = {"/voila/files/04_monitor.ipynb": "04 · Monitor", "/voila/files/dashboard.ipynb":
-               "from lib.dashboard", "/voila/files/../params/base.yaml": "Quire defaults",
+               "from lib.monitoring.dashboard", "/voila/files/../params/base.yaml": "Quire defaults",
                "/voila/files/%2e%2e/README.md": "Notebook-first", "/files/README.md":
                "Notebook-first", "/tree": "04_monitor", "/api/contents": "04_monitor"}  # fmt: skip
     for path, text in secrets.items():
         answer = httpx.get(served + path, timeout=10, follow_redirects=True)
         assert answer.status_code >= 400 or text not in answer.text, path
     page = httpx.get(served + "/", timeout=60).text
-    assert "from lib.dashboard import" not in page
+    assert "from lib.monitoring.dashboard import" not in page
     # the page loads the widget manager, not the plotly extension's 4.5 MB plotly.js
     assert "@jupyter-widgets/jupyterlab-manager" in page and "jupyterlab-plotly" not in page
 
@@ -180,7 +180,7 @@ def test_dashboard_in_headless_chromium(served, results, tmp_path):
 
 def test_results_folder_follows_the_params_layers(tmp_path, monkeypatch):
     """make dashboard ARGS="--params FILE -p ..." shows that project's champion's results."""
-    from lib.dashboard import main, results_dir
+    from lib.monitoring.dashboard import main, results_dir
 
     monkeypatch.delenv(RESULTS_ENV, raising=False)
     preset = tmp_path / "preset.yaml"

@@ -8,8 +8,8 @@ import pytest
 from scipy import stats
 from scipy.spatial import distance
 
-from lib import drift
-from lib.errors import DataValidationError, ParamsError
+from lib.core.errors import DataValidationError, ParamsError
+from lib.data import drift
 
 
 def numeric(n: int, seed: int, shift: float = 0.0) -> pd.Series:
@@ -227,7 +227,7 @@ KINDS = {
 @pytest.mark.parametrize("n_ref", [600, 5000], ids=["tests", "distances"])
 @pytest.mark.parametrize("shifted", [False, True], ids=["same", "shifted"])
 def test_same_verdict_method_and_score_as_evidently(n_ref, shifted):
-    from lib.evidently_report import drift_verdicts
+    from lib.monitoring.evidently_report import drift_verdicts
 
     ref, cur = mixed(n_ref, 0, False), mixed(n_ref // 2, 1, shifted)
     ours = drift.check_drift(drift.build_profile(ref, KINDS), cur)

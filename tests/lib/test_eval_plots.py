@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from lib import eval_plots
-from lib.scoring import threshold_table
+from lib.model import eval_plots
+from lib.model.scoring import threshold_table
 
 RNG = np.random.default_rng(1)
 

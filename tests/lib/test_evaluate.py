@@ -7,12 +7,12 @@ import json
 import pandas as pd
 import pytest
 
-from lib import tracking
-from lib.errors import DataValidationError, ParamsError
-from lib.evaluate import check_gate, run_evaluation
-from lib.ingest import processed_dir
-from lib.params import load_params
-from lib.train import run_training
+from lib.core import tracking
+from lib.core.errors import DataValidationError, ParamsError
+from lib.core.params import load_params
+from lib.data.ingest import processed_dir
+from lib.model.evaluate import check_gate, run_evaluation
+from lib.model.train import run_training
 from tests.conftest import tiny_training_overrides
 
 pytestmark = pytest.mark.slow
@@ -105,7 +105,7 @@ def test_unknown_segment_column(first, trained_root):
 
 
 def test_changed_data_since_training_is_refused(first, trained_root):
-    from lib.ingest import run_ingest
+    from lib.data.ingest import run_ingest
 
     changed = load_params(
         overrides=[

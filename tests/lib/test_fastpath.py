@@ -12,11 +12,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import PolynomialFeatures
 
-from lib.fastpath import Unsupported, compile_pipeline
-from lib.ingest import load_processed, run_ingest
-from lib.params import load_params
-from lib.preprocess import DateFeatures
-from lib.serving import LoadedModel, check_rows, probe_rows
+from lib.core.params import load_params
+from lib.data.ingest import load_processed, run_ingest
+from lib.data.preprocess import DateFeatures
+from lib.serving.fastpath import Unsupported, compile_pipeline
+from lib.serving.predictor import LoadedModel, check_rows, probe_rows
 from tests.conftest import dirs_overrides
 
 

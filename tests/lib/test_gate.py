@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from lib.errors import ParamsError
-from lib.gate import decide
-from lib.metrics import metric
+from lib.core.errors import ParamsError
+from lib.model.gate import decide
+from lib.model.metrics import metric
 
 AUC = metric("roc_auc", "binary")
 RMSE = metric("rmse", "regression")

@@ -3,9 +3,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from lib.errors import ParamsError
-from lib.generator import NEW_PAYMENT, TARGET, generate, iter_chunks
-from lib.params import GeneratorParams
+from lib.core.errors import ParamsError
+from lib.core.params import GeneratorParams
+from lib.data.generator import NEW_PAYMENT, TARGET, generate, iter_chunks
 
 
 @pytest.fixture

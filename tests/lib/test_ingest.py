@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lib.atomic import sha256_file
-from lib.errors import DataValidationError, ParamsError
-from lib.ingest import check_gate, processed_dir, run_ingest
+from lib.core.atomic import sha256_file
+from lib.core.errors import DataValidationError, ParamsError
+from lib.data.ingest import check_gate, processed_dir, run_ingest
 from tests.conftest import small_frame, snapshot
 
 
@@ -209,8 +209,8 @@ def test_rows_without_target_are_dropped_and_reported(tmp_path, csv_params):
 
 
 def test_penguins_preset(tmp_path):
-    from lib.params import load_params
-    from lib.paths import PARAMS_DIR
+    from lib.core.params import load_params
+    from lib.core.paths import PARAMS_DIR
     from tests.conftest import dirs_overrides
 
     params = load_params([PARAMS_DIR / "penguins.yaml"], dirs_overrides(tmp_path))

@@ -7,12 +7,12 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.svm import SVR
 
-from lib.errors import ParamsError
-from lib.metrics import metrics_for
-from lib.models import model_spec
-from lib.params import FAMILIES, PreprocessingParams, TrainParams
-from lib.preprocess import build_preprocessor
-from lib.schema import ColumnSchema, Schema
+from lib.core.errors import ParamsError
+from lib.core.params import FAMILIES, PreprocessingParams, TrainParams
+from lib.data.preprocess import build_preprocessor
+from lib.data.schema import ColumnSchema, Schema
+from lib.model.metrics import metrics_for
+from lib.model.models import model_spec
 
 SCHEMA = Schema(
     target="y",
@@ -88,8 +88,8 @@ def test_metric_defaults_and_errors():
 
 
 def test_an_unknown_family_is_named_not_trained_as_an_svm():
-    from lib.models import _estimator
-    from lib.params import load_params
+    from lib.core.params import load_params
+    from lib.model.models import _estimator
 
     with pytest.raises(ValueError, match="unknown model family 'bogus'; choose from random_forest"):
         _estimator("bogus", "binary", load_params().train, 0, 10)  # type: ignore[arg-type]

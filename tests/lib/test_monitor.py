@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lib import monitor
-from lib.errors import DataValidationError, ParamsError
-from lib.ingest import load_manifest
-from lib.params import Params, load_params
+from lib.core.errors import DataValidationError, ParamsError
+from lib.core.params import Params, load_params
+from lib.data.ingest import load_manifest
+from lib.monitoring import monitor
 from tests.conftest import monitor_overrides
 from tests.lib.test_alerts import Receiver
 
@@ -80,7 +80,7 @@ def test_a_window_of_rows_from_a_file_with_no_drift(root):
 
 def write_log(root: Path, params: Params) -> pd.DataFrame:
     """Serve the production batch through the server's own code paths into a prediction log."""
-    from lib.serving import load_model
+    from lib.serving.predictor import load_model
     from server.predlog import PredictionLog
 
     model = load_model(params)
@@ -157,7 +157,7 @@ def test_bad_parameters_name_the_key(root, tmp_path):
 
 
 def test_unknown_class_in_labels_names_row_and_column(tmp_path):
-    from lib.schema import ColumnSchema, Schema
+    from lib.data.schema import ColumnSchema, Schema
 
     schema = Schema(
         features=[ColumnSchema(name="x", kind="numeric")], target="y", task="binary", classes=[0, 1]

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lib.errors import ParamsError
-from lib.params import Params, from_sections, load_params
-from lib.paths import BASE_PARAMS
+from lib.core.errors import ParamsError
+from lib.core.params import Params, from_sections, load_params
+from lib.core.paths import BASE_PARAMS
 
 
 def write(path: Path, text: str) -> Path:
@@ -114,7 +114,7 @@ def test_from_sections_names_the_notebook_parameter():
 
 def test_dotenv_layers_parameters_and_exports_the_rest(tmp_path, monkeypatch):
     """``.env`` gives QUIRE__ parameters and exports every other variable the process lacks."""
-    from lib.env import environment
+    from lib.core.env import environment
 
     dotenv = tmp_path / ".env"
     dotenv.write_text(

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from lib import performance, scoring
-from lib.errors import ParamsError
+from lib.core.errors import ParamsError
+from lib.model import scoring
+from lib.monitoring import performance
 
 
 def binary(n: int, seed: int, noise: float = 0.2) -> performance.Scored:

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from sklearn.base import clone
 
-from lib.params import ChecksParams, DataParams, PreprocessingParams
-from lib.preprocess import DateFeatures, QuantileClipper, build_preprocessor
-from lib.validate import conform, infer_schema
+from lib.core.params import ChecksParams, DataParams, PreprocessingParams
+from lib.data.preprocess import DateFeatures, QuantileClipper, build_preprocessor
+from lib.data.validate import conform, infer_schema
 from tests.conftest import small_frame
 
 PATH = Path("fixture.csv")
@@ -79,7 +79,7 @@ def test_date_features():
 
 
 def test_none_and_nan_categories_are_imputed_alike():
-    from lib.schema import ColumnSchema, Schema
+    from lib.data.schema import ColumnSchema, Schema
 
     schema = Schema(
         target="y", task="binary", features=[ColumnSchema(name="c", kind="categorical")]

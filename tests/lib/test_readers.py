@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from lib.errors import DataValidationError
-from lib.params import CsvParams
-from lib.readers import expand_source, penguins_csv, read_table
+from lib.core.errors import DataValidationError
+from lib.core.params import CsvParams
+from lib.data.readers import expand_source, penguins_csv, read_table
 
 
 def write(path: Path, data: bytes) -> Path:

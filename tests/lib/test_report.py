@@ -7,7 +7,7 @@ import papermill
 import pytest
 from plotly.offline import get_plotlyjs
 
-from lib.report import render_html, write_index
+from lib.run.report import render_html, write_index
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "notebooks"
 BANNER = {

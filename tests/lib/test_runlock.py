@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from lib.paths import PROJECT_ROOT
-from lib.runlock import LOCK_NAME, RunLock, RunLocked
+from lib.core.paths import PROJECT_ROOT
+from lib.run.runlock import LOCK_NAME, RunLock, RunLocked
 
 HOLDER = """
 import sys, time
 sys.path.insert(0, {root!r})
 from pathlib import Path
-from lib.runlock import RunLock
+from lib.run.runlock import RunLock
 with RunLock(Path({folder!r})):
     print("held", flush=True)
     time.sleep(60)
@@ -66,7 +66,7 @@ def test_lock_is_released_when_the_holder_dies(tmp_path, sig):
 
 
 def test_run_all_exits_4_while_another_runs(tmp_path, capsys):
-    from lib.runner import EXIT_LOCKED, main
+    from lib.run.runner import EXIT_LOCKED, main
     from tests.conftest import dirs_overrides
 
     proc = hold(tmp_path / "data")

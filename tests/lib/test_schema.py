@@ -5,10 +5,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lib.errors import DataValidationError
-from lib.params import ChecksParams, DataParams
-from lib.schema import Schema
-from lib.validate import infer_schema
+from lib.core.errors import DataValidationError
+from lib.core.params import ChecksParams, DataParams
+from lib.data.schema import Schema
+from lib.data.validate import infer_schema
 from tests.conftest import small_frame
 
 PATH = Path("data/raw/fixture.csv")
@@ -100,7 +100,7 @@ def test_schema_round_trips(tmp_path):
 
 
 def test_categorical_missing_values_stay_missing():
-    from lib.schema import to_categorical
+    from lib.data.schema import to_categorical
 
     out = to_categorical(pd.Series(["a", None, float("nan"), 3], dtype=object))
     assert out.isna().tolist() == [False, True, True, False]

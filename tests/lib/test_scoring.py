@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from sklearn import metrics as skm
 
-from lib.scoring import (
+from lib.model.scoring import (
     best_threshold,
     bootstrap,
     classification_metrics,
@@ -103,7 +103,7 @@ def test_segments_and_worst_errors():
 
 def _sklearn_classification(y, proba, classes, threshold=None):
     """The reference: every classification metric as scikit-learn computes it."""
-    from lib.scoring import predict_labels
+    from lib.model.scoring import predict_labels
 
     labels = list(classes)
     pred = predict_labels(proba, labels, threshold)

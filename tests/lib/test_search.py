@@ -3,11 +3,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lib.ingest import load_processed
-from lib.metrics import metrics_for
-from lib.models import model_spec
-from lib.params import TrainParams, load_params
-from lib.search import compute_backend, curve, search_family
+from lib.core.params import TrainParams, load_params
+from lib.data.ingest import load_processed
+from lib.model.metrics import metrics_for
+from lib.model.models import model_spec
+from lib.model.search import compute_backend, curve, search_family
 from tests.conftest import tiny_training_overrides
 
 

@@ -1,13 +1,13 @@
-"""The server's input contract (lib/serving.py): whole-column conversion equals value by value."""
+"""The server's input contract (lib/serving/predictor.py): whole-column conversion equals value by value."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from lib import serving
-from lib.schema import ColumnSchema, Schema
-from lib.serving import InputError, check_rows, probe_rows
+from lib.data.schema import ColumnSchema, Schema
+from lib.serving import predictor as serving
+from lib.serving.predictor import InputError, check_rows, probe_rows
 
 SCHEMA = Schema(
     target="y",

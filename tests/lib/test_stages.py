@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from lib.errors import ParamsError
-from lib.stages import STAGES, get_stage, select_stages
+from lib.core.errors import ParamsError
+from lib.run.stages import STAGES, get_stage, select_stages
 
 
 def test_all_by_default_in_order():
@@ -26,9 +26,9 @@ def test_only_and_from_together_is_an_error():
 
 
 def test_outside_inputs_follow_the_raw_files(tmp_path):
-    from lib import fingerprint
-    from lib.params import load_params
-    from lib.stages import get_stage
+    from lib.core.params import load_params
+    from lib.run import fingerprint
+    from lib.run.stages import get_stage
     from tests.conftest import dirs_overrides
 
     raw = tmp_path / "raw.csv"
@@ -48,8 +48,9 @@ def test_outside_inputs_follow_the_raw_files(tmp_path):
 
 
 def test_fingerprint_finds_ingest_outputs_where_ingest_writes_them(tmp_path):
-    from lib import fingerprint, ingest
-    from lib.params import load_params
+    from lib.core.params import load_params
+    from lib.data import ingest
+    from lib.run import fingerprint
     from tests.conftest import dirs_overrides
 
     params = load_params(overrides=dirs_overrides(tmp_path))

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from lib import staged, staging, tracking
+from lib.core import staging_area, tracking
+from lib.run import staging
 
 
 @pytest.fixture
@@ -33,13 +34,13 @@ def _outputs(data: Path, reports: Path) -> list[Path]:
 
 
 @pytest.fixture
-def area(project, monkeypatch) -> staged.Staging:
+def area(project, monkeypatch) -> staging_area.Staging:
     data, reports = project
-    made = staged.Staging.begin("monitor", _outputs(data, reports), data, reports)
-    monkeypatch.setenv(staged.ENV, str(made.root))
-    staged._active.cache_clear()
+    made = staging_area.Staging.begin("monitor", _outputs(data, reports), data, reports)
+    monkeypatch.setenv(staging_area.ENV, str(made.root))
+    staging_area._active.cache_clear()
     yield made
-    staged._active.cache_clear()
+    staging_area._active.cache_clear()
 
 
 def test_begin_clones_outputs_with_hard_links(project, area):
@@ -50,35 +51,35 @@ def test_begin_clones_outputs_with_hard_links(project, area):
     assert os.stat(staged).st_ino == os.stat(final).st_ino  # a link, not a copy
     assert area.staged(reports / "04_monitor.html").read_text() == "old report"
     assert not area.staged(reports / "04_monitor_evidently.html").exists()
-    assert area.root.is_relative_to(data / staged.AREA)
-    assert area.staged(reports / "04_monitor.html").is_relative_to(reports / staged.AREA)
+    assert area.root.is_relative_to(data / staging_area.AREA)
+    assert area.staged(reports / "04_monitor.html").is_relative_to(reports / staging_area.AREA)
 
 
 def test_location_maps_outputs_only_and_published_maps_back(project, area):
     data, _ = project
     latest = data / "monitoring" / "m" / "latest"
-    inside = staged.location(latest)
+    inside = staging_area.location(latest)
     assert inside == area.staged(data / "monitoring" / "m") / "latest"
-    assert staged.published(inside) == latest
+    assert staging_area.published(inside) == latest
     other = data / "processed" / "churn"  # another stage's output: read in place
-    assert staged.location(other) == other
-    assert staged.published(other) == other
+    assert staging_area.location(other) == other
+    assert staging_area.published(other) == other
 
 
 def test_location_is_identity_outside_a_staged_run(project, monkeypatch):
-    monkeypatch.delenv(staged.ENV, raising=False)
+    monkeypatch.delenv(staging_area.ENV, raising=False)
     data, _ = project
-    assert staged.location(data / "monitoring" / "m") == data / "monitoring" / "m"
-    assert staged.record_registry("alias", "m", "champion", "3") is False
+    assert staging_area.location(data / "monitoring" / "m") == data / "monitoring" / "m"
+    assert staging_area.record_registry("alias", "m", "champion", "3") is False
 
 
-def _write_new_set(data: Path, reports: Path, area: staged.Staging) -> None:
-    from lib.atomic import write_text
+def _write_new_set(data: Path, reports: Path, area: staging_area.Staging) -> None:
+    from lib.core.atomic import write_text
 
-    latest = staged.location(data / "monitoring" / "m" / "latest")
+    latest = staging_area.location(data / "monitoring" / "m" / "latest")
     write_text(latest / "summary.json", '{"run_id": "new"}')
-    write_text(staged.location(data / "monitoring" / "m" / "history.parquet"), "new history")
-    write_text(staged.location(reports / "04_monitor_evidently.html"), "new evidently")
+    write_text(staging_area.location(data / "monitoring" / "m" / "history.parquet"), "new history")
+    write_text(staging_area.location(reports / "04_monitor_evidently.html"), "new evidently")
     write_text(area.staged(reports / "04_monitor.html"), "new report")
     area.staged(reports / "04_monitor.failed.html").unlink()
 
@@ -128,16 +129,16 @@ def test_discard_all_removes_uncommitted_areas(project, area):
     data, reports = project
     _write_new_set(data, reports, area)
     assert staging.discard_all(data, reports) == ["monitor"]
-    assert not list((data / staged.AREA).glob("*-*"))
-    assert not list((reports / staged.AREA).glob("*-*"))
+    assert not list((data / staging_area.AREA).glob("*-*"))
+    assert not list((reports / staging_area.AREA).glob("*-*"))
     assert (reports / "04_monitor.html").read_text() == "old report"
 
 
 def test_registry_changes_are_recorded_and_read_back(area):
     tracking.set_alias("quire-x", tracking.CHAMPION, "7")  # no MLflow call: recorded only
     tracking.set_version_tag("quire-x", "7", "quire.reference_dir", "/r/v7")
-    assert staged.staged_alias("quire-x", tracking.CHAMPION) == "7"
-    assert staged.staged_alias("quire-y", tracking.CHAMPION) is None
+    assert staging_area.staged_alias("quire-x", tracking.CHAMPION) == "7"
+    assert staging_area.staged_alias("quire-y", tracking.CHAMPION) is None
     assert area.registry_changes() == {
         "aliases": {"champion": ["quire-x", "7"]},
         "tags": [["quire-x", "7", "quire.reference_dir", "/r/v7"]],

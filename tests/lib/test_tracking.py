@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from lib import tracking
-from lib.params import load_params
+from lib.core import tracking
+from lib.core.params import load_params
 
 
 def test_ui_command_opens_the_projects_store(tmp_path, monkeypatch):

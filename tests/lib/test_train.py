@@ -10,10 +10,10 @@ import sys
 import numpy as np
 import pytest
 
-from lib import tracking
-from lib.ingest import load_processed
-from lib.params import load_params
-from lib.train import check_gate, run_training
+from lib.core import tracking
+from lib.core.params import load_params
+from lib.data.ingest import load_processed
+from lib.model.train import check_gate, run_training
 from tests.conftest import dirs_overrides, tiny_training_overrides
 
 pytestmark = pytest.mark.slow
@@ -88,7 +88,7 @@ def test_same_data_params_and_seed_reproduce_metrics_and_predictions(first, para
 
 
 def test_failure_marks_runs_failed_never_running(params, monkeypatch):
-    import lib.train
+    import lib.model.train
 
     calls = []
 
@@ -98,8 +98,8 @@ def test_failure_marks_runs_failed_never_running(params, monkeypatch):
             raise RuntimeError("injected failure")
         return original(spec, *args, **kwargs)
 
-    original = lib.train.search_family
-    monkeypatch.setattr(lib.train, "search_family", explode)
+    original = lib.model.train.search_family
+    monkeypatch.setattr(lib.model.train, "search_family", explode)
     with pytest.raises(RuntimeError, match="injected failure"):
         run_training(params)
     c = client()

@@ -13,9 +13,9 @@ import papermill
 import pytest
 import yaml
 
-from lib.params import load_params
-from lib.paths import BASE_PARAMS, NOTEBOOKS_DIR, PARAMS_DIR
-from lib.stages import STAGES
+from lib.core.params import load_params
+from lib.core.paths import BASE_PARAMS, NOTEBOOKS_DIR, PARAMS_DIR
+from lib.run.stages import STAGES
 from tests.conftest import dirs_overrides
 
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))

@@ -6,16 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from lib.evaluate import run_evaluation
-from lib.ingest import load_processed
-from lib.params import Params, load_params
-from lib.train import run_training
+from lib.core.params import Params, load_params
+from lib.data.ingest import load_processed
+from lib.model.evaluate import run_evaluation
+from lib.model.train import run_training
 from tests.conftest import tiny_training_overrides
 
 
 @pytest.fixture(scope="package")
 def served_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from lib.ingest import run_ingest
+    from lib.data.ingest import run_ingest
 
     root = tmp_path_factory.mktemp("served")
     params = load_params(overrides=[*tiny_training_overrides(root), "evaluate.bootstrap=0"])

@@ -50,7 +50,7 @@ def real_server(
     ``settings`` become ``QUIRE_SERVER_<NAME>`` variables. On exit the server gets SIGTERM: it
     finishes its requests and flushes the prediction log, then exits.
     """
-    from lib.paths import PROJECT_ROOT
+    from lib.core.paths import PROJECT_ROOT
 
     port = free_port()
     env = {

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from lib import feedback
+from lib.data import feedback
 from server.config import Settings
 from server.main import create_app
 

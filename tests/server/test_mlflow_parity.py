@@ -12,7 +12,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from lib import tracking
+from lib.core import tracking
 from server.config import Settings
 from server.main import create_app
 from tests.server.helpers import free_port, mlflow_payloads, post_payload, wait_until_ready

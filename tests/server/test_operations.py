@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from mlflow import MlflowClient
 
-from lib import tracking
+from lib.core import tracking
 from server.config import Settings
 from server.main import create_app
 

@@ -1,4 +1,4 @@
-"""lib.replay: rows of a table sent through a real server's REST API into its prediction log.
+"""lib.loop.replay: rows of a table sent through a real server's REST API into its prediction log.
 
 Lives beside the server tests to share their tiny promoted model (tests/server/conftest.py).
 """
@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lib.errors import DataValidationError, ParamsError, ServerUnavailableError
-from lib.params import load_params
-from lib.paths import PROJECT_ROOT
-from lib.replay import (
+from lib.core.errors import DataValidationError, ParamsError, ServerUnavailableError
+from lib.core.params import load_params
+from lib.core.paths import PROJECT_ROOT
+from lib.loop.replay import (
     DEFAULT_URL,
     ReplayConfig,
     check_url,
@@ -31,7 +31,7 @@ from lib.replay import (
     replay,
     request_rows,
 )
-from lib.replay import cli as replay_cli
+from lib.loop.replay import cli as replay_cli
 from tests.conftest import tiny_training_overrides
 from tests.server.helpers import free_port, real_server, stop
 
@@ -219,7 +219,7 @@ def test_an_unreachable_port_exits_2_naming_the_url_before_reading_data(tmp_path
     data_dir = tmp_path / "data"
     env = {**os.environ, "QUIRE__PROJECT__DATA_DIR": str(data_dir)}
     result = subprocess.run(
-        [sys.executable, "-m", "lib.replay", "--url", url, "--retries", "1", "--no-progress"],
+        [sys.executable, "-m", "lib.loop.replay", "--url", url, "--retries", "1", "--no-progress"],
         cwd=PROJECT_ROOT,
         env=env,
         capture_output=True,

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from lib.serving import records_to_frame
+from lib.serving.predictor import records_to_frame
 from server.config import Settings
 from server.main import create_app
 from tests.server.helpers import mlflow_payloads, post_payload
@@ -254,7 +254,7 @@ def test_a_model_folder_logs_under_the_projects_model_name(
     """A local model folder has no registered name: its log goes where the monitor reads it."""
     import mlflow
 
-    from lib import tracking
+    from lib.core import tracking
 
     tracking.setup(served_params)
     source = mlflow.artifacts.download_artifacts(

@@ -1,0 +1,1 @@
+"""Shared foundations: parameters, errors, logging, paths, MLflow tracking, atomic files."""

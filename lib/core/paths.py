@@ -1,0 +1,31 @@
+"""Project paths, computed once from the package location."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
+PARAMS_DIR = PROJECT_ROOT / "params"
+BASE_PARAMS = PARAMS_DIR / "base.yaml"
+EVIDENTLY_REPORT = "04_monitor_evidently.html"  # the monitor stage's Evidently report
+TEMPLATES_DIR = PROJECT_ROOT / "lib" / "templates"
+
+
+def resolve(path: str | Path, root: Path = PROJECT_ROOT) -> Path:
+    """Return ``path`` as an absolute path, relative ones taken from the project root.
+
+    Parameters
+    ----------
+    path
+        A path as written in params (relative to the project) or absolute.
+    root
+        Base for relative paths.
+
+    Returns
+    -------
+    Path
+        The absolute path.
+    """
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else root / p

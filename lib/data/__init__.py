@@ -1,0 +1,1 @@
+"""Data: sources, the generator, schema inference and validation, splits, ingest, labels, drift."""

@@ -1,0 +1,364 @@
+"""The data contract: column kinds, nullability, ranges and categories, inferred or declared.
+
+The schema is saved beside the processed data and is the one list of columns that preprocessing,
+validation, the server's request schema and drift monitoring all read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict
+
+from lib.core.atomic import write_text
+from lib.core.errors import DataValidationError
+from lib.core.params import ChecksParams, ColumnKind, ColumnSpec, DataParams
+
+Task = Literal["binary", "multiclass", "regression"]
+MAX_CATEGORIES_KEPT = 1000
+MAX_CLASSES = 50
+_TRUE = {"true", "t", "yes", "y", "1", "1.0"}
+_FALSE = {"false", "f", "no", "n", "0", "0.0"}
+
+
+class ColumnSchema(BaseModel):
+    """One feature column."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    kind: ColumnKind
+    nullable: bool = True
+    declared: bool = False
+    min: float | None = None
+    max: float | None = None
+    categories: list[str] | None = None
+
+
+class Schema(BaseModel):
+    """The whole table: features, target and task."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    target: str
+    task: Task
+    classes: list[Any] | None = None
+    id_column: str | None = None
+    date_column: str | None = None
+    features: list[ColumnSchema]
+    params_fingerprint: str = ""
+
+    def names(self, kind: ColumnKind | None = None) -> list[str]:
+        """Return feature names, optionally only those of one kind."""
+        return [c.name for c in self.features if kind is None or c.kind == kind]
+
+    def column(self, name: str) -> ColumnSchema:
+        """Return the schema of feature ``name``."""
+        return next(c for c in self.features if c.name == name)
+
+    def sha256(self) -> str:
+        """Return the hash of the schema's canonical JSON."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()
+
+    def to_json(self) -> str:
+        """Return the schema as stable, indented JSON."""
+        return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
+
+    def save(self, path: Path) -> None:
+        """Write the schema to ``path`` atomically."""
+        write_text(path, self.to_json())
+
+    @classmethod
+    def load(cls, path: Path) -> Schema:
+        """Read a schema written by :meth:`save`."""
+        return cls.model_validate_json(path.read_text(encoding="utf-8"))
+
+
+def params_fingerprint(data: DataParams) -> str:
+    """Hash of the data parameters that shape a schema; a change triggers re-inference."""
+    keys = ("target", "task", "id_column", "date_column", "columns", "drop")
+    blob = json.dumps(data.model_dump(mode="json", include=set(keys)), sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing values into canonical dtypes, naming the first bad row
+
+
+def _bad_values(path: Path, column: str, bad: pd.Series, expected: str, fix: str) -> None:
+    if not bad.any():
+        return
+    positions = np.flatnonzero(bad.to_numpy())
+    first = int(positions[0])
+    more = f" ({len(positions):,} such values)" if len(positions) > 1 else ""
+    raise DataValidationError(
+        f"{path}: column {column!r} row {first + 1:,}: {_shown(bad, first)} is "
+        f"not {expected}{more}; {fix}",
+        path=path,
+        row=first + 1,
+        column=column,
+        check="wrong_type",
+    )
+
+
+def _shown(bad: pd.Series, position: int) -> str:
+    value = bad.attrs.get("values")
+    text = repr(value.iat[position]) if value is not None else "value"
+    return text if len(text) <= 40 else text[:37] + "...'"
+
+
+def _flag(values: pd.Series, bad: pd.Series) -> pd.Series:
+    bad.attrs["values"] = values
+    return bad
+
+
+def to_numeric(values: pd.Series, column: str, path: Path) -> pd.Series:
+    """Parse a column as float64; raise naming the first value that is not a number."""
+    if pd.api.types.is_numeric_dtype(values):  # bool included
+        return values.astype(float, copy=False)
+    parsed = pd.to_numeric(values, errors="coerce").astype(float)
+    fix = "fix the value or declare the column categorical in params (data.columns)"
+    _bad_values(path, column, _flag(values, parsed.isna() & values.notna()), "a number", fix)
+    return parsed
+
+
+def to_boolean(values: pd.Series, column: str, path: Path) -> pd.Series:
+    """Parse true/false, yes/no, 1/0 (any case) into 1.0/0.0/NaN."""
+    if pd.api.types.is_bool_dtype(values):
+        return values.astype(float)
+    if pd.api.types.infer_dtype(values, skipna=True) == "boolean":  # True/False/None objects
+        return values.map({True: 1.0, False: 0.0}).astype(float)
+    text = values.astype(str).str.strip().str.lower()
+    parsed = pd.Series(np.nan, index=values.index)
+    parsed[text.isin(_TRUE)] = 1.0
+    parsed[text.isin(_FALSE)] = 0.0
+    fix = "use true/false, yes/no or 1/0, or declare the column categorical in params"
+    bad = parsed.isna() & values.notna()
+    _bad_values(path, column, _flag(values, bad), "a boolean", fix)
+    return parsed
+
+
+def to_datetime(values: pd.Series, column: str, path: Path) -> pd.Series:
+    """Parse dates (ISO 8601 first, then pandas' inference) into datetime64[ns]."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return values.astype("datetime64[ns]")
+    parsed = pd.to_datetime(values, errors="coerce", format="ISO8601")
+    if (parsed.isna() & values.notna()).any():
+        parsed = pd.to_datetime(values, errors="coerce", format="mixed")
+    fix = "write dates as YYYY-MM-DD or declare the column categorical in params"
+    _bad_values(path, column, _flag(values, parsed.isna() & values.notna()), "a date", fix)
+    return parsed.astype("datetime64[ns]")
+
+
+def to_categorical(values: pd.Series) -> pd.Series:
+    """Return the values as strings (integral floats without '.0'), missing kept as NaN."""
+    if values.dtype == object and pd.api.types.infer_dtype(values, skipna=True) == "string":
+        return values  # already text; None and NaN both count as missing downstream
+    if pd.api.types.is_float_dtype(values):
+        finite = values.dropna()
+        if len(finite) and (finite == finite.round()).all():
+            values = values.astype("Int64")
+    present = values.notna()
+    out = values.astype(object).where(present, np.nan)
+    out[present] = out[present].map(lambda v: v if isinstance(v, str) else str(v))
+    return out
+
+
+def coerce_column(values: pd.Series, kind: ColumnKind, column: str, path: Path) -> pd.Series:
+    """Parse one column into the canonical dtype of its kind."""
+    if kind == "numeric":
+        return to_numeric(values, column, path)
+    if kind == "boolean":
+        return to_boolean(values, column, path)
+    if kind == "datetime":
+        return to_datetime(values, column, path)
+    return to_categorical(values)
+
+
+# --------------------------------------------------------------------------------------------
+# Inference
+
+
+def _infer_kind(values: pd.Series, checks: ChecksParams) -> ColumnKind:
+    if pd.api.types.is_bool_dtype(values):
+        return "boolean"
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return "datetime"
+    if pd.api.types.is_numeric_dtype(values):
+        return "numeric"
+    present = values.dropna()
+    if present.empty:
+        return "categorical"
+    sample = present.iloc[:5000]
+    text = sample.astype(str).str.strip().str.lower()
+    if text.isin(_TRUE | _FALSE).all() and text.nunique() <= 2:
+        return "boolean"
+    numeric_share = pd.to_numeric(sample, errors="coerce").notna().mean()
+    if numeric_share >= checks.numeric_min_share:
+        return "numeric"
+    if all(isinstance(v, str) for v in sample):
+        dates = pd.to_datetime(sample, errors="coerce", format="ISO8601")
+        if dates.notna().mean() >= 0.95 and text.str.contains(r"\d{4}-\d{2}-\d{2}").mean() > 0.95:
+            return "datetime"
+    return "categorical"
+
+
+def _declared(data: DataParams) -> dict[str, ColumnSpec]:
+    return {
+        name: spec if isinstance(spec, ColumnSpec) else ColumnSpec(kind=spec)
+        for name, spec in data.columns.items()
+    }
+
+
+def _infer_task(target: pd.Series, data: DataParams, path: Path) -> Task:
+    present = target.dropna()
+    n_unique = present.nunique()
+    name = data.target
+    if n_unique < 2 and data.task != "regression":
+        first = present.iat[0] if len(present) else None
+        shown = repr(first.item() if isinstance(first, np.generic) else first)
+        raise DataValidationError(
+            f"{path}: target {name!r} has one class ({shown}) in {len(present):,} labelled rows; "
+            "a classifier needs at least two: check data.target or the data",
+            path=path,
+            column=name,
+            check="one_class",
+        )
+    if data.task != "auto":
+        if data.task == "binary" and n_unique != 2:
+            raise DataValidationError(
+                f"{path}: data.task is 'binary' but target {name!r} has {n_unique} classes; "
+                "set data.task to multiclass or auto",
+                path=path,
+                column=name,
+                check="task",
+            )
+        return data.task
+    numeric = pd.api.types.is_numeric_dtype(present) and not pd.api.types.is_bool_dtype(present)
+    integral = numeric and bool((present == present.round()).all())
+    if numeric and not (integral and n_unique <= 20):
+        return "regression"
+    if n_unique > MAX_CLASSES:
+        raise DataValidationError(
+            f"{path}: target {name!r} has {n_unique:,} distinct non-numeric values; a classifier "
+            f"takes at most {MAX_CLASSES}: check data.target or set data.task: regression",
+            path=path,
+            column=name,
+            check="task",
+        )
+    return "binary" if n_unique == 2 else "multiclass"
+
+
+def _class_list(target: pd.Series) -> list[Any]:
+    present = target.dropna()
+    classes = sorted(present.unique().tolist(), key=lambda v: (str(type(v)), v))
+    return [c.item() if isinstance(c, np.generic) else c for c in classes]
+
+
+def draft_schema(frame: pd.DataFrame, data: DataParams, checks: ChecksParams, path: Path) -> Schema:
+    """Decide each feature's kind (from a sample) and the task; ranges come later.
+
+    Columns declared in ``data.columns`` keep their kind and whatever else they declare.
+    Complete the draft with :func:`complete_schema` once the data is conformed to it.
+
+    Parameters
+    ----------
+    frame
+        The raw table as read.
+    data
+        Data parameters (target, id, date, declared columns, dropped columns).
+    checks
+        Inference thresholds.
+    path
+        The file the frame came from, for messages.
+
+    Returns
+    -------
+    Schema
+        Kinds, target and task; no ranges or categories yet unless declared.
+    """
+    require_columns(frame, data, path)
+    declared = _declared(data)
+    skip = {data.target, data.id_column, *data.drop}
+    features = []
+    for name in frame.columns:
+        if name in skip:
+            continue
+        spec = declared.get(name)
+        if spec is not None:
+            features.append(ColumnSchema(name=name, declared=True, **spec.model_dump()))
+            continue
+        kind = "datetime" if name == data.date_column else _infer_kind(frame[name], checks)
+        features.append(ColumnSchema(name=name, kind=kind))
+    if not features:
+        raise DataValidationError(
+            f"{path}: no feature columns left besides the target, id and dropped columns; "
+            "check data.drop",
+            path=path,
+            check="no_features",
+        )
+    return Schema(
+        target=data.target,
+        task=_infer_task(frame[data.target], data, path),
+        id_column=data.id_column,
+        date_column=data.date_column if data.date_column in frame.columns else None,
+        features=features,
+        params_fingerprint=params_fingerprint(data),
+    )
+
+
+def complete_schema(draft: Schema, frame: pd.DataFrame) -> Schema:
+    """Fill nullability, ranges, categories and classes from data conformed to ``draft``.
+
+    Values a column declared in params are kept.
+    """
+    features = [_profile_column(col, frame[col.name]) for col in draft.features]
+    classes = None if draft.task == "regression" else _class_list(frame[draft.target])
+    return draft.model_copy(update={"features": features, "classes": classes})
+
+
+def _profile_column(col: ColumnSchema, values: pd.Series) -> ColumnSchema:
+    update: dict[str, Any] = {}
+    if not col.declared:
+        update["nullable"] = bool(values.isna().any())
+    if col.kind == "numeric" and values.notna().any():
+        if col.min is None:
+            update["min"] = float(values.min())
+        if col.max is None:
+            update["max"] = float(values.max())
+    if col.kind == "categorical" and col.categories is None:
+        counts = values.value_counts()
+        update["categories"] = sorted(counts.index[:MAX_CATEGORIES_KEPT].astype(str).tolist())
+    return col.model_copy(update=update)
+
+
+def require_columns(frame: pd.DataFrame, data: DataParams, path: Path) -> None:
+    """Raise unless the target, the id column and every declared column are present."""
+    if data.target not in frame.columns:
+        raise DataValidationError(
+            f"{path}: target column {data.target!r} is missing (columns: "
+            f"{_list(frame.columns)}); set data.target to the column to predict",
+            path=path,
+            column=data.target,
+            check="missing_target",
+        )
+    wanted = [c for c in (data.id_column, *data.columns) if c is not None]
+    for name in wanted:
+        if name not in frame.columns:
+            raise DataValidationError(
+                f"{path}: required column {name!r} is missing (columns: {_list(frame.columns)}); "
+                "add it to the file or remove it from params (data.columns / data.id_column)",
+                path=path,
+                column=name,
+                check="missing_column",
+            )
+
+
+def _list(columns: pd.Index) -> str:
+    names = [str(c) for c in columns]
+    return ", ".join(names[:12]) + (f", ... ({len(names)} in all)" if len(names) > 12 else "")

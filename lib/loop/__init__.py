@@ -1,0 +1,1 @@
+"""The closed loop: replaying traffic, request lineage, the end-to-end demo."""

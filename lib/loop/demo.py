@@ -1,0 +1,169 @@
+"""``make demo``: the whole loop in a few minutes on the built-in data.
+
+1. run_all on the parameters (the pipeline: ingest, train, evaluate, monitor);
+2. the model server on 127.0.0.1 (it follows the champion alias);
+3. the replay tool sends the generator's drifted production batch through the REST API;
+4. the monitor stage runs on the server's prediction log: drift found, alerts fired;
+5. the Voila dashboard starts; the report, dashboard and API addresses are printed.
+
+Then it waits (Ctrl-C stops the server and the dashboard it started), or with ``--no-wait``
+stops them at once. Every step is the project's own command, shown before it runs, so the demo
+is also a script to copy from. The true labels of the replayed rows are saved (``ids.csv`` in the
+logs folder) for the feedback and retrain steps the summary suggests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import httpx
+
+from lib.core.params import add_layer_arguments
+from lib.core.paths import PROJECT_ROOT
+
+
+def _python(*args: str) -> list[str]:
+    return [sys.executable, *args]
+
+
+def _show(cmd: Sequence[str]) -> None:
+    shown = [Path(c).name if c == sys.executable else c for c in cmd]
+    print(f"\n$ {shlex.join(shown)}", flush=True)
+
+
+def _run(cmd: Sequence[str], env: dict[str, str], ok: tuple[int, ...] = (0,)) -> int:
+    _show(cmd)
+    code = subprocess.run(cmd, cwd=PROJECT_ROOT, env=env, check=False).returncode
+    if code not in ok:
+        raise SystemExit(f"demo stopped: the step above exited with {code}")
+    return code
+
+
+@contextmanager
+def _service(cmd: Sequence[str], env: dict[str, str], ready: str, log: Path) -> Iterator[None]:
+    """Start a background process, wait until ``ready`` answers 200, stop it (by PID) after."""
+    _show(cmd)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env, stdout=out, stderr=out)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                if httpx.get(ready, timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"demo stopped: {cmd[1:3]} did not start; see {log}")
+            time.sleep(0.5)
+        yield
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the demo's command-line parser."""
+    parser = argparse.ArgumentParser(prog="python -m lib.loop.demo", description=__doc__)
+    add_layer_arguments(parser, "generator.rows=5000")
+    parser.add_argument("--port", type=int, default=8000, help="model server port")
+    parser.add_argument("--dashboard-port", type=int, default=8866)
+    parser.add_argument("--rate", type=float, default=1000.0, help="replayed rows per second")
+    parser.add_argument(
+        "--no-wait", action="store_true", help="stop the server and dashboard at the end"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the demo; return the exit code."""
+    from lib.core import tracking
+    from lib.core.env import environment
+    from lib.core.params import load_params
+    from lib.core.paths import resolve
+    from lib.monitoring.monitor import monitoring_dir
+    from lib.monitoring.monitor_results import SUMMARY
+
+    args = build_parser().parse_args(argv)
+    layers = [a for f in args.params for a in ("--params", f)]
+    layers += [a for o in args.overrides for a in ("-p", o)]
+    params = load_params(args.params, args.overrides, env=environment())
+    env = {**environment(), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    # the server and dashboard read params from the environment: pass the layers on
+    for section in ("project", "mlflow"):
+        values = getattr(params, section).model_dump(mode="json")
+        env.update({f"QUIRE__{section.upper()}__{k.upper()}": str(v) for k, v in values.items()
+                    if v is not None})  # fmt: skip
+    env.update({"QUIRE_SERVER_PORT": str(args.port), "QUIRE_SERVER_POLL_SECONDS": "5"})
+    env["QUIRE_SERVER_LOG_FLUSH_SECONDS"] = "1"
+    logs = resolve(params.project.logs_dir)
+    ids = logs / "demo-ids.csv"
+    base = f"http://127.0.0.1:{args.port}"
+    dashboard = f"http://127.0.0.1:{args.dashboard_port}"
+
+    print("Quire demo: pipeline -> server -> drifted traffic -> monitor -> dashboard", flush=True)
+    _run(_python("run_all.py", *layers), env)
+    with ExitStack() as stack:
+        stack.enter_context(
+            _service(_python("-m", "server"), env, f"{base}/health/ready", logs / "demo-server.log")
+        )
+        _run(
+            _python("-m", "lib.loop.replay", "--url", base, "--rate", str(args.rate),
+                    "--batch-size", "10", "--ids-out", str(ids), *layers),
+            env,
+        )  # fmt: skip
+        time.sleep(2)  # the server flushes its prediction log every second
+        monitor = ["--only", "monitor", "-p", "monitor.current=log", "--fail-on-alert"]
+        _run(_python("run_all.py", *layers, *monitor), env, ok=(0, 3))
+        folder = monitoring_dir(params, tracking.model_name(params)) / "latest" / SUMMARY
+        summary = json.loads(folder.read_text(encoding="utf-8"))
+        dash = _python("-m", "lib.monitoring.dashboard", "--port", str(args.dashboard_port))
+        stack.enter_context(_service(dash, env, dashboard, logs / "demo-dashboard.log"))
+        reports = resolve(params.project.reports_dir)
+        print("\n" + "=" * 78)
+        print(f"monitoring verdict: {summary['verdict']}")
+        for alert in summary.get("alerts", []):
+            print(f"  ALERT {alert['rule']}: {alert['message']}")
+        print(f"\ndrift dashboard   {dashboard}")
+        print(f"model API         {base}/docs   (model: {base}/model)")
+        print(f"reports           {(reports / 'index.html').as_uri()}")
+        print(f"monitor report    {(reports / '04_monitor.html').as_uri()}")
+        print(f"Evidently report  {(reports / '04_monitor_evidently.html').as_uri()}")
+        labels = resolve(params.project.data_dir) / "feedback" / tracking.model_name(params)
+        print("\nclose the loop: hand back the true labels of the replayed rows (POST /feedback,")
+        print("or drop the file in the feedback folder), then retrain:")
+        print(f"  mkdir -p {labels} && cp {ids} {labels}/")
+        print(f"  {Path(sys.executable).name} run_all.py --retrain {shlex.join(layers)}".rstrip())
+        delta = params.evaluate.min_delta
+        print("  (the server picks up a new champion within 5 s, without a restart; the gate")
+        print(f"  promotes only a gain of at least evaluate.min_delta = {delta} in the primary")
+        print("  metric, and 03_evaluate's report says which way it went)")
+        print("=" * 78, flush=True)
+        if args.no_wait:
+            return 0
+        print("Ctrl-C stops the server and the dashboard.", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            print("\nstopping", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

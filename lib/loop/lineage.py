@@ -1,0 +1,116 @@
+"""Lineage of a served prediction: model version, MLflow runs, training data, params, monitoring.
+
+``python -m lib.loop.lineage REQUEST_ID`` (or the server's ``GET /lineage/{request_id}``) answers,
+for one logged request: the rows it served and their predictions; the model version that made
+them, its MLflow run (and the parent training run), the params digest, git commit, and the data
+manifest it was trained on; and the monitor runs whose current window held those rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from lib.core.logs import get_logger
+from lib.core.params import Params
+from lib.data.feedback import log_dir
+from lib.model.provenance import model_lineage
+
+log = get_logger(__name__)
+
+
+def find_rows(folder: Path, request_id: str) -> pd.DataFrame:
+    """Return the logged rows of one request (empty when it is not in the log)."""
+    files = sorted(folder.glob("part-*.parquet"))
+    if not files:
+        return pd.DataFrame()
+    import pyarrow.dataset as ds
+
+    dataset = ds.dataset([str(f) for f in files], format="parquet")
+    table = dataset.to_table(filter=ds.field("request_id") == request_id)
+    frame: pd.DataFrame = table.to_pandas()
+    return frame.sort_values("row", ignore_index=True)
+
+
+def monitoring_runs(folder: Path, version: str, when: pd.Timestamp) -> list[dict[str, Any]]:
+    """Return the monitor runs on the prediction log whose current window held time ``when``."""
+    from lib.monitoring.monitor_results import HISTORY
+
+    path = folder / HISTORY
+    if not path.exists():
+        return []
+    history = pd.read_parquet(path)
+    if "current_from" not in history.columns:  # saved before windows were recorded
+        return []
+    runs = history[
+        (history["version"].astype(str) == str(version))
+        & (history["current"] == "log")
+        & (pd.to_datetime(history["current_from"], utc=True) <= when)
+        & (pd.to_datetime(history["current_to"], utc=True) >= when)
+    ]
+    out = []
+    for run_id, rows in runs.groupby("run_id", sort=False):
+        first = rows.iloc[0]
+        out.append(
+            {
+                "run_id": str(run_id),
+                "time": str(first["time"]),
+                "drifted_share": float(first["drifted_share"]),
+                "dataset_drift": bool(first["dataset_drift"]),
+                "alerts": int(first["alerts"]),
+                "drifted": sorted(rows.loc[rows["drifted"].astype(bool), "column"].astype(str)),
+            }
+        )
+    return sorted(out, key=lambda r: r["time"])
+
+
+def lineage(params: Params, model: str, request_id: str) -> dict[str, Any] | None:
+    """Return the lineage of one logged request, or None when it is not in the log."""
+    from lib.monitoring.monitor import monitoring_dir
+
+    rows = find_rows(log_dir(params.project.data_dir, model), request_id)
+    if rows.empty:
+        return None
+    when = pd.Timestamp(rows["time"].iloc[0])
+    when = when.tz_localize("UTC") if when.tz is None else when.tz_convert("UTC")
+    versions = sorted(set(rows["model_version"].astype(str)))
+    shown = ["row", "prediction", *[c for c in rows.columns if c.startswith("proba_")]]
+    return {
+        "request_id": request_id,
+        "time": when.isoformat(),
+        "rows": json.loads(rows[shown].to_json(orient="records")),
+        "models": [model_lineage(model, v) for v in versions],
+        "monitoring": [
+            run for v in versions for run in monitoring_runs(monitoring_dir(params, model), v, when)
+        ],
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m lib.loop.lineage REQUEST_ID``: print a prediction's lineage as JSON."""
+    from lib.core import tracking
+    from lib.core.env import environment
+    from lib.core.params import add_layer_arguments, load_params
+
+    parser = argparse.ArgumentParser(prog="python -m lib.loop.lineage", description=__doc__)
+    parser.add_argument("request_id")
+    add_layer_arguments(parser, "project.data_dir=data")
+    args = parser.parse_args(argv)
+    params = load_params(args.params, args.overrides, env=environment())
+    tracking.setup(params)
+    found = lineage(params, tracking.model_name(params), args.request_id)
+    if found is None:
+        print(f"error: no logged prediction has request_id {args.request_id!r}", file=sys.stderr)
+        return 1
+    print(json.dumps(found, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

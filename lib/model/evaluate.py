@@ -1,0 +1,367 @@
+"""The evaluate stage: score the challenger on the test split, gate promotion, save reference."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lib.core import staging_area, tracking
+from lib.core.atomic import sha256_file
+from lib.core.errors import DataValidationError, ModelNotFoundError, ParamsError
+from lib.core.logs import get_logger
+from lib.core.params import Params
+from lib.data.ingest import MANIFEST, ProcessedData, load_processed, processed_dir
+from lib.data.schema import Task
+from lib.model.gate import Decision, decide
+from lib.model.metrics import Metric, metric, metrics_for
+from lib.model.reference import PREDICTION, proba_column, reference_dir, save_reference
+from lib.model.scoring import (
+    MetricFn,
+    best_threshold,
+    bootstrap,
+    classification_metrics,
+    predict_labels,
+    regression_metrics,
+    segment_table,
+    threshold_table,
+    worst_errors,
+)
+from lib.model.search import importances
+
+log = get_logger(__name__)
+
+
+@dataclass
+class Outputs:
+    """A model's outputs on the test split."""
+
+    pred: np.ndarray
+    proba: np.ndarray | None
+
+
+@dataclass
+class EvaluationResult:
+    """Everything the 03_evaluate notebook shows."""
+
+    task: Task
+    classes: list[Any] | None
+    primary: Metric
+    model_name: str
+    version: str
+    scores: pd.DataFrame
+    threshold: float | None
+    thresholds: pd.DataFrame | None
+    y: np.ndarray
+    outputs: Outputs
+    segments: pd.DataFrame
+    worst: pd.DataFrame
+    importances: pd.Series
+    decision: Decision
+    champion_scores: dict[str, float] | None
+    reference: Path
+
+    def summary(self) -> str:
+        """One paragraph: the model, its primary metric with interval, and the decision."""
+        row = self.scores.loc[self.primary.name]
+        return (
+            f"`{self.model_name}` version {self.version}: test {self.primary.name} "
+            f"**{row['value']:.4f}** ({row['ci_low']:.4f} - {row['ci_high']:.4f}). "
+            f"{self.decision.reason}"
+        )
+
+
+def _metric_fn(task: Task, classes: list[Any] | None, threshold: float | None) -> MetricFn:
+    if task == "regression":
+        return regression_metrics
+    assert classes is not None
+    return functools.partial(classification_metrics, classes=classes, threshold=threshold)
+
+
+def _outputs(
+    model: Any, X: pd.DataFrame, task: Task, classes: list[Any] | None, threshold: float | None
+) -> Outputs:
+    if task == "regression":
+        return Outputs(np.asarray(model.predict(X), dtype=float), None)
+    proba = np.asarray(model.predict_proba(X))
+    order = [list(model.classes_).index(c) for c in classes or []]
+    proba = proba[:, order]  # the schema's class order, whatever the estimator's
+    return Outputs(predict_labels(proba, classes or [], threshold), proba)
+
+
+def _arrays(task: Task, y: np.ndarray, out: Outputs) -> list[np.ndarray]:
+    return [y, out.pred] if task == "regression" else [y, out.proba]  # type: ignore[list-item]
+
+
+def _threshold(params: Params, model: Any, data: ProcessedData) -> float | None:
+    """Return the binary decision threshold: fixed in params, or the F1-best on validation."""
+    classes = data.schema.classes
+    if data.schema.task != "binary" or classes is None:
+        return None
+    if params.evaluate.threshold != "auto":
+        return float(params.evaluate.threshold)
+    Xv, yv = data.xy("validation")
+    proba = _outputs(model, Xv, "binary", classes, None).proba
+    assert proba is not None
+    return best_threshold(yv.to_numpy(), proba[:, 1], classes[1])
+
+
+def _check_same_data(version: Any, params: Params) -> None:
+    trained_on = version.tags.get("quire.manifest_sha256")
+    current = sha256_file(processed_dir(params) / MANIFEST)
+    if trained_on and trained_on != current:
+        raise DataValidationError(
+            f"{processed_dir(params) / MANIFEST}: the processed data changed since version "
+            f"{version.version} was trained, so its test split may overlap its training data; "
+            "rerun the train stage (python run_all.py --from train)",
+            path=processed_dir(params) / MANIFEST,
+            check="manifest",
+        )
+
+
+def _champion_scores(
+    name: str,
+    challenger: str,
+    X: pd.DataFrame,
+    y: np.ndarray,
+    task: Task,
+    classes: list[Any] | None,
+) -> tuple[str, dict[str, float]] | None:
+    """Return the current champion's scores on the same test split (None: no champion)."""
+    import mlflow
+
+    try:
+        champion = tracking.version_by_alias(name, tracking.CHAMPION)
+    except ModelNotFoundError:
+        return None
+    if str(champion.version) == challenger:
+        return None
+    model = mlflow.sklearn.load_model(f"models:/{name}/{champion.version}")
+    raw = champion.tags.get("quire.threshold")
+    threshold = float(raw) if raw not in (None, "", "None") else None
+    out = _outputs(model, X, task, classes, threshold)
+    return str(champion.version), _metric_fn(task, classes, threshold)(*_arrays(task, y, out))
+
+
+def _segments(
+    params: Params, data: ProcessedData, fn: MetricFn, arrays: list[np.ndarray], keep: list[str]
+) -> pd.DataFrame:
+    columns = params.evaluate.segments
+    known = data.schema.names("categorical") + data.schema.names("boolean")
+    unknown = [c for c in columns if c not in known]
+    if unknown:
+        raise ParamsError(
+            f"evaluate.segments: {unknown} are not categorical or boolean columns of "
+            f"{params.project.name!r}; use some of {', '.join(known) or '(none)'}",
+            key="evaluate.segments",
+        )
+    return segment_table(data.splits["test"], columns, fn, arrays, keep)
+
+
+def run_evaluation(params: Params) -> EvaluationResult:
+    """Run the whole evaluate stage.
+
+    Parameters
+    ----------
+    params
+        Validated parameters (``project``, ``evaluate`` and ``mlflow`` are used).
+
+    Returns
+    -------
+    EvaluationResult
+        Test metrics with confidence intervals, figures' inputs, segments, worst errors, the
+        promotion decision and where the monitoring reference was saved.
+    """
+    import mlflow
+
+    data = load_processed(params)
+    tracking.setup(params)
+    name = tracking.model_name(params)
+    version = tracking.version_by_alias(name, tracking.CHALLENGER)
+    _check_same_data(version, params)
+    task, classes = data.schema.task, data.schema.classes
+    primary = _primary(version.tags, task)
+    model = mlflow.sklearn.load_model(f"models:/{name}/{version.version}")
+    threshold = _threshold(params, model, data)
+    X, y_series = data.xy("test")
+    y = y_series.to_numpy()
+    out = _outputs(model, X, task, classes, threshold)
+    fn = _metric_fn(task, classes, threshold)
+    arrays = _arrays(task, y, out)
+    point = fn(*arrays)
+    low, high = bootstrap(
+        fn, arrays, params.evaluate.bootstrap, params.evaluate.confidence, params.project.seed
+    )
+    scores = pd.DataFrame(
+        {
+            "value": point,
+            "ci_low": pd.Series(low, dtype=float),
+            "ci_high": pd.Series(high, dtype=float),
+        }
+    ).reindex(list(point))
+    scores.index.name = "metric"
+    champion = _champion_scores(name, str(version.version), X, y, task, classes)
+    decision = decide(
+        primary,
+        (str(version.version), point),
+        champion,
+        params.evaluate.min_delta,
+        params.evaluate.floors,
+    )
+    if decision.promote:
+        tracking.set_alias(name, tracking.CHAMPION, str(version.version))
+    keep = [primary.name, *([] if task == "regression" else ["accuracy"])]
+    result = EvaluationResult(
+        task=task,
+        classes=classes,
+        primary=primary,
+        model_name=name,
+        version=str(version.version),
+        scores=scores,
+        threshold=threshold,
+        thresholds=_threshold_table(y, out, classes, threshold),
+        y=y,
+        outputs=out,
+        segments=_segments(params, data, fn, arrays, keep),
+        worst=worst_errors(
+            data.splits["test"].drop(columns=data.schema.target),
+            task,
+            y,
+            out.pred,
+            out.proba,
+            classes,
+            params.evaluate.worst_errors,
+        ),
+        importances=importances(
+            model, X, y_series, primary.scorer, params.project.seed, params.evaluate.importance_rows
+        ),
+        decision=decision,
+        champion_scores=champion[1] if champion else None,
+        reference=_save_reference(params, data, name, str(version.version), out, threshold),
+    )
+    _record(result, version)
+    log.info(
+        "evaluated",
+        model=name,
+        version=result.version,
+        promoted=decision.promote,
+        reason=decision.reason,
+    )
+    return result
+
+
+def _primary(tags: dict[str, str], task: Task) -> Metric:
+    """Return the metric the challenger was selected on (recorded at registration)."""
+    name = tags.get("quire.primary_metric")
+    return metric(name, task) if name else metrics_for(task, "auto", None)[0]
+
+
+def _threshold_table(
+    y: np.ndarray, out: Outputs, classes: list[Any] | None, threshold: float | None
+) -> pd.DataFrame | None:
+    if threshold is None or out.proba is None or not classes:
+        return None
+    return threshold_table(y, out.proba[:, 1], classes[1])
+
+
+def _save_reference(
+    params: Params,
+    data: ProcessedData,
+    name: str,
+    version: str,
+    out: Outputs,
+    threshold: float | None,
+) -> Path:
+    frame = data.splits["test"].copy()
+    frame[PREDICTION] = out.pred
+    extra = [PREDICTION]
+    if out.proba is not None and data.schema.classes is not None:
+        for i, label in enumerate(data.schema.classes):
+            frame[proba_column(label)] = out.proba[:, i]
+            extra.append(proba_column(label))
+    meta = {"model": name, "version": version, "threshold": threshold, "task": data.schema.task}
+    return save_reference(
+        frame, data.schema, extra, reference_dir(params.project.data_dir, name, version), meta
+    )
+
+
+def _record(result: EvaluationResult, version: Any) -> None:
+    """Log test metrics and the decision to the challenger's MLflow run; tag the version."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric as MlflowMetric
+    from mlflow.entities import RunTag
+
+    client = MlflowClient()
+    now = int(pd.Timestamp.now(tz="UTC").timestamp() * 1000)
+    metrics = []
+    for name, row in result.scores.iterrows():
+        safe = str(name).replace("[", "_").replace("]", "")
+        for column, suffix in (("value", ""), ("ci_low", "_ci_low"), ("ci_high", "_ci_high")):
+            if np.isfinite(row[column]):
+                metrics.append(MlflowMetric(f"test_{safe}{suffix}", float(row[column]), now, 0))
+    tags = [
+        RunTag("quire.promotion", "promoted" if result.decision.promote else "not promoted"),
+        RunTag("quire.promotion_reason", result.decision.reason),
+    ]
+    run_id = version.tags.get("quire.run_id") or version.run_id
+    client.log_batch(run_id, metrics=metrics, tags=tags)
+    client.log_dict(
+        run_id,
+        {"decision": result.decision.__dict__, "threshold": result.threshold},
+        "evaluation/decision.json",
+    )
+    for key, value in {
+        "quire.threshold": str(result.threshold),
+        "quire.reference_dir": str(staging_area.published(result.reference)),
+        "quire.test_"
+        + result.primary.name: f"{result.scores.loc[result.primary.name, 'value']:.6f}",
+    }.items():
+        tracking.set_version_tag(result.model_name, result.version, key, value)
+
+
+def check_gate(result: EvaluationResult) -> None:
+    """Raise unless the decision took effect and the reference is in place."""
+    alias = (
+        tracking.version_by_alias(result.model_name, tracking.CHAMPION)
+        if result.decision.promote
+        else None
+    )
+    if alias is not None and str(alias.version) != result.version:
+        raise ModelNotFoundError(
+            f"{result.model_name}@champion points at version {alias.version}, not the promoted "
+            f"version {result.version}; rerun the evaluate stage"
+        )
+    if not (result.reference / "reference.parquet").exists():
+        raise DataValidationError(
+            f"{result.reference}: monitoring reference missing; rerun the evaluate stage"
+        )
+
+
+def scores_table(result: EvaluationResult) -> pd.DataFrame:
+    """Return the test metrics with intervals, and the champion's scores beside them if any."""
+    table = result.scores.round(4)
+    if result.champion_scores is not None:
+        table["champion"] = pd.Series(result.champion_scores).reindex(table.index).round(4)
+    return table
+
+
+def figures(result: EvaluationResult, seed: int) -> list[Any]:
+    """Return the task's diagnostic figures, in report order."""
+    from lib.model import eval_plots
+
+    if result.task == "regression":
+        return [eval_plots.regression_figure(result.y, result.outputs.pred, seed)]
+    assert result.outputs.proba is not None and result.classes is not None
+    proba, classes = result.outputs.proba, result.classes
+    found = [
+        eval_plots.confusion_figure(result.y, proba, classes, result.threshold),
+        eval_plots.roc_pr_figure(result.y, proba, classes),
+        eval_plots.calibration_figure(result.y, proba, classes),
+    ]
+    if result.thresholds is not None and result.threshold is not None:
+        found.append(eval_plots.threshold_figure(result.thresholds, result.threshold))
+    return found

@@ -1,0 +1,68 @@
+"""Metric names users write in params, mapped to scikit-learn scorers and their direction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lib.core.errors import ParamsError
+from lib.data.schema import Task
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric: its params name, scikit-learn scorer name, and whether higher is better."""
+
+    name: str
+    scorer: str
+    higher_is_better: bool
+
+    def from_score(self, score: float) -> float:
+        """Turn a scorer's value (negated for losses) into the metric's own value."""
+        return float(score if self.higher_is_better else -score)
+
+
+_CLASSIFICATION = {
+    "accuracy": Metric("accuracy", "accuracy", True),
+    "balanced_accuracy": Metric("balanced_accuracy", "balanced_accuracy", True),
+    "f1_macro": Metric("f1_macro", "f1_macro", True),
+    "log_loss": Metric("log_loss", "neg_log_loss", False),
+}
+_BINARY = {
+    **_CLASSIFICATION,
+    "roc_auc": Metric("roc_auc", "roc_auc", True),
+    "average_precision": Metric("average_precision", "average_precision", True),
+}
+_MULTICLASS = {**_CLASSIFICATION, "roc_auc": Metric("roc_auc", "roc_auc_ovr", True)}
+_REGRESSION = {
+    "rmse": Metric("rmse", "neg_root_mean_squared_error", False),
+    "mae": Metric("mae", "neg_mean_absolute_error", False),
+    "r2": Metric("r2", "r2", True),
+}
+_BY_TASK = {"binary": _BINARY, "multiclass": _MULTICLASS, "regression": _REGRESSION}
+_PRIMARY = {"binary": "roc_auc", "multiclass": "f1_macro", "regression": "rmse"}
+_SECONDARY = {
+    "binary": ["accuracy", "f1_macro", "average_precision", "log_loss"],
+    "multiclass": ["accuracy", "balanced_accuracy", "roc_auc", "log_loss"],
+    "regression": ["mae", "r2"],
+}
+
+
+def metric(name: str, task: Task, key: str = "train.primary_metric") -> Metric:
+    """Return the metric called ``name`` for ``task``, or raise naming the params key."""
+    known = _BY_TASK[task]
+    if name not in known:
+        raise ParamsError(
+            f"{key}: {name!r} is not a {task} metric; use one of {', '.join(sorted(known))}",
+            key=key,
+        )
+    return known[name]
+
+
+def metrics_for(
+    task: Task, primary: str, secondary: list[str] | None
+) -> tuple[Metric, list[Metric]]:
+    """Resolve ``auto`` and ``null`` into the primary metric and the secondary ones."""
+    first = metric(_PRIMARY[task] if primary == "auto" else primary, task)
+    names = _SECONDARY[task] if secondary is None else secondary
+    others = [metric(n, task, "train.secondary_metrics") for n in names if n != first.name]
+    return first, others

@@ -1,0 +1,193 @@
+"""Alert rules over a monitor run, and their delivery: structured log, history file, webhook.
+
+The webhook URL comes from the environment (``QUIRE_ALERT_WEBHOOK_URL``), never from params.
+Delivery failures are logged and reported back; they never fail the monitor stage.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from lib.core.atomic import write_text
+from lib.core.logs import get_logger
+from lib.core.params import AlertParams
+
+log = get_logger(__name__)
+WEBHOOK_ENV = "QUIRE_ALERT_WEBHOOK_URL"
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One fired rule."""
+
+    rule: str
+    severity: str  # warning | critical
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the rules look at, gathered from one monitor run."""
+
+    dataset_drift: bool
+    drifted_share: float
+    drifted: list[str]
+    prediction_drifted: list[str]
+    missing_jumps: dict[str, float]  # column -> rise in missing share
+    metric_drops: list[dict[str, Any]]
+    concept_drift: bool
+    concept_reason: str = ""
+
+
+def evaluate_rules(facts: Facts, rules: AlertParams) -> list[Alert]:
+    """Return the alerts the rules raise on ``facts``, most severe first."""
+    alerts: list[Alert] = []
+    share = f"{facts.drifted_share:.0%} of checked columns drifted"
+    if rules.dataset_drift and facts.dataset_drift:
+        alerts.append(
+            Alert(
+                "dataset_drift", "critical", f"dataset drift: {share}", {"drifted": facts.drifted}
+            )
+        )
+    elif (
+        rules.drift_share is not None and facts.drifted and facts.drifted_share >= rules.drift_share
+    ):
+        alerts.append(
+            Alert(
+                "drift_share",
+                "warning",
+                f"{share} (alert at {rules.drift_share:.0%}): {', '.join(facts.drifted)}",
+                {"share": facts.drifted_share, "drifted": facts.drifted},
+            )
+        )
+    key = [c for c in rules.key_features if c in facts.drifted]
+    if key:
+        alerts.append(
+            Alert(
+                "key_feature",
+                "critical",
+                f"key features drifted: {', '.join(key)}",
+                {"columns": key},
+            )
+        )
+    if rules.prediction_drift and facts.prediction_drifted:
+        alerts.append(
+            Alert(
+                "prediction_drift",
+                "warning",
+                f"model outputs drifted: {', '.join(facts.prediction_drifted)}",
+                {"columns": facts.prediction_drifted},
+            )
+        )
+    if rules.missing_jump is not None:
+        jumps = {c: r for c, r in facts.missing_jumps.items() if r > rules.missing_jump}
+        if jumps:
+            shown = ", ".join(f"{c} +{r:.0%}" for c, r in jumps.items())
+            alerts.append(
+                Alert(
+                    "missing_jump", "warning", f"missing values rose: {shown}", {"columns": jumps}
+                )
+            )
+    for drop in facts.metric_drops:
+        alerts.append(
+            Alert(
+                "metric_drop",
+                "critical",
+                f"{drop['metric']} fell from {drop['reference']:.4f} to {drop['current']:.4f}",
+                drop,
+            )
+        )
+    if rules.concept_drift and facts.concept_drift:
+        alerts.append(Alert("concept_drift", "critical", f"concept drift: {facts.concept_reason}"))
+    return sorted(alerts, key=lambda a: a.severity != "critical")
+
+
+def append_history(path: Path, alerts: list[Alert], context: Mapping[str, Any]) -> None:
+    """Append one JSON line per alert to ``path`` (created with its folder if needed)."""
+    if not alerts:
+        return
+    lines = "".join(json.dumps({**context, **asdict(a)}, default=str) + "\n" for a in alerts)
+    before = path.read_text(encoding="utf-8") if path.exists() else ""
+    # Rewritten by rename, never appended in place: a staged clone of the monitoring folder
+    # shares this file's inode with the published one (lib.run.staging).
+    write_text(path, before + lines)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What happened to a webhook delivery."""
+
+    url: str | None
+    delivered: bool
+    attempts: int
+    error: str | None = None
+
+
+def _redact(url: str) -> str:
+    """Return the URL without its query string or credentials (tokens often live there)."""
+    parsed = httpx.URL(url)
+    return str(parsed.copy_with(query=None, userinfo=b""))
+
+
+def send_webhook(
+    payload: Mapping[str, Any],
+    rules: AlertParams,
+    url: str | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Delivery:
+    """POST ``payload`` as JSON to the webhook, retrying with exponential backoff.
+
+    Retries on connection errors, timeouts, 429 and 5xx answers; a 4xx answer is final.
+    Never raises: the outcome is logged and returned.
+    """
+    url = url if url is not None else os.environ.get(WEBHOOK_ENV)
+    if not url:  # unset or empty: no webhook
+        return Delivery(None, False, 0, f"{WEBHOOK_ENV} is not set")
+    shown = _redact(url)
+    error = None
+    attempts = 0
+    for attempt in range(rules.webhook_retries + 1):
+        attempts = attempt + 1
+        try:
+            answer = httpx.post(url, json=payload, timeout=rules.webhook_timeout)
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {str(exc)[:200]}"
+        else:
+            if answer.is_success:
+                log.info("alert_webhook_delivered", url=shown, attempts=attempts)
+                return Delivery(shown, True, attempts)
+            error = f"HTTP {answer.status_code}"
+            if answer.status_code < 500 and answer.status_code != 429:
+                break  # the receiver refuses this payload: retrying will not help
+        if attempt < rules.webhook_retries:
+            sleep(rules.webhook_backoff * 2**attempt)
+    log.error("alert_webhook_failed", url=shown, attempts=attempts, error=error)
+    return Delivery(shown, False, attempts, error)
+
+
+def dispatch(
+    alerts: list[Alert],
+    rules: AlertParams,
+    history: Path,
+    context: Mapping[str, Any],
+    url: str | None = None,
+) -> Delivery | None:
+    """Log each alert, append them to ``history`` and post them to the webhook (if set)."""
+    for alert in alerts:
+        log.warning(
+            "alert", rule=alert.rule, severity=alert.severity, message=alert.message, **context
+        )
+    append_history(history, alerts, context)
+    if not alerts:
+        return None
+    payload = {**context, "alerts": [asdict(a) for a in alerts]}
+    return send_webhook(json.loads(json.dumps(payload, default=str)), rules, url)

@@ -1,0 +1,410 @@
+"""The Voila drift dashboard: widgets over saved monitoring results, and its launcher.
+
+``python -m lib.monitoring.dashboard [--port 8866]`` (``make dashboard``) serves
+``notebooks/dashboard.ipynb`` with Voila on 127.0.0.1: code cells hidden, no other files served,
+idle kernels culled. The page reads only the saved results of the monitor stage
+(``data/monitoring/<model>/``), never raw data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import html
+import json
+import os
+import sys
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from lib.core.env import kernel_paths
+from lib.core.errors import QuireError
+from lib.core.paths import NOTEBOOKS_DIR
+from lib.monitoring.monitor_plots import (
+    alerts_table,
+    distribution_figure,
+    drift_share_figure,
+    feature_table,
+    html_table,
+    windows_figure,
+)
+from lib.monitoring.monitor_results import SUMMARY, load_latest
+
+RESULTS_ENV = "QUIRE_DASHBOARD_RESULTS"
+NOTEBOOK = NOTEBOOKS_DIR / "dashboard.ipynb"
+CULL_IDLE_SECONDS = 300
+# plotly.js's basic bundle (bar, pie and scatter traces: all the dashboard draws), vendored from
+# npm's plotly.js-basic-dist-min at the plotly.js version of the installed plotly package
+# (``make vendor-plotly``): 1.1 MB against the full bundle's 4.5 MB, which the plotly JupyterLab
+# extension would load and the browser needs seconds to evaluate on a busy machine.
+PLOTLY_BASIC = Path(__file__).parents[1] / "vendor" / "plotly-basic" / "plotly-basic.min.js"
+# Voila leaves these JupyterLab extensions out of the page: charts come with their own plotly.js
+# and no code is shown (nothing for pygments to colour).
+UNUSED_EXTENSIONS = ("jupyterlab-plotly", "jupyterlab_pygments")
+
+
+def results_dir(
+    given: str | None = None, presets: Sequence[str] = (), overrides: Sequence[str] = ()
+) -> Path:
+    """Return the monitoring results folder: given, from the environment, or from params.
+
+    Parameters
+    ----------
+    given
+        A folder; wins over everything else.
+    presets, overrides
+        Parameter layers (``--params``, ``-p``) naming the project whose champion's results to
+        show, as for ``run_all.py``.
+    """
+    if given:
+        return Path(given)
+    if os.environ.get(RESULTS_ENV):
+        return Path(os.environ[RESULTS_ENV])
+    from lib.core import tracking
+    from lib.core.env import environment
+    from lib.core.params import load_params
+    from lib.monitoring.monitor import monitoring_dir
+
+    params = load_params(presets, overrides, env=environment())
+    return monitoring_dir(params, tracking.model_name(params))
+
+
+def _status_html(summary: dict[str, Any]) -> str:
+    drift = summary.get("dataset_drift")
+    color = "#c0392b" if drift else ("#d68910" if summary.get("alerts") else "#1e8449")
+    label = "DRIFT" if drift else ("ALERTS" if summary.get("alerts") else "OK")
+    cur, ref = summary["current"], summary["reference"]
+    return (
+        f'<div class="quire-status" style="border-left:8px solid {color};padding:6px 12px">'
+        f'<span class="quire-state" style="font-size:22px;font-weight:bold;color:{color}">'
+        f"{label}</span> &nbsp; {summary['verdict']}<br>"
+        f"model <b>{summary['model']}</b> version {summary['version']} · run "
+        f"{summary['time'][:19].replace('T', ' ')} UTC · {cur['rows']:,} current rows "
+        f"({cur['source']}) vs {ref['rows']:,} reference rows"
+        f"{_lineage_html(summary.get('lineage'))}</div>"
+    )
+
+
+def _lineage_html(lineage: dict[str, Any] | None) -> str:
+    """One line: the monitored version's MLflow run, params, code and training data."""
+    if not lineage:
+        return ""
+    run = html.escape(str(lineage.get("run_id") or ""))
+    url = html.escape(str(lineage.get("mlflow_url") or ""))
+    trained = f'<a href="{url}" target="_blank">{run[:12]}</a>' if url else run[:12]
+    data = lineage.get("data_manifest") or {}
+    rows = f"{data['rows']:,} rows of {html.escape(str(data.get('dataset')))}" if data else "?"
+    return (
+        f'<br><span class="quire-lineage">trained in MLflow run {trained} · params '
+        f"<code>{html.escape(str(lineage.get('params_digest')))}</code> · git "
+        f"<code>{html.escape(str(lineage.get('git_commit') or '')[:12])}</code> · on {rows} "
+        f"(manifest <code>{html.escape(str(lineage.get('manifest_sha256') or '')[:12])}</code>)"
+        "</span>"
+    )
+
+
+def _picked_html(table: pd.DataFrame, name: str) -> str:
+    """Return the picked feature's verdict in one line (shown at once, before its chart)."""
+    row = table.loc[table["column"] == name].iloc[0]
+    verdict = "drifted" if row["drifted"] else "stable"
+    return (
+        f'<span class="quire-picked">{html.escape(name)}</span>: {html.escape(str(row["method"]))}'
+        f" score {row['score']:.4g}, threshold {row['threshold']:.4g} - {verdict}"
+    )
+
+
+def _html(text: str) -> tuple[dict[str, Any], ...]:
+    """Return Output-widget outputs showing one piece of HTML."""
+    return ({"output_type": "display_data", "data": {"text/html": text}, "metadata": {}},)
+
+
+# Runs in the page (an Output widget's outputs are trusted, so their scripts run). Draws one
+# figure once plotly.js is there, when the page is idle: a visitor's clicks and the kernel's
+# answers to them come first. The kernel sends plotly.js only when the page asks for charts.
+CHART_JS = """<div id="%(id)s" class="quire-chart" style="height:%(height)dpx"></div>
+<script>
+(function draw(tries) {
+  var div = document.getElementById("%(id)s");
+  if (!div) { return; }
+  if (!window.Plotly) {
+    if (tries < 1200) { setTimeout(function () { draw(tries + 1); }, 25); }
+    else { div.textContent = "the chart library did not load: reload the page"; }
+    return;
+  }
+  var figure = %(figure)s;
+  (window.requestIdleCallback || setTimeout)(function () {
+    if (!document.getElementById("%(id)s")) { return; }
+    window.Plotly.newPlot(div, figure.data, figure.layout, {responsive: true, displaylogo: false});
+  }, {timeout: 1000});
+})(0);
+</script>"""
+
+
+def _chart(figure: Any) -> str:
+    """Return the HTML that draws one plotly figure in the page."""
+    import plotly.io as pio
+
+    return CHART_JS % {
+        "id": f"quire-chart-{uuid.uuid4().hex}",
+        "height": _height(figure),
+        "figure": pio.to_json(figure, validate=False).replace("</", "<\\/"),
+    }
+
+
+def _height(figure: Any) -> int:
+    return int(figure.layout.height or 360)
+
+
+def _pending(height: int) -> str:
+    """Return a placeholder as tall as the charts it stands for (the page does not jump)."""
+    return (
+        f'<div class="quire-pending" style="height:{height}px;color:#777;padding:8px">'
+        "loading chart</div>"
+    )
+
+
+def plotly_js() -> str:
+    """Return HTML that loads the page's plotly.js (its basic bundle, vendored) when idle.
+
+    The source travels as inert text; an async script made from it is compiled off the main
+    thread, so the page stays responsive while it loads.
+    """
+    return (
+        f'<script type="text/plain" class="quire-plotly-src">{_plotly_source()}</script>'
+        "<script>(window.requestIdleCallback || setTimeout)(function () {"
+        'var source = document.querySelector(".quire-plotly-src");'
+        'var script = document.createElement("script"); script.async = true;'
+        'var blob = new Blob([source.textContent], {type: "text/javascript"});'
+        "script.src = URL.createObjectURL(blob);"
+        "document.head.appendChild(script); source.remove();"
+        "}, {timeout: 1000});</script>"
+    )
+
+
+@functools.cache
+def _plotly_source() -> str:
+    return PLOTLY_BASIC.read_text(encoding="utf-8")
+
+
+# Runs in the page: once the status banner is drawn and painted, it clicks the hidden button that
+# asks the kernel for plotly.js and the charts, so that evaluating plotly.js (about 0.2 s on an
+# idle machine, a second under load) never holds back the status, the table and the controls.
+CHARTS_LOADER = """<script>
+(function ask() {
+  var button = document.querySelector(".quire-charts-ready");
+  if (!button || !document.querySelector(".quire-status")) { setTimeout(ask, 50); return; }
+  (window.requestIdleCallback || setTimeout)(function () { button.click(); }, {timeout: 1000});
+})();
+</script>"""
+
+
+class Dashboard:
+    """The dashboard's widgets over one results folder, redrawn when a new monitor run lands.
+
+    Every part is a widget whose content is set directly (not captured from printed output), so
+    a background watcher can redraw the page: Voila keeps a pre-started kernel that has already
+    run the notebook, and its watcher keeps it current until someone opens the page. The charts
+    are sent only when the page asks for them (``show_charts``, after its status is drawn): until
+    then each chart's Output widget shows a placeholder and its figure waits in ``charts``.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        import ipywidgets as w
+
+        self.folder = folder
+        self.charts_live = False  # the page has asked for the charts
+        self.charts: dict[str, tuple[dict[str, Any], ...]] = {}  # chart outputs by widget id
+        self.status = w.HTML()
+        self.history = w.Output()
+        self.sort_by = w.Dropdown(description="sort by")
+        self.order = w.ToggleButtons(options=["ascending", "descending"], value="ascending")
+        self.table_html = w.HTML()
+        self.picker = w.Dropdown(description="feature")
+        self.picked = w.HTML()
+        self.chart = w.Output()
+        self.predictions = w.Output()
+        self.performance = w.Output()
+        self.alerts = w.HTML()
+        self.charts_ready = w.Button(layout=w.Layout(display="none"))
+        self.charts_ready.add_class("quire-charts-ready")
+        self.charts_ready.on_click(lambda _: self.show_charts())
+        self.loader = w.Output(outputs=_html(CHARTS_LOADER))
+        self.figure: Any = None  # the picked feature's chart, as last drawn
+        self.run_id: str | None = None
+        self.load()
+        self.sort_by.observe(lambda _: self.draw_table(), names="value")
+        self.order.observe(lambda _: self.draw_table(), names="value")
+        self.picker.observe(lambda _: self.draw_feature(), names="value")
+
+    def load(self) -> None:
+        """Read the latest saved results and redraw every part."""
+        self.data = load_latest(self.folder)
+        summary = self.data["summary"]
+        self.run_id = summary.get("run_id")
+        self.table = feature_table(self.data["features"])
+        self.status.value = _status_html(summary)
+        self._show(self.history, drift_share_figure(self.data["history"]))
+        sort_by = self.sort_by.value if self.sort_by.value in self.table.columns else "score"
+        self.sort_by.options = list(self.table.columns)  # resets the value: set it after
+        self.sort_by.value = sort_by if sort_by in self.table.columns else None
+        columns = self.table["column"].tolist() if not self.table.empty else []
+        keep = self.picker.value if self.picker.value in columns else None
+        self.picker.options = columns
+        self.picker.value = keep or (columns[0] if columns else None)
+        outputs = self.data["outputs"]
+        names = outputs["column"].tolist()[:2] if not outputs.empty else []
+        self._show(self.predictions, *(self._distribution(n) for n in names))
+        windows = self.data["windows"]
+        if windows is None or windows.empty:
+            note = "No labels for the current rows: quality is not measured."
+            self.charts[self.performance.model_id] = ()
+            self.performance.outputs = _html(f'<p class="quire-note">{note}</p>')
+        else:
+            metric = str(windows["metric"].iloc[0])
+            figure = windows_figure(windows, summary.get("reference_metrics"), metric)
+            self._show(self.performance, figure)
+        table = alerts_table(self.data["alerts"])
+        self.alerts.value = table.to_html(index=False, classes="quire-alerts", border=0)
+        self.draw_table()
+        self.draw_feature()
+
+    def _chart_outputs(self) -> tuple[Any, ...]:
+        return (self.history, self.chart, self.predictions, self.performance)
+
+    def _show(self, out: Any, *figures: Any) -> None:
+        """Show figures in an Output widget, or keep them until the page asks for the charts."""
+        self.charts[out.model_id] = _html("".join(_chart(f) for f in figures))
+        if self.charts_live:
+            out.outputs = self.charts[out.model_id]
+        else:
+            out.outputs = _html(_pending(sum(_height(f) for f in figures)))
+
+    def show_charts(self) -> None:
+        """Send plotly.js, then every chart, to the page (it asks once its status is drawn)."""
+        if not self.charts_live:
+            self.charts_live = True
+            self.loader.outputs = _html(plotly_js())
+        for out in self._chart_outputs():
+            if out.model_id in self.charts:
+                out.outputs = self.charts[out.model_id]
+
+    def _distribution(self, name: str) -> Any:
+        dists = self.data["distributions"]
+        verdicts = pd.concat([self.data["features"], self.data["outputs"]], ignore_index=True)
+        drifted = bool(verdicts.loc[verdicts["column"] == name, "drifted"].any())
+        return distribution_figure(name, dists[name], drifted)
+
+    def draw_table(self) -> None:
+        """Re-render the per-feature table in the chosen order."""
+        ascending = self.order.value == "ascending"
+        self.table_html.value = html_table(self.table, self.sort_by.value, ascending)
+
+    def draw_feature(self) -> None:
+        """Redraw the reference vs current chart of the picked feature."""
+        if self.picker.value:
+            self.figure = self._distribution(self.picker.value)
+            self.picked.value = _picked_html(self.table, self.picker.value)
+            self._show(self.chart, self.figure)
+
+    def refresh(self) -> bool:
+        """Reload if a newer monitor run has been saved; return whether it did."""
+        try:
+            summary = json.loads((self.folder / "latest" / SUMMARY).read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # mid-replacement or removed: try again next time
+            return False
+        if summary.get("run_id") == self.run_id:
+            return False
+        self.load()
+        return True
+
+    def watch(self, seconds: float = 2.0) -> Any:
+        """Check for a new monitor run every ``seconds`` in the kernel's event loop."""
+        import asyncio
+
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(seconds)
+                self.refresh()
+
+        return asyncio.ensure_future(loop())
+
+    def widget(self) -> Any:
+        """Return the whole page as one widget."""
+        import ipywidgets as w
+
+        def section(title: str, *children: Any) -> Any:
+            return w.VBox([w.HTML(f"<h3>{title}</h3>"), *children])
+
+        return w.VBox(
+            [
+                self.status,
+                section("Drift over time", self.history),
+                section("Per-feature drift", w.HBox([self.sort_by, self.order]), self.table_html),
+                section("Reference vs current", self.picker, self.picked, self.chart),
+                section("Prediction distribution", self.predictions),
+                section("Performance over time", self.performance),
+                section("Recent alerts", self.alerts),
+                self.charts_ready,
+                self.loader,
+            ]
+        )
+
+
+def voila_command(port: int, notebook: Path = NOTEBOOK) -> list[str]:
+    """Return the Voila command line: loopback only, no code, no other files, kernels culled."""
+    voila = Path(sys.executable).with_name("voila")
+    return [
+        str(voila),
+        str(notebook),
+        f"--port={port}",
+        "--no-browser",
+        "--Voila.ip=127.0.0.1",
+        "--VoilaConfiguration.strip_sources=True",
+        "--VoilaConfiguration.show_tracebacks=False",
+        "--VoilaConfiguration.file_allowlist=[]",
+        "--VoilaConfiguration.file_denylist=['.*']",
+        f"--VoilaConfiguration.extension_denylist={list(UNUSED_EXTENSIONS)}",
+        # a kernel that has already run the dashboard waits for the next visitor; its refill
+        # starts after the page is drawn, not during
+        "--VoilaConfiguration.preheat_kernel=True",
+        "--VoilaConfiguration.default_pool_size=1",
+        "--VoilaKernelManager.fill_delay=10",
+        f"--MappingKernelManager.cull_idle_timeout={CULL_IDLE_SECONDS}",
+        "--MappingKernelManager.cull_interval=60",
+        "--MappingKernelManager.cull_connected=True",
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Serve the dashboard (``make dashboard``) until interrupted."""
+    from lib.core.params import add_layer_arguments
+
+    parser = argparse.ArgumentParser(prog="python -m lib.monitoring.dashboard", description=__doc__)
+    parser.add_argument("--port", type=int, default=8866)
+    parser.add_argument("--results", help="monitoring results folder (default: from params)")
+    add_layer_arguments(parser, "project.data_dir=/srv/quire/data")
+    args = parser.parse_args(argv)
+    try:
+        folder = results_dir(args.results, args.params, args.overrides)
+    except QuireError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not (folder / "latest").exists():
+        print(
+            f"error: {folder / 'latest'}: no monitoring results yet; run the monitor stage "
+            "first (python run_all.py --only monitor)",
+            file=sys.stderr,
+        )
+        return 2
+    env = {**os.environ, **kernel_paths(), RESULTS_ENV: str(folder)}
+    print(f"Quire drift dashboard: http://127.0.0.1:{args.port}/ (results from {folder})")
+    os.execve(voila_command(args.port)[0], voila_command(args.port), env)
+    return 0  # not reached: execve replaces this process
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""Evidently 0.7, for its own HTML report and as the reference implementation of drift verdicts.
+
+Quire computes drift itself (``lib.data.drift``, much faster); Evidently's report is saved beside
+Quire's so users can compare with the tool they know. Column types are given explicitly, from
+Quire's kinds, so both tools judge the same columns the same way.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from lib.core.atomic import atomic_path
+
+
+def _definition(
+    kinds: Mapping[str, str],
+    task: str | None = None,
+    target: str | None = None,
+    prediction: str | None = None,
+    probas: list[str] | None = None,
+    pos_label: Any = None,
+) -> Any:
+    from evidently import BinaryClassification, DataDefinition, MulticlassClassification, Regression
+
+    extra: dict[str, Any] = {}
+    if task == "binary" and target:
+        extra["classification"] = [
+            BinaryClassification(
+                target=target,
+                prediction_labels=prediction,
+                prediction_probas=probas[-1] if probas else None,
+                pos_label=pos_label,
+            )
+        ]
+    elif task == "multiclass" and target:
+        extra["classification"] = [
+            MulticlassClassification(target=target, prediction_labels=prediction)
+        ]
+    elif task == "regression" and target:
+        extra["regression"] = [Regression(target=target, prediction=prediction)]
+    return DataDefinition(
+        numerical_columns=[c for c, k in kinds.items() if k == "numeric"],
+        categorical_columns=[c for c, k in kinds.items() if k == "categorical"],
+        **extra,
+    )
+
+
+def _prepare(frame: pd.DataFrame, kinds: Mapping[str, str]) -> pd.DataFrame:
+    """Return the frame with categorical columns as strings (as Quire compares them)."""
+    from lib.data.drift import as_categories
+
+    out = frame.copy()
+    for c, k in kinds.items():
+        if k == "categorical" and c in out:
+            out[c] = as_categories(out[c]).astype(object)
+    return out
+
+
+def drift_verdicts(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    kinds: Mapping[str, str],
+    drift_share: float = 0.5,
+) -> dict[str, dict[str, Any]]:
+    """Run Evidently's ``DataDriftPreset``; per column: ``{method, threshold, score, drifted}``."""
+    from evidently import Dataset, Report
+    from evidently.presets import DataDriftPreset
+
+    definition = _definition(kinds)
+    cols = list(kinds)
+    ref = Dataset.from_pandas(_prepare(reference[cols], kinds), data_definition=definition)
+    cur = Dataset.from_pandas(_prepare(current[cols], kinds), data_definition=definition)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        snapshot = Report([DataDriftPreset(drift_share=drift_share)]).run(cur, ref)
+    out: dict[str, dict[str, Any]] = {}
+    for result in snapshot.dict()["metrics"]:
+        config = result.get("config", {})
+        column = config.get("column")
+        if config.get("type", "").endswith("ValueDrift") and column in kinds:
+            method, threshold = config.get("method"), config.get("threshold")
+            score = float(result["value"])
+            out[column] = {
+                "method": method,
+                "threshold": threshold,
+                "score": score,
+                "drifted": _drifted(method, score, threshold),
+            }
+    return out
+
+
+def _drifted(method: str, score: float, threshold: float) -> bool:
+    """Evidently's own rule per method (``legacy/calculations/stattests``)."""
+    if "K-S" in method or method == "ks":
+        return score <= threshold
+    if any(k in method for k in ("chi", "Z-test", "z")) and "distance" not in method.lower():
+        return score < threshold
+    return score >= threshold
+
+
+def save_report(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    kinds: Mapping[str, str],
+    path: Path,
+    *,
+    max_rows: int,
+    seed: int,
+    task: str | None = None,
+    target: str | None = None,
+    prediction: str | None = None,
+    probas: list[str] | None = None,
+    pos_label: Any = None,
+    drift_share: float = 0.5,
+) -> Path:
+    """Save Evidently's data drift + data summary (+ quality, when labelled) report as HTML.
+
+    Each side is sampled down to ``max_rows`` rows first: Evidently's report takes minutes and
+    gigabytes on millions of rows.
+    """
+    from evidently import Dataset, Report
+    from evidently.presets import (
+        ClassificationPreset,
+        DataDriftPreset,
+        DataSummaryPreset,
+        RegressionPreset,
+    )
+
+    labelled = target is not None and target in current and current[target].notna().any()
+    cols = list(kinds)
+    if labelled:
+        cols += [c for c in (target, prediction, *(probas or [])) if c and c not in cols]
+    sides = []
+    for frame in (reference, current):
+        part = frame[cols]
+        if labelled:
+            part = part[part[target].notna()]
+        if len(part) > max_rows:
+            part = part.sample(max_rows, random_state=seed)
+        sides.append(_prepare(part, kinds))
+    definition = _definition(
+        kinds, task if labelled else None, target, prediction, probas, pos_label
+    )
+    presets: list[Any] = [DataDriftPreset(columns=list(kinds), drift_share=drift_share)]
+    presets.append(DataSummaryPreset(columns=list(kinds)))
+    if labelled:
+        presets.append(RegressionPreset() if task == "regression" else ClassificationPreset())
+    ref, cur = (Dataset.from_pandas(s, data_definition=definition) for s in sides)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        snapshot = Report(presets).run(cur, ref)
+        with atomic_path(path) as tmp:
+            snapshot.save_html(str(tmp))
+    return path

@@ -1,0 +1,1 @@
+"""Orchestration: stages, incremental runs, staging and promotion, history, reports."""
