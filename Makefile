@@ -110,8 +110,10 @@ endif
 strip: $(STAMP) ## remove outputs from notebooks/*.ipynb in place, as the git filter does on commit
 	$(NBSTRIPOUT) --extra-keys '$(NBSTRIPOUT_EXTRA_KEYS)' notebooks/*.ipynb
 
+# The kernels import this checkout's lib even when .venv is shared with another checkout.
+lab: export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 lab: $(STAMP) kernel git-filter ## open JupyterLab at the project root: http://127.0.0.1:$(LAB_PORT)
-	PYTHONPATH="$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}" $(BIN)/jupyter lab --ip 127.0.0.1 --port $(LAB_PORT) --ServerApp.root_dir="$(CURDIR)" \
+	$(BIN)/jupyter lab --ip 127.0.0.1 --port $(LAB_PORT) --ServerApp.root_dir="$(CURDIR)" \
 		$(if $(filter 0,$(shell id -u)),--allow-root) $(ARGS)
 
 demo: $(STAMP) ## the loop in minutes: pipeline, server, drifted traffic, monitor, dashboard (Ctrl-C ends)

@@ -180,14 +180,14 @@ from mlflow import MlflowClient
 
 from lib.core import tracking
 from lib.monitoring.monitor import monitoring_dir
-from lib.monitoring.monitor_results import SUMMARY
+from lib.core.layout import SUMMARY
 
 tracking.setup(params)
 client = MlflowClient()
 name = tracking.model_name(params)
 champion = client.get_model_version_by_alias(name, tracking.CHAMPION)
 metrics = client.get_run(champion.run_id).data.metrics
-summary = json.loads((monitoring_dir(params, name) / "latest" / SUMMARY).read_text())
+summary = json.loads((Layout.of(params, model=name).monitoring / "latest" / SUMMARY).read_text())
 print("BENCH" + json.dumps({
     "versions": len(client.search_model_versions(f"name='{name}'")),
     "champion": champion.version,

@@ -19,9 +19,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lib.core.errors import QuireError
+from lib.core.layout import predictions_dir
 from lib.core.logs import get_logger
 from lib.core.params import Params, load_params
-from lib.core.paths import resolve
 from lib.serving.predictor import InputError, registered_version
 from server.batcher import MicroBatcher
 from server.config import Settings
@@ -159,7 +159,7 @@ def _lifespan(
         state: ServingState = app.state.serving
         model = await state.reload()  # the same load, warm-up and swap as /admin/reload
         if settings.prediction_log:
-            folder = resolve(params.project.data_dir) / "predictions" / state.log_name(model)
+            folder = predictions_dir(params.project.data_dir, state.log_name(model))
             state.predlog = PredictionLog(
                 folder, settings.log_flush_rows, settings.log_flush_seconds,
                 on_drop=lambda n: state.metrics.log_drops.inc(n),

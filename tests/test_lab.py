@@ -31,6 +31,7 @@ import papermill
 import psutil
 import pytest
 
+from lib.core.layout import Layout
 from lib.core.params import Params, load_params
 from lib.core.paths import NOTEBOOKS_DIR, PARAMS_DIR, PROJECT_ROOT
 from lib.run.stages import STAGES, get_stage
@@ -472,11 +473,11 @@ def test_ingest_notebook_runs_in_a_kernel_started_by_jupyterlab(lab):
     assert deleted.status_code == 204
     assert "Gate passed" in text_of(outputs[-1])
 
-    from lib.data.ingest import processed_dir, run_ingest
+    from lib.data.ingest import run_ingest
 
     # The same parameters through lib, in this process, into another folder.
     direct = run_ingest(ingest_params(lab.work / "direct")).manifest
-    manifest = json.loads((processed_dir(params) / "manifest.json").read_text())
+    manifest = json.loads((Layout.of(params).processed / "manifest.json").read_text())
     assert manifest["rows"] == direct["rows"] > 0
     for split in ("train", "validation", "test"):
         assert manifest["splits"][split]["rows"] == direct["splits"][split]["rows"]

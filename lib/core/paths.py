@@ -8,7 +8,6 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
 PARAMS_DIR = PROJECT_ROOT / "params"
 BASE_PARAMS = PARAMS_DIR / "base.yaml"
-EVIDENTLY_REPORT = "04_monitor_evidently.html"  # the monitor stage's Evidently report
 TEMPLATES_DIR = PROJECT_ROOT / "lib" / "templates"
 
 

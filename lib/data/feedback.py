@@ -20,22 +20,12 @@ import pandas as pd
 
 from lib.core.atomic import atomic_path, sha256_file
 from lib.core.errors import DataValidationError
+from lib.core.layout import feedback_dir, predictions_dir
 from lib.core.params import CsvParams
 from lib.core.paths import resolve
 
 KEY = ["request_id", "row"]
 LOG_ONLY = ("request_id", "row", "time", "model_version", "prediction")
-FEEDBACK = "feedback"
-
-
-def feedback_dir(data_dir: str | Path, model: str) -> Path:
-    """Return the folder of one model's label files."""
-    return resolve(data_dir) / FEEDBACK / model
-
-
-def log_dir(data_dir: str | Path, model: str) -> Path:
-    """Return the folder of one model's prediction log (written by the server)."""
-    return resolve(data_dir) / "predictions" / model
 
 
 def label_files(folder: Path) -> list[Path]:
@@ -142,7 +132,7 @@ def write_training_rows(
     so an unchanged log and unchanged labels give the same file (and the same ingest fingerprint).
     """
     labels = load_labels(feedback_dir(data_dir, model), target, csv)
-    rows = labelled_rows(read_log(log_dir(data_dir, model)), labels, target, id_column)
+    rows = labelled_rows(read_log(predictions_dir(data_dir, model)), labels, target, id_column)
     if rows.empty:
         return None
     raw = resolve(data_dir) / "raw"

@@ -17,12 +17,11 @@ import joblib
 import numpy as np
 import pandas as pd
 
-from lib.core import staging_area
 from lib.core.atomic import recover_dir, replace_dir, sha256_file, staging_dir
 from lib.core.errors import DataValidationError
+from lib.core.layout import MANIFEST, Layout
 from lib.core.logs import get_logger
 from lib.core.params import Params
-from lib.core.paths import resolve
 from lib.data.generator import generate
 from lib.data.preprocess import build_preprocessor
 from lib.data.readers import expand_source, penguins_csv, read_table
@@ -32,7 +31,6 @@ from lib.data.validate import Finding, check, conform, report_frame
 
 log = get_logger(__name__)
 
-MANIFEST = "manifest.json"
 SCHEMA = "schema.json"
 REPORT = "validation.json"
 PREPROCESSOR = "preprocessor.joblib"
@@ -53,18 +51,6 @@ class IngestResult:
     production_batch: Path | None
 
 
-def raw_dir(params: Params) -> Path:
-    """Folder of raw (immutable) input files."""
-    return resolve(params.project.data_dir) / "raw"
-
-
-def processed_dir(params: Params) -> Path:
-    """Folder of this dataset's processed splits, schema and manifest."""
-    return staging_area.location(
-        resolve(params.project.data_dir) / "processed" / params.project.name
-    )
-
-
 def resolve_sources(params: Params) -> tuple[list[Path], Path | None]:
     """Return the files to ingest and, for the generator, its drifted production batch.
 
@@ -82,9 +68,9 @@ def resolve_sources(params: Params) -> tuple[list[Path], Path | None]:
     production = None
     if source == "generator":
         gen, seed = params.generator, params.project.seed
-        sources = [generate(gen, seed, raw_dir(params))]
+        sources = [generate(gen, seed, Layout.of(params).raw)]
         if gen.production.rows:
-            production = generate(gen, seed, raw_dir(params), production=True)
+            production = generate(gen, seed, Layout.of(params).raw, production=True)
     elif source == "penguins":
         sources = [penguins_csv()]
     else:
@@ -179,7 +165,7 @@ def run_ingest(params: Params) -> IngestResult:
         On a hard failure, naming file, row and column; the previous output is left as it was.
     """
     started = time.perf_counter()
-    out_dir = processed_dir(params)
+    out_dir = Layout.of(params).processed
     recover_dir(out_dir)
     sources, production = resolve_sources(params)
     schema, origin, frame, findings = _load(params, sources, out_dir / SCHEMA)
@@ -242,7 +228,7 @@ def _manifest(
 
 def load_manifest(params: Params) -> dict[str, Any]:
     """Read the manifest of the processed data for ``params``."""
-    path = processed_dir(params) / MANIFEST
+    path = Layout.of(params).processed / MANIFEST
     if not path.exists():
         raise DataValidationError(
             f"{path}: no processed data for dataset {params.project.name!r}; run the ingest stage "
@@ -310,7 +296,7 @@ def load_processed(params: Params) -> ProcessedData:
     DataValidationError
         When the ingest stage has not run or a file no longer matches the manifest.
     """
-    out_dir = processed_dir(params)
+    out_dir = Layout.of(params).processed
     manifest = load_manifest(params)
     files = {name: info["file"] for name, info in manifest["splits"].items()}
     hashes = {info["file"]: info["sha256"] for info in manifest["splits"].values()}

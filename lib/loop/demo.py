@@ -28,6 +28,7 @@ from pathlib import Path
 
 import httpx
 
+from lib.core.layout import Layout
 from lib.core.params import add_layer_arguments
 from lib.core.paths import PROJECT_ROOT
 
@@ -96,8 +97,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     from lib.core.env import environment
     from lib.core.params import load_params
     from lib.core.paths import resolve
-    from lib.monitoring.monitor import monitoring_dir
-    from lib.monitoring.monitor_results import SUMMARY
 
     args = build_parser().parse_args(argv)
     layers = [a for f in args.params for a in ("--params", f)]
@@ -130,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         time.sleep(2)  # the server flushes its prediction log every second
         monitor = ["--only", "monitor", "-p", "monitor.current=log", "--fail-on-alert"]
         _run(_python("run_all.py", *layers, *monitor), env, ok=(0, 3))
-        folder = monitoring_dir(params, tracking.model_name(params)) / "latest" / SUMMARY
+        folder = Layout.of(params).monitoring_summary
         summary = json.loads(folder.read_text(encoding="utf-8"))
         dash = _python("-m", "lib.monitoring.dashboard", "--port", str(args.dashboard_port))
         stack.enter_context(_service(dash, env, dashboard, logs / "demo-dashboard.log"))

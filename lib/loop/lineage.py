@@ -17,9 +17,9 @@ from typing import Any
 
 import pandas as pd
 
+from lib.core.layout import Layout, predictions_dir
 from lib.core.logs import get_logger
 from lib.core.params import Params
-from lib.data.feedback import log_dir
 from lib.model.provenance import model_lineage
 
 log = get_logger(__name__)
@@ -72,9 +72,7 @@ def monitoring_runs(folder: Path, version: str, when: pd.Timestamp) -> list[dict
 
 def lineage(params: Params, model: str, request_id: str) -> dict[str, Any] | None:
     """Return the lineage of one logged request, or None when it is not in the log."""
-    from lib.monitoring.monitor import monitoring_dir
-
-    rows = find_rows(log_dir(params.project.data_dir, model), request_id)
+    rows = find_rows(predictions_dir(params.project.data_dir, model), request_id)
     if rows.empty:
         return None
     when = pd.Timestamp(rows["time"].iloc[0])
@@ -87,7 +85,9 @@ def lineage(params: Params, model: str, request_id: str) -> dict[str, Any] | Non
         "rows": json.loads(rows[shown].to_json(orient="records")),
         "models": [model_lineage(model, v) for v in versions],
         "monitoring": [
-            run for v in versions for run in monitoring_runs(monitoring_dir(params, model), v, when)
+            run
+            for v in versions
+            for run in monitoring_runs(Layout.of(params, model=model).monitoring, v, when)
         ],
     }
 

@@ -13,13 +13,14 @@ import pandas as pd
 from lib.core import staging_area, tracking
 from lib.core.atomic import sha256_file
 from lib.core.errors import DataValidationError, ModelNotFoundError, ParamsError
+from lib.core.layout import Layout, reference_dir
 from lib.core.logs import get_logger
 from lib.core.params import Params
-from lib.data.ingest import MANIFEST, ProcessedData, load_processed, processed_dir
+from lib.data.ingest import ProcessedData, load_processed
 from lib.data.schema import Task
 from lib.model.gate import Decision, decide
 from lib.model.metrics import Metric, metric, metrics_for
-from lib.model.reference import PREDICTION, proba_column, reference_dir, save_reference
+from lib.model.reference import PREDICTION, proba_column, save_reference
 from lib.model.scoring import (
     MetricFn,
     best_threshold,
@@ -112,13 +113,13 @@ def _threshold(params: Params, model: Any, data: ProcessedData) -> float | None:
 
 def _check_same_data(version: Any, params: Params) -> None:
     trained_on = version.tags.get("quire.manifest_sha256")
-    current = sha256_file(processed_dir(params) / MANIFEST)
+    current = sha256_file(Layout.of(params).manifest)
     if trained_on and trained_on != current:
         raise DataValidationError(
-            f"{processed_dir(params) / MANIFEST}: the processed data changed since version "
+            f"{Layout.of(params).manifest}: the processed data changed since version "
             f"{version.version} was trained, so its test split may overlap its training data; "
             "rerun the train stage (python run_all.py --from train)",
-            path=processed_dir(params) / MANIFEST,
+            path=Layout.of(params).manifest,
             check="manifest",
         )
 

@@ -13,9 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lib.core import staging_area
 from lib.core.atomic import replace_dir, staging_dir
-from lib.core.paths import resolve
 from lib.data.drift import Kind, build_profile
 from lib.data.schema import Schema
 
@@ -30,11 +28,6 @@ _BINS = 20
 def proba_column(label: object) -> str:
     """Name of the column holding the predicted probability of class ``label``."""
     return f"proba_{label}"
-
-
-def reference_dir(data_dir: str, model_name: str, version: str) -> Path:
-    """Folder of one model version's monitoring reference."""
-    return staging_area.location(resolve(data_dir) / "reference" / model_name / f"v{version}")
 
 
 def _numeric_profile(values: pd.Series) -> dict[str, Any]:

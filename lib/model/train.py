@@ -16,9 +16,10 @@ import pandas as pd
 from lib.core import tracking
 from lib.core.atomic import sha256_file
 from lib.core.errors import ModelNotFoundError, QuireError
+from lib.core.layout import Layout
 from lib.core.logs import get_logger
 from lib.core.params import Params
-from lib.data.ingest import MANIFEST, ProcessedData, load_processed, processed_dir
+from lib.data.ingest import ProcessedData, load_processed
 from lib.model.metrics import Metric, metrics_for
 from lib.model.models import model_spec
 from lib.model.search import FamilyResult, compute_backend, curve, search_family
@@ -178,7 +179,7 @@ def _log_family(result: FamilyResult, data: ProcessedData, tags: dict[str, str])
 
 
 def _tags(params: Params, data: ProcessedData) -> dict[str, str]:
-    manifest_hash = sha256_file(processed_dir(params) / MANIFEST)
+    manifest_hash = sha256_file(Layout.of(params).manifest)
     return {
         "quire.dataset": params.project.name,
         "quire.task": data.schema.task,

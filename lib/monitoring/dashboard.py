@@ -23,6 +23,7 @@ import pandas as pd
 
 from lib.core.env import kernel_paths
 from lib.core.errors import QuireError
+from lib.core.layout import LATEST, SUMMARY, Layout
 from lib.core.paths import NOTEBOOKS_DIR
 from lib.monitoring.monitor_plots import (
     alerts_table,
@@ -32,7 +33,7 @@ from lib.monitoring.monitor_plots import (
     html_table,
     windows_figure,
 )
-from lib.monitoring.monitor_results import SUMMARY, load_latest
+from lib.monitoring.monitor_results import load_latest
 
 RESULTS_ENV = "QUIRE_DASHBOARD_RESULTS"
 NOTEBOOK = NOTEBOOKS_DIR / "dashboard.ipynb"
@@ -64,13 +65,11 @@ def results_dir(
         return Path(given)
     if os.environ.get(RESULTS_ENV):
         return Path(os.environ[RESULTS_ENV])
-    from lib.core import tracking
     from lib.core.env import environment
     from lib.core.params import load_params
-    from lib.monitoring.monitor import monitoring_dir
 
     params = load_params(presets, overrides, env=environment())
-    return monitoring_dir(params, tracking.model_name(params))
+    return Layout.of(params).monitoring
 
 
 def _status_html(summary: dict[str, Any]) -> str:
@@ -313,7 +312,7 @@ class Dashboard:
     def refresh(self) -> bool:
         """Reload if a newer monitor run has been saved; return whether it did."""
         try:
-            summary = json.loads((self.folder / "latest" / SUMMARY).read_text(encoding="utf-8"))
+            summary = json.loads((self.folder / LATEST / SUMMARY).read_text(encoding="utf-8"))
         except (OSError, ValueError):  # mid-replacement or removed: try again next time
             return False
         if summary.get("run_id") == self.run_id:
@@ -393,7 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except QuireError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if not (folder / "latest").exists():
+    if not (folder / LATEST).exists():
         print(
             f"error: {folder / 'latest'}: no monitoring results yet; run the monitor stage "
             "first (python run_all.py --only monitor)",

@@ -18,12 +18,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lib.core import staging_area, tracking
+from lib.core import tracking
 from lib.core.atomic import replace_dir, staging_dir
 from lib.core.errors import DataValidationError, ParamsError
+from lib.core.layout import LATEST, SUMMARY, Layout, feedback_dir, reference_dir
 from lib.core.logs import get_logger
 from lib.core.params import MonitorParams, Params
-from lib.core.paths import EVIDENTLY_REPORT, resolve
+from lib.core.paths import resolve
 from lib.data import drift
 from lib.data.ingest import load_manifest
 from lib.data.readers import expand_source, read_table
@@ -36,7 +37,6 @@ from lib.model.reference import (
     output_kinds,
     proba_column,
     profile_kinds,
-    reference_dir,
 )
 from lib.monitoring import performance
 from lib.monitoring.monitor_results import (
@@ -45,7 +45,6 @@ from lib.monitoring.monitor_results import (
     FEATURES,
     HISTORY,
     OUTPUTS,
-    SUMMARY,
     WINDOWS,
     append_history,
     load_latest,
@@ -76,11 +75,6 @@ class Current:
     y: np.ndarray | None = None
     times: pd.Series | None = None
     versions: list[str] = field(default_factory=list)
-
-
-def monitoring_dir(params: Params, model: str) -> Path:
-    """Folder of one model's monitoring results."""
-    return staging_area.location(resolve(params.project.data_dir) / "monitoring" / model)
 
 
 def drift_kinds(schema: Schema, params: MonitorParams) -> dict[str, Any]:
@@ -189,7 +183,7 @@ def load_reference(params: Params, schema: Schema, model: str, version: str | No
 
 
 def _read_log(params: Params, model: str) -> pd.DataFrame:
-    folder = resolve(params.project.data_dir) / "predictions" / model
+    folder = Layout.of(params, model=model).predictions
     files = sorted(folder.glob("part-*.parquet"))
     if not files:
         raise DataValidationError(
@@ -261,7 +255,7 @@ def _labels(
     if m.labels == "feedback":  # posted to the server or dropped in its folder (lib.data.feedback)
         from lib.data import feedback
 
-        path = feedback.feedback_dir(params.project.data_dir, tracking.model_name(params))
+        path = feedback_dir(params.project.data_dir, tracking.model_name(params))
         labels = feedback.load_labels(path, schema.target, params.data.csv)
         key = LOG_KEY
     else:
@@ -587,7 +581,7 @@ def run_monitor(params: Params, *, webhook_url: str | None = None) -> MonitorRes
     alerts = evaluate_rules(facts, m.alerts)
     run_id = uuid.uuid4().hex[:12]
     now = pd.Timestamp.now(tz="UTC")
-    out = monitoring_dir(params, name)
+    out = Layout.of(params, model=name).monitoring
     context = {"run_id": run_id, "time": now.isoformat(), "model": name, "version": model.version}
     delivery = dispatch(alerts, m.alerts, out / ALERTS, context, webhook_url)
     result = MonitorResult(
@@ -666,14 +660,14 @@ def _json(value: Any) -> str:
 def save_results(result: MonitorResult, history_runs: int) -> None:
     """Replace ``latest/`` atomically and append this run to the history table."""
     out = result.out_dir
-    stage = staging_dir(out / "latest")
+    stage = staging_dir(out / LATEST)
     (stage / SUMMARY).write_text(_json(result.summary()), encoding="utf-8")
     result.features.table().to_parquet(stage / FEATURES, index=False)
     result.outputs.table().to_parquet(stage / OUTPUTS, index=False)
     if result.windows is not None:
         result.windows.to_parquet(stage / WINDOWS, index=False)
     (stage / DISTRIBUTIONS).write_text(_json(result.distributions), encoding="utf-8")
-    replace_dir(stage, out / "latest")
+    replace_dir(stage, out / LATEST)
     rows = result.features.table().assign(
         run_id=result.run_id,
         time=result.time,
@@ -707,14 +701,14 @@ def check_gate(result: MonitorResult) -> None:
         raise DataValidationError(
             f"{result.out_dir / 'latest'}: holds run {saved['summary'].get('run_id')}, not this "
             f"run {result.run_id}; another monitor run replaced it - rerun the stage",
-            path=result.out_dir / "latest",
+            path=result.out_dir / LATEST,
             check="gate",
         )
     if len(saved["features"]) != len(result.features.columns):
         raise DataValidationError(
             f"{result.out_dir / 'latest' / FEATURES}: {len(saved['features'])} columns saved, "
             f"{len(result.features.columns)} checked; rerun the monitor stage",
-            path=result.out_dir / "latest" / FEATURES,
+            path=result.out_dir / LATEST / FEATURES,
             check="gate",
         )
 
@@ -736,7 +730,7 @@ def save_evidently_report(result: MonitorResult, params: Params) -> Path | None:
     if labelled:
         cur[schema.target] = result.current.y
     probas = [c for c in result.output_frame.columns if c.startswith("proba_")]
-    path = staging_area.location(resolve(params.project.reports_dir) / EVIDENTLY_REPORT)
+    path = Layout.of(params).evidently_report
     return save_report(
         ref,
         cur,

@@ -13,8 +13,8 @@ import pandas as pd
 
 from lib.core.atomic import atomic_path
 from lib.core.errors import DataValidationError
+from lib.core.layout import LATEST, SUMMARY
 
-SUMMARY = "summary.json"
 FEATURES = "features.parquet"
 OUTPUTS = "outputs.parquet"
 WINDOWS = "windows.parquet"
@@ -37,7 +37,7 @@ def append_history(path: Path, rows: pd.DataFrame, keep_runs: int) -> None:
 
 def load_latest(folder: Path) -> dict[str, Any]:
     """Read the saved results of the latest run (what the dashboard shows)."""
-    latest = folder / "latest"
+    latest = folder / LATEST
     if not (latest / SUMMARY).exists():
         raise DataValidationError(
             f"{latest}: no monitoring results yet; run the monitor stage first "

@@ -20,6 +20,7 @@ from typing import Any
 
 from lib.core.atomic import sha256_file
 from lib.core.errors import QuireError
+from lib.core.layout import MANIFEST, Layout, reference_dir
 from lib.core.params import Params
 from lib.core.paths import PROJECT_ROOT, resolve
 from lib.run.stages import Stage
@@ -96,9 +97,7 @@ def outside_inputs(stage: Stage, params: Params) -> str:
 def _current_data(params: Params) -> str:
     spec = params.monitor.current
     if spec == "log":  # the log only grows: names and sizes of its parts say what it holds
-        from lib.core import tracking
-
-        folder = resolve(params.project.data_dir) / "predictions" / tracking.model_name(params)
+        folder = Layout.of(params, staged=False).predictions
         return _sha([(p.name, p.stat().st_size) for p in sorted(folder.glob("part-*.parquet"))])
     if spec in ("production", "penguins"):
         return spec  # produced by ingest (in its outputs digest) or shipped with a package
@@ -133,16 +132,8 @@ def outputs_digest(stage: Stage, params: Params) -> str | None:
         return None
 
 
-MANIFEST = "manifest.json"  # lib.data.ingest's, without importing it (scikit-learn takes seconds)
-
-
-def processed_dir(params: Params) -> Path:
-    """Return lib.data.ingest's output folder (tested equal), without importing lib.data.ingest."""
-    return resolve(params.project.data_dir) / "processed" / params.project.name
-
-
 def _ingest(params: Params) -> str | None:
-    folder = processed_dir(params)
+    folder = Layout.of(params).processed
     manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
     for info in [*manifest["splits"].values(), manifest["preprocessor"]]:
         if sha256_file(folder / info["file"]) != info["sha256"]:
@@ -178,7 +169,7 @@ def _train(params: Params) -> str | None:
 
 def _evaluate(params: Params) -> str | None:
     from lib.core import tracking
-    from lib.model.reference import DRIFT_PROFILE, REFERENCE, reference_dir
+    from lib.model.reference import DRIFT_PROFILE, REFERENCE
 
     champion = _alias(params, tracking.CHAMPION)
     challenger = _alias(params, tracking.CHALLENGER)
@@ -196,11 +187,8 @@ def _evaluate(params: Params) -> str | None:
 
 
 def _monitor(params: Params) -> str | None:
-    from lib.core import tracking
-    from lib.monitoring.monitor import monitoring_dir
-    from lib.monitoring.monitor_results import SUMMARY
 
-    latest = monitoring_dir(params, tracking.model_name(params)) / "latest" / SUMMARY
+    latest = Layout.of(params).monitoring_summary
     return _sha(json.loads(latest.read_text(encoding="utf-8"))["run_id"])
 
 

@@ -9,10 +9,10 @@ from typing import Any
 import jinja2
 
 from lib.core.atomic import write_text
+from lib.core.layout import INDEX, STATUS
 from lib.core.paths import TEMPLATES_DIR
 from lib.run.stages import STAGES
 
-STATUS_FILE = "status.json"
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 
 
@@ -65,7 +65,7 @@ def render_html(notebook: Path, html: Path, *, banner: dict[str, Any], hide_code
 
 def read_status(reports_dir: Path) -> dict[str, Any]:
     """Return the saved per-stage status (empty when nothing ran yet)."""
-    path = reports_dir / STATUS_FILE
+    path = reports_dir / STATUS
     if not path.exists():
         return {"run": {}, "stages": {}}
     status: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
@@ -74,7 +74,7 @@ def read_status(reports_dir: Path) -> dict[str, Any]:
 
 def write_status(reports_dir: Path, status: dict[str, Any]) -> None:
     """Save the status and re-render ``index.html`` from it."""
-    write_text(reports_dir / STATUS_FILE, json.dumps(status, indent=2) + "\n")
+    write_text(reports_dir / STATUS, json.dumps(status, indent=2) + "\n")
     write_index(reports_dir, status)
 
 
@@ -90,4 +90,4 @@ def write_index(reports_dir: Path, status: dict[str, Any]) -> None:
     html = env.get_template("index.html.j2").render(
         run=status.get("run", {}), stages=rows, history=status.get("history", [])
     )
-    write_text(reports_dir / "index.html", html)
+    write_text(reports_dir / INDEX, html)

@@ -18,8 +18,7 @@ from typing import IO, Any
 import pandas as pd
 
 from lib.core.errors import QuireError
-
-LOCK_NAME = ".run_all.lock"
+from lib.core.layout import LOCK
 
 
 class RunLocked(QuireError):
@@ -54,7 +53,7 @@ class RunLock:
     @property
     def path(self) -> Path:
         """The lock file."""
-        return self.folder / LOCK_NAME
+        return self.folder / LOCK
 
     def __enter__(self) -> RunLock:
         self.folder.mkdir(parents=True, exist_ok=True)

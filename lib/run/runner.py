@@ -25,6 +25,7 @@ import pandas as pd
 from lib.core import staging_area
 from lib.core.env import environment, kernel_paths
 from lib.core.errors import ParamsError, QuireError
+from lib.core.layout import Layout, feedback_dir
 from lib.core.logs import configure_logging, get_logger
 from lib.core.params import Params, add_layer_arguments, load_params
 from lib.core.paths import NOTEBOOKS_DIR, resolve
@@ -503,7 +504,9 @@ def _warm_kernel(stage: Stage, params: Params, notebooks_dir: Path) -> tuple[str
     """Start ``stage``'s kernel ahead, told where its staging area will be."""
     name = staging_area.area_name(stage.name)
     root = staging_area.area_root(_folders(params)[0], name)
-    return name, WarmKernel(notebooks_dir, {**os.environ, **kernel_paths(), staging_area.ENV: str(root)})
+    return name, WarmKernel(
+        notebooks_dir, {**os.environ, **kernel_paths(), staging_area.ENV: str(root)}
+    )
 
 
 def _drop_warm(warm: dict[str, tuple[str, WarmKernel]], name: str) -> None:
@@ -561,7 +564,6 @@ def project_status(params: Params) -> str:
 
     from lib.core import tracking
     from lib.core.errors import ModelNotFoundError
-    from lib.monitoring.monitor_results import SUMMARY
 
     name = tracking.model_name(params)
     try:
@@ -570,7 +572,7 @@ def project_status(params: Params) -> str:
         champion = f"champion: {name} version {version.version} (run {version.run_id})"
     except ModelNotFoundError:
         champion = f"champion: none yet for {name}"
-    summary = resolve(params.project.data_dir) / "monitoring" / name / "latest" / SUMMARY
+    summary = Layout.of(params, model=name, staged=False).monitoring_summary
     try:
         last = json.loads(summary.read_text(encoding="utf-8"))
         verdict = f"last monitoring ({last['time'][:19]} UTC): {last['verdict']}"
@@ -723,7 +725,7 @@ def _run(
         if outcome.error:
             print(outcome.error, file=sys.stderr)
     failed = any(o.status == "failed" for o in outcomes)
-    reports = resolve(params.project.reports_dir) / "index.html"
+    reports = Layout.of(params).index
     log.info("run_done", status="failed" if failed else "ok", index=str(reports))
     if failed:
         return EXIT_STAGE_FAILED
@@ -744,7 +746,7 @@ def _retrain_on_alert(params: Params, hide_code: bool, alerts: list[str]) -> int
     from lib.core import tracking
     from lib.data import feedback
 
-    folder = feedback.feedback_dir(params.project.data_dir, tracking.model_name(params))
+    folder = feedback_dir(params.project.data_dir, tracking.model_name(params))
     if not params.ingest.feedback or not feedback.label_files(folder):
         log.warning("retrain_skipped", reason=f"no labels in {folder} (or ingest.feedback off)")
         return EXIT_OK
@@ -761,10 +763,6 @@ def _monitor_alerts(params: Params) -> list[str]:
     """Messages of the alerts the latest monitor run fired."""
     import json
 
-    from lib.core import tracking
-    from lib.monitoring.monitor import monitoring_dir
-    from lib.monitoring.monitor_results import SUMMARY
-
-    path = monitoring_dir(params, tracking.model_name(params)) / "latest" / SUMMARY
+    path = Layout.of(params).monitoring_summary
     summary = json.loads(path.read_text(encoding="utf-8"))
     return [f"{a['rule']}: {a['message']}" for a in summary.get("alerts", [])]

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lib.core.errors import ParamsError
-from lib.core.paths import EVIDENTLY_REPORT
+from lib.core.layout import EVIDENTLY_REPORT
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import pandas as pd
 
 from lib.core import tracking
 from lib.core.errors import ModelNotFoundError
+from lib.core.layout import Layout
 from lib.core.logs import get_logger
 from lib.core.params import Params
 from lib.data.schema import ColumnSchema, Schema
@@ -284,9 +285,9 @@ def _run_schema(run_id: str) -> Schema:
 
 
 def _local_schema(params: Params) -> Schema:
-    from lib.data.ingest import SCHEMA, processed_dir
+    from lib.data.ingest import SCHEMA
 
-    return Schema.load(processed_dir(params) / SCHEMA)
+    return Schema.load(Layout.of(params).processed / SCHEMA)
 
 
 # --------------------------------------------------------------------------------------------

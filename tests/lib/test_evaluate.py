@@ -9,8 +9,8 @@ import pytest
 
 from lib.core import tracking
 from lib.core.errors import DataValidationError, ParamsError
+from lib.core.layout import Layout
 from lib.core.params import load_params
-from lib.data.ingest import processed_dir
 from lib.model.evaluate import check_gate, run_evaluation
 from lib.model.train import run_training
 from tests.conftest import tiny_training_overrides
@@ -49,7 +49,10 @@ def test_first_model_becomes_champion_and_gets_a_reference(first, params):
     assert len(profile["columns"]["monthly_charges"]["quantiles"]) == 101
     assert (
         first.reference
-        == processed_dir(params).parents[1] / "reference" / first.model_name / f"v{first.version}"
+        == Layout.of(params).processed.parents[1]
+        / "reference"
+        / first.model_name
+        / f"v{first.version}"
     )
     check_gate(first)
 

@@ -9,13 +9,14 @@ import pytest
 
 from lib.core.atomic import sha256_file
 from lib.core.errors import DataValidationError, ParamsError
-from lib.data.ingest import check_gate, processed_dir, run_ingest
+from lib.core.layout import Layout
+from lib.data.ingest import check_gate, run_ingest
 from tests.conftest import small_frame, snapshot
 
 
 def test_generator_ingest_writes_splits_manifest_and_schema(tiny_params):
     result = run_ingest(tiny_params)
-    out = processed_dir(tiny_params)
+    out = Layout.of(tiny_params).processed
     assert sorted(p.name for p in out.iterdir()) == [
         "manifest.json",
         "preprocessor.joblib",
@@ -40,7 +41,7 @@ def test_generator_ingest_writes_splits_manifest_and_schema(tiny_params):
 
 def test_splits_are_disjoint_complete_and_stratified(tiny_params):
     run_ingest(tiny_params)
-    out = processed_dir(tiny_params)
+    out = Layout.of(tiny_params).processed
     parts = {n: pd.read_parquet(out / f"{n}.parquet") for n in ("train", "validation", "test")}
     ids = [set(p["customer_id"]) for p in parts.values()]
     assert sum(len(s) for s in ids) == len(set().union(*ids)) == 2000
@@ -54,7 +55,7 @@ def test_time_split_puts_latest_rows_in_test(tmp_path, csv_params):
     small_frame(90).to_csv(path, index=False)
     params = csv_params(path, "data.date_column=joined", "ingest.split.by_time=true")
     run_ingest(params)
-    out = processed_dir(params)
+    out = Layout.of(params).processed
     train, val, test = (
         pd.read_parquet(out / f"{n}.parquet") for n in ("train", "validation", "test")
     )
@@ -126,7 +127,7 @@ def ingested(tmp_path, csv_params):
     small_frame().to_csv(path, index=False)
     params = csv_params(path)
     run_ingest(params)
-    return path, params, snapshot(processed_dir(params))
+    return path, params, snapshot(Layout.of(params).processed)
 
 
 @pytest.mark.parametrize("case", sorted(BROKEN))
@@ -138,7 +139,7 @@ def test_hard_failure_names_place_and_keeps_previous_output(ingested, case):
         run_ingest(params)
     assert str(good) in str(info.value)
     assert message in str(info.value)
-    assert snapshot(processed_dir(params)) == before
+    assert snapshot(Layout.of(params).processed) == before
 
 
 def test_failure_while_writing_keeps_previous_output(ingested, monkeypatch):
@@ -150,8 +151,8 @@ def test_failure_while_writing_keeps_previous_output(ingested, monkeypatch):
     monkeypatch.setattr(pd.DataFrame, "to_parquet", boom)
     with pytest.raises(OSError, match="disk full"):
         run_ingest(params)
-    assert snapshot(processed_dir(params)) == before
-    assert not list(processed_dir(params).parent.glob(".*staging"))
+    assert snapshot(Layout.of(params).processed) == before
+    assert not list(Layout.of(params).processed.parent.glob(".*staging"))
 
 
 def test_later_ingest_is_validated_against_saved_schema(tmp_path, csv_params):

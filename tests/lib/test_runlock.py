@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from lib.core.layout import LOCK
 from lib.core.paths import PROJECT_ROOT
-from lib.run.runlock import LOCK_NAME, RunLock, RunLocked
+from lib.run.runlock import RunLock, RunLocked
 
 HOLDER = """
 import sys, time
@@ -62,7 +63,7 @@ def test_lock_is_released_when_the_holder_dies(tmp_path, sig):
         except RunLocked:
             assert time.monotonic() < deadline
             time.sleep(0.05)
-    assert (tmp_path / LOCK_NAME).read_text() == ""  # released: nobody named
+    assert (tmp_path / LOCK).read_text() == ""  # released: nobody named
 
 
 def test_run_all_exits_4_while_another_runs(tmp_path, capsys):

@@ -54,5 +54,5 @@ def test_fingerprint_finds_ingest_outputs_where_ingest_writes_them(tmp_path):
     from tests.conftest import dirs_overrides
 
     params = load_params(overrides=dirs_overrides(tmp_path))
-    assert fingerprint.processed_dir(params) == ingest.processed_dir(params)
+    assert fingerprint.Layout.of(params).processed == ingest.Layout.of(params).processed
     assert fingerprint.MANIFEST == ingest.MANIFEST

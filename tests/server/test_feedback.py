@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
+from lib.core.layout import feedback_dir, predictions_dir
 from lib.data import feedback
 from server.config import Settings
 from server.main import create_app
@@ -22,7 +23,7 @@ def client(served_params):
 
 
 def _flushed(served_params, request_id: str) -> pd.DataFrame:
-    folder = feedback.log_dir(served_params.project.data_dir, "quire-churn")
+    folder = predictions_dir(served_params.project.data_dir, "quire-churn")
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         log = feedback.read_log(folder)
@@ -48,7 +49,7 @@ def test_labels_join_the_log_by_request_id_and_row(client, served_params, test_r
     )
     assert posted.status_code == 200, posted.text
     assert posted.json()["accepted"] == 3
-    folder = feedback.feedback_dir(served_params.project.data_dir, "quire-churn")
+    folder = feedback_dir(served_params.project.data_dir, "quire-churn")
     labels = feedback.load_labels(folder, "churned", served_params.data.csv)
     mine = labels[labels["request_id"].isin([single["request_id"], batch["request_id"]])]
     assert sorted(zip(mine["request_id"], mine["row"], mine["churned"], strict=True)) == sorted(

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from lib.core.errors import ParamsError
+from lib.core.layout import Layout
 from lib.core.params import Params
 
 
@@ -40,7 +41,6 @@ def load_source(params: Params, source: str | None = None) -> tuple[pd.DataFrame
 
     if source is None:
         from lib.data.generator import generate
-        from lib.data.ingest import raw_dir
 
         if params.data.source != "generator":
             raise ParamsError(
@@ -54,7 +54,9 @@ def load_source(params: Params, source: str | None = None) -> tuple[pd.DataFrame
                 "(-p generator.production.rows=5000) or pass a CSV/Parquet file",
                 key="generator.production.rows",
             )
-        paths = [generate(params.generator, params.project.seed, raw_dir(params), production=True)]
+        paths = [
+            generate(params.generator, params.project.seed, Layout.of(params).raw, production=True)
+        ]
     else:
         paths = expand_source(source)
     frames = [read_table(p, params.data.csv) for p in paths]
