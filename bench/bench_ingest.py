@@ -31,7 +31,7 @@ params = load_params(overrides={overrides!r})
 """
 QUIRE = """
 result = run_ingest(params)
-extra = {"rows": result.manifest["rows"]}
+extra = {"rows": result.manifest.rows}
 """
 
 

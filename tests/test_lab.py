@@ -476,7 +476,7 @@ def test_ingest_notebook_runs_in_a_kernel_started_by_jupyterlab(lab):
     from lib.data.ingest import run_ingest
 
     # The same parameters through lib, in this process, into another folder.
-    direct = run_ingest(ingest_params(lab.work / "direct")).manifest
+    direct = run_ingest(ingest_params(lab.work / "direct")).manifest.as_json()
     manifest = json.loads((Layout.of(params).processed / "manifest.json").read_text())
     assert manifest["rows"] == direct["rows"] > 0
     for split in ("train", "validation", "test"):

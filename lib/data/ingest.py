@@ -6,7 +6,6 @@ swapped in whole, so a failed ingest leaves the previous processed data byte-ide
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from dataclasses import dataclass
@@ -18,6 +17,14 @@ import numpy as np
 import pandas as pd
 
 from lib.core.atomic import recover_dir, replace_dir, sha256_file, staging_dir
+from lib.core.contracts.manifest import (
+    ArtefactFile,
+    Manifest,
+    SourceFile,
+    SplitFile,
+    read_manifest,
+    write_manifest,
+)
 from lib.core.errors import DataValidationError
 from lib.core.layout import MANIFEST, Layout
 from lib.core.logs import get_logger
@@ -44,7 +51,7 @@ class IngestResult:
     schema: Schema
     schema_origin: str
     report: pd.DataFrame
-    manifest: dict[str, Any]
+    manifest: Manifest
     sample: pd.DataFrame
     split_method: str
     sources: list[Path]
@@ -130,18 +137,18 @@ def _class_counts(frame: pd.DataFrame, schema: Schema) -> dict[str, int] | None:
 
 def _write_splits(
     frame: pd.DataFrame, positions: dict[str, np.ndarray], schema: Schema, stage: Path
-) -> dict[str, Any]:
-    splits: dict[str, Any] = {}
+) -> dict[str, SplitFile]:
+    splits: dict[str, SplitFile] = {}
     for name in SPLITS:
         part = frame.iloc[positions[name]]
         file = stage / f"{name}.parquet"
         part.to_parquet(file, index=False)
-        splits[name] = {
-            "file": file.name,
-            "rows": len(part),
-            "sha256": sha256_file(file),
-            "class_counts": _class_counts(part, schema),
-        }
+        splits[name] = SplitFile(
+            file=file.name,
+            rows=len(part),
+            sha256=sha256_file(file),
+            class_counts=_class_counts(part, schema),
+        )
         del part
     return splits
 
@@ -179,7 +186,7 @@ def run_ingest(params: Params) -> IngestResult:
         joblib.dump(build_preprocessor(schema, params.ingest.preprocessing), stage / PREPROCESSOR)
         (stage / REPORT).write_text(report.to_json(orient="records", indent=1), encoding="utf-8")
         manifest = _manifest(params, schema, sources, production, splits, method, len(frame), stage)
-        (stage / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        write_manifest(stage / MANIFEST, manifest)
         replace_dir(stage, out_dir)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
@@ -190,7 +197,7 @@ def run_ingest(params: Params) -> IngestResult:
         "ingested",
         out_dir=str(out_dir),
         rows=len(frame),
-        **{f"{k}_rows": v["rows"] for k, v in splits.items()},
+        **{f"{k}_rows": v.rows for k, v in splits.items()},
         seconds=round(time.perf_counter() - started, 2),
     )
     return IngestResult(
@@ -203,41 +210,33 @@ def _manifest(
     schema: Schema,
     sources: list[Path],
     production: Path | None,
-    splits: dict[str, Any],
+    splits: dict[str, SplitFile],
     method: str,
     rows: int,
     out_dir: Path,
-) -> dict[str, Any]:
-    return {
-        "dataset": params.project.name,
-        "created_at": pd.Timestamp.now(tz="UTC").isoformat(),
-        "params_digest": params.digest(),
-        "task": schema.task,
-        "target": schema.target,
-        "rows": rows,
-        "schema_sha256": schema.sha256(),
-        "split_method": method,
-        "sources": [
-            {"path": str(p), "bytes": p.stat().st_size, "sha256": sha256_file(p)} for p in sources
+) -> Manifest:
+    return Manifest(
+        dataset=params.project.name,
+        created_at=pd.Timestamp.now(tz="UTC").isoformat(),
+        params_digest=params.digest(),
+        task=schema.task,
+        target=schema.target,
+        rows=rows,
+        schema_sha256=schema.sha256(),
+        split_method=method,
+        sources=[
+            SourceFile(path=str(p), bytes=p.stat().st_size, sha256=sha256_file(p)) for p in sources
         ],
-        "production_batch": str(production) if production else None,
-        "preprocessor": {"file": PREPROCESSOR, "sha256": sha256_file(out_dir / PREPROCESSOR)},
-        "splits": splits,
-    }
+        production_batch=str(production) if production else None,
+        preprocessor=ArtefactFile(file=PREPROCESSOR, sha256=sha256_file(out_dir / PREPROCESSOR)),
+        splits=splits,
+    )
 
 
-def load_manifest(params: Params) -> dict[str, Any]:
+def load_manifest(params: Params) -> Manifest:
     """Read the manifest of the processed data for ``params``."""
-    path = Layout.of(params).processed / MANIFEST
-    if not path.exists():
-        raise DataValidationError(
-            f"{path}: no processed data for dataset {params.project.name!r}; run the ingest stage "
-            "first (python run_all.py --only ingest)",
-            path=path,
-            check="missing_file",
-        )
-    manifest: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return manifest
+    hint = f"run the ingest stage for dataset {params.project.name!r} (quire run --only ingest)"
+    return read_manifest(Layout.of(params).manifest, hint)
 
 
 def check_gate(result: IngestResult) -> None:
@@ -246,21 +245,21 @@ def check_gate(result: IngestResult) -> None:
     The gate: every split has rows, the manifest's hashes match the files on disk, and for
     classification every class of the target appears in the training split.
     """
-    for name, info in result.manifest["splits"].items():
-        path = result.out_dir / info["file"]
-        if info["rows"] == 0:
+    for name, info in result.manifest.splits.items():
+        path = result.out_dir / info.file
+        if info.rows == 0:
             raise DataValidationError(
                 f"{path}: the {name} split is empty; add rows or change ingest.split",
                 path=path,
                 check="gate",
             )
-        if sha256_file(path) != info["sha256"]:
+        if sha256_file(path) != info.sha256:
             raise DataValidationError(
                 f"{path}: content hash differs from {MANIFEST}; rerun the ingest stage",
                 path=path,
                 check="gate",
             )
-    counts = result.manifest["splits"]["train"]["class_counts"]
+    counts = result.manifest.splits["train"].class_counts
     if counts is not None and result.schema.classes is not None:
         absent = [c for c in result.schema.classes if str(c) not in counts]
         if absent:
@@ -278,7 +277,7 @@ class ProcessedData:
     """The ingest stage's outputs, loaded and checked against the manifest."""
 
     schema: Schema
-    manifest: dict[str, Any]
+    manifest: Manifest
     splits: dict[str, pd.DataFrame]
     preprocessor: Any
 
@@ -298,9 +297,8 @@ def load_processed(params: Params) -> ProcessedData:
     """
     out_dir = Layout.of(params).processed
     manifest = load_manifest(params)
-    files = {name: info["file"] for name, info in manifest["splits"].items()}
-    hashes = {info["file"]: info["sha256"] for info in manifest["splits"].values()}
-    hashes[manifest["preprocessor"]["file"]] = manifest["preprocessor"]["sha256"]
+    files = {name: info.file for name, info in manifest.splits.items()}
+    hashes = manifest.files()
     for file, expected in hashes.items():
         if sha256_file(out_dir / file) != expected:
             raise DataValidationError(
@@ -309,5 +307,5 @@ def load_processed(params: Params) -> ProcessedData:
                 check="manifest",
             )
     splits = {name: pd.read_parquet(out_dir / file) for name, file in files.items()}
-    preprocessor = joblib.load(out_dir / manifest["preprocessor"]["file"])
+    preprocessor = joblib.load(out_dir / manifest.preprocessor.file)
     return ProcessedData(Schema.load(out_dir / SCHEMA), manifest, splits, preprocessor)

@@ -10,6 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from lib.core.contracts.manifest import Manifest
 from lib.core.params import PreprocessingParams
 from lib.data.preprocess import build_preprocessor
 from lib.data.schema import Schema
@@ -98,15 +99,15 @@ def _binned(values: pd.Series, name: str, bins: int = 40) -> go.Bar:
     return go.Bar(x=x, y=counts, width=np.diff(edges) if not is_date else None, name=name)
 
 
-def class_balance_figure(manifest: dict[str, Any]) -> go.Figure:
+def class_balance_figure(manifest: Manifest) -> go.Figure:
     """Return a grouped bar chart of class counts per split (classification only)."""
     fig = go.Figure()
-    for split, info in manifest["splits"].items():
-        counts = info["class_counts"] or {}
+    for split, info in manifest.splits.items():
+        counts = info.class_counts or {}
         fig.add_trace(go.Bar(name=split, x=list(counts), y=list(counts.values())))
     fig.update_layout(
         barmode="group",
-        title=f"Class balance of {manifest['target']!r} per split",
+        title=f"Class balance of {manifest.target!r} per split",
         xaxis_title="class",
         yaxis_title="rows",
         height=350,
@@ -121,18 +122,18 @@ def target_figure(sample: pd.DataFrame, schema: Schema) -> go.Figure:
     return fig
 
 
-def split_table(manifest: dict[str, Any]) -> pd.DataFrame:
+def split_table(manifest: Manifest) -> pd.DataFrame:
     """Return rows, share and file hash of each split."""
-    total = sum(s["rows"] for s in manifest["splits"].values())
+    total = sum(s.rows for s in manifest.splits.values())
     return pd.DataFrame(
         [
             {
                 "split": name,
-                "rows": info["rows"],
-                "share": f"{info['rows'] / total:.1%}",
-                "sha256": info["sha256"][:16],
+                "rows": info.rows,
+                "share": f"{info.rows / total:.1%}",
+                "sha256": info.sha256[:16],
             }
-            for name, info in manifest["splits"].items()
+            for name, info in manifest.splits.items()
         ]
     ).set_index("split")
 
@@ -165,7 +166,7 @@ def preprocessing_preview(
     return head, pre.transform(head)
 
 
-def target_overview(manifest: dict[str, Any], sample: pd.DataFrame, schema: Schema) -> go.Figure:
+def target_overview(manifest: Manifest, sample: pd.DataFrame, schema: Schema) -> go.Figure:
     """Class balance per split for classification, the target's histogram for regression."""
     if schema.task == "regression":
         return target_figure(sample, schema)

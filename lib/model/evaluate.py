@@ -12,6 +12,7 @@ import pandas as pd
 
 from lib.core import staging_area, tracking
 from lib.core.atomic import sha256_file
+from lib.core.contracts.tags import evaluation_tags, read_version_tags
 from lib.core.errors import DataValidationError, ModelNotFoundError, ParamsError
 from lib.core.layout import Layout, reference_dir
 from lib.core.logs import get_logger
@@ -112,7 +113,7 @@ def _threshold(params: Params, model: Any, data: ProcessedData) -> float | None:
 
 
 def _check_same_data(version: Any, params: Params) -> None:
-    trained_on = version.tags.get("quire.manifest_sha256")
+    trained_on = read_version_tags(version.tags).manifest_sha256
     current = sha256_file(Layout.of(params).manifest)
     if trained_on and trained_on != current:
         raise DataValidationError(
@@ -142,8 +143,7 @@ def _champion_scores(
     if str(champion.version) == challenger:
         return None
     model = mlflow.sklearn.load_model(f"models:/{name}/{champion.version}")
-    raw = champion.tags.get("quire.threshold")
-    threshold = float(raw) if raw not in (None, "", "None") else None
+    threshold = read_version_tags(champion.tags).threshold
     out = _outputs(model, X, task, classes, threshold)
     return str(champion.version), _metric_fn(task, classes, threshold)(*_arrays(task, y, out))
 
@@ -257,7 +257,7 @@ def run_evaluation(params: Params) -> EvaluationResult:
 
 def _primary(tags: dict[str, str], task: Task) -> Metric:
     """Return the metric the challenger was selected on (recorded at registration)."""
-    name = tags.get("quire.primary_metric")
+    name = read_version_tags(tags).primary_metric
     return metric(name, task) if name else metrics_for(task, "auto", None)[0]
 
 
@@ -308,19 +308,19 @@ def _record(result: EvaluationResult, version: Any) -> None:
         RunTag("quire.promotion", "promoted" if result.decision.promote else "not promoted"),
         RunTag("quire.promotion_reason", result.decision.reason),
     ]
-    run_id = version.tags.get("quire.run_id") or version.run_id
+    run_id = read_version_tags(version.tags).run_id or version.run_id
     client.log_batch(run_id, metrics=metrics, tags=tags)
     client.log_dict(
         run_id,
         {"decision": result.decision.__dict__, "threshold": result.threshold},
         "evaluation/decision.json",
     )
-    for key, value in {
-        "quire.threshold": str(result.threshold),
-        "quire.reference_dir": str(staging_area.published(result.reference)),
-        "quire.test_"
-        + result.primary.name: f"{result.scores.loc[result.primary.name, 'value']:.6f}",
-    }.items():
+    for key, value in evaluation_tags(
+        threshold=result.threshold,
+        reference_dir=str(staging_area.published(result.reference)),
+        metric=result.primary.name,
+        score=float(result.scores["value"].astype(float)[result.primary.name]),
+    ).items():
         tracking.set_version_tag(result.model_name, result.version, key, value)
 
 

@@ -6,11 +6,11 @@ from typing import Any
 
 import pandas as pd
 
+from lib.core.contracts.manifest import MANIFEST_ARTIFACT, Manifest
+from lib.core.contracts.tags import read_version_tags
 from lib.core.logs import get_logger
 
 log = get_logger(__name__)
-
-MANIFEST_ARTIFACT = "data_manifest.json"  # logged on the training run by lib.model.train
 
 
 def known_lineage(name: str, version: str) -> dict[str, Any] | None:
@@ -33,18 +33,18 @@ def model_lineage(name: str, version: str) -> dict[str, Any]:
 
     client = MlflowClient()
     mv = client.get_model_version(name, version)
-    tags = dict(mv.tags)
-    run_id = str(tags.get("quire.run_id") or mv.run_id)
+    tags = read_version_tags(mv.tags)
+    run_id = str(tags.run_id or mv.run_id)
     info: dict[str, Any] = {
         "name": name,
         "version": str(version),
         "aliases": list(getattr(mv, "aliases", []) or []),
         "run_id": run_id,
-        "family": tags.get("quire.family"),
-        "params_digest": tags.get("quire.params_digest"),
-        "git_commit": tags.get("quire.git_commit"),
-        "manifest_sha256": tags.get("quire.manifest_sha256"),
-        "reference_dir": tags.get("quire.reference_dir"),
+        "family": tags.family,
+        "params_digest": tags.params_digest,
+        "git_commit": tags.git_commit,
+        "manifest_sha256": tags.manifest_sha256,
+        "reference_dir": tags.reference_dir,
         "registered_at": pd.Timestamp(mv.creation_timestamp, unit="ms", tz="UTC").isoformat(),
     }
     try:
@@ -54,20 +54,17 @@ def model_lineage(name: str, version: str) -> dict[str, Any]:
         info["mlflow_url"] = f"{mlflow_ui()}/#/experiments/{run.info.experiment_id}/runs/{run_id}"
         import mlflow
 
-        info["data_manifest"] = _manifest_summary(
-            mlflow.artifacts.load_dict(f"runs:/{parent or run_id}/{MANIFEST_ARTIFACT}")
-        )
+        logged = mlflow.artifacts.load_dict(f"runs:/{parent or run_id}/{MANIFEST_ARTIFACT}")
+        info["data_manifest"] = _manifest_summary(Manifest.model_validate(logged))
     except (MlflowException, OSError, ValueError) as exc:  # an older run without the artefact
         info["data_manifest"] = None
         info["note"] = f"training data manifest not found: {str(exc).splitlines()[0][:200]}"
     return info
 
 
-def _manifest_summary(manifest: dict[str, Any]) -> dict[str, Any]:
+def _manifest_summary(manifest: Manifest) -> dict[str, Any]:
     keep = ("dataset", "created_at", "params_digest", "task", "target", "rows", "schema_sha256")
-    summary = {k: manifest.get(k) for k in keep}
-    summary["sources"] = [
-        {"path": s.get("path"), "sha256": s.get("sha256")} for s in manifest.get("sources", [])
-    ]
-    summary["splits"] = {k: v.get("rows") for k, v in manifest.get("splits", {}).items()}
+    summary: dict[str, Any] = {k: getattr(manifest, k) for k in keep}
+    summary["sources"] = [{"path": s.path, "sha256": s.sha256} for s in manifest.sources]
+    summary["splits"] = {k: v.rows for k, v in manifest.splits.items()}
     return summary

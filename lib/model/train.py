@@ -15,6 +15,8 @@ import pandas as pd
 
 from lib.core import tracking
 from lib.core.atomic import sha256_file
+from lib.core.contracts.manifest import MANIFEST_ARTIFACT
+from lib.core.contracts.tags import provenance_tags, version_tags
 from lib.core.errors import ModelNotFoundError, QuireError
 from lib.core.layout import Layout
 from lib.core.logs import get_logger
@@ -180,15 +182,15 @@ def _log_family(result: FamilyResult, data: ProcessedData, tags: dict[str, str])
 
 def _tags(params: Params, data: ProcessedData) -> dict[str, str]:
     manifest_hash = sha256_file(Layout.of(params).manifest)
-    return {
-        "quire.dataset": params.project.name,
-        "quire.task": data.schema.task,
-        "quire.params_digest": params.digest(),
-        "quire.manifest_sha256": manifest_hash,
-        "quire.schema_sha256": data.schema.sha256(),
-        "quire.git_commit": tracking.git_commit(),
-        **tracking.owner_tags(),
-    }
+    provenance = provenance_tags(
+        dataset=params.project.name,
+        task=data.schema.task,
+        params_digest=params.digest(),
+        manifest_sha256=manifest_hash,
+        schema_sha256=data.schema.sha256(),
+        git_commit=tracking.git_commit(),
+    )
+    return {**provenance, **tracking.owner_tags()}
 
 
 def run_training(params: Params) -> TrainResult:
@@ -231,7 +233,7 @@ def run_training(params: Params) -> TrainResult:
              "cv_folds": params.train.cv_folds, "primary_metric": primary.name,
              "backend": params.train.backend, "seed": seed, "train_rows": len(train[0])}
         )  # fmt: skip
-        mlflow.log_dict(data.manifest, "data_manifest.json")
+        mlflow.log_dict(data.manifest.as_json(), MANIFEST_ARTIFACT)
         with compute_backend(params.train) as backend:
             for spec in specs:
                 with mlflow.start_run(run_name=spec.family, nested=True, tags=tags) as child:
@@ -245,7 +247,7 @@ def run_training(params: Params) -> TrainResult:
             lc = None
             if params.train.learning_curve:
                 lc = curve(best.estimator, *train, task, params.train, primary, seed)
-        version = _register(params, best, {**tags, "quire.primary_metric": primary.name})
+        version = _register(params, best, tags, primary.name)
         _log_parent(best, primary, lc, results)
     log.info("trained", best=best.family, model=tracking.model_name(params), version=version)
     return TrainResult(
@@ -264,7 +266,7 @@ def run_training(params: Params) -> TrainResult:
     )
 
 
-def _register(params: Params, best: FamilyResult, tags: dict[str, str]) -> str:
+def _register(params: Params, best: FamilyResult, tags: dict[str, str], primary: str) -> str:
     """Register the best family's model and point the ``challenger`` alias at it."""
     import mlflow
 
@@ -273,7 +275,10 @@ def _register(params: Params, best: FamilyResult, tags: dict[str, str]) -> str:
     version = mlflow.register_model(
         best.model_uri,
         name,
-        tags={**tags, "quire.family": best.family, "quire.run_id": str(best.run_id)},
+        tags={
+            **tags,
+            **version_tags(family=best.family, run_id=str(best.run_id), primary_metric=primary),
+        },
     )
     tracking.set_alias(name, tracking.CHALLENGER, version.version)
     return str(version.version)

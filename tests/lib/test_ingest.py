@@ -76,7 +76,7 @@ def test_csv_and_parquet_ingest_agree(tmp_path, csv_params):
     a = run_ingest(csv_params(tmp_path / "f.csv"))
     b = run_ingest(csv_params(tmp_path / "f.parquet", "project.name=fixture2"))
     assert a.schema.features == b.schema.features
-    assert a.manifest["splits"]["test"]["sha256"] == b.manifest["splits"]["test"]["sha256"]
+    assert a.manifest.splits["test"].sha256 == b.manifest.splits["test"].sha256
 
 
 def test_glob_of_files_is_one_dataset(tmp_path, csv_params):
@@ -84,7 +84,7 @@ def test_glob_of_files_is_one_dataset(tmp_path, csv_params):
     frame.iloc[:45].to_csv(tmp_path / "part-1.csv", index=False)
     frame.iloc[45:].assign(plan="enterprise").to_csv(tmp_path / "part-2.csv", index=False)
     result = run_ingest(csv_params(tmp_path / "part-*.csv"))
-    assert result.manifest["rows"] == 90 and len(result.sources) == 2
+    assert result.manifest.rows == 90 and len(result.sources) == 2
     assert "enterprise" in result.schema.column("plan").categories
 
 
@@ -204,7 +204,7 @@ def test_rows_without_target_are_dropped_and_reported(tmp_path, csv_params):
     frame.loc[[0, 1], "label"] = np.nan
     frame.to_csv(tmp_path / "in.csv", index=False)
     result = run_ingest(csv_params(tmp_path / "in.csv"))
-    assert result.manifest["rows"] == 58
+    assert result.manifest.rows == 58
     row = result.report.set_index(["column", "check"]).loc[("label", "missing_target_dropped")]
     assert (row["count"], row["rows"]) == (2, [1, 2])
 
@@ -219,4 +219,4 @@ def test_penguins_preset(tmp_path):
     assert result.schema.task == "multiclass"
     assert result.schema.classes == ["Adelie", "Chinstrap", "Gentoo"]
     assert result.schema.column("year").kind == "categorical"
-    assert result.manifest["rows"] == 344
+    assert result.manifest.rows == 344
