@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import tomllib
@@ -147,3 +148,22 @@ def test_the_import_scan_sees_function_level_imports():
     assert "lib/run/runner.py" in imports["papermill"]
     assert "lib/run/runner.py" in imports["psutil"]
     assert "lib" not in imports and "os" not in imports
+
+
+def test_make_targets_call_the_quire_command():
+    from typer.main import get_command
+
+    from lib.cli import app
+
+    commands = get_command(app).commands  # type: ignore[attr-defined]
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    targets = {"run": "run", "serve": "serve", "dashboard": "dashboard", "demo": "demo",
+               "mlflow-ui": "mlflow-ui", "lab": "lab"}  # fmt: skip
+    for target, command in targets.items():
+        out = subprocess.run(
+            ["make", "-n", "-s", "-o", ".venv/.quire-installed", target, "ARGS=--params x.yaml"],
+            cwd=ROOT, env=env, capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        line = out.strip().splitlines()[-1].split()
+        assert line[:2] == [".venv/bin/quire", command], (target, out)
+        assert command in commands and line[-2:] == ["--params", "x.yaml"], (target, out)
