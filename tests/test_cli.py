@@ -130,6 +130,27 @@ def test_every_run_all_flag_is_a_quire_run_option():
     assert flags <= options, f"run_all flags quire run lacks: {sorted(flags - options)}"
 
 
+def test_run_passes_every_flag_to_run_all_in_its_own_spelling(monkeypatch):
+    from lib.run import runner as run_all
+
+    seen = []
+    monkeypatch.setattr(run_all, "main", lambda argv: seen.append(argv) or 3)
+    args = ["--params", "a.yaml", "-p", "x.y=1", "--only", "train", "--only", "evaluate",
+            "--from", "ingest", "--hide-code", "--log-level", "DEBUG", "--print-params",
+            "--force", "--force", "train", "--dry-run", "--status", "--retrain",
+            "--fail-on-alert"]  # fmt: skip
+    result = runner.invoke(app, ["run", *args])
+    assert result.exit_code == 3  # run_all's exit code is quire run's
+    assert seen == [
+        ["--params", "a.yaml", "-p", "x.y=1", "--only", "train", "--only", "evaluate",
+         "--from", "ingest", "--hide-code", "--log-level", "DEBUG", "--print-params",
+         "--force", "--force", "train", "--dry-run", "--status", "--retrain", "--fail-on-alert"]
+    ]  # fmt: skip
+    seen.clear()
+    assert runner.invoke(app, ["status", "--params", "b.yaml"]).exit_code == 3
+    assert seen == [["--status", "--params", "b.yaml"]]
+
+
 def test_a_bare_force_means_every_stage():
     assert bare_force(["--force"]) == ["--force=*"]
     assert bare_force(["--force", "--dry-run"]) == ["--force=*", "--dry-run"]
