@@ -44,8 +44,15 @@ $(STAMP): pyproject.toml requirements.lock
 
 install: $(STAMP) git-filter ## create .venv (the others do on demand) and set up git-filter
 
+# The quire command (lib/cli/; `quire --help`). Its targets put the project's root first on
+# PYTHONPATH: the command, and the kernels and servers it starts, import this checkout's lib even
+# when .venv is shared with another checkout (whose editable install points there).
+QUIRE := $(BIN)/quire
+QUIRE_TARGETS := run serve dashboard lab demo mlflow-ui
+$(QUIRE_TARGETS): export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
+
 run: $(STAMP) ## run every stage on params/base.yaml (ARGS="--params params/penguins.yaml" to change)
-	$(BIN)/python run_all.py $(ARGS)
+	$(QUIRE) run $(ARGS)
 
 test: $(STAMP) ## run the whole test suite, slow tests and lint included
 	$(BIN)/python -m pytest $(ARGS)
@@ -72,11 +79,11 @@ lock: ## re-resolve the dependencies of pyproject.toml into requirements.lock
 	rm -rf .venv-lock
 
 serve: $(STAMP) ## serve the champion over REST on http://127.0.0.1:8000 (QUIRE_SERVER_* settings)
-	$(BIN)/python -m server
+	$(QUIRE) serve $(ARGS)
 
 DASHBOARD_PORT ?= 8866
 dashboard: $(STAMP) ## serve the Voila drift dashboard on http://127.0.0.1:$(DASHBOARD_PORT) (ARGS: --params)
-	$(BIN)/python -m lib.monitoring.dashboard --port $(DASHBOARD_PORT) $(ARGS)
+	$(QUIRE) dashboard --port $(DASHBOARD_PORT) $(ARGS)
 
 # The dashboard's plotly.js (lib/monitoring/dashboard.py, PLOTLY_BASIC): npm's basic bundle at the plotly.js
 # version the installed plotly package carries. Committed, so installing needs no npm; run this
@@ -110,17 +117,16 @@ endif
 strip: $(STAMP) ## remove outputs from notebooks/*.ipynb in place, as the git filter does on commit
 	$(NBSTRIPOUT) --extra-keys '$(NBSTRIPOUT_EXTRA_KEYS)' notebooks/*.ipynb
 
-# The kernels import this checkout's lib even when .venv is shared with another checkout.
-lab: export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
+# quire lab: jupyter lab --ip 127.0.0.1 --port $(LAB_PORT) --ServerApp.root_dir=<project root>,
+# --allow-root only as root (`quire lab --print-command` shows it).
 lab: $(STAMP) kernel git-filter ## open JupyterLab at the project root: http://127.0.0.1:$(LAB_PORT)
-	$(BIN)/jupyter lab --ip 127.0.0.1 --port $(LAB_PORT) --ServerApp.root_dir="$(CURDIR)" \
-		$(if $(filter 0,$(shell id -u)),--allow-root) $(ARGS)
+	$(QUIRE) lab --port $(LAB_PORT) $(ARGS)
 
 demo: $(STAMP) ## the loop in minutes: pipeline, server, drifted traffic, monitor, dashboard (Ctrl-C ends)
-	$(BIN)/python -m lib.loop.demo $(ARGS)
+	$(QUIRE) demo $(ARGS)
 
 mlflow-ui: $(STAMP) ## open the MLflow UI on the project's store (http://127.0.0.1:$(MLFLOW_PORT))
-	$(BIN)/python -m lib.core.tracking --port $(MLFLOW_PORT) $(ARGS)
+	$(QUIRE) mlflow-ui --port $(MLFLOW_PORT) $(ARGS)
 
 bench: $(STAMP) ## run the benchmarks in bench/ and print their tables
 	$(BIN)/python bench/bench_ingest.py

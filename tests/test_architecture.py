@@ -18,7 +18,6 @@ LIB = ROOT / "lib"
 
 # Bottom to top: a package may import only from the packages before it (and from itself).
 LAYERS = ("core", "data", "model", "serving", "monitoring", "run", "loop")
-TOP_LEVEL = {"lib", "lib.cli"}  # the public entry points: may import any layer
 MAX_LINES = 500
 
 # The notebooks call into their own stage's package (and core, for params and plots).
@@ -37,6 +36,9 @@ def _module_name(path: Path) -> str:
 
 
 MODULES = {_module_name(p): p for p in LIB.rglob("*.py")}
+# The public entry points, lib/__init__.py and every module of the quire command (lib/cli/):
+# they may import any layer.
+TOP_LEVEL = {"lib"} | {m for m in MODULES if m == "lib.cli" or m.startswith("lib.cli.")}
 
 
 def _resolve(name: str) -> str | None:

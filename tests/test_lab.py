@@ -65,6 +65,20 @@ def command(lines: tuple[str, ...], marker: str) -> list[str]:
     return shlex.split(found[0])
 
 
+def lab_command(lines: tuple[str, ...]) -> list[str]:
+    """The JupyterLab command line of `make lab`'s `quire lab ...` (``--print-command`` shows it).
+
+    Its first item is the jupyter beside the Python running quire (.venv's, under make).
+    """
+    quire = command(lines, "quire lab")
+    assert quire[0] == ".venv/bin/quire", quire
+    shown = subprocess.run(
+        [sys.executable, "-m", "lib.cli", *quire[1:], "--print-command"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return shlex.split(shown)
+
+
 def option(argv: list[str], name: str) -> str:
     """The value of ``--name VALUE`` or ``--name=VALUE`` in ``argv``."""
     for i, arg in enumerate(argv):
@@ -87,13 +101,13 @@ def committed_kernelspec() -> dict[str, str]:
 
 def test_make_lab_opens_jupyterlab_at_the_project_root_on_loopback():
     lines = make_dry_run("lab", "LAB_PORT=8123")
-    lab = command(lines, "jupyter lab")
-    assert lab[0] == ".venv/bin/jupyter"
+    lab = lab_command(lines)
+    assert lab[0] == str(Path(sys.executable).with_name("jupyter")) and lab[1] == "lab"
     assert option(lab, "--ip") == "127.0.0.1"
     assert option(lab, "--port") == "8123"
     assert option(lab, "--ServerApp.root_dir") == str(ROOT)
     assert ("--allow-root" in lab) is IS_ROOT
-    assert option(command(make_dry_run("lab"), "jupyter lab"), "--port") == "8888"
+    assert option(lab_command(make_dry_run("lab")), "--port") == "8888"
 
 
 def test_make_lab_installs_the_kernel_papermill_runs_the_notebooks_with():
@@ -109,7 +123,7 @@ def test_make_lab_installs_the_kernel_papermill_runs_the_notebooks_with():
     assert option(install, "--display-name") == spec["display_name"]
     # ... and the git filter is set up before JupyterLab starts.
     assert any(line.startswith("git config filter.nbstripout.clean") for line in lines)
-    assert lines.index(next(x for x in lines if "jupyter lab" in x)) == len(lines) - 1
+    assert lines.index(next(x for x in lines if "quire lab" in x)) == len(lines) - 1
 
 
 # --- output stripping --------------------------------------------------------------------------
@@ -270,8 +284,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     install[install.index("--sys-prefix")] = f"--prefix={work / 'prefix'}"
     subprocess.run([str(ROOT / install[0]), *install[1:]], check=True, capture_output=True)
     token = secrets.token_hex(16)
-    argv = command(lines, "jupyter lab")
-    argv[0] = str(ROOT / argv[0])
+    argv = lab_command(lines)
     argv[argv.index(f"--ServerApp.root_dir={ROOT}")] = f"--ServerApp.root_dir={root}"
     argv += ["--no-browser", f"--IdentityProvider.token={token}", "--ServerApp.port_retries=0"]
     env = {

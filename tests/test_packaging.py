@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import tomllib
@@ -95,3 +96,74 @@ def test_readme_opens_with_the_two_commands():
     assert "make run" in head and "make test" in head
     ci = (ROOT / ".ci" / "run").read_text()
     assert "\nmake test" in ci
+
+
+def third_party_imports() -> dict[str, set[str]]:
+    """Top-level modules imported by lib/, server/ and run_all.py (function-level too) → files."""
+    import ast
+    import sys
+
+    own = {"lib", "server", "tests"}
+    found: dict[str, set[str]] = {}
+    sources = [p for d in ("lib", "server") for p in (ROOT / d).rglob("*.py")] + [
+        ROOT / "run_all.py"
+    ]
+    for path in sources:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                if top not in own and top not in sys.stdlib_module_names:
+                    found.setdefault(top, set()).add(str(path.relative_to(ROOT)))
+    return found
+
+
+def test_every_imported_distribution_is_declared():
+    from importlib.metadata import packages_distributions
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    runtime = {norm(Requirement(r).name) for r in project["dependencies"]}
+    dists = packages_distributions()
+    undeclared = []
+    for module, files in sorted(third_party_imports().items()):
+        names = {norm(d) for d in dists.get(module, [])}
+        assert names, f"{module} (imported by {sorted(files)[0]}) is not installed"
+        if not names & runtime:
+            undeclared.append(f"{'/'.join(sorted(names))} (import {module}: {sorted(files)[0]})")
+    assert not undeclared, (
+        "imported by lib/, server/ or run_all.py but not in [project.dependencies] of "
+        "pyproject.toml (add it there, to environment.yml and requirements.lock):\n  "
+        + "\n  ".join(undeclared)
+    )
+
+
+def test_the_import_scan_sees_function_level_imports():
+    imports = third_party_imports()
+    # lib/run/runner.py imports papermill inside run_stage, and psutil inside a helper
+    assert "lib/run/runner.py" in imports["papermill"]
+    assert "lib/run/runner.py" in imports["psutil"]
+    assert "lib" not in imports and "os" not in imports
+
+
+def test_make_targets_call_the_quire_command():
+    from typer.main import get_command
+
+    from lib.cli import app
+
+    commands = get_command(app).commands  # type: ignore[attr-defined]
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    targets = {"run": "run", "serve": "serve", "dashboard": "dashboard", "demo": "demo",
+               "mlflow-ui": "mlflow-ui", "lab": "lab"}  # fmt: skip
+    for target, command in targets.items():
+        out = subprocess.run(
+            ["make", "-n", "-s", "-o", ".venv/.quire-installed", target, "ARGS=--params x.yaml"],
+            cwd=ROOT, env=env, capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        line = out.strip().splitlines()[-1].split()
+        assert line[:2] == [".venv/bin/quire", command], (target, out)
+        assert command in commands and line[-2:] == ["--params", "x.yaml"], (target, out)

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from lib.core import staging_area
+from lib.core import staging_area, startup
 from lib.core.errors import ModelNotFoundError
 from lib.core.logs import get_logger
 from lib.core.params import Params
@@ -205,26 +205,22 @@ def ui_command(params: Params, port: int) -> list[str] | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Open the MLflow UI on the project's store (``make mlflow-ui``) until interrupted."""
-    from lib.core.env import environment
-    from lib.core.errors import QuireError
-    from lib.core.params import add_layer_arguments, load_params
-
     parser = argparse.ArgumentParser(
         prog="python -m lib.core.tracking", description="Open the MLflow UI on the project's store."
     )
     parser.add_argument("--port", type=int, default=5000)
-    add_layer_arguments(parser, "mlflow.store_dir=/srv/quire/mlruns")
+    startup.add_arguments(parser, "mlflow.store_dir=/srv/quire/mlruns")
     args = parser.parse_args(argv)
-    try:
-        params = load_params(args.params, args.overrides, env=environment())
-    except QuireError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    command = ui_command(params, args.port)
+    return startup.guarded(lambda: _open_ui(startup.Layers.from_args(args), args.port))
+
+
+def _open_ui(layers: startup.Layers, port: int) -> int:
+    params = startup.start(layers, log_level="WARNING")
+    command = ui_command(params, port)
     if command is None:
         print(f"the store is the tracking server {tracking_uri(params)}: open its UI there")
         return 0
-    print(f"MLflow UI on {tracking_uri(params)}: http://127.0.0.1:{args.port}/")
+    print(f"MLflow UI on {tracking_uri(params)}: http://127.0.0.1:{port}/", flush=True)
     os.execv(command[0], command)
     return 0  # not reached: execv replaces this process
 

@@ -27,9 +27,11 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import httpx
+from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_delay, wait_fixed
+from tenacity.stop import stop_base
 
+from lib.core import startup
 from lib.core.layout import Layout
-from lib.core.params import add_layer_arguments
 from lib.core.paths import PROJECT_ROOT
 
 
@@ -58,16 +60,8 @@ def _service(cmd: Sequence[str], env: dict[str, str], ready: str, log: Path) -> 
     with log.open("w") as out:
         proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env, stdout=out, stderr=out)
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if httpx.get(ready, timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"demo stopped: {cmd[1:3]} did not start; see {log}")
-            time.sleep(0.5)
+        if not _wait_ready(proc, ready):
+            raise SystemExit(f"demo stopped: {cmd[1:3]} did not start; see {log}")
         yield
     finally:
         if proc.poll() is None:
@@ -78,10 +72,39 @@ def _service(cmd: Sequence[str], env: dict[str, str], ready: str, log: Path) -> 
                 proc.kill()
 
 
+def _answers(url: str) -> bool:
+    """Whether ``url`` answers 200 now."""
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+class _Exited(stop_base):
+    """Stop polling once the process has ended."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.proc = proc
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self.proc.poll() is not None
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], url: str, seconds: float = 180) -> bool:
+    """Poll ``url`` every half second until it answers 200; False if ``proc`` ends or time is up."""
+    poll = Retrying(
+        stop=stop_after_delay(seconds) | _Exited(proc),
+        wait=wait_fixed(0.5),
+        retry=retry_if_result(lambda ok: not ok),
+        retry_error_callback=lambda _state: False,
+    )
+    return bool(poll(_answers, url))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the demo's command-line parser."""
     parser = argparse.ArgumentParser(prog="python -m lib.loop.demo", description=__doc__)
-    add_layer_arguments(parser, "generator.rows=5000")
+    startup.add_arguments(parser, "generator.rows=5000")
     parser.add_argument("--port", type=int, default=8000, help="model server port")
     parser.add_argument("--dashboard-port", type=int, default=8866)
     parser.add_argument("--rate", type=float, default=1000.0, help="replayed rows per second")
@@ -91,18 +114,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@startup.entry_point
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the demo; return the exit code."""
     from lib.core import tracking
-    from lib.core.env import environment
-    from lib.core.params import load_params
     from lib.core.paths import resolve
 
     args = build_parser().parse_args(argv)
-    layers = [a for f in args.params for a in ("--params", f)]
-    layers += [a for o in args.overrides for a in ("-p", o)]
-    params = load_params(args.params, args.overrides, env=environment())
-    env = {**environment(), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    given = startup.Layers.from_args(args)
+    layers = given.argv()
+    params = startup.start(given)
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     # the server and dashboard read params from the environment: pass the layers on
     for section in ("project", "mlflow"):
         values = getattr(params, section).model_dump(mode="json")

@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from lib.core import startup
 from lib.core.layout import Layout, predictions_dir
 from lib.core.logs import get_logger
 from lib.core.params import Params
@@ -92,22 +93,26 @@ def lineage(params: Params, model: str, request_id: str) -> dict[str, Any] | Non
     }
 
 
+@startup.entry_point
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m lib.loop.lineage REQUEST_ID``: print a prediction's lineage as JSON."""
     from lib.core import tracking
-    from lib.core.env import environment
-    from lib.core.params import add_layer_arguments, load_params
 
     parser = argparse.ArgumentParser(prog="python -m lib.loop.lineage", description=__doc__)
     parser.add_argument("request_id")
-    add_layer_arguments(parser, "project.data_dir=data")
+    startup.add_arguments(parser, "project.data_dir=data")
     args = parser.parse_args(argv)
-    params = load_params(args.params, args.overrides, env=environment())
+    params = startup.start(startup.Layers.from_args(args), log_level="WARNING")
     tracking.setup(params)
-    found = lineage(params, tracking.model_name(params), args.request_id)
+    model = tracking.model_name(params)
+    found = lineage(params, model, args.request_id)
     if found is None:
-        print(f"error: no logged prediction has request_id {args.request_id!r}", file=sys.stderr)
-        return 1
+        folder = predictions_dir(params.project.data_dir, model)
+        return startup.fail(
+            f"no logged prediction has request_id {args.request_id!r} (prediction log: "
+            f"{folder}); check the id (the X-Request-ID header of the answer) and the "
+            "project's parameters (--params, -p project.data_dir=...)"
+        )
     print(json.dumps(found, indent=2, default=str))
     return 0
 

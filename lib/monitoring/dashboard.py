@@ -22,7 +22,6 @@ from typing import Any
 import pandas as pd
 
 from lib.core.env import kernel_paths
-from lib.core.errors import QuireError
 from lib.core.layout import LATEST, SUMMARY, Layout
 from lib.core.paths import NOTEBOOKS_DIR
 from lib.monitoring.monitor_plots import (
@@ -380,29 +379,30 @@ def voila_command(port: int, notebook: Path = NOTEBOOK) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve the dashboard (``make dashboard``) until interrupted."""
-    from lib.core.params import add_layer_arguments
+    from lib.core import startup
 
     parser = argparse.ArgumentParser(prog="python -m lib.monitoring.dashboard", description=__doc__)
     parser.add_argument("--port", type=int, default=8866)
     parser.add_argument("--results", help="monitoring results folder (default: from params)")
-    add_layer_arguments(parser, "project.data_dir=/srv/quire/data")
+    startup.add_arguments(parser, "project.data_dir=/srv/quire/data")
     args = parser.parse_args(argv)
-    try:
+
+    def serve() -> int:
+        startup.start_logging()
         folder = results_dir(args.results, args.params, args.overrides)
-    except QuireError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if not (folder / LATEST).exists():
-        print(
-            f"error: {folder / 'latest'}: no monitoring results yet; run the monitor stage "
-            "first (python run_all.py --only monitor)",
-            file=sys.stderr,
-        )
-        return 2
-    env = {**os.environ, **kernel_paths(), RESULTS_ENV: str(folder)}
-    print(f"Quire drift dashboard: http://127.0.0.1:{args.port}/ (results from {folder})")
-    os.execve(voila_command(args.port)[0], voila_command(args.port), env)
-    return 0  # not reached: execve replaces this process
+        if not (folder / LATEST).exists():
+            return startup.fail(
+                f"{folder / LATEST}: no monitoring results yet; run the monitor stage first "
+                "(quire run --only monitor)",
+                startup.EXIT_USAGE,
+            )
+        env = {**os.environ, **kernel_paths(), RESULTS_ENV: str(folder)}
+        print(f"Quire drift dashboard: http://127.0.0.1:{args.port}/ (results from {folder})")
+        sys.stdout.flush()
+        os.execve(voila_command(args.port)[0], voila_command(args.port), env)
+        return startup.EXIT_OK  # not reached: execve replaces this process
+
+    return startup.guarded(serve)
 
 
 if __name__ == "__main__":

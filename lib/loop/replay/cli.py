@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import sys
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from lib.core import startup
 from lib.core.errors import DataValidationError, ParamsError, ServerUnavailableError
-from lib.core.params import add_layer_arguments
 from lib.loop.replay.config import DEFAULT_URL, MAX_ROWS, ReplayConfig, default_url
 from lib.loop.replay.run import replay, write_ids
 from lib.loop.replay.sender import client_for, server_model
 from lib.loop.replay.source import load_source
 
-_EXIT_OK, _EXIT_FAILED, _EXIT_USAGE, _EXIT_INTERRUPTED = 0, 1, 2, 130
+# Exit 2: called wrongly, or nothing to replay to (no server, a table without the model's columns).
+_USAGE_ERRORS = (ParamsError, DataValidationError, ServerUnavailableError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="write request_id, row, the id column and the target of each predicted row (CSV)",
     )
-    add_layer_arguments(parser, "generator.production.rows=2000")
+    startup.add_arguments(parser, "generator.production.rows=2000")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--log-level", default="WARNING", help="log level (default: WARNING)")
     return parser
@@ -82,42 +83,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
-    from lib.core.env import environment
-    from lib.core.logs import configure_logging
-    from lib.core.params import load_params
-
     args = build_parser().parse_args(argv)
-    configure_logging(args.log_level)
-    env = environment()
-    try:
-        config = ReplayConfig(
-            url=args.url or default_url(env),
-            rows=args.rows,
-            max_rows=args.max_rows,
-            max_seconds=args.max_seconds,
-            rate=args.rate,
-            batch_size=args.batch_size,
-            concurrency=args.concurrency,
-            timeout=args.timeout,
-            retries=args.retries,
-            allow_remote=args.allow_remote,
-            api_key=env.get("QUIRE_SERVER_API_KEY") or None,
-            progress=not args.no_progress,
-        )
-        params = load_params(args.params, args.overrides, env=env)
-        with client_for(config) as client:  # before any data is read or generated
-            server_model(client, config)
-        frame, source = load_source(params, args.source)
-        summary = replay(frame, config, source=source)
-        if args.ids_out is not None:
-            write_ids(summary, frame, args.ids_out, id_column=params.data.id_column)
-    except (ParamsError, DataValidationError, ServerUnavailableError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return _EXIT_USAGE
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return _EXIT_INTERRUPTED
+    return startup.guarded(lambda: _replay(args), usage=_USAGE_ERRORS)
+
+
+def _replay(args: argparse.Namespace) -> int:
+    params = startup.start(startup.Layers.from_args(args), log_level=args.log_level)
+    env = os.environ  # with .env's variables now (lib.core.env.environment)
+    config = ReplayConfig(
+        url=args.url or default_url(env),
+        rows=args.rows,
+        max_rows=args.max_rows,
+        max_seconds=args.max_seconds,
+        rate=args.rate,
+        batch_size=args.batch_size,
+        concurrency=args.concurrency,
+        timeout=args.timeout,
+        retries=args.retries,
+        allow_remote=args.allow_remote,
+        api_key=env.get("QUIRE_SERVER_API_KEY") or None,
+        progress=not args.no_progress,
+    )
+    with client_for(config) as client:  # before any data is read or generated
+        server_model(client, config)
+    frame, source = load_source(params, args.source)
+    summary = replay(frame, config, source=source)
+    if args.ids_out is not None:
+        write_ids(summary, frame, args.ids_out, id_column=params.data.id_column)
     print(summary.format())
     if summary.stopped == "interrupted":
-        return _EXIT_INTERRUPTED
-    return _EXIT_OK if summary.ok else _EXIT_FAILED
+        return startup.EXIT_INTERRUPTED
+    return startup.EXIT_OK if summary.ok else startup.EXIT_FAILED

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 
 from lib.core.errors import ServerUnavailableError
+from lib.core.retry import retrying
 from lib.loop.replay.config import ReplayConfig
 
 _BACKOFF_CAP = 5.0  # seconds: the longest wait between two attempts
@@ -114,18 +115,31 @@ class Sender:
                 self.bar.set_postfix(errors=self.state.failed_rows, refresh=False)
 
     def _send(self, start: int, end: int) -> _Outcome:
+        """Post one slice; retry a 503 or a refused connection with backoff until halted."""
         body = self.bodies[start // self.config.batch_size]
-        retries = self.config.retries
-        for attempt in range(retries + 1):
+        tried: list[_Outcome] = []
+
+        def attempt() -> tuple[_Outcome, bool]:
+            if tried and self.halt.is_set():  # stopped while waiting to retry: no new attempt
+                return tried[-1], False
             outcome, retry = self._attempt(start, end, body)
-            if not retry or attempt == retries or self.halt.is_set():
-                return outcome
-            with self.state.lock:
-                self.state.retries += 1
-            pause = min(self.config.backoff * 2**attempt, _BACKOFF_CAP)
-            if self.halt.wait(pause):
-                return outcome
-        raise AssertionError("unreachable")  # pragma: no cover
+            tried.append(outcome)
+            return outcome, retry
+
+        policy = retrying(
+            self.config.retries,
+            self.config.backoff,
+            retry_if=lambda result: bool(result[1]) and not self.halt.is_set(),
+            cap=_BACKOFF_CAP,
+            sleep=self.halt.wait,
+            on_retry=self._count_retry,
+        )
+        outcome: _Outcome = policy(attempt)[0]
+        return outcome
+
+    def _count_retry(self) -> None:
+        with self.state.lock:
+            self.state.retries += 1
 
     def _attempt(self, start: int, end: int, body: bytes) -> tuple[_Outcome, bool]:
         """Post once; return the outcome and whether a retry is safe and worthwhile."""
@@ -177,44 +191,50 @@ def server_model(client: httpx.Client, config: ReplayConfig) -> dict[str, Any]:
         When nothing answers at the URL, it asks for an API key, or it has no model.
     """
     url = config.url
-    problem = ""
-    for attempt in range(config.retries + 1):
-        if attempt:
-            time.sleep(min(config.backoff * 2 ** (attempt - 1), _BACKOFF_CAP))
+
+    def ask() -> httpx.Response | str:
+        """``GET /model`` once; a transport failure comes back as its description."""
         try:
-            answer = client.get("/model")
+            return client.get("/model")
         except httpx.TransportError as exc:
-            problem = _short(exc)
-            continue
-        if answer.status_code == 200:
-            with contextlib.suppress(ValueError):
-                info: dict[str, Any] = answer.json()
-                if isinstance(info, dict) and isinstance(info.get("schema"), dict):
-                    return info
-            raise ServerUnavailableError(
-                f"{url}/model answered 200 without a model schema; is this a Quire model "
-                "server? Check --url",
-                url=url,
-            )
-        if answer.status_code == 401:
-            raise ServerUnavailableError(
-                f"{url} requires an API key; set QUIRE_SERVER_API_KEY to the server's key",
-                url=url,
-            )
-        if answer.status_code != 503:
-            raise ServerUnavailableError(
-                f"{url}/model answered {answer.status_code} ({_error(answer)}); is this a "
-                "Quire model server? Check --url",
-                url=url,
-            )
-        problem = f"503 {_error(answer)}"
-    if problem.startswith("503"):
+            return _short(exc)
+
+    answer = retrying(
+        config.retries,
+        config.backoff,
+        retry_if=lambda got: isinstance(got, str) or got.status_code == 503,
+        cap=_BACKOFF_CAP,
+    )(ask)
+    if isinstance(answer, str):
         raise ServerUnavailableError(
-            f"{url} has no model loaded ({problem}); check the server's log", url=url
+            f"no server answers at {url} ({answer}); start one with `make serve` (or "
+            "python -m server), or point --url (or QUIRE_SERVER_HOST and QUIRE_SERVER_PORT) at it",
+            url=url,
         )
-    raise ServerUnavailableError(
-        f"no server answers at {url} ({problem}); start one with `make serve` "
-        "(or python -m server), or point --url (or QUIRE_SERVER_HOST and QUIRE_SERVER_PORT) at it",
+    if answer.status_code == 200:
+        with contextlib.suppress(ValueError):
+            info: dict[str, Any] = answer.json()
+            if isinstance(info, dict) and isinstance(info.get("schema"), dict):
+                return info
+    raise _refused(url, answer)
+
+
+def _refused(url: str, answer: httpx.Response) -> ServerUnavailableError:
+    """Return the error for a ``GET /model`` answer that is not a model's description."""
+    if answer.status_code == 200:
+        message = f"{url}/model answered 200 without a model schema; is this a Quire model server?"
+        return ServerUnavailableError(f"{message} Check --url", url=url)
+    if answer.status_code == 401:
+        return ServerUnavailableError(
+            f"{url} requires an API key; set QUIRE_SERVER_API_KEY to the server's key", url=url
+        )
+    if answer.status_code == 503:
+        return ServerUnavailableError(
+            f"{url} has no model loaded (503 {_error(answer)}); check the server's log", url=url
+        )
+    return ServerUnavailableError(
+        f"{url}/model answered {answer.status_code} ({_error(answer)}); is this a "
+        "Quire model server? Check --url",
         url=url,
     )
 
