@@ -21,7 +21,7 @@ import pandas as pd
 from lib.core.atomic import atomic_path, sha256_file
 from lib.core.errors import DataValidationError
 from lib.core.layout import feedback_dir, predictions_dir
-from lib.core.params import CsvParams
+from lib.core.param_sections import CsvParams
 from lib.core.paths import resolve
 
 KEY = ["request_id", "row"]

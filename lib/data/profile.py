@@ -10,7 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from lib.core.params import PreprocessingParams
+from lib.core.param_sections import PreprocessingParams
 from lib.data.preprocess import build_preprocessor
 from lib.data.schema import Schema
 

@@ -23,7 +23,8 @@ from lib.core.atomic import replace_dir, staging_dir
 from lib.core.errors import DataValidationError, ParamsError
 from lib.core.layout import LATEST, SUMMARY, Layout, feedback_dir, reference_dir
 from lib.core.logs import get_logger
-from lib.core.params import MonitorParams, Params
+from lib.core.param_sections import MonitorParams
+from lib.core.params import Params
 from lib.core.paths import resolve
 from lib.data import drift
 from lib.data.ingest import load_manifest
