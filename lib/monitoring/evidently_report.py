@@ -52,7 +52,7 @@ def _definition(
 
 def _prepare(frame: pd.DataFrame, kinds: Mapping[str, str]) -> pd.DataFrame:
     """Return the frame with categorical columns as strings (as Quire compares them)."""
-    from lib.data.drift import as_categories
+    from lib.data.drift_profile import as_categories
 
     out = frame.copy()
     for c, k in kinds.items():

@@ -26,7 +26,7 @@ from lib.core.logs import get_logger
 from lib.core.param_sections import MonitorParams
 from lib.core.params import Params
 from lib.core.paths import resolve
-from lib.data import drift
+from lib.data import drift, drift_profile
 from lib.data.ingest import load_manifest
 from lib.data.readers import expand_source, read_table
 from lib.data.schema import Schema, coerce_column, to_categorical
@@ -60,7 +60,7 @@ class Reference:
     """The reference side: its rows (with predictions and, when known, the target) and profile."""
 
     frame: pd.DataFrame
-    profile: drift.Profile
+    profile: drift_profile.Profile
     source: str
     version: str | None = None
 
@@ -170,9 +170,9 @@ def load_reference(params: Params, schema: Schema, model: str, version: str | No
             )
         frame = pd.read_parquet(path)
         if (folder / DRIFT_PROFILE).exists():
-            profile = drift.Profile.load(folder / DRIFT_PROFILE)
+            profile = drift_profile.Profile.load(folder / DRIFT_PROFILE)
         else:  # saved before drift profiles existed: build it once, keep it
-            profile = drift.build_profile(frame, profile_kinds(schema, frame))
+            profile = drift_profile.build_profile(frame, profile_kinds(schema, frame))
             profile.save(folder / DRIFT_PROFILE)
         return Reference(frame, profile, str(folder), version)
     frames = [
@@ -180,7 +180,9 @@ def load_reference(params: Params, schema: Schema, model: str, version: str | No
         for p in expand_source(str(resolve(spec)))
     ]
     frame = pd.concat(frames, ignore_index=True)
-    return Reference(frame, drift.build_profile(frame, profile_kinds(schema, frame)), spec, version)
+    return Reference(
+        frame, drift_profile.build_profile(frame, profile_kinds(schema, frame)), spec, version
+    )
 
 
 def _read_log(params: Params, model: str) -> pd.DataFrame:
@@ -622,10 +624,10 @@ _BINS = 30
 _TOP = 25
 
 
-def distribution(col: drift.ColumnProfile, values: pd.Series) -> dict[str, Any]:
+def distribution(col: drift_profile.ColumnProfile, values: pd.Series) -> dict[str, Any]:
     """Return reference and current shares over common bins or categories, for plotting."""
     if col.kind == "categorical":
-        cur = drift.category_counts(values)
+        cur = drift_profile.category_counts(values)
         n_cur = max(sum(cur.values()), 1)
         ref = col.counts or {}
         order = sorted(
@@ -639,7 +641,7 @@ def distribution(col: drift.ColumnProfile, values: pd.Series) -> dict[str, Any]:
             ref_s.append(sum(ref.get(k, 0) for k in rest) / max(col.count, 1))
             cur_s.append(sum(cur.get(k, 0) for k in rest) / n_cur)
         return {"kind": "categorical", "labels": shown, "reference": ref_s, "current": cur_s}
-    present = drift.numeric_values(values)
+    present = drift_profile.numeric_values(values)
     present = present[np.isfinite(present)]
     lo = min(col.values[0], present.min()) if len(present) else col.values[0]
     hi = max(col.values[-1], present.max()) if len(present) else col.values[-1]
