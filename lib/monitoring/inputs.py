@@ -169,7 +169,7 @@ def _read_log(params: Params, model: str) -> pd.DataFrame:
             check="missing_file",
         )
     m = params.monitor
-    frame = predlog.read_log(folder, since=m.since, until=m.until)
+    frame = predlog.read_log(folder, since=m.since, until=m.until, by_time=True)
     if frame.empty:
         raise DataValidationError(
             f"{folder}: no logged predictions between monitor.since={m.since} and "

@@ -271,7 +271,9 @@ def test_the_prediction_log_reader_filters_by_time_and_request_and_orders_rows(t
             )
         )
     log.close()
-    frame = predlog.read_log(tmp_path)
+    as_written = predlog.read_log(tmp_path)  # files of 2 rows, in name (write time) order
+    assert as_written["request_id"].tolist() == ["late"] * 3 + ["early"] * 3 + ["mid"] * 3
+    frame = predlog.read_log(tmp_path, by_time=True)
     assert list(frame.columns[:1]) == ["tenure"]
     assert {*predlog.LOG_COLUMNS, "proba_0", "proba_1"} <= set(frame.columns)
     assert frame["request_id"].tolist() == ["early"] * 3 + ["mid"] * 3 + ["late"] * 3

@@ -99,8 +99,9 @@ def read_log(
     since: str | pd.Timestamp | None = None,
     until: str | pd.Timestamp | None = None,
     request_id: str | None = None,
+    by_time: bool = False,
 ) -> pd.DataFrame:
-    """Return the logged rows in ``folder`` (empty when nothing was logged), oldest first.
+    """Return the logged rows in ``folder`` (empty when nothing was logged).
 
     Parameters
     ----------
@@ -110,12 +111,14 @@ def read_log(
         Keep rows served at or after ``since`` and before ``until`` (naive times are UTC).
     request_id
         Keep only that request's rows.
+    by_time
+        Sort by ``time``, ``request_id`` and ``row``; else the rows come as written, file by
+        file.
 
     Returns
     -------
     pandas.DataFrame
-        Sorted by ``time``, ``request_id`` and ``row``; files are read filtered, so memory holds
-        only the rows kept.
+        The rows kept; files are read filtered, so memory holds only those.
     """
     files = log_files(folder)
     if not files:
@@ -134,7 +137,7 @@ def read_log(
         where = test if where is None else where & test
     dataset = ds.dataset([str(f) for f in files], format="parquet")
     frame: pd.DataFrame = dataset.to_table(filter=where).to_pandas()
-    if frame.empty:
+    if frame.empty or not by_time:
         return frame
     ordered: pd.DataFrame = frame.sort_values(
         [TIME, REQUEST_ID, ROW], kind="stable", ignore_index=True
