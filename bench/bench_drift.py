@@ -7,10 +7,11 @@ Reference and current tables of N rows each: 15 numeric and 5 categorical column
 injected in three numeric columns (+0.5 sd) and one categorical one (shares moved). Each tool
 runs in a fresh process per repetition, alternating, and goes from the two files to a verdict per
 column: Evidently reads both frames and runs ``Report([DataDriftPreset()])``; Quire profiles the
-reference and checks the current file one column at a time (``lib.data.drift.profile_parquet`` and
-``check_parquet``). Peak memory is the process's maximum resident set. Every column's verdict
-must agree. ``--quire-only`` sizes run Quire alone (Evidently would need many minutes and more
-memory than the machine has at 10 million rows). ``--dashboard`` also times opening the Voila
+reference and checks the current file one column at a time
+(``lib.data.drift_profile.profile_parquet`` and ``lib.data.drift.check_parquet``). Peak memory is
+the process's maximum resident set. Every column's verdict must agree. ``--quire-only`` sizes
+run Quire alone (Evidently would need many minutes and more memory than the machine has at 10
+million rows). ``--dashboard`` also times opening the Voila
 dashboard in headless Chromium: from navigation to the status shown, to the controls answering
 (table sorted, feature picked) and to the first chart drawn; ``--busy N`` keeps N cores busy
 with busy loops meanwhile, as a machine shared with other work would be.
@@ -81,11 +82,11 @@ def make_table(n: int, seed: int, shifted: bool, path: Path, chunk: int = 1_000_
 
 QUIRE_SETUP = """
 from pathlib import Path
-from lib.data import drift
+from lib.data import drift, drift_profile
 """
 QUIRE_BODY = """
 kinds = {kinds!r}
-profile = drift.profile_parquet(Path({ref!r}), kinds)
+profile = drift_profile.profile_parquet(Path({ref!r}), kinds)
 t_profile = time.perf_counter() - t0
 report = drift.check_parquet(profile, Path({cur!r}), columns=list(kinds))
 extra = {{"profile_s": t_profile, "verdicts": {{c.column: c.drifted for c in report.columns}},

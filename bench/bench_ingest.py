@@ -36,7 +36,7 @@ extra = {"rows": result.manifest.rows}
 
 
 def make_csv(rows: int, folder: Path) -> Path:
-    from lib.core.params import GeneratorParams
+    from lib.core.param_sections import GeneratorParams
     from lib.data.generator import generate
 
     return generate(GeneratorParams(rows=rows, format="csv"), 42, folder)

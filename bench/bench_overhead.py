@@ -126,7 +126,8 @@ def evaluate():
 def monitor():
     from lib.core import plots
     from lib.monitoring import monitor_plots
-    from lib.monitoring.monitor import check_gate, run_monitor, save_evidently_report
+    from lib.monitoring.evidently_report import save_evidently_report
+    from lib.monitoring.monitor import check_gate, run_monitor
 
     plots.setup_notebook()
     params = stage_params("monitor")

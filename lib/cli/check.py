@@ -13,7 +13,8 @@ from pathlib import Path
 import pandas as pd
 
 from lib.core.errors import ParamsError
-from lib.core.params import ColumnKind, Params
+from lib.core.param_sections import ColumnKind
+from lib.core.params import Params
 from lib.data.schema import Schema
 
 # Keys whose columns must be model features (not the target, the id or a dropped column).

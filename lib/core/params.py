@@ -1,9 +1,10 @@
-"""Typed, layered parameters.
+"""Typed, layered parameters: :class:`Params` and how it is read, layered and validated.
 
 Layers, later ones win: ``params/base.yaml`` → preset files (``--params``) → environment variables
 (``QUIRE__SECTION__KEY=value``) → command-line overrides (``-p section.key=value``). The merged
 mapping is validated into :class:`Params` before any notebook starts; every error names the key,
-where its value came from and what is allowed.
+where its value came from and what is allowed. The sections themselves (one per stage) are in
+:mod:`lib.core.param_sections`.
 """
 
 from __future__ import annotations
@@ -15,289 +16,30 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError
 
 from lib.core.errors import ParamsError
+from lib.core.param_sections import (
+    DataParams,
+    EvaluateParams,
+    GeneratorParams,
+    IngestParams,
+    MlflowParams,
+    MonitorParams,
+    ProjectParams,
+    RunParams,
+    Section,
+    TrainParams,
+)
 from lib.core.paths import BASE_PARAMS
 
 ENV_PREFIX = "QUIRE__"
-ColumnKind = Literal["numeric", "categorical", "boolean", "datetime"]
-Share = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ProjectParams(_Section):
-    """Shared keys: dataset name, seed and where outputs go."""
-
-    name: str = Field("churn", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
-    seed: int = 42
-    data_dir: str = "data"
-    reports_dir: str = "reports"
-    logs_dir: str = "logs"
-
-
-class CsvParams(_Section):
-    """How CSV files are read."""
-
-    delimiter: str = Field(",", min_length=1, max_length=1)
-    encoding: str = "utf-8"
-
-
-class ColumnSpec(_Section):
-    """A declared column: its kind and, optionally, its allowed values."""
-
-    kind: ColumnKind
-    nullable: bool = True
-    min: float | None = None
-    max: float | None = None
-    categories: list[str] | None = None
-
-
-class DataParams(_Section):
-    """Where the data comes from and which column is the target."""
-
-    source: str = "generator"
-    target: str = "churned"
-    task: Literal["auto", "binary", "multiclass", "regression"] = "auto"
-    id_column: str | None = "customer_id"
-    date_column: str | None = "signup_date"
-    columns: dict[str, ColumnKind | ColumnSpec] = Field(default_factory=dict)
-    drop: list[str] = Field(default_factory=list)
-    csv: CsvParams = Field(default_factory=CsvParams)
-
-
-class ProductionParams(_Section):
-    """The generator's later "production" batch and the drift injected into it."""
-
-    rows: int = Field(5000, ge=0, le=10_000_000)
-    numeric_shift: float = 0.5
-    shifted_columns: list[str] = Field(
-        default_factory=lambda: ["monthly_charges", "avg_session_minutes"]
-    )
-    new_category: bool = True
-    relation_change: bool = True
-
-
-class GeneratorParams(_Section):
-    """The built-in customer-churn generator."""
-
-    rows: int = Field(20_000, ge=50, le=10_000_000)
-    format: Literal["parquet", "csv"] = "parquet"
-    chunk_rows: int = Field(250_000, ge=1_000)
-    churn_rate: Share = 0.2
-    label_noise: Share = 0.03
-    missing_rate: Share = 0.04
-    outlier_rate: Share = 0.005
-    production: ProductionParams = Field(default_factory=ProductionParams)
-
-
-class SplitParams(_Section):
-    """Train/validation/test fractions; by time when ``by_time`` and a date column is named."""
-
-    validation: float = Field(0.15, gt=0.0, lt=1.0)
-    test: float = Field(0.2, gt=0.0, lt=1.0)
-    by_time: bool = False
-
-    @model_validator(mode="after")
-    def _fractions_leave_training_rows(self) -> SplitParams:
-        if self.validation + self.test >= 0.9:
-            raise ValueError(
-                f"validation + test = {self.validation + self.test:g} leaves too little for "
-                "training; keep their sum below 0.9"
-            )
-        return self
-
-
-class ChecksParams(_Section):
-    """Thresholds of the validation report's soft findings and of type inference."""
-
-    max_missing_share: Share = 0.3
-    max_duplicate_share: Share = 0.01
-    numeric_min_share: Share = 0.9
-
-
-class PreprocessingParams(_Section):
-    """The unfitted ColumnTransformer the model pipeline starts with."""
-
-    numeric_impute: Literal["median", "mean"] = "median"
-    clip_quantiles: tuple[Share, Share] | None = (0.005, 0.995)
-    scale: Literal["standard", "robust", "none"] = "standard"
-    categorical_impute: Literal["constant", "most_frequent"] = "constant"
-    encode: Literal["onehot", "ordinal"] = "onehot"
-    max_categories: int = Field(20, ge=2)
-    min_frequency: float = Field(0.005, ge=0.0, lt=1.0)
-    date_features: bool = True
-
-    @field_validator("clip_quantiles")
-    @classmethod
-    def _ordered(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
-        if v is not None and not v[0] < v[1]:
-            raise ValueError(f"needs low < high, got {list(v)}")
-        return v
-
-
-class IngestParams(_Section):
-    """The ingest stage: schema handling, checks, preprocessing and split."""
-
-    schema_mode: Literal["auto", "infer"] = "auto"
-    sample_rows: int = Field(50_000, ge=100)
-    checks: ChecksParams = Field(default_factory=ChecksParams)
-    preprocessing: PreprocessingParams = Field(default_factory=PreprocessingParams)
-    split: SplitParams = Field(default_factory=SplitParams)
-    feedback: bool = True
-
-
-Family = Literal["random_forest", "hist_gradient_boosting", "logistic", "svm"]
-FAMILIES: tuple[Family, ...] = ("random_forest", "hist_gradient_boosting", "logistic", "svm")
-
-
-def _default_grids() -> dict[Family, dict[str, list[Any]]]:
-    return {
-        "random_forest": {
-            "n_estimators": [150],
-            "max_depth": [None, 12],
-            "min_samples_leaf": [1, 5],
-        },
-        "hist_gradient_boosting": {"learning_rate": [0.05, 0.1], "max_leaf_nodes": [15, 31]},
-        "logistic": {"C": [0.1, 1.0, 10.0]},
-        "svm": {"C": [0.5, 2.0]},
-    }
-
-
-class TrainParams(_Section):
-    """The train stage: model families, their grids, search and cross-validation."""
-
-    families: list[Family] = Field(default_factory=lambda: list(FAMILIES), min_length=1)
-    grids: dict[Family, dict[str, list[Any]]] = Field(default_factory=_default_grids)
-    search: Literal["grid", "random", "halving"] = "grid"
-    n_iter: int = Field(8, ge=1)
-    cv_folds: int = Field(5, ge=2, le=20)
-    primary_metric: str = "auto"
-    secondary_metrics: list[str] | None = None
-    class_weight: Literal["balanced", "none"] = "balanced"
-    n_jobs: int = -1
-    svm_max_rows: int = Field(5000, ge=100)
-    svm_components: int = Field(300, ge=10)
-    learning_curve: bool = True
-    backend: Literal["local", "dask"] = "local"
-    dask_scheduler: str | None = None
-    dask_workers: int = Field(2, ge=1)
-
-    @model_validator(mode="after")
-    def _grids_name_known_families(self) -> TrainParams:
-        for family, grid in self.grids.items():
-            for name, values in grid.items():
-                if not values:
-                    raise ValueError(f"grids.{family}.{name} is empty; give at least one value")
-        return self
-
-
-class EvaluateParams(_Section):
-    """The evaluate stage: held-out metrics, segments, threshold and the promotion gate."""
-
-    min_delta: float = Field(0.005, ge=0.0)
-    floors: dict[str, float] = Field(default_factory=lambda: {"roc_auc": 0.6})
-    segments: list[str] = Field(
-        default_factory=lambda: ["contract_type", "plan_tier", "region", "payment_method"]
-    )
-    bootstrap: int = Field(200, ge=0, le=10_000)
-    confidence: float = Field(0.95, gt=0.5, lt=1.0)
-    threshold: Literal["auto"] | float = "auto"
-    worst_errors: int = Field(20, ge=0)
-    importance_rows: int = Field(2000, ge=100)
-
-    @field_validator("threshold")
-    @classmethod
-    def _in_unit_interval(cls, v: str | float) -> str | float:
-        if isinstance(v, float) and not 0.0 < v < 1.0:
-            raise ValueError(f"a fixed threshold must be between 0 and 1, got {v}")
-        return v
-
-
-DRIFT_METHODS = Literal["ks", "wasserstein", "chisquare", "z", "jensenshannon", "psi"]
-
-
-class AlertParams(_Section):
-    """When the monitor stage raises an alert (null or false turns a rule off)."""
-
-    dataset_drift: bool = True
-    drift_share: Share | None = 0.3
-    key_features: list[str] = Field(
-        default_factory=lambda: ["monthly_charges", "tenure_months", "contract_type"]
-    )
-    prediction_drift: bool = True
-    metric_drop: dict[str, float] = Field(default_factory=lambda: {"roc_auc": 0.05})
-    missing_jump: Share | None = 0.1
-    concept_drift: bool = True
-    webhook_timeout: float = Field(5.0, gt=0.0, le=120.0)
-    webhook_retries: int = Field(3, ge=0, le=10)
-    webhook_backoff: float = Field(0.5, ge=0.0, le=60.0)
-
-
-class MonitorParams(_Section):
-    """The monitor stage: what is compared with what, how drift is judged, and the alerts."""
-
-    reference: str = "champion"
-    current: str = "production"
-    window_rows: int | None = Field(None, ge=1)
-    since: str | None = None
-    until: str | None = None
-    labels: str | None = None
-    label_key: list[str] | None = None
-    columns: list[str] | None = None
-    exclude: list[str] = Field(default_factory=list)
-    methods: dict[str, DRIFT_METHODS] = Field(default_factory=dict)
-    thresholds: dict[str, float] = Field(default_factory=dict)
-    drift_share: Share = 0.5
-    windows: int = Field(5, ge=1, le=100)
-    bootstrap: int = Field(200, ge=0, le=10_000)
-    confidence: float = Field(0.95, gt=0.5, lt=1.0)
-    evidently_report: bool = True
-    evidently_max_rows: int = Field(20_000, ge=100)
-    history_runs: int = Field(500, ge=1)
-    retrain_on_alert: bool = False
-    alerts: AlertParams = Field(default_factory=AlertParams)
-
-    @field_validator("since", "until", mode="before")
-    @classmethod
-    def _iso_time(cls, v: Any) -> str | None:
-        if hasattr(v, "isoformat"):  # YAML reads 2026-11-02 as a date
-            v = v.isoformat()
-        if v is not None:
-            import pandas as pd
-
-            try:
-                pd.Timestamp(v)
-            except ValueError:
-                raise ValueError(
-                    f"{v!r} is not a date or time; use ISO 8601, e.g. 2026-11-01T12:00"
-                ) from None
-        return None if v is None else str(v)
-
-
-class MlflowParams(_Section):
-    """Where runs and models are tracked; the registry's model name."""
-
-    tracking_uri: str | None = None
-    store_dir: str = "mlruns"
-    experiment: str | None = None
-    model_name: str | None = None
-
-
-class RunParams(_Section):
-    """How run_all runs the stages (not passed to the notebooks)."""
-
-    cell_timeout: int = Field(1800, ge=0)
-    history: int = Field(20, ge=1)
-
-
-class Params(_Section):
+class Params(Section):
     """Every parameter of a Quire run."""
 
     project: ProjectParams = Field(default_factory=ProjectParams)

@@ -19,13 +19,13 @@ from pathlib import Path
 import pandas as pd
 
 from lib.core.atomic import atomic_path, sha256_file
+from lib.core.contracts import predlog
 from lib.core.errors import DataValidationError
 from lib.core.layout import feedback_dir, predictions_dir
-from lib.core.params import CsvParams
+from lib.core.param_sections import CsvParams
 from lib.core.paths import resolve
 
-KEY = ["request_id", "row"]
-LOG_ONLY = ("request_id", "row", "time", "model_version", "prediction")
+KEY = list(predlog.KEY)  # a label's row in the prediction log
 
 
 def label_files(folder: Path) -> list[Path]:
@@ -86,19 +86,6 @@ def load_labels(folder: Path, target: str, csv: CsvParams) -> pd.DataFrame:
     return labels.drop_duplicates(subset=KEY, keep="last").reset_index(drop=True)
 
 
-def read_log(folder: Path) -> pd.DataFrame:
-    """Return the whole prediction log in ``folder`` (empty when nothing was served)."""
-    files = sorted(folder.glob("part-*.parquet"))
-    if not files:
-        return pd.DataFrame()
-    import pyarrow.dataset as ds
-
-    frame: pd.DataFrame = (
-        ds.dataset([str(f) for f in files], format="parquet").to_table().to_pandas()
-    )
-    return frame
-
-
 def labelled_rows(
     log: pd.DataFrame, labels: pd.DataFrame, target: str, id_column: str | None
 ) -> pd.DataFrame:
@@ -113,9 +100,7 @@ def labelled_rows(
     log = log.assign(request_id=log["request_id"].astype(str), row=log["row"].astype("int64"))
     joined = log.merge(labels, on=KEY, how="inner", suffixes=("", "_label"))
     label_column = f"{target}_label" if target in log.columns else target
-    out = joined.drop(
-        columns=[c for c in joined.columns if c in LOG_ONLY or c.startswith("proba_")]
-    )
+    out = joined.drop(columns=[c for c in joined.columns if predlog.is_log_column(c)])
     if label_column != target:
         out = out.drop(columns=[target]).rename(columns={label_column: target})
     if id_column and id_column not in out.columns:
@@ -132,7 +117,8 @@ def write_training_rows(
     so an unchanged log and unchanged labels give the same file (and the same ingest fingerprint).
     """
     labels = load_labels(feedback_dir(data_dir, model), target, csv)
-    rows = labelled_rows(read_log(predictions_dir(data_dir, model)), labels, target, id_column)
+    log = predlog.read_log(predictions_dir(data_dir, model))
+    rows = labelled_rows(log, labels, target, id_column)
     if rows.empty:
         return None
     raw = resolve(data_dir) / "raw"

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from lib.core.atomic import atomic_path
 from lib.core.logs import get_logger
-from lib.core.params import GeneratorParams
+from lib.core.param_sections import GeneratorParams
 
 log = get_logger(__name__)
 

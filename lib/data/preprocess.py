@@ -15,7 +15,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, RobustScaler, StandardScaler
 
-from lib.core.params import PreprocessingParams
+from lib.core.param_sections import PreprocessingParams
 from lib.data.schema import Schema
 
 

@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from lib.core.contracts.manifest import Manifest
-from lib.core.params import PreprocessingParams
+from lib.core.param_sections import PreprocessingParams
 from lib.data.preprocess import build_preprocessor
 from lib.data.schema import Schema
 

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 
 from lib.core.errors import DataValidationError
-from lib.core.params import CsvParams
+from lib.core.param_sections import CsvParams
 from lib.core.paths import resolve
 
 _CANDIDATE_DELIMITERS = [",", ";", "\t", "|"]

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict
 
 from lib.core.atomic import write_text
 from lib.core.errors import DataValidationError
-from lib.core.params import ChecksParams, ColumnKind, ColumnSpec, DataParams
+from lib.core.param_sections import ChecksParams, ColumnKind, ColumnSpec, DataParams
 
 Task = Literal["binary", "multiclass", "regression"]
 MAX_CATEGORIES_KEPT = 1000

@@ -7,7 +7,7 @@ import pandas as pd
 
 from lib.core.errors import ParamsError
 from lib.core.logs import get_logger
-from lib.core.params import SplitParams
+from lib.core.param_sections import SplitParams
 from lib.data.schema import Schema
 
 log = get_logger(__name__)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from lib.core.errors import DataValidationError
-from lib.core.params import ChecksParams, DataParams
+from lib.core.param_sections import ChecksParams, DataParams
 from lib.data.schema import Schema, coerce_column, complete_schema, draft_schema
 
 Severity = Literal["pass", "soft", "hard"]

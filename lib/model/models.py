@@ -20,7 +20,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.svm import SVC, SVR, LinearSVC, LinearSVR
 
 from lib.core.errors import ParamsError
-from lib.core.params import FAMILIES, Family, TrainParams
+from lib.core.param_sections import FAMILIES, Family, TrainParams
 from lib.data.schema import Task
 
 

@@ -14,13 +14,15 @@ import numpy as np
 import pandas as pd
 
 from lib.core.atomic import replace_dir, staging_dir
-from lib.data.drift import Kind, build_profile
+from lib.data.drift_profile import Kind, build_profile
 from lib.data.schema import Schema
 
 REFERENCE = "reference.parquet"
 PREDICTION = "prediction"
 PROFILE = "profile.json"
-DRIFT_PROFILE = "drift_profile.npz"  # lib.data.drift.Profile: what monitoring compares against
+DRIFT_PROFILE = (
+    "drift_profile.npz"  # lib.data.drift_profile.Profile: what monitoring compares against
+)
 _QUANTILES = np.linspace(0.0, 1.0, 101)
 _BINS = 20
 

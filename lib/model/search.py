@@ -23,7 +23,7 @@ from sklearn.model_selection import (
 from sklearn.pipeline import Pipeline
 
 from lib.core.logs import get_logger
-from lib.core.params import TrainParams
+from lib.core.param_sections import TrainParams
 from lib.data.schema import Task
 from lib.model.metrics import Metric
 from lib.model.models import ModelSpec

@@ -18,7 +18,7 @@ import httpx
 
 from lib.core.atomic import write_text
 from lib.core.logs import get_logger
-from lib.core.params import AlertParams
+from lib.core.param_sections import AlertParams
 
 log = get_logger(__name__)
 WEBHOOK_ENV = "QUIRE_ALERT_WEBHOOK_URL"

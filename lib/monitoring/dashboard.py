@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import functools
 import html
-import json
 import os
 import sys
 import uuid
@@ -21,7 +20,9 @@ from typing import Any
 
 import pandas as pd
 
+from lib.core.contracts.summary import MonitorSummary, read_summary
 from lib.core.env import kernel_paths
+from lib.core.errors import DataValidationError
 from lib.core.layout import LATEST, SUMMARY, Layout
 from lib.core.paths import NOTEBOOKS_DIR
 from lib.monitoring.monitor_plots import (
@@ -71,19 +72,19 @@ def results_dir(
     return Layout.of(params).monitoring
 
 
-def _status_html(summary: dict[str, Any]) -> str:
-    drift = summary.get("dataset_drift")
-    color = "#c0392b" if drift else ("#d68910" if summary.get("alerts") else "#1e8449")
-    label = "DRIFT" if drift else ("ALERTS" if summary.get("alerts") else "OK")
-    cur, ref = summary["current"], summary["reference"]
+def _status_html(summary: MonitorSummary) -> str:
+    drift = summary.dataset_drift
+    color = "#c0392b" if drift else ("#d68910" if summary.alerts else "#1e8449")
+    label = "DRIFT" if drift else ("ALERTS" if summary.alerts else "OK")
+    cur, ref = summary.current, summary.reference
     return (
         f'<div class="quire-status" style="border-left:8px solid {color};padding:6px 12px">'
         f'<span class="quire-state" style="font-size:22px;font-weight:bold;color:{color}">'
-        f"{label}</span> &nbsp; {summary['verdict']}<br>"
-        f"model <b>{summary['model']}</b> version {summary['version']} · run "
-        f"{summary['time'][:19].replace('T', ' ')} UTC · {cur['rows']:,} current rows "
-        f"({cur['source']}) vs {ref['rows']:,} reference rows"
-        f"{_lineage_html(summary.get('lineage'))}</div>"
+        f"{label}</span> &nbsp; {summary.verdict}<br>"
+        f"model <b>{summary.model}</b> version {summary.version} · run "
+        f"{summary.time[:19].replace('T', ' ')} UTC · {cur.rows:,} current rows "
+        f"({cur.source}) vs {ref.rows:,} reference rows"
+        f"{_lineage_html(summary.lineage)}</div>"
     )
 
 
@@ -242,7 +243,7 @@ class Dashboard:
         """Read the latest saved results and redraw every part."""
         self.data = load_latest(self.folder)
         summary = self.data["summary"]
-        self.run_id = summary.get("run_id")
+        self.run_id = summary.run_id
         self.table = feature_table(self.data["features"])
         self.status.value = _status_html(summary)
         self._show(self.history, drift_share_figure(self.data["history"]))
@@ -263,7 +264,7 @@ class Dashboard:
             self.performance.outputs = _html(f'<p class="quire-note">{note}</p>')
         else:
             metric = str(windows["metric"].iloc[0])
-            figure = windows_figure(windows, summary.get("reference_metrics"), metric)
+            figure = windows_figure(windows, summary.reference_metrics, metric)
             self._show(self.performance, figure)
         table = alerts_table(self.data["alerts"])
         self.alerts.value = table.to_html(index=False, classes="quire-alerts", border=0)
@@ -311,10 +312,10 @@ class Dashboard:
     def refresh(self) -> bool:
         """Reload if a newer monitor run has been saved; return whether it did."""
         try:
-            summary = json.loads((self.folder / LATEST / SUMMARY).read_text(encoding="utf-8"))
-        except (OSError, ValueError):  # mid-replacement or removed: try again next time
+            summary = read_summary(self.folder / LATEST / SUMMARY)
+        except (OSError, DataValidationError):  # mid-replacement or removed: try again next time
             return False
-        if summary.get("run_id") == self.run_id:
+        if summary.run_id == self.run_id:
             return False
         self.load()
         return True

@@ -10,11 +10,17 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from lib.core.atomic import atomic_path
+from lib.core.contracts.predlog import PREDICTION, PROBA_PREFIX
+from lib.core.layout import Layout
+from lib.core.params import Params
+
+if TYPE_CHECKING:
+    from lib.monitoring.result import MonitorResult
 
 
 def _definition(
@@ -52,7 +58,7 @@ def _definition(
 
 def _prepare(frame: pd.DataFrame, kinds: Mapping[str, str]) -> pd.DataFrame:
     """Return the frame with categorical columns as strings (as Quire compares them)."""
-    from lib.data.drift import as_categories
+    from lib.data.drift_profile import as_categories
 
     out = frame.copy()
     for c, k in kinds.items():
@@ -157,3 +163,40 @@ def save_report(
         with atomic_path(path) as tmp:
             snapshot.save_html(str(tmp))
     return path
+
+
+def save_evidently_report(result: MonitorResult, params: Params) -> Path | None:
+    """Save Evidently's own report on a monitor run beside Quire's (None: turned off).
+
+    Parameters
+    ----------
+    result
+        The monitor run: its two sides, the model's outputs and the checked columns.
+    params
+        ``monitor.evidently_report`` and ``monitor.evidently_max_rows`` decide whether and on how
+        many rows; the report goes to ``Layout.evidently_report``.
+    """
+    m = params.monitor
+    if not m.evidently_report:
+        return None
+    schema, cur = result.schema, result.current
+    outputs = result.drift.output_frame
+    current = cur.frame.assign(**{name: outputs[name].to_numpy() for name in outputs.columns})
+    labelled = cur.y is not None and schema.target in result.reference.frame.columns
+    if labelled:
+        current = current.assign(**{schema.target: cur.y})
+    probas = [c for c in outputs.columns if c.startswith(PROBA_PREFIX)]
+    return save_report(
+        result.reference.frame,
+        current,
+        {c.column: c.kind for c in result.features.columns},
+        Layout.of(params).evidently_report,
+        max_rows=m.evidently_max_rows,
+        seed=params.project.seed,
+        task=schema.task,
+        target=schema.target if labelled else None,
+        prediction=PREDICTION,
+        probas=probas[-1:] if schema.task == "binary" else probas,
+        pos_label=schema.classes[-1] if schema.classes else None,
+        drift_share=m.drift_share,
+    )

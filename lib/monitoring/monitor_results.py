@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 from lib.core.atomic import atomic_path
+from lib.core.contracts.summary import read_summary
 from lib.core.errors import DataValidationError
 from lib.core.layout import LATEST, SUMMARY
 
@@ -36,7 +37,15 @@ def append_history(path: Path, rows: pd.DataFrame, keep_runs: int) -> None:
 
 
 def load_latest(folder: Path) -> dict[str, Any]:
-    """Read the saved results of the latest run (what the dashboard shows)."""
+    """Read the saved results of the latest run (what the dashboard shows).
+
+    Returns
+    -------
+    dict
+        ``summary`` (a :class:`~lib.core.contracts.summary.MonitorSummary`), ``features``,
+        ``outputs``, ``windows`` (None without labels), ``distributions``, and the folder's
+        ``history`` and ``alerts`` tables (None before the first run or alert).
+    """
     latest = folder / LATEST
     if not (latest / SUMMARY).exists():
         raise DataValidationError(
@@ -46,7 +55,7 @@ def load_latest(folder: Path) -> dict[str, Any]:
             check="missing_file",
         )
     out: dict[str, Any] = {
-        "summary": json.loads((latest / SUMMARY).read_text(encoding="utf-8")),
+        "summary": read_summary(latest / SUMMARY),
         "features": pd.read_parquet(latest / FEATURES),
         "outputs": pd.read_parquet(latest / OUTPUTS),
         "windows": pd.read_parquet(latest / WINDOWS) if (latest / WINDOWS).exists() else None,

@@ -6,7 +6,7 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from lib.core.params import AlertParams
+from lib.core.param_sections import AlertParams
 from lib.monitoring.alerts import (
     Alert,
     Facts,

@@ -9,7 +9,7 @@ from scipy import stats
 from scipy.spatial import distance
 
 from lib.core.errors import DataValidationError, ParamsError
-from lib.data import drift
+from lib.data import drift, drift_profile, drift_stats
 
 
 def numeric(n: int, seed: int, shift: float = 0.0) -> pd.Series:
@@ -20,8 +20,12 @@ def categorical(n: int, seed: int, probs=(0.5, 0.3, 0.2), values=("a", "b", "c")
     return pd.Series(np.random.default_rng(seed).choice(values, n, p=probs))
 
 
-def col(values: pd.Series, kind: drift.Kind = "numeric", exact_max: int = drift.EXACT_MAX):
-    return drift.profile_column("x", values, kind, exact_max)
+def col(
+    values: pd.Series,
+    kind: drift_profile.Kind = "numeric",
+    exact_max: int = drift_profile.EXACT_MAX,
+):
+    return drift_profile.profile_column("x", values, kind, exact_max)
 
 
 # --- statistics against SciPy ----------------------------------------------------------------
@@ -35,7 +39,7 @@ def test_ks_equals_scipy_on_exact_profiles():
 
 def test_wasserstein_equals_scipy():
     ref, cur = numeric(5000, 0), numeric(3000, 1, 0.4)
-    ours = drift.wasserstein(np.sort(ref.to_numpy()), np.sort(cur.to_numpy()))
+    ours = drift_stats.wasserstein(np.sort(ref.to_numpy()), np.sort(cur.to_numpy()))
     assert ours == pytest.approx(stats.wasserstein_distance(ref, cur), rel=1e-10)
     normed = drift.column_drift(col(ref), cur, "wasserstein").score
     assert normed == pytest.approx(stats.wasserstein_distance(ref, cur) / np.std(ref), rel=1e-10)
@@ -121,9 +125,11 @@ def test_quantile_profile_of_large_reference_stays_within_a_thousandth():
 
 def test_profile_round_trips_through_its_file(tmp_path):
     frame = pd.DataFrame({"n": numeric(20_000, 0), "c": categorical(20_000, 1)})
-    profile = drift.build_profile(frame, {"n": "numeric", "c": "categorical"}, exact_max=1000)
+    profile = drift_profile.build_profile(
+        frame, {"n": "numeric", "c": "categorical"}, exact_max=1000
+    )
     profile.save(tmp_path / "p.npz")
-    loaded = drift.Profile.load(tmp_path / "p.npz")
+    loaded = drift_profile.Profile.load(tmp_path / "p.npz")
     assert loaded.rows == 20_000
     assert np.array_equal(loaded.columns["n"].values, profile.columns["n"].values)
     assert loaded.columns["c"].counts == profile.columns["c"].counts
@@ -136,7 +142,7 @@ def test_unreadable_profile_names_the_file_and_the_fix(tmp_path):
     with pytest.raises(
         DataValidationError, match=r"drift_profile.npz: not a readable drift profile"
     ):
-        drift.Profile.load(bad)
+        drift_profile.Profile.load(bad)
 
 
 # --- defaults and the check ------------------------------------------------------------------
@@ -165,7 +171,7 @@ def test_default_method_follows_evidently(n_ref, kind, n_values, method):
 
 def test_check_rejects_unknown_methods_columns_and_missing_data():
     frame = pd.DataFrame({"n": numeric(100, 0), "c": categorical(100, 1)})
-    profile = drift.build_profile(frame, {"n": "numeric", "c": "categorical"})
+    profile = drift_profile.build_profile(frame, {"n": "numeric", "c": "categorical"})
     with pytest.raises(ParamsError, match=r"monitor.methods.n: unknown method 'kss'"):
         drift.check_drift(profile, frame, methods={"n": "kss"})
     with pytest.raises(ParamsError, match=r"'c' is categorical; ks applies to numeric"):
@@ -182,7 +188,7 @@ def test_check_rejects_unknown_methods_columns_and_missing_data():
 def test_dataset_drift_at_the_share_threshold():
     ref = pd.DataFrame({f"f{i}": numeric(2000, i) for i in range(4)})
     cur = pd.DataFrame({f"f{i}": numeric(2000, 10 + i, 1.0 if i < 2 else 0.0) for i in range(4)})
-    profile = drift.build_profile(ref, dict.fromkeys(ref.columns, "numeric"))
+    profile = drift_profile.build_profile(ref, dict.fromkeys(ref.columns, "numeric"))
     report = drift.check_drift(profile, cur, drift_share=0.5)
     assert [c.drifted for c in report.columns] == [True, True, False, False]
     assert report.drifted_share == 0.5 and report.dataset_drift
@@ -230,7 +236,7 @@ def test_same_verdict_method_and_score_as_evidently(n_ref, shifted):
     from lib.monitoring.evidently_report import drift_verdicts
 
     ref, cur = mixed(n_ref, 0, False), mixed(n_ref // 2, 1, shifted)
-    ours = drift.check_drift(drift.build_profile(ref, KINDS), cur)
+    ours = drift.check_drift(drift_profile.build_profile(ref, KINDS), cur)
     theirs = drift_verdicts(ref, cur, KINDS)
     assert set(theirs) == set(KINDS)
     for c in ours.columns:
@@ -246,7 +252,7 @@ def test_detection_power_and_false_alarms_over_100_seeded_trials():
     for seed in range(100):
         rng = np.random.default_rng(seed)
         ref = pd.DataFrame({"x": rng.normal(0, 1, 10_000)})
-        profile = drift.build_profile(ref, {"x": "numeric"})
+        profile = drift_profile.build_profile(ref, {"x": "numeric"})
         same = pd.DataFrame({"x": rng.normal(0, 1, 10_000)})
         moved = pd.DataFrame({"x": rng.normal(0.5, 1, 10_000)})
         detected += drift.check_drift(profile, moved).columns[0].drifted

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from lib.core.errors import ParamsError
-from lib.core.params import GeneratorParams
+from lib.core.param_sections import GeneratorParams
 from lib.data.generator import NEW_PAYMENT, TARGET, generate, iter_chunks
 
 

@@ -8,7 +8,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.svm import SVR
 
 from lib.core.errors import ParamsError
-from lib.core.params import FAMILIES, PreprocessingParams, TrainParams
+from lib.core.param_sections import FAMILIES, PreprocessingParams, TrainParams
 from lib.data.preprocess import build_preprocessor
 from lib.data.schema import ColumnSchema, Schema
 from lib.model.metrics import metrics_for

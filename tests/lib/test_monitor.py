@@ -9,10 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lib.core.contracts import predlog
+from lib.core.contracts.summary import MonitorSummary, read_summary, write_summary
 from lib.core.errors import DataValidationError, ParamsError
 from lib.core.params import Params, load_params
 from lib.data.ingest import load_manifest
-from lib.monitoring import monitor
+from lib.monitoring import inputs, monitor
+from lib.monitoring.evidently_report import save_evidently_report
+from lib.monitoring.monitor_results import append_history, load_latest
 from tests.conftest import monitor_overrides
 from tests.lib.test_alerts import Receiver
 
@@ -20,6 +24,9 @@ from tests.lib.test_alerts import Receiver
 @pytest.fixture(scope="module")
 def root(monitored_root: Path) -> Path:
     return monitored_root
+
+
+SUMMARY_FIXTURE = Path(__file__).parents[1] / "fixtures" / "contracts" / "monitoring_summary.json"
 
 
 def params_for(root: Path, *extra: str) -> Params:
@@ -34,11 +41,11 @@ def test_production_batch_drift_is_found_and_alerted(root):
     assert {"monthly_charges", "avg_session_minutes", "payment_method"} <= drifted
     assert "signup_date" not in {c.column for c in result.features.columns}  # dates left out
     assert len(result.current.frame) == 1500 and result.current.y is not None
-    rules = {a.rule for a in result.alerts}
+    rules = {a.rule for a in result.alerting.alerts}
     assert "key_feature" in rules
     assert hook.bodies and hook.bodies[0]["run_id"] == result.run_id
-    assert result.delivery.delivered
-    assert result.current_metrics is not None and result.windows is not None
+    assert result.alerting.delivery is not None and result.alerting.delivery.delivered
+    assert result.quality.current_metrics is not None and result.quality.windows is not None
     monitor.check_gate(result)
 
 
@@ -46,12 +53,16 @@ def test_results_are_saved_for_the_dashboard_and_history_grows(root):
     params = params_for(root)
     first = monitor.run_monitor(params, webhook_url="")
     second = monitor.run_monitor(params, webhook_url="")
-    saved = monitor.load_latest(second.out_dir)
-    assert saved["summary"]["run_id"] == second.run_id
-    lineage = saved["summary"]["lineage"]  # the dashboard shows where the version came from
-    assert lineage["version"] == str(second.version) and lineage["run_id"]
+    saved = load_latest(second.out_dir)
+    assert saved["summary"].run_id == second.run_id
+    lineage = saved["summary"].lineage  # the dashboard shows where the version came from
+    assert lineage is not None and lineage["version"] == str(second.version) and lineage["run_id"]
     assert lineage["data_manifest"]["dataset"] == "churn" and lineage["params_digest"]
-    assert saved["summary"]["drifted"] == [c.column for c in second.features.columns if c.drifted]
+    assert saved["summary"].drifted == [c.column for c in second.features.columns if c.drifted]
+    # summary.json keeps the keys, and their order, of the files earlier versions wrote
+    written = json.loads((second.out_dir / "latest" / "summary.json").read_text())
+    assert list(written) == list(json.loads(SUMMARY_FIXTURE.read_text()))
+    assert written["concept"]["checked"] is True and "alarm_row" in written["concept"]
     assert set(saved["distributions"]) >= {"monthly_charges", "prediction", "proba_1"}
     history = saved["history"]
     assert {first.run_id, second.run_id} <= set(history["run_id"])
@@ -64,7 +75,7 @@ def test_results_are_saved_for_the_dashboard_and_history_grows(root):
 def test_history_keeps_only_the_latest_runs(tmp_path):
     rows = pd.DataFrame({"run_id": ["a"], "column": ["x"]})
     for run in "abcd":
-        monitor.append_history(tmp_path / "h.parquet", rows.assign(run_id=run), keep_runs=2)
+        append_history(tmp_path / "h.parquet", rows.assign(run_id=run), keep_runs=2)
     assert pd.read_parquet(tmp_path / "h.parquet")["run_id"].tolist() == ["c", "d"]
 
 
@@ -85,23 +96,24 @@ def write_log(root: Path, params: Params) -> pd.DataFrame:
 
     model = load_model(params)
     batch_path = Path(load_manifest(params)["production_batch"])
-    frame = monitor._conform(pd.read_parquet(batch_path), model.schema, batch_path)
+    frame = inputs.conform(pd.read_parquet(batch_path), model.schema, batch_path)
     log = PredictionLog(root / "data" / "predictions" / model.name, flush_rows=400)
     log.start()
     stamps = pd.date_range("2026-11-01", periods=3, freq="D")
     for i, part in enumerate(np.array_split(frame, 3)):
         labels, proba = model.predict(part[model.schema.names()])
-        columns = {n: part[n].to_numpy() for n in model.schema.names()}
-        columns |= {
-            "request_id": np.array([f"req{i}"] * len(part), dtype=object),
-            "row": np.arange(len(part)),
-            "time": np.full(len(part), stamps[i].to_datetime64()),
-            "model_version": np.array([model.version] * len(part), dtype=object),
-            "prediction": labels,
-            "proba_0": proba[:, 0],
-            "proba_1": proba[:, 1],
-        }
-        log.append(columns)
+        features = {n: part[n].to_numpy() for n in model.schema.names()}
+        log.append(
+            predlog.log_columns(
+                features,
+                request_id=f"req{i}",
+                model_version=model.version,
+                prediction=labels,
+                proba=proba,
+                classes=model.schema.classes,
+                now=stamps[i],
+            )
+        )
     log.close()
     parts = np.array_split(frame, 3)
     return pd.concat(
@@ -163,13 +175,13 @@ def test_unknown_class_in_labels_names_row_and_column(tmp_path):
         features=[ColumnSchema(name="x", kind="numeric")], target="y", task="binary", classes=[0, 1]
     )
     with pytest.raises(DataValidationError, match=r"f.csv: target 'y' row 3: '7' is not one of"):
-        monitor.align_target(pd.Series([0, 1, 7]), schema, Path("f.csv"))
+        inputs.align_target(pd.Series([0, 1, 7]), schema, Path("f.csv"))
 
 
 def test_evidently_report_is_saved_as_html(root):
     params = params_for(root)
     result = monitor.run_monitor(params, webhook_url="")
-    path = monitor.save_evidently_report(result, params)
+    path = save_evidently_report(result, params)
     assert path is not None and path.name == "04_monitor_evidently.html"
     text = path.read_text()
     assert "<html" in text.lower() and len(text) > 50_000
@@ -179,11 +191,95 @@ def test_prediction_log_without_labels_checks_drift_only(root):
     if not (root / "data" / "predictions").exists():
         write_log(root, params_for(root))
     result = monitor.run_monitor(params_for(root, "monitor.current=log"), webhook_url="")
-    assert result.current.y is None and result.current_metrics is None
-    assert result.concept == {
-        "checked": False,
-        "drift": False,
-        "reason": "no labels for the current rows",
-    }
+    assert result.current.y is None and result.quality.current_metrics is None
+    unchecked = {"checked": False, "drift": False, "reason": "no labels for the current rows"}
+    assert result.quality.concept.model_dump(exclude_unset=True) == unchecked
+    written = json.loads((result.out_dir / "latest" / "summary.json").read_text())
+    assert written["concept"] == unchecked and written["current"]["labelled"] == 0
+    assert written["current"]["model_versions"] == [str(result.version)]
     assert "prediction" in {c.column for c in result.outputs.columns}
     monitor.check_gate(result)
+
+
+# --- the persisted contracts: summary.json and the prediction log -------------------------------
+
+
+def test_a_summary_from_the_previous_version_reads_and_writes_back_byte_for_byte(tmp_path):
+    summary = read_summary(SUMMARY_FIXTURE)
+    assert summary.run_id == "f2c7ea44c050" and summary.version == "1"
+    assert summary.current.rows == 1500 and summary.current.labelled == 1500
+    assert summary.reference.rows == 120 and summary.drift_share_threshold == 0.5
+    assert summary.concept.checked and summary.concept.reference_error == pytest.approx(
+        0.38333, 1e-4
+    )
+    assert [a.rule for a in summary.alerts] == ["key_feature", "drift_share"]
+    assert summary.webhook is not None and summary.webhook.attempts == 0
+    assert summary.current_metrics is not None
+    assert summary.current_metrics["roc_auc"]["value"] == pytest.approx(0.746286, 1e-5)
+    assert summary.lineage is not None and summary.lineage["data_manifest"]["rows"] == 600
+    write_summary(tmp_path / "summary.json", summary)
+    assert (tmp_path / "summary.json").read_bytes() == SUMMARY_FIXTURE.read_bytes()
+
+
+def test_a_summary_keeps_absent_and_unknown_keys_and_nan_as_it_found_them(tmp_path):
+    raw = json.loads(SUMMARY_FIXTURE.read_text())
+    del raw["lineage"], raw["webhook"]  # as written before lineage and webhooks existed
+    raw["current_metrics"]["roc_auc"]["ci_low"] = float("nan")
+    raw["added_later"] = {"x": 1}
+    text = json.dumps(raw, indent=1, allow_nan=True) + "\n"
+    (tmp_path / "old.json").write_text(text)
+    summary = read_summary(tmp_path / "old.json")
+    assert summary.lineage is None and summary.webhook is None
+    assert summary.current_metrics is not None
+    assert np.isnan(summary.current_metrics["roc_auc"]["ci_low"])
+    write_summary(tmp_path / "new.json", summary)
+    assert (tmp_path / "new.json").read_text() == text
+
+
+def test_an_unreadable_summary_names_the_file_the_field_and_the_fix(tmp_path):
+    with pytest.raises(DataValidationError, match=r"no monitoring results yet; run the monitor"):
+        read_summary(tmp_path / "summary.json")
+    raw = json.loads(SUMMARY_FIXTURE.read_text())
+    del raw["verdict"]
+    raw["current"]["rows"] = "many"
+    (tmp_path / "summary.json").write_text(json.dumps(raw))
+    with pytest.raises(DataValidationError, match=r"summary.json: .*current.rows, verdict\); run"):
+        read_summary(tmp_path / "summary.json")
+    (tmp_path / "summary.json").write_text('{"run_id": "a", ')  # cut short
+    with pytest.raises(DataValidationError, match=r"summary.json: not JSON"):
+        read_summary(tmp_path / "summary.json")
+    assert isinstance(read_summary(SUMMARY_FIXTURE), MonitorSummary)
+
+
+def test_the_prediction_log_reader_filters_by_time_and_request_and_orders_rows(tmp_path):
+    from server.predlog import PredictionLog
+
+    assert predlog.read_log(tmp_path).empty  # nothing served yet
+    log = PredictionLog(tmp_path, flush_rows=2)
+    log.start()
+    served = [("late", "2026-11-03T10:00"), ("early", "2026-11-01T10:00"), ("mid", "2026-11-02")]
+    for request_id, when in served:
+        log.append(
+            predlog.log_columns(
+                {"tenure": np.array([1.0, 2.0, 3.0])},
+                request_id=request_id,
+                model_version="3",
+                prediction=np.array([0, 1, 1]),
+                proba=np.array([[0.9, 0.1], [0.2, 0.8], [0.4, 0.6]]),
+                classes=[0, 1],
+                now=pd.Timestamp(when),
+            )
+        )
+    log.close()
+    as_written = predlog.read_log(tmp_path)  # files of 2 rows, in name (write time) order
+    assert as_written["request_id"].tolist() == ["late"] * 3 + ["early"] * 3 + ["mid"] * 3
+    frame = predlog.read_log(tmp_path, by_time=True)
+    assert list(frame.columns[:1]) == ["tenure"]
+    assert {*predlog.LOG_COLUMNS, "proba_0", "proba_1"} <= set(frame.columns)
+    assert frame["request_id"].tolist() == ["early"] * 3 + ["mid"] * 3 + ["late"] * 3
+    assert frame["row"].tolist() == [0, 1, 2] * 3 and str(frame["time"].dt.tz) == "UTC"
+    window = predlog.read_log(tmp_path, since="2026-11-02", until="2026-11-03T10:00")
+    assert set(window["request_id"]) == {"mid"}
+    one = predlog.read_log(tmp_path, request_id="late")
+    assert one["proba_1"].tolist() == [0.1, 0.8, 0.6] and set(one["model_version"]) == {"3"}
+    assert [c for c in frame.columns if not predlog.is_log_column(c)] == ["tenure"]

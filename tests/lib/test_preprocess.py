@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.base import clone
 
-from lib.core.params import ChecksParams, DataParams, PreprocessingParams
+from lib.core.param_sections import ChecksParams, DataParams, PreprocessingParams
 from lib.data.preprocess import DateFeatures, QuantileClipper, build_preprocessor
 from lib.data.validate import conform, infer_schema
 from tests.conftest import small_frame

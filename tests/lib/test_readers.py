@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from lib.core.errors import DataValidationError
-from lib.core.params import CsvParams
+from lib.core.param_sections import CsvParams
 from lib.data.readers import expand_source, penguins_csv, read_table
 
 

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from lib.core.errors import DataValidationError
-from lib.core.params import ChecksParams, DataParams
+from lib.core.param_sections import ChecksParams, DataParams
 from lib.data.schema import Schema
 from lib.data.validate import infer_schema
 from tests.conftest import small_frame

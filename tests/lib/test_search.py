@@ -3,7 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lib.core.params import TrainParams, load_params
+from lib.core.param_sections import TrainParams
+from lib.core.params import load_params
 from lib.data.ingest import load_processed
 from lib.model.metrics import metrics_for
 from lib.model.models import model_spec

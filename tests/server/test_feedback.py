@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
+from lib.core.contracts import predlog
 from lib.core.layout import feedback_dir, predictions_dir
 from lib.data import feedback
 from server.config import Settings
@@ -26,7 +27,7 @@ def _flushed(served_params, request_id: str) -> pd.DataFrame:
     folder = predictions_dir(served_params.project.data_dir, "quire-churn")
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        log = feedback.read_log(folder)
+        log = predlog.read_log(folder)
         if not log.empty and request_id in set(log["request_id"]):
             return log
         time.sleep(0.1)

@@ -1,0 +1,207 @@
+"""Reference profiles for drift checks: each column summarised once, saved, never re-read.
+
+The reference is summarised once (:func:`build_profile`) into per-column arrays: for numeric
+columns the sorted values themselves up to ``exact_max`` of them (so every statistic is exact on
+references of that size), else ``exact_max`` quantiles at the midpoints ``(i + 0.5) / k``; the
+population standard deviation, extremes and, for low-cardinality columns, the value counts; for
+categorical columns the category counts. Monitoring never re-reads the reference.
+:mod:`lib.data.drift` compares current data with a profile.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from lib.core.atomic import atomic_path
+from lib.core.errors import DataValidationError
+
+Kind = Literal["numeric", "categorical"]
+FEW_VALUES = 20  # numeric columns with at most this many distinct values keep their counts
+EXACT_MAX = 10_000  # reference values kept exactly; larger references keep this many quantiles
+
+
+@dataclass(frozen=True)
+class ColumnProfile:
+    """One reference column, summarised for drift checks."""
+
+    name: str
+    kind: Kind
+    count: int  # non-missing, finite values
+    missing: int
+    values: np.ndarray = field(default_factory=lambda: np.empty(0))  # numeric: sorted sample
+    exact: bool = True  # ``values`` are all the reference values (else quantiles)
+    std: float = 0.0
+    counts: dict[str, int] | None = None  # categorical, or numeric with few distinct values
+
+    @property
+    def nunique(self) -> int | None:
+        """Distinct values, when known exactly (``None``: more than ``FEW_VALUES``)."""
+        return len(self.counts) if self.counts is not None else None
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A reference table summarised column by column."""
+
+    rows: int
+    columns: dict[str, ColumnProfile]
+
+    def save(self, path: Path) -> None:
+        """Write the profile to one ``.npz`` file atomically."""
+        meta = {
+            "rows": self.rows,
+            "columns": [
+                {
+                    "name": c.name,
+                    "kind": c.kind,
+                    "count": c.count,
+                    "missing": c.missing,
+                    "exact": c.exact,
+                    "std": c.std,
+                    "counts": c.counts,
+                }
+                for c in self.columns.values()
+            ],
+        }
+        arrays = {f"v{i}": c.values for i, c in enumerate(self.columns.values())}
+        with atomic_path(path) as tmp, tmp.open("wb") as fh:
+            np.savez(fh, meta=np.array(json.dumps(meta)), **arrays)  # type: ignore[arg-type]
+
+    @classmethod
+    def load(cls, path: Path) -> Profile:
+        """Read a profile written by :meth:`save`."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                meta = json.loads(str(data["meta"]))
+                columns = {
+                    m["name"]: ColumnProfile(
+                        name=m["name"],
+                        kind=m["kind"],
+                        count=m["count"],
+                        missing=m["missing"],
+                        values=data[f"v{i}"],
+                        exact=m["exact"],
+                        std=m["std"],
+                        counts=m["counts"],
+                    )
+                    for i, m in enumerate(meta["columns"])
+                }
+        except (OSError, KeyError, ValueError) as exc:
+            raise DataValidationError(
+                f"{path}: not a readable drift profile ({exc}); rebuild it by rerunning the "
+                "evaluate stage, or point monitor.reference at a CSV/Parquet file",
+                path=path,
+            ) from exc
+        return cls(rows=int(meta["rows"]), columns=columns)
+
+
+def finite_values(values: pd.Series | np.ndarray) -> np.ndarray:
+    """Return the values as float64 without missing and infinite ones."""
+    array: np.ndarray = np.asarray(values, dtype=float)
+    kept: np.ndarray = array[np.isfinite(array)]
+    return kept
+
+
+def as_categories(values: pd.Series) -> pd.Series:
+    """Return the values as strings (booleans ``True``/``False``), missing kept as NaN."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        return values.cat.rename_categories([str(c) for c in values.cat.categories])
+    out = values.astype(object).where(values.notna())
+    return out.map(str, na_action="ignore")
+
+
+def category_counts(values: pd.Series) -> dict[str, int]:
+    """Count each present value (as a string), largest first."""
+    counts = as_categories(values).value_counts(sort=True, dropna=True)
+    return {str(k): int(v) for k, v in counts.items() if v > 0}
+
+
+def numeric_values(values: pd.Series) -> np.ndarray:
+    """Return the column as float64, dates as days since 1970 (NaN where missing)."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        days = (values - pd.Timestamp("1970-01-01")) / pd.Timedelta(days=1)
+        return np.asarray(days, dtype=float)
+    return pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
+def profile_column(
+    name: str, values: pd.Series, kind: Kind, exact_max: int = EXACT_MAX
+) -> ColumnProfile:
+    """Summarise one reference column (see the module docstring)."""
+    if kind == "categorical":
+        counts = category_counts(values)
+        total = sum(counts.values())
+        return ColumnProfile(name, kind, total, len(values) - total, counts=counts)
+    present = np.sort(finite_values(numeric_values(values)))
+    n = len(present)
+    exact = n <= exact_max
+    kept = present if exact else present[((np.arange(exact_max) + 0.5) * n / exact_max).astype(int)]
+    few = None
+    if n:
+        uniq, cnt = np.unique(present, return_counts=True)
+        if len(uniq) <= FEW_VALUES:
+            few = {repr(float(u)): int(c) for u, c in zip(uniq, cnt, strict=True)}
+    return ColumnProfile(
+        name,
+        kind,
+        n,
+        len(values) - n,
+        values=kept,
+        exact=exact,
+        std=float(present.std()) if n else 0.0,
+        counts=few,
+    )
+
+
+def build_profile(
+    frame: pd.DataFrame, kinds: Mapping[str, Kind], exact_max: int = EXACT_MAX
+) -> Profile:
+    """Summarise the reference columns named in ``kinds`` (name -> numeric | categorical)."""
+    missing = [c for c in kinds if c not in frame.columns]
+    if missing:
+        raise DataValidationError(
+            f"reference: columns {missing} are missing; the reference must hold every monitored "
+            "column", column=missing[0]
+        )  # fmt: skip
+    columns = {c: profile_column(c, frame[c], k, exact_max) for c, k in kinds.items()}
+    return Profile(rows=len(frame), columns=columns)
+
+
+# --- straight from a Parquet file, one column at a time -----------------------------------------
+
+
+def read_column(path: Path, name: str, kind: Kind) -> pd.Series:
+    """Read one column of a Parquet file (categorical columns dictionary-encoded)."""
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(
+            path, columns=[name], read_dictionary=[name] if kind == "categorical" else None
+        )
+    except (OSError, KeyError, ValueError) as exc:
+        raise DataValidationError(
+            f"{path}: cannot read column {name!r} ({str(exc).splitlines()[0]}); check the file "
+            "and the column name",
+            path=path,
+            column=name,
+        ) from None
+    series: pd.Series = table.column(0).to_pandas()
+    return series
+
+
+def profile_parquet(path: Path, kinds: Mapping[str, Kind], exact_max: int = EXACT_MAX) -> Profile:
+    """Profile a Parquet reference column by column: memory holds one column at a time."""
+    import pyarrow.parquet as pq
+
+    rows = pq.ParquetFile(path).metadata.num_rows
+    columns = {
+        c: profile_column(c, read_column(path, c, k), k, exact_max) for c, k in kinds.items()
+    }
+    return Profile(rows=rows, columns=columns)

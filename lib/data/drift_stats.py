@@ -1,0 +1,132 @@
+"""Drift statistics of current values against a reference profile: vectorised NumPy/SciPy.
+
+Each follows Evidently 0.7 (``evidently.legacy.calculations.stattests``); :func:`score`
+computes the named one. Missing and infinite values are already left out by the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+from scipy import stats
+from scipy.spatial import distance
+
+from lib.core.errors import ParamsError
+from lib.data.drift_profile import ColumnProfile
+
+
+def _ecdf(sorted_values: np.ndarray, at: np.ndarray) -> np.ndarray:
+    return np.searchsorted(sorted_values, at, side="right") / len(sorted_values)
+
+
+def _cdf_gaps(ref: np.ndarray, cur: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Both empirical CDFs just right of each point of the merged sample, and the gap widths."""
+    merged = np.concatenate([ref, cur])
+    merged.sort(kind="stable")
+    return _ecdf(ref, merged[:-1]), _ecdf(cur, merged[:-1]), np.diff(merged)
+
+
+def wasserstein(ref: np.ndarray, cur: np.ndarray) -> float:
+    """First Wasserstein distance between two sorted samples (as ``scipy.stats``)."""
+    f_ref, f_cur, widths = _cdf_gaps(ref, cur)
+    return float(np.sum(np.abs(f_ref - f_cur) * widths))
+
+
+def ks_pvalue(col: ColumnProfile, cur: np.ndarray) -> float:
+    """Two-sample Kolmogorov-Smirnov p-value (SciPy's own on exact references)."""
+    if col.exact:
+        return float(stats.ks_2samp(col.values, cur).pvalue)
+    merged = np.concatenate([col.values, cur])
+    d = float(np.max(np.abs(_ecdf(col.values, merged) - _ecdf(cur, merged))))
+    n, m = col.count, len(cur)
+    return float(stats.kstwo.sf(d, np.round(n * m / (n + m))))
+
+
+def _category_pairs(col: ColumnProfile, cur: Mapping[str, int]) -> tuple[np.ndarray, np.ndarray]:
+    ref = col.counts or {}
+    keys = list(dict.fromkeys([*cur, *ref]))
+    return (
+        np.array([ref.get(k, 0) for k in keys], dtype=float),
+        np.array([cur.get(k, 0) for k in keys], dtype=float),
+    )
+
+
+def _fill_zeroes(percents: np.ndarray) -> np.ndarray:
+    """Evidently's ``feel_zeroes``: empty bins get a tiny share so logs stay finite."""
+    smallest = percents[percents != 0].min()
+    return np.where(percents == 0, smallest / 1e6 if smallest <= 1e-4 else 1e-4, percents)
+
+
+def _binned(
+    col: ColumnProfile, cur: np.ndarray | Mapping[str, int], n_cur: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return reference and current shares per bin, as Evidently's ``get_binned_data``."""
+    if isinstance(cur, Mapping):
+        ref_c, cur_c = _category_pairs(col, cur)
+        return ref_c / col.count, cur_c / n_cur
+    assert isinstance(cur, np.ndarray)
+    if col.counts is not None:  # few distinct values: each value is a bin
+        ref_c, cur_c = _category_pairs(col, value_counts(cur))
+        return ref_c / col.count, cur_c / n_cur
+    lo, hi = min(col.values[0], cur[0]), max(col.values[-1], cur[-1])
+    bins = int(np.ceil(np.log2(col.count + len(cur)) + 1))  # numpy's "sturges" on the union
+    edges = np.linspace(lo, hi, bins + 1)
+    weight = col.count / len(col.values)  # quantiles each stand for this many rows
+    ref_h = np.histogram(col.values, edges)[0] * weight
+    return ref_h / col.count, np.histogram(cur, edges)[0] / n_cur
+
+
+def value_counts(values: np.ndarray) -> dict[str, int]:
+    """Count each distinct number, keyed as the profile keys its counts."""
+    uniq, cnt = np.unique(values, return_counts=True)
+    return {repr(float(u)): int(c) for u, c in zip(uniq, cnt, strict=True)}
+
+
+def chisquare_pvalue(col: ColumnProfile, cur: Mapping[str, int]) -> float:
+    """Pearson's chi-square of current counts against reference shares (as Evidently)."""
+    ref_c, cur_c = _category_pairs(col, cur)
+    expected = ref_c * (cur_c.sum() / col.count)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(stats.chisquare(cur_c, expected).pvalue)
+
+
+def z_pvalue(col: ColumnProfile, cur: Mapping[str, int]) -> float:
+    """Two-proportion z-test on the share of values other than the first (sorted) one."""
+    ref = col.counts or {}
+    keys = sorted({*ref, *cur})
+    if len(keys) == 1:
+        return 1.0
+    n1, n2 = col.count, sum(cur.values())
+    p1 = 1 - ref.get(keys[0], 0) / n1
+    p2 = 1 - cur.get(keys[0], 0) / n2
+    pooled = (p1 * n1 + p2 * n2) / (n1 + n2)
+    z = (p1 - p2) / np.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+    return float(2 * (1 - stats.norm.cdf(abs(z))))
+
+
+def score(method: str, col: ColumnProfile, cur: np.ndarray | dict[str, int], n: int) -> float:
+    """Return ``method``'s statistic: a p-value or a distance (``n`` present current values)."""
+    numeric = isinstance(cur, np.ndarray)
+    if method in ("ks", "wasserstein") and not numeric:
+        raise ParamsError(
+            f"column {col.name!r} is categorical; {method} applies to numeric columns only "
+            "(use chisquare, z, jensenshannon or psi)",
+            key=f"monitor.methods.{col.name}",
+        )
+    if method == "ks":
+        assert isinstance(cur, np.ndarray)
+        return ks_pvalue(col, cur)
+    if method == "wasserstein":
+        assert isinstance(cur, np.ndarray)
+        return wasserstein(col.values, cur) / max(col.std, 0.001)
+    counts = cur if isinstance(cur, dict) else value_counts(cur)
+    if method == "chisquare":
+        return chisquare_pvalue(col, counts)
+    if method == "z":
+        return z_pvalue(col, counts)
+    ref_p, cur_p = _binned(col, cur, n)
+    if method == "jensenshannon":
+        return float(distance.jensenshannon(ref_p, cur_p))
+    ref_p, cur_p = _fill_zeroes(ref_p), _fill_zeroes(cur_p)
+    return float(np.sum((ref_p - cur_p) * np.log(ref_p / cur_p)))  # psi

@@ -1,0 +1,269 @@
+"""The monitor's two sides: the reference it compares against, and the current rows.
+
+The reference is the champion's saved one (written by the evaluate stage) or a file. The current
+rows come from the generator's production batch, the server's prediction log, or files; with
+the model's outputs on them, ground truth where known, and serving times for the log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lib.core.contracts import predlog
+from lib.core.errors import DataValidationError, ParamsError
+from lib.core.layout import Layout
+from lib.core.param_sections import MonitorParams
+from lib.core.params import Params
+from lib.core.paths import resolve
+from lib.data.drift_profile import Profile, build_profile
+from lib.data.ingest import load_manifest
+from lib.data.readers import expand_source, read_table
+from lib.data.schema import Schema, coerce_column, to_categorical
+from lib.model.reference import DRIFT_PROFILE, REFERENCE, drift_kind, profile_kinds
+
+# the model: feature rows in, (predictions, probabilities or None) out
+Scorer = Callable[[pd.DataFrame], tuple[Any, np.ndarray | None]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Reference:
+    """The reference side: its rows (with predictions and, when known, the target) and profile."""
+
+    frame: pd.DataFrame
+    profile: Profile
+    source: str
+    version: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Current:
+    """The current side: feature rows, their model outputs, truth when known, and times."""
+
+    frame: pd.DataFrame
+    source: str
+    pred: np.ndarray
+    proba: np.ndarray | None
+    y: np.ndarray | None = None
+    times: pd.Series | None = None
+    versions: list[str] = field(default_factory=list)
+
+
+def drift_kinds(schema: Schema, params: MonitorParams) -> dict[str, Any]:
+    """Columns to check for drift and how: numeric, or categorical (categories and booleans).
+
+    Date columns are left out unless named in ``monitor.columns`` (a later batch always has later
+    dates; Evidently leaves them out too).
+    """
+    names = schema.names()
+    wanted = params.columns if params.columns is not None else names
+    unknown = sorted(set(wanted) - set(names)) + sorted(set(params.exclude) - set(names))
+    if unknown:
+        raise ParamsError(
+            f"monitor.columns/exclude: {unknown} are not model features; the features are {names}",
+            key="monitor.columns",
+        )
+    unknown_keys = sorted(set(params.alerts.key_features) - set(names))
+    if unknown_keys:
+        raise ParamsError(
+            f"monitor.alerts.key_features: {unknown_keys} are not model features; the features "
+            f"are {names}",
+            key="monitor.alerts.key_features",
+        )
+    kinds: dict[str, Any] = {}
+    for name in wanted:
+        kind = schema.column(name).kind
+        if name in params.exclude or (kind == "datetime" and params.columns is None):
+            continue
+        kinds[name] = drift_kind(kind)
+    return kinds
+
+
+def conform(frame: pd.DataFrame, schema: Schema, path: Path) -> pd.DataFrame:
+    """Return ``frame`` with the schema's columns parsed into their canonical dtypes."""
+    missing = [n for n in schema.names() if n not in frame.columns]
+    if missing:
+        raise DataValidationError(
+            f"{path}: columns {missing} are missing; current data must hold every model feature "
+            f"({schema.names()})",
+            path=path,
+            column=missing[0],
+            check="missing_columns",
+        )
+    out = frame.copy()
+    for col in schema.features:
+        out[col.name] = coerce_column(frame[col.name], col.kind, col.name, path)
+    if schema.target in frame.columns:
+        out[schema.target] = align_target(frame[schema.target], schema, path)
+    return out
+
+
+def align_target(values: pd.Series, schema: Schema, path: Path) -> pd.Series:
+    """Truth values as the model's classes (``1``, ``1.0`` and ``"1"`` are class ``1``)."""
+    if schema.task == "regression" or not schema.classes:
+        return coerce_column(values, "numeric", schema.target, path)
+    lookup = {str(c): c for c in schema.classes}
+    text = to_categorical(values)
+    unknown = text.notna() & ~text.isin(list(lookup))
+    if unknown.any():
+        row = int(np.flatnonzero(unknown.to_numpy())[0])
+        raise DataValidationError(
+            f"{path}: target {schema.target!r} row {row + 1:,}: {text.iloc[row]!r} is not one of "
+            f"the model's classes {schema.classes}; fix the label or retrain with that class",
+            path=path,
+            row=row + 1,
+            column=schema.target,
+            check="unknown_class",
+        )
+    return text.map(lookup).astype(object)
+
+
+def _read_files(paths: list[Path], params: Params, schema: Schema) -> pd.DataFrame:
+    frames = [conform(read_table(p, params.data.csv), schema, p) for p in paths]
+    return pd.concat(frames, ignore_index=True)
+
+
+def load_reference(params: Params, schema: Schema, model: str, version: str | None) -> Reference:
+    """Return the reference: the champion's saved one, or a file named in ``monitor.reference``."""
+    spec = params.monitor.reference
+    if spec != "champion":
+        frame = _read_files(expand_source(str(resolve(spec))), params, schema)
+        profile = build_profile(frame, profile_kinds(schema, frame))
+        return Reference(frame=frame, profile=profile, source=spec, version=version)
+    if version is None:
+        raise DataValidationError(
+            f"model {model!r} has no champion; run the evaluate stage, or set "
+            "monitor.reference to a CSV/Parquet file"
+        )
+    folder = Layout.of(params, model=model).reference(version)
+    path = folder / REFERENCE
+    if not path.exists():
+        raise DataValidationError(
+            f"{path}: no monitoring reference for {model} version {version}; rerun the "
+            "evaluate stage (python run_all.py --from evaluate)",
+            path=path,
+            check="missing_file",
+        )
+    frame = pd.read_parquet(path)
+    if (folder / DRIFT_PROFILE).exists():
+        profile = Profile.load(folder / DRIFT_PROFILE)
+    else:  # saved before drift profiles existed: build it once, keep it
+        profile = build_profile(frame, profile_kinds(schema, frame))
+        profile.save(folder / DRIFT_PROFILE)
+    return Reference(frame=frame, profile=profile, source=str(folder), version=version)
+
+
+def _read_log(params: Params, model: str) -> pd.DataFrame:
+    """Return the logged rows in the ``monitor.since``/``until`` window, oldest first."""
+    folder = Layout.of(params, model=model).predictions
+    if not predlog.log_files(folder):
+        raise DataValidationError(
+            f"{folder}: the prediction log is empty; serve some predictions first (make serve), "
+            "or set monitor.current to a CSV/Parquet file",
+            path=folder,
+            check="missing_file",
+        )
+    m = params.monitor
+    frame = predlog.read_log(folder, since=m.since, until=m.until, by_time=True)
+    if frame.empty:
+        raise DataValidationError(
+            f"{folder}: no logged predictions between monitor.since={m.since} and "
+            f"monitor.until={m.until}; widen the time range",
+            path=folder,
+            check="empty_window",
+        )
+    return frame
+
+
+def _current_paths(params: Params) -> list[Path]:
+    """Return the files ``monitor.current`` names: the production batch, penguins, or files."""
+    spec = params.monitor.current
+    if spec == "production":
+        batch = load_manifest(params).production_batch
+        if not batch:
+            raise ParamsError(
+                "monitor.current is 'production' but the ingest stage wrote no production batch "
+                "(data.source must be 'generator' with generator.production.rows > 0); set "
+                "monitor.current to 'log' or to a CSV/Parquet file",
+                key="monitor.current",
+            )
+        return [Path(batch)]
+    if spec == "penguins":  # as data.source: the table the palmerpenguins package ships
+        from lib.data.readers import penguins_csv
+
+        return [penguins_csv()]
+    return expand_source(str(resolve(spec)))
+
+
+def _current_frame(params: Params, schema: Schema, model: str) -> tuple[pd.DataFrame, str]:
+    if params.monitor.current == "log":
+        return _read_log(params, model), "log"
+    paths = _current_paths(params)
+    return _read_files(paths, params, schema), ";".join(str(p) for p in paths)
+
+
+def _read_labels(params: Params, schema: Schema) -> tuple[pd.DataFrame, Path]:
+    """Return the label table ``monitor.labels`` names (the feedback folder, or a file)."""
+    labels = params.monitor.labels
+    if labels == "feedback":  # posted to the server or dropped in its folder (lib.data.feedback)
+        from lib.data import feedback
+
+        path = Layout.of(params).feedback
+        return feedback.load_labels(path, schema.target, params.data.csv), path
+    path = resolve(str(labels))
+    return read_table(path, params.data.csv), path
+
+
+def _labels(
+    params: Params, schema: Schema, frame: pd.DataFrame, from_log: bool
+) -> np.ndarray | None:
+    """Ground truth aligned with ``frame`` (NaN/None where unknown), or None."""
+    m = params.monitor
+    if m.labels is None:
+        return frame[schema.target].to_numpy() if schema.target in frame.columns else None
+    key = m.label_key or (list(predlog.KEY) if from_log else [params.data.id_column or ""])
+    if m.labels == "feedback":
+        key = list(predlog.KEY)
+    labels, path = _read_labels(params, schema)
+    missing = [c for c in [*key, schema.target] if c not in labels.columns]
+    if missing or any(k not in frame.columns for k in key):
+        where = path if missing else "current data"
+        raise DataValidationError(
+            f"{where}: label join columns {key} (and {schema.target!r} in the labels) are "
+            f"required; missing {missing or [k for k in key if k not in frame.columns]}; set "
+            "monitor.label_key",
+            path=path,
+            column=(missing or key)[0],
+            check="label_key",
+        )
+    labels = labels.drop_duplicates(subset=key, keep="last")
+    labels = labels.assign(**{schema.target: align_target(labels[schema.target], schema, path)})
+    joined = frame[key].merge(labels[[*key, schema.target]], on=key, how="left")
+    return joined[schema.target].to_numpy()
+
+
+def load_current(params: Params, schema: Schema, model: str, scorer: Scorer) -> Current:
+    """Return the current rows with model outputs, labels and times, windowed as configured."""
+    frame, source = _current_frame(params, schema, model)
+    if params.monitor.window_rows is not None:
+        frame = frame.tail(params.monitor.window_rows).reset_index(drop=True)
+    y = _labels(params, schema, frame, from_log=source == "log")
+    if source != "log":  # files: row order is time order
+        pred, proba = scorer(frame[schema.names()])
+        return Current(frame=frame, source=source, pred=np.asarray(pred), proba=proba, y=y)
+    names = [predlog.proba_column(c) for c in schema.classes or []]
+    logged = names and all(n in frame for n in names)
+    return Current(
+        frame=frame,
+        source=source,
+        pred=frame[predlog.PREDICTION].to_numpy(),
+        proba=frame[names].to_numpy(float) if logged else None,
+        y=y,
+        times=frame[predlog.TIME],
+        versions=sorted(frame[predlog.MODEL_VERSION].astype(str).unique().tolist()),
+    )
