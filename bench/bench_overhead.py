@@ -180,21 +180,21 @@ OUTCOME = """
 from mlflow import MlflowClient
 
 from lib.core import tracking
-from lib.monitoring.monitor import monitoring_dir
-from lib.core.layout import SUMMARY
+from lib.core.contracts.summary import read_summary
+from lib.core.layout import Layout
 
 tracking.setup(params)
 client = MlflowClient()
 name = tracking.model_name(params)
 champion = client.get_model_version_by_alias(name, tracking.CHAMPION)
 metrics = client.get_run(champion.run_id).data.metrics
-summary = json.loads((Layout.of(params, model=name).monitoring / "latest" / SUMMARY).read_text())
+summary = read_summary(Layout.of(params).monitoring_summary)
 print("BENCH" + json.dumps({
     "versions": len(client.search_model_versions(f"name='{name}'")),
     "champion": champion.version,
     "test_metrics": {k: round(v, 6) for k, v in sorted(metrics.items()) if k.startswith("test_")},
-    "monitor_verdict": summary.get("verdict"),
-    "alerts": sorted(a.get("rule", "") for a in summary.get("alerts", [])),
+    "monitor_verdict": summary.verdict,
+    "alerts": sorted(a.rule for a in summary.alerts),
 }))
 """
 

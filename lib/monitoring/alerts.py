@@ -19,6 +19,7 @@ import httpx
 from lib.core.atomic import write_text
 from lib.core.logs import get_logger
 from lib.core.param_sections import AlertParams
+from lib.core.retry import retrying
 
 log = get_logger(__name__)
 WEBHOOK_ENV = "QUIRE_ALERT_WEBHOOK_URL"
@@ -153,23 +154,25 @@ def send_webhook(
     if not url:  # unset or empty: no webhook
         return Delivery(None, False, 0, f"{WEBHOOK_ENV} is not set")
     shown = _redact(url)
-    error = None
-    attempts = 0
-    for attempt in range(rules.webhook_retries + 1):
-        attempts = attempt + 1
+
+    def post() -> tuple[bool, bool, str | None]:  # (delivered, worth retrying, error)
         try:
             answer = httpx.post(url, json=payload, timeout=rules.webhook_timeout)
         except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {str(exc)[:200]}"
-        else:
-            if answer.is_success:
-                log.info("alert_webhook_delivered", url=shown, attempts=attempts)
-                return Delivery(shown, True, attempts)
-            error = f"HTTP {answer.status_code}"
-            if answer.status_code < 500 and answer.status_code != 429:
-                break  # the receiver refuses this payload: retrying will not help
-        if attempt < rules.webhook_retries:
-            sleep(rules.webhook_backoff * 2**attempt)
+            return False, True, f"{type(exc).__name__}: {str(exc)[:200]}"
+        if answer.is_success:
+            return True, False, None
+        status = answer.status_code  # a 4xx other than 429: the receiver refuses this payload
+        return False, status >= 500 or status == 429, f"HTTP {status}"
+
+    policy = retrying(
+        rules.webhook_retries, rules.webhook_backoff, retry_if=lambda r: r[1], sleep=sleep
+    )
+    delivered, _, error = policy(post)
+    attempts = int(policy.statistics["attempt_number"])
+    if delivered:
+        log.info("alert_webhook_delivered", url=shown, attempts=attempts)
+        return Delivery(shown, True, attempts)
     log.error("alert_webhook_failed", url=shown, attempts=attempts, error=error)
     return Delivery(shown, False, attempts, error)
 
