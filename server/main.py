@@ -22,7 +22,8 @@ from lib.core.errors import QuireError
 from lib.core.layout import predictions_dir
 from lib.core.logs import get_logger
 from lib.core.params import Params, load_params
-from lib.serving.predictor import InputError, registered_version
+from lib.serving.batch import InputError
+from lib.serving.loading import registered_version
 from server.batcher import MicroBatcher
 from server.config import Settings
 from server.deps import require_api_key

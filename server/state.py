@@ -12,7 +12,10 @@ import pandas as pd
 
 from lib.core import tracking
 from lib.core.params import Params
-from lib.serving.predictor import Batch, LoadedModel, check_rows, load_model
+from lib.serving.batch import Batch
+from lib.serving.contract import check_rows
+from lib.serving.loading import load_model
+from lib.serving.predictor import LoadedModel
 from server.batcher import MicroBatcher
 from server.config import Settings
 from server.metrics import Metrics

@@ -526,7 +526,7 @@ def run_monitor(params: Params, *, webhook_url: str | None = None) -> MonitorRes
     """
     from lib.model.provenance import known_lineage
     from lib.monitoring.alerts import Facts, dispatch, evaluate_rules
-    from lib.serving.predictor import load_model
+    from lib.serving.loading import load_model
 
     m = params.monitor
     model = load_model(params, fast=False)

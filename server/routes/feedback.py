@@ -12,7 +12,8 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from lib.core.layout import feedback_dir
 from lib.data import feedback
 from lib.loop import lineage
-from lib.serving.predictor import InputError, LoadedModel, Problem
+from lib.serving.batch import InputError, Problem
+from lib.serving.predictor import LoadedModel
 from server.bodies import json_body
 from server.deps import Model, State, require_api_key
 

@@ -8,7 +8,9 @@ from typing import Any
 import numpy as np
 from fastapi import APIRouter, Depends, Request
 
-from lib.serving.predictor import Batch, InputError, LoadedModel, Problem, check_rows
+from lib.serving.batch import Batch, InputError, Problem
+from lib.serving.contract import check_rows
+from lib.serving.predictor import LoadedModel
 from server.bodies import FastJSONResponse, json_body
 from server.deps import Model, State, require_api_key
 

@@ -7,7 +7,8 @@ from typing import Any
 import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Request
 
-from lib.serving.predictor import InputError, Problem, check_rows
+from lib.serving.batch import InputError, Problem
+from lib.serving.contract import check_rows
 from server.bodies import FastJSONResponse, json_body
 from server.deps import Model, State, require_api_key
 

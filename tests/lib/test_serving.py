@@ -1,4 +1,4 @@
-"""The server's input contract (lib/serving/predictor.py): whole-column conversion equals value by value."""
+"""The server's input contract (lib/serving/contract.py): whole-column conversion equals value by value."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from lib.data.schema import ColumnSchema, Schema
-from lib.serving import predictor as serving
-from lib.serving.predictor import InputError, check_rows, probe_rows
+from lib.serving import contract as serving
+from lib.serving.batch import InputError
+from lib.serving.contract import check_rows, probe_rows
 
 SCHEMA = Schema(
     target="y",

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from lib.serving.predictor import records_to_frame
+from lib.serving.contract import records_to_frame
 from server.config import Settings
 from server.main import create_app
 from tests.server.helpers import mlflow_payloads, post_payload
