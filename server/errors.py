@@ -22,7 +22,8 @@ The server loads its parameters before it serves; a ``ParamsError`` carrying a `
 file, an environment variable, ``-p``) is therefore its own configuration, not the request's.
 
 Bodies are stable JSON. Quire: ``{"error": {"code", "message", "details"?}}``; MLflow, as
-``mlflow models serve``: ``{"error_code": "BAD_REQUEST", "message"}``; V2, the protocol's
+``mlflow models serve``: ``{"error_code", "message"}`` (``INVALID_PARAMETER_VALUE`` for rows that
+break the contract, ``BAD_REQUEST`` for a body that is not rows, ...); V2, the protocol's
 ``inference_error_response``: ``{"error": "message"}``. No body carries a stack trace; messages
 are cut at 1,000 characters, and a 5xx that is the server's own fault says only that the server
 log has the details.
@@ -60,6 +61,7 @@ _CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "metho
 # MLflow's error codes for HTTP statuses (mlflow.exceptions); other 4xx: BAD_REQUEST
 _MLFLOW_CODES = {401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "ENDPOINT_NOT_FOUND",
                  429: "RESOURCE_EXHAUSTED", 503: "TEMPORARILY_UNAVAILABLE"}  # fmt: skip
+_UNREADABLE = {"invalid_format", "invalid_csv", "invalid_request"}  # not rows at all
 
 
 @dataclass(frozen=True)
@@ -117,8 +119,14 @@ def quire_body(fault: Fault) -> dict[str, Any]:
 
 
 def mlflow_body(fault: Fault) -> dict[str, Any]:
-    """Return the MLflow protocol's body, as ``mlflow models serve`` answers errors."""
-    if fault.status in _MLFLOW_CODES:
+    """Return the MLflow protocol's body, as ``mlflow models serve`` answers errors.
+
+    Rows that break the input contract are ``INVALID_PARAMETER_VALUE`` (as MLflow's schema
+    enforcement answers them), a body that cannot be read as rows ``BAD_REQUEST``.
+    """
+    if fault.status == 422:
+        code = "BAD_REQUEST" if fault.code in _UNREADABLE else "INVALID_PARAMETER_VALUE"
+    elif fault.status in _MLFLOW_CODES:
         code = _MLFLOW_CODES[fault.status]
     else:
         code = "BAD_REQUEST" if fault.status < 500 else "INTERNAL_ERROR"
@@ -137,10 +145,8 @@ def error_response(path: str, fault: Fault) -> JSONResponse:
     """Answer ``fault`` in the shape and status of the protocol that ``path`` belongs to."""
     protocol = protocol_of(path)
     status = 400 if fault.status == 422 and protocol != "quire" else fault.status
-    message = fault.message
-    if len(message) > MAX_MESSAGE:
-        message = message[: MAX_MESSAGE - 1] + "…"
-    fault = replace(fault, status=status, message=message)
+    if len(fault.message) > MAX_MESSAGE:
+        fault = replace(fault, message=fault.message[: MAX_MESSAGE - 1] + "…")
     return JSONResponse(_BODIES[protocol](fault), status_code=status)
 
 

@@ -58,7 +58,7 @@ CASES = {
     ),
     "bug": (RuntimeError("secret internals at 0x7f"), 500, "internal", INTERNAL),
 }  # fmt: skip
-MLFLOW_CODES = {400: "BAD_REQUEST", 422: "BAD_REQUEST", 500: "INTERNAL_ERROR",
+MLFLOW_CODES = {400: "BAD_REQUEST", 422: "INVALID_PARAMETER_VALUE", 500: "INTERNAL_ERROR",
                 503: "TEMPORARILY_UNAVAILABLE"}  # fmt: skip
 
 
@@ -146,7 +146,7 @@ def test_long_messages_are_cut(client, test_rows, monkeypatch, protocol, body):
     ("protocol", "status", "body"),
     [
         ("quire", 422, {"code": "empty_batch", "message": "row 0, field '': the batch is empty; send at least one row"}),
-        ("mlflow", 400, {"error_code": "BAD_REQUEST", "message": "row 0, field '': the batch is empty; send at least one row"}),
+        ("mlflow", 400, {"error_code": "INVALID_PARAMETER_VALUE", "message": "row 0, field '': the batch is empty; send at least one row"}),
         ("v2", 400, {"error": "row 0, field 'inputs': expected a non-empty list of tensors"}),
     ],
 )  # fmt: skip
