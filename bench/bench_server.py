@@ -190,7 +190,7 @@ def rows(store_env: dict[str, str], n: int) -> tuple[list[dict[str, Any]], Any, 
 
 def check(kind: str, port: int, records: list[dict[str, Any]], pipeline: Any, schema: Any) -> bool:
     """Every benchmarked row's answer equals the pipeline's own predict / predict_proba."""
-    from lib.serving.predictor import records_to_frame
+    from lib.serving.contract import records_to_frame
 
     frame, _ = records_to_frame(records, schema)
     base = f"http://127.0.0.1:{port}"

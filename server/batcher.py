@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from lib.serving.predictor import Batch, LoadedModel
+from lib.serving.batch import Batch
+from lib.serving.predictor import LoadedModel
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Request dependencies: the serving state, a ready model, and the API key check."""
+"""Request dependencies: the serving state, a ready model, the request id, the API key check."""
 
 from __future__ import annotations
 
@@ -28,6 +28,15 @@ async def require_model(state: State) -> LoadedModel:
 
 
 Model = Annotated[LoadedModel, Depends(require_model)]
+
+
+async def get_request_id(request: Request) -> str:
+    """Return the id the middleware gave this request (also its ``X-Request-Id`` header)."""
+    request_id: str = request.scope["state"]["request_id"]
+    return request_id
+
+
+RequestId = Annotated[str, Depends(get_request_id)]
 
 
 async def require_api_key(request: Request, state: State) -> None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -11,14 +12,20 @@ import numpy as np
 import pandas as pd
 
 from lib.core import tracking
+from lib.core.layout import Layout
+from lib.core.logs import get_logger
 from lib.core.params import Params
-from lib.serving.predictor import Batch, LoadedModel, check_rows, load_model
+from lib.serving.batch import Batch
+from lib.serving.contract import check_rows
+from lib.serving.loading import load_model, registered_version
+from lib.serving.predictor import LoadedModel
 from server.batcher import MicroBatcher
 from server.config import Settings
 from server.metrics import Metrics
 from server.predlog import PredictionLog
 
 _T = TypeVar("_T")
+log = get_logger("quire.server")
 
 
 @dataclass
@@ -32,6 +39,7 @@ class ServingState:
     predlog: PredictionLog | None = None
     batcher: MicroBatcher | None = None
     reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    poller: asyncio.Task[None] | None = None
 
     def current(self) -> LoadedModel:
         """Return the model to use now (requests keep the one they started with)."""
@@ -71,6 +79,82 @@ class ServingState:
             )
             await asyncio.to_thread(self.install, fresh)
         return fresh
+
+    async def start(self) -> LoadedModel:
+        """Load the model, then start the prediction log, the micro-batcher and the alias poll."""
+        settings = self.settings
+        model = await self.reload()  # the same load, warm-up and swap as /admin/reload
+        if settings.prediction_log:
+            folder = Layout.of(self.params, model=self.log_name(model)).predictions
+            self.predlog = PredictionLog(
+                folder, settings.log_flush_rows, settings.log_flush_seconds,
+                on_drop=lambda n: self.metrics.log_drops.inc(n),
+            )  # fmt: skip
+            self.predlog.start()
+        self.batcher = MicroBatcher(
+            self.current, self.run_model, settings.batch_wait_ms, settings.batch_max_rows
+        )
+        self.batcher.start()
+        if settings.poll_seconds > 0:
+            self.poller = asyncio.create_task(self._poll_alias(), name="alias-poller")
+        log.info("serving", model=model.name, version=model.version, uri=model.uri)
+        return model
+
+    async def stop(self) -> None:
+        """Stop polling, answer the queued rows, flush the prediction log; then not ready."""
+        if self.poller is not None:
+            self.poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.poller
+        if self.batcher is not None:
+            await self.batcher.stop()
+        if self.predlog is not None:
+            await asyncio.to_thread(self.predlog.close)
+        self.metrics.ready.set(0)
+
+    async def _poll_alias(self) -> None:
+        """Reload whenever the served alias (champion by default) moves to another version."""
+        settings = self.settings
+        while True:
+            await asyncio.sleep(settings.poll_seconds)
+            try:
+                now = await asyncio.to_thread(registered_version, self.params, settings.model_uri)
+                if now is not None and now != self.current().version:
+                    fresh = await self.reload()
+                    log.info("alias_moved", model=fresh.name, version=fresh.version)
+            except Exception as exc:  # the registry may be briefly unreachable: keep serving
+                log.warning("alias_poll_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+
+    def check(self, rows: Sequence[Any], model: LoadedModel, *, extra: str | None = None) -> Batch:
+        """Check request rows against ``model``'s schema with the server's row limit.
+
+        ``extra`` overrides the configured handling of unknown fields (the MLflow protocol
+        ignores them, as ``mlflow models serve`` does).
+        """
+        return check_rows(
+            rows,
+            model.schema,
+            extra=extra or self.settings.extra_fields,
+            max_rows=self.settings.max_batch_rows,
+        )
+
+    async def predict(
+        self,
+        request_id: str,
+        model: LoadedModel,
+        batch: Batch,
+        method: Callable[[Batch], tuple[np.ndarray, np.ndarray | None]] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Predict ``batch`` with ``model`` (or its ``method``) and log the rows under the request.
+
+        Returns
+        -------
+        tuple
+            Labels or values, and class probabilities in schema order (None for regression).
+        """
+        labels, proba = await self.run_model(method or model.predict, batch)
+        self.log_rows(request_id, model, batch, labels, proba)
+        return labels, proba
 
     async def run_model(self, method: Callable[[Batch], _T], batch: Batch) -> _T:
         """Call a model method on ``batch``: inline when small, else in a worker thread.

@@ -57,7 +57,7 @@ def run_monitor(params: Params, *, webhook_url: str | None = None) -> MonitorRes
     MonitorResult
     """
     from lib.model.provenance import known_lineage
-    from lib.serving.predictor import load_model
+    from lib.serving.loading import load_model
 
     m = params.monitor
     model = load_model(params, fast=False)

@@ -1,1 +1,1 @@
-"""What the model server needs from lib: load the champion with its contract, check rows."""
+"""Serving: load the champion with its contract (loading), check rows (contract), predict."""

@@ -9,10 +9,11 @@ from typing import Any
 import pandas as pd
 from fastapi import APIRouter, Depends, HTTPException, Request
 
-from lib.core.layout import feedback_dir
+from lib.core.layout import Layout
 from lib.data import feedback
 from lib.loop import lineage
-from lib.serving.predictor import InputError, LoadedModel, Problem
+from lib.serving.batch import InputError, Problem
+from lib.serving.predictor import LoadedModel
 from server.bodies import json_body
 from server.deps import Model, State, require_api_key
 
@@ -102,7 +103,7 @@ def _frame(body: Any, model: LoadedModel, limit: int) -> pd.DataFrame:
 async def post_feedback(request: Request, state: State, model: Model) -> dict[str, Any]:
     """Save true labels for served rows; the monitor stage and ``--retrain`` join them by id."""
     labels = _frame(await json_body(request), model, state.settings.max_batch_rows)
-    folder = feedback_dir(state.params.project.data_dir, state.log_name(model))
+    folder = Layout.of(state.params, model=state.log_name(model)).feedback
     path = await asyncio.to_thread(feedback.save_labels, folder, labels)
     return {"accepted": len(labels), "file": path.name}
 

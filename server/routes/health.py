@@ -8,15 +8,14 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from server.deps import State
+from server.errors import Fault, error_response
 
 router = APIRouter(tags=["health"])
 
 
 def _ready(state: State) -> JSONResponse:
     if state.model is None:
-        return JSONResponse(
-            {"error": {"code": "not_ready", "message": "model not loaded yet"}}, status_code=503
-        )
+        return error_response("/health/ready", Fault(503, "not_ready", "model not loaded yet"))
     return JSONResponse(
         {"status": "ready", "model": state.model.name, "version": state.model.version}
     )

@@ -8,9 +8,9 @@ from typing import Any
 import pandas as pd
 from fastapi import APIRouter, Depends, HTTPException, Request
 
-from lib.serving.predictor import InputError, Problem, check_rows
-from server.bodies import FastJSONResponse, json_body, media_type
-from server.deps import Model, State, require_api_key
+from lib.serving.batch import InputError, Problem
+from server.bodies import FastJSONResponse, json_value, media_type
+from server.deps import Model, RequestId, State, require_api_key
 
 router = APIRouter(tags=["mlflow"], dependencies=[Depends(require_api_key)])
 _FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
@@ -58,20 +58,24 @@ def _csv_records(raw: bytes) -> list[dict[str, Any]]:
     return records
 
 
-@router.post("/invocations")
-async def invocations(request: Request, state: State, model: Model) -> FastJSONResponse:
-    """Score rows sent in any MLflow format (JSON or text/csv); answers {"predictions": [...]}."""
+def _rows(request: Request, raw: bytes) -> list[Any]:
+    """Return the rows of an /invocations body, by its content type (JSON or CSV)."""
     kind = media_type(request)
     if kind == "text/csv":
-        rows = _csv_records(await request.body())
-    elif kind == "application/json":
-        rows = _records(await json_body(request))
-    else:
-        raise HTTPException(
-            415, "send application/json or text/csv, as the MLflow scoring protocol expects"
-        )
-    batch = check_rows(rows, model.schema, extra="ignore", max_rows=state.settings.max_batch_rows)
+        return _csv_records(raw)
+    if kind == "application/json":
+        return _records(json_value(raw))
+    raise HTTPException(
+        415, "send application/json or text/csv, as the MLflow scoring protocol expects"
+    )
+
+
+@router.post("/invocations")
+async def invocations(
+    request: Request, state: State, model: Model, request_id: RequestId
+) -> FastJSONResponse:
+    """Score rows sent in any MLflow format (JSON or text/csv); answers {"predictions": [...]}."""
+    batch = state.check(_rows(request, await request.body()), model, extra="ignore")
     # Like MLflow's pyfunc flavour: the pipeline's own predict (no Quire decision threshold).
-    labels, proba = await state.run_model(model.pipeline_predict, batch)
-    state.log_rows(request.scope["state"]["request_id"], model, batch, labels, proba)
+    labels, _ = await state.predict(request_id, model, batch, model.pipeline_predict)
     return FastJSONResponse({"predictions": labels.tolist()})

@@ -1,4 +1,4 @@
-"""Quire's own routes: /predict (one row), /predict/batch, /model, /admin/reload."""
+"""Quire's own routes: /predict (one row), /predict/batch, /model."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from typing import Any
 import numpy as np
 from fastapi import APIRouter, Depends, Request
 
-from lib.serving.predictor import Batch, InputError, LoadedModel, Problem, check_rows
+from lib.serving.batch import Batch, InputError, Problem
+from lib.serving.predictor import LoadedModel
 from server.bodies import FastJSONResponse, json_body
-from server.deps import Model, State, require_api_key
+from server.deps import Model, RequestId, State, require_api_key
 
 router = APIRouter(tags=["predict"], dependencies=[Depends(require_api_key)])
 
@@ -20,17 +21,32 @@ _ROW_DOC = {
 }
 
 
+def _one_row(body: Any) -> list[dict[str, Any]]:
+    """Return the single row of a /predict body, as a list of rows."""
+    if not isinstance(body, dict):
+        raise InputError(
+            [Problem(0, "", "expected one object of field: value; use /predict/batch for a list")]
+        )
+    return [body]
+
+
+def _batch_rows(body: Any) -> list[Any]:
+    """Return the rows of a /predict/batch body: a list, or ``{"rows": [...]}``."""
+    rows = body.get("rows") if isinstance(body, dict) else body
+    if not isinstance(rows, list):
+        raise InputError([Problem(0, "", 'expected a list of rows, or {"rows": [...]}')])
+    return rows
+
+
 def _answer(
     state: State,
-    request: Request,
+    request_id: str,
     model: LoadedModel,
     batch: Batch,
     labels: np.ndarray,
     proba: np.ndarray | None,
 ) -> FastJSONResponse:
-    """Log the rows, count them, and answer (a ready FastJSONResponse: no re-encoding pass)."""
-    request_id = request.scope["state"]["request_id"]
-    state.log_rows(request_id, model, batch, labels, proba)
+    """Count the answers and build the response (a ready FastJSONResponse: no re-encoding pass)."""
     values = labels.tolist()
     rows: list[dict[str, Any]]
     if proba is not None and model.classes is not None:
@@ -58,38 +74,28 @@ def _answer(
 
 
 @router.post("/predict", openapi_extra={"requestBody": _ROW_DOC})
-async def predict_one(request: Request, state: State, _: Model) -> FastJSONResponse:
+async def predict_one(
+    request: Request, state: State, _: Model, request_id: RequestId
+) -> FastJSONResponse:
     """Predict one row (an object of field: value); concurrent calls share model batches."""
-    body = await json_body(request)
-    if not isinstance(body, dict):
-        raise InputError(
-            [Problem(0, "", "expected one object of field: value; use /predict/batch for a list")]
-        )
-    batch = check_rows([body], state.current().schema, extra=state.settings.extra_fields)
+    batch = state.check(_one_row(await json_body(request)), state.current())
     assert state.batcher is not None
-    model, labels, proba = await state.batcher.predict(batch)
-    return _answer(state, request, model, batch, labels, proba)
+    model, labels, proba = await state.batcher.predict(batch)  # the model of the shared call
+    state.log_rows(request_id, model, batch, labels, proba)
+    return _answer(state, request_id, model, batch, labels, proba)
 
 
 @router.post(
     "/predict/batch",
     openapi_extra={"requestBody": {"description": "A list of rows.", "required": True}},
 )
-async def predict_batch(request: Request, state: State, _: Model) -> FastJSONResponse:
+async def predict_batch(
+    request: Request, state: State, model: Model, request_id: RequestId
+) -> FastJSONResponse:
     """Predict a list of rows (at most the configured row limit)."""
-    body = await json_body(request)
-    rows = body.get("rows") if isinstance(body, dict) else body
-    if not isinstance(rows, list):
-        raise InputError([Problem(0, "", 'expected a list of rows, or {"rows": [...]}')])
-    model = state.current()
-    batch = check_rows(
-        rows,
-        model.schema,
-        extra=state.settings.extra_fields,
-        max_rows=state.settings.max_batch_rows,
-    )
-    labels, proba = await state.run_model(model.predict, batch)
-    return _answer(state, request, model, batch, labels, proba)
+    batch = state.check(_batch_rows(await json_body(request)), model)
+    labels, proba = await state.predict(request_id, model, batch)
+    return _answer(state, request_id, model, batch, labels, proba)
 
 
 def _lineage(model: LoadedModel) -> dict[str, Any] | None:
@@ -142,13 +148,3 @@ async def model_info(model: Model) -> dict[str, Any]:
         "metrics": model.metrics,
         "schema": model.schema.model_dump(mode="json"),
     }
-
-
-@router.post("/admin/reload")
-async def reload(state: State) -> dict[str, Any]:
-    """Load the model again (e.g. a new champion) and swap it in.
-
-    Requests already running finish on the old model.
-    """
-    fresh = await state.reload()
-    return {"status": "reloaded", "name": fresh.name, "version": fresh.version}

@@ -7,9 +7,10 @@ from typing import Any
 import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Request
 
-from lib.serving.predictor import InputError, Problem, check_rows
+from lib.serving.batch import InputError, Problem
+from lib.serving.predictor import LoadedModel
 from server.bodies import FastJSONResponse, json_body
-from server.deps import Model, State, require_api_key
+from server.deps import Model, RequestId, State, require_api_key
 
 router = APIRouter(tags=["open inference (v2)"], dependencies=[Depends(require_api_key)])
 _TYPES = {"numeric": "FP64", "boolean": "BOOL", "categorical": "BYTES", "datetime": "BYTES"}
@@ -74,19 +75,8 @@ def _rows(body: Any) -> list[dict[str, Any]]:
     return [{k: v[i] for k, v in columns.items()} for i in range(n)]
 
 
-@router.post("/v2/models/{name}/infer")
-async def infer(name: str, request: Request, state: State, model: Model) -> FastJSONResponse:
-    """Inference request with one input tensor per column."""
-    _check_name(name, model)
-    body = await json_body(request)
-    batch = check_rows(
-        _rows(body),
-        model.schema,
-        extra=state.settings.extra_fields,
-        max_rows=state.settings.max_batch_rows,
-    )
-    labels, proba = await state.run_model(model.predict, batch)
-    state.log_rows(request.scope["state"]["request_id"], model, batch, labels, proba)
+def _outputs(model: LoadedModel, labels: np.ndarray, proba: np.ndarray | None) -> list[Any]:
+    """Return the output tensors: ``predict``, and ``predict_proba`` for a classifier."""
     outputs: list[dict[str, Any]] = [
         {
             "name": "predict",
@@ -104,11 +94,23 @@ async def infer(name: str, request: Request, state: State, model: Model) -> Fast
                 "data": proba.ravel().tolist(),
             }
         )
+    return outputs
+
+
+@router.post("/v2/models/{name}/infer")
+async def infer(
+    name: str, request: Request, state: State, model: Model, request_id: RequestId
+) -> FastJSONResponse:
+    """Inference request with one input tensor per column."""
+    _check_name(name, model)
+    body = await json_body(request)
+    batch = state.check(_rows(body), model)
+    labels, proba = await state.predict(request_id, model, batch)
     return FastJSONResponse(
         {
             "model_name": model.name,
             "model_version": model.version,
-            "id": body.get("id", request.scope["state"]["request_id"]),
-            "outputs": outputs,
+            "id": body.get("id", request_id),  # the protocol echoes the client's id
+            "outputs": _outputs(model, labels, proba),
         }
     )

@@ -15,8 +15,9 @@ from sklearn.preprocessing import PolynomialFeatures
 from lib.core.params import load_params
 from lib.data.ingest import load_processed, run_ingest
 from lib.data.preprocess import DateFeatures
+from lib.serving.contract import check_rows, probe_rows
 from lib.serving.fastpath import Unsupported, compile_pipeline
-from lib.serving.predictor import LoadedModel, check_rows, probe_rows
+from lib.serving.predictor import LoadedModel
 from tests.conftest import dirs_overrides
 
 

@@ -91,7 +91,7 @@ def test_a_window_of_rows_from_a_file_with_no_drift(root):
 
 def write_log(root: Path, params: Params) -> pd.DataFrame:
     """Serve the production batch through the server's own code paths into a prediction log."""
-    from lib.serving.predictor import load_model
+    from lib.serving.loading import load_model
     from server.predlog import PredictionLog
 
     model = load_model(params)

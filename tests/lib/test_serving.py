@@ -1,13 +1,15 @@
-"""The server's input contract (lib/serving/predictor.py): whole-column conversion equals value by value."""
+"""The server's input contract (lib/serving/contract.py): whole-column conversion equals value by value."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from lib.core.errors import DataValidationError
 from lib.data.schema import ColumnSchema, Schema
-from lib.serving import predictor as serving
-from lib.serving.predictor import InputError, check_rows, probe_rows
+from lib.serving import contract as serving
+from lib.serving.batch import InputError
+from lib.serving.contract import check_rows, probe_rows
 
 SCHEMA = Schema(
     target="y",
@@ -97,3 +99,21 @@ def test_missing_and_extra_fields_are_named():
         check_rows(rows, SCHEMA)
     found = {(p.row, p.field, p.reason.split(";")[0]) for p in caught.value.problems}
     assert found == {(7, "plan", "missing field"), (9, "colour", "unknown field")}
+
+
+def test_input_errors_are_data_validation_errors_naming_the_check():
+    rows = [{"x": 1.0, "flag": True, "plan": "pro", "since": None}] * 3
+    with pytest.raises(DataValidationError) as caught:
+        check_rows(rows, SCHEMA, max_rows=2)
+    assert isinstance(caught.value, InputError)
+    assert (caught.value.check, caught.value.column, caught.value.path) == (
+        "batch_too_large",
+        None,
+        None,
+    )
+    assert caught.value.message == (
+        "row 2, field '': 3 rows exceed the limit of 2 per request; split the batch"
+    )
+    with pytest.raises(DataValidationError) as caught:
+        check_rows([{**rows[0], "x": "many"}], SCHEMA)
+    assert (caught.value.check, caught.value.column) == ("invalid_input", "x")

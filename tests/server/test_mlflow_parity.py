@@ -71,3 +71,29 @@ def test_every_format_gets_the_same_answer_as_mlflow(served_params, test_rows, m
         assert answers["csv"] == answers["dataframe_records"]
         assert quire.get("/ping").status_code == mlflow.get("/ping").status_code == 200
         assert quire.get("/version").text == mlflow.get("/version").text
+
+
+def test_bad_input_gets_the_same_status_and_error_code_as_mlflow(
+    served_params, test_rows, mlflow_server
+):
+    rows = test_rows[:3]
+    missing = [{k: v for k, v in r.items() if k != "tenure_months"} for r in rows]
+    bodies = {
+        "no format": {"records": rows},
+        "two formats": {"instances": rows, "inputs": rows},
+        "missing field": {"dataframe_records": missing},
+    }
+    with (
+        TestClient(create_app(Settings(prediction_log=False), served_params)) as quire,
+        httpx.Client(base_url=mlflow_server, timeout=30) as mlflow,
+    ):
+        for name, body in bodies.items():
+            ours, theirs = (
+                quire.post("/invocations", json=body),
+                mlflow.post("/invocations", json=body),
+            )
+            assert (ours.status_code, ours.json()["error_code"]) == (
+                theirs.status_code,
+                theirs.json()["error_code"],
+            ), (name, theirs.text[:300])
+            assert set(ours.json()) == {"error_code", "message"}, name

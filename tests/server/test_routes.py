@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from lib.serving.predictor import records_to_frame
+from lib.serving.contract import records_to_frame
 from server.config import Settings
 from server.main import create_app
 from tests.server.helpers import mlflow_payloads, post_payload
@@ -153,7 +153,14 @@ def test_mlflow_protocol_all_formats_agree_with_pipeline_predict(client, pipelin
         answer = post_payload(client, "/invocations", kind, body)
         assert answer.status_code == 200, (name, answer.text)
         assert answer.json() == {"predictions": expected.tolist()}, name
-    assert_clean_error(client.post("/invocations", json={"records": rows}), 422, "invalid_format")
+    # the MLflow protocol's error body and status, as `mlflow models serve` answers bad input
+    refused = client.post("/invocations", json={"records": rows})
+    assert refused.status_code == 400
+    assert refused.json() == {
+        "error_code": "BAD_REQUEST",
+        "message": "row 0, field '': expected exactly one of dataframe_split, dataframe_records, "
+        "instances, inputs at the top level",
+    }
 
 
 def test_open_inference_protocol(client, pipeline, test_rows):
@@ -171,7 +178,9 @@ def test_open_inference_protocol(client, pipeline, test_rows):
     proba, _ = expected_proba(pipeline, client, rows)
     assert answer["id"] == "r1" and answer["outputs"][1]["shape"] == [3, 2]
     assert answer["outputs"][1]["data"] == proba.ravel().tolist()
-    assert_clean_error(client.post("/v2/models/other/infer", json=request), 404, "not_found")
+    refused = client.post("/v2/models/other/infer", json=request)  # the V2 error body
+    assert refused.status_code == 404
+    assert refused.json() == {"error": "no model 'other' here; this server serves 'quire-churn'"}
 
 
 def test_openapi_and_metrics(client):

@@ -1,0 +1,277 @@
+"""The input contract: check submitted rows against the model's schema, as typed columns."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from operator import itemgetter
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lib.data.schema import ColumnSchema, Schema
+from lib.serving.batch import Batch, InputError, Problem
+
+_TRUE = {True, "true", "True", "1"}
+_FALSE = {False, "false", "False", "0"}
+
+
+def _number(value: Any) -> float | str | None:
+    """Return the float value, None for null, or a string saying what is wrong."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"expected a number, got {type(value).__name__}"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN and Infinity are not allowed; send null for a missing value"
+    return float(value)
+
+
+def _boolean(value: Any) -> float | str | None:
+    if value is None:
+        return None
+    if not isinstance(value, bool | int | float | str):
+        return f"expected true or false, got {type(value).__name__}"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN and Infinity are not allowed; send null for a missing value"
+    if value in _TRUE:
+        return 1.0
+    if value in _FALSE:
+        return 0.0
+    return f"expected true or false, got {value!r}"[:80]
+
+
+def _category(value: Any) -> str | tuple[str] | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return str(int(value)) if float(value).is_integer() else str(value)
+    return (f"expected a string, got {type(value).__name__}",)
+
+
+def _date(value: Any) -> pd.Timestamp | str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        return f"expected an ISO date string, got {type(value).__name__}"
+    try:
+        stamp = pd.Timestamp(value)
+    except ValueError:
+        return f"expected an ISO date such as 2024-01-31, got {value[:40]!r}"
+    if pd.isna(stamp):
+        return None
+    if stamp.tzinfo is not None:
+        stamp = stamp.tz_convert("UTC").tz_localize(None)
+    if not pd.Timestamp.min <= stamp <= pd.Timestamp.max:
+        return f"dates must fall between 1677-09-22 and 2262-04-11, got {value[:40]!r}"
+    return stamp
+
+
+_MISSING = object()
+
+
+def _transpose(rows: Sequence[Mapping[str, Any]], names: list[str]) -> list[list[Any]]:
+    """Values per field (``_MISSING`` where a row lacks the field)."""
+    try:  # every row has every field: one C-level pass
+        return [list(c) for c in zip(*map(itemgetter(*names), rows), strict=True)]
+    except KeyError:
+        return [[row.get(name, _MISSING) for row in rows] for name in names]
+
+
+def _column(
+    col: ColumnSchema,
+    values: list[Any],
+    rows: Sequence[Mapping[str, Any]],
+    problems: list[Problem],
+) -> np.ndarray:
+    """Return one column as a typed array, adding a Problem for every bad value."""
+    fast = _whole_column(col.kind, values)
+    if fast is not None:
+        return fast
+    checked = _value_by_value(col, rows, problems)
+    if col.kind in ("numeric", "boolean"):
+        return np.array(checked, dtype=float)
+    if col.kind == "datetime":
+        return np.array(
+            [np.datetime64("NaT", "ns") if v is None else v.to_datetime64() for v in checked],
+            dtype="datetime64[ns]",
+        )
+    return np.array(checked, dtype=object)
+
+
+def _whole_column(kind: str, values: list[Any]) -> np.ndarray | None:
+    """Convert a column of well-formed values in one step; None sends it value by value.
+
+    The common case for large batches: numbers that are all numbers, strings that are all
+    strings. Anything unusual (a missing field, a wrong type, NaN, an odd date) returns None,
+    and the value-by-value check finds and names it.
+    """
+    types = set(map(type, values))
+    try:
+        if kind == "numeric" and types <= {float, int, type(None)}:
+            array = np.array(values, dtype=float)
+            if np.isinf(array).any() or np.isnan(array).sum() != values.count(None):
+                return None  # Infinity or a NaN literal: reported row by row
+            return array
+        if kind == "boolean" and types <= {bool, type(None)}:
+            return np.array(values, dtype=float)
+        if kind == "categorical" and types <= {str, type(None)}:
+            return np.array(values, dtype=object)
+        if kind == "datetime" and types <= {str, type(None)}:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                dates = pd.to_datetime(pd.Series(values, dtype=object), format="ISO8601")
+            if dates.dt.tz is not None:
+                dates = dates.dt.tz_convert("UTC").dt.tz_localize(None)
+            return dates.to_numpy(dtype="datetime64[ns]")
+    except (ValueError, TypeError, OverflowError, Warning):
+        return None
+    return None
+
+
+def _value_by_value(
+    col: ColumnSchema, rows: Sequence[Mapping[str, Any]], problems: list[Problem]
+) -> list[Any]:
+    out: list[Any] = []
+    for i, row in enumerate(rows):
+        if col.name not in row:
+            problems.append(Problem(i, col.name, "missing field"))
+            out.append(None)
+            continue
+        value = row[col.name]
+        if col.kind == "numeric":
+            parsed: Any = _number(value)
+        elif col.kind == "boolean":
+            parsed = _boolean(value)
+        elif col.kind == "datetime":
+            parsed = _date(value)
+        else:
+            parsed = _category(value)
+            if isinstance(parsed, tuple):
+                problems.append(Problem(i, col.name, parsed[0]))
+                parsed = None
+        if isinstance(parsed, str) and col.kind != "categorical":
+            problems.append(Problem(i, col.name, parsed))
+            parsed = None
+        out.append(parsed)
+    return out
+
+
+def check_rows(
+    rows: Sequence[Any], schema: Schema, *, extra: str = "reject", max_rows: int = 10_000
+) -> Batch:
+    """Check submitted rows against the schema and return them as typed columns.
+
+    Parameters
+    ----------
+    rows
+        One mapping of field → value per row.
+    schema
+        The model's training schema.
+    extra
+        ``reject`` fields the schema does not know, or ``ignore`` them.
+    max_rows
+        The most rows one request may carry.
+
+    Returns
+    -------
+    Batch
+        The columns, and per row the fields whose category was not seen in training.
+
+    Raises
+    ------
+    InputError
+        Naming every bad row and field (at most the first 20).
+    """
+    if len(rows) == 0:
+        raise InputError(
+            [Problem(0, "", "the batch is empty; send at least one row")], "empty_batch"
+        )
+    if len(rows) > max_rows:
+        reason = f"{len(rows):,} rows exceed the limit of {max_rows:,} per request; split the batch"
+        raise InputError([Problem(max_rows, "", reason)], "batch_too_large")
+    problems = [
+        Problem(i, "", "expected an object of field: value")
+        for i, r in enumerate(rows)
+        if type(r) is not dict and not isinstance(r, Mapping)  # the exact check is much cheaper
+    ]
+    if problems:
+        raise InputError(problems[:20])
+    known = set(schema.names())
+    if extra == "reject":
+        for i, row in enumerate(rows):
+            if row.keys() <= known:
+                continue
+            for name in row:
+                if name not in known:
+                    problems.append(
+                        Problem(
+                            i,
+                            str(name)[:60],
+                            "unknown field; remove it (the server rejects extra fields)",
+                        )
+                    )
+    names = schema.names()
+    if len(names) == 1:  # itemgetter of one name gives values, not tuples
+        values = [[row.get(names[0], _MISSING) for row in rows]]
+    else:
+        values = _transpose(rows, names)
+    columns = {
+        col.name: _column(col, column, rows, problems)
+        for col, column in zip(schema.features, values, strict=True)
+    }
+    if problems:
+        raise InputError(problems[:20])
+    return Batch(columns, _unknown_categories(columns, schema, len(rows)))
+
+
+def records_to_frame(
+    rows: Sequence[Any], schema: Schema, *, extra: str = "reject", max_rows: int = 10_000
+) -> tuple[pd.DataFrame, list[list[str]]]:
+    """Like ``check_rows``, as a DataFrame and the unknown categories per row."""
+    batch = check_rows(rows, schema, extra=extra, max_rows=max_rows)
+    return batch.frame(), batch.unknown
+
+
+def _unknown_categories(
+    columns: Mapping[str, np.ndarray], schema: Schema, n: int
+) -> list[list[str]]:
+    flags: list[list[str]] = [[] for _ in range(n)]
+    for col in schema.features:
+        if col.kind != "categorical" or col.categories is None:
+            continue
+        values = pd.Series(columns[col.name], dtype=object, copy=False)
+        unknown = values.notna().to_numpy() & ~values.isin(col.categories).to_numpy()
+        for i in np.flatnonzero(unknown).tolist():
+            flags[i].append(col.name)
+    return flags
+
+
+def probe_rows(schema: Schema, n: int = 256, seed: int = 0) -> list[dict[str, Any]]:
+    """Return rows that reach every corner of the input contract.
+
+    Each category, an unseen one, missing values, values far outside the training range, old and
+    future dates.
+    """
+    rng = np.random.default_rng(seed)
+    rows: list[dict[str, Any]] = [{} for _ in range(n)]
+    for col in schema.features:
+        if col.kind == "numeric":
+            low = col.min if col.min is not None else -1.0
+            high = col.max if col.max is not None else 1.0
+            span = max(high - low, 1.0)
+            pool: list[Any] = [None, low, high, low - 10 * span, high + 10 * span, 0.0]
+            values = [*pool, *rng.uniform(low - span, high + span, n).tolist()]
+        elif col.kind == "boolean":
+            values = [None, True, False]
+        elif col.kind == "datetime":
+            days = rng.integers(-20_000, 40_000, n)
+            values = [None, *[str(np.datetime64(int(d), "D")) for d in days]]
+        else:
+            values = [None, "never seen in training", *(col.categories or ["a", "b"])]
+        picks = rng.permutation(np.resize(np.arange(len(values)), n))
+        for row, k in zip(rows, picks, strict=True):
+            row[col.name] = values[k]
+    return rows

@@ -1,0 +1,66 @@
+"""The OpenAPI document: request bodies described with the served model's own fields."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+
+from server.state import ServingState
+
+_JSON_TYPES = {
+    "numeric": "number",
+    "boolean": "boolean",
+    "datetime": "string",
+    "categorical": "string",
+}
+
+
+def row_schema(state: ServingState) -> dict[str, Any]:
+    """Return the JSON schema of one input row, from the served model's training schema."""
+    model = state.current()
+    properties: dict[str, Any] = {}
+    for col in model.schema.features:
+        prop: dict[str, Any] = {"type": [_JSON_TYPES[col.kind], "null"]}
+        if col.kind == "datetime":
+            prop["format"] = "date"
+        if col.categories:
+            prop["description"] = "seen in training: " + ", ".join(col.categories[:50])
+        if col.min is not None and col.max is not None:
+            prop["description"] = f"seen in training: {col.min:g} to {col.max:g}"
+        properties[col.name] = prop
+    return {
+        "title": "Row",
+        "type": "object",
+        "properties": properties,
+        "required": model.schema.names(),
+        "example": state.example_rows(model)[0],
+    }
+
+
+def document_model_inputs(app: FastAPI) -> None:
+    """Make ``app.openapi`` describe /predict bodies with the model's fields, once it is loaded."""
+    base = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        spec = base()
+        state: ServingState = app.state.serving
+        if state.model is None:
+            return spec
+        spec.setdefault("components", {}).setdefault("schemas", {})["Row"] = row_schema(state)
+        ref = {"$ref": "#/components/schemas/Row"}
+        bodies = {
+            "/predict": ref,
+            "/predict/batch": {
+                "type": "array",
+                "items": ref,
+                "maxItems": state.settings.max_batch_rows,
+            },
+        }
+        for path, schema in bodies.items():
+            spec["paths"][path]["post"]["requestBody"]["content"] = {
+                "application/json": {"schema": schema}
+            }
+        return spec
+
+    app.openapi = openapi  # type: ignore[method-assign]
