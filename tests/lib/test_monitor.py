@@ -95,7 +95,7 @@ def write_log(root: Path, params: Params) -> pd.DataFrame:
     from server.predlog import PredictionLog
 
     model = load_model(params)
-    batch_path = Path(load_manifest(params)["production_batch"])
+    batch_path = Path(load_manifest(params).production_batch)
     frame = inputs.conform(pd.read_parquet(batch_path), model.schema, batch_path)
     log = PredictionLog(root / "data" / "predictions" / model.name, flush_rows=400)
     log.start()
