@@ -24,6 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lib.core.contracts import predlog
 from lib.core.logs import get_logger
 
 log = get_logger(__name__)
@@ -51,7 +52,7 @@ class PredictionLog:
         flush_rows: int = 5000,
         flush_seconds: float = 5.0,
         on_drop: Callable[[int], None] | None = None,
-        utc_columns: Sequence[str] = ("time",),
+        utc_columns: Sequence[str] = (predlog.TIME,),
     ) -> None:
         self.folder = folder
         self.flush_rows = flush_rows
@@ -131,7 +132,7 @@ class PredictionLog:
             return
         count = sum(n for n, _ in items)
         stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%S%f")
-        final = self.folder / f"part-{stamp}-{uuid.uuid4().hex[:6]}.parquet"
+        final = self.folder / predlog.PART_GLOB.replace("*", f"{stamp}-{uuid.uuid4().hex[:6]}")
         tmp = final.with_name(f".{final.name}.tmp")
         try:
             pq.write_table(self._table(items), tmp)

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
-import pandas as pd
 
 from lib.core import tracking
+from lib.core.contracts import predlog
 from lib.core.layout import Layout
 from lib.core.logs import get_logger
 from lib.core.params import Params
@@ -194,15 +194,12 @@ class ServingState:
         """Queue the served rows for the prediction log (never blocks; columns, not dicts)."""
         if self.predlog is None:
             return
-        n = len(batch)
-        table: dict[str, Any] = dict(batch.columns)
-        table["request_id"] = np.full(n, request_id, dtype=object)
-        table["row"] = np.arange(n)
-        now = np.datetime64(pd.Timestamp.now(tz="UTC").tz_localize(None), "ns")
-        table["time"] = np.full(n, now)  # UTC; the log stores it as a UTC timestamp
-        table["model_version"] = np.full(n, model.version, dtype=object)
-        table["prediction"] = labels
-        if proba is not None and model.classes is not None:
-            for j, label in enumerate(model.classes):
-                table[f"proba_{label}"] = proba[:, j]
+        table = predlog.log_columns(
+            batch.columns,
+            request_id=request_id,
+            model_version=model.version,
+            prediction=labels,
+            proba=proba,
+            classes=model.classes,
+        )
         self.predlog.append(table)

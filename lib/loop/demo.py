@@ -15,7 +15,6 @@ logs folder) for the feedback and retrain steps the summary suggests.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import signal
@@ -31,6 +30,7 @@ from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_delay
 from tenacity.stop import stop_base
 
 from lib.core import startup
+from lib.core.contracts.summary import read_summary
 from lib.core.layout import Layout
 from lib.core.paths import PROJECT_ROOT
 
@@ -117,7 +117,6 @@ def build_parser() -> argparse.ArgumentParser:
 @startup.entry_point
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the demo; return the exit code."""
-    from lib.core import tracking
     from lib.core.paths import resolve
 
     args = build_parser().parse_args(argv)
@@ -151,21 +150,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         time.sleep(2)  # the server flushes its prediction log every second
         monitor = ["--only", "monitor", "-p", "monitor.current=log", "--fail-on-alert"]
         _run(_python("run_all.py", *layers, *monitor), env, ok=(0, 3))
-        folder = Layout.of(params).monitoring_summary
-        summary = json.loads(folder.read_text(encoding="utf-8"))
+        layout = Layout.of(params)
+        summary = read_summary(layout.monitoring_summary)
         dash = _python("-m", "lib.monitoring.dashboard", "--port", str(args.dashboard_port))
         stack.enter_context(_service(dash, env, dashboard, logs / "demo-dashboard.log"))
-        reports = resolve(params.project.reports_dir)
         print("\n" + "=" * 78)
-        print(f"monitoring verdict: {summary['verdict']}")
-        for alert in summary.get("alerts", []):
-            print(f"  ALERT {alert['rule']}: {alert['message']}")
+        print(f"monitoring verdict: {summary.verdict}")
+        for alert in summary.alerts:
+            print(f"  ALERT {alert.rule}: {alert.message}")
         print(f"\ndrift dashboard   {dashboard}")
         print(f"model API         {base}/docs   (model: {base}/model)")
-        print(f"reports           {(reports / 'index.html').as_uri()}")
-        print(f"monitor report    {(reports / '04_monitor.html').as_uri()}")
-        print(f"Evidently report  {(reports / '04_monitor_evidently.html').as_uri()}")
-        labels = resolve(params.project.data_dir) / "feedback" / tracking.model_name(params)
+        print(f"reports           {layout.index.as_uri()}")
+        print(f"monitor report    {layout.report('04_monitor').as_uri()}")
+        print(f"Evidently report  {layout.evidently_report.as_uri()}")
+        labels = layout.feedback
         print("\nclose the loop: hand back the true labels of the replayed rows (POST /feedback,")
         print("or drop the file in the feedback folder), then retrain:")
         print(f"  mkdir -p {labels} && cp {ids} {labels}/")

@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from lib.core import startup
+from lib.core.contracts import predlog
 from lib.core.layout import Layout, predictions_dir
 from lib.core.logs import get_logger
 from lib.core.params import Params
@@ -28,15 +29,8 @@ log = get_logger(__name__)
 
 def find_rows(folder: Path, request_id: str) -> pd.DataFrame:
     """Return the logged rows of one request (empty when it is not in the log)."""
-    files = sorted(folder.glob("part-*.parquet"))
-    if not files:
-        return pd.DataFrame()
-    import pyarrow.dataset as ds
-
-    dataset = ds.dataset([str(f) for f in files], format="parquet")
-    table = dataset.to_table(filter=ds.field("request_id") == request_id)
-    frame: pd.DataFrame = table.to_pandas()
-    return frame.sort_values("row", ignore_index=True)
+    frame = predlog.read_log(folder, request_id=request_id)
+    return frame if frame.empty else frame.sort_values(predlog.ROW, ignore_index=True)
 
 
 def monitoring_runs(folder: Path, version: str, when: pd.Timestamp) -> list[dict[str, Any]]:
@@ -76,10 +70,11 @@ def lineage(params: Params, model: str, request_id: str) -> dict[str, Any] | Non
     rows = find_rows(predictions_dir(params.project.data_dir, model), request_id)
     if rows.empty:
         return None
-    when = pd.Timestamp(rows["time"].iloc[0])
+    when = pd.Timestamp(rows[predlog.TIME].iloc[0])
     when = when.tz_localize("UTC") if when.tz is None else when.tz_convert("UTC")
-    versions = sorted(set(rows["model_version"].astype(str)))
-    shown = ["row", "prediction", *[c for c in rows.columns if c.startswith("proba_")]]
+    versions = sorted(set(rows[predlog.MODEL_VERSION].astype(str)))
+    proba = [c for c in rows.columns if c.startswith(predlog.PROBA_PREFIX)]
+    shown = [predlog.ROW, predlog.PREDICTION, *proba]
     return {
         "request_id": request_id,
         "time": when.isoformat(),

@@ -12,6 +12,7 @@ import pandas as pd
 
 from lib.core import staging_area, tracking
 from lib.core.atomic import sha256_file
+from lib.core.contracts.predlog import PREDICTION, proba_column
 from lib.core.contracts.tags import evaluation_tags, read_version_tags
 from lib.core.errors import DataValidationError, ModelNotFoundError, ParamsError
 from lib.core.layout import Layout, reference_dir
@@ -21,7 +22,7 @@ from lib.data.ingest import ProcessedData, load_processed
 from lib.data.schema import Task
 from lib.model.gate import Decision, decide
 from lib.model.metrics import Metric, metric, metrics_for
-from lib.model.reference import PREDICTION, proba_column, save_reference
+from lib.model.reference import save_reference
 from lib.model.scoring import (
     MetricFn,
     best_threshold,

@@ -14,22 +14,17 @@ import numpy as np
 import pandas as pd
 
 from lib.core.atomic import replace_dir, staging_dir
+from lib.core.contracts.predlog import PREDICTION, proba_column
 from lib.data.drift_profile import Kind, build_profile
 from lib.data.schema import Schema
 
 REFERENCE = "reference.parquet"
-PREDICTION = "prediction"
 PROFILE = "profile.json"
 DRIFT_PROFILE = (
     "drift_profile.npz"  # lib.data.drift_profile.Profile: what monitoring compares against
 )
 _QUANTILES = np.linspace(0.0, 1.0, 101)
 _BINS = 20
-
-
-def proba_column(label: object) -> str:
-    """Name of the column holding the predicted probability of class ``label``."""
-    return f"proba_{label}"
 
 
 def _numeric_profile(values: pd.Series) -> dict[str, Any]:

@@ -13,12 +13,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lib.core.contracts.predlog import PREDICTION, proba_column
 from lib.core.contracts.summary import Concept
 from lib.core.param_sections import MonitorParams
 from lib.data import drift
 from lib.data.drift_profile import ColumnProfile, category_counts, numeric_values
 from lib.data.schema import Schema, Task
-from lib.model.reference import PREDICTION, output_kinds, proba_column
+from lib.model.reference import output_kinds
 from lib.monitoring import performance
 from lib.monitoring.inputs import Current, Reference, align_target
 
