@@ -1,0 +1,1 @@
+"""Typed contracts for every file and tag Quire persists: one writer and one reader each."""
