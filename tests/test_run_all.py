@@ -14,7 +14,7 @@ import nbformat
 import pandas as pd
 import pytest
 
-from lib.core.logs import LOG_FILE_ENV
+from lib.core.logs import LOG_FILE_ENV, configure_logging
 from lib.core.params import load_params
 from lib.core.paths import NOTEBOOKS_DIR, PARAMS_DIR, PROJECT_ROOT
 from lib.run import fingerprint
@@ -307,10 +307,10 @@ def test_a_run_uses_the_lib_of_the_project_it_runs(tmp_path):
     plots = other / "lib" / "core" / "plots.py"
     plots.write_text(
         plots.read_text().replace(
-            '    configure_logging("INFO", stream=sys.stdout)',
+            "    configure_logging(",
             "    import os as _os\n"
             '    open(_os.environ["QUIRE_TEST_MARKER"], "w").write(__file__)\n'
-            '    configure_logging("INFO", stream=sys.stdout)',
+            "    configure_logging(",
             1,
         )
     )
@@ -323,3 +323,57 @@ def test_a_run_uses_the_lib_of_the_project_it_runs(tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert Path(marker.read_text()).resolve() == (other / "lib" / "core" / "plots.py").resolve()
+
+
+@pytest.fixture
+def restore_logging():
+    import logging
+
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    yield
+    configure_logging(console=False)  # drops Quire's handlers
+    root.handlers[:] = saved[0]
+    root.setLevel(saved[1])
+    logging.captureWarnings(False)
+
+
+def _emit_samples() -> None:
+    import logging
+
+    logging.getLogger("lib.data.ingest").info("ingested rows=5")
+    logging.getLogger("lib.monitoring.alerts").warning("alert message=drifted")
+    logging.getLogger("evidently").warning("Column churned have different types")
+    logging.getLogger("papermill").info("Executing Cell 3---------")
+    logging.getLogger("papermill").info(
+        "2026-01-01T00:00:00Z [warning  ] alert   [lib.monitoring.alerts] message='from a cell'"
+    )
+    logging.getLogger("papermill").warning("/x/y.py:1: FutureWarning: old api")
+    logging.getLogger("sqlalchemy").error("store is down")
+
+
+def test_quiet_console_shows_quire_warnings_and_errors_only(tmp_path, restore_logging):
+    import io
+
+    out = io.StringIO()
+    log_file = tmp_path / "run.jsonl"
+    configure_logging("INFO", log_file, stream=out, quiet=True)
+    _emit_samples()
+    shown = out.getvalue()
+    assert "alert message=drifted" in shown and "from a cell" in shown and "store is down" in shown
+    for hidden in ("ingested", "Column churned", "Executing Cell", "FutureWarning"):
+        assert hidden not in shown
+    assert len(shown.splitlines()) == 3
+    assert len(log_file.read_text().splitlines()) == 7  # the file has every event
+
+
+def test_a_kernels_console_shows_quire_events_only(restore_logging):
+    import io
+
+    out = io.StringIO()
+    configure_logging("INFO", stream=out, own_only=True)
+    _emit_samples()
+    shown = out.getvalue()
+    assert "ingested rows=5" in shown and "alert message=drifted" in shown
+    assert "Column churned" not in shown and "Executing Cell" not in shown
+    assert "store is down" in shown

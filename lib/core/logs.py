@@ -31,6 +31,7 @@ def configure_logging(
     console: bool = True,
     stream: TextIO | None = None,
     quiet: bool = False,
+    own_only: bool = False,
 ) -> None:
     """Send structlog and stdlib logging to the console (readable) and a JSON-lines file.
 
@@ -48,8 +49,12 @@ def configure_logging(
     stream
         The console stream (default stderr); notebooks pass stdout.
     quiet
-        Show on the console only Quire's own warnings and errors, and third parties' errors;
-        everything else still goes to ``log_file``.
+        Show on the console only Quire's own warnings and errors (those a stage's notebook
+        printed included) and third parties' errors; everything else still goes to
+        ``log_file``. run_all without ``-v``.
+    own_only
+        Show on the console Quire's own events at ``level`` and third parties' errors only
+        (a stage's kernel: its console is the cell's output, and the HTML report).
     """
     structlog.configure(
         processors=[
@@ -66,7 +71,9 @@ def configure_logging(
     _drop_handlers(root)
     handlers: list[logging.Handler] = []
     if console:
-        handlers.append(_console_handler(stream or sys.stderr, quiet))
+        shown = _Shown(logging.WARNING, relay=True) if quiet else None
+        shown = _Shown(logging.NOTSET, relay=False) if own_only else shown
+        handlers.append(_console_handler(stream or sys.stderr, shown))
     if log_file is not None:
         handlers.append(_file_handler(log_file))
     for handler in handlers:
@@ -110,12 +117,33 @@ def kernel_log_file() -> Path | None:
     return Path(value) if value else None
 
 
-class _OwnEvents(logging.Filter):
-    """Pass Quire's own warnings and errors and any error; drop third parties' chatter."""
+class _Shown(logging.Filter):
+    """Pass Quire's own events from ``own`` up and anyone's errors; drop third-party chatter.
+
+    With ``relay``, also pass papermill's echo of a cell's output when it holds a Quire warning
+    or error event (how a stage's own warnings reach run_all's console).
+    """
+
+    def __init__(self, own: int, *, relay: bool) -> None:
+        super().__init__()
+        self.own = own
+        self.relay = relay
 
     def filter(self, record: logging.LogRecord) -> bool:
-        own = record.name.split(".")[0] in OWN_LOGGERS
-        return record.levelno >= (logging.WARNING if own else logging.ERROR)
+        if record.levelno >= logging.ERROR:
+            return True
+        if record.name.split(".")[0] in OWN_LOGGERS:
+            return record.levelno >= self.own
+        return self.relay and record.name == "papermill" and _own_warning(record.getMessage())
+
+
+def _own_warning(text: str) -> bool:
+    """Whether a cell's output holds a Quire warning or error event (as the console shows it)."""
+    return any(
+        ("[warning  ]" in line or "[error    ]" in line)
+        and any(f"[{name}." in line for name in OWN_LOGGERS)
+        for line in text.splitlines()
+    )
 
 
 def _mark(handler: logging.Handler) -> logging.Handler:
@@ -130,7 +158,7 @@ def _drop_handlers(logger: logging.Logger) -> None:
             handler.close()
 
 
-def _console_handler(out: TextIO, quiet: bool) -> logging.Handler:
+def _console_handler(out: TextIO, shown: logging.Filter | None) -> logging.Handler:
     con = logging.StreamHandler(out)
     con.setFormatter(
         structlog.stdlib.ProcessorFormatter(
@@ -141,8 +169,8 @@ def _console_handler(out: TextIO, quiet: bool) -> logging.Handler:
             ],
         )
     )
-    if quiet:
-        con.addFilter(_OwnEvents())
+    if shown is not None:
+        con.addFilter(shown)
     return _mark(con)
 
 
