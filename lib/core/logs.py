@@ -69,18 +69,18 @@ def configure_logging(
     )
     root = logging.getLogger()
     _drop_handlers(root)
-    handlers: list[logging.Handler] = []
+    out = stream or sys.stderr
     if console:
-        shown = _Shown(logging.WARNING, relay=True) if quiet else None
-        shown = _Shown(logging.NOTSET, relay=False) if own_only else shown
-        handlers.append(_console_handler(stream or sys.stderr, shown))
+        shown = _Shown(logging.NOTSET) if own_only else _Shown(logging.WARNING) if quiet else None
+        root.addHandler(_console_handler(out, shown))
     if log_file is not None:
-        handlers.append(_file_handler(log_file))
-    for handler in handlers:
-        root.addHandler(handler)
+        root.addHandler(_file_handler(log_file))
+        logging.captureWarnings(True)  # run_all: warnings are events of its log like any other
     root.setLevel(level.upper())
-    if log_file is not None:  # run_all: warnings are events of its log like any other
-        logging.captureWarnings(True)
+    relay = logging.getLogger("papermill")
+    _drop_handlers(relay)
+    if console and quiet:
+        relay.addHandler(_mark(_Relay(out)))
     # Third-party chatter that drowns the pipeline's own events.
     for noisy in ("traitlets", "asyncio", "urllib3", "alembic", "numexpr"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -118,23 +118,35 @@ def kernel_log_file() -> Path | None:
 
 
 class _Shown(logging.Filter):
-    """Pass Quire's own events from ``own`` up and anyone's errors; drop third-party chatter.
+    """Pass Quire's own events from ``own`` up and anyone's errors; drop third-party chatter."""
 
-    With ``relay``, also pass papermill's echo of a cell's output when it holds a Quire warning
-    or error event (how a stage's own warnings reach run_all's console).
-    """
-
-    def __init__(self, own: int, *, relay: bool) -> None:
+    def __init__(self, own: int) -> None:
         super().__init__()
         self.own = own
-        self.relay = relay
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno >= logging.ERROR:
             return True
         if record.name.split(".")[0] in OWN_LOGGERS:
             return record.levelno >= self.own
-        return self.relay and record.name == "papermill" and _own_warning(record.getMessage())
+        return False
+
+
+class _Relay(logging.Handler):
+    """Print the Quire warning and error events a stage's notebook printed, as it printed them.
+
+    Attached to papermill's logger, which echoes each cell's output.
+    """
+
+    def __init__(self, out: TextIO) -> None:
+        super().__init__()
+        self.out = out
+
+    def emit(self, record: logging.LogRecord) -> None:
+        for line in record.getMessage().splitlines():
+            if _own_warning(line):
+                self.out.write(line.strip() + "\n")
+        self.out.flush()
 
 
 def _own_warning(text: str) -> bool:
