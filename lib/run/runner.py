@@ -114,7 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--only", action="append", metavar="STAGE", help=f"run only: {names}")
     parser.add_argument("--from", dest="start", metavar="STAGE", help="run this stage and later")
     parser.add_argument("--hide-code", action="store_true", help="reports without code cells")
-    parser.add_argument("--log-level", default="INFO", help="console and file log level")
+    parser.add_argument(
+        "--log-level", default="INFO", help="log file level (and the console's, with -v)"
+    )
     parser.add_argument(
         "-v",
         "--verbose",
