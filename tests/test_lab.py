@@ -115,8 +115,8 @@ def test_make_lab_installs_the_kernel_papermill_runs_the_notebooks_with():
     install = command(lines, "ipykernel install")
     assert install[0] == ".venv/bin/python" and "--sys-prefix" in install
     # run_all (papermill) and JupyterLab must resolve the same kernel name to .venv's Python.
-    runner = (ROOT / "lib" / "run" / "runner.py").read_text()
-    assert set(re.findall(r'kernel_name="([^"]+)"', runner)) == {option(install, "--name")}
+    kernels = (ROOT / "lib" / "run" / "kernels.py").read_text()
+    assert set(re.findall(r'^KERNEL = "([^"]+)"', kernels, re.M)) == {option(install, "--name")}
     spec = committed_kernelspec()
     assert option(install, "--name") == spec["name"]
     # The same display name as committed: saving from JupyterLab leaves the metadata alone.

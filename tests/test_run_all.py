@@ -14,11 +14,12 @@ import nbformat
 import pandas as pd
 import pytest
 
+from lib.core.logs import LOG_FILE_ENV, configure_logging
 from lib.core.params import load_params
 from lib.core.paths import NOTEBOOKS_DIR, PARAMS_DIR, PROJECT_ROOT
 from lib.run import fingerprint
 from lib.run.runner import run_pipeline
-from lib.run.stages import STAGES, Stage
+from lib.run.stages import STAGES, Followup, Stage
 from tests.conftest import dirs_overrides
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "notebooks"
@@ -44,7 +45,10 @@ def dir_args(root: Path) -> list[str]:
 def test_success_then_failure_keeps_good_report(tmp_path):
     ok = run_all("--params", "params/ci.yaml", *dir_args(tmp_path))
     assert ok.returncode == 0, ok.stderr[-3000:]
+    check_quiet_console(ok)
     reports = tmp_path / "reports"
+    for html in reports.glob("*.html"):
+        assert not third_party_warnings(html.read_text()), html.name
     index = (reports / "index.html").read_text()
     assert '<a href="01_ingest.html">' in index and '<a href="02_train.html">' in index
     stages_table = index.split('<table id="history">')[0]  # then the recent runs
@@ -95,9 +99,11 @@ def test_success_then_failure_keeps_good_report(tmp_path):
     assert (reports / "02_train.html").exists()  # the earlier good report of the skipped stage
 
     again = run_all(
-        "--params", "params/ci.yaml", *dir_args(tmp_path), "--only", "ingest", "--hide-code"
+        "--params", "params/ci.yaml", *dir_args(tmp_path), "--only", "ingest", "--hide-code", "-v"
     )
     assert again.returncode == 0, again.stderr[-3000:]
+    assert "Executing Cell 1-" in again.stderr  # -v: papermill's cell log, as before
+    assert "[info     ] ingested" in again.stderr  # and library events
     assert not (reports / "01_ingest.failed.html").exists()
     assert "run_ingest" not in (reports / "01_ingest.html").read_text()
 
@@ -216,23 +222,82 @@ def check_incremental_runs(root: Path, ingest_html: bytes) -> None:
     )
 
 
-def test_retrain_on_alert_runs_ingest_to_evaluate_only_when_labels_came_back(tmp_path, monkeypatch):
+def test_a_followup_reruns_the_stages_it_names_forced(tmp_path, monkeypatch):
     from lib.run import runner
 
     calls = []
     monkeypatch.setattr(
         runner, "run_pipeline", lambda params, stages, **kw: calls.append((stages, kw)) or []
     )
-    params = load_params(overrides=[*dirs_overrides(tmp_path), "monitor.retrain_on_alert=true"])
-    assert runner._retrain_on_alert(params, False, ["key_feature: drifted"]) == 0
-    assert calls == []  # no labels yet: nothing to learn from
-    labels = tmp_path / "data" / "feedback" / "quire-churn"
-    labels.mkdir(parents=True)
-    (labels / "ids.csv").write_text("request_id,row,churned\nabc,0,1\n")
-    assert runner._retrain_on_alert(params, False, ["key_feature: drifted"]) == 0
+    params = load_params(overrides=dirs_overrides(tmp_path))
+    assert runner._rerun(params, Followup(alerts=("a: b",)), False, quiet=True) == 0
+    assert calls == []  # alerts alone: nothing to rerun
+    retrain = Followup(rerun=("ingest", "train", "evaluate"), force=("ingest",))
+    assert runner._rerun(params, retrain, False, quiet=True) == 0
     ((stages, kw),) = calls
     assert [s.name for s in stages] == ["ingest", "train", "evaluate"]
     assert kw["force"] == ["ingest"]
+
+
+def third_party_warnings(html: str) -> list[str]:
+    """Python warnings shown in a report (plotly.js, embedded in a script, names some itself)."""
+    text = re.sub(r"<script\b.*?</script>", "", html, flags=re.S)
+    return re.findall(r"\b(?:Future|Deprecation|User|Runtime|PendingDeprecation)Warning\b", text)
+
+
+def check_quiet_console(result: subprocess.CompletedProcess[str]) -> None:
+    """A successful run prints a few lines per stage, the summary and where the reports are."""
+    lines = (result.stdout + result.stderr).splitlines()
+    assert len(lines) < 60, "\n".join(lines)
+    for stage in STAGES:
+        assert f"{stage.name}: running {stage.notebook}" in result.stderr
+        assert re.search(rf"^{stage.name}: done in \d+\.\d (s|min)$", result.stderr, re.M)
+    assert "Executing Cell" not in result.stderr and "[info" not in result.stderr
+    assert re.search(r"^reports: .*index\.html$", result.stderr, re.M)
+
+
+@pytest.mark.slow
+def test_warnings_in_a_cell_go_to_the_log_file_not_the_report(tmp_path):
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    nb = nbformat.v4.new_notebook()
+    nb.metadata = {
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+        "language_info": {"name": "python"},
+    }
+    nb.cells = [
+        nbformat.v4.new_code_cell("project = {}", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("from lib.core import plots\n\nplots.setup_notebook()"),
+        nbformat.v4.new_code_cell(
+            "import warnings\n\n"
+            'warnings.warn("old_api is going away", FutureWarning)\n'
+            'warnings.warn("odd dtype", UserWarning)\n'
+            'print("cell done")'
+        ),
+    ]
+    nbformat.write(nb, notebooks / "warns.ipynb")
+    params = load_params(overrides=dirs_overrides(tmp_path))
+    log_file = tmp_path / "logs" / "run.jsonl"
+    log_file.parent.mkdir()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(LOG_FILE_ENV, str(log_file))
+        (outcome,) = run_pipeline(  # no code in the report: it names the warnings itself
+            params,
+            [Stage("warns", "warns.ipynb", ("project",))],
+            notebooks_dir=notebooks,
+            hide_code=True,
+        )
+    assert outcome.status == "ok", outcome.error
+    html = (tmp_path / "reports" / "warns.html").read_text()
+    assert "cell done" in html
+    assert third_party_warnings(html) == [] and "old_api is going away" not in html
+    executed = nbformat.read(tmp_path / "reports" / "warns.ipynb", as_version=4)
+    streams = [o for o in executed.cells[-1].outputs if o.output_type == "stream"]
+    assert [o.name for o in streams] == ["stdout"] and streams[0].text == "cell done\n"
+    logged = [json.loads(line) for line in log_file.read_text().splitlines()]
+    warned = [e["event"] for e in logged if e.get("logger") == "py.warnings"]
+    assert any("FutureWarning" in e and "old_api is going away" in e for e in warned), logged
+    assert any("UserWarning" in e and "odd dtype" in e for e in warned)
 
 
 @pytest.mark.slow
@@ -249,10 +314,10 @@ def test_a_run_uses_the_lib_of_the_project_it_runs(tmp_path):
     plots = other / "lib" / "core" / "plots.py"
     plots.write_text(
         plots.read_text().replace(
-            '    configure_logging("INFO", stream=sys.stdout)',
+            "    configure_logging(",
             "    import os as _os\n"
             '    open(_os.environ["QUIRE_TEST_MARKER"], "w").write(__file__)\n'
-            '    configure_logging("INFO", stream=sys.stdout)',
+            "    configure_logging(",
             1,
         )
     )
@@ -265,3 +330,57 @@ def test_a_run_uses_the_lib_of_the_project_it_runs(tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert Path(marker.read_text()).resolve() == (other / "lib" / "core" / "plots.py").resolve()
+
+
+@pytest.fixture
+def restore_logging():
+    import logging
+
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    yield
+    configure_logging(console=False)  # drops Quire's handlers
+    root.handlers[:] = saved[0]
+    root.setLevel(saved[1])
+    logging.captureWarnings(False)
+
+
+def _emit_samples() -> None:
+    import logging
+
+    logging.getLogger("lib.data.ingest").info("ingested rows=5")
+    logging.getLogger("lib.monitoring.alerts").warning("alert message=drifted")
+    logging.getLogger("evidently").warning("Column churned have different types")
+    logging.getLogger("papermill").info("Executing Cell 3---------")
+    logging.getLogger("papermill").info(
+        "2026-01-01T00:00:00Z [warning  ] alert   [lib.monitoring.alerts] message='from a cell'"
+    )
+    logging.getLogger("papermill").warning("/x/y.py:1: FutureWarning: old api")
+    logging.getLogger("sqlalchemy").error("store is down")
+
+
+def test_quiet_console_shows_quire_warnings_and_errors_only(tmp_path, restore_logging):
+    import io
+
+    out = io.StringIO()
+    log_file = tmp_path / "run.jsonl"
+    configure_logging("INFO", log_file, stream=out, quiet=True)
+    _emit_samples()
+    shown = out.getvalue()
+    assert "alert message=drifted" in shown and "from a cell" in shown and "store is down" in shown
+    for hidden in ("ingested", "Column churned", "Executing Cell", "FutureWarning"):
+        assert hidden not in shown
+    assert len(shown.splitlines()) == 3
+    assert len(log_file.read_text().splitlines()) == 7  # the file has every event
+
+
+def test_a_kernels_console_shows_quire_events_only(restore_logging):
+    import io
+
+    out = io.StringIO()
+    configure_logging("INFO", stream=out, own_only=True)
+    _emit_samples()
+    shown = out.getvalue()
+    assert "ingested rows=5" in shown and "alert message=drifted" in shown
+    assert "Column churned" not in shown and "Executing Cell" not in shown
+    assert "store is down" in shown

@@ -6,6 +6,7 @@ and how to fix it. The structured fields let callers (run_all, the server) repor
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -90,6 +91,47 @@ class StageError(QuireError):
         super().__init__(message)
         self.stage = stage
         self.cell = cell
+
+
+@dataclass(frozen=True)
+class StageFailure:
+    """How a stage's notebook failed, as run_all reports it (a value, not raised).
+
+    Parameters
+    ----------
+    notebook
+        The notebook's file name, e.g. ``01_ingest.ipynb``.
+    cell
+        1-based position of the failing cell in the committed notebook, when known.
+    exception
+        The exception's class name (``DataValidationError``), or None when the kernel was
+        stopped or died rather than raised.
+    message
+        What went wrong (first line of the exception's message).
+    hint
+        How to fix it, when run_all knows.
+    report_cell
+        The cell's execution count (``In [n]`` in the rendered report), when it raised.
+    """
+
+    notebook: str
+    cell: int | None
+    exception: str | None
+    message: str
+    hint: str | None = None
+    report_cell: int | None = None
+
+    @property
+    def line(self) -> str:
+        """The one line run_all prints and status.json records."""
+        where = f" in cell {self.cell}" if self.cell is not None else ""
+        if self.report_cell is not None:
+            where += f" (In [{self.report_cell}] in the report)"
+        what = f"{self.exception}: {self.message}" if self.exception else self.message
+        return f"{self.notebook} failed{where}: {what}" + (f"; {self.hint}" if self.hint else "")
+
+    def __str__(self) -> str:
+        return self.line
 
 
 class ServerUnavailableError(QuireError):

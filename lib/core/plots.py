@@ -10,7 +10,7 @@ import pandas as pd
 import plotly.io as pio
 from plotly.io._base_renderers import MimetypeRenderer, PlotlyRenderer
 
-from lib.core.logs import configure_logging
+from lib.core.logs import configure_logging, kernel_log_file, warnings_to_file
 
 RENDERER = "quire"
 TEMPLATE = "plotly_white"
@@ -39,9 +39,13 @@ class QuireRenderer(MimetypeRenderer):  # type: ignore[misc]
 def setup_notebook() -> None:
     """Make the Quire renderer and a clean template the defaults; widen pandas tables.
 
-    Also sends lib's structured log events to the cell output as plain text.
+    Also sends lib's structured log events to the cell output as plain text, and third
+    parties' log events and Python warnings (deprecations, dtype notes and the like) to
+    run_all's log file only (``QUIRE_LOG_FILE``), never to the cell output: they would land in
+    the HTML report.
     """
-    configure_logging("INFO", stream=sys.stdout)
+    configure_logging("INFO", kernel_log_file(), stream=sys.stdout, own_only=True)
+    warnings_to_file(kernel_log_file())
     # Libraries that report progress with tqdm.auto warn once per kernel without ipywidgets.
     warnings.filterwarnings("ignore", message="IProgress not found")
     pio.renderers[RENDERER] = QuireRenderer()

@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Any
 
+from lib.core.contracts.status import HistoryEntry, HistoryStage, StageRecord, Status
 from lib.core.logs import get_logger
 from lib.core.params import Params
 from lib.core.tracking import mlflow_ui
@@ -22,7 +22,7 @@ log = get_logger(__name__)
 RUNS_DIR = "runs"
 
 
-def close_run(reports_dir: Path, status: dict[str, Any], keep: int = 20) -> dict[str, Any]:
+def close_run(reports_dir: Path, status: Status, keep: int = 20) -> Status:
     """Add the current run to the history, archive the reports it made, drop the oldest runs.
 
     Parameters
@@ -30,58 +30,64 @@ def close_run(reports_dir: Path, status: dict[str, Any], keep: int = 20) -> dict
     reports_dir
         The reports folder.
     status
-        The status (``run`` describes the run being closed); changed in place.
+        The status (``run`` describes the run being closed).
     keep
         How many runs the history keeps.
 
     Returns
     -------
-    dict
-        The history entry.
+    Status
+        The status with the run at the head of its history.
     """
-    run = status.get("run", {})
-    run_id = run.get("id") or "unknown"
-    archive = reports_dir / RUNS_DIR / run_id
-    stages = []
-    for stage in STAGES:
-        saved = status["stages"].get(stage.name)
-        if not saved:
-            continue
-        ran = saved.get("run") == run_id
-        report = saved.get("report") if ran else None
-        if report and (reports_dir / report).exists():
-            archive.mkdir(parents=True, exist_ok=True)
-            _link(reports_dir / report, archive / report)
-            report = f"{RUNS_DIR}/{run_id}/{report}"
-        elif not ran:
-            report = _archived(reports_dir, saved)
-        stages.append(
-            {
-                "stage": stage.name,
-                "status": saved.get("status") if ran else "up to date",
-                "duration": saved.get("duration") if ran else None,
-                "reason": saved.get("reason"),
-                "report": report,
-                "error": saved.get("error") if ran else None,
-                "mlflow_runs": saved.get("mlflow_runs") or [],
-            }
-        )
-    entry = {**{k: run.get(k) for k in ("id", "started_at", "finished_at", "status", "note")}}
-    entry["params_digest"] = run.get("params_digest")
-    entry["stages"] = stages
-    history = [h for h in status.get("history", []) if h.get("id") != run_id]
-    history.insert(0, entry)
+    run_id = status.run.id or "unknown"
+    stages = [
+        _history_stage(reports_dir, name, saved, run_id)
+        for name, saved in ((s.name, status.stages.get(s.name)) for s in STAGES)
+        if saved is not None
+    ]
+    run = status.run
+    entry = HistoryEntry(
+        id=run.id,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+        status=run.status,
+        note=run.note,
+        params_digest=run.params_digest,
+        stages=stages,
+    )
+    history = [entry, *(h for h in status.history if h.id != run_id)]
     for dropped in history[keep:]:
-        shutil.rmtree(reports_dir / RUNS_DIR / str(dropped.get("id")), ignore_errors=True)
-    status["history"] = history[:keep]
-    return entry
+        shutil.rmtree(reports_dir / RUNS_DIR / str(dropped.id), ignore_errors=True)
+    return status.model_copy(update={"history": history[:keep]})
 
 
-def _archived(reports_dir: Path, saved: dict[str, Any]) -> str | None:
+def _history_stage(reports_dir: Path, name: str, saved: StageRecord, run_id: str) -> HistoryStage:
+    """Return one stage of the closed run, its report archived if the run made it."""
+    ran = saved.run == run_id
+    report = saved.report if ran else None
+    if report and (reports_dir / report).exists():
+        archive = reports_dir / RUNS_DIR / run_id
+        archive.mkdir(parents=True, exist_ok=True)
+        _link(reports_dir / report, archive / report)
+        report = f"{RUNS_DIR}/{run_id}/{report}"
+    elif not ran:
+        report = _archived(reports_dir, saved)
+    return HistoryStage(
+        stage=name,
+        status=saved.status if ran else "up to date",
+        duration=saved.duration if ran else None,
+        reason=saved.reason,
+        report=report,
+        error=saved.error if ran else None,
+        mlflow_runs=saved.mlflow_runs or [],
+    )
+
+
+def _archived(reports_dir: Path, saved: StageRecord) -> str | None:
     """Return the archived report of the run that last ran a stage, if it is still kept."""
-    if not saved.get("run") or not saved.get("report"):
+    if not saved.run or not saved.report:
         return None
-    path = Path(RUNS_DIR) / saved["run"] / saved["report"]
+    path = Path(RUNS_DIR) / saved.run / saved.report
     return str(path) if (reports_dir / path).exists() else None
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +19,23 @@ from lib.core.logs import get_logger
 
 log = get_logger(__name__)
 
-KERNEL = "python3"  # papermill's kernel_name in lib.run.runner
+KERNEL = "python3"  # papermill's kernel_name in lib.run.execute
 WARM_IMPORTS = "import numpy, pandas, pyarrow, scipy, sklearn, mlflow, plotly.graph_objects"
 # As nbclient does for the kernels it starts: no IPython history database shared between kernels.
 ARGUMENTS = ["--HistoryManager.hist_file=:memory:"]
+# The kernel's own start-up warnings (e.g. about its TCP transport) go to run_all's console.
+QUIET = ["--IPKernelApp.log_level=ERROR"]
+
+
+def kernel_arguments(quiet: bool) -> list[str]:
+    """Return the extra command-line arguments of a stage's kernel (papermill's or a warm one).
+
+    Parameters
+    ----------
+    quiet
+        Keep the kernel's start-up warnings off the console.
+    """
+    return list(QUIET) if quiet else []
 
 
 class WarmKernel:
@@ -34,9 +47,11 @@ class WarmKernel:
         The kernel's working folder (the notebooks folder, as papermill would use).
     env
         The kernel's whole environment (including the staging area of the stage it is for).
+    arguments
+        Extra command-line arguments of the kernel (:func:`kernel_arguments`).
     """
 
-    def __init__(self, cwd: Path, env: Mapping[str, str]) -> None:
+    def __init__(self, cwd: Path, env: Mapping[str, str], arguments: Sequence[str] = ()) -> None:
         from jupyter_client.manager import AsyncKernelManager
 
         class Manager(AsyncKernelManager):
@@ -55,20 +70,23 @@ class WarmKernel:
         self._done = threading.Event()
         self._error: BaseException | None = None
         self._thread = threading.Thread(
-            target=self._boot, args=(cwd, dict(env)), name="warm-kernel", daemon=True
+            target=self._boot,
+            args=(cwd, dict(env), [*ARGUMENTS, *arguments]),
+            name="warm-kernel",
+            daemon=True,
         )
         self._thread.start()
 
-    def _boot(self, cwd: Path, env: dict[str, str]) -> None:
+    def _boot(self, cwd: Path, env: dict[str, str], arguments: list[str]) -> None:
         try:
-            asyncio.run(self._start(cwd, env))
+            asyncio.run(self._start(cwd, env, arguments))
         except Exception as exc:  # reported by take(); the stage then starts its own kernel
             self._error = exc
         finally:
             self._done.set()
 
-    async def _start(self, cwd: Path, env: dict[str, str]) -> None:
-        await self.km.start_kernel(cwd=str(cwd), env=env, extra_arguments=ARGUMENTS)
+    async def _start(self, cwd: Path, env: dict[str, str], arguments: list[str]) -> None:
+        await self.km.start_kernel(cwd=str(cwd), env=env, extra_arguments=arguments)
         client = self.km.client()
         client.start_channels()
         try:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
 from lib.core.atomic import write_text
-from lib.core.layout import INDEX, STATUS
+from lib.core.contracts.status import Status
+from lib.core.layout import INDEX
 from lib.core.paths import TEMPLATES_DIR
 from lib.run.stages import STAGES
 
@@ -63,31 +63,20 @@ def render_html(notebook: Path, html: Path, *, banner: dict[str, Any], hide_code
     write_text(html, body)
 
 
-def read_status(reports_dir: Path) -> dict[str, Any]:
-    """Return the saved per-stage status (empty when nothing ran yet)."""
-    path = reports_dir / STATUS
-    if not path.exists():
-        return {"run": {}, "stages": {}}
-    status: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return status
-
-
-def write_status(reports_dir: Path, status: dict[str, Any]) -> None:
-    """Save the status and re-render ``index.html`` from it."""
-    write_text(reports_dir / STATUS, json.dumps(status, indent=2) + "\n")
-    write_index(reports_dir, status)
-
-
-def write_index(reports_dir: Path, status: dict[str, Any]) -> None:
+def write_index(reports_dir: Path, status: Status) -> None:
     """Render ``index.html``: every stage's state and report, then the recent runs."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES_DIR), autoescape=True, keep_trailing_newline=True
     )
     rows = []
     for stage in STAGES:
-        saved = status["stages"].get(stage.name, {})
-        rows.append({"stage": stage.name, "notebook": stage.notebook, "status": "pending", **saved})
+        saved = status.stages.get(stage.name)
+        recorded = saved.model_dump(mode="json", exclude_unset=True) if saved else {}
+        rows.append(
+            {"stage": stage.name, "notebook": stage.notebook, "status": "pending", **recorded}
+        )
+    dumped = status.model_dump(mode="json", exclude_unset=True)
     html = env.get_template("index.html.j2").render(
-        run=status.get("run", {}), stages=rows, history=status.get("history", [])
+        run=dumped.get("run", {}), stages=rows, history=dumped.get("history", [])
     )
     write_text(reports_dir / INDEX, html)

@@ -26,9 +26,9 @@ import shutil
 import signal
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
-from lib.core.atomic import write_text
+from lib.core.contracts.journal import Journal, RegistryChanges, read_journal, write_journal
+from lib.core.contracts.status import StageRecord
 from lib.core.logs import get_logger
 from lib.core.staging_area import (
     AREA,
@@ -51,7 +51,7 @@ def signals_held() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
-def commit(staging: Staging, data_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
+def commit(staging: Staging, data_dir: Path, record: StageRecord) -> Journal:
     """Write the journal: from here on the stage's new outputs are the truth.
 
     Parameters
@@ -65,33 +65,31 @@ def commit(staging: Staging, data_dir: Path, record: dict[str, Any]) -> dict[str
 
     Returns
     -------
-    dict
+    Journal
         The journal.
     """
-    journal = {
-        "stage": staging.stage,
-        "moves": [
-            [staged, final, Path(staged).exists()] for final, staged in staging.outputs.items()
-        ],
-        "registry": staging.registry_changes(),
-        "roots": list(staging.roots),
-        "record": record,
-    }
-    write_text(data_dir / AREA / JOURNAL, json.dumps(journal, indent=1))
+    journal = Journal(
+        stage=staging.stage,
+        moves=[(staged, final, Path(staged).exists()) for final, staged in staging.outputs.items()],
+        registry=RegistryChanges.model_validate(staging.registry_changes()),
+        roots=list(staging.roots),
+        record=record,
+    )
+    write_journal(data_dir / AREA / JOURNAL, journal)
     return journal
 
 
-def apply(journal: dict[str, Any]) -> None:
+def apply(journal: Journal) -> None:
     """Move the staged outputs into place and apply the registry changes (idempotent)."""
-    for staged, final, present in journal["moves"]:
+    for staged, final, present in journal.moves:
         _move(Path(staged), Path(final), present)
-    changes = journal["registry"]
-    if changes["aliases"] or changes["tags"]:
+    changes = journal.registry
+    if changes.aliases or changes.tags:
         from lib.core import tracking
 
-        for model, version, key, value in changes["tags"]:
+        for model, version, key, value in changes.tags:
             tracking.set_version_tag(model, version, key, value, staged=False)
-        for alias, (model, version) in changes["aliases"].items():
+        for alias, (model, version) in changes.aliases.items():
             tracking.set_alias(model, alias, version, staged=False)
 
 
@@ -117,20 +115,16 @@ def _move(staged: Path, final: Path, present: bool) -> None:
         shutil.rmtree(aside)
 
 
-def finish(journal: dict[str, Any], data_dir: Path) -> None:
+def finish(journal: Journal, data_dir: Path) -> None:
     """Drop the journal and the area once the promotion is complete."""
     (data_dir / AREA / JOURNAL).unlink(missing_ok=True)
-    for folder in journal["roots"]:
+    for folder in journal.roots:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def pending_journal(data_dir: Path) -> dict[str, Any] | None:
+def pending_journal(data_dir: Path) -> Journal | None:
     """Return the journal of a promotion a crash interrupted, or None."""
-    path = data_dir / AREA / JOURNAL
-    if not path.exists():
-        return None
-    journal: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return journal
+    return read_journal(data_dir / AREA / JOURNAL)
 
 
 def discard_all(data_dir: Path, reports_dir: Path) -> list[str]:

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from lib.core import staging_area, tracking
+from lib.core.contracts.journal import read_journal
+from lib.core.contracts.status import StageRecord
 from lib.run import staging
 
 
@@ -98,7 +100,7 @@ def test_writes_in_the_area_leave_the_published_set_untouched(project, area):
 def test_commit_and_apply_publish_the_whole_set(project, area):
     data, reports = project
     _write_new_set(data, reports, area)
-    journal = staging.commit(area, data, {"status": "ok"})
+    journal = staging.commit(area, data, StageRecord(status="ok"))
     assert staging.pending_journal(data) == journal
     staging.apply(journal)
     assert (data / "monitoring" / "m" / "history.parquet").read_text() == "new history"
@@ -116,10 +118,12 @@ def test_commit_and_apply_publish_the_whole_set(project, area):
 def test_roll_forward_after_a_crash_between_the_renames(project, area):
     data, reports = project
     _write_new_set(data, reports, area)
-    journal = staging.commit(area, data, {})
+    journal = staging.commit(area, data, StageRecord(status="ok"))
+    pending = staging.pending_journal(data)
+    assert pending is not None
     folder = data / "monitoring" / "m"
     os.rename(folder, folder.with_name(".m.replaced"))  # the crash: old set aside, new not in
-    staging.apply(staging.pending_journal(data))
+    staging.apply(pending)
     assert (folder / "history.parquet").read_text() == "new history"
     assert not folder.with_name(".m.replaced").exists()
     staging.finish(journal, data)
@@ -143,3 +147,27 @@ def test_registry_changes_are_recorded_and_read_back(area):
         "aliases": {"champion": ["quire-x", "7"]},
         "tags": [["quire-x", "7", "quire.reference_dir", "/r/v7"]],
     }
+
+
+def test_a_journal_in_the_saved_format_rolls_forward(project, area):
+    """A journal written before the typed contract (same JSON) is read and applied."""
+    data, reports = project
+    _write_new_set(data, reports, area)
+    moves = [[staged, final, Path(staged).exists()] for final, staged in area.outputs.items()]
+    record = {"status": "ok", "duration": "1.0 s", "params_digest": "d1", "finished_at": "t",
+              "report": "04_monitor.html", "error": None, "reason": "forced (--force)",
+              "inputs": {"notebook": "n"}, "outputs": None, "run": "r1"}  # fmt: skip
+    saved = {"stage": "monitor", "moves": moves, "registry": {"aliases": {}, "tags": []},
+             "roots": list(area.roots), "record": record}  # fmt: skip
+    path = data / staging_area.AREA / staging_area.JOURNAL
+    path.write_text(json.dumps(saved, indent=1))
+    journal = staging.pending_journal(data)
+    assert journal is not None and journal == read_journal(path)
+    assert journal.stage == "monitor" and journal.record.reason == "forced (--force)"
+    assert journal.record.inputs == {"notebook": "n"}
+    assert json.loads(journal.model_dump_json(exclude_unset=True)) == saved  # same format
+    staging.apply(journal)
+    assert (reports / "04_monitor.html").read_text() == "new report"
+    assert not (reports / "04_monitor.failed.html").exists()
+    staging.finish(journal, data)
+    assert staging.pending_journal(data) is None
