@@ -144,9 +144,9 @@ def test_every_imported_distribution_is_declared():
 
 def test_the_import_scan_sees_function_level_imports():
     imports = third_party_imports()
-    # lib/run/runner.py imports papermill inside run_stage, and psutil inside a helper
-    assert "lib/run/runner.py" in imports["papermill"]
-    assert "lib/run/runner.py" in imports["psutil"]
+    # lib/run/execute.py imports papermill inside run_stage, and psutil inside a helper
+    assert "lib/run/execute.py" in imports["papermill"]
+    assert "lib/run/execute.py" in imports["psutil"]
     assert "lib" not in imports and "os" not in imports
 
 

@@ -58,8 +58,19 @@ def run(
         bool, typer.Option("--hide-code", help="Reports without code cells.")
     ] = False,
     log_level: Annotated[
-        str | None, typer.Option("--log-level", help="Console and file log level [INFO].")
+        str | None,
+        typer.Option(
+            "--log-level", help="The log file's level (and, with -v, the console's) [INFO]."
+        ),
     ] = None,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "-v",
+            "--verbose",
+            help="Show papermill's cell log, library events and warnings on the console too.",
+        ),
+    ] = False,
     print_params: Annotated[
         bool, typer.Option("--print-params", help="Print the resolved parameters and exit.")
     ] = False,
@@ -103,7 +114,7 @@ def run(
 
     argv = layer_args(presets, overrides)
     argv += flags(only=only, **{"from": start}, hide_code=hide_code, log_level=log_level)
-    argv += flags(print_params=print_params)
+    argv += flags(verbose=verbose, print_params=print_params)
     for stage in force or []:
         argv += ["--force"] if stage == ALL_STAGES else ["--force", stage]
     argv += flags(dry_run=dry_run, status=status, retrain=retrain, fail_on_alert=fail_on_alert)

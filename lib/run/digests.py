@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from lib.core.atomic import sha256_file
+from lib.core.contracts.manifest import read_manifest
+from lib.core.contracts.summary import read_summary
 from lib.core.layout import Layout
 from lib.core.params import Params
 from lib.core.paths import resolve
@@ -83,11 +85,11 @@ def ingest_outputs(params: Params) -> str | None:
     """Hash the processed splits and preprocessor, checked against ingest's manifest."""
     layout = Layout.of(params, staged=False)
     folder = layout.processed
-    manifest = json.loads(layout.manifest.read_text(encoding="utf-8"))
-    for info in [*manifest["splits"].values(), manifest["preprocessor"]]:
-        if sha256_file(folder / info["file"]) != info["sha256"]:
+    manifest = read_manifest(layout.manifest)
+    for file, digest in manifest.files().items():
+        if sha256_file(folder / file) != digest:
             return None
-    batch = manifest.get("production_batch")
+    batch = manifest.production_batch
     extra = sha256_file(Path(batch)) if batch else ""
     return sha(sha256_file(layout.manifest), extra)
 
@@ -140,4 +142,4 @@ def evaluate_outputs(params: Params) -> str | None:
 def monitor_outputs(params: Params) -> str | None:
     """Hash the latest monitoring run."""
     latest = Layout.of(params, staged=False).monitoring_summary
-    return sha(json.loads(latest.read_text(encoding="utf-8"))["run_id"])
+    return sha(read_summary(latest).run_id)

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-from lib.core.errors import QuireError
+from lib.core.errors import DataValidationError, QuireError
 from lib.core.params import Params
 from lib.core.paths import PROJECT_ROOT
 from lib.run.digests import sha
@@ -85,5 +85,5 @@ def outputs_digest(stage: Stage, params: Params) -> str | None:
         return None
     try:
         return stage.digest(params)
-    except (OSError, ValueError, KeyError, LookupError):
+    except (OSError, ValueError, KeyError, LookupError, DataValidationError):
         return None

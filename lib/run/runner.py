@@ -19,8 +19,9 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from lib.core.contracts.summary import read_summary
 from lib.core.env import environment
-from lib.core.errors import ParamsError, QuireError
+from lib.core.errors import DataValidationError, ParamsError, QuireError
 from lib.core.layout import Layout
 from lib.core.logs import LOG_FILE_ENV, adopt_loggers, configure_logging, get_logger
 from lib.core.params import Params, add_layer_arguments, load_params
@@ -62,8 +63,6 @@ EXIT_INTERRUPTED = 130  # as a shell reports a process stopped by SIGINT
 
 def project_status(params: Params) -> str:
     """Return two lines: the champion model version and the last monitoring verdict."""
-    import json
-
     from lib.core import tracking
     from lib.core.errors import ModelNotFoundError
 
@@ -76,9 +75,9 @@ def project_status(params: Params) -> str:
         champion = f"champion: none yet for {name}"
     summary = Layout.of(params, model=name, staged=False).monitoring_summary
     try:
-        last = json.loads(summary.read_text(encoding="utf-8"))
-        verdict = f"last monitoring ({last['time'][:19]} UTC): {last['verdict']}"
-    except (OSError, ValueError, KeyError):
+        last = read_summary(summary)
+        verdict = f"last monitoring ({last.time[:19]} UTC): {last.verdict}"
+    except DataValidationError:
         verdict = "last monitoring: none yet"
     return f"{champion}\n{verdict}"
 

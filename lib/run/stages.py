@@ -8,11 +8,11 @@ Adding a stage or an artefact means changing its ``Stage`` here and its notebook
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from lib.core.contracts.summary import read_summary
 from lib.core.errors import ParamsError
 from lib.core.layout import Layout
 from lib.core.logs import get_logger
@@ -97,8 +97,7 @@ class Stage:
 def monitor_alerts(params: Params) -> tuple[str, ...]:
     """Return the messages of the alerts the latest monitor run fired."""
     summary = Layout.of(params, staged=False).monitoring_summary
-    alerts = json.loads(summary.read_text(encoding="utf-8")).get("alerts", [])
-    return tuple(f"{a['rule']}: {a['message']}" for a in alerts)
+    return tuple(f"{a.rule}: {a.message}" for a in read_summary(summary).alerts)
 
 
 def after_monitor(params: Params) -> Followup:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +11,8 @@ from lib.core.params import load_params
 from lib.run import fingerprint, plan
 from lib.run.stages import STAGES, Followup, Stage, get_stage, output_paths, select_stages
 from tests.conftest import dirs_overrides, tiny_training_overrides
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "contracts"
 
 
 def test_all_by_default_in_order():
@@ -81,8 +84,16 @@ def _alerted(tmp_path, *extra):
     params = load_params(overrides=[*dirs_overrides(tmp_path), *extra])
     summary = tmp_path / "data" / "monitoring" / "quire-churn" / "latest" / "summary.json"
     summary.parent.mkdir(parents=True)
-    alerts = [{"rule": "key_feature", "message": "key features drifted: tenure"}]
-    summary.write_text(json.dumps({"run_id": "r", "alerts": alerts}))
+    saved = json.loads((FIXTURES / "monitoring_summary.json").read_text())
+    alerts = [
+        {
+            "rule": "key_feature",
+            "severity": "critical",
+            "message": "key features drifted: tenure",
+            "details": {},
+        }
+    ]
+    summary.write_text(json.dumps(saved | {"alerts": alerts}))
     return params
 
 
