@@ -14,7 +14,7 @@ export OMP_NUM_THREADS ?= 1
 MLFLOW_PORT ?= 5000
 LAB_PORT ?= 8888
 
-# The kernel every notebook names and run_all executes them with (lib/run/runner.py, kernel_name):
+# The kernel every notebook names and run_all executes them with (lib/run/kernels.py, KERNEL):
 # .venv's Python, under the display name the committed notebooks carry, so saving a notebook from
 # JupyterLab leaves its kernelspec metadata as committed.
 KERNEL := python3

@@ -1,6 +1,7 @@
 """The one start-up path of every Quire command: parameter layers, logging, errors, exit codes.
 
-Every entry point (``quire`` and its subcommands, ``python -m lib.loop.demo``, ``lib.loop.replay``,
+Every entry point (``quire`` and its subcommands, ``run_all.py``, ``python -m server``,
+``python -m lib.loop.demo``, ``lib.loop.replay``,
 ``lib.loop.lineage``, ``lib.core.tracking``, ``lib.monitoring.dashboard``) starts the same way:
 
 1. the parameter layers: ``params/base.yaml``, ``--params FILE`` (repeatable), ``QUIRE__*``

@@ -19,12 +19,12 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from lib.core import startup
 from lib.core.contracts.summary import read_summary
-from lib.core.env import environment
 from lib.core.errors import DataValidationError, ParamsError, QuireError
 from lib.core.layout import Layout
 from lib.core.logs import LOG_FILE_ENV, adopt_loggers, configure_logging, get_logger
-from lib.core.params import Params, add_layer_arguments, load_params
+from lib.core.params import Params
 from lib.core.paths import NOTEBOOKS_DIR, resolve
 from lib.run import console
 from lib.run.execute import environ
@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
         "3 alerts fired (with --fail-on-alert), 4 another run_all is running on this project, "
         "130 interrupted (SIGINT or SIGTERM).",
     )
-    add_layer_arguments(parser, "ingest.split.test=0.25")
+    startup.add_arguments(parser, "ingest.split.test=0.25")
     parser.add_argument("--only", action="append", metavar="STAGE", help=f"run only: {names}")
     parser.add_argument("--from", dest="start", metavar="STAGE", help="run this stage and later")
     parser.add_argument("--hide-code", action="store_true", help="reports without code cells")
@@ -160,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``run_all.py``; returns the exit code."""
     args = build_parser().parse_args(argv)
     try:
-        params = load_params(args.params, args.overrides, env=environment())
+        params = startup.load(startup.Layers.from_args(args))
         stages = select_stages(args.only, args.start)
         force: bool | list[str] = "*" in (args.force or []) or [
             get_stage(name).name for name in args.force or []
@@ -177,8 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             elif not force:
                 force = ["ingest"]
     except ParamsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return startup.fail(str(exc), EXIT_USAGE)
     if args.print_params:
         import yaml
 
@@ -189,8 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with RunLock(resolve(params.project.data_dir)):
             return _run(args, params, stages, force)
     except RunLocked as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_LOCKED
+        return startup.fail(str(exc), EXIT_LOCKED)
     except KeyboardInterrupt:
         print(
             "interrupted: the stage that was running left its previous outputs in place; "

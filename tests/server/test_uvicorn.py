@@ -71,3 +71,19 @@ def _wait_in_flight(base: str, requests: int, seconds: float = 60) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"the server did not take {requests} requests in {seconds} s")
+
+
+def test_invalid_parameters_in_the_environment_are_one_line_and_exit_2(tmp_path):
+    import os
+    import sys
+
+    from lib.core.paths import PROJECT_ROOT
+
+    env = {**os.environ, "QUIRE__TRAIN__CV_FOLDS": "abc", "QUIRE__PROJECT__DATA_DIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "server"],
+        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: invalid parameters:")
+    assert "QUIRE__TRAIN__CV_FOLDS" in done.stderr and "Traceback" not in done.stderr

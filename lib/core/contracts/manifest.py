@@ -12,10 +12,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from lib.core.atomic import write_text
-from lib.core.errors import DataValidationError
+from lib.core.contracts.files import read_json_model
 
 MANIFEST_ARTIFACT = "data_manifest.json"  # the manifest, logged on the training run
 
@@ -81,17 +81,11 @@ def write_manifest(path: Path, manifest: Manifest) -> None:
 
 def read_manifest(path: Path, hint: str = "run the ingest stage") -> Manifest:
     """Read the manifest at ``path``; a missing or unreadable one names the file and ``hint``."""
-    try:
-        return Manifest.model_validate_json(path.read_bytes())
-    except FileNotFoundError:
-        raise DataValidationError(
-            f"{path}: no processed data here; {hint} first", path=path, check="missing_file"
-        ) from None
-    except ValidationError as exc:
-        wrong = sorted({".".join(map(str, e["loc"])) or "(top)" for e in exc.errors()})
-        raise DataValidationError(
-            f"{path}: not a manifest Quire can read (missing or invalid: {', '.join(wrong)}); "
-            f"{hint} again",
-            path=path,
-            check="manifest",
-        ) from None
+    return read_json_model(
+        path,
+        Manifest,
+        what="a manifest",
+        missing="no processed data here",
+        fix=hint,
+        check="manifest",
+    )

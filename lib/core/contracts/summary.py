@@ -14,10 +14,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from lib.core.atomic import write_text
-from lib.core.errors import DataValidationError
+from lib.core.contracts.files import read_json_model
 
 
 class _Frozen(BaseModel):
@@ -114,23 +114,11 @@ def read_summary(path: Path) -> MonitorSummary:
         When the file is missing (``check="missing_file"``), is not JSON or lacks a field
         (``check="summary"``).
     """
-    fix = "run the monitor stage (python run_all.py --only monitor)"
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-        return MonitorSummary.model_validate(raw)
-    except FileNotFoundError:
-        raise DataValidationError(
-            f"{path}: no monitoring results yet; {fix} first", path=path, check="missing_file"
-        ) from None
-    except ValidationError as exc:
-        wrong = sorted({".".join(map(str, e["loc"])) or "(top)" for e in exc.errors()})
-        raise DataValidationError(
-            f"{path}: not a monitoring summary Quire can read (missing or invalid: "
-            f"{', '.join(wrong)}); {fix} again",
-            path=path,
-            check="summary",
-        ) from None
-    except ValueError as exc:  # not JSON: cut short by a full disk, or edited by hand
-        raise DataValidationError(
-            f"{path}: not JSON ({exc}); {fix} again", path=path, check="summary"
-        ) from None
+    return read_json_model(
+        path,
+        MonitorSummary,
+        what="a monitoring summary",
+        missing="no monitoring results yet",
+        fix="run the monitor stage (python run_all.py --only monitor)",
+        check="summary",
+    )
