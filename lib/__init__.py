@@ -3,6 +3,7 @@
 The public entry points; the modules hold the rest (one module per job).
 """
 
+from lib.core import moved
 from lib.core.errors import (
     DataValidationError,
     ModelNotFoundError,
@@ -22,3 +23,5 @@ __all__ = [
     "load_params",
 ]
 __version__ = "0.1.0"
+
+moved.install()  # models saved before lib/ was grouped name their classes by the old modules
