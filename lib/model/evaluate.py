@@ -13,7 +13,7 @@ import pandas as pd
 from lib.core import staging_area, tracking
 from lib.core.atomic import sha256_file
 from lib.core.contracts.predlog import PREDICTION, proba_column
-from lib.core.contracts.tags import evaluation_tags, read_version_tags
+from lib.core.contracts.tags import evaluation_tags, promotion_tags, read_version_tags
 from lib.core.errors import DataValidationError, ModelNotFoundError, ParamsError
 from lib.core.layout import Layout, reference_dir
 from lib.core.logs import get_logger
@@ -305,10 +305,8 @@ def _record(result: EvaluationResult, version: Any) -> None:
         for column, suffix in (("value", ""), ("ci_low", "_ci_low"), ("ci_high", "_ci_high")):
             if np.isfinite(row[column]):
                 metrics.append(MlflowMetric(f"test_{safe}{suffix}", float(row[column]), now, 0))
-    tags = [
-        RunTag("quire.promotion", "promoted" if result.decision.promote else "not promoted"),
-        RunTag("quire.promotion_reason", result.decision.reason),
-    ]
+    decided = promotion_tags(promoted=result.decision.promote, reason=result.decision.reason)
+    tags = [RunTag(key, value) for key, value in decided.items()]
     run_id = read_version_tags(version.tags).run_id or version.run_id
     client.log_batch(run_id, metrics=metrics, tags=tags)
     client.log_dict(

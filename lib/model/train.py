@@ -16,7 +16,12 @@ import pandas as pd
 from lib.core import tracking
 from lib.core.atomic import sha256_file
 from lib.core.contracts.manifest import MANIFEST_ARTIFACT
-from lib.core.contracts.tags import provenance_tags, version_tags
+from lib.core.contracts.tags import (
+    best_family_tags,
+    provenance_tags,
+    stage_tags,
+    version_tags,
+)
 from lib.core.errors import ModelNotFoundError, QuireError
 from lib.core.layout import Layout
 from lib.core.logs import get_logger
@@ -226,7 +231,7 @@ def run_training(params: Params) -> TrainResult:
     # Owner tags at creation: a run killed before its first log call must still be closable.
     with mlflow.start_run(
         run_name=f"train {params.project.name} {params.digest()}",
-        tags={**tags, "quire.stage": "train"},
+        tags={**tags, **stage_tags("train")},
     ) as parent:
         mlflow.log_params(
             {"families": ",".join(params.train.families), "search": params.train.search,
@@ -291,7 +296,7 @@ def _log_parent(
 
     from lib.model.train_plots import cv_scores_png, learning_curve_png
 
-    mlflow.set_tags({"quire.best_family": best.family, "quire.best_run_id": str(best.run_id)})
+    mlflow.set_tags(best_family_tags(family=best.family, run_id=str(best.run_id)))
     mlflow.log_metric(f"best_val_{primary.name}", best.validation[primary.name])
     mlflow.log_figure(cv_scores_png(results, primary), "cv_scores.png")
     if lc is not None:

@@ -18,6 +18,7 @@ from typing import Any
 from lib.core.atomic import sha256_file
 from lib.core.contracts.manifest import read_manifest
 from lib.core.contracts.summary import read_summary
+from lib.core.contracts.tags import read_version_tags
 from lib.core.layout import Layout
 from lib.core.params import Params
 from lib.core.paths import resolve
@@ -129,7 +130,7 @@ def evaluate_outputs(params: Params) -> str | None:
     if champion is None or challenger is None:
         return None
     folder = Layout.of(params, model=champion.name, staged=False).reference(str(champion.version))
-    decided = challenger.tags.get("quire.reference_dir")  # set once the challenger is evaluated
+    decided = read_version_tags(challenger.tags).reference_dir  # set once it is evaluated
     return sha(
         champion.version,
         challenger.version,

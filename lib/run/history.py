@@ -111,11 +111,12 @@ def stage_runs(stage: Stage, params: Params) -> list[dict[str, str]]:
     from mlflow.exceptions import MlflowException
 
     from lib.core import tracking
+    from lib.core.contracts.tags import read_version_tags
     from lib.core.errors import QuireError
 
     try:
         version = tracking.version_by_alias(tracking.model_name(params), tracking.CHALLENGER)
-        run_id = version.tags.get("quire.run_id") or version.run_id
+        run_id = read_version_tags(version.tags).run_id or version.run_id
         experiment = MlflowClient().get_run(run_id).info.experiment_id
     except (MlflowException, QuireError, OSError) as exc:
         log.warning("mlflow_runs_not_linked", stage=stage.name, error=str(exc)[:200])

@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from lib.core import tracking
+from lib.core.contracts.tags import read_version_tags
 from lib.core.errors import ModelNotFoundError
 from lib.core.layout import Layout
 from lib.core.logs import get_logger
@@ -70,8 +71,8 @@ def load_model(params: Params, uri: str | None = None, *, fast: bool = True) -> 
     if version is None:
         model = LoadedModel(pipeline, _local_schema(params), uri)
         return with_fast_path(model) if fast else model
-    run_id = version.tags.get("quire.run_id") or version.run_id
-    raw = version.tags.get("quire.threshold")
+    tags = read_version_tags(version.tags)
+    run_id = tags.run_id or version.run_id
     metrics = mlflow.get_run(run_id).data.metrics if run_id else {}
     model = LoadedModel(
         pipeline=pipeline,
@@ -81,7 +82,7 @@ def load_model(params: Params, uri: str | None = None, *, fast: bool = True) -> 
         version=str(version.version),
         alias=alias,
         run_id=run_id,
-        threshold=float(raw) if raw not in (None, "", "None") else None,
+        threshold=tags.threshold,
         metrics={k: float(v) for k, v in metrics.items()},
         trained_at=pd.Timestamp(version.creation_timestamp, unit="ms", tz="UTC").isoformat(),
     )

@@ -79,3 +79,17 @@ def test_a_version_tagged_by_an_earlier_version_has_no_threshold():
     assert "quire.threshold" not in evaluation_tags(
         threshold=None, reference_dir="/d", metric="r2", score=0.5
     )
+
+
+def test_run_tags_name_the_stage_the_best_family_and_the_decision():
+    from lib.core.contracts.tags import best_family_tags, promotion_tags, stage_tags
+
+    assert stage_tags("train") == {"quire.stage": "train"}
+    assert best_family_tags(family="logistic", run_id="r2") == {
+        "quire.best_family": "logistic",
+        "quire.best_run_id": "r2",
+    }
+    assert promotion_tags(promoted=False, reason="no gain") == {
+        "quire.promotion": "not promoted",
+        "quire.promotion_reason": "no gain",
+    }

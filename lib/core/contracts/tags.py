@@ -1,9 +1,11 @@
 """The ``quire.*`` tags on MLflow model versions: what a version is, where it came from.
 
-Train writes the provenance tags when it registers a version (:func:`provenance_tags`),
-evaluate adds the decision threshold, the reference folder and the test score
-(:func:`evaluation_tags`); everything that reads them (evaluate, the server, run_all's digests,
-lineage) goes through :func:`read_version_tags`, which parses each value once. Versions
+Train writes the provenance tags when it registers a version (:func:`provenance_tags`,
+:func:`version_tags`), evaluate adds the decision threshold, the reference folder and the test
+score (:func:`evaluation_tags`); everything that reads them (evaluate, the server, run_all's
+digests, lineage) goes through :func:`read_version_tags`, which parses each value once. The tags on
+MLflow runs (:func:`stage_tags`, :func:`best_family_tags`, :func:`promotion_tags`) are for people
+reading the MLflow UI; Quire writes them here and never reads them back. Versions
 registered by earlier Quire versions read unchanged (their threshold may be the text ``None``).
 """
 
@@ -69,6 +71,24 @@ def evaluation_tags(
     if threshold is not None:
         tags[f"{PREFIX}threshold"] = repr(float(threshold))
     return tags
+
+
+def promotion_tags(*, promoted: bool, reason: str) -> dict[str, str]:
+    """Return the tags evaluate sets on the challenger's training run: the gate's decision."""
+    return {
+        f"{PREFIX}promotion": "promoted" if promoted else "not promoted",
+        f"{PREFIX}promotion_reason": reason,
+    }
+
+
+def best_family_tags(*, family: str, run_id: str) -> dict[str, str]:
+    """Return the tags train sets on its parent run: the family it registered, and its run."""
+    return {f"{PREFIX}best_family": family, f"{PREFIX}best_run_id": run_id}
+
+
+def stage_tags(stage: str) -> dict[str, str]:
+    """Return the tag naming the stage that wrote a run."""
+    return {f"{PREFIX}stage": stage}
 
 
 def read_version_tags(tags: Mapping[str, str]) -> VersionTags:
