@@ -31,6 +31,11 @@ LOCK = ".run_all.lock"  # in the data folder: one run_all at a time
 LOG_PARTS = "part-*.parquet"  # the prediction log's files
 
 
+def raw_dir(data: str | Path) -> Path:
+    """Return the folder of immutable input files (the generator's output, feedback snapshots)."""
+    return resolve(data) / "raw"
+
+
 def predictions_dir(data: str | Path, model: str) -> Path:
     """Return the folder of a model's prediction log (``part-*.parquet``, written by the server)."""
     return resolve(data) / "predictions" / model
@@ -91,7 +96,7 @@ class Layout:
     @property
     def raw(self) -> Path:
         """Immutable input files (the generator's output, feedback snapshots)."""
-        return self.data / "raw"
+        return raw_dir(self.data)
 
     @property
     def processed(self) -> Path:
@@ -159,6 +164,10 @@ class Layout:
     def report(self, stem: str, suffix: str = ".html") -> Path:
         """Return a stage's report (``.html``, ``.ipynb``, ``.failed.html``, ``.failed.ipynb``)."""
         return self.reports / f"{stem}{suffix}"
+
+    def run_log(self, stamp: str) -> Path:
+        """Return the JSON-lines log file of the run_all run started at ``stamp``."""
+        return self.logs / f"run_all-{stamp}.jsonl"
 
     @property
     def run_lock(self) -> Path:

@@ -21,9 +21,8 @@ import pandas as pd
 from lib.core.atomic import atomic_path, sha256_file
 from lib.core.contracts import predlog
 from lib.core.errors import DataValidationError
-from lib.core.layout import feedback_dir, predictions_dir
+from lib.core.layout import feedback_dir, predictions_dir, raw_dir
 from lib.core.param_sections import CsvParams
-from lib.core.paths import resolve
 
 KEY = list(predlog.KEY)  # a label's row in the prediction log
 
@@ -121,7 +120,7 @@ def write_training_rows(
     rows = labelled_rows(log, labels, target, id_column)
     if rows.empty:
         return None
-    raw = resolve(data_dir) / "raw"
+    raw = raw_dir(data_dir)
     raw.mkdir(parents=True, exist_ok=True)
     tmp = raw / f".feedback-{uuid.uuid4().hex[:8]}.tmp"
     try:

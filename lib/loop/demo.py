@@ -117,8 +117,6 @@ def build_parser() -> argparse.ArgumentParser:
 @startup.entry_point
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the demo; return the exit code."""
-    from lib.core.paths import resolve
-
     args = build_parser().parse_args(argv)
     given = startup.Layers.from_args(args)
     layers = given.argv()
@@ -131,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     if v is not None})  # fmt: skip
     env.update({"QUIRE_SERVER_PORT": str(args.port), "QUIRE_SERVER_POLL_SECONDS": "5"})
     env["QUIRE_SERVER_LOG_FLUSH_SECONDS"] = "1"
-    logs = resolve(params.project.logs_dir)
+    logs = Layout.of(params).logs
     ids = logs / "demo-ids.csv"
     base = f"http://127.0.0.1:{args.port}"
     dashboard = f"http://127.0.0.1:{args.dashboard_port}"

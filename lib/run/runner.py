@@ -25,7 +25,7 @@ from lib.core.errors import DataValidationError, ParamsError, QuireError
 from lib.core.layout import Layout
 from lib.core.logs import LOG_FILE_ENV, adopt_loggers, configure_logging, get_logger
 from lib.core.params import Params
-from lib.core.paths import NOTEBOOKS_DIR, resolve
+from lib.core.paths import NOTEBOOKS_DIR
 from lib.run import console
 from lib.run.execute import environ
 from lib.run.pipeline import promote, recover, run_pipeline
@@ -185,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     signal.signal(signal.SIGTERM, _sigterm)
     try:
-        with RunLock(resolve(params.project.data_dir)):
+        with RunLock(Layout.of(params).data):
             return _run(args, params, stages, force)
     except RunLocked as exc:
         return startup.fail(str(exc), EXIT_LOCKED)
@@ -210,7 +210,7 @@ def _run(
     if args.dry_run or args.status:
         return _plan_only(params, stages, force, status_too=args.status)
     stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%SZ")
-    log_file = resolve(params.project.logs_dir) / f"run_all-{stamp}.jsonl"
+    log_file = Layout.of(params).run_log(stamp)
     configure_logging(args.log_level, log_file, quiet=not args.verbose)
     if not args.verbose:
         import mlflow  # noqa: F401  (it sets up its loggers at import: then adopt them)
