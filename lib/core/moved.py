@@ -18,32 +18,22 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
+# The packages lib/ was grouped into, and the flat modules each took in.
+_GROUPS: dict[str, str] = {
+    "core": "errors atomic logs paths params tracking plots",
+    "data": "generator readers schema validate split preprocess profile ingest feedback drift",
+    "model": "metrics models search train train_plots scoring evaluate eval_plots gate reference",
+    "serving": "fastpath",
+    "monitoring": "monitor monitor_plots monitor_results performance alerts evidently_report "
+    "dashboard",
+    "run": "runner stages staging fingerprint history kernels runlock report",
+    "loop": "lineage replay demo",
+}
 # Old module -> its home since lib/ was grouped by concern.
 MOVED: dict[str, str] = {
-    **{f"lib.{m}": f"lib.core.{m}" for m in ("errors", "atomic", "logs", "paths", "params")},
-    **{f"lib.{m}": f"lib.core.{m}" for m in ("tracking", "plots")},
-    **{
-        f"lib.{m}": f"lib.data.{m}"
-        for m in ("generator", "readers", "schema", "validate", "split", "preprocess")
-    },
-    **{f"lib.{m}": f"lib.data.{m}" for m in ("profile", "ingest", "feedback", "drift")},
-    **{
-        f"lib.{m}": f"lib.model.{m}"
-        for m in ("metrics", "models", "search", "train", "train_plots", "scoring")
-    },
-    **{f"lib.{m}": f"lib.model.{m}" for m in ("evaluate", "eval_plots", "gate", "reference")},
-    "lib.fastpath": "lib.serving.fastpath",
-    **{
-        f"lib.{m}": f"lib.monitoring.{m}"
-        for m in ("monitor", "monitor_plots", "monitor_results", "performance", "alerts")
-    },
-    **{f"lib.{m}": f"lib.monitoring.{m}" for m in ("evidently_report", "dashboard")},
-    **{
-        f"lib.{m}": f"lib.run.{m}"
-        for m in ("runner", "stages", "staging", "fingerprint", "history", "kernels")
-    },
-    **{f"lib.{m}": f"lib.run.{m}" for m in ("runlock", "report")},
-    **{f"lib.{m}": f"lib.loop.{m}" for m in ("lineage", "replay", "demo")},
+    f"lib.{module}": f"lib.{package}.{module}"
+    for package, modules in _GROUPS.items()
+    for module in modules.split()
 }
 
 

@@ -9,7 +9,6 @@ where its value came from and what is allowed. The sections themselves (one per 
 
 from __future__ import annotations
 
-import argparse
 import difflib
 import hashlib
 import json
@@ -181,29 +180,6 @@ def folder_overrides(root: Path) -> list[str]:
         f"project.logs_dir={root / 'logs'}",
         f"mlflow.store_dir={root / 'mlruns'}",
     ]
-
-
-def add_layer_arguments(parser: argparse.ArgumentParser, example: str) -> None:
-    """Add the parameter layers every Quire command takes: ``--params FILE`` and ``-p KEY=VALUE``.
-
-    Parameters
-    ----------
-    parser
-        The command's parser (``args.params`` and ``args.overrides`` feed :func:`load_params`).
-    example
-        An override shown in the help, e.g. ``ingest.split.test=0.25``.
-    """
-    parser.add_argument(
-        "--params", action="append", default=[], metavar="FILE", help="preset YAML (repeatable)"
-    )
-    parser.add_argument(
-        "-p",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help=f"override one parameter, e.g. -p {example} (repeatable)",
-    )
 
 
 def load_params(

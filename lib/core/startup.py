@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import ParamSpec
 
 from lib.core.errors import ParamsError, QuireError
-from lib.core.params import Params, add_layer_arguments, load_params
+from lib.core.params import Params, load_params
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -68,7 +68,17 @@ def add_arguments(parser: argparse.ArgumentParser, example: str) -> None:
     example
         An override shown in the help, e.g. ``generator.rows=5000``.
     """
-    add_layer_arguments(parser, example)
+    parser.add_argument(
+        "--params", action="append", default=[], metavar="FILE", help="preset YAML (repeatable)"
+    )
+    parser.add_argument(
+        "-p",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override one parameter, e.g. -p {example} (repeatable)",
+    )
 
 
 def load(layers: Layers = Layers()) -> Params:

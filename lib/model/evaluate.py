@@ -115,13 +115,13 @@ def _threshold(params: Params, model: Any, data: ProcessedData) -> float | None:
 
 def _check_same_data(version: Any, params: Params) -> None:
     trained_on = read_version_tags(version.tags).manifest_sha256
-    current = sha256_file(Layout.of(params).manifest)
-    if trained_on and trained_on != current:
+    manifest = Layout.of(params).manifest
+    if trained_on and trained_on != sha256_file(manifest):
         raise DataValidationError(
-            f"{Layout.of(params).manifest}: the processed data changed since version "
+            f"{manifest}: the processed data changed since version "
             f"{version.version} was trained, so its test split may overlap its training data; "
             "rerun the train stage (python run_all.py --from train)",
-            path=Layout.of(params).manifest,
+            path=manifest,
             check="manifest",
         )
 
