@@ -19,7 +19,7 @@ from typer.main import get_command
 from typer.testing import CliRunner
 
 from lib.cli import app
-from lib.cli.check import check_columns
+from lib.data.params_check import check_columns
 from lib.cli.pipeline import bare_force
 from lib.cli.services import flags_env, lab_command
 from lib.core.errors import ParamsError
@@ -214,10 +214,17 @@ def test_check_names_every_column_param_the_data_lacks_in_one_message(tmp_path):
     )
     assert result.returncode == 2, result.stdout + result.stderr
     err = result.stderr
-    assert "monitor.alerts.key_features: no column 'nope' in the data" in err
-    assert "evaluate.segments: 'monthly_charges': not a categorical or boolean feature" in err
-    assert "monitor.exclude: 'churned': not a model feature" in err
-    assert "3 parameter(s)" in err and "'tenure_months'" not in err  # a feature: fine
+    # each line names the key and the layer its value came from
+    assert (
+        "monitor.alerts.key_features (from -p monitor.alerts.key_features): no column 'nope' "
+        "in the data" in err
+    )
+    assert (
+        "evaluate.segments (from -p evaluate.segments): 'monthly_charges': not a categorical "
+        "or boolean feature" in err
+    )
+    assert "monitor.exclude (from -p monitor.exclude): 'churned': not a model feature" in err
+    assert "3 parameter problem(s)" in err and "'tenure_months'" not in err  # a feature: fine
     assert "Traceback" not in err
 
 
@@ -238,10 +245,11 @@ def test_check_columns_without_a_target_names_it_and_skips_the_schema(tmp_path):
         check_columns(params, read=lambda _p: ([tmp_path / "t.csv"], [frame]))
     message = str(info.value)
     assert info.value.key == "data.target"
-    assert "data.target: no column 'churn' in the data" in message
-    assert "monitor.alerts.key_features: no column 'tenure_x' in the data" in message
-    assert "2 parameter(s)" in message  # segments and the present key feature are fine
-    assert f"the data's columns ({tmp_path / 't.csv'}): tenure, charges" in message
+    assert "data.target (from -p data.target): no column 'churn' in the data" in message
+    assert "monitor.alerts.key_features (from -p monitor.alerts.key_features): no column " in message
+    assert "'tenure_x' in the data" in message
+    assert "2 parameter problem(s)" in message  # segments and the present key feature are fine
+    assert f"the data ({tmp_path / 't.csv'}) has the columns: tenure, charges" in message
 
 
 def test_check_columns_reports_the_schema_when_all_is_well(tmp_path):

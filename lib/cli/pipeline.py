@@ -144,9 +144,9 @@ def check(
     data.source: generator), infers its schema, and checks every parameter that names a column:
     all the problems in one message. Exit codes: 0 fine, 2 a problem (named), 1 an error.
     """
-    from lib.cli.check import check_columns
     from lib.core import startup
     from lib.core.errors import DataValidationError, ParamsError
+    from lib.data.params_check import check_columns
 
     def body() -> int:
         params = startup.start(startup.Layers.of(presets, overrides), log_level=log_level)

@@ -14,6 +14,15 @@ ColumnKind = Literal["numeric", "categorical", "boolean", "datetime"]
 Share = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
+def _cleared(empty: type[list[Any]] | type[dict[str, Any]]) -> Any:
+    """Return a before-validator by which ``null`` clears a list or map setting."""
+
+    def clear(value: Any) -> Any:
+        return empty() if value is None else value
+
+    return clear
+
+
 class Section(BaseModel):
     """Base of every section: unknown keys are errors, values are frozen."""
 
@@ -23,7 +32,7 @@ class Section(BaseModel):
 class ProjectParams(Section):
     """Shared keys: dataset name, seed and where outputs go."""
 
-    name: str = Field("churn", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+    name: str = Field("auto", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
     seed: int = 42
     data_dir: str = "data"
     reports_dir: str = "reports"
@@ -51,13 +60,17 @@ class DataParams(Section):
     """Where the data comes from and which column is the target."""
 
     source: str = "generator"
-    target: str = "churned"
+    target: str = ""
     task: Literal["auto", "binary", "multiclass", "regression"] = "auto"
-    id_column: str | None = "customer_id"
-    date_column: str | None = "signup_date"
+    id_column: str | None = None
+    date_column: str | None = None
     columns: dict[str, ColumnKind | ColumnSpec] = Field(default_factory=dict)
     drop: list[str] = Field(default_factory=list)
     csv: CsvParams = Field(default_factory=CsvParams)
+
+    _null_target = field_validator("target", mode="before")(lambda v: "" if v is None else v)
+    _null_map = field_validator("columns", mode="before")(_cleared(dict))
+    _null_list = field_validator("drop", mode="before")(_cleared(list))
 
 
 class ProductionParams(Section):
@@ -190,10 +203,10 @@ class EvaluateParams(Section):
     """The evaluate stage: held-out metrics, segments, threshold and the promotion gate."""
 
     min_delta: float = Field(0.005, ge=0.0)
-    floors: dict[str, float] = Field(default_factory=lambda: {"roc_auc": 0.6})
-    segments: list[str] = Field(
-        default_factory=lambda: ["contract_type", "plan_tier", "region", "payment_method"]
-    )
+    floors: Literal["auto"] | dict[str, float] = "auto"
+    segments: Literal["auto"] | list[str] = "auto"
+    _null_floors = field_validator("floors", mode="before")(_cleared(dict))
+    _null_segments = field_validator("segments", mode="before")(_cleared(list))
     bootstrap: int = Field(200, ge=0, le=10_000)
     confidence: float = Field(0.95, gt=0.5, lt=1.0)
     threshold: Literal["auto"] | float = "auto"
@@ -216,23 +229,24 @@ class AlertParams(Section):
 
     dataset_drift: bool = True
     drift_share: Share | None = 0.3
-    key_features: list[str] = Field(
-        default_factory=lambda: ["monthly_charges", "tenure_months", "contract_type"]
-    )
+    key_features: Literal["auto"] | list[str] = "auto"
     prediction_drift: bool = True
-    metric_drop: dict[str, float] = Field(default_factory=lambda: {"roc_auc": 0.05})
+    metric_drop: Literal["auto"] | dict[str, float] = "auto"
     missing_jump: Share | None = 0.1
     concept_drift: bool = True
     webhook_timeout: float = Field(5.0, gt=0.0, le=120.0)
     webhook_retries: int = Field(3, ge=0, le=10)
     webhook_backoff: float = Field(0.5, ge=0.0, le=60.0)
 
+    _null_keys = field_validator("key_features", mode="before")(_cleared(list))
+    _null_drop = field_validator("metric_drop", mode="before")(_cleared(dict))
+
 
 class MonitorParams(Section):
     """The monitor stage: what is compared with what, how drift is judged, and the alerts."""
 
     reference: str = "champion"
-    current: str = "production"
+    current: str = "auto"
     window_rows: int | None = Field(None, ge=1)
     since: str | None = None
     until: str | None = None
@@ -242,6 +256,8 @@ class MonitorParams(Section):
     exclude: list[str] = Field(default_factory=list)
     methods: dict[str, DRIFT_METHODS] = Field(default_factory=dict)
     thresholds: dict[str, float] = Field(default_factory=dict)
+    _null_maps = field_validator("methods", "thresholds", mode="before")(_cleared(dict))
+    _null_list = field_validator("exclude", mode="before")(_cleared(list))
     drift_share: Share = 0.5
     windows: int = Field(5, ge=1, le=100)
     bootstrap: int = Field(200, ge=0, le=10_000)

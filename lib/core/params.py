@@ -10,6 +10,7 @@ where its value came from and what is allowed. The sections themselves (one per 
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import json
 import re
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError, model_validator
 
 from lib.core.errors import ParamsError
 from lib.core.param_sections import (
@@ -33,9 +34,21 @@ from lib.core.param_sections import (
     Section,
     TrainParams,
 )
-from lib.core.paths import BASE_PARAMS
+from lib.core.paths import BASE_PARAMS, GENERATOR_PARAMS
 
 ENV_PREFIX = "QUIRE__"
+# Maps a layer replaces rather than deep-merges: a preset's `floors: {f1_macro: 0.8}` means
+# exactly that floor, not that floor plus the defaults' (``null`` clears any of them).
+REPLACED = frozenset(
+    {
+        "data.columns",
+        "evaluate.floors",
+        "monitor.methods",
+        "monitor.thresholds",
+        "monitor.alerts.metric_drop",
+    }
+)
+BUILTIN_SOURCE = "generator"
 
 
 class Params(Section):
@@ -50,6 +63,57 @@ class Params(Section):
     monitor: MonitorParams = Field(default_factory=MonitorParams)
     mlflow: MlflowParams = Field(default_factory=MlflowParams)
     run: RunParams = Field(default_factory=RunParams)
+    _sources: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derived(cls, raw: Any) -> Any:
+        """Fill what the data source implies.
+
+        For the built-in data, its settings (``params/builtin/generator.yaml``) where ``raw``
+        sets none (load_params layers that file itself, so this matters to Params built in
+        code); ``project.name: auto``: 'churn' for the built-in data, else the source's name.
+        """
+        if not isinstance(raw, Mapping):
+            return raw
+        data = raw.get("data")
+        source = str(
+            data.get("source", BUILTIN_SOURCE) if isinstance(data, Mapping) else BUILTIN_SOURCE
+        )
+        filled = _fill_missing(raw, builtin_settings()) if source == BUILTIN_SOURCE else dict(raw)
+        project = filled.get("project") or {}
+        if isinstance(project, Mapping) and project.get("name", "auto") == "auto":
+            filled["project"] = {**project, "name": derived_name(source)}
+        return filled
+
+    @model_validator(mode="after")
+    def _target_named(self) -> Params:
+        if not self.data.target:
+            raise ParamsError(
+                f"data.target is not set for data.source {self.data.source!r}: name the column "
+                "to predict in your preset, e.g. 'data: {target: price}', or -p data.target=price",
+                key="data.target",
+            )
+        return self
+
+    def monitor_current(self) -> str:
+        """Return ``monitor.current`` resolved.
+
+        ``auto`` is the generator's production batch for the built-in data, else the server's
+        prediction log.
+        """
+        current = self.monitor.current
+        if current != "auto":
+            return current
+        return "production" if self.data.source == BUILTIN_SOURCE else "log"
+
+    def source_of(self, key: str) -> str:
+        """Return where the value of dotted ``key`` came from (a file, variable or ``-p``).
+
+        Keys no layer set are the code's defaults; parameters rebuilt in a notebook from its
+        sections say so.
+        """
+        return _source_of(key, self._sources) if self._sources else "the notebook's parameters"
 
     def digest(self) -> str:
         """Return a short stable hash of the resolved parameters."""
@@ -95,6 +159,32 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return loaded
 
 
+@functools.cache
+def builtin_settings(path: Path = GENERATOR_PARAMS) -> dict[str, Any]:
+    """Return the built-in data's own settings (they name its columns)."""
+    return _read_yaml(path)
+
+
+def _fill_missing(raw: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """Return ``raw`` with the keys of ``defaults`` it does not have (deeply) added."""
+    out = dict(raw)
+    for key, value in defaults.items():
+        if key not in out:
+            out[key] = _plain(value)
+        elif isinstance(value, Mapping) and isinstance(out[key], Mapping):
+            out[key] = _fill_missing(out[key], value)
+    return out
+
+
+def derived_name(source: str) -> str:
+    """Return the project name ``auto`` means for ``source`` (``data/raw/sales-*.csv`` → sales)."""
+    if source == BUILTIN_SOURCE:
+        return "churn"
+    stem = Path(source).name.split(".")[0]
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-._")
+    return cleaned or "data"
+
+
 def _merge(
     into: dict[str, Any],
     layer: Mapping[str, Any],
@@ -102,10 +192,18 @@ def _merge(
     provenance: dict[str, str],
     prefix: str = "",
 ) -> None:
-    """Deep-merge ``layer`` into ``into`` in place, recording each leaf's source."""
+    """Deep-merge ``layer`` into ``into`` in place, recording each leaf's source.
+
+    The maps in :data:`REPLACED` are replaced whole.
+    """
     for key, value in layer.items():
         dotted = f"{prefix}{key}"
-        if isinstance(value, Mapping) and isinstance(into.get(key), dict) and value:
+        if dotted in REPLACED:
+            for known in [k for k in provenance if k.startswith(f"{dotted}.")]:
+                del provenance[known]
+            into[key] = _plain(value)
+            provenance[dotted] = source
+        elif isinstance(value, Mapping) and isinstance(into.get(key), dict) and value:
             _merge(into[key], value, source, provenance, f"{dotted}.")
         else:
             into[key] = _plain(value)
@@ -187,8 +285,12 @@ def load_params(
     overrides: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
     base: Path = BASE_PARAMS,
+    builtin_params: Path = GENERATOR_PARAMS,
 ) -> Params:
     """Layer base, presets, environment and overrides, and validate the result.
+
+    When the result's ``data.source`` is the built-in generator, ``builtin_params`` (the
+    settings naming the generator's columns) is layered right after ``base``.
 
     Parameters
     ----------
@@ -200,6 +302,8 @@ def load_params(
         Environment to read ``QUIRE__*`` variables from; ``None`` reads none.
     base
         The file of defaults.
+    builtin_params
+        The built-in data's settings.
 
     Returns
     -------
@@ -211,15 +315,40 @@ def load_params(
     ParamsError
         On unreadable or invalid YAML, unknown keys or wrong types, naming the key and source.
     """
-    merged: dict[str, Any] = {}
-    provenance: dict[str, str] = {}
-    layers: list[tuple[str, Mapping[str, Any]]] = [(str(base), _read_yaml(Path(base)))]
+    layers: list[tuple[str, Mapping[str, Any]]] = [(_shown(base), _read_yaml(Path(base)))]
     layers += [(str(p), _read_yaml(Path(p))) for p in presets]
     layers += _env_layers(env or {})
     layers += _override_layers(overrides)
+    merged, provenance = _layered(layers)
+    if str(merged.get("data", {}).get("source", BUILTIN_SOURCE)) == BUILTIN_SOURCE:
+        builtin = (
+            f"{_shown(builtin_params)} (the built-in data's settings, layered because "
+            f"data.source is '{BUILTIN_SOURCE}')"
+        )
+        merged, provenance = _layered(
+            [layers[0], (builtin, _read_yaml(builtin_params)), *layers[1:]]
+        )
+    params = validate_params(merged, provenance)
+    params._sources = provenance
+    return params
+
+
+def _shown(path: Path) -> str:
+    """Return a params file as messages name it: relative to the project when inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(BASE_PARAMS.parent.parent))
+    except ValueError:
+        return str(path)
+
+
+def _layered(
+    layers: Sequence[tuple[str, Mapping[str, Any]]],
+) -> tuple[dict[str, Any], dict[str, str]]:
+    merged: dict[str, Any] = {}
+    provenance: dict[str, str] = {}
     for source, layer in layers:
         _merge(merged, layer, source, provenance)
-    return validate_params(merged, provenance)
+    return merged, provenance
 
 
 def validate_params(raw: Mapping[str, Any], provenance: Mapping[str, str] | None = None) -> Params:

@@ -8,6 +8,9 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
 PARAMS_DIR = PROJECT_ROOT / "params"
 BASE_PARAMS = PARAMS_DIR / "base.yaml"
+# Settings that name the built-in generator's columns: layered right after base.yaml, and only
+# when data.source is 'generator' (lib.core.params.load_params).
+GENERATOR_PARAMS = PARAMS_DIR / "builtin" / "generator.yaml"
 TEMPLATES_DIR = PROJECT_ROOT / "lib" / "templates"
 
 

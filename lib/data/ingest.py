@@ -29,12 +29,13 @@ from lib.core.errors import DataValidationError
 from lib.core.layout import MANIFEST, Layout
 from lib.core.logs import get_logger
 from lib.core.params import Params
+from lib.data import preflight
 from lib.data.generator import generate
 from lib.data.preprocess import build_preprocessor
 from lib.data.readers import expand_source, penguins_csv, read_table
 from lib.data.schema import Schema, complete_schema, draft_schema, params_fingerprint
 from lib.data.split import SPLITS, split_positions
-from lib.data.validate import Finding, check, conform, report_frame
+from lib.data.validate import Finding, check, conform, infer_schema, report_frame
 
 log = get_logger(__name__)
 
@@ -110,9 +111,16 @@ def _load(
     schema, origin = _saved_schema(params, saved)
     draft = schema
     parts: list[tuple[Path, pd.DataFrame]] = []
+    columns: list[str] = []
     findings: list[Finding] = []
     for path in sources:
         raw = read_table(path, params.data.csv)
+        if not parts:  # every parameter naming a column, before any is used
+            columns = [str(c) for c in raw.columns]
+            if preflight.missing_columns(params, columns, preflight.SCHEMA_KEYS):
+                data = preflight.inferable(params.data, columns)
+                guess = infer_schema(raw, data, params.ingest.checks, path) if data else None
+                preflight.check(params, columns, guess, str(path))
         if draft is None:
             draft = draft_schema(raw, params.data, params.ingest.checks, path)
         conformed, found = conform(raw, draft, path)
@@ -122,6 +130,13 @@ def _load(
     assert draft is not None  # sources is never empty
     frame = parts[0][1] if len(parts) == 1 else pd.concat([p for _, p in parts], ignore_index=True)
     schema = schema or complete_schema(draft, frame)
+    preflight.check(  # all at once, before anything is written or trained
+        params,
+        columns,
+        schema,
+        str(sources[0]),
+        lambda p: preflight.file_columns(p, params),
+    )
     for path, part in parts:
         findings += check(part, schema, params.ingest.checks, path)
     log.info("read", files=len(parts), rows=len(frame))

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lib.core import staging_area, tracking
+from lib.core import staging_area, tasks, tracking
 from lib.core.atomic import sha256_file
 from lib.core.contracts.predlog import PREDICTION, proba_column
 from lib.core.contracts.tags import evaluation_tags, promotion_tags, read_version_tags
@@ -19,6 +19,7 @@ from lib.core.layout import Layout, reference_dir
 from lib.core.logs import get_logger
 from lib.core.params import Params
 from lib.data.ingest import ProcessedData, load_processed
+from lib.data.preflight import segment_columns
 from lib.data.schema import Task
 from lib.model.gate import Decision, decide
 from lib.model.metrics import Metric, metric, metrics_for
@@ -152,7 +153,7 @@ def _champion_scores(
 def _segments(
     params: Params, data: ProcessedData, fn: MetricFn, arrays: list[np.ndarray], keep: list[str]
 ) -> pd.DataFrame:
-    columns = params.evaluate.segments
+    columns = segment_columns(params.evaluate.segments, data.schema)
     known = data.schema.names("categorical") + data.schema.names("boolean")
     unknown = [c for c in columns if c not in known]
     if unknown:
@@ -206,17 +207,21 @@ def run_evaluation(params: Params) -> EvaluationResult:
         }
     ).reindex(list(point))
     scores.index.name = "metric"
+    keep = [primary.name, *([] if task == "regression" else ["accuracy"])]
+    segments = _segments(params, data, fn, arrays, keep)  # before any alias moves
+    ranked = importances(
+        model, X, y_series, primary.scorer, params.project.seed, params.evaluate.importance_rows
+    )
     champion = _champion_scores(name, str(version.version), X, y, task, classes)
     decision = decide(
         primary,
         (str(version.version), point),
         champion,
         params.evaluate.min_delta,
-        params.evaluate.floors,
+        tasks.floors(params.evaluate.floors, task, len(classes) if classes else None),
     )
     if decision.promote:
         tracking.set_alias(name, tracking.CHAMPION, str(version.version))
-    keep = [primary.name, *([] if task == "regression" else ["accuracy"])]
     result = EvaluationResult(
         task=task,
         classes=classes,
@@ -228,7 +233,7 @@ def run_evaluation(params: Params) -> EvaluationResult:
         thresholds=_threshold_table(y, out, classes, threshold),
         y=y,
         outputs=out,
-        segments=_segments(params, data, fn, arrays, keep),
+        segments=segments,
         worst=worst_errors(
             data.splits["test"].drop(columns=data.schema.target),
             task,
@@ -238,12 +243,10 @@ def run_evaluation(params: Params) -> EvaluationResult:
             classes,
             params.evaluate.worst_errors,
         ),
-        importances=importances(
-            model, X, y_series, primary.scorer, params.project.seed, params.evaluate.importance_rows
-        ),
+        importances=ranked,
         decision=decision,
         champion_scores=champion[1] if champion else None,
-        reference=_save_reference(params, data, name, str(version.version), out, threshold),
+        reference=_save_reference(params, data, name, str(version.version), out, threshold, ranked),
     )
     _record(result, version)
     log.info(
@@ -277,6 +280,7 @@ def _save_reference(
     version: str,
     out: Outputs,
     threshold: float | None,
+    ranked: pd.Series,
 ) -> Path:
     frame = data.splits["test"].copy()
     frame[PREDICTION] = out.pred
@@ -285,7 +289,14 @@ def _save_reference(
         for i, label in enumerate(data.schema.classes):
             frame[proba_column(label)] = out.proba[:, i]
             extra.append(proba_column(label))
-    meta = {"model": name, "version": version, "threshold": threshold, "task": data.schema.task}
+    meta = {
+        "model": name,
+        "version": version,
+        "threshold": threshold,
+        "task": data.schema.task,
+        # what monitor.alerts.key_features: auto watches (lib.monitoring.defaults)
+        "importances": {str(k): float(v) for k, v in ranked.items()},
+    }
     return save_reference(
         frame, data.schema, extra, reference_dir(params.project.data_dir, name, version), meta
     )

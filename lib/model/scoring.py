@@ -55,6 +55,8 @@ def classification_metrics(
         "accuracy": tp.sum() / len(yi),
         "precision_macro": p.mean(),
         "recall_macro": r.mean(),
+        # mean recall over the classes present in y, as scikit-learn's balanced_accuracy_score
+        "balanced_accuracy": r[onehot_present(yi, k)].mean(),
         "f1_macro": f.mean(),
         "log_loss": mean_log_loss(proba, yi),
         "brier": np.mean(np.sum((proba - onehot) ** 2, axis=1)),
@@ -68,6 +70,11 @@ def classification_metrics(
     for i, label in enumerate(labels):
         out[f"precision[{label}]"], out[f"recall[{label}]"], out[f"f1[{label}]"] = p[i], r[i], f[i]
     return {key: float(v) for key, v in out.items()}
+
+
+def onehot_present(yi: np.ndarray, k: int) -> np.ndarray:
+    """Return which of the ``k`` classes occur in the class indices ``yi``."""
+    return np.bincount(yi, minlength=k) > 0
 
 
 def confusion_scores(

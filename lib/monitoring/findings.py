@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lib.core import tasks
 from lib.core.contracts.predlog import PREDICTION, proba_column
 from lib.core.contracts.summary import Concept
 from lib.core.param_sections import MonitorParams
@@ -143,7 +144,9 @@ def find_quality(
     b, c = params.bootstrap, params.confidence
     ref_metrics = performance.metric_table(task, ref_scored, b, c, seed)
     cur_metrics = performance.metric_table(task, cur_scored, b, c, seed)
-    drops = performance.metric_drops(ref_metrics, cur_metrics, params.alerts.metric_drop, task)
+    drops = performance.metric_drops(
+        ref_metrics, cur_metrics, tasks.metric_drop(params.alerts.metric_drop, task), task
+    )
     return QualityFindings(
         reference_metrics=ref_metrics,
         current_metrics=cur_metrics,

@@ -68,7 +68,8 @@ def drift_kinds(schema: Schema, params: MonitorParams) -> dict[str, Any]:
             f"monitor.columns/exclude: {unknown} are not model features; the features are {names}",
             key="monitor.columns",
         )
-    unknown_keys = sorted(set(params.alerts.key_features) - set(names))
+    keys = params.alerts.key_features
+    unknown_keys = sorted(set(keys if keys != "auto" else []) - set(names))
     if unknown_keys:
         raise ParamsError(
             f"monitor.alerts.key_features: {unknown_keys} are not model features; the features "
@@ -182,7 +183,7 @@ def _read_log(params: Params, model: str) -> pd.DataFrame:
 
 def _current_paths(params: Params) -> list[Path]:
     """Return the files ``monitor.current`` names: the production batch, penguins, or files."""
-    spec = params.monitor.current
+    spec = params.monitor_current()
     if spec == "production":
         batch = load_manifest(params).production_batch
         if not batch:
@@ -201,7 +202,7 @@ def _current_paths(params: Params) -> list[Path]:
 
 
 def _current_frame(params: Params, schema: Schema, model: str) -> tuple[pd.DataFrame, str]:
-    if params.monitor.current == "log":
+    if params.monitor_current() == "log":
         return _read_log(params, model), "log"
     paths = _current_paths(params)
     return _read_files(paths, params, schema), ";".join(str(p) for p in paths)

@@ -23,7 +23,9 @@ from lib.core.contracts.summary import write_summary
 from lib.core.errors import DataValidationError
 from lib.core.layout import LATEST, SUMMARY, Layout
 from lib.core.logs import get_logger
+from lib.core.param_sections import MonitorParams
 from lib.core.params import Params
+from lib.monitoring import defaults
 from lib.monitoring.alerts import Facts, dispatch, evaluate_rules
 from lib.monitoring.findings import DriftFindings, QualityFindings, find_drift, find_quality
 from lib.monitoring.inputs import Current, drift_kinds, load_current, load_reference
@@ -59,10 +61,10 @@ def run_monitor(params: Params, *, webhook_url: str | None = None) -> MonitorRes
     from lib.model.provenance import known_lineage
     from lib.serving.loading import load_model
 
-    m = params.monitor
     model = load_model(params, fast=False)
     schema = model.schema
     name = model.name or tracking.model_name(params)
+    m = defaults.resolved(params, schema, name, model.version)
     kinds = drift_kinds(schema, m)  # checks the column and alert settings before any reading
     ref = load_reference(params, schema, name, model.version)
     cur = load_current(params, schema, name, model.predict)
@@ -73,7 +75,7 @@ def run_monitor(params: Params, *, webhook_url: str | None = None) -> MonitorRes
     run_id, now = uuid.uuid4().hex[:12], pd.Timestamp.now(tz="UTC")
     out = Layout.of(params, model=name).monitoring
     context = {"run_id": run_id, "time": now.isoformat(), "model": name, "version": model.version}
-    alerting = _alert(drift, quality, params, context, out / ALERTS, webhook_url)
+    alerting = _alert(drift, quality, m, context, out / ALERTS, webhook_url)
     result = MonitorResult(
         run_id=run_id,
         time=now,
@@ -105,7 +107,7 @@ def run_monitor(params: Params, *, webhook_url: str | None = None) -> MonitorRes
 def _alert(
     drift: DriftFindings,
     quality: QualityFindings,
-    params: Params,
+    params: MonitorParams,
     context: dict[str, Any],
     history: Path,
     webhook_url: str | None,
@@ -121,8 +123,8 @@ def _alert(
         concept_drift=quality.concept.drift,
         concept_reason=quality.concept.reason,
     )
-    alerts = evaluate_rules(facts, params.monitor.alerts)
-    delivery = dispatch(alerts, params.monitor.alerts, history, context, webhook_url)
+    alerts = evaluate_rules(facts, params.alerts)
+    delivery = dispatch(alerts, params.alerts, history, context, webhook_url)
     return Alerting(alerts=alerts, delivery=delivery)
 
 

@@ -70,7 +70,7 @@ def monitor_inputs(params: Params) -> str:
 
 
 def _current_data(params: Params) -> str:
-    spec = params.monitor.current
+    spec = params.monitor_current()
     if spec == "log":  # the log only grows: names and sizes of its parts say what it holds
         folder = Layout.of(params, staged=False).predictions
         return sha([(p.name, p.stat().st_size) for p in sorted(folder.glob("part-*.parquet"))])

@@ -39,9 +39,20 @@ def last_started(executed: Path) -> int | None:
     return started[-1] if started else None
 
 
+# Quire's own errors list every problem on its own line (lib.data.preflight): keep them all.
+_WHOLE = ("ParamsError", "DataValidationError")
+_MAX_LINES = 40
+
+
 def _first_line(text: object) -> str:
     stripped = str(text).strip()
     return stripped.splitlines()[0] if stripped else ""
+
+
+def _message(ename: str, evalue: object) -> str:
+    if ename not in _WHOLE:
+        return _first_line(evalue)
+    return "\n".join(str(evalue).strip().splitlines()[:_MAX_LINES])
 
 
 def stage_failure(
@@ -68,7 +79,7 @@ def stage_failure(
             notebook,
             source_position(executed, exc.cell_index),
             exc.ename,
-            _first_line(exc.evalue or ""),
+            _message(exc.ename, exc.evalue or ""),
             report_cell=exc.exec_count,
         )
     index = last_started(executed)

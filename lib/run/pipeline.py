@@ -212,6 +212,15 @@ class _Run:
             )
             self._record(self.outcomes[-1])
             return
+        waiting = stage.waits(self.params) if stage.waits else None
+        if waiting:
+            self.outcomes.append(StageOutcome(stage, "skipped", 0.0, reason=waiting))
+            log.info("stage_waits", stage=stage.name, reason=waiting)
+            self._drop_warm(stage.name)
+            self._record(self.outcomes[-1])
+            console.stage_finished(self.outcomes[-1])
+            self.upstream.append(fingerprint.outputs_digest(stage, self.params) or "missing")
+            return
         decision = decide(
             stage,
             self.params,

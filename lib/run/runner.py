@@ -236,7 +236,7 @@ def _run(
         log.info("run_done", status="failed" if failed else "ok", index=str(index))
         console.reports_at(index, log_file)
         if failed:
-            return EXIT_STAGE_FAILED
+            return _failed_code(outcomes)
         return _follow_up(args, params, outcomes)
 
 
@@ -251,7 +251,19 @@ def _plan_only(
     print(summary_table(planned, pending="stale" if status_too else "would run"))
     if status_too:
         print(project_status(params))
+    elif any(o.status == "would run" for o in planned):
+        from lib.data.params_check import check_columns
+
+        # ParamsError: every problem at once, exit 2 (lib.core.startup), as ingest would fail.
+        print(check_columns(params).format())
     return EXIT_OK
+
+
+def _failed_code(outcomes: Sequence[StageOutcome]) -> int:
+    """Return 2 when a stage failed on the parameters or the data (fix those), else 1."""
+    usage = ("ParamsError", "DataValidationError")
+    failures = [o.failure for o in outcomes if o.failure]
+    return EXIT_USAGE if any(f.exception in usage for f in failures) else EXIT_STAGE_FAILED
 
 
 def _report(outcomes: Sequence[StageOutcome]) -> bool:

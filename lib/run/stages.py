@@ -72,6 +72,9 @@ class Stage:
         The digest of what it reads that no earlier stage produces.
     after_run
         Called after it succeeded in a run: alerts and stages to run next.
+    waits
+        Why it has nothing to work on yet (None: it can run); run_all then skips it and says
+        why, which is not a failure.
     """
 
     name: str
@@ -83,6 +86,7 @@ class Stage:
     digest: Callable[[Params], str | None] | None = None
     outside: Callable[[Params], str] | None = None
     after_run: Callable[[Params], Followup] | None = None
+    waits: Callable[[Params], str | None] | None = None
 
     @property
     def stem(self) -> str:
@@ -116,6 +120,33 @@ def after_monitor(params: Params) -> Followup:
         return Followup(alerts)
     log.warning("retrain_on_alert", alerts=list(alerts))
     return Followup(alerts, rerun=("ingest", "train", "evaluate"), force=("ingest",))
+
+
+def monitor_waits(params: Params) -> str | None:
+    """Return why the monitor has nothing to compare yet: no champion, or an empty log."""
+    from lib.core import tracking
+    from lib.core.contracts import predlog
+    from lib.core.errors import ModelNotFoundError
+
+    name = tracking.model_name(params)
+    if params.monitor.reference == "champion":
+        tracking.setup(params)
+        try:
+            tracking.version_by_alias(name, tracking.CHAMPION)
+        except ModelNotFoundError:
+            return (
+                f"no champion yet: the evaluate stage promoted no version of {name} (its report "
+                "says why); nothing to monitor"
+            )
+    if params.monitor_current() != "log":
+        return None
+    folder = Layout.of(params, model=name, staged=False).predictions
+    if predlog.log_files(folder):
+        return None
+    return (
+        f"no current data yet: the prediction log {folder} is empty; serve the champion "
+        "(quire serve) and run again, or set monitor.current to a CSV/Parquet file"
+    )
 
 
 STAGES: tuple[Stage, ...] = (
@@ -159,6 +190,7 @@ STAGES: tuple[Stage, ...] = (
         digest=digests.monitor_outputs,
         outside=digests.monitor_inputs,
         after_run=after_monitor,
+        waits=monitor_waits,
     ),
 )
 

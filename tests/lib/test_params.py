@@ -18,7 +18,24 @@ def write(path: Path, text: str) -> Path:
 
 def test_base_yaml_holds_every_default_and_nothing_else():
     raw = yaml.safe_load(BASE_PARAMS.read_text())
-    assert raw == Params().model_dump(mode="json")
+    sections = {name: field.annotation for name, field in Params.model_fields.items()}
+    assert set(raw) == set(sections)
+    for name, section in sections.items():
+        defaults = section().model_dump(mode="json")  # type: ignore[misc]
+        assert set(raw[name]) == set(defaults), name
+        assert section(**raw[name]).model_dump(mode="json") == defaults, name  # type: ignore[misc]
+
+
+def test_base_yaml_names_no_column_of_any_table():
+    """Every setting naming columns is auto or empty in base.yaml: the built-in data's live in
+    params/builtin/generator.yaml, layered only for data.source: generator."""
+    raw = yaml.safe_load(BASE_PARAMS.read_text())
+    assert raw["data"]["target"] is None
+    assert raw["data"]["id_column"] is None and raw["data"]["date_column"] is None
+    assert raw["evaluate"]["segments"] == "auto" and raw["evaluate"]["floors"] == "auto"
+    assert raw["monitor"]["alerts"]["key_features"] == "auto"
+    assert raw["monitor"]["alerts"]["metric_drop"] == "auto"
+    assert raw["monitor"]["current"] == "auto"
 
 
 def test_layers_apply_in_order(tmp_path):

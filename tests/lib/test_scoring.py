@@ -115,6 +115,7 @@ def _sklearn_classification(y, proba, classes, threshold=None):
         "accuracy": skm.accuracy_score(y, pred),
         "precision_macro": p.mean(),
         "recall_macro": r.mean(),
+        "balanced_accuracy": skm.balanced_accuracy_score(y, pred),
         "f1_macro": f.mean(),
         "log_loss": skm.log_loss(y, proba, labels=labels),
     }

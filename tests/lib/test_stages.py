@@ -37,7 +37,9 @@ def test_only_and_from_together_is_an_error():
 def test_outside_inputs_follow_the_raw_files(tmp_path):
     raw = tmp_path / "raw.csv"
     raw.write_text("a,label\n1,0\n2,1\n")
-    params = load_params(overrides=[f"data.source={raw}", *dirs_overrides(tmp_path)])
+    params = load_params(
+        overrides=[f"data.source={raw}", "data.target=label", *dirs_overrides(tmp_path)]
+    )
     ingest = get_stage("ingest")
     before = fingerprint.outside_inputs(ingest, params)
     assert fingerprint.outside_inputs(ingest, params) == before
