@@ -19,12 +19,12 @@ from typer.main import get_command
 from typer.testing import CliRunner
 
 from lib.cli import app
-from lib.data.params_check import check_columns
 from lib.cli.pipeline import bare_force
 from lib.cli.services import flags_env, lab_command
 from lib.core.errors import ParamsError
 from lib.core.params import load_params
 from lib.core.paths import PARAMS_DIR, PROJECT_ROOT
+from lib.data.params_check import check_columns
 from tests.conftest import dirs_overrides, small_frame
 
 SUBCOMMANDS = (
@@ -246,7 +246,9 @@ def test_check_columns_without_a_target_names_it_and_skips_the_schema(tmp_path):
     message = str(info.value)
     assert info.value.key == "data.target"
     assert "data.target (from -p data.target): no column 'churn' in the data" in message
-    assert "monitor.alerts.key_features (from -p monitor.alerts.key_features): no column " in message
+    assert (
+        "monitor.alerts.key_features (from -p monitor.alerts.key_features): no column " in message
+    )
     assert "'tenure_x' in the data" in message
     assert "2 parameter problem(s)" in message  # segments and the present key feature are fine
     assert f"the data ({tmp_path / 't.csv'}) has the columns: tenure, charges" in message

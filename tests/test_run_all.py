@@ -384,3 +384,89 @@ def test_a_kernels_console_shows_quire_events_only(restore_logging):
     assert "ingested rows=5" in shown and "alert message=drifted" in shown
     assert "Column churned" not in shown and "Executing Cell" not in shown
     assert "store is down" in shown
+
+
+def user_table(root: Path) -> Path:
+    from tests.conftest import small_frame
+
+    root.mkdir(parents=True, exist_ok=True)
+    csv = root / "shop.csv"
+    small_frame(90).to_csv(csv, index=False)
+    return csv
+
+
+def test_dry_run_checks_every_parameter_against_the_data(tmp_path):
+    csv = user_table(tmp_path)
+    base = [*dir_args(tmp_path), "-p", f"data.source={csv}", "-p", "data.target=label"]
+    good = run_all(*base, "--dry-run")
+    assert good.returncode == 0, good.stderr
+    assert "evaluate.segments: auto -> ['paperless', 'plan']" in good.stdout
+    assert "(nothing trained)" in good.stdout
+    bad = run_all(
+        *base, "-p", "evaluate.segments=[charges]", "-p", "data.id_column=shop_id", "--dry-run"
+    )
+    assert bad.returncode == 2, bad.stdout + bad.stderr
+    assert "2 parameter problem(s), found before anything was trained" in bad.stderr
+    assert "data.id_column (from -p data.id_column): no column 'shop_id'" in bad.stderr
+    assert "evaluate.segments (from -p evaluate.segments): 'charges'" in bad.stderr
+    assert not (tmp_path / "data" / "processed").exists()
+
+
+def test_a_parameter_problem_stops_the_run_before_any_stage_with_every_line_shown(tmp_path):
+    csv = user_table(tmp_path)
+    result = run_all(
+        *dir_args(tmp_path),
+        "-p",
+        f"data.source={csv}",
+        "-p",
+        "data.target=label",
+        "-p",
+        "evaluate.segments=[charges]",
+        "-p",
+        "evaluate.floors={rmse: 2}",
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "error: 2 parameter problem(s), found before anything was trained" in result.stderr
+    assert "evaluate.floors (from -p evaluate.floors): 'rmse': not a binary metric" in (
+        result.stderr
+    )
+    assert "evaluate.segments (from -p evaluate.segments): 'charges'" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "data" / "processed").exists()  # no stage ran
+    assert not (tmp_path / "mlruns").exists()
+
+
+def test_the_monitor_waits_for_data_instead_of_failing(tmp_path):
+    from lib.run.stages import get_stage
+
+    csv = user_table(tmp_path)
+    params = load_params(
+        overrides=[*dirs_overrides(tmp_path), f"data.source={csv}", "data.target=label"]
+    )
+    waits = get_stage("monitor").waits
+    assert waits is not None
+    assert waits(params).startswith("no champion yet: the evaluate stage promoted no version")
+    with_file = load_params(
+        overrides=[
+            *dirs_overrides(tmp_path),
+            f"data.source={csv}",
+            "data.target=label",
+            "monitor.reference=" + str(csv),
+        ]
+    )
+    reason = waits(with_file)
+    assert reason is not None and reason.startswith("no current data yet: the prediction log")
+    assert (
+        waits(
+            load_params(
+                overrides=[
+                    *dirs_overrides(tmp_path),
+                    f"data.source={csv}",
+                    "data.target=label",
+                    f"monitor.reference={csv}",
+                    f"monitor.current={csv}",
+                ]
+            )
+        )
+        is None
+    )

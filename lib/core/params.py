@@ -194,11 +194,12 @@ def _merge(
 ) -> None:
     """Deep-merge ``layer`` into ``into`` in place, recording each leaf's source.
 
-    The maps in :data:`REPLACED` are replaced whole.
+    The maps in :data:`REPLACED` are replaced whole, unless the layer is one ``-p`` or variable
+    setting a key inside one (``-p evaluate.floors.accuracy=0.5`` adds that floor).
     """
     for key, value in layer.items():
         dotted = f"{prefix}{key}"
-        if dotted in REPLACED:
+        if dotted in REPLACED and not _one_key_inside(source, dotted):
             for known in [k for k in provenance if k.startswith(f"{dotted}.")]:
                 del provenance[known]
             into[key] = _plain(value)
@@ -208,6 +209,17 @@ def _merge(
         else:
             into[key] = _plain(value)
             provenance[dotted] = source
+
+
+def _one_key_inside(source: str, dotted: str) -> bool:
+    """Whether ``source`` is a ``-p``/environment layer setting a key below ``dotted``."""
+    if source.startswith("-p "):
+        named = source[3:]
+    elif source.startswith(f"env {ENV_PREFIX}"):
+        named = source[4 + len(ENV_PREFIX) :].lower().replace("__", ".")
+    else:
+        return False
+    return named.startswith(f"{dotted}.")
 
 
 def _plain(value: Any) -> Any:

@@ -99,3 +99,35 @@ def check_columns(params: Params, read: Reader = read_sources) -> CheckReport:
 
 def _names(names: list[str]) -> str:
     return ", ".join(repr(n) for n in names)
+
+
+def check_before_run(params: Params) -> str:
+    """Check the parameters before a run starts a stage; return what they were checked against.
+
+    Against the schema the ingest stage saved when it was inferred with these data parameters
+    (no data read), else against the data as ingest will read it. Raises ParamsError listing
+    every problem, each with the layer its value came from (the stages see only their own
+    sections, so only here can a problem with, say, ``evaluate.segments`` stop the run before
+    anything is trained).
+    """
+    from lib.core.layout import Layout
+    from lib.data import preflight
+    from lib.data.ingest import SCHEMA
+    from lib.data.schema import params_fingerprint
+
+    saved = Layout.of(params, staged=False).processed / SCHEMA
+    if saved.exists():
+        schema = Schema.load(saved)
+        if schema.params_fingerprint == params_fingerprint(params.data):
+            columns = [
+                schema.target,
+                *schema.names(),
+                *([schema.id_column] if schema.id_column else []),
+                *getattr(schema, "excluded", {}),
+                *params.data.drop,
+            ]
+            preflight.check(
+                params, columns, schema, str(saved), lambda p: preflight.file_columns(p, params)
+            )
+            return str(saved)
+    return ", ".join(str(s) for s in check_columns(params).sources)

@@ -189,6 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args, params, stages, force)
     except RunLocked as exc:
         return startup.fail(str(exc), EXIT_LOCKED)
+    except (ParamsError, DataValidationError) as exc:  # --dry-run's check of params and data
+        return startup.fail(str(exc), EXIT_USAGE)
     except KeyboardInterrupt:
         print(
             "interrupted: the stage that was running left its previous outputs in place; "
@@ -209,6 +211,9 @@ def _run(
     """Run the stages (the caller holds the project's run lock); return the exit code."""
     if args.dry_run or args.status:
         return _plan_only(params, stages, force, status_too=args.status)
+    from lib.data.params_check import check_before_run
+
+    checked = check_before_run(params)  # ParamsError: every problem at once, exit 2
     stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%SZ")
     log_file = Layout.of(params).run_log(stamp)
     configure_logging(args.log_level, log_file, quiet=not args.verbose)
@@ -218,6 +223,7 @@ def _run(
         adopt_loggers("mlflow", "alembic")
     log.info(
         "run_start",
+        params_checked_against=checked,
         stages=[s.name for s in stages],
         params_digest=params.digest(),
         dataset=params.project.name,

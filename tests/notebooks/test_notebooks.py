@@ -11,10 +11,9 @@ from pathlib import Path
 import nbformat
 import papermill
 import pytest
-import yaml
 
 from lib.core.params import load_params
-from lib.core.paths import BASE_PARAMS, NOTEBOOKS_DIR, PARAMS_DIR
+from lib.core.paths import NOTEBOOKS_DIR, PARAMS_DIR
 from lib.run.stages import STAGES
 from tests.conftest import dirs_overrides
 
@@ -52,13 +51,16 @@ def test_run_all_passes_exactly_the_declared_parameters(stage):
 
 
 @pytest.mark.parametrize("stage", STAGES, ids=lambda s: s.name)
-def test_notebook_defaults_equal_base_yaml(stage):
-    """Interactive runs use the notebook's defaults: they must be the pipeline's defaults."""
+def test_notebook_defaults_equal_the_pipeline_defaults(stage):
+    """Interactive runs use the notebook's defaults: they must be the pipeline's defaults.
+
+    That is base.yaml with the built-in data's settings layered (the default source).
+    """
     declared = papermill.inspect_notebook(str(NOTEBOOKS_DIR / stage.notebook))
-    base = yaml.safe_load(BASE_PARAMS.read_text())
+    defaults = load_params().section_dicts(stage.sections)
     for name, info in declared.items():
         text = info["default"].replace("true", "True").replace("false", "False")
-        assert ast.literal_eval(text) == base[name], f"{stage.notebook}: default of {name!r}"
+        assert ast.literal_eval(text) == defaults[name], f"{stage.notebook}: default of {name!r}"
 
 
 @pytest.mark.slow
