@@ -46,9 +46,9 @@ _CLASS_SCORES = (
 SCORES: dict[Task, tuple[str, ...]] = {
     "binary": _CLASS_SCORES,
     "multiclass": _CLASS_SCORES,
-    "regression": ("rmse", "mae", "r2"),
+    "regression": ("rmse", "mae", "r2", "mape"),
 }
-LOSSES = frozenset({"log_loss", "rmse", "mae", "brier"})
+LOSSES = frozenset({"log_loss", "rmse", "mae", "brier", "mape"})
 HEADLINE: dict[Task, str] = {"binary": "roc_auc", "multiclass": "f1_macro", "regression": "rmse"}
 # evaluate.floors: auto. Each says "clearly better than chance": ROC AUC 0.5 and R^2 0 are what
 # a model that learned nothing scores; balanced accuracy's chance level is 1/k (set per project).
