@@ -83,11 +83,19 @@ def test_success_then_failure_keeps_good_report(tmp_path):
     check_incremental_runs(tmp_path, good_html)
 
     missing = tmp_path / "nope.csv"
-    bad = run_all("--params", "params/ci.yaml", *dir_args(tmp_path), "-p", f"data.source={missing}")
-    assert bad.returncode == 1
+    early = run_all(
+        "--params", "params/ci.yaml", *dir_args(tmp_path), "-p", f"data.source={missing}",
+        "-p", "data.target=churned",
+    )  # fmt: skip
+    assert early.returncode == 2  # found by the check before any stage starts
+    assert "error: data.source" in early.stderr and str(missing) in early.stderr
+    assert not (reports / "01_ingest.failed.html").exists()
+
+    strict = "data.columns={age: {kind: numeric, nullable: false}}"  # the data has missing ages
+    bad = run_all("--params", "params/ci.yaml", *dir_args(tmp_path), "-p", strict)
+    assert bad.returncode == 2, bad.stderr  # a data problem: exit 2, as a parameter problem
     line = next(x for x in bad.stderr.splitlines() if x.startswith("01_ingest.ipynb failed"))
-    assert "failed in cell 5 (In [4] in the report): DataValidationError: data.source" in line
-    assert str(missing) in line
+    assert "DataValidationError:" in line and "'age'" in line
     assert (reports / "01_ingest.html").read_bytes() == good_html
     failed = (reports / "01_ingest.failed.html").read_text()
     assert 'data-status="failed"' in failed and 'id="papermill-error-cell"' in failed
