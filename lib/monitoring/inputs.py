@@ -24,7 +24,7 @@ from lib.core.paths import resolve
 from lib.data.drift_profile import Profile, build_profile
 from lib.data.ingest import load_manifest
 from lib.data.readers import expand_source, read_table
-from lib.data.schema import Schema, coerce_column, to_categorical
+from lib.data.schema import Schema, coerce_column
 from lib.model.reference import DRIFT_PROFILE, REFERENCE, drift_kind, profile_kinds
 
 # the model: feature rows in, (predictions, probabilities or None) out
@@ -104,12 +104,19 @@ def conform(frame: pd.DataFrame, schema: Schema, path: Path) -> pd.DataFrame:
     return out
 
 
+def _label_text(value: object) -> str:
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+        return str(int(value)) if float(value).is_integer() else str(value)
+    return str(value)
+
+
 def align_target(values: pd.Series, schema: Schema, path: Path) -> pd.Series:
     """Truth values as the model's classes (``1``, ``1.0`` and ``"1"`` are class ``1``)."""
     if schema.task == "regression" or not schema.classes:
         return coerce_column(values, "numeric", schema.target, path)
-    lookup = {str(c): c for c in schema.classes}
-    text = to_categorical(values)
+    # one spelling per class: the float class 1.0, the label 1 and the text "1" are one class
+    lookup = {_label_text(c): c for c in schema.classes}
+    text = values.map(_label_text, na_action="ignore")
     unknown = text.notna() & ~text.isin(list(lookup))
     if unknown.any():
         row = int(np.flatnonzero(unknown.to_numpy())[0])

@@ -283,3 +283,16 @@ def test_the_prediction_log_reader_filters_by_time_and_request_and_orders_rows(t
     one = predlog.read_log(tmp_path, request_id="late")
     assert one["proba_1"].tolist() == [0.1, 0.8, 0.6] and set(one["model_version"]) == {"3"}
     assert [c for c in frame.columns if not predlog.is_log_column(c)] == ["tenure"]
+
+
+def test_labels_match_float_coded_classes():
+    """A 0/1 target read as floats (classes 0.0, 1.0) matches labels written 0/1, 1.0 or "1"."""
+    from lib.data.schema import Schema
+    from lib.monitoring.inputs import align_target
+
+    schema = Schema(target="vote", task="binary", classes=[0.0, 1.0], features=[])
+    got = align_target(pd.Series([1, 0, 1.0, "1", None], dtype=object), schema, Path("v.csv"))
+    assert got.iloc[:4].tolist() == [1.0, 0.0, 1.0, 1.0] and pd.isna(got.iloc[4])
+    with pytest.raises(DataValidationError) as info:
+        align_target(pd.Series(["2"]), schema, Path("v.csv"))
+    assert "v.csv: target 'vote' row 1: '2' is not one of the model's classes" in str(info.value)
