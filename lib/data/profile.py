@@ -12,8 +12,9 @@ from plotly.subplots import make_subplots
 
 from lib.core.contracts.manifest import Manifest
 from lib.core.param_sections import PreprocessingParams
+from lib.data.infer import KEEP_HINT
 from lib.data.preprocess import build_preprocessor
-from lib.data.schema import Schema
+from lib.data.schema import ColumnSchema, Schema
 
 _MAX_BARS = 15
 
@@ -52,6 +53,67 @@ def profile_table(sample: pd.DataFrame, schema: Schema) -> pd.DataFrame:
             row["summary"] = " · ".join(f"{k} ({v / len(values):.0%})" for k, v in top.items())
         rows.append(row)
     return pd.DataFrame(rows).set_index("column")
+
+
+def columns_read_table(schema: Schema) -> pd.DataFrame:
+    """Return how each column of the table was read: its role or kind, the rule, how to change it.
+
+    Parameters
+    ----------
+    schema
+        The inferred or saved schema (rules and excluded columns; older schemas show no rule).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by column name: ``read as`` (a feature kind, ``target``, ``id`` or ``excluded``),
+        ``rule`` and ``to change``; the target and id first, the excluded columns last.
+    """
+    rows = [
+        {
+            "column": schema.target,
+            "read as": "target",
+            "rule": f"data.target ({schema.task})",
+            "to change": "set data.target (and data.task)",
+        }
+    ]
+    if schema.id_column:
+        rows.append(
+            {
+                "column": schema.id_column,
+                "read as": "id",
+                "rule": "data.id_column: kept in the splits, never a feature",
+                "to change": "set data.id_column (null if there is none)",
+            }
+        )
+    rows += [
+        {
+            "column": c.name,
+            "read as": c.kind,
+            "rule": c.rule or "(not recorded)",
+            "to change": _hint(c),
+        }
+        for c in schema.features
+    ]
+    rows += [
+        {"column": name, "read as": "excluded", "rule": reason, "to change": _keep_hint(name)}
+        for name, reason in schema.excluded.items()
+    ]
+    return pd.DataFrame(rows).set_index("column")
+
+
+def _hint(col: ColumnSchema) -> str:
+    if col.declared:
+        return "edit data.columns"
+    if col.kind == "datetime" and col.format not in (None, "ISO8601"):
+        swapped = col.format.replace("%m", "%_").replace("%d", "%m").replace("%_", "%d")
+        return f"data.columns: {{{col.name}: {{kind: datetime, format: '{swapped}'}}}}"
+    other = "numeric" if col.kind == "categorical" else "categorical"
+    return f"data.columns: {{{col.name}: {other}}}"
+
+
+def _keep_hint(name: str) -> str:
+    return f"{KEEP_HINT}, e.g. data.columns: {{{name}: categorical}}"
 
 
 def distributions_figure(sample: pd.DataFrame, schema: Schema, columns: int = 4) -> go.Figure:
