@@ -81,8 +81,11 @@ class DateFormat:
 
 
 def id_like_name(name: str) -> bool:
-    """Return whether a column's name says it is a row key (id, *_id, *id, key, index, ...)."""
-    return bool(_ID_NAME.search(name.strip()))
+    """Return whether a column's name says it is a row key (id, *_id, *id, key, index, ...).
+
+    A column without a name is one too: a table's index written out with it (``to_csv``).
+    """
+    return not name.strip() or bool(_ID_NAME.search(name.strip()))
 
 
 def read_column(values: pd.Series, name: str, checks: ChecksParams) -> Reading:
@@ -149,6 +152,8 @@ def _key_like(numbers: pd.Series, rows: int, name: str) -> bool:
 
 
 def _because(numbers: pd.Series, name: str) -> str:
+    if not name.strip():
+        return ", a column without a name (a saved row index)"
     if id_like_name(name):
         return f", named like an id ({name!r})"
     return f", a sequence {numbers.min():.0f}..{numbers.max():.0f}"

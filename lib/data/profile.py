@@ -96,7 +96,12 @@ def columns_read_table(schema: Schema) -> pd.DataFrame:
         for c in schema.features
     ]
     rows += [
-        {"column": name, "read as": "excluded", "rule": reason, "to change": _keep_hint(name)}
+        {
+            "column": name or "(no name)",
+            "read as": "excluded",
+            "rule": reason,
+            "to change": _keep_hint(name),
+        }
         for name, reason in schema.excluded.items()
     ]
     return pd.DataFrame(rows).set_index("column")

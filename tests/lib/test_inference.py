@@ -220,6 +220,15 @@ def test_identifier_free_text_and_constant_columns_are_excluded_with_reasons():
     assert not [f for f in findings if f.check == "unexpected_column"]  # left out quietly
 
 
+def test_a_saved_index_is_an_identifier_even_in_a_tiny_table(tmp_path):
+    small_frame(20).to_csv(tmp_path / "t.csv")  # the index as a first column without a name
+    frame = read_table(tmp_path / "t.csv", CsvParams())
+    assert frame.columns[0] == ""
+    assert infer(frame).excluded == {
+        "": "identifier: unique per row, a column without a name (a saved row index)"
+    }
+
+
 def test_tiny_tables_need_an_id_like_name():
     frame = small_frame(20).assign(
         city=[f"city {i}" for i in range(20)], seq=np.arange(20), user_id=np.arange(20)
