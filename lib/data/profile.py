@@ -91,7 +91,7 @@ def columns_read_table(schema: Schema) -> pd.DataFrame:
             "column": c.name,
             "read as": c.kind,
             "rule": c.rule or "(not recorded)",
-            "to change": _hint(c),
+            "to change": _hint(c, schema.date_column),
         }
         for c in schema.features
     ]
@@ -107,12 +107,14 @@ def columns_read_table(schema: Schema) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("column")
 
 
-def _hint(col: ColumnSchema) -> str:
+def _hint(col: ColumnSchema, date_column: str | None) -> str:
     if col.declared:
         return "edit data.columns"
-    if col.kind == "datetime" and col.format not in (None, "ISO8601"):
+    if col.kind == "datetime" and col.format is not None and col.format[:2] in ("%m", "%d"):
         swapped = col.format.replace("%m", "%_").replace("%d", "%m").replace("%_", "%d")
         return f"data.columns: {{{col.name}: {{kind: datetime, format: '{swapped}'}}}}"
+    if col.name == date_column:
+        return "set data.date_column (null if there is none)"
     other = "numeric" if col.kind == "categorical" else "categorical"
     return f"data.columns: {{{col.name}: {other}}}"
 

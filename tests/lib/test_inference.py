@@ -329,3 +329,15 @@ def test_anes96_codes_and_sklearn_measurements():
     )
     assert {c.kind for c in schema.features} == {"numeric"} and schema.excluded == {}
     assert schema.task == "multiclass"
+
+
+def test_report_tells_how_to_read_dates_the_other_way():
+    frame = small_frame(N).assign(joined=list(DAYS.strftime("%d.%m.%Y")))
+    params = DataParams(target="label", id_column=None, date_column=None)
+    table = columns_read_table(infer_schema(frame, params, ChecksParams(), PATH))
+    assert table.loc["joined", "to change"] == (
+        "data.columns: {joined: {kind: datetime, format: '%m.%d.%Y'}}"
+    )
+    dated = DataParams(target="label", id_column=None, date_column="joined")
+    iso = columns_read_table(infer_schema(small_frame(N), dated, ChecksParams(), PATH))
+    assert iso.loc["joined", "to change"] == "set data.date_column (null if there is none)"
