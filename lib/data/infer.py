@@ -114,7 +114,9 @@ def read_column(values: pd.Series, name: str, checks: ChecksParams) -> Reading:
     if pd.api.types.is_bool_dtype(values):
         return Reading("boolean", "boolean dtype")
     if pd.api.types.is_datetime64_any_dtype(values):
-        return Reading("datetime", "datetime dtype")
+        # Stored as dates (Parquet, or ISO text the CSV reader parsed): later text is ISO 8601,
+        # so a CSV and a Parquet copy of one table give one schema.
+        return Reading("datetime", DateFormat("ISO8601", ambiguous=False).rule(), "ISO8601")
     if isinstance(values.dtype, pd.CategoricalDtype):
         return Reading("categorical", "pandas category dtype (e.g. a Parquet dictionary column)")
     if pd.api.types.is_numeric_dtype(values):

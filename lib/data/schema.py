@@ -19,7 +19,13 @@ from lib.core.atomic import write_text
 from lib.core.errors import DataValidationError
 from lib.core.logs import get_logger
 from lib.core.param_sections import ChecksParams, ColumnKind, ColumnSpec, DataParams
-from lib.data.infer import FALSE_WORDS, TRUE_WORDS, detect_date_format, read_column
+from lib.data.infer import (
+    FALSE_WORDS,
+    TRUE_WORDS,
+    DateFormat,
+    detect_date_format,
+    read_column,
+)
 
 Task = Literal["binary", "multiclass", "regression"]
 MAX_CATEGORIES_KEPT = 1000
@@ -351,14 +357,17 @@ def draft_schema(frame: pd.DataFrame, data: DataParams, checks: ChecksParams, pa
 
 
 def _date_format(values: pd.Series, why: str) -> tuple[str | None, str]:
-    """Return the format a text column's dates are written in (None: date dtype or none fits).
+    """Return the format a column's dates are read in (None: no single format fits the text).
 
     Returns the format and the rule: ``why`` and, when a format was found, which one.
     """
     present = values.dropna()
-    if present.empty or pd.api.types.is_datetime64_any_dtype(values):
+    if present.empty:
         return None, why
-    found = detect_date_format(present.iloc[:5000].astype(str).str.strip())
+    if pd.api.types.is_datetime64_any_dtype(values):  # stored as dates: later text is ISO 8601
+        found: DateFormat | None = DateFormat("ISO8601", ambiguous=False)
+    else:
+        found = detect_date_format(present.iloc[:5000].astype(str).str.strip())
     return (None, why) if found is None else (found.format, f"{why}; {found.rule()}")
 
 
