@@ -108,8 +108,8 @@ def read_column(values: pd.Series, name: str, checks: ChecksParams) -> Reading:
     present = values.dropna()
     if present.empty:
         return Reading(None, "empty: every value is missing")
-    distinct = present.nunique()
-    if distinct == 1:
+    # The sample settles most columns; only one whose sample is constant is counted in full.
+    if present.iloc[:_SAMPLE].nunique() == 1 and present.nunique() == 1:
         return Reading(None, f"constant: one value ({_short(present.iat[0])})")
     if pd.api.types.is_bool_dtype(values):
         return Reading("boolean", "boolean dtype")
@@ -179,9 +179,9 @@ def _read_text(present: pd.Series, rows: int, name: str, checks: ChecksParams) -
     found = detect_date_format(text)
     if found is not None:
         return Reading("datetime", found.rule(), found.format)
-    distinct = present.nunique()
-    if distinct / len(present) > FREE_TEXT_MIN_DISTINCT and _long(text):
+    if sample.nunique() / len(sample) > FREE_TEXT_MIN_DISTINCT and _long(text):
         return Reading(None, "free text: long, mostly unique strings")
+    distinct = present.nunique()
     if distinct == len(present) and (rows >= ID_MIN_ROWS or id_like_name(name)):
         return Reading(None, "identifier: unique per row")
     return Reading("categorical", f"text: {distinct:,} distinct values")
