@@ -187,7 +187,16 @@ def to_datetime(values: pd.Series, column: str, path: Path, fmt: str | None = No
         return values.astype("datetime64[ns]")
     if fmt is not None:
         text = values.astype(str).str.strip().where(values.notna())
-        parsed = pd.to_datetime(text, errors="coerce", format=fmt)
+        try:
+            parsed = pd.to_datetime(text, errors="coerce", format=fmt)
+        except ValueError as exc:  # a bad directive, e.g. a declared '%Q'
+            raise DataValidationError(
+                f"{path}: column {column!r}: date format {fmt!r} is not usable ({exc}); write it "
+                "with strftime codes, e.g. '%d/%m/%Y %H:%M', in data.columns",
+                path=path,
+                column=column,
+                check="date_format",
+            ) from None
         fix = (
             f"write every date in format {fmt}, or declare the column's format in data.columns, "
             "e.g. {kind: datetime, format: '%d/%m/%Y'}"

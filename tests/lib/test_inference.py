@@ -341,3 +341,15 @@ def test_report_tells_how_to_read_dates_the_other_way():
     dated = DataParams(target="label", id_column=None, date_column="joined")
     iso = columns_read_table(infer_schema(small_frame(N), dated, ChecksParams(), PATH))
     assert iso.loc["joined", "to change"] == "set data.date_column (null if there is none)"
+
+
+def test_a_declared_format_that_is_no_format_names_column_and_fix():
+    frame = with_column("joined", list(DAYS.strftime("%d/%m/%Y")))
+    with pytest.raises(DataValidationError) as info:
+        infer(frame, columns={"joined": {"kind": "datetime", "format": "%Q"}})
+    assert str(info.value).startswith(
+        "data/raw/fixture.csv: column 'joined': date format '%Q' is not usable ('Q' is a bad "
+        "directive"
+    )
+    assert "e.g. '%d/%m/%Y %H:%M', in data.columns" in str(info.value)
+    assert (info.value.column, info.value.check) == ("joined", "date_format")
