@@ -75,7 +75,7 @@ class DateFormat:
             return f"dates, format {self.format}"
         first = "month" if self.format.startswith("%m") else "day"
         return (
-            f"dates, format {self.format} (ambiguous: day and month are both <= 12 in every "
+            f"dates, format {self.format} (ambiguous: day and month are both 12 or less in every "
             f"value; read {first} first, declare the format in data.columns to change it)"
         )
 
@@ -138,8 +138,8 @@ def _read_numbers(
     if whole and 2 <= distinct <= checks.max_integer_codes:
         return Reading(
             "categorical",
-            f"integer codes{source}: {distinct} distinct values <= {checks.max_integer_codes} "
-            "(ingest.checks.max_integer_codes)",
+            f"integer codes{source}: {distinct} distinct values, at most "
+            f"{checks.max_integer_codes} (ingest.checks.max_integer_codes)",
         )
     if distinct == 2:
         return Reading("categorical", f"two distinct values{source}")

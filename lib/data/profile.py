@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from typing import Any
 
 import numpy as np
@@ -107,20 +109,26 @@ def columns_read_table(schema: Schema) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("column")
 
 
+def _yaml_key(name: str) -> str:
+    """Return the column name as a YAML key: quoted unless it is a plain word."""
+    return name if re.fullmatch(r"[A-Za-z_][\w.-]*", name) else json.dumps(name)
+
+
 def _hint(col: ColumnSchema, date_column: str | None) -> str:
+    key = _yaml_key(col.name)
     if col.declared:
         return "edit data.columns"
     if col.kind == "datetime" and col.format is not None and col.format[:2] in ("%m", "%d"):
         swapped = col.format.replace("%m", "%_").replace("%d", "%m").replace("%_", "%d")
-        return f"data.columns: {{{col.name}: {{kind: datetime, format: '{swapped}'}}}}"
+        return f"data.columns: {{{key}: {{kind: datetime, format: '{swapped}'}}}}"
     if col.name == date_column:
         return "set data.date_column (null if there is none)"
     other = "numeric" if col.kind == "categorical" else "categorical"
-    return f"data.columns: {{{col.name}: {other}}}"
+    return f"data.columns: {{{key}: {other}}}"
 
 
 def _keep_hint(name: str) -> str:
-    return f"{KEEP_HINT}, e.g. data.columns: {{{name}: categorical}}"
+    return f"{KEEP_HINT}, e.g. data.columns: {{{_yaml_key(name)}: categorical}}"
 
 
 def distributions_figure(sample: pd.DataFrame, schema: Schema, columns: int = 4) -> go.Figure:

@@ -53,7 +53,7 @@ CODES = RNG.integers(1, 5, N)  # four codes, each repeated
 def test_few_integer_codes_are_categorical_with_the_rule(values):
     kind, rule, _ = read(values)
     assert kind == "categorical"
-    assert rule.startswith("integer codes") and "4 distinct values <= 10" in rule
+    assert rule.startswith("integer codes") and "4 distinct values, at most 10 (ingest" in rule
 
 
 def test_many_integers_and_fractional_floats_stay_numeric():
@@ -149,7 +149,7 @@ def test_ambiguous_day_month_order_is_reported(layout, chosen, first):
     firsts = pd.date_range("2021-01-01", periods=12, freq="MS")  # day 1: both readings parse
     found = detect_date_format(pd.Series(list(firsts.strftime(layout)) * 5))
     assert found is not None and (found.format, found.ambiguous) == (chosen, True)
-    assert f"ambiguous: day and month are both <= 12 in every value; read {first} first" in (
+    assert f"ambiguous: day and month are both 12 or less in every value; read {first} first" in (
         found.rule()
     )
 
@@ -353,3 +353,10 @@ def test_a_declared_format_that_is_no_format_names_column_and_fix():
     )
     assert "e.g. '%d/%m/%Y %H:%M', in data.columns" in str(info.value)
     assert (info.value.column, info.value.check) == ("joined", "date_format")
+
+
+def test_hints_quote_names_that_are_not_plain_words():
+    frame = small_frame(N).assign(**{"": range(N), "unit price": CODES})
+    table = columns_read_table(infer(frame))
+    assert table.loc["(no name)", "to change"].endswith('e.g. data.columns: {"": categorical}')
+    assert table.loc["unit price", "to change"] == 'data.columns: {"unit price": numeric}'
