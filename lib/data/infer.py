@@ -176,7 +176,7 @@ def _read_text(present: pd.Series, rows: int, name: str, checks: ChecksParams) -
             return Reading("categorical", "codes with leading zeros (e.g. postcodes)")
         parsed = pd.to_numeric(present, errors="coerce").dropna()
         return _read_numbers(parsed, rows, name, checks, " (written as text)")
-    found = detect_date_format(text)
+    found = date_format_of(present)
     if found is not None:
         return Reading("datetime", found.rule(), found.format)
     if sample.nunique() / len(sample) > FREE_TEXT_MIN_DISTINCT and _long(text):
@@ -212,6 +212,18 @@ def _candidates(text: pd.Series) -> list[tuple[str, ...]]:
         for preferred, other in orders:
             groups += [(preferred + time, other + time) for time in _TIMES]
     return groups
+
+
+def date_format_of(present: pd.Series) -> DateFormat | None:
+    """Find the date format of a column's present values (a sample, the whole when ambiguous).
+
+    A sample whose days are all 12 or less may be settled by the rest of the column: then the
+    whole column is tried, and the ambiguity is reported only when it remains.
+    """
+    found = detect_date_format(present.iloc[:_SAMPLE].astype(str).str.strip())
+    if found is not None and found.ambiguous and len(present) > _SAMPLE:
+        return detect_date_format(present.astype(str).str.strip()) or found
+    return found
 
 
 def detect_date_format(text: pd.Series) -> DateFormat | None:

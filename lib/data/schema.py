@@ -23,7 +23,7 @@ from lib.data.infer import (
     FALSE_WORDS,
     TRUE_WORDS,
     DateFormat,
-    detect_date_format,
+    date_format_of,
     read_column,
 )
 
@@ -199,7 +199,7 @@ def to_datetime(values: pd.Series, column: str, path: Path, fmt: str | None = No
             ) from None
         fix = (
             f"write every date in format {fmt}, or declare the column's format in data.columns, "
-            "e.g. {kind: datetime, format: '%d/%m/%Y'}"
+            "e.g. {kind: datetime, format: '%d/%m/%Y'} (kind: categorical keeps it as text)"
         )
         expected = f"a date in format {fmt}"
         _bad_values(path, column, _flag(values, parsed.isna() & values.notna()), expected, fix)
@@ -376,7 +376,7 @@ def _date_format(values: pd.Series, why: str) -> tuple[str | None, str]:
     if pd.api.types.is_datetime64_any_dtype(values):  # stored as dates: later text is ISO 8601
         found: DateFormat | None = DateFormat("ISO8601", ambiguous=False)
     else:
-        found = detect_date_format(present.iloc[:5000].astype(str).str.strip())
+        found = date_format_of(present)
     return (None, why) if found is None else (found.format, f"{why}; {found.rule()}")
 
 

@@ -360,3 +360,15 @@ def test_hints_quote_names_that_are_not_plain_words():
     table = columns_read_table(infer(frame))
     assert table.loc["(no name)", "to change"].endswith('e.g. data.columns: {"": categorical}')
     assert table.loc["unit price", "to change"] == 'data.columns: {"unit price": numeric}'
+
+
+def test_an_ambiguous_sample_is_settled_by_the_rest_of_the_column():
+    early = pd.date_range("2021-01-01", periods=12, freq="MS").strftime("%d/%m/%Y").tolist()
+    late = DAYS.strftime("%d/%m/%Y").tolist()  # days 13 and later: day first for certain
+    present = pd.Series(early * 500 + late)  # the first 5,000 values alone are ambiguous
+    found = read_column(present, "visit", ChecksParams())
+    assert (found.kind, found.format, found.rule) == (
+        "datetime",
+        "%d/%m/%Y",
+        "dates, format %d/%m/%Y",
+    )
