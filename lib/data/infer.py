@@ -28,7 +28,8 @@ FREE_TEXT_MIN_WORDS = 5  # mean words per value
 FREE_TEXT_MIN_DISTINCT = 0.5  # share of distinct values among the present ones
 DATE_MIN_SHARE = 0.95  # share of a sample that must parse in one format
 _SAMPLE = 5000
-_ID_NAME = re.compile(r"^(id|key|index|rownames|unnamed: ?0)$|_id$|id$", re.IGNORECASE)
+# id, key, index, rownames, "Unnamed: 0" (pandas' name for a saved index), *id, *_key
+_ID_NAME = re.compile(r"^(id|key|index|rownames|unnamed: ?0)$|id$|_key$", re.IGNORECASE)
 _ISO_START = re.compile(r"^\d{4}-\d{2}-\d{2}")
 _DATE_LIKE = re.compile(
     r"^\d{1,4}[/.-]\d{1,2}[/.-]\d{2,4}( \d{1,2}:\d{2}(:\d{2})?( ?[AaPp][Mm])?)?$"
@@ -129,7 +130,7 @@ def _read_numbers(
 ) -> Reading:
     """Numbers (or ``source`` text that parses as numbers): 0/1, codes, an id, or a measure."""
     numbers = present.astype(float)
-    distinct = numbers.nunique()
+    distinct = present.nunique()  # before float: 64-bit ids may collide as floats
     if distinct == 2 and set(numbers.unique()) == {0.0, 1.0}:
         return Reading("boolean", f"0/1 values{source}")
     whole = bool((numbers == numbers.round()).all())
@@ -173,6 +174,8 @@ def _read_text(present: pd.Series, rows: int, name: str, checks: ChecksParams) -
     numbers = pd.to_numeric(sample, errors="coerce")
     if numbers.notna().mean() >= checks.numeric_min_share:
         if text.str.match(r"^0\d").any():
+            if _unique_key(present, rows, name):
+                return Reading(None, "identifier: unique per row (numbers with leading zeros)")
             return Reading("categorical", "codes with leading zeros (e.g. postcodes)")
         parsed = pd.to_numeric(present, errors="coerce").dropna()
         return _read_numbers(parsed, rows, name, checks, " (written as text)")
@@ -181,10 +184,17 @@ def _read_text(present: pd.Series, rows: int, name: str, checks: ChecksParams) -
         return Reading("datetime", found.rule(), found.format)
     if sample.nunique() / len(sample) > FREE_TEXT_MIN_DISTINCT and _long(text):
         return Reading(None, "free text: long, mostly unique strings")
-    distinct = present.nunique()
-    if distinct == len(present) and (rows >= ID_MIN_ROWS or id_like_name(name)):
+    if _unique_key(present, rows, name):
         return Reading(None, "identifier: unique per row")
-    return Reading("categorical", f"text: {distinct:,} distinct values")
+    return Reading("categorical", f"text: {present.nunique():,} distinct values")
+
+
+def _unique_key(present: pd.Series, rows: int, name: str) -> bool:
+    """Return whether the values are unique per row (in a table large enough, or id-named)."""
+    if not (rows >= ID_MIN_ROWS or id_like_name(name)):
+        return False
+    sample = present.iloc[:_SAMPLE]
+    return sample.nunique() == len(sample) and present.nunique() == len(present)
 
 
 def _long(text: pd.Series) -> bool:
@@ -250,7 +260,7 @@ def detect_date_format(text: pd.Series) -> DateFormat | None:
     best: DateFormat | None = None
     best_share = DATE_MIN_SHARE
     for group in _candidates(text):
-        shares = [parse_share(text, fmt) for fmt in group]
+        shares = [_parse_share(text, fmt) for fmt in group]
         top = max(shares)
         if top >= best_share and (best is None or top > best_share):
             chosen = group[shares.index(top)]
@@ -259,7 +269,7 @@ def detect_date_format(text: pd.Series) -> DateFormat | None:
     return best
 
 
-def parse_share(text: pd.Series, fmt: str) -> float:
+def _parse_share(text: pd.Series, fmt: str) -> float:
     """Return the share of ``text`` that parses as dates in format ``fmt``."""
     parsed = pd.to_datetime(text, errors="coerce", format=fmt)
     return float(parsed.notna().mean())

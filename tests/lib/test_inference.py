@@ -11,7 +11,7 @@ import pytest
 
 from lib.core.errors import DataValidationError
 from lib.core.param_sections import ChecksParams, CsvParams, DataParams, PreprocessingParams
-from lib.data.infer import detect_date_format, read_column
+from lib.data.infer import detect_date_format, id_like_name, read_column
 from lib.data.preprocess import build_preprocessor
 from lib.data.profile import columns_read_table
 from lib.data.readers import read_table
@@ -372,3 +372,33 @@ def test_an_ambiguous_sample_is_settled_by_the_rest_of_the_column():
         "%d/%m/%Y",
         "dates, format %d/%m/%Y",
     )
+
+
+def test_large_integer_ids_and_zero_padded_numbers():
+    big = 2**62 + np.arange(N, dtype=np.int64)  # distinct ints that collide as float64
+    assert read(big[RNG.permutation(N)], "order_key")[:2] == (
+        None,
+        "identifier: unique per row, named like an id ('order_key')",
+    )
+    padded = [f"{i:06d}" for i in RNG.permutation(N)]
+    assert read(padded, "customer_number")[:2] == (
+        None,
+        "identifier: unique per row (numbers with leading zeros)",
+    )
+    assert read(RNG.choice(["02139", "10001", "94105"], N))[:2] == (
+        "categorical",
+        "codes with leading zeros (e.g. postcodes)",
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("id", True), ("ID", True), ("customer_id", True), ("userId", True), ("rowid", True),
+        ("order_key", True), ("index", True), ("rownames", True), ("Unnamed: 0", True), ("", True),
+        ("width", False), ("monkey", False), ("keyboard", False), ("index_value", False),
+        ("identity", False),
+    ],
+)  # fmt: skip
+def test_id_like_names(name, expected):
+    assert id_like_name(name) is expected
