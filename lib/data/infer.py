@@ -271,5 +271,5 @@ def detect_date_format(text: pd.Series) -> DateFormat | None:
 
 def _parse_share(text: pd.Series, fmt: str) -> float:
     """Return the share of ``text`` that parses as dates in format ``fmt``."""
-    parsed = pd.to_datetime(text, errors="coerce", format=fmt)
+    parsed = pd.to_datetime(text, errors="coerce", format=fmt, utc=True)
     return float(parsed.notna().mean())

@@ -183,12 +183,18 @@ def to_datetime(values: pd.Series, column: str, path: Path, fmt: str | None = No
         New datetime64[ns] column, missing values as NaT.
     """
     values = _plain(values)
+    if isinstance(values.dtype, pd.DatetimeTZDtype):  # stored with a time zone: UTC, naive
+        utc: pd.Series = values.dt.tz_convert("UTC").dt.tz_localize(None)
+        return utc.astype("datetime64[ns]")
     if pd.api.types.is_datetime64_any_dtype(values):
         return values.astype("datetime64[ns]")
     if fmt is not None:
         text = values.astype(str).str.strip().where(values.notna())
         try:
-            parsed = pd.to_datetime(text, errors="coerce", format=fmt)
+            # utc=True: times with offsets become UTC (as the server does); naive ones stay as read
+            parsed = pd.to_datetime(text, errors="coerce", format=fmt, utc=True).dt.tz_localize(
+                None
+            )
         except ValueError as exc:  # a bad directive, e.g. a declared '%Q'
             raise DataValidationError(
                 f"{path}: column {column!r}: date format {fmt!r} is not usable ({exc}); write it "

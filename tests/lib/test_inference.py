@@ -402,3 +402,21 @@ def test_large_integer_ids_and_zero_padded_numbers():
 )  # fmt: skip
 def test_id_like_names(name, expected):
     assert id_like_name(name) is expected
+
+
+def test_dates_with_offsets_and_time_zones_become_utc():
+    stamps = ["2021-03-15T10:00:00+01:00", "2021-03-15T10:00:00Z", "2021-03-15 10:00", None] * 15
+    frame = with_column("seen", stamps)
+    schema = infer(frame)
+    assert schema.column("seen").format == "ISO8601"
+    seen = conform(frame, schema, PATH)[0]["seen"]
+    assert seen.dtype == "datetime64[ns]"
+    assert seen.iloc[:3].tolist() == [
+        pd.Timestamp("2021-03-15 09:00"),
+        pd.Timestamp("2021-03-15 10:00"),
+    ] * 1 + [pd.Timestamp("2021-03-15 10:00")]
+    zoned = frame.assign(
+        seen=pd.date_range("2021-03-15 10:00", periods=N, freq="h", tz="Europe/Paris")
+    )
+    out = conform(zoned, infer(zoned), PATH)[0]["seen"]
+    assert out.iloc[0] == pd.Timestamp("2021-03-15 09:00")
