@@ -54,6 +54,7 @@ class ColumnSpec(Section):
     min: float | None = None
     max: float | None = None
     categories: list[str] | None = None
+    format: str | None = None  # dates: a strftime format such as "%d/%m/%Y" (None: detected)
 
 
 class DataParams(Section):
@@ -121,6 +122,8 @@ class ChecksParams(Section):
     max_missing_share: Share = 0.3
     max_duplicate_share: Share = 0.01
     numeric_min_share: Share = 0.9
+    max_integer_codes: int = Field(10, ge=0)  # integer columns with at most this many distinct
+    # values are categorical codes (0 turns the rule off); see lib/data/infer.py
 
 
 class PreprocessingParams(Section):

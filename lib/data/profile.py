@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from typing import Any
 
 import numpy as np
@@ -12,8 +14,9 @@ from plotly.subplots import make_subplots
 
 from lib.core.contracts.manifest import Manifest
 from lib.core.param_sections import PreprocessingParams
+from lib.data.infer import KEEP_HINT
 from lib.data.preprocess import build_preprocessor
-from lib.data.schema import Schema
+from lib.data.schema import ColumnSchema, Schema
 
 _MAX_BARS = 15
 
@@ -52,6 +55,80 @@ def profile_table(sample: pd.DataFrame, schema: Schema) -> pd.DataFrame:
             row["summary"] = " · ".join(f"{k} ({v / len(values):.0%})" for k, v in top.items())
         rows.append(row)
     return pd.DataFrame(rows).set_index("column")
+
+
+def columns_read_table(schema: Schema) -> pd.DataFrame:
+    """Return how each column of the table was read: its role or kind, the rule, how to change it.
+
+    Parameters
+    ----------
+    schema
+        The inferred or saved schema (rules and excluded columns; older schemas show no rule).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by column name: ``read as`` (a feature kind, ``target``, ``id`` or ``excluded``),
+        ``rule`` and ``to change``; the target and id first, the excluded columns last.
+    """
+    rows = [
+        {
+            "column": schema.target,
+            "read as": "target",
+            "rule": f"data.target ({schema.task})",
+            "to change": "set data.target (and data.task)",
+        }
+    ]
+    if schema.id_column:
+        rows.append(
+            {
+                "column": schema.id_column,
+                "read as": "id",
+                "rule": "data.id_column: kept in the splits, never a feature",
+                "to change": "set data.id_column (null if there is none)",
+            }
+        )
+    rows += [
+        {
+            "column": c.name,
+            "read as": c.kind,
+            "rule": c.rule or "(not recorded)",
+            "to change": _hint(c, schema.date_column),
+        }
+        for c in schema.features
+    ]
+    rows += [
+        {
+            "column": name or "(no name)",
+            "read as": "excluded",
+            "rule": reason,
+            "to change": _keep_hint(name),
+        }
+        for name, reason in schema.excluded.items()
+    ]
+    return pd.DataFrame(rows).set_index("column")
+
+
+def _yaml_key(name: str) -> str:
+    """Return the column name as a YAML key: quoted unless it is a plain word."""
+    return name if re.fullmatch(r"[A-Za-z_][\w.-]*", name) else json.dumps(name)
+
+
+def _hint(col: ColumnSchema, date_column: str | None) -> str:
+    key = _yaml_key(col.name)
+    if col.declared:
+        return "edit data.columns"
+    if col.kind == "datetime" and col.format is not None and col.format[:2] in ("%m", "%d"):
+        swapped = col.format.replace("%m", "%_").replace("%d", "%m").replace("%_", "%d")
+        return f"data.columns: {{{key}: {{kind: datetime, format: '{swapped}'}}}}"
+    if col.name == date_column:
+        return "set data.date_column (null if there is none)"
+    other = "numeric" if col.kind == "categorical" else "categorical"
+    return f"data.columns: {{{key}: {other}}}"
+
+
+def _keep_hint(name: str) -> str:
+    return f"{KEEP_HINT}, e.g. data.columns: {{{_yaml_key(name)}: categorical}}"
 
 
 def distributions_figure(sample: pd.DataFrame, schema: Schema, columns: int = 4) -> go.Figure:

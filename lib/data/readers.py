@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
 
 from lib.core.errors import DataValidationError
 from lib.core.param_sections import CsvParams
@@ -109,7 +110,27 @@ def _read_parquet(path: Path) -> pd.DataFrame:
             check="unreadable",
         ) from None
     _check_unique(path, [str(c) for c in frame.columns])
-    return frame
+    return _restore_categories(path, frame)
+
+
+def _restore_categories(path: Path, frame: pd.DataFrame) -> pd.DataFrame:
+    """Return the frame with pandas ``category`` columns as written, numeric ones included.
+
+    Parquet keeps dictionary encoding only for text: a ``category`` column of integer codes comes
+    back as plain integers, though the file's pandas metadata still says ``categorical``.
+    """
+    try:
+        written = pq.read_schema(path).pandas_metadata or {}
+    except (pa.ArrowException, OSError, ValueError):
+        return frame
+    wanted = [
+        c["name"]
+        for c in written.get("columns", [])
+        if c.get("pandas_type") == "categorical"
+        and c.get("name") in frame.columns
+        and not isinstance(frame[c["name"]].dtype, pd.CategoricalDtype)
+    ]
+    return frame.astype(dict.fromkeys(wanted, "category")) if wanted else frame
 
 
 def _empty(path: Path) -> DataValidationError:

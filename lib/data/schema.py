@@ -13,17 +13,24 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from lib.core.atomic import write_text
 from lib.core.errors import DataValidationError
+from lib.core.logs import get_logger
 from lib.core.param_sections import ChecksParams, ColumnKind, ColumnSpec, DataParams
+from lib.data.infer import (
+    FALSE_WORDS,
+    TRUE_WORDS,
+    DateFormat,
+    date_format_of,
+    read_column,
+)
 
 Task = Literal["binary", "multiclass", "regression"]
 MAX_CATEGORIES_KEPT = 1000
 MAX_CLASSES = 50
-_TRUE = {"true", "t", "yes", "y", "1", "1.0"}
-_FALSE = {"false", "f", "no", "n", "0", "0.0"}
+log = get_logger(__name__)
 
 
 class ColumnSchema(BaseModel):
@@ -38,6 +45,8 @@ class ColumnSchema(BaseModel):
     min: float | None = None
     max: float | None = None
     categories: list[str] | None = None
+    rule: str = ""  # why the column has its kind: "declared in data.columns", "0/1 values", ...
+    format: str | None = None  # dates: the format every value is parsed with (None: ISO, mixed)
 
 
 class Schema(BaseModel):
@@ -52,6 +61,9 @@ class Schema(BaseModel):
     date_column: str | None = None
     features: list[ColumnSchema]
     params_fingerprint: str = ""
+    # Columns of the table left out of the features, with the reason (identifier, free text,
+    # constant, empty); declaring one in data.columns keeps it.
+    excluded: dict[str, str] = Field(default_factory=dict)
 
     def names(self, kind: ColumnKind | None = None) -> list[str]:
         """Return feature names, optionally only those of one kind."""
@@ -117,8 +129,16 @@ def _flag(values: pd.Series, bad: pd.Series) -> pd.Series:
     return bad
 
 
+def _plain(values: pd.Series) -> pd.Series:
+    """Return a pandas ``category`` column as its values (objects); other columns as they are."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        return values.astype(object)
+    return values
+
+
 def to_numeric(values: pd.Series, column: str, path: Path) -> pd.Series:
     """Parse a column as float64; raise naming the first value that is not a number."""
+    values = _plain(values)
     if pd.api.types.is_numeric_dtype(values):  # bool included
         return values.astype(float, copy=False)
     parsed = pd.to_numeric(values, errors="coerce").astype(float)
@@ -129,24 +149,67 @@ def to_numeric(values: pd.Series, column: str, path: Path) -> pd.Series:
 
 def to_boolean(values: pd.Series, column: str, path: Path) -> pd.Series:
     """Parse true/false, yes/no, 1/0 (any case) into 1.0/0.0/NaN."""
+    values = _plain(values)
     if pd.api.types.is_bool_dtype(values):
         return values.astype(float)
     if pd.api.types.infer_dtype(values, skipna=True) == "boolean":  # True/False/None objects
         return values.map({True: 1.0, False: 0.0}).astype(float)
     text = values.astype(str).str.strip().str.lower()
     parsed = pd.Series(np.nan, index=values.index)
-    parsed[text.isin(_TRUE)] = 1.0
-    parsed[text.isin(_FALSE)] = 0.0
+    parsed[text.isin(TRUE_WORDS)] = 1.0
+    parsed[text.isin(FALSE_WORDS)] = 0.0
     fix = "use true/false, yes/no or 1/0, or declare the column categorical in params"
     bad = parsed.isna() & values.notna()
     _bad_values(path, column, _flag(values, bad), "a boolean", fix)
     return parsed
 
 
-def to_datetime(values: pd.Series, column: str, path: Path) -> pd.Series:
-    """Parse dates (ISO 8601 first, then pandas' inference) into datetime64[ns]."""
+def to_datetime(values: pd.Series, column: str, path: Path, fmt: str | None = None) -> pd.Series:
+    """Parse dates into datetime64[ns]: in format ``fmt``, else ISO 8601 then pandas' inference.
+
+    Parameters
+    ----------
+    values
+        The column as read.
+    column, path
+        For messages.
+    fmt
+        ``ISO8601`` or a strftime format such as ``%d.%m.%Y`` (saved in the schema by inference,
+        or declared in data.columns); every value must parse in it.
+
+    Returns
+    -------
+    pandas.Series
+        New datetime64[ns] column, missing values as NaT.
+    """
+    values = _plain(values)
+    if isinstance(values.dtype, pd.DatetimeTZDtype):  # stored with a time zone: UTC, naive
+        utc: pd.Series = values.dt.tz_convert("UTC").dt.tz_localize(None)
+        return utc.astype("datetime64[ns]")
     if pd.api.types.is_datetime64_any_dtype(values):
         return values.astype("datetime64[ns]")
+    if fmt is not None:
+        text = values.astype(str).str.strip().where(values.notna())
+        try:
+            # utc=True: times with offsets become UTC (as the server does); naive ones stay as read
+            parsed = pd.to_datetime(text, errors="coerce", format=fmt, utc=True).dt.tz_localize(
+                None
+            )
+        except ValueError as exc:  # a bad directive, e.g. a declared '%Q'
+            raise DataValidationError(
+                f"{path}: column {column!r}: date format {fmt!r} is not usable ({exc}); write it "
+                "with strftime codes, e.g. '%d/%m/%Y %H:%M', in data.columns",
+                path=path,
+                column=column,
+                check="date_format",
+            ) from None
+        fix = (
+            f"write every date in format {fmt}, or declare the column's format in data.columns, "
+            "e.g. {kind: datetime, format: '%d/%m/%Y'} (kind: categorical keeps it as text)"
+        )
+        expected = f"a date in format {fmt}"
+        _bad_values(path, column, _flag(values, parsed.isna() & values.notna()), expected, fix)
+        return parsed.astype("datetime64[ns]")
     parsed = pd.to_datetime(values, errors="coerce", format="ISO8601")
     if (parsed.isna() & values.notna()).any():
         parsed = pd.to_datetime(values, errors="coerce", format="mixed")
@@ -157,6 +220,7 @@ def to_datetime(values: pd.Series, column: str, path: Path) -> pd.Series:
 
 def to_categorical(values: pd.Series) -> pd.Series:
     """Return the values as strings (integral floats without '.0'), missing kept as NaN."""
+    values = _plain(values)
     if values.dtype == object and pd.api.types.infer_dtype(values, skipna=True) == "string":
         return values  # already text; None and NaN both count as missing downstream
     if pd.api.types.is_float_dtype(values):
@@ -169,43 +233,21 @@ def to_categorical(values: pd.Series) -> pd.Series:
     return out
 
 
-def coerce_column(values: pd.Series, kind: ColumnKind, column: str, path: Path) -> pd.Series:
-    """Parse one column into the canonical dtype of its kind."""
+def coerce_column(
+    values: pd.Series, kind: ColumnKind, column: str, path: Path, fmt: str | None = None
+) -> pd.Series:
+    """Parse one column into the canonical dtype of its kind (dates in format ``fmt``)."""
     if kind == "numeric":
         return to_numeric(values, column, path)
     if kind == "boolean":
         return to_boolean(values, column, path)
     if kind == "datetime":
-        return to_datetime(values, column, path)
+        return to_datetime(values, column, path, fmt)
     return to_categorical(values)
 
 
 # --------------------------------------------------------------------------------------------
 # Inference
-
-
-def _infer_kind(values: pd.Series, checks: ChecksParams) -> ColumnKind:
-    if pd.api.types.is_bool_dtype(values):
-        return "boolean"
-    if pd.api.types.is_datetime64_any_dtype(values):
-        return "datetime"
-    if pd.api.types.is_numeric_dtype(values):
-        return "numeric"
-    present = values.dropna()
-    if present.empty:
-        return "categorical"
-    sample = present.iloc[:5000]
-    text = sample.astype(str).str.strip().str.lower()
-    if text.isin(_TRUE | _FALSE).all() and text.nunique() <= 2:
-        return "boolean"
-    numeric_share = pd.to_numeric(sample, errors="coerce").notna().mean()
-    if numeric_share >= checks.numeric_min_share:
-        return "numeric"
-    if all(isinstance(v, str) for v in sample):
-        dates = pd.to_datetime(sample, errors="coerce", format="ISO8601")
-        if dates.notna().mean() >= 0.95 and text.str.contains(r"\d{4}-\d{2}-\d{2}").mean() > 0.95:
-            return "datetime"
-    return "categorical"
 
 
 def _declared(data: DataParams) -> dict[str, ColumnSpec]:
@@ -285,20 +327,36 @@ def draft_schema(frame: pd.DataFrame, data: DataParams, checks: ChecksParams, pa
     require_columns(frame, data, path)
     declared = _declared(data)
     skip = {data.target, data.id_column, *data.drop}
-    features = []
+    features: list[ColumnSchema] = []
+    excluded: dict[str, str] = {}
     for name in frame.columns:
         if name in skip:
             continue
         spec = declared.get(name)
         if spec is not None:
-            features.append(ColumnSchema(name=name, declared=True, **spec.model_dump()))
+            fields, rule = spec.model_dump(), "declared in data.columns"
+            if spec.kind == "datetime" and spec.format is None:
+                fields["format"], rule = _date_format(frame[name], rule)
+            features.append(ColumnSchema(name=name, declared=True, rule=rule, **fields))
             continue
-        kind = "datetime" if name == data.date_column else _infer_kind(frame[name], checks)
-        features.append(ColumnSchema(name=name, kind=kind))
+        if name == data.date_column:
+            fmt, rule = _date_format(frame[name], "data.date_column")
+            features.append(ColumnSchema(name=name, kind="datetime", rule=rule, format=fmt))
+            continue
+        reading = read_column(frame[name], str(name), checks)
+        if reading.kind is None:
+            excluded[str(name)] = reading.rule
+            log.info("column_excluded", column=str(name), reason=reading.rule)
+            continue
+        features.append(
+            ColumnSchema(name=name, kind=reading.kind, rule=reading.rule, format=reading.format)
+        )
     if not features:
+        left_out = "; ".join(f"{k!r}: {v}" for k, v in excluded.items()) or "none"
         raise DataValidationError(
-            f"{path}: no feature columns left besides the target, id and dropped columns; "
-            "check data.drop",
+            f"{path}: no feature columns left besides the target, id and dropped columns "
+            f"(excluded: {left_out}); check data.drop, or declare a column in data.columns to "
+            "keep it",
             path=path,
             check="no_features",
         )
@@ -309,7 +367,23 @@ def draft_schema(frame: pd.DataFrame, data: DataParams, checks: ChecksParams, pa
         date_column=data.date_column if data.date_column in frame.columns else None,
         features=features,
         params_fingerprint=params_fingerprint(data),
+        excluded=excluded,
     )
+
+
+def _date_format(values: pd.Series, why: str) -> tuple[str | None, str]:
+    """Return the format a column's dates are read in (None: no single format fits the text).
+
+    Returns the format and the rule: ``why`` and, when a format was found, which one.
+    """
+    present = values.dropna()
+    if present.empty:
+        return None, why
+    if pd.api.types.is_datetime64_any_dtype(values):  # stored as dates: later text is ISO 8601
+        found: DateFormat | None = DateFormat("ISO8601", ambiguous=False)
+    else:
+        found = date_format_of(present)
+    return (None, why) if found is None else (found.format, f"{why}; {found.rule()}")
 
 
 def complete_schema(draft: Schema, frame: pd.DataFrame) -> Schema:

@@ -57,7 +57,8 @@ def conform(frame: pd.DataFrame, schema: Schema, path: Path) -> tuple[pd.DataFra
     """Return the table in the schema's columns and canonical dtypes, with findings so far.
 
     Rows without a target are dropped (a soft finding); columns the schema does not know are
-    dropped (a soft finding); a missing schema column or a value of the wrong type raises.
+    dropped (a soft finding), the ones it excludes from the features silently; a missing schema
+    column or a value of the wrong type raises. Dates are parsed in the schema's format.
 
     Parameters
     ----------
@@ -94,7 +95,8 @@ def conform(frame: pd.DataFrame, schema: Schema, path: Path) -> tuple[pd.DataFra
             check="missing_column",
         )
     keep = [c for c in (schema.id_column, schema.date_column) if c and c in frame.columns]
-    known = {*schema.names(), schema.target, *keep}
+    # Excluded columns (identifiers, free text, constants) are expected and left out quietly.
+    known = {*schema.names(), schema.target, *keep, *schema.excluded}
     for extra in (c for c in frame.columns if c not in known):
         findings.append(
             Finding(str(path), str(extra), "unexpected_column", "soft", len(frame), 1.0)
@@ -103,7 +105,7 @@ def conform(frame: pd.DataFrame, schema: Schema, path: Path) -> tuple[pd.DataFra
     if schema.id_column and schema.id_column in frame.columns:
         columns[schema.id_column] = frame[schema.id_column].astype(str)
     for col in schema.features:
-        columns[col.name] = coerce_column(frame[col.name], col.kind, col.name, path)
+        columns[col.name] = coerce_column(frame[col.name], col.kind, col.name, path, col.format)
     target = frame[schema.target]
     columns[schema.target] = (
         coerce_column(target, "numeric", schema.target, path)

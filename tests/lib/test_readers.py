@@ -86,3 +86,22 @@ def test_penguins_ships_with_missing_values():
     frame = read_table(penguins_csv(), CsvParams())
     assert len(frame) == 344
     assert frame["sex"].isna().sum() == 11
+
+
+def test_parquet_category_columns_of_integers_come_back_as_categories(tmp_path):
+    import pandas as pd
+
+    frame = pd.DataFrame(
+        {
+            "grade": pd.Categorical([10, 20, 10]),
+            "code": pd.Categorical(["1", "2", "1"]),
+            "n": [1, 2, 3],
+        }
+    )
+    frame.to_parquet(tmp_path / "t.parquet", index=False)
+    assert pd.read_parquet(tmp_path / "t.parquet")["grade"].dtype == "int64"  # pandas alone
+    back = read_table(tmp_path / "t.parquet", CsvParams())
+    assert isinstance(back["grade"].dtype, pd.CategoricalDtype)
+    assert back["grade"].cat.categories.tolist() == [10, 20]
+    assert isinstance(back["code"].dtype, pd.CategoricalDtype)
+    assert back["n"].dtype == "int64"
