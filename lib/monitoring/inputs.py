@@ -98,7 +98,7 @@ def conform(frame: pd.DataFrame, schema: Schema, path: Path) -> pd.DataFrame:
         )
     out = frame.copy()
     for col in schema.features:
-        out[col.name] = coerce_column(frame[col.name], col.kind, col.name, path)
+        out[col.name] = coerce_column(frame[col.name], col.kind, col.name, path, col.format)
     if schema.target in frame.columns:
         out[schema.target] = align_target(frame[schema.target], schema, path)
     return out
