@@ -17,7 +17,10 @@ import pandas as pd
 from lib.core.atomic import atomic_path
 from lib.core.contracts.predlog import PREDICTION, PROBA_PREFIX
 from lib.core.layout import Layout
+from lib.core.logs import get_logger
 from lib.core.params import Params
+
+log = get_logger(__name__)
 
 if TYPE_CHECKING:
     from lib.monitoring.result import MonitorResult
@@ -178,6 +181,13 @@ def save_evidently_report(result: MonitorResult, params: Params) -> Path | None:
     """
     m = params.monitor
     if not m.evidently_report:
+        return None
+    if not result.features.columns:  # e.g. a table whose only feature is its date
+        log.warning(
+            "evidently_report_skipped",
+            reason="no column is checked for drift (monitor.columns, or only date features); "
+            "Evidently's drift preset needs at least one",
+        )
         return None
     schema, cur = result.schema, result.current
     outputs = result.drift.output_frame

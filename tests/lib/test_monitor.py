@@ -296,3 +296,14 @@ def test_labels_match_float_coded_classes():
     with pytest.raises(DataValidationError) as info:
         align_target(pd.Series(["2"]), schema, Path("v.csv"))
     assert "v.csv: target 'vote' row 1: '2' is not one of the model's classes" in str(info.value)
+
+
+def test_no_checkable_column_skips_evidentlys_report(tmp_path):
+    """A table whose only feature is its date leaves no drift column: Evidently's preset would
+    divide by zero, so its report is skipped (and the stage goes on)."""
+    from types import SimpleNamespace
+
+    params = load_params(overrides=monitor_overrides(tmp_path))
+    result = SimpleNamespace(features=SimpleNamespace(columns=[]))
+    assert save_evidently_report(result, params) is None  # type: ignore[arg-type]
+    assert not (tmp_path / "reports").exists()
