@@ -21,6 +21,7 @@ import dataclasses
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -142,6 +143,8 @@ def run_dataset(
     extra: tuple[str, ...] = ()
     if resets:  # there is no production batch here: monitor the table itself
         extra = (*RESETS, f"monitor.current={_source(preset)}")
+        if "date_column" not in dataset.preset_extra.get("data", {}):
+            extra = (*extra, "data.date_column=null")
     command = run_all_command(preset, root, extra)
     started = time.perf_counter()
     try:
@@ -159,7 +162,10 @@ def run_dataset(
     outcome = Outcome(dataset, rows, code, time.perf_counter() - started)
     (root / "run_all.stdout").write_text(stdout, encoding="utf-8")
     (root / "run_all.stderr").write_text(stderr, encoding="utf-8")
-    collect(outcome, preset, root, extra, stdout + "\n" + stderr)
+    try:
+        collect(outcome, preset, root, extra, stdout + "\n" + stderr)
+    except Exception as exc:  # one unreadable result must not lose the rest of the corpus
+        outcome.notes.append(f"results not read: {type(exc).__name__}: {exc}")
     return outcome
 
 
@@ -273,11 +279,13 @@ def baseline(metric: str, task: str, train: pd.Series, test: pd.Series) -> float
             "r2": lambda: m.r2_score(test, guess),
         }
         return float(scores[metric]())
+    # labels as text: integer classes read back as objects are "unknown" targets to sklearn
+    train, test = train.astype(str), test.astype(str)
     shares = train.value_counts(normalize=True).sort_index()
     classes = list(shares.index)
     majority = shares.idxmax()
-    pred = np.full(len(test), majority, dtype=object)
-    truth = test.to_numpy(dtype=object)
+    pred = np.full(len(test), majority)
+    truth = test.to_numpy()
     proba = np.tile(shares.to_numpy(), (len(test), 1))
     if metric == "roc_auc":
         return 0.5  # constant scores rank no row above another
@@ -315,8 +323,13 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
+# An absolute path of the run's temporary folder: shown from the project folder on, as a user
+# whose project it is would read it (and so that the page names no machine's folders).
+_RUN_FOLDER = re.compile(r"(?:/[^\s/:'\"]+)+/(?=(?:data|reports|logs|mlruns)/)")
+
+
 def _cell(text: str, limit: int = 160) -> str:
-    text = " ".join(text.split()).replace("|", "\\|")
+    text = _RUN_FOLDER.sub("", " ".join(text.split())).replace("|", "\\|")
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

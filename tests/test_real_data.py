@@ -82,10 +82,15 @@ def test_unknown_names_are_refused_with_the_known_ones():
 def test_baseline_is_the_majority_class_or_the_mean(metric, task, expected):
     if task == "regression":
         train, test = pd.Series([1.0, 2.0, 3.0, None]), pd.Series([1.0, 3.0])
-    else:
-        train = pd.Series(["a", "a", "a", "b", "c"])
-        test = pd.Series(["a", "a", "b", "c"])
+        assert baseline(metric, task, train, test) == pytest.approx(expected)
+        return
+    train = pd.Series(["a", "a", "a", "b", "c"])
+    test = pd.Series(["a", "a", "b", "c"])
     assert baseline(metric, task, train, test) == pytest.approx(expected)
+    # integer classes, as a processed split may hold them (object dtype): the same figure
+    codes = {"a": 0, "b": 1, "c": 2}
+    as_ints = [s.map(codes).astype(object) for s in (train, test)]
+    assert baseline(metric, task, *as_ints) == pytest.approx(expected)
 
 
 def test_an_outcome_beats_its_baseline_in_the_metric_s_direction():
@@ -100,11 +105,14 @@ def test_an_outcome_beats_its_baseline_in_the_metric_s_direction():
 
 def test_results_table_shows_the_failure_and_the_comparison():
     (dataset,) = by_name(["wine"])
-    failed = Outcome(dataset, 178, 1, 12.3, failed_stage="ingest", error="bad | column")
+    error = "/tmp/quire-real-x/wine/data/raw/wine.csv: bad | column"
+    failed = Outcome(dataset, 178, 1, 12.3, failed_stage="ingest", error=error)
     ok = Outcome(dataset, 178, 0, 61.0, task="multiclass", metric="f1_macro", score=0.97)
     ok.baseline, ok.verdict, ok.alerts = 0.18, "no drift", 2
     table = results_table([failed, ok]).splitlines()
-    assert table[2].startswith("| wine | multiclass | 178 | 1 | ingest: bad \\| column | - |")
+    assert table[2].startswith(
+        "| wine | multiclass | 178 | 1 | ingest: data/raw/wine.csv: bad \\| column | - |"
+    )
     assert "f1_macro 0.970 vs 0.180 ✓" in table[3] and "no drift (2 alerts)" in table[3]
 
 
