@@ -12,7 +12,16 @@ import pandas as pd
 import pytest
 import yaml
 
-from bench.real_data import Outcome, baseline, last_error_line, results_table, run_dataset
+from bench.real_data import (
+    Outcome,
+    baseline,
+    last_error_line,
+    load_outcomes,
+    report,
+    results_table,
+    run_dataset,
+    save_outcomes,
+)
 from bench.real_data_corpus import CORPUS, SMOKE, by_name
 
 # --------------------------------------------------------------------------------------------
@@ -114,6 +123,22 @@ def test_results_table_shows_the_failure_and_the_comparison():
         "| wine | multiclass | 178 | 1 | ingest: data/raw/wine.csv: bad \\| column | - |"
     )
     assert "f1_macro 0.970 vs 0.180 ✓" in table[3] and "no drift (2 alerts)" in table[3]
+
+
+def test_the_page_shows_the_minimal_run_then_the_diagnostic_and_survives_json(tmp_path):
+    (dataset,) = by_name(["wine"])
+    failed = Outcome(dataset, 178, 1, 20.0, failed_stage="ingest", error="no customer_id")
+    ok = Outcome(dataset, 178, 0, 100.0, task="multiclass", metric="f1_macro", score=0.9)
+    ok.baseline, ok.finished_at = 0.2, "2026-01-02 03:04 UTC"
+    save_outcomes([ok], tmp_path / "resets.json")
+    (again,) = load_outcomes(tmp_path / "resets.json")
+    assert again == ok
+    page = report([failed], "python bench/real_data.py", [again])
+    minimal, diagnostic = page.split("## Diagnostic")
+    assert "**0 of 1 passed first try; 0 beat the simple baseline.**" in minimal
+    assert "ingest: no customer_id" in minimal
+    assert "Run 2026-01-02 03:04 UTC; 2 min in all. **1 of 1 passed first try; 1 beat" in diagnostic
+    assert "| wine | scikit-learn load_wine | multiclass, integer-coded classes" in diagnostic
 
 
 def test_last_error_line_prefers_the_error_over_the_summary():
