@@ -17,16 +17,11 @@ defaults (see ``RESETS``): a diagnostic, to see the failure behind the first one
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import os
-import platform
-import re
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,6 +33,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.real_data_corpus import Dataset, by_name
+from bench.real_data_report import Outcome, load_outcomes, report, save_outcomes
 from lib.core.params import folder_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,37 +49,6 @@ RESETS = (
     "monitor.alerts.key_features=[]",
     "monitor.alerts.metric_drop={}",
 )
-
-
-@dataclass
-class Outcome:
-    """What one dataset's run_all gave."""
-
-    dataset: Dataset
-    rows: int
-    exit_code: int
-    seconds: float
-    failed_stage: str | None = None
-    error: str = ""
-    task: str | None = None
-    metric: str | None = None
-    score: float | None = None
-    baseline: float | None = None
-    higher_is_better: bool = True
-    decision: str = ""
-    verdict: str = ""
-    alerts: int | None = None
-    notes: list[str] = field(default_factory=list)
-    finished_at: str = ""  # UTC, minutes
-
-    @property
-    def beats_baseline(self) -> bool | None:
-        """Whether the headline metric beats the baseline (None when either is missing)."""
-        if self.score is None or self.baseline is None:
-            return None
-        if self.higher_is_better:
-            return self.score > self.baseline
-        return self.score < self.baseline
 
 
 # --------------------------------------------------------------------------------------------
@@ -317,182 +282,6 @@ def _verdict(outcome: Outcome, layout: Any) -> None:
     outcome.alerts = len(summary.alerts)
 
 
-# --------------------------------------------------------------------------------------------
-# The report
-
-
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
-
-
-# An absolute path of the run's temporary folder: shown from the project folder on, as a user
-# whose project it is would read it (and so that the page names no machine's folders).
-_RUN_FOLDER = re.compile(r"(?:/[^\s/:'\"]+)+/(?=(?:data|reports|logs|mlruns)/)")
-
-
-def _cell(text: str, limit: int = 160) -> str:
-    text = _RUN_FOLDER.sub("", " ".join(text.split())).replace("|", "\\|")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def results_table(outcomes: list[Outcome]) -> str:
-    """Return the Markdown table of the outcomes, one row per dataset."""
-    head = (
-        "| dataset | task | rows | first-try exit | failed stage: error | headline metric "
-        "(test) vs baseline | champion decision | wall s | monitor verdict |\n"
-        "|---|---|---|---|---|---|---|---|---|"
-    )
-    lines = [head]
-    for o in outcomes:
-        metric = "-"
-        if o.metric is not None:
-            mark = {True: " ✓", False: " ✗", None: ""}[o.beats_baseline]
-            metric = f"{o.metric} {_fmt(o.score)} vs {_fmt(o.baseline)}{mark}"
-        failure = f"{o.failed_stage}: {_cell(o.error)}" if o.failed_stage else "-"
-        verdict = o.verdict or "-"
-        if o.alerts:
-            verdict += f" ({o.alerts} alert{'s' if o.alerts > 1 else ''})"
-        lines.append(
-            f"| {o.dataset.name} | {o.task or o.dataset.task} | {o.rows:,} | {o.exit_code} | "
-            f"{failure} | {metric} | {_cell(o.decision, 120) or '-'} | {o.seconds:.0f} | "
-            f"{_cell(verdict, 80)} |"
-        )
-    return "\n".join(lines)
-
-
-def corpus_table(datasets: list[Dataset]) -> str:
-    """Return the Markdown table of the datasets: origin, what each covers, its preset."""
-    lines = [
-        "| dataset | ships in | covers | preset beyond name, source, target |",
-        "|---|---|---|---|",
-    ]
-    for d in datasets:
-        extra = "; ".join(
-            f"{section}.{key}: {value}"
-            for section, values in d.preset_extra.items()
-            for key, value in _flat(values)
-        )
-        lines.append(
-            f"| {d.name} | {d.origin} | {', '.join(d.covers)} | "
-            f"target `{d.target}`{'; ' + extra if extra else ''} |"
-        )
-    return "\n".join(lines)
-
-
-def _flat(values: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
-    out: list[tuple[str, Any]] = []
-    for key, value in values.items():
-        if isinstance(value, dict):
-            out.extend(_flat(value, f"{prefix}{key}."))
-        else:
-            out.append((f"{prefix}{key}", value))
-    return out
-
-
-def _section(outcomes: list[Outcome]) -> str:
-    passed = sum(o.exit_code == 0 for o in outcomes)
-    beat = sum(bool(o.beats_baseline) for o in outcomes)
-    times = sorted(o.finished_at for o in outcomes if o.finished_at)
-    when = f"Run {times[-1]}" if times else "Run"
-    total = sum(o.seconds for o in outcomes) / 60
-    return (
-        f"{when}; {total:.0f} min in all. **{passed} of {len(outcomes)} passed first try; "
-        f"{beat} beat the simple baseline.**\n\n{results_table(outcomes)}"
-    )
-
-
-def report(outcomes: list[Outcome], command: str, with_resets: list[Outcome] | None = None) -> str:
-    """Return the whole Markdown page: the minimal presets' results, optionally the diagnostic.
-
-    Parameters
-    ----------
-    outcomes
-        Results with the minimal presets (or, alone and with ``command`` saying so, the
-        diagnostic run's).
-    command
-        The command that produced them, shown on the page.
-    with_resets
-        Results of the same tables with ``RESETS`` added, shown as a diagnostic section.
-    """
-    resets = "`, `".join(RESETS)
-    diagnostic = ""
-    if with_resets:
-        diagnostic = f"""
-## Diagnostic: the same tables with the generator's defaults cleared
-
-```
-python bench/real_data.py --with-resets
-```
-
-The minimal presets above stop at the first default that names the built-in generator's columns.
-To see what fails behind it, this run adds `{resets}`, `data.date_column=null` (where the preset
-does not set one) and `monitor.current=<the table itself>` to every preset. A new user should
-never need these.
-
-{_section(with_resets)}
-"""
-    datasets = [o.dataset for o in outcomes] or [o.dataset for o in with_resets or []]
-    return f"""# Real data, first try
-
-Every table below ships inside a pip package and is exported exactly as shipped: ids, free text,
-dates, coded categories and missing values kept; only the choice of table is ours. Each runs
-through `run_all.py` with the preset a new user would write: `project.name`, `data.source`,
-`data.target`, and only what the table truly needs (a date column and a time split for two of
-them). Each run gets fresh folders in a temporary directory (`lib.core.params.folder_overrides`).
-
-```
-{command}
-```
-
-Measured on {platform.python_implementation()} {platform.python_version()}, 2 cores, shared with
-other work (wall times are indicative), `OMP_NUM_THREADS=1`, default parameters otherwise.
-
-Columns: *first-try exit* is run_all's exit code (0 every stage passed, 1 a stage failed, 2
-invalid parameters); *failed stage: error* is the first stage that failed and the last line of its
-error; *headline metric* is the run's primary metric on the held-out test split (the challenger
-version's `quire.test_<metric>` tag) beside a simple baseline on the same test split (the training
-majority class, with the training class shares as probabilities, so roc_auc 0.5; the training
-mean for regression), ✓ when the model beats it; *champion decision* is the evaluate gate's
-sentence; *monitor verdict* is the latest monitoring summary's.
-
-## Results
-
-{_section(outcomes)}
-{diagnostic}
-## The corpus
-
-{corpus_table(datasets)}
-
-A preset is the YAML `bench/real_data.py` writes beside the exported table, e.g. for
-`penguins_season`:
-
-```yaml
-project: {{name: penguins_season}}
-data: {{source: data/raw/penguins-raw.csv, target: studyName, date_column: Date Egg}}
-ingest: {{split: {{by_time: true}}}}
-```
-
-The slow test `tests/test_real_data.py` runs the smallest binary, regression and multiclass
-tables (`breast_cancer`, `diabetes`, `wine`) the same way and requires exit 0, a champion and a
-test metric better than the baseline.
-"""
-
-
-def save_outcomes(outcomes: list[Outcome], path: Path) -> None:
-    """Write the outcomes as JSON (dataset by name), to render the page again without running."""
-    rows = [
-        {**{f.name: getattr(o, f.name) for f in dataclasses.fields(o)}, "dataset": o.dataset.name}
-        for o in outcomes
-    ]
-    path.write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
-
-
-def load_outcomes(path: Path) -> list[Outcome]:
-    """Read outcomes written by :func:`save_outcomes`."""
-    rows = json.loads(path.read_text(encoding="utf-8"))
-    return [Outcome(**{**row, "dataset": by_name([row["dataset"]])[0]}) for row in rows]
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the corpus (or ``--only`` some of it), write and print the report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -509,7 +298,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.render:
         resets = load_outcomes(args.render_resets) if args.render_resets else None
         text = report(
-            load_outcomes(args.render), args.command or "python bench/real_data.py", resets
+            load_outcomes(args.render),
+            args.command or "python bench/real_data.py",
+            resets,
+            RESETS,
         )
         args.out.write_text(text, encoding="utf-8")
         print(text)
@@ -535,7 +327,10 @@ def main(argv: list[str] | None = None) -> int:
         shown.append(f"--only {args.only}")
     if args.with_resets:
         shown.append("--with-resets")
-    text = report(outcomes, " ".join(shown))
+    if args.with_resets:  # the diagnostic alone
+        text = report([], " ".join(shown), outcomes, RESETS)
+    else:
+        text = report(outcomes, " ".join(shown))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")
     print(text)

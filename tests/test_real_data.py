@@ -12,17 +12,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from bench.real_data import (
-    Outcome,
-    baseline,
-    last_error_line,
-    load_outcomes,
-    report,
-    results_table,
-    run_dataset,
-    save_outcomes,
-)
+from bench.real_data import RESETS, baseline, last_error_line, run_dataset
 from bench.real_data_corpus import CORPUS, SMOKE, by_name
+from bench.real_data_report import Outcome, load_outcomes, report, results_table, save_outcomes
 
 # --------------------------------------------------------------------------------------------
 # The corpus and the harness (fast)
@@ -114,7 +106,10 @@ def test_an_outcome_beats_its_baseline_in_the_metric_s_direction():
 
 def test_results_table_shows_the_failure_and_the_comparison():
     (dataset,) = by_name(["wine"])
-    error = "/tmp/quire-real-x/wine/data/raw/wine.csv: bad | column"
+    error = (
+        "02_train.ipynb failed in cell 5 (In [4] in the report): "
+        "/tmp/quire-real-x/wine/data/raw/wine.csv: bad | column"
+    )
     failed = Outcome(dataset, 178, 1, 12.3, failed_stage="ingest", error=error)
     ok = Outcome(dataset, 178, 0, 61.0, task="multiclass", metric="f1_macro", score=0.97)
     ok.baseline, ok.verdict, ok.alerts = 0.18, "no drift", 2
@@ -133,11 +128,12 @@ def test_the_page_shows_the_minimal_run_then_the_diagnostic_and_survives_json(tm
     save_outcomes([ok], tmp_path / "resets.json")
     (again,) = load_outcomes(tmp_path / "resets.json")
     assert again == ok
-    page = report([failed], "python bench/real_data.py", [again])
+    page = report([failed], "python bench/real_data.py", [again], RESETS)
     minimal, diagnostic = page.split("## Diagnostic")
     assert "**0 of 1 passed first try; 0 beat the simple baseline.**" in minimal
     assert "ingest: no customer_id" in minimal
     assert "Run 2026-01-02 03:04 UTC; 2 min in all. **1 of 1 passed first try; 1 beat" in diagnostic
+    assert "adds `data.id_column=null`, `evaluate.segments=[]`" in diagnostic
     assert "| wine | scikit-learn load_wine | multiclass, integer-coded classes" in diagnostic
 
 
