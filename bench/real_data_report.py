@@ -88,7 +88,7 @@ def results_table(outcomes: list[Outcome]) -> str:
             f"{o.failed_stage}: {_cell(_NOTEBOOK_CELL.sub('', o.error))}" if o.failed_stage else "-"
         )
         verdict = o.verdict or "-"
-        if o.alerts:
+        if o.alerts and "alert" not in verdict:
             verdict += f" ({o.alerts} alert{'s' if o.alerts > 1 else ''})"
         lines.append(
             f"| {o.dataset.name} | {o.task or o.dataset.task} | {o.rows:,} | {o.exit_code} | "
