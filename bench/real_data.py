@@ -306,7 +306,10 @@ def main(argv: list[str] | None = None) -> int:
         args.out.write_text(text, encoding="utf-8")
         print(text)
         return 0
-    datasets = by_name(args.only.split(",") if args.only else None)
+    try:
+        datasets = by_name(args.only.split(",") if args.only else None)
+    except KeyError as exc:
+        parser.error(f"--only: {exc.args[0]}")
     outcomes = []
     with tempfile.TemporaryDirectory(prefix="quire-real-") as tmp:
         base = args.keep or Path(tmp)

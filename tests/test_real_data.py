@@ -8,11 +8,17 @@ metric better than the simplest baseline. The fast tests check the harness itsel
 
 from __future__ import annotations
 
+import gzip
+from pathlib import Path
+
+import palmerpenguins
 import pandas as pd
+import plotly
 import pytest
 import yaml
+from sklearn.datasets import load_diabetes
 
-from bench.real_data import RESETS, baseline, last_error_line, run_dataset
+from bench.real_data import RESETS, baseline, last_error_line, main, run_dataset
 from bench.real_data_corpus import CORPUS, SMOKE, by_name
 from bench.real_data_report import Outcome, load_outcomes, report, results_table, save_outcomes
 
@@ -54,6 +60,28 @@ def test_penguins_raw_keeps_its_free_text_ids_and_dates(tmp_path):
     assert frame["Individual ID"].iloc[0] == "N1A1"
     assert frame["Date Egg"].iloc[0] == "2007-11-11"
     assert frame["Sex"].isna().sum() == 11
+
+
+def test_packaged_csv_files_are_copied_byte_for_byte(tmp_path):
+    (raw, stocks) = by_name(["penguins_raw", "stocks"])
+    shipped = Path(palmerpenguins.__file__).parent / "data" / "penguins-raw.csv"
+    assert raw.export(tmp_path).read_bytes() == shipped.read_bytes()
+    packaged = Path(plotly.__file__).parent / "package_data" / "datasets" / "stocks.csv.gz"
+    assert stocks.export(tmp_path).read_bytes() == gzip.decompress(packaged.read_bytes())
+
+
+def test_sklearn_tables_keep_their_values(tmp_path):
+    (dataset,) = by_name(["diabetes"])
+    exported = pd.read_csv(dataset.export(tmp_path))
+    pd.testing.assert_frame_equal(exported, load_diabetes(as_frame=True, scaled=False).frame)
+    assert sorted(exported["sex"].unique()) == [1.0, 2.0]  # the coded category, as shipped
+
+
+def test_an_unknown_only_name_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--only", "wine,titanic"])
+    assert info.value.code == 2
+    assert "--only: not in the corpus: ['titanic']" in capsys.readouterr().err
 
 
 def test_co2_writes_its_index_dates_as_a_column_and_keeps_missing_targets(tmp_path):
