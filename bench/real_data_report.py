@@ -101,12 +101,12 @@ def results_table(outcomes: list[Outcome]) -> str:
 def corpus_table(datasets: list[Dataset]) -> str:
     """Return the Markdown table of the datasets: origin, what each covers, its preset."""
     lines = [
-        "| dataset | ships in | covers | preset beyond name, source, target |",
+        "| dataset | ships in | covers | preset besides project.name and data.source |",
         "|---|---|---|---|",
     ]
     for d in datasets:
         extra = "; ".join(
-            f"{section}.{key}: {value}"
+            f"{section}.{key}: {str(value).lower() if isinstance(value, bool) else value}"
             for section, values in d.preset_extra.items()
             for key, value in _flat(values)
         )
@@ -190,8 +190,8 @@ them). Each run gets fresh folders in a temporary directory (`lib.core.params.fo
 {command}
 ```
 
-Measured on {platform.python_implementation()} {platform.python_version()}, 2 cores, shared with
-other work (wall times are indicative), `OMP_NUM_THREADS=1`, default parameters otherwise.
+Measured on {platform.python_implementation()} {platform.python_version()}, 2 cores shared with other work (wall
+times are indicative), `OMP_NUM_THREADS=1`, default parameters otherwise.
 
 Columns: *first-try exit* is run_all's exit code (0 every stage passed, 1 a stage failed, 2
 invalid parameters); *failed stage: error* is the first stage that failed and the last line of its
