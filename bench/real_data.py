@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -34,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.real_data_corpus import Dataset, by_name
 from bench.real_data_report import Outcome, load_outcomes, report, save_outcomes
+from lib.core.errors import DataValidationError, ParamsError, QuireError
 from lib.core.params import folder_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,18 +115,23 @@ def run_dataset(
             extra = (*extra, "data.date_column=null")
     command = run_all_command(preset, root, extra)
     started = time.perf_counter()
+    # its own session, so that a timeout stops run_all and the notebook kernels it started
+    child = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=_environment(),
+        start_new_session=True,
+    )
     try:
-        done = subprocess.run(
-            command,
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            env=_environment(),
-            timeout=timeout,
-        )
-        code, stdout, stderr = done.returncode, done.stdout, done.stderr
-    except subprocess.TimeoutExpired as exc:
-        code, stdout, stderr = -1, _text(exc.stdout), _text(exc.stderr) + f"\ntimeout {timeout}s"
+        stdout, stderr = child.communicate(timeout=timeout)
+        code = child.returncode
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)
+        stdout, stderr = child.communicate()
+        code, stderr = -1, f"{stderr}\ntimeout: stopped after {timeout:g} s"
     outcome = Outcome(dataset, rows, code, time.perf_counter() - started)
     outcome.finished_at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     (root / "run_all.stdout").write_text(stdout, encoding="utf-8")
@@ -138,12 +145,6 @@ def run_dataset(
 
 def _source(preset: Path) -> str:
     return str(yaml.safe_load(preset.read_text(encoding="utf-8"))["data"]["source"])
-
-
-def _text(value: str | bytes | None) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return value or ""
 
 
 def last_error_line(output: str) -> str:
@@ -168,7 +169,7 @@ def collect(outcome: Outcome, preset: Path, root: Path, extra: tuple[str, ...], 
 
     try:
         params = load_params([preset], [*folder_overrides(root), *extra])
-    except Exception as exc:  # the preset itself is invalid: that is the finding
+    except ParamsError as exc:  # the preset itself is invalid: that is the finding
         outcome.failed_stage = "params"
         outcome.error = last_error_line(out) or f"{type(exc).__name__}: {exc}"
         return
@@ -201,7 +202,7 @@ def _metrics(outcome: Outcome, params: Any) -> None:
 
     try:
         data = load_processed(params)
-    except Exception:  # ingest did not finish: nothing further to read
+    except (QuireError, OSError):  # ingest did not finish: nothing further to read
         return
     outcome.task = data.schema.task
     primary, _ = metrics_for(data.schema.task, params.train.primary_metric, None)
@@ -275,7 +276,7 @@ def _verdict(outcome: Outcome, layout: Any) -> None:
         return
     try:
         summary = read_summary(path)
-    except Exception as exc:  # an unreadable summary is itself a finding
+    except DataValidationError as exc:  # an unreadable summary is itself a finding
         outcome.verdict = f"unreadable summary: {exc}"
         return
     outcome.verdict = summary.verdict

@@ -170,6 +170,15 @@ def test_last_error_line_prefers_the_error_over_the_summary():
     assert last_error_line(out) == "QuireError: data.id_column 'customer_id' not found"
 
 
+def test_a_run_past_its_timeout_is_stopped_and_recorded(tmp_path):
+    (dataset,) = by_name(["stocks"])
+    outcome = run_dataset(dataset, tmp_path, timeout=2)
+    assert outcome.exit_code == -1
+    assert outcome.seconds < 30
+    assert (tmp_path / "run_all.stderr").read_text().endswith("timeout: stopped after 2 s")
+    assert outcome.score is None and outcome.decision == ""
+
+
 # --------------------------------------------------------------------------------------------
 # The smallest tables, first try (slow)
 
