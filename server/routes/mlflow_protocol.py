@@ -76,6 +76,6 @@ async def invocations(
 ) -> FastJSONResponse:
     """Score rows sent in any MLflow format (JSON or text/csv); answers {"predictions": [...]}."""
     batch = state.check(_rows(request, await request.body()), model, extra="ignore")
-    # Like MLflow's pyfunc flavour: the pipeline's own predict (no Quire decision threshold).
-    labels, _ = await state.predict(request_id, model, batch, model.pipeline_predict)
+    # The version's decision threshold applies here too: one answer per row on every route.
+    labels, _ = await state.predict(request_id, model, batch)
     return FastJSONResponse({"predictions": labels.tolist()})
