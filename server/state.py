@@ -201,5 +201,7 @@ class ServingState:
             prediction=labels,
             proba=proba,
             classes=model.classes,
+            id_column=model.schema.id_column,
+            ids=batch.ids,
         )
         self.predlog.append(table)

@@ -78,4 +78,7 @@ async def invocations(
     batch = state.check(_rows(request, await request.body()), model, extra="ignore")
     # The version's decision threshold applies here too: one answer per row on every route.
     labels, _ = await state.predict(request_id, model, batch)
-    return FastJSONResponse({"predictions": labels.tolist()})
+    answer: dict[str, Any] = {"predictions": labels.tolist()}
+    if batch.ids is not None:  # beside "predictions": MLflow's client keeps the extra key
+        answer["ids"] = batch.ids
+    return FastJSONResponse(answer)

@@ -57,6 +57,9 @@ def _answer(
         ]
     else:
         rows = [{"prediction": v} for v in values]
+    if batch.ids is not None:  # the id column, echoed as sent
+        for row, key in zip(rows, batch.ids, strict=True):
+            row["id"] = key
     for row, fields in zip(rows, batch.unknown, strict=True):
         if fields:
             row["unknown_categories"] = fields
