@@ -108,7 +108,13 @@ def _outputs(
 async def infer(
     name: str, request: Request, state: State, model: Model, request_id: RequestId
 ) -> FastJSONResponse:
-    """Inference request with one input tensor per column."""
+    """Inference request with one input tensor per column.
+
+    Outputs: ``predict`` (a classifier's labels at the model version's decision threshold, the
+    same as every other route), ``predict_proba`` (rows x classes, in the order of ``GET
+    /model``'s classes) for a classifier, and ``id`` echoing the id column's input tensor when
+    the request sends one (never a model input).
+    """
     _check_name(name, model)
     body = await json_body(request)
     batch = state.check(_rows(body), model)

@@ -77,3 +77,38 @@ def test_every_route_answers_the_same_label_at_a_non_default_threshold(threshold
     for route, labels in labels_from_every_route(client, test_rows).items():
         assert labels == expected, route
     assert client.get("/model").json()["threshold"] == threshold
+
+
+def test_probabilities_are_the_same_on_every_route(thresholded, test_rows):
+    client, _, positive = thresholded
+    rows = test_rows[:5]
+    batch = client.post("/predict/batch", json=rows).json()["predictions"]
+    expected = [p["probabilities"] for p in batch]
+    assert [p["1"] for p in expected] == positive[:5].tolist()
+    asked = client.post(
+        "/invocations", json={"dataframe_records": rows, "params": {"probabilities": True}}
+    ).json()
+    assert asked["probabilities"] == expected
+    assert asked["predictions"] == [p["prediction"] for p in batch]
+    plain = client.post("/invocations", json={"dataframe_records": rows, "params": {"x": 1}})
+    assert set(plain.json()) == {"predictions"}  # unknown params are ignored, as MLflow does
+    infer = client.post("/v2/models/quire-churn/infer", json=_v2(rows)).json()
+    proba = {o["name"]: o for o in infer["outputs"]}["predict_proba"]
+    assert proba["shape"] == [5, 2]
+    assert proba["data"] == [v for p in expected for v in (p["0"], p["1"])]
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ([1], 'params: expected an object such as {"probabilities": true}'),
+        ({"probabilities": "yes"}, "params.probabilities: expected true or false, got str"),
+    ],
+)
+def test_bad_invocation_params_are_a_400_in_mlflow_shape(thresholded, test_rows, params, message):
+    client = thresholded[0]
+    answer = client.post(
+        "/invocations", json={"dataframe_records": test_rows[:1], "params": params}
+    )
+    assert answer.status_code == 400
+    assert answer.json() == {"error_code": "BAD_REQUEST", "message": message}
