@@ -133,8 +133,9 @@ def _frame(body: Any, model: LoadedModel, limit: int) -> pd.DataFrame:
 async def post_feedback(request: Request, state: State, model: Model) -> dict[str, Any]:
     """Save true labels for served rows; the monitor stage and ``--retrain`` join them.
 
-    Labels by id are saved even when no logged row has that id yet (the log is flushed every
-    few seconds): ``unmatched`` counts them, ``unmatched_ids`` names the first 20.
+    Labels by id are saved even when no logged row has that id: ``unmatched`` counts the ids
+    that neither the prediction log nor the rows served lately (not yet flushed) hold, and
+    ``unmatched_ids`` names the first 20; their rows may be served later.
     """
     labels = _frame(await json_body(request), model, state.settings.max_batch_rows)
     layout = Layout.of(state.params, model=state.log_name(model))
@@ -143,8 +144,12 @@ async def post_feedback(request: Request, state: State, model: Model) -> dict[st
     id_column = model.schema.id_column
     if id_column:
         ids = labels[id_column].dropna().tolist()
+        recent = set(state.recent_ids)  # served lately: maybe not flushed to the log yet
         unmatched = await asyncio.to_thread(
-            feedback.unmatched_ids, layout.predictions, id_column, ids
+            feedback.unmatched_ids,
+            layout.predictions,
+            id_column,
+            [i for i in ids if i not in recent],
         )
         answer.update(by_id=len(ids), unmatched=len(unmatched), unmatched_ids=unmatched[:20])
     return answer

@@ -196,3 +196,14 @@ def test_a_malformed_feedback_id_is_a_422_naming_the_entry(client, entry, messag
     answer = client.post("/feedback", json={"labels": [{"id": "ok", "label": 0}, entry]})
     assert answer.status_code == 422
     assert answer.json()["error"]["message"] == f"row 1, {message}"
+
+
+def test_feedback_finds_ids_served_but_not_yet_flushed_to_the_log(served_params, test_rows):
+    app = create_app(Settings(log_flush_seconds=600), served_params)  # nothing flushed in time
+    with TestClient(app) as slow:
+        served = slow.post("/predict/batch", json=with_ids(test_rows[20:22], "U"))
+        assert served.status_code == 200
+        posted = slow.post(
+            "/feedback", json={"labels": [{"id": "U-1", "label": 1}, {"id": "U-9", "label": 0}]}
+        ).json()
+    assert (posted["by_id"], posted["unmatched"], posted["unmatched_ids"]) == (2, 1, ["U-9"])
