@@ -79,6 +79,12 @@ def test_every_route_accepts_echoes_and_logs_the_id_and_never_gives_it_to_the_mo
         "predictions": [p["prediction"] for p in plain],
         "ids": ["C-0", "C-1", "C-2"],
     }
+    csv = client.post(
+        "/invocations",
+        content=pd.DataFrame(rows).to_csv(index=False),
+        headers={"content-type": "text/csv"},
+    )
+    assert csv.json() == answers["invocations"].json()  # the id column of a CSV body too
     outputs = {o["name"]: o for o in answers["v2"].json()["outputs"]}
     assert outputs["id"] == {
         "name": "id",
