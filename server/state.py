@@ -147,16 +147,18 @@ class ServingState:
         request_id: str,
         model: LoadedModel,
         batch: Batch,
-        method: Callable[[Batch], tuple[np.ndarray, np.ndarray | None]] | None = None,
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        """Predict ``batch`` with ``model`` (or its ``method``) and log the rows under the request.
+        """Predict ``batch`` with ``model`` and log the rows under the request.
+
+        Every route predicts through here or the micro-batcher, both with ``model.predict``: a
+        classifier's labels at the version's decision threshold, the same on every route.
 
         Returns
         -------
         tuple
             Labels or values, and class probabilities in schema order (None for regression).
         """
-        labels, proba = await self.run_model(method or model.predict, batch)
+        labels, proba = await self.run_model(model.predict, batch)
         self.log_rows(request_id, model, batch, labels, proba)
         return labels, proba
 
