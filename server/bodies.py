@@ -33,6 +33,10 @@ def json_value(raw: bytes) -> Any:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         where = getattr(exc, "pos", 0)
         raise HTTPException(400, f"the body is not valid JSON (error at byte {where})") from None
+    except ValueError:  # an integer of more than 4,300 digits: Python refuses to convert it
+        raise HTTPException(
+            400, "the body holds a number too long to read; send long ids as strings"
+        ) from None
 
 
 class FastJSONResponse(Response):

@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from lib.serving.contract import MAX_ID_CHARS, MAX_ID_INT
 from server.state import ServingState
 
 _JSON_TYPES = {
@@ -29,6 +30,21 @@ def row_schema(state: ServingState) -> dict[str, Any]:
         if col.min is not None and col.max is not None:
             prop["description"] = f"seen in training: {col.min:g} to {col.max:g}"
         properties[col.name] = prop
+    schema = model.schema
+    excluded: dict[str, str] = getattr(schema, "excluded", None) or {}
+    for name, reason in excluded.items():
+        properties[name] = {"description": f"not a model input ({reason}): accepted, ignored"}
+    if schema.id_column:
+        properties[schema.id_column] = {
+            "type": ["string", "integer", "null"],
+            "maxLength": MAX_ID_CHARS,
+            "minimum": -MAX_ID_INT + 1,
+            "maximum": MAX_ID_INT - 1,
+            "description": (
+                "the row's id (optional): never given to the model, echoed as the answer's "
+                '"id" and written to the prediction log; POST /feedback takes labels by it'
+            ),
+        }
     return {
         "title": "Row",
         "type": "object",

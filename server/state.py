@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -25,6 +26,7 @@ from server.metrics import Metrics
 from server.predlog import PredictionLog
 
 _T = TypeVar("_T")
+RECENT_IDS = 100_000
 log = get_logger("quire.server")
 
 
@@ -40,6 +42,8 @@ class ServingState:
     batcher: MicroBatcher | None = None
     reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     poller: asyncio.Task[None] | None = None
+    # ids of the latest logged rows: POST /feedback finds them before the log is flushed
+    recent_ids: deque[str] = field(default_factory=lambda: deque(maxlen=RECENT_IDS))
 
     def current(self) -> LoadedModel:
         """Return the model to use now (requests keep the one they started with)."""
@@ -143,16 +147,18 @@ class ServingState:
         request_id: str,
         model: LoadedModel,
         batch: Batch,
-        method: Callable[[Batch], tuple[np.ndarray, np.ndarray | None]] | None = None,
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        """Predict ``batch`` with ``model`` (or its ``method``) and log the rows under the request.
+        """Predict ``batch`` with ``model`` and log the rows under the request.
+
+        Every route predicts through here or the micro-batcher, both with ``model.predict``: a
+        classifier's labels at the version's decision threshold, the same on every route.
 
         Returns
         -------
         tuple
             Labels or values, and class probabilities in schema order (None for regression).
         """
-        labels, proba = await self.run_model(method or model.predict, batch)
+        labels, proba = await self.run_model(model.predict, batch)
         self.log_rows(request_id, model, batch, labels, proba)
         return labels, proba
 
@@ -194,6 +200,8 @@ class ServingState:
         """Queue the served rows for the prediction log (never blocks; columns, not dicts)."""
         if self.predlog is None:
             return
+        if batch.ids is not None:
+            self.recent_ids.extend(k for k in map(predlog.id_key, batch.ids) if k is not None)
         table = predlog.log_columns(
             batch.columns,
             request_id=request_id,
@@ -201,5 +209,7 @@ class ServingState:
             prediction=labels,
             proba=proba,
             classes=model.classes,
+            id_column=model.schema.id_column,
+            ids=batch.ids,
         )
         self.predlog.append(table)

@@ -222,9 +222,24 @@ def _read_labels(params: Params, schema: Schema) -> tuple[pd.DataFrame, Path]:
         from lib.data import feedback
 
         path = Layout.of(params).feedback
-        return feedback.load_labels(path, schema.target, params.data.csv), path
+        id_column = schema.id_column or params.data.id_column
+        return feedback.load_labels(path, schema.target, params.data.csv, id_column), path
     path = resolve(str(labels))
     return read_table(path, params.data.csv), path
+
+
+def _label_key(params: Params, labels: pd.DataFrame, from_log: bool) -> list[str]:
+    """Return the columns a label file joins by: ``monitor.label_key``, else the id column.
+
+    On the prediction log, the id column when the file has it (the server logs each row's id),
+    else the request id and row.
+    """
+    m, id_column = params.monitor, params.data.id_column
+    if m.label_key:
+        return list(m.label_key)
+    if from_log and not (id_column and id_column in labels.columns):
+        return list(predlog.KEY)
+    return [id_column or ""]
 
 
 def _labels(
@@ -234,10 +249,15 @@ def _labels(
     m = params.monitor
     if m.labels is None:
         return frame[schema.target].to_numpy() if schema.target in frame.columns else None
-    key = m.label_key or (list(predlog.KEY) if from_log else [params.data.id_column or ""])
-    if m.labels == "feedback":
-        key = list(predlog.KEY)
     labels, path = _read_labels(params, schema)
+    if m.labels == "feedback" and not m.label_key and all(k in frame for k in predlog.KEY):
+        from lib.data import feedback
+
+        id_column = schema.id_column or params.data.id_column
+        labels = labels.assign(**{schema.target: align_target(labels[schema.target], schema, path)})
+        return feedback.log_labels(frame, labels, schema.target, id_column).to_numpy()
+    key = list(predlog.KEY) if m.labels == "feedback" and not m.label_key else None
+    key = key or _label_key(params, labels, from_log)
     missing = [c for c in [*key, schema.target] if c not in labels.columns]
     if missing or any(k not in frame.columns for k in key):
         where = path if missing else "current data"
@@ -249,9 +269,14 @@ def _labels(
             column=(missing or key)[0],
             check="label_key",
         )
-    labels = labels.drop_duplicates(subset=key, keep="last")
+    left, labels = frame[key], labels[[*key, schema.target]]
+    id_column = params.data.id_column
+    if id_column in key:  # ids are joined as the log stores them: text (17, 17.0, "17" alike)
+        left = left.assign(**{id_column: predlog.id_keys(left[id_column])})
+        labels = labels.assign(**{id_column: predlog.id_keys(labels[id_column])})
+    labels = labels.dropna(subset=key).drop_duplicates(subset=key, keep="last")
     labels = labels.assign(**{schema.target: align_target(labels[schema.target], schema, path)})
-    joined = frame[key].merge(labels[[*key, schema.target]], on=key, how="left")
+    joined = left.merge(labels, on=key, how="left")
     return joined[schema.target].to_numpy()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -48,11 +49,14 @@ class Batch:
 
     Numeric and boolean columns are float (NaN: missing), categorical ones object (str or None),
     dates ``datetime64[ns]`` (NaT: missing). ``unknown`` lists, per row, the fields whose
-    category was not seen in training.
+    category was not seen in training. ``ids`` holds each row's value of the schema's id column
+    as sent (None where a row has none), or is None when no row sent one: the id is echoed and
+    logged, never given to the model.
     """
 
     columns: dict[str, np.ndarray]
     unknown: list[list[str]]
+    ids: list[Any] | None = None
 
     def __len__(self) -> int:
         return len(self.unknown)
@@ -67,7 +71,11 @@ class Batch:
         if len(parts) == 1:
             return parts[0]
         names = parts[0].columns
+        ids = None
+        if any(p.ids is not None for p in parts):
+            ids = [i for p in parts for i in (p.ids if p.ids is not None else [None] * len(p))]
         return Batch(
             {n: np.concatenate([p.columns[n] for p in parts]) for n in names},
             [flags for p in parts for flags in p.unknown],
+            ids,
         )

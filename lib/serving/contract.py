@@ -70,6 +70,54 @@ def _date(value: Any) -> pd.Timestamp | str | None:
 
 
 _MISSING = object()
+MAX_ID_CHARS = 200  # an id longer than this is a mistake (a pasted document), not a key
+MAX_ID_INT = 10**18
+
+
+def valid_id(value: Any) -> Any:
+    """Return the id as sent when it can key a row, else a tuple holding what is wrong."""
+    if value is None or (type(value) is str and len(value) <= MAX_ID_CHARS):
+        return value
+    if isinstance(value, str):
+        return (f"an id has at most {MAX_ID_CHARS} characters, got {len(value):,}",)
+    if isinstance(value, int) and not isinstance(value, bool):
+        if -MAX_ID_INT < value < MAX_ID_INT:
+            return value
+        return ("an integer id must be below 10^18 in size; send a longer one as a string",)
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return value if abs(value) < 2**53 else ("a number id must be below 2^53; send a string",)
+    return (f"expected a string or an integer id, got {type(value).__name__}",)
+
+
+def _ids(
+    rows: Sequence[Mapping[str, Any]], name: str | None, problems: list[Problem]
+) -> list[Any] | None:
+    """Each row's id as sent (None where absent); None when no row sent the id column."""
+    if name is None:
+        return None
+    ids = [row.get(name) for row in rows]
+    types = set(map(type, ids))
+    if types == {type(None)}:
+        return None
+    if types <= {str, type(None)} and max(len(i) for i in ids if i is not None) <= MAX_ID_CHARS:
+        return ids  # the common case, checked in one pass
+    checked = []
+    for i, value in enumerate(ids):
+        parsed = valid_id(value)
+        if isinstance(parsed, tuple):
+            problems.append(Problem(i, name, parsed[0]))
+            parsed = None
+        checked.append(parsed)
+    return checked
+
+
+def passthrough(schema: Schema) -> set[str]:
+    """Fields a row may carry besides the features: the id column, columns the schema excluded.
+
+    They are accepted and never given to the model (the id is echoed and logged).
+    """
+    excluded: dict[str, str] = getattr(schema, "excluded", None) or {}
+    return {*excluded, *([schema.id_column] if schema.id_column else [])}
 
 
 def _transpose(rows: Sequence[Mapping[str, Any]], names: list[str]) -> list[list[Any]]:
@@ -169,7 +217,8 @@ def check_rows(
     rows
         One mapping of field → value per row.
     schema
-        The model's training schema.
+        The model's training schema. Its id column and the columns it excluded are accepted
+        besides the features (:func:`passthrough`); the id's values come back in ``Batch.ids``.
     extra
         ``reject`` fields the schema does not know, or ``ignore`` them.
     max_rows
@@ -199,7 +248,7 @@ def check_rows(
     ]
     if problems:
         raise InputError(problems[:20])
-    known = set(schema.names())
+    known = set(schema.names()) | passthrough(schema)
     if extra == "reject":
         for i, row in enumerate(rows):
             if row.keys() <= known:
@@ -222,9 +271,10 @@ def check_rows(
         col.name: _column(col, column, rows, problems)
         for col, column in zip(schema.features, values, strict=True)
     }
+    ids = _ids(rows, schema.id_column, problems)
     if problems:
         raise InputError(problems[:20])
-    return Batch(columns, _unknown_categories(columns, schema, len(rows)))
+    return Batch(columns, _unknown_categories(columns, schema, len(rows)), ids)
 
 
 def records_to_frame(

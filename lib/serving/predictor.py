@@ -69,13 +69,3 @@ class LoadedModel:
         if self.threshold is not None and len(labels) == 2:
             return np.where(proba[:, 1] >= self.threshold, labels[1], labels[0]), proba
         return labels[np.argmax(proba, axis=1)], proba
-
-    def pipeline_predict(self, data: Batch) -> tuple[np.ndarray, np.ndarray | None]:
-        """Return the pipeline's own ``predict`` (as MLflow answers) and class probabilities.
-
-        Probabilities (for the prediction log) are in schema order; None for regression.
-        """
-        if self.schema.task == "regression":
-            return self._call(data, "predict")[0], None
-        labels, proba = self._call(data, "predict", "predict_proba")
-        return labels, self._in_schema_order(proba)

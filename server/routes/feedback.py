@@ -1,4 +1,4 @@
-"""Ground truth back from the business: POST /feedback; and GET /lineage/{request_id}."""
+"""Ground truth back from the business: POST /feedback (by request id or id); GET /lineage."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ from typing import Any
 import pandas as pd
 from fastapi import APIRouter, Depends, HTTPException, Request
 
+from lib.core.contracts import predlog
 from lib.core.layout import Layout
 from lib.data import feedback
 from lib.loop import lineage
 from lib.serving.batch import InputError, Problem
+from lib.serving.contract import valid_id as _id
 from lib.serving.predictor import LoadedModel
 from server.bodies import json_body
 from server.deps import Model, State, require_api_key
@@ -28,10 +30,15 @@ _LABELS_SCHEMA = {
             "minItems": 1,
             "items": {
                 "type": "object",
-                "required": ["request_id", "label"],
+                "required": ["label"],
                 "properties": {
                     "request_id": {"type": "string", "minLength": 1},
                     "row": {"type": "integer", "minimum": 0, "default": 0},
+                    "id": {
+                        "type": ["string", "integer"],
+                        "description": "instead of request_id and row: the row's id column "
+                        "value, as sent with the prediction",
+                    },
                     "label": {"description": "the true value: one of the model's classes"},
                 },
             },
@@ -40,7 +47,8 @@ _LABELS_SCHEMA = {
 }
 _DOC = {
     "description": (
-        "Labels for served rows (row: the row's position in a batch request, 0 by default)."
+        "Labels for served rows, each by request_id (and row: the row's position in a batch "
+        "request, 0 by default) or by id (the id column's value the row was sent with)."
     ),
     "required": True,
     "content": {"application/json": {"schema": _LABELS_SCHEMA}},
@@ -71,9 +79,31 @@ def _label(value: Any, model: LoadedModel, index: int) -> Any:
     return known[str(value)]
 
 
+def _key(entry: dict[str, Any], index: int, id_column: str | None) -> tuple[Any, int, Any]:
+    """Return (request_id, row, id) of one label entry, or raise naming the entry and field."""
+    if "id" in entry:
+        if "request_id" in entry:
+            reason = "give request_id (and row) or id, not both"
+            raise InputError([Problem(index, "id", reason)])
+        if id_column is None:
+            reason = "this model has no id column (data.id_column); label by request_id and row"
+            raise InputError([Problem(index, "id", reason)])
+        key = _id(entry["id"])
+        if isinstance(key, tuple) or key is None:
+            raise InputError([Problem(index, "id", key[0] if key else "expected the row's id")])
+        return None, 0, predlog.id_key(key)
+    request_id, row = entry.get("request_id"), entry.get("row", 0)
+    if not isinstance(request_id, str) or not request_id.strip():
+        reason = "expected the request_id of a prediction" + (" or its id" if id_column else "")
+        raise InputError([Problem(index, "request_id", reason)])
+    if isinstance(row, bool) or not isinstance(row, int) or row < 0:
+        raise InputError([Problem(index, "row", "expected a row position >= 0")])
+    return request_id, row, None
+
+
 def _frame(body: Any, model: LoadedModel, limit: int) -> pd.DataFrame:
     entries = body.get("labels") if isinstance(body, dict) else None
-    if isinstance(body, dict) and entries is None and "request_id" in body:
+    if isinstance(body, dict) and entries is None and ("request_id" in body or "id" in body):
         entries = [body]
     if not isinstance(entries, list) or not entries:
         raise InputError([Problem(0, "labels", 'expected {"labels": [{"request_id", "label"}]}')])
@@ -82,30 +112,47 @@ def _frame(body: Any, model: LoadedModel, limit: int) -> pd.DataFrame:
             [Problem(0, "labels", f"{len(entries)} labels; at most {limit} per request")],
             code="too_many_rows",
         )
-    ids, rows, values = [], [], []
+    id_column = model.schema.id_column
+    keys, values = [], []
     for i, entry in enumerate(entries):
         if not isinstance(entry, dict):
             raise InputError([Problem(i, "", "expected an object")])
-        request_id, row = entry.get("request_id"), entry.get("row", 0)
-        if not isinstance(request_id, str) or not request_id.strip():
-            raise InputError([Problem(i, "request_id", "expected the request_id of a prediction")])
-        if isinstance(row, bool) or not isinstance(row, int) or row < 0:
-            raise InputError([Problem(i, "row", "expected a row position >= 0")])
+        keys.append(_key(entry, i, id_column))
         if "label" not in entry:
             raise InputError([Problem(i, "label", "missing: the true value for that row")])
-        ids.append(request_id)
-        rows.append(row)
         values.append(_label(entry["label"], model, i))
-    return pd.DataFrame({"request_id": ids, "row": rows, model.schema.target: values})
+    request_ids, rows, ids = zip(*keys, strict=True)
+    frame = pd.DataFrame({"request_id": list(request_ids), "row": list(rows)})
+    if id_column:
+        frame[id_column] = pd.Series(list(ids), dtype=object)
+    frame[model.schema.target] = values
+    return frame
 
 
 @router.post("/feedback", openapi_extra={"requestBody": _DOC})
 async def post_feedback(request: Request, state: State, model: Model) -> dict[str, Any]:
-    """Save true labels for served rows; the monitor stage and ``--retrain`` join them by id."""
+    """Save true labels for served rows; the monitor stage and ``--retrain`` join them.
+
+    Labels by id are saved even when no logged row has that id: ``unmatched`` counts the ids
+    that neither the prediction log nor the rows served lately (not yet flushed) hold, and
+    ``unmatched_ids`` names the first 20; their rows may be served later.
+    """
     labels = _frame(await json_body(request), model, state.settings.max_batch_rows)
-    folder = Layout.of(state.params, model=state.log_name(model)).feedback
-    path = await asyncio.to_thread(feedback.save_labels, folder, labels)
-    return {"accepted": len(labels), "file": path.name}
+    layout = Layout.of(state.params, model=state.log_name(model))
+    path = await asyncio.to_thread(feedback.save_labels, layout.feedback, labels)
+    answer: dict[str, Any] = {"accepted": len(labels), "file": path.name}
+    id_column = model.schema.id_column
+    if id_column:
+        ids = labels[id_column].dropna().tolist()
+        recent = set(state.recent_ids)  # served lately: maybe not flushed to the log yet
+        unmatched = await asyncio.to_thread(
+            feedback.unmatched_ids,
+            layout.predictions,
+            id_column,
+            [i for i in ids if i not in recent],
+        )
+        answer.update(by_id=len(ids), unmatched=len(unmatched), unmatched_ids=unmatched[:20])
+    return answer
 
 
 @router.get("/lineage/{request_id}")

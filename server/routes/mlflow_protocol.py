@@ -8,6 +8,7 @@ from typing import Any
 import pandas as pd
 from fastapi import APIRouter, Depends, HTTPException, Request
 
+from lib.core.errors import ParamsError
 from lib.serving.batch import InputError, Problem
 from server.bodies import FastJSONResponse, json_value, media_type
 from server.deps import Model, RequestId, State, require_api_key
@@ -58,24 +59,66 @@ def _csv_records(raw: bytes) -> list[dict[str, Any]]:
     return records
 
 
-def _rows(request: Request, raw: bytes) -> list[Any]:
-    """Return the rows of an /invocations body, by its content type (JSON or CSV)."""
+def _rows(request: Request, raw: bytes) -> tuple[list[Any], dict[str, Any]]:
+    """Return the rows and ``params`` of an /invocations body, by its content type."""
     kind = media_type(request)
     if kind == "text/csv":
-        return _csv_records(raw)
+        return _csv_records(raw), {}
     if kind == "application/json":
-        return _records(json_value(raw))
+        body = json_value(raw)
+        return _records(body), _params(body)
     raise HTTPException(
         415, "send application/json or text/csv, as the MLflow scoring protocol expects"
     )
 
 
-@router.post("/invocations")
+def _params(body: Any) -> dict[str, Any]:
+    """Return the body's ``params`` (MLflow's inference parameters; unknown ones are ignored)."""
+    params = body.get("params") if isinstance(body, dict) else None
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise ParamsError(
+            'params: expected an object such as {"probabilities": true}', key="params"
+        )
+    wanted = params.get("probabilities", False)
+    if not isinstance(wanted, bool):
+        raise ParamsError(
+            f"params.probabilities: expected true or false, got {type(wanted).__name__}",
+            key="params.probabilities",
+        )
+    return params
+
+
+_DESCRIPTION = """Score rows sent in any MLflow format (JSON or text/csv).
+
+Answers `{"predictions": [...]}` as `mlflow models serve` does, with the model version's
+decision threshold applied (the same labels as /predict and V2; MLflow's own server, which does
+not read the version's tags, answers the pipeline's `predict`). Two additions, both beside
+`"predictions"`, which MLflow's own client keeps: `"ids"`, each row's id column value when the
+rows carry it; and `"probabilities"` (a `{class: probability}` object per row) when the JSON body
+asks for them with `"params": {"probabilities": true}`.
+"""
+
+
+@router.post("/invocations", description=_DESCRIPTION)
 async def invocations(
     request: Request, state: State, model: Model, request_id: RequestId
 ) -> FastJSONResponse:
-    """Score rows sent in any MLflow format (JSON or text/csv); answers {"predictions": [...]}."""
-    batch = state.check(_rows(request, await request.body()), model, extra="ignore")
-    # Like MLflow's pyfunc flavour: the pipeline's own predict (no Quire decision threshold).
-    labels, _ = await state.predict(request_id, model, batch, model.pipeline_predict)
-    return FastJSONResponse({"predictions": labels.tolist()})
+    """Score rows sent in any MLflow format (JSON or text/csv)."""
+    rows, params = _rows(request, await request.body())
+    if params.get("probabilities") and model.classes is None:
+        raise ParamsError(
+            "params.probabilities: a regression model has no class probabilities; leave it out",
+            key="params.probabilities",
+        )
+    batch = state.check(rows, model, extra="ignore")
+    # The version's decision threshold applies here too: one answer per row on every route.
+    labels, proba = await state.predict(request_id, model, batch)
+    answer: dict[str, Any] = {"predictions": labels.tolist()}
+    if batch.ids is not None:  # beside "predictions": MLflow's client keeps the extra key
+        answer["ids"] = batch.ids
+    if params.get("probabilities") and proba is not None and model.classes is not None:
+        names = [str(c) for c in model.classes]
+        answer["probabilities"] = [dict(zip(names, p, strict=True)) for p in proba.tolist()]
+    return FastJSONResponse(answer)

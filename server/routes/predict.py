@@ -57,6 +57,9 @@ def _answer(
         ]
     else:
         rows = [{"prediction": v} for v in values]
+    if batch.ids is not None:  # the id column, echoed as sent
+        for row, key in zip(rows, batch.ids, strict=True):
+            row["id"] = key
     for row, fields in zip(rows, batch.unknown, strict=True):
         if fields:
             row["unknown_categories"] = fields
@@ -77,7 +80,12 @@ def _answer(
 async def predict_one(
     request: Request, state: State, _: Model, request_id: RequestId
 ) -> FastJSONResponse:
-    """Predict one row (an object of field: value); concurrent calls share model batches."""
+    """Predict one row (an object of field: value); concurrent calls share model batches.
+
+    Each answer holds the label (a classifier's at the model version's decision threshold, as
+    on every route), the class probabilities, and ``id``: the row's id column value, when sent
+    (the id is never a model input; it is logged with the row and keys ``POST /feedback``).
+    """
     batch = state.check(_one_row(await json_body(request)), state.current())
     assert state.batcher is not None
     model, labels, proba = await state.batcher.predict(batch)  # the model of the shared call
@@ -92,7 +100,7 @@ async def predict_one(
 async def predict_batch(
     request: Request, state: State, model: Model, request_id: RequestId
 ) -> FastJSONResponse:
-    """Predict a list of rows (at most the configured row limit)."""
+    """Predict a list of rows (at most the configured row limit); each answer as /predict's."""
     batch = state.check(_batch_rows(await json_body(request)), model)
     labels, proba = await state.predict(request_id, model, batch)
     return _answer(state, request_id, model, batch, labels, proba)

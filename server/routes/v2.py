@@ -75,8 +75,13 @@ def _rows(body: Any) -> list[dict[str, Any]]:
     return [{k: v[i] for k, v in columns.items()} for i in range(n)]
 
 
-def _outputs(model: LoadedModel, labels: np.ndarray, proba: np.ndarray | None) -> list[Any]:
-    """Return the output tensors: ``predict``, and ``predict_proba`` for a classifier."""
+def _outputs(
+    model: LoadedModel, labels: np.ndarray, proba: np.ndarray | None, ids: list[Any] | None
+) -> list[Any]:
+    """Return the output tensors: ``predict``, ``predict_proba`` for a classifier, ``id``.
+
+    ``id`` echoes the id column's input tensor, when the request sent one.
+    """
     outputs: list[dict[str, Any]] = [
         {
             "name": "predict",
@@ -94,6 +99,8 @@ def _outputs(model: LoadedModel, labels: np.ndarray, proba: np.ndarray | None) -
                 "data": proba.ravel().tolist(),
             }
         )
+    if ids is not None:
+        outputs.append({"name": "id", "shape": [len(ids)], "datatype": "BYTES", "data": ids})
     return outputs
 
 
@@ -101,7 +108,13 @@ def _outputs(model: LoadedModel, labels: np.ndarray, proba: np.ndarray | None) -
 async def infer(
     name: str, request: Request, state: State, model: Model, request_id: RequestId
 ) -> FastJSONResponse:
-    """Inference request with one input tensor per column."""
+    """Inference request with one input tensor per column.
+
+    Outputs: ``predict`` (a classifier's labels at the model version's decision threshold, the
+    same as every other route), ``predict_proba`` (rows x classes, in the order of ``GET
+    /model``'s classes) for a classifier, and ``id`` echoing the id column's input tensor when
+    the request sends one (never a model input).
+    """
     _check_name(name, model)
     body = await json_body(request)
     batch = state.check(_rows(body), model)
@@ -111,6 +124,6 @@ async def infer(
             "model_name": model.name,
             "model_version": model.version,
             "id": body.get("id", request_id),  # the protocol echoes the client's id
-            "outputs": _outputs(model, labels, proba),
+            "outputs": _outputs(model, labels, proba, batch.ids),
         }
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from pydantic import Field
 
 from lib.core.errors import DataValidationError
 from lib.data.schema import ColumnSchema, Schema
@@ -117,3 +118,56 @@ def test_input_errors_are_data_validation_errors_naming_the_check():
     with pytest.raises(DataValidationError) as caught:
         check_rows([{**rows[0], "x": "many"}], SCHEMA)
     assert (caught.value.check, caught.value.column) == ("invalid_input", "x")
+
+
+class ExcludingSchema(Schema):
+    """The schema as it is once ingest records the columns it excluded from the features."""
+
+    excluded: dict[str, str] = Field(default_factory=dict)
+
+
+def test_the_id_and_excluded_columns_are_accepted_kept_apart_and_never_features():
+    schema = ExcludingSchema(
+        **{**SCHEMA.model_dump(), "id_column": "cid"}, excluded={"notes": "free text"}
+    )
+    rows = [
+        {"x": 1.0, "flag": True, "plan": "pro", "since": "2024-01-31", "cid": "a-1", "notes": "hi"},
+        {"x": 2.0, "flag": False, "plan": "basic", "since": None, "notes": None},
+    ]
+    batch = check_rows(rows, schema)  # extra fields are rejected, these two are not
+    assert list(batch.columns) == ["x", "flag", "plan", "since"]
+    assert batch.ids == ["a-1", None]
+    assert (
+        check_rows([{k: v for k, v in r.items() if k != "cid"} for r in rows], schema).ids is None
+    )
+    with pytest.raises(InputError, match=r"row 0, field 'other': unknown field; remove it"):
+        check_rows([{**rows[0], "other": 1}], schema)
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ([1], "expected a string or an integer id, got list"),
+        (float("nan"), "expected a string or an integer id, got float"),
+        ("é" * 201, "an id has at most 200 characters, got 201"),
+        (-(10**18), "an integer id must be below 10^18 in size; send a longer one as a string"),
+    ],
+)
+def test_a_bad_id_names_its_row_and_field(value, reason):
+    schema = SCHEMA.model_copy(update={"id_column": "cid"})
+    row = {"x": 1.0, "flag": True, "plan": "pro", "since": None}
+    with pytest.raises(InputError) as caught:
+        check_rows([{**row, "cid": 1}, {**row, "cid": value}], schema)
+    assert isinstance(caught.value, DataValidationError)
+    assert str(caught.value).startswith(f"row 1, field 'cid': {reason}")
+    assert caught.value.code == "invalid_input"
+
+
+def test_batches_keep_their_ids_when_stacked():
+    schema = SCHEMA.model_copy(update={"id_column": "cid"})
+    row = {"x": 1.0, "flag": True, "plan": "pro", "since": None}
+    with_ids = check_rows([{**row, "cid": 7}], schema)
+    without = check_rows([row, row], schema)
+    stacked = type(with_ids).concat([without, with_ids])
+    assert stacked.ids == [None, None, 7] and len(stacked) == 3
+    assert type(with_ids).concat([without, without]).ids is None

@@ -1,4 +1,8 @@
-"""Quire's /invocations answers exactly what `mlflow models serve` answers for the same model."""
+"""Quire's /invocations answers as `mlflow models serve` does for the same model.
+
+The same shape and the same labels, except where the version's decision threshold (a registry
+tag MLflow's server does not read) decides the label: Quire applies it on every route.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,12 @@ import sys
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
 from lib.core import tracking
+from lib.serving.contract import check_rows
 from server.config import Settings
 from server.main import create_app
 from tests.server.helpers import free_port, mlflow_payloads, post_payload, wait_until_ready
@@ -55,6 +61,14 @@ def test_every_format_gets_the_same_answer_as_mlflow(served_params, test_rows, m
         TestClient(create_app(Settings(prediction_log=False), served_params)) as quire,
         httpx.Client(base_url=mlflow_server, timeout=30) as mlflow,
     ):
+        model = quire.app.state.serving.current()
+        labels, proba = model.predict(check_rows(rows, model.schema))
+        expected = labels.tolist()
+        positive = proba[:, 1]
+        threshold = model.threshold if model.threshold is not None else 0.5
+        decided_by_threshold = (
+            (np.minimum(threshold, 0.5) <= positive) & (positive < np.maximum(threshold, 0.5))
+        ).tolist()
         answers = {}
         for name, (kind, body) in mlflow_payloads(rows).items():
             ours = post_payload(quire, "/invocations", kind, body)
@@ -67,7 +81,12 @@ def test_every_format_gets_the_same_answer_as_mlflow(served_params, test_rows, m
                 assert "datetime64" in theirs.json()["message"]
                 continue
             assert theirs.status_code == 200, (name, theirs.text[:300])
-            assert ours.json() == theirs.json(), name
+            assert set(ours.json()) == set(theirs.json()) == {"predictions"}, name
+            assert ours.json()["predictions"] == expected, name
+            # MLflow serves the artefact alone, without the version's threshold tag: its labels
+            # are the pipeline's predict (0.5), and differ exactly where the threshold decides
+            flipped = [a != b for a, b in zip(expected, theirs.json()["predictions"], strict=True)]
+            assert flipped == decided_by_threshold, name
         assert answers["csv"] == answers["dataframe_records"]
         assert quire.get("/ping").status_code == mlflow.get("/ping").status_code == 200
         assert quire.get("/version").text == mlflow.get("/version").text

@@ -12,7 +12,13 @@ sent, then:
 ``model_version``      the registered model version that scored it
 ``prediction``         the predicted class or value
 ``proba_<class>``      the predicted probability of each class (classification)
+``<id column>``        the row's id (``data.id_column``) as text, when the model's schema has
+                       an id column (null where a request did not send it); absent from logs
+                       written before ids were logged, which read as before
 =====================  =====================================================================
+
+Ids are keys, so they are stored as text: ``17``, ``17.0`` and ``"17"`` are the id ``"17"``
+(:func:`id_key`), on both sides of every join by id.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 REQUEST_ID = "request_id"
 ROW = "row"
@@ -45,6 +52,24 @@ def is_log_column(name: str) -> bool:
     return name in LOG_COLUMNS or name.startswith(PROBA_PREFIX)
 
 
+def id_key(value: Any) -> str | None:
+    """Return an id as the text it is logged and joined by (None for a missing id)."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, float | np.floating):
+        if not np.isfinite(value):
+            return None
+        return str(int(value)) if float(value).is_integer() else str(value)
+    if isinstance(value, np.integer):
+        return str(int(value))
+    return str(value)
+
+
+def id_keys(values: pd.Series) -> pd.Series:
+    """Return a column of ids as :func:`id_key` text (object dtype; None where missing)."""
+    return pd.Series([id_key(v) for v in values.tolist()], index=values.index, dtype=object)
+
+
 def log_columns(
     features: Mapping[str, Any],
     *,
@@ -54,6 +79,8 @@ def log_columns(
     proba: np.ndarray | None = None,
     classes: Sequence[object] | None = None,
     now: pd.Timestamp | None = None,
+    id_column: str | None = None,
+    ids: Sequence[Any] | None = None,
 ) -> dict[str, Any]:
     """Return one request's log rows as columns: the features, then the log's own columns.
 
@@ -68,10 +95,17 @@ def log_columns(
     now
         The serving time (default: now; naive times are UTC); stored as naive UTC
         ``datetime64[ns]``, which the log writer turns into a UTC timestamp.
+    id_column, ids
+        The schema's id column and each row's id as sent (None: not sent); the column is
+        written, as text, whenever ``id_column`` is set. A name that clashes with one of the
+        log's own columns is not written (those win).
     """
     n = len(prediction)
     stamp = _utc(pd.Timestamp.now(tz="UTC") if now is None else now).tz_localize(None)
     table: dict[str, Any] = dict(features)
+    if id_column is not None:
+        keys = [None] * n if ids is None else [id_key(i) for i in ids]
+        table[id_column] = np.array(keys, dtype=object)
     table[REQUEST_ID] = np.full(n, request_id, dtype=object)
     table[ROW] = np.arange(n)
     table[TIME] = np.full(n, np.datetime64(stamp, "ns"))
@@ -135,7 +169,12 @@ def read_log(
     where = None
     for test in tests:
         where = test if where is None else where & test
-    dataset = ds.dataset([str(f) for f in files], format="parquet")
+    import pyarrow.parquet as pq
+
+    # files written by other model versions (or before ids were logged) may lack columns:
+    # read them all under one schema, missing columns as nulls
+    schema = pa.unify_schemas([pq.read_schema(f) for f in files], promote_options="permissive")
+    dataset = ds.dataset([str(f) for f in files], schema=schema, format="parquet")
     frame: pd.DataFrame = dataset.to_table(filter=where).to_pandas()
     if frame.empty or not by_time:
         return frame
