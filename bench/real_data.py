@@ -1,25 +1,24 @@
-"""Run every table of the real-data corpus through run_all.py with its minimal preset.
+"""Run every table of the real-data corpus through run_all.py with its minimal preset, then the loop.
 
-    python bench/real_data.py [--only penguins,wine] [--out docs/real-data.md]
+    python bench/real_data.py [--only penguins,wine] [--fast] [--no-loop] [--out docs/real-data.md]
 
 For each dataset of :mod:`bench.real_data_corpus`: export the packaged table into a fresh folder,
 write the preset a new user would write (source, target, and only what the table needs), run
 ``run_all.py --params <preset>`` in a subprocess with every project folder in that temporary
 folder, and read what came out: exit code, the failed stage and its one-line error, the task,
 the headline (primary) test metric beside a simple baseline on the same test split (majority
-class or training mean), the champion decision, wall time and the monitor's verdict. Writes a
+class or training mean), the champion decision and wall time. When it passed and promoted a
+champion, close the loop a user closes next (:mod:`bench.real_data_loop`): serve the champion,
+replay the table's first rows, run the monitor stage again and read its verdict. Writes a
 Markdown table to ``--out`` and prints it.
 
-``--with-resets`` adds the overrides that clear the built-in generator's column names from the
-defaults (see ``RESETS``): a diagnostic, to see the failure behind the first one.
+``--fast`` layers ``params/ci.yaml`` after each preset (small grids, 3 CV folds: training sizes
+only, no data, evaluate or monitor setting); ``--no-loop`` stops after the first run.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,62 +33,42 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.real_data_corpus import Dataset, by_name
+from bench.real_data_loop import (
+    last_error_line,
+    layer_args,
+    run_all_command,
+    run_loop,
+    run_session,
+)
 from bench.real_data_report import Outcome, load_outcomes, report, save_outcomes
 from lib.core.errors import DataValidationError, ParamsError, QuireError
 from lib.core.params import folder_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "real-data.md"
+FAST = ROOT / "params" / "ci.yaml"
 STAGES = ("ingest", "train", "evaluate", "monitor")
 
-# What a user had to add on top of the minimal preset before the defaults stopped naming the
-# built-in generator's columns (diagnostic only: --with-resets).
-RESETS = (
-    "data.id_column=null",
-    "evaluate.segments=[]",
-    "evaluate.floors={}",
-    "monitor.alerts.key_features=[]",
-    "monitor.alerts.metric_drop={}",
-)
+__all__ = ["baseline", "last_error_line", "main", "run_dataset", "write_preset"]
 
 
 # --------------------------------------------------------------------------------------------
 # Running one dataset
 
 
-def write_preset(dataset: Dataset, root: Path) -> tuple[Path, int]:
-    """Export the table under ``root/data/raw`` and write its preset; return (preset, rows)."""
+def write_preset(dataset: Dataset, root: Path) -> tuple[Path, Path, int]:
+    """Export the table under ``root/data/raw`` and write its preset; return (preset, table, rows)."""
     source = dataset.export(root / "data" / "raw")
     rows = len(pd.read_parquet(source) if source.suffix == ".parquet" else pd.read_csv(source))
     preset = root / f"{dataset.name}.yaml"
     preset.write_text(yaml.safe_dump(dataset.preset(source), sort_keys=False), encoding="utf-8")
-    return preset, rows
-
-
-def run_all_command(preset: Path, root: Path, extra: tuple[str, ...] = ()) -> list[str]:
-    """Return the run_all command for ``preset`` with every folder under ``root``."""
-    overrides = [*folder_overrides(root), *extra]
-    return [
-        sys.executable,
-        str(ROOT / "run_all.py"),
-        "--params",
-        str(preset),
-        *[arg for o in overrides for arg in ("-p", o)],
-    ]
-
-
-def _environment() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("QUIRE__")}
-    env.pop("MLFLOW_TRACKING_URI", None)  # the run's own store, never the user's server
-    env["OMP_NUM_THREADS"] = "1"
-    env["PYTHONPATH"] = str(ROOT)
-    return env
+    return preset, source, rows
 
 
 def run_dataset(
-    dataset: Dataset, root: Path, *, resets: bool = False, timeout: float = 1800
+    dataset: Dataset, root: Path, *, fast: bool = False, loop: bool = True, timeout: float = 1800
 ) -> Outcome:
-    """Run ``dataset`` through run_all in ``root`` and collect what came out.
+    """Run ``dataset`` through run_all in ``root``, collect what came out, then close the loop.
 
     Parameters
     ----------
@@ -97,82 +76,56 @@ def run_dataset(
         The corpus entry.
     root
         An empty folder for the exported table, the preset and every project folder.
-    resets
-        Add ``RESETS`` to the command line (diagnostic).
+    fast
+        Layer ``params/ci.yaml`` after the preset (small grids, 3 CV folds).
+    loop
+        When run_all passed and promoted a champion: serve it, replay the table, monitor again.
     timeout
-        Seconds before the run is stopped (and recorded as failed).
+        Seconds before run_all is stopped (and recorded as failed).
 
     Returns
     -------
     Outcome
-        Exit code, wall time, failure, metric against baseline, decision and verdict.
+        Exit code, wall time, failure, metric against baseline, decision and the loop's outcome.
     """
-    preset, rows = write_preset(dataset, root)
-    extra: tuple[str, ...] = ()
-    if resets:  # there is no production batch here: monitor the table itself
-        extra = (*RESETS, f"monitor.current={_source(preset)}")
-        if "date_column" not in dataset.preset_extra.get("data", {}):
-            extra = (*extra, "data.date_column=null")
-    command = run_all_command(preset, root, extra)
+    preset, table, rows = write_preset(dataset, root)
+    presets = [preset, FAST] if fast else [preset]
+    overrides = folder_overrides(root)
     started = time.perf_counter()
-    # its own session, so that a timeout stops run_all and the notebook kernels it started
-    child = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        env=_environment(),
-        start_new_session=True,
-    )
-    try:
-        stdout, stderr = child.communicate(timeout=timeout)
-        code = child.returncode
-    except subprocess.TimeoutExpired:
-        os.killpg(child.pid, signal.SIGKILL)
-        stdout, stderr = child.communicate()
-        code, stderr = -1, f"{stderr}\ntimeout: stopped after {timeout:g} s"
+    code, stdout, stderr = run_session(run_all_command(layer_args(presets, overrides)), timeout)
     outcome = Outcome(dataset, rows, code, time.perf_counter() - started)
     outcome.finished_at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     (root / "run_all.stdout").write_text(stdout, encoding="utf-8")
     (root / "run_all.stderr").write_text(stderr, encoding="utf-8")
     try:
-        collect(outcome, preset, root, extra, stdout + "\n" + stderr)
+        params = collect(outcome, presets, overrides, stdout + "\n" + stderr)
     except Exception as exc:  # one unreadable result must not lose the rest of the corpus
         outcome.notes.append(f"results not read: {type(exc).__name__}: {exc}")
+        return outcome
+    if loop and params is not None and outcome.exit_code == 0 and outcome.champion:
+        outcome.loop = run_loop(table, presets, overrides, params, root)
     return outcome
-
-
-def _source(preset: Path) -> str:
-    return str(yaml.safe_load(preset.read_text(encoding="utf-8"))["data"]["source"])
-
-
-def last_error_line(output: str) -> str:
-    """Return the line of run_all's output that best says what went wrong."""
-    lines = [line.strip() for line in output.splitlines() if line.strip()]
-    markers = ("Error", "error:", "failed", "Traceback")
-    for line in reversed(lines):
-        if any(m in line for m in markers) and not line.startswith("File "):
-            return line[:400]
-    return lines[-1][:400] if lines else ""
 
 
 # --------------------------------------------------------------------------------------------
 # Reading the results
 
 
-def collect(outcome: Outcome, preset: Path, root: Path, extra: tuple[str, ...], out: str) -> None:
-    """Fill ``outcome`` from the run's status.json, processed splits, registry and summary."""
+def collect(outcome: Outcome, presets: list[Path], overrides: list[str], out: str) -> Any:
+    """Fill ``outcome`` from the run's status.json, processed splits, registry and summary.
+
+    Returns the run's resolved parameters, or None when they are invalid (that is the finding).
+    """
     from lib.core.contracts.status import read_status
     from lib.core.layout import Layout
     from lib.core.params import load_params
 
     try:
-        params = load_params([preset], [*folder_overrides(root), *extra])
+        params = load_params(presets, overrides)
     except ParamsError as exc:  # the preset itself is invalid: that is the finding
         outcome.failed_stage = "params"
         outcome.error = last_error_line(out) or f"{type(exc).__name__}: {exc}"
-        return
+        return None
     layout = Layout.of(params, staged=False)
     status = read_status(layout.status)
     for stage in STAGES:
@@ -182,12 +135,15 @@ def collect(outcome: Outcome, preset: Path, root: Path, extra: tuple[str, ...], 
             lines = (record.error or "").strip().splitlines()
             outcome.error = lines[-1] if lines else ""
             break
+    monitor = status.stages.get("monitor")
+    outcome.monitor_first = monitor.status if monitor else ""
     if outcome.exit_code != 0 and not outcome.error:
         outcome.error = last_error_line(out)
     if outcome.exit_code != 0 and outcome.failed_stage is None:
         outcome.failed_stage = "run_all" if status.stages else "params"
     _metrics(outcome, params)
     _verdict(outcome, layout)
+    return params
 
 
 def _metrics(outcome: Outcome, params: Any) -> None:
@@ -225,9 +181,9 @@ def _metrics(outcome: Outcome, params: Any) -> None:
         outcome.decision = f"{promoted}: {tags.get('quire.promotion_reason', '')}"
     try:
         champion = client.get_model_version_by_alias(name, tracking.CHAMPION)
-        outcome.notes.append(f"champion v{champion.version}")
     except MlflowException:
-        outcome.notes.append("no champion")
+        return
+    outcome.champion = str(champion.version)
 
 
 def baseline(metric: str, task: str, train: pd.Series, test: pd.Series) -> float:
@@ -288,22 +244,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", help="comma-separated dataset names (default: all)")
     parser.add_argument("--out", type=Path, default=DOC, help="Markdown file to write")
-    parser.add_argument("--with-resets", action="store_true", help="add RESETS (diagnostic)")
+    parser.add_argument("--fast", action="store_true", help="layer params/ci.yaml after presets")
+    parser.add_argument("--no-loop", action="store_true", help="stop after the first run")
     parser.add_argument("--keep", type=Path, help="run in this folder and keep it")
-    parser.add_argument("--timeout", type=float, default=1800, help="seconds per dataset")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds per run_all")
     parser.add_argument("--json", type=Path, help="also save the outcomes as JSON here")
     parser.add_argument("--render", type=Path, help="render saved outcomes; run nothing")
-    parser.add_argument("--render-resets", type=Path, help="... and these as the diagnostic")
     parser.add_argument("--command", help="the command to show on the page (with --render)")
     args = parser.parse_args(argv)
     if args.render:
-        resets = load_outcomes(args.render_resets) if args.render_resets else None
-        text = report(
-            load_outcomes(args.render),
-            args.command or "python bench/real_data.py",
-            resets,
-            RESETS,
-        )
+        text = report(load_outcomes(args.render), args.command or "python bench/real_data.py")
         args.out.write_text(text, encoding="utf-8")
         print(text)
         return 0
@@ -317,28 +267,40 @@ def main(argv: list[str] | None = None) -> int:
         for dataset in datasets:
             root = base / dataset.name
             root.mkdir(parents=True, exist_ok=True)
-            outcome = run_dataset(dataset, root, resets=args.with_resets, timeout=args.timeout)
-            print(
-                f"{dataset.name}: exit {outcome.exit_code} in {outcome.seconds:.0f}s "
-                f"{outcome.failed_stage or ''} {outcome.error[:200]}",
-                flush=True,
+            outcome = run_dataset(
+                dataset, root, fast=args.fast, loop=not args.no_loop, timeout=args.timeout
             )
+            print(progress_line(outcome), flush=True)
             outcomes.append(outcome)
             if args.json:
                 save_outcomes(outcomes, args.json)
-    shown = ["python bench/real_data.py"]
-    if args.only:
-        shown.append(f"--only {args.only}")
-    if args.with_resets:
-        shown.append("--with-resets")
-    if args.with_resets:  # the diagnostic alone
-        text = report([], " ".join(shown), outcomes, RESETS)
-    else:
-        text = report(outcomes, " ".join(shown))
+    text = report(outcomes, shown_command(args.only, fast=args.fast, no_loop=args.no_loop))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")
     print(text)
     return 0
+
+
+def shown_command(only: str | None, *, fast: bool, no_loop: bool) -> str:
+    """Return the command line shown on the page for these options."""
+    shown = ["python bench/real_data.py"]
+    shown += [f"--only {only}"] if only else []
+    shown += ["--fast"] if fast else []
+    shown += ["--no-loop"] if no_loop else []
+    return " ".join(shown)
+
+
+def progress_line(outcome: Outcome) -> str:
+    """Return one line on the console per finished dataset."""
+    line = (
+        f"{outcome.dataset.name}: exit {outcome.exit_code} in {outcome.seconds:.0f}s "
+        f"{outcome.failed_stage or ''} {outcome.error[:200]}"
+    ).rstrip()
+    loop = outcome.loop
+    if loop is not None:
+        said = f"{loop.failed_step}: {loop.error[:200]}" if loop.failed_step else loop.verdict
+        line += f"; loop: {loop.served_rows} rows served, monitor exit {loop.monitor_exit}: {said}"
+    return line
 
 
 if __name__ == "__main__":

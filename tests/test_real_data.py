@@ -1,14 +1,21 @@
-"""Real tables, first try: the corpus's harness, and its smallest tables through run_all.
+"""Real tables, first try and the loop: the corpus's harness, and its smallest tables through run_all.
 
 The slow tests run the smallest binary, regression and multiclass tables of
 ``bench/real_data_corpus.py`` through ``run_all.py`` with the minimal preset a new user writes
-(``project.name``, ``data.source``, ``data.target``): exit 0, a champion registered, and a test
-metric better than the simplest baseline. The fast tests check the harness itself.
+(``project.name``, ``data.source``, ``data.target``) and ``params/ci.yaml``'s training sizes:
+exit 0, a champion registered, a test metric better than the simplest baseline; for one of them
+the loop after it too (serve, replay, monitor): rows in the prediction log and a monitor verdict.
+The fast tests check the harness itself.
 """
 
 from __future__ import annotations
 
 import gzip
+import signal
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import palmerpenguins
@@ -18,8 +25,18 @@ import pytest
 import yaml
 from sklearn.datasets import load_diabetes
 
-from bench.real_data import RESETS, baseline, last_error_line, main, run_dataset
+from bench.real_data import baseline, last_error_line, main, run_dataset, shown_command
 from bench.real_data_corpus import CORPUS, SMOKE, by_name
+from bench.real_data_loop import (
+    REPLAY_ROWS,
+    Loop,
+    free_port,
+    layer_args,
+    replay_command,
+    run_all_command,
+    server_environment,
+    stop_group,
+)
 from bench.real_data_report import Outcome, load_outcomes, report, results_table, save_outcomes
 
 # --------------------------------------------------------------------------------------------
@@ -140,29 +157,120 @@ def test_results_table_shows_the_failure_and_the_comparison():
     )
     failed = Outcome(dataset, 178, 1, 12.3, failed_stage="ingest", error=error)
     ok = Outcome(dataset, 178, 0, 61.0, task="multiclass", metric="f1_macro", score=0.97)
-    ok.baseline, ok.verdict, ok.alerts = 0.18, "no drift", 2
+    ok.baseline = 0.18
+    ok.loop = Loop(served_rows=178, monitor_exit=0, monitor_status="ok", verdict="no drift")
+    ok.loop.alerts, ok.loop.replay_seconds, ok.loop.monitor_seconds = ["a", "b"], 3.2, 40.6
     table = results_table([failed, ok]).splitlines()
+    assert table[0].count("|") == table[1].count("|") == 13  # twelve columns
+    assert "| wall s | rows served | monitor exit | monitor verdict" in table[0]
     assert table[2].startswith(
         "| wine | multiclass | 178 | 1 | ingest: data/raw/wine.csv: bad \\| column | - |"
     )
-    assert "f1_macro 0.970 vs 0.180 ✓" in table[3] and "no drift (2 alerts)" in table[3]
+    assert table[2].endswith("| 12 | - | - | not run | - |")
+    assert "f1_macro 0.970 vs 0.180 ✓" in table[3]
+    assert table[3].endswith("| 61 | 178 | 0 | no drift (2 alerts); fired: a, b | 3 + 41 |")
 
 
-def test_the_page_shows_the_minimal_run_then_the_diagnostic_and_survives_json(tmp_path):
+def test_a_failed_loop_step_shows_its_error_line_without_the_machine_s_folders():
+    (dataset,) = by_name(["diabetes"])
+    outcome = Outcome(dataset, 442, 0, 90.0, metric="rmse", score=55.0, baseline=70.0)
+    outcome.loop = Loop(failed_step="server", error="ModelNotFoundError: /x/y/mlruns/db: none")
+    assert results_table([outcome]).endswith(
+        "| - | - | server: ModelNotFoundError: mlruns/db: none | - |"
+    )
+    skipped = Loop(served_rows=0, monitor_exit=0, monitor_status="skipped")
+    skipped.verdict = "skipped: no current data yet: the prediction log /t/d/data/predictions/m"
+    skipped.replay_seconds, skipped.monitor_seconds = 1.0, 20.0
+    outcome.loop = skipped
+    row = results_table([outcome]).splitlines()[2]
+    assert row.endswith(
+        "| 0 | 0 | skipped: no current data yet: the prediction log data/predictions/m | 1 + 20 |"
+    )
+
+
+def test_the_page_counts_the_loop_and_survives_json(tmp_path):
     (dataset,) = by_name(["wine"])
     failed = Outcome(dataset, 178, 1, 20.0, failed_stage="ingest", error="no customer_id")
     ok = Outcome(dataset, 178, 0, 100.0, task="multiclass", metric="f1_macro", score=0.9)
-    ok.baseline, ok.finished_at = 0.2, "2026-01-02 03:04 UTC"
-    save_outcomes([ok], tmp_path / "resets.json")
-    (again,) = load_outcomes(tmp_path / "resets.json")
-    assert again == ok
-    page = report([failed], "python bench/real_data.py", [again], RESETS)
-    minimal, diagnostic = page.split("## Diagnostic")
-    assert "**0 of 1 passed first try; 0 beat the simple baseline.**" in minimal
-    assert "ingest: no customer_id" in minimal
-    assert "Run 2026-01-02 03:04 UTC; 2 min in all. **1 of 1 passed first try; 1 beat" in diagnostic
-    assert "adds `data.id_column=null`, `evaluate.segments=[]`" in diagnostic
-    assert "| wine | scikit-learn load_wine | multiclass, integer-coded classes" in diagnostic
+    ok.baseline, ok.finished_at, ok.champion = 0.2, "2026-01-02 03:04 UTC", "1"
+    ok.loop = Loop(port=1234, served_rows=178, monitor_exit=0, monitor_status="ok")
+    ok.loop.replay_seconds, ok.loop.monitor_seconds, ok.loop.alerts = 5.0, 15.0, ["drift"]
+    save_outcomes([failed, ok], tmp_path / "outcomes.json")
+    again = load_outcomes(tmp_path / "outcomes.json")
+    assert again == [failed, ok] and isinstance(again[1].loop, Loop)
+    page = report(again, "python bench/real_data.py --fast")
+    assert "Run 2026-01-02 03:04 UTC; 2 min in all. **1 of 2 passed first try; 1 beat" in page
+    assert "1 of 1 served their champion and got a monitor verdict.**" in page
+    assert "`params/ci.yaml` layered after each preset (`--fast`" in page
+    assert "Diagnostic" not in page and "with-resets" not in page
+    assert "| wine | scikit-learn load_wine | multiclass, integer-coded classes" in page
+    assert "default parameters otherwise" in report([failed], "python bench/real_data.py")
+
+
+def test_the_shown_command_names_the_options():
+    assert shown_command(None, fast=False, no_loop=False) == "python bench/real_data.py"
+    shown = shown_command("wine,diabetes", fast=True, no_loop=True)
+    assert shown == "python bench/real_data.py --only wine,diabetes --fast --no-loop"
+
+
+# --------------------------------------------------------------------------------------------
+# The loop's pieces (fast)
+
+
+def test_the_loop_commands_carry_the_first_run_s_layers(tmp_path):
+    preset, ci = tmp_path / "wine.yaml", Path("params/ci.yaml")
+    layers = layer_args([preset, ci], ["project.data_dir=/d", "mlflow.store_dir=/m"])
+    assert layers == [
+        *("--params", str(preset), "--params", "params/ci.yaml"),
+        *("-p", "project.data_dir=/d", "-p", "mlflow.store_dir=/m"),
+    ]
+    monitor = run_all_command(layers, "--only", "monitor")
+    assert monitor[0] == sys.executable and monitor[1].endswith("run_all.py")
+    assert monitor[2:] == [*layers, "--only", "monitor"]
+    replay = replay_command(tmp_path / "wine.csv", 8123, layers)
+    assert replay[1:4] == ["-m", "lib.loop.replay", str(tmp_path / "wine.csv")]
+    assert replay[4:8] == ["--url", "http://127.0.0.1:8123", "--rows", str(REPLAY_ROWS)]
+    assert replay[8:] == [*layers, "--no-progress"] and REPLAY_ROWS == 300
+
+
+def test_the_server_gets_the_preset_and_overrides_as_its_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("QUIRE__TRAIN__CV_FOLDS", "9")  # the caller's settings never leak in
+    monkeypatch.setenv("QUIRE_SERVER_API_KEY", "secret")
+    env = server_environment(tmp_path / "wine.yaml", ["project.data_dir=/a/data"], 8123)
+    assert env["QUIRE_SERVER_PARAMS_FILE"] == str(tmp_path / "wine.yaml")
+    assert (env["QUIRE_SERVER_HOST"], env["QUIRE_SERVER_PORT"]) == ("127.0.0.1", "8123")
+    assert env["QUIRE__PROJECT__DATA_DIR"] == "/a/data"
+    assert "QUIRE__TRAIN__CV_FOLDS" not in env and "QUIRE_SERVER_API_KEY" not in env
+    assert env["OMP_NUM_THREADS"] == "1"
+
+
+def test_the_server_reads_those_variables_as_the_same_parameters(tmp_path):
+    from lib.core.params import folder_overrides, load_params
+
+    preset = tmp_path / "wine.yaml"
+    preset.write_text("project: {name: wine}\ndata: {source: w.csv, target: target}\n")
+    overrides = folder_overrides(tmp_path)
+    env = server_environment(preset, overrides, 8123)
+    served = load_params([env["QUIRE_SERVER_PARAMS_FILE"]], env=env)  # as server.main does
+    assert served.project.data_dir == str(tmp_path / "data")
+    assert served.model_dump() == load_params([preset], overrides).model_dump()
+
+
+def test_a_free_port_is_one_nothing_listens_on():
+    port = free_port()
+    assert 1024 <= port <= 65535
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", port))  # would fail if something held it
+
+
+def test_stop_group_ends_a_process_group_that_ignores_sigterm():
+    ignoring = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
+    proc = subprocess.Popen([sys.executable, "-c", ignoring], start_new_session=True)
+    time.sleep(0.5)  # let it install the handler
+    started = time.monotonic()
+    stop_group(proc, seconds=1)
+    assert proc.returncode == -signal.SIGKILL
+    assert time.monotonic() - started < 10
 
 
 def test_last_error_line_prefers_the_error_over_the_summary():
@@ -170,17 +278,20 @@ def test_last_error_line_prefers_the_error_over_the_summary():
     assert last_error_line(out) == "QuireError: data.id_column 'customer_id' not found"
 
 
-def test_a_run_past_its_timeout_is_stopped_and_recorded(tmp_path):
+def test_a_run_past_its_timeout_is_stopped_and_recorded_without_a_loop(tmp_path):
     (dataset,) = by_name(["stocks"])
     outcome = run_dataset(dataset, tmp_path, timeout=2)
     assert outcome.exit_code == -1
     assert outcome.seconds < 30
     assert (tmp_path / "run_all.stderr").read_text().endswith("timeout: stopped after 2 s")
-    assert outcome.score is None and outcome.decision == ""
+    assert outcome.score is None and outcome.decision == "" and outcome.loop is None
 
 
 # --------------------------------------------------------------------------------------------
 # The smallest tables, first try (slow)
+
+
+LOOPED = "diabetes"  # the regression table: the loop runs for it only, to keep the tests short
 
 
 @pytest.mark.slow
@@ -188,14 +299,22 @@ def test_a_run_past_its_timeout_is_stopped_and_recorded(tmp_path):
 @pytest.mark.parametrize("name", SMOKE)
 def test_real_table_passes_first_try_with_its_minimal_preset(name, tmp_path):
     (dataset,) = by_name([name])
-    outcome = run_dataset(dataset, tmp_path, timeout=1100)
+    outcome = run_dataset(dataset, tmp_path, fast=True, loop=name == LOOPED, timeout=1100)
     preset = yaml.safe_load((tmp_path / f"{name}.yaml").read_text())
     assert set(preset) == {"project", "data"} and set(preset["data"]) == {"source", "target"}
     stderr = (tmp_path / "run_all.stderr").read_text()[-3000:]
     assert outcome.exit_code == 0, f"{outcome.failed_stage}: {outcome.error}\n{stderr}"
     assert outcome.task == dataset.task
-    assert "champion v1" in outcome.notes, outcome.notes
+    assert outcome.champion == "1", outcome.notes
     assert outcome.decision.startswith("promoted: Version 1 becomes champion"), outcome.decision
     assert outcome.score is not None and outcome.baseline is not None
     assert outcome.beats_baseline, (outcome.metric, outcome.score, outcome.baseline)
-    assert outcome.verdict, "the monitor stage wrote no verdict"
+    assert outcome.monitor_first == "skipped"  # nothing served yet on a first run
+    if name != LOOPED:
+        assert outcome.loop is None
+        return
+    loop = outcome.loop
+    assert loop is not None and loop.failed_step is None, (loop.failed_step, loop.error)
+    assert loop.replay_exit == 0 and loop.served_rows == min(REPLAY_ROWS, outcome.rows)
+    assert loop.monitor_exit == 0 and loop.monitor_status == "ok", loop
+    assert loop.verdict and not loop.verdict.startswith("skipped"), loop.verdict
