@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.real_data_corpus import Dataset, by_name
 from bench.real_data_loop import (
+    Loop,
     last_error_line,
     layer_args,
     run_all_command,
@@ -103,7 +104,10 @@ def run_dataset(
         outcome.notes.append(f"results not read: {type(exc).__name__}: {exc}")
         return outcome
     if loop and params is not None and outcome.exit_code == 0 and outcome.champion:
-        outcome.loop = run_loop(table, presets, overrides, params, root)
+        try:
+            outcome.loop = run_loop(table, presets, overrides, params, root)
+        except Exception as exc:  # the same: record it and go on with the next table
+            outcome.loop = Loop(failed_step="bench", error=f"{type(exc).__name__}: {exc}")
     return outcome
 
 

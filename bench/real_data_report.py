@@ -221,9 +221,9 @@ the training mean for regression), ✓ when the model beats it; *champion decisi
 gate's sentence; *wall s* is the first run's. Then the loop: *rows served* are the rows in the
 prediction log once the server stopped; *monitor exit* is the second run_all's exit code;
 *monitor verdict* is its monitoring summary's verdict and the alert rules that fired, or the
-loop's step that failed (server, replay, monitor) and its last error line; *loop s* are the
-replay's and the monitor run's wall seconds ("not run": the first run failed or promoted no
-champion).
+loop's step that failed (server, replay, monitor; bench: the harness itself) and its last error
+line; *loop s* are the replay's and the monitor run's wall seconds ("not run": the first run
+failed or promoted no champion).
 
 ## Results
 
