@@ -171,7 +171,12 @@ def split_findings(
             continue
         per_split = ", ".join(f"{name} {row[name]}" for name in SPLITS)
         message = f"class {label!r} has 0 rows in {' and '.join(empty)} ({per_split}); {fix}"
-        log.warning("class_missing_in_split", label=label, splits=empty, **row.to_dict())
+        log.warning(
+            "class_missing_in_split",
+            label=label,
+            splits=empty,
+            **{str(k): int(v) for k, v in row.items()},
+        )
         findings.append(
             Finding(
                 file="(split)",
