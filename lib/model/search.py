@@ -26,6 +26,7 @@ from lib.core.errors import DataValidationError
 from lib.core.logs import get_logger
 from lib.core.param_sections import TrainParams
 from lib.data.schema import Task
+from lib.model.budget import sample_rows
 from lib.model.metrics import ClassAwareScorer, Metric
 from lib.model.models import ModelSpec
 
@@ -222,6 +223,7 @@ def search_family(
     p: TrainParams,
     metrics: tuple[Metric, list[Metric]],
     seed: int,
+    search_rows: int | None = None,
 ) -> FamilyResult:
     """Search one family's grid with cross-validation, refit the best once, score on validation.
 
@@ -239,6 +241,10 @@ def search_family(
         The primary metric and the secondary ones.
     seed
         Integer seed for the CV splits and random search.
+    search_rows
+        Search on a stratified sample of this many training rows, then refit the best
+        configuration on all of them (the time budget's choice, :mod:`lib.model.budget`);
+        None searches on every row.
 
     Returns
     -------
@@ -246,17 +252,23 @@ def search_family(
         Scores, timings, best parameters and the fitted pipeline.
     """
     primary, others = metrics
-    cv, cv_note = cv_plan(task, train[1], p.cv_folds, seed)
+    searched = train if search_rows is None else sample_rows(*train, search_rows, task, seed)
+    cv_folds, cv_note = cv_plan(task, searched[1], p.cv_folds, seed)
     if cv_note:
         log.warning("cv_folds_changed", family=spec.family, note=cv_note)
-    searcher = _searcher(spec, cv, p, primary, others, seed)
+    searcher = _searcher(spec, cv_folds, p, primary, others, seed)
     started = time.perf_counter()
-    searcher.fit(*train)
+    searcher.fit(*searched)
+    estimator: Pipeline = searcher.best_estimator_
+    refit_seconds = float(getattr(searcher, "refit_time_", 0.0))
+    if searched is not train:
+        t0 = time.perf_counter()
+        estimator = clone(spec.pipeline).set_params(**searcher.best_params_).fit(*train)
+        refit_seconds = time.perf_counter() - t0
     seconds = time.perf_counter() - started
     best = int(searcher.best_index_)
     results = searcher.cv_results_
     cv, folds = _cv_scores(results, best, [primary, *others], p.search == "halving")
-    estimator: Pipeline = searcher.best_estimator_
     t0 = time.perf_counter()
     estimator.predict(validation[0])
     predict_ms = (time.perf_counter() - t0) * 1000 / max(len(validation[0]), 1) * 1000
@@ -270,7 +282,7 @@ def search_family(
         validation=score(estimator, *validation, [primary, *others]),
         fit_seconds=float(results["mean_fit_time"][best]),
         search_seconds=seconds,
-        refit_seconds=float(getattr(searcher, "refit_time_", 0.0)),
+        refit_seconds=refit_seconds,
         predict_ms_per_1k=predict_ms,
         candidates=len(results["params"]),
         estimator=estimator,
