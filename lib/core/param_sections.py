@@ -176,7 +176,7 @@ class TrainParams(Section):
     backend: Literal["local", "dask"] = "local"
     dask_scheduler: str | None = None
     dask_workers: int = Field(2, ge=1)
-    family_time_budget: float = Field(60.0, gt=0.0)
+    family_time_budget: float = Field(45.0, gt=0.0)
 
     @model_validator(mode="after")
     def _grids_name_known_families(self) -> TrainParams:

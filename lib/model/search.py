@@ -54,6 +54,7 @@ class FamilyResult:
     importances: pd.Series = field(default_factory=lambda: pd.Series(dtype=float))
     run_id: str | None = None
     model_uri: str | None = None
+    search_rows: int | None = None
 
 
 Folds: TypeAlias = KFold | StratifiedKFold | list[tuple[np.ndarray, np.ndarray]]
@@ -287,6 +288,7 @@ def search_family(
         candidates=len(results["params"]),
         estimator=estimator,
         importances=importances(estimator, *validation, primary.scorer, seed),
+        search_rows=len(searched[0]),
     )
     log.info(
         "family_searched",

@@ -79,6 +79,7 @@ class TrainResult:
             {
                 "family": r.family,
                 "best parameters": ", ".join(f"{k}={v}" for k, v in r.best_params.items()) or "-",
+                "rows searched": r.search_rows,
                 "note": r.note or "as configured",
             }
             for r in self.families

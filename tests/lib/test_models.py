@@ -129,20 +129,23 @@ def test_time_budget_switches_the_exact_svm_and_says_why():
     assert plan.search_rows is None and "sample" not in plan.note
 
 
+def _big_cancer():
+    X, y, pre = _cancer()
+    return (pd.concat([X] * 6, ignore_index=True), pd.concat([y] * 6, ignore_index=True)), pre
+
+
 def test_time_budget_samples_the_search_of_a_family_with_no_scalable_variant():
     from lib.model.budget import estimate_seconds, plan_family
 
-    X, y, pre = _cancer()
-    big = (pd.concat([X] * 6, ignore_index=True), pd.concat([y] * 6, ignore_index=True))
-    p = TrainParams(cv_folds=3, family_time_budget=0.05)
-    spec = model_spec("random_forest", "binary", pre, p, 0, len(big[0]))
-    estimate = estimate_seconds(spec, big, "binary", p, 0, probe_rows=200)
-    assert estimate > 0.05  # 4 candidates x 3 folds of a 150-tree forest on 3,414 rows
+    big, pre = _big_cancer()
+    p = TrainParams(cv_folds=3, family_time_budget=0.0001)
+    spec = model_spec("logistic", "binary", pre, p, 0, len(big[0]))
+    assert estimate_seconds(spec, big, "binary", p, 0, probe_rows=200) > 0.0001
     plan = plan_family(spec, big, "binary", p, 0, pre, probe_rows=200)
     assert plan.search_rows == 1000  # the floor: the budget asks for fewer
     assert plan.note == (
         f"estimated {plan.note.split()[1]} s to search on 3,414 rows > train.family_time_budget "
-        "0.05 s: grid searched on a stratified sample of 1,000 rows, the best configuration "
+        "0.0001 s: grid searched on a stratified sample of 1,000 rows, the best configuration "
         "refitted on all 3,414"
     )
     roomy_p = TrainParams(cv_folds=3, family_time_budget=10_000)
@@ -151,13 +154,29 @@ def test_time_budget_samples_the_search_of_a_family_with_no_scalable_variant():
     assert 0 < roomy.estimate_seconds < 10_000
 
 
+def test_time_budget_grows_forest_trees_on_part_of_the_rows():
+    from lib.model.budget import plan_family
+
+    big, pre = _big_cancer()
+    p = TrainParams(cv_folds=3, family_time_budget=0.5, grids={"random_forest": {"max_depth": [4]}})
+    spec = model_spec("random_forest", "binary", pre, p, 0, len(big[0]))
+    assert spec.pipeline.named_steps["model"].max_samples is None
+    plan = plan_family(spec, big, "binary", p, 0, pre, probe_rows=200)
+    share = plan.spec.pipeline.named_steps["model"].max_samples
+    assert 0.05 <= share < 1.0
+    assert f"each tree grown on a bootstrap sample of {share:.0%} of the rows (max_samples)" in (
+        plan.note
+    )
+    assert spec.pipeline.named_steps["model"].max_samples is None  # the input spec is untouched
+
+
 def test_small_tables_are_not_probed():
     from lib.model.budget import plan_family
 
     X, y, pre = _cancer()
     p = TrainParams(family_time_budget=0.001)
     spec = model_spec("svm", "binary", pre, p, 0, len(X))
-    plan = plan_family(spec, (X, y), "binary", p, 0, pre)  # 569 rows <= 2 x 2,000
+    plan = plan_family(spec, (X, y), "binary", p, 0, pre)  # 569 rows <= 2 x 4,000
     assert plan.spec is spec and plan.search_rows is None and plan.note == ""
 
 
