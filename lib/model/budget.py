@@ -19,6 +19,7 @@ import joblib
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
+from threadpoolctl import threadpool_limits
 
 from lib.core.logs import get_logger
 from lib.core.param_sections import TrainParams
@@ -129,9 +130,12 @@ def estimate_seconds(
     for m in (max(50, min(probe_rows, len(X)) // 4), min(probe_rows, len(X))):
         probe = sample_rows(X, y, m, task, seed)
         model = clone(spec.pipeline).set_params(**first)
-        started = time.perf_counter()
-        model.fit(*probe)
-        times.append(time.perf_counter() - started)
+        # One thread, as in the search's worker processes (joblib limits their inner threads):
+        # OpenMP threads fighting for busy cores would make the probe many times slower.
+        with threadpool_limits(limits=1):
+            started = time.perf_counter()
+            model.fit(*probe)
+            times.append(time.perf_counter() - started)
         sizes.append(float(len(probe[0])) ** _exponent(spec))
     slope = max(0.0, (times[1] - times[0]) / max(sizes[1] - sizes[0], 1e-9))
     fixed = max(0.0, times[1] - slope * sizes[1])
