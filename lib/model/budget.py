@@ -28,6 +28,9 @@ from lib.model.models import ModelSpec, is_exact_kernel, model_spec
 
 log = get_logger(__name__)
 PROBE_ROWS = 4000
+# Training rows up to which no family is probed: the default 20,000-row table (13,000 training
+# rows) trains as configured, and small tables pay nothing for the estimate.
+PROBED_ABOVE = 20_000
 _MIN_SEARCH_ROWS = 1000
 # How fit time grows with rows: an exact kernel SVM between n² and n³ (n² is the kind estimate);
 # forests n log n (a little above linear); the kernel approximation's linear SVM needs more
@@ -164,7 +167,8 @@ def plan_family(
 ) -> BudgetPlan:
     """Return how to search a family within ``train.family_time_budget`` seconds.
 
-    Tables no larger than twice ``probe_rows`` are searched as configured without a probe.
+    Tables no larger than twice ``probe_rows`` (by default: no larger than
+    :data:`PROBED_ABOVE` training rows) are searched as configured without a probe.
     Otherwise the search is estimated; over the budget, an exact kernel SVM becomes its kernel
     approximation, a random forest grows each tree on a bootstrap sample sized to the budget
     (``max_samples``), and a family still over it searches a stratified row sample sized to the
@@ -185,7 +189,8 @@ def plan_family(
     preprocessor
         The ingest stage's unfitted preprocessor (to rebuild the SVM as its approximation).
     probe_rows
-        Rows of the larger timed fit (default :data:`PROBE_ROWS`).
+        Rows of the larger timed fit (default :data:`PROBE_ROWS`, with the
+        :data:`PROBED_ABOVE` floor).
 
     Returns
     -------
@@ -195,8 +200,9 @@ def plan_family(
     """
     n = len(train[0])
     budget = p.family_time_budget
+    floor = PROBED_ABOVE if probe_rows is None else 0
     probe_rows = PROBE_ROWS if probe_rows is None else probe_rows
-    if n <= 2 * probe_rows:
+    if n <= max(floor, 2 * probe_rows):
         return BudgetPlan(spec, None, float("nan"), "")
     estimate = estimate_seconds(spec, train, task, p, seed, probe_rows=probe_rows)
     notes = []

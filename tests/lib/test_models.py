@@ -176,7 +176,7 @@ def test_small_tables_are_not_probed():
     X, y, pre = _cancer()
     p = TrainParams(family_time_budget=0.001)
     spec = model_spec("svm", "binary", pre, p, 0, len(X))
-    plan = plan_family(spec, (X, y), "binary", p, 0, pre)  # 569 rows <= 2 x 4,000
+    plan = plan_family(spec, (X, y), "binary", p, 0, pre)  # 569 rows <= 20,000
     assert plan.spec is spec and plan.search_rows is None and plan.note == ""
 
 

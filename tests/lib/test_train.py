@@ -153,6 +153,7 @@ def test_time_budget_switch_is_in_the_report_and_mlflow(tmp_path, monkeypatch):
     from lib.model import budget
 
     monkeypatch.setattr(budget, "PROBE_ROWS", 1000)  # probe tables above 2,000 training rows
+    monkeypatch.setattr(budget, "PROBED_ABOVE", 2000)
 
     params = load_params(
         overrides=[
