@@ -123,7 +123,10 @@ def single_feature_scores(
             continue
         proba = predicted / predicted.sum(axis=1, keepdims=True)
         auc = classification_metrics(yv.to_numpy(), proba, list(classes or []))["roc_auc"]
-        score = _balanced_accuracy(yi, proba)
+        # Each row to the class its bin over-represents most (share / overall share): the
+        # decision that maximises balanced accuracy, so a rare class's leak is not hidden by
+        # the majority class winning every bin.
+        score = _balanced_accuracy(yi, predicted / np.maximum(prior, 1e-12)[None, :])
         rows.append(
             {"column": column, "metric": "balanced_accuracy", "score": score, "roc_auc": auc}
         )
