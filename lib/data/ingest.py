@@ -34,7 +34,7 @@ from lib.data.generator import generate
 from lib.data.preprocess import build_preprocessor
 from lib.data.readers import expand_source, penguins_csv, read_table
 from lib.data.schema import Schema, complete_schema, draft_schema, params_fingerprint
-from lib.data.split import SPLITS, split_positions
+from lib.data.split import SPLITS, split_findings, split_positions
 from lib.data.validate import Finding, check, conform, infer_schema, report_frame
 
 log = get_logger(__name__)
@@ -192,6 +192,7 @@ def run_ingest(params: Params) -> IngestResult:
     sources, production = resolve_sources(params)
     schema, origin, frame, findings = _load(params, sources, out_dir / SCHEMA)
     positions, method = split_positions(frame, schema, params.ingest.split, params.project.seed)
+    findings += split_findings(frame, schema, positions, params.ingest.split)
     report = report_frame(findings)
     stage = staging_dir(out_dir)
     try:
