@@ -358,7 +358,7 @@ def _record(result: EvaluationResult, version: Any) -> None:
     now = int(pd.Timestamp.now(tz="UTC").timestamp() * 1000)
     metrics = []
     for name, row in result.scores.iterrows():
-        safe = str(name).replace("[", "_").replace("]", "")
+        safe = tracking.metric_key(str(name).replace("[", "_").replace("]", ""))
         for column, suffix in (("value", ""), ("ci_low", "_ci_low"), ("ci_high", "_ci_high")):
             if np.isfinite(row[column]):
                 metrics.append(MlflowMetric(f"test_{safe}{suffix}", float(row[column]), now, 0))

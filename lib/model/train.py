@@ -170,7 +170,7 @@ def _log_family(result: FamilyResult, data: ProcessedData, tags: dict[str, str])
         refit_seconds=result.refit_seconds,
         predict_ms_per_1k=result.predict_ms_per_1k,
     )
-    mlflow.log_metrics(metrics)
+    mlflow.log_metrics({tracking.metric_key(k): v for k, v in metrics.items()})
     mlflow.log_dict(data.schema.model_dump(mode="json"), "schema.json")
     mlflow.log_dict(
         {str(k): float(v) for k, v in result.importances.items()}, "feature_importance.json"
