@@ -279,10 +279,22 @@ def check_gate(result: IngestResult) -> None:
     if counts is not None and result.schema.classes is not None:
         absent = [c for c in result.schema.classes if str(c) not in counts]
         if absent:
+            splits = result.manifest.splits
+            per_split = ", ".join(
+                f"{name} {sum((splits[name].class_counts or {}).get(str(c), 0) for c in absent)}"
+                for name in SPLITS
+            )
+            fix = (
+                "set ingest.split.by_time: false for a stratified split (every class in every "
+                "split), or drop those rows"
+                if result.split_method.startswith("by time")
+                else "add rows of those classes, or drop them"
+            )
             raise DataValidationError(
-                f"{result.out_dir / 'train.parquet'}: classes {absent} of {result.schema.target!r} "
-                "have no training rows; add data for them or drop those rows",
-                path=result.out_dir / "train.parquet",
+                f"{result.sources[0]}: the split leaves the classes {absent} of "
+                f"{result.schema.target!r} without training rows ({per_split}): a model cannot "
+                f"learn a class it never sees; {fix}",
+                path=result.sources[0],
                 column=result.schema.target,
                 check="gate",
             )

@@ -111,3 +111,42 @@ def test_ingest_report_shows_the_finding_only_for_the_time_split(tmp_path, by_ti
         assert "barbera" not in latest
     else:
         assert rows.empty
+
+
+def test_a_time_split_leaving_a_class_out_of_training_names_counts_and_fixes(tmp_path):
+    """The latest rows are the only ones of class 'late': the gate says so, per split, and
+    offers the stratified split, naming the user's file (not the stage's staging folder)."""
+    import pandas as pd
+    import pytest
+
+    from lib.core.errors import DataValidationError
+    from lib.core.params import load_params
+    from lib.data.ingest import check_gate, run_ingest
+    from tests.conftest import dirs_overrides
+
+    n = 120
+    frame = pd.DataFrame(
+        {
+            "x": range(n),
+            "when": pd.date_range("2020-01-01", periods=n, freq="D").strftime("%Y-%m-%d"),
+            "kind": ["a", "b"] * 45 + ["late"] * 30,
+        }
+    )
+    csv = tmp_path / "season.csv"
+    frame.to_csv(csv, index=False)
+    params = load_params(
+        overrides=[
+            f"data.source={csv}",
+            "data.target=kind",
+            "data.date_column=when",
+            "ingest.split.by_time=true",
+            *dirs_overrides(tmp_path),
+        ]
+    )
+    result = run_ingest(params)
+    with pytest.raises(DataValidationError) as info:
+        check_gate(result)
+    message = str(info.value)
+    assert message.startswith(f"{csv}: the split leaves the classes ['late'] of 'kind' without")
+    assert "(train 0, validation 6, test 24)" in message
+    assert "set ingest.split.by_time: false for a stratified split" in message
