@@ -8,6 +8,12 @@
    times after one ingest: median wall time.
 3. Per family of the default run (from its MLflow child runs): mean fit time per CV fold of the
    best configuration, whole search time, refit time and prediction time per 1,000 rows.
+
+    .venv/bin/python bench/bench_train.py --rows 100000
+
+instead ingests that many generated rows and times the train stage alone with the default
+families: its wall time, and per family the search time, the rows searched and what the time
+budget (train.family_time_budget) switched.
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ def family_times(root: Path) -> list[dict[str, float | str]]:
                 "predict_ms_per_1k": m["predict_ms_per_1k"],
                 "val_roc_auc": m["val_roc_auc"],
                 "note": run.data.tags.get("note", ""),
+                "search_rows": run.data.params.get("search_rows", ""),
             }
         )
     return sorted(rows, key=lambda r: str(r["family"]))
@@ -62,8 +69,12 @@ def family_times(root: Path) -> list[dict[str, float | str]]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rows", type=int, default=0, help="time the train stage on N rows")
     args = parser.parse_args()
     run_all = [sys.executable, str(ROOT / "run_all.py")]
+    if args.rows:
+        train_at_scale(run_all, args.rows)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         full_root = Path(tmp) / "full"
         t0 = time.perf_counter()
@@ -98,6 +109,24 @@ def main() -> None:
     for f in families:
         print(
             f"| {f['family']} | {f['fit_s_per_fold']:.2f} | {f['search_s']:.1f} | {f['refit_s']:.2f} | {f['predict_ms_per_1k']:.1f} | {f['val_roc_auc']:.4f} | {f['note']} |"
+        )
+
+
+def train_at_scale(run_all: list[str], rows: int) -> None:
+    """Ingest ``rows`` generated rows, then time the train stage alone; print it per family."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / f"rows{rows}"
+        size = ["-p", f"generator.rows={rows}"]
+        time_command([*run_all, "--only", "ingest", *size, *dirs(root)])
+        train_s = time_command([*run_all, "--only", "train", *size, *dirs(root)])
+        families = family_times(root)
+    save(f"train_{rows}", {"rows": rows, "train_s": train_s, "families": families})
+    print(f"train stage on {rows:,} generated rows: {train_s:.1f} s wall")
+    print("\n| family | search s | rows searched | val ROC AUC | note |\n|---|---|---|---|---|")
+    for f in families:
+        print(
+            f"| {f['family']} | {f['search_s']:.1f} | {f['search_rows']} | "
+            f"{f['val_roc_auc']:.4f} | {f['note']} |"
         )
 
 

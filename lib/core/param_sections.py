@@ -192,6 +192,7 @@ class TrainParams(Section):
     backend: Literal["local", "dask"] = "local"
     dask_scheduler: str | None = None
     dask_workers: int = Field(2, ge=1)
+    family_time_budget: float = Field(45.0, gt=0.0)
 
     @model_validator(mode="after")
     def _grids_name_known_families(self) -> TrainParams:
@@ -215,6 +216,9 @@ class EvaluateParams(Section):
     threshold: Literal["auto"] | float = "auto"
     worst_errors: int = Field(20, ge=0)
     importance_rows: int = Field(2000, ge=100)
+    block_on_leakage: bool = True
+    leakage_acknowledged: list[str] = Field(default_factory=list)
+    leakage_threshold: float = Field(0.98, gt=0.5, le=1.0)
 
     @field_validator("threshold")
     @classmethod

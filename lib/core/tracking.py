@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -37,6 +38,19 @@ def tracking_uri(params: Params, env: Mapping[str, str] | None = None) -> str:
 def experiment_name(params: Params) -> str:
     """Return the experiment name (``mlflow.experiment`` or the dataset name)."""
     return params.mlflow.experiment or params.project.name
+
+
+_METRIC_NAME = re.compile(r"[^A-Za-z0-9_\-. :/]+")
+
+
+def metric_key(name: str) -> str:
+    """Return ``name`` as an MLflow metric key: characters MLflow refuses become ``_``.
+
+    Per-class metrics carry class labels, and labels are anything the data holds
+    (``precision[Adelie Penguin (Pygoscelis adeliae)]``): MLflow allows only alphanumerics,
+    ``_ - . :``, spaces and slashes.
+    """
+    return _METRIC_NAME.sub("_", name).strip("_") or "_"
 
 
 def model_name(params: Params) -> str:

@@ -34,7 +34,7 @@ from lib.data.generator import generate
 from lib.data.preprocess import build_preprocessor
 from lib.data.readers import expand_source, penguins_csv, read_table
 from lib.data.schema import Schema, complete_schema, draft_schema, params_fingerprint
-from lib.data.split import SPLITS, split_positions
+from lib.data.split import SPLITS, split_findings, split_positions
 from lib.data.validate import Finding, check, conform, infer_schema, report_frame
 
 log = get_logger(__name__)
@@ -192,6 +192,7 @@ def run_ingest(params: Params) -> IngestResult:
     sources, production = resolve_sources(params)
     schema, origin, frame, findings = _load(params, sources, out_dir / SCHEMA)
     positions, method = split_positions(frame, schema, params.ingest.split, params.project.seed)
+    findings += split_findings(frame, schema, positions, params.ingest.split)
     report = report_frame(findings)
     stage = staging_dir(out_dir)
     try:
@@ -278,10 +279,22 @@ def check_gate(result: IngestResult) -> None:
     if counts is not None and result.schema.classes is not None:
         absent = [c for c in result.schema.classes if str(c) not in counts]
         if absent:
+            splits = result.manifest.splits
+            per_split = ", ".join(
+                f"{name} {sum((splits[name].class_counts or {}).get(str(c), 0) for c in absent)}"
+                for name in SPLITS
+            )
+            fix = (
+                "set ingest.split.by_time: false for a stratified split (every class in every "
+                "split), or drop those rows"
+                if result.split_method.startswith("by time")
+                else "add rows of those classes, or drop them"
+            )
             raise DataValidationError(
-                f"{result.out_dir / 'train.parquet'}: classes {absent} of {result.schema.target!r} "
-                "have no training rows; add data for them or drop those rows",
-                path=result.out_dir / "train.parquet",
+                f"{result.sources[0]}: the split leaves the classes {absent} of "
+                f"{result.schema.target!r} without training rows ({per_split}): a model cannot "
+                f"learn a class it never sees; {fix}",
+                path=result.sources[0],
                 column=result.schema.target,
                 check="gate",
             )

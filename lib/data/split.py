@@ -9,6 +9,7 @@ from lib.core.errors import ParamsError
 from lib.core.logs import get_logger
 from lib.core.param_sections import SplitParams
 from lib.data.schema import Schema
+from lib.data.validate import Finding
 
 log = get_logger(__name__)
 SPLITS = ("train", "validation", "test")
@@ -89,3 +90,102 @@ def _by_time(
     train = order[: n - n_test - n_val]
     method = f"by time on {column!r}: latest rows to test, the ones before to validation"
     return {"train": np.sort(train), "validation": np.sort(val), "test": np.sort(test)}, method
+
+
+def class_counts(
+    frame: pd.DataFrame, schema: Schema, positions: dict[str, np.ndarray]
+) -> pd.DataFrame | None:
+    """Return rows of each class in each split (classes as rows, splits as columns).
+
+    Parameters
+    ----------
+    frame
+        The conformed table the positions index.
+    schema
+        Gives the task, target and the full class list.
+    positions
+        Row positions of each split, as :func:`split_positions` returns them.
+
+    Returns
+    -------
+    pandas.DataFrame or None
+        Counts with a row per class (every class of the schema, even one with no rows) and a
+        column per split; None for regression.
+    """
+    if schema.task == "regression":
+        return None
+    target = frame[schema.target]
+    classes = schema.classes if schema.classes is not None else sorted(target.dropna().unique())
+    table = pd.DataFrame(
+        {
+            name: target.iloc[positions[name]].value_counts().reindex(classes, fill_value=0)
+            for name in SPLITS
+        }
+    )
+    table.index = pd.Index([str(c) for c in classes], name="class")
+    return table.astype(int)
+
+
+def split_findings(
+    frame: pd.DataFrame,
+    schema: Schema,
+    positions: dict[str, np.ndarray],
+    p: SplitParams,
+) -> list[Finding]:
+    """Return a soft finding per class that has no rows in a split, with the counts per split.
+
+    A time split puts the latest rows in validation and test, so a class seen only early (a
+    discontinued product, a new label) can be absent there: its metrics are then undefined and
+    the test score says nothing about it. The finding names the class, the split and the counts,
+    and offers the stratified split.
+
+    Parameters
+    ----------
+    frame
+        The conformed table the positions index.
+    schema
+        Gives the task and target.
+    positions
+        Row positions of each split.
+    p
+        The split parameters (whether the split was by time).
+
+    Returns
+    -------
+    list of Finding
+        One ``class_missing_in_split`` finding per class lacking in some split; none for
+        regression or when every split holds every class.
+    """
+    counts = class_counts(frame, schema, positions)
+    if counts is None:
+        return []
+    findings = []
+    fix = (
+        "set ingest.split.by_time: false for a stratified split"
+        if p.by_time
+        else "too few rows of the class for every split to hold it; add rows of it to the source"
+    )
+    for label, row in counts.iterrows():
+        empty = [name for name in SPLITS if row[name] == 0]
+        if not empty:
+            continue
+        per_split = ", ".join(f"{name} {row[name]}" for name in SPLITS)
+        message = f"class {label!r} has 0 rows in {' and '.join(empty)} ({per_split}); {fix}"
+        log.warning(
+            "class_missing_in_split",
+            label=label,
+            splits=empty,
+            **{str(k): int(v) for k, v in row.items()},
+        )
+        findings.append(
+            Finding(
+                file="(split)",
+                column=schema.target,
+                check="class_missing_in_split",
+                severity="soft",
+                count=int(row.sum()),
+                share=float(row.sum() / max(len(frame), 1)),
+                examples=[message],
+            )
+        )
+    return findings

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,10 +23,18 @@ from lib.data.ingest import ProcessedData, load_processed
 from lib.data.preflight import segment_columns
 from lib.data.schema import Task
 from lib.model.gate import Decision, decide
+from lib.model.leakage import (
+    LeakageFinding,
+    blocking,
+    findings_table,
+    leakage_findings,
+    single_feature_scores,
+)
 from lib.model.metrics import Metric, metric, metrics_for
 from lib.model.reference import save_reference
 from lib.model.scoring import (
     MetricFn,
+    averaging_note,
     best_threshold,
     bootstrap,
     classification_metrics,
@@ -68,6 +77,14 @@ class EvaluationResult:
     decision: Decision
     champion_scores: dict[str, float] | None
     reference: Path
+    single_feature: pd.DataFrame | None = None
+    leakage: list[LeakageFinding] | None = None
+    leakage_acknowledged: tuple[str, ...] = ()
+    averaging: str = ""
+
+    def leakage_table(self) -> pd.DataFrame:
+        """Suspected leaks (empty when none), with whether the user acknowledged the column."""
+        return findings_table(self.leakage or [], self.leakage_acknowledged)
 
     def summary(self) -> str:
         """One paragraph: the model, its primary metric with interval, and the decision."""
@@ -213,12 +230,14 @@ def run_evaluation(params: Params) -> EvaluationResult:
         model, X, y_series, primary.scorer, params.project.seed, params.evaluate.importance_rows
     )
     champion = _champion_scores(name, str(version.version), X, y, task, classes)
+    single, leaks = _leakage(params, data, version, primary, ranked)
     decision = decide(
         primary,
         (str(version.version), point),
         champion,
         params.evaluate.min_delta,
         tasks.floors(params.evaluate.floors, task, len(classes) if classes else None),
+        blocking(leaks, params.evaluate.leakage_acknowledged, params.evaluate.block_on_leakage),
     )
     if decision.promote:
         tracking.set_alias(name, tracking.CHAMPION, str(version.version))
@@ -247,6 +266,10 @@ def run_evaluation(params: Params) -> EvaluationResult:
         decision=decision,
         champion_scores=champion[1] if champion else None,
         reference=_save_reference(params, data, name, str(version.version), out, threshold, ranked),
+        single_feature=single,
+        leakage=leaks,
+        leakage_acknowledged=tuple(params.evaluate.leakage_acknowledged),
+        averaging=averaging_note(y, classes) if classes is not None else "",
     )
     _record(result, version)
     log.info(
@@ -257,6 +280,29 @@ def run_evaluation(params: Params) -> EvaluationResult:
         reason=decision.reason,
     )
     return result
+
+
+def _leakage(
+    params: Params, data: ProcessedData, version: Any, primary: Metric, found: pd.Series
+) -> tuple[pd.DataFrame, list[LeakageFinding]]:
+    """Single-column scores on validation, and the suspected leaks (validation vs CV too)."""
+    from mlflow import MlflowClient
+
+    train, validation = data.xy("train"), data.xy("validation")
+    single = single_feature_scores(train, validation, data.schema.task, data.schema.classes)
+    run_id = read_version_tags(version.tags).run_id or version.run_id
+    logged = MlflowClient().get_run(run_id).data.metrics if run_id else {}
+    keys = [f"val_{primary.name}", f"cv_{primary.name}_mean", f"cv_{primary.name}_std"]
+    cv = None
+    if all(k in logged for k in keys):
+        sign = 1.0 if primary.higher_is_better else -1.0
+        val, mean, std = (logged[k] for k in keys)
+        cv = (primary.name, sign * val, sign * mean, std)
+    top = str(found.index[0]) if len(found) else None
+    leaks = leakage_findings(single, params.evaluate.leakage_threshold, cv, top)
+    for leak in leaks:
+        log.warning("suspected_leakage", column=leak.column, check=leak.check, finding=leak.message)
+    return single, leaks
 
 
 def _primary(tags: dict[str, str], task: Task) -> Metric:
@@ -312,12 +358,14 @@ def _record(result: EvaluationResult, version: Any) -> None:
     now = int(pd.Timestamp.now(tz="UTC").timestamp() * 1000)
     metrics = []
     for name, row in result.scores.iterrows():
-        safe = str(name).replace("[", "_").replace("]", "")
+        safe = tracking.metric_key(str(name).replace("[", "_").replace("]", ""))
         for column, suffix in (("value", ""), ("ci_low", "_ci_low"), ("ci_high", "_ci_high")):
             if np.isfinite(row[column]):
                 metrics.append(MlflowMetric(f"test_{safe}{suffix}", float(row[column]), now, 0))
     decided = promotion_tags(promoted=result.decision.promote, reason=result.decision.reason)
     tags = [RunTag(key, value) for key, value in decided.items()]
+    suspects = sorted({f.column for f in result.leakage or []})
+    tags.append(RunTag("leakage_columns", ",".join(suspects) or "none"))
     run_id = read_version_tags(version.tags).run_id or version.run_id
     client.log_batch(run_id, metrics=metrics, tags=tags)
     client.log_dict(
@@ -325,6 +373,16 @@ def _record(result: EvaluationResult, version: Any) -> None:
         {"decision": result.decision.__dict__, "threshold": result.threshold},
         "evaluation/decision.json",
     )
+    if result.single_feature is not None:
+        client.log_dict(
+            run_id,
+            {
+                "single_feature": json.loads(result.single_feature.to_json(orient="index")),
+                "findings": [f.__dict__ for f in result.leakage or []],
+                "acknowledged": list(result.leakage_acknowledged),
+            },
+            "evaluation/leakage.json",
+        )
     for key, value in evaluation_tags(
         threshold=result.threshold,
         reference_dir=str(staging_area.published(result.reference)),

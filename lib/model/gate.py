@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 from lib.core.errors import ParamsError
 from lib.model.metrics import Metric
@@ -19,6 +22,7 @@ class Decision:
     challenger_score: float
     champion_score: float | None
     failed_floors: tuple[str, ...] = ()
+    leakage: tuple[str, ...] = ()
 
 
 def _loss(name: str) -> bool:
@@ -48,6 +52,7 @@ def decide(
     champion: tuple[str, dict[str, float]] | None,
     min_delta: float,
     floors: dict[str, float],
+    leaks: Sequence[tuple[str, str]] = (),
 ) -> Decision:
     """Decide promotion from test-split scores of the challenger and the current champion.
 
@@ -63,6 +68,9 @@ def decide(
         How much better the challenger's primary metric must be.
     floors
         Absolute limits the challenger must pass in any case.
+    leaks
+        (column, finding) of each suspected leak that blocks promotion (not acknowledged, and
+        ``evaluate.block_on_leakage`` on); any one keeps the challenger out.
 
     Returns
     -------
@@ -72,6 +80,26 @@ def decide(
     version, scores = challenger
     mine = scores[primary.name]
     failed = check_floors(scores, floors)
+    old = champion[0] if champion is not None else None
+    if leaks:
+        columns = tuple(dict.fromkeys(column for column, _ in leaks))
+        named = ", ".join(repr(c) for c in columns)
+        stays = f"champion version {old} stays" if old is not None else "there is no champion"
+        reason = (
+            f"Version {version} is not promoted ({stays}): suspected leakage: "
+            f"{'; '.join(finding for _, finding in leaks)}. Remove {named} (data.drop) and "
+            f"retrain or, if legitimate, list {named} in evaluate.leakage_acknowledged "
+            "(evaluate.block_on_leakage: false turns the check off)."
+        )
+        theirs = champion[1].get(primary.name) if champion is not None else None
+        return Decision(False, reason, version, old, mine, theirs, tuple(failed), columns)
+    if not np.isfinite(mine):
+        reason = (
+            f"Version {version} is not promoted: its test {primary.name} is undefined (a class "
+            "may have no test rows; see the ingest report's class_missing_in_split findings)."
+        )
+        theirs = champion[1].get(primary.name) if champion is not None else None
+        return Decision(False, reason, version, old, mine, theirs, tuple(failed))
     if champion is None:
         if failed:
             reason = (

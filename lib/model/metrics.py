@@ -3,17 +3,49 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
 
 from lib.core.errors import ParamsError
 from lib.data.schema import Task
+from lib.model.scoring import classification_metrics
+
+
+@dataclass(frozen=True)
+class ClassAwareScorer:
+    """A scorer that scores probabilities against the model's full class list.
+
+    scikit-learn's ``neg_log_loss`` and ``roc_auc_ovr`` scorers infer the classes from the rows
+    scored and raise when a cross-validation fold (or a split of a time-ordered table) lacks a
+    class the model knows. This one takes the classes from ``estimator.classes_``: log loss uses
+    every column of ``predict_proba``, multiclass ROC AUC is the one-vs-rest mean over the
+    classes present in the rows (as :func:`lib.model.scoring.classification_metrics`).
+
+    Parameters
+    ----------
+    metric
+        ``log_loss`` or ``roc_auc``: a key of ``classification_metrics``.
+    sign
+        1 for scores, -1 for losses (scorers always maximise).
+    """
+
+    metric: str
+    sign: float
+
+    def __call__(self, estimator: Any, X: Any, y: Any) -> float:
+        """Return the signed metric of a fitted classifier on (X, y)."""
+        proba = np.asarray(estimator.predict_proba(X))
+        values = classification_metrics(np.asarray(y), proba, list(estimator.classes_))
+        return self.sign * values[self.metric]
 
 
 @dataclass(frozen=True)
 class Metric:
-    """A metric: its params name, scikit-learn scorer name, and whether higher is better."""
+    """A metric: its params name, scikit-learn scorer (name or callable), higher is better."""
 
     name: str
-    scorer: str
+    scorer: str | ClassAwareScorer
     higher_is_better: bool
 
     def from_score(self, score: float) -> float:
@@ -25,14 +57,17 @@ _CLASSIFICATION = {
     "accuracy": Metric("accuracy", "accuracy", True),
     "balanced_accuracy": Metric("balanced_accuracy", "balanced_accuracy", True),
     "f1_macro": Metric("f1_macro", "f1_macro", True),
-    "log_loss": Metric("log_loss", "neg_log_loss", False),
+    "log_loss": Metric("log_loss", ClassAwareScorer("log_loss", -1.0), False),
 }
 _BINARY = {
     **_CLASSIFICATION,
     "roc_auc": Metric("roc_auc", "roc_auc", True),
     "average_precision": Metric("average_precision", "average_precision", True),
 }
-_MULTICLASS = {**_CLASSIFICATION, "roc_auc": Metric("roc_auc", "roc_auc_ovr", True)}
+_MULTICLASS = {
+    **_CLASSIFICATION,
+    "roc_auc": Metric("roc_auc", ClassAwareScorer("roc_auc", 1.0), True),
+}
 _REGRESSION = {
     "rmse": Metric("rmse", "neg_root_mean_squared_error", False),
     "mae": Metric("mae", "neg_mean_absolute_error", False),

@@ -35,7 +35,7 @@ class ModelSpec:
 
 
 def _estimator(
-    family: Family, task: Task, p: TrainParams, seed: int, rows: int
+    family: Family, task: Task, p: TrainParams, seed: int, rows: int, scalable: str = ""
 ) -> tuple[Any, str, str]:
     """Return (estimator, grid key prefix, note) for one family and task."""
     weight = "balanced" if p.class_weight == "balanced" else None
@@ -53,15 +53,15 @@ def _estimator(
             return LogisticRegression(max_iter=2000, class_weight=weight), "", ""
         return Ridge(random_state=seed), "", "Ridge regression (alpha = 1 / C of the grid)"
     if family == "svm":
-        return _svm(task, p, seed, rows, weight)
+        return _svm(task, p, seed, rows, weight, scalable)
     choices = ", ".join(FAMILIES)
     raise ValueError(f"train.families: unknown model family {family!r}; choose from {choices}")
 
 
 def _svm(
-    task: Task, p: TrainParams, seed: int, rows: int, weight: str | None
+    task: Task, p: TrainParams, seed: int, rows: int, weight: str | None, scalable: str
 ) -> tuple[Any, str, str]:
-    if rows <= p.svm_max_rows:
+    if rows <= p.svm_max_rows and not scalable:
         if task == "regression":
             return SVR(), "", f"exact RBF-kernel SVR ({rows:,} training rows)"
         # Probabilities by sigmoid calibration on internal folds (what SVC(probability=True)
@@ -70,10 +70,8 @@ def _svm(
         calibrated = CalibratedClassifierCV(svc, method="sigmoid", cv=3, ensemble=False)
         return calibrated, "estimator__", f"exact RBF-kernel SVC ({rows:,} training rows)"
     kernel = Nystroem(n_components=p.svm_components, random_state=seed)
-    note = (
-        f"{rows:,} training rows > train.svm_max_rows ({p.svm_max_rows:,}): Nystroem RBF kernel "
-        f"approximation ({p.svm_components} components) + linear SVM"
-    )
+    why = scalable or f"{rows:,} training rows > train.svm_max_rows ({p.svm_max_rows:,})"
+    note = f"{why}: Nystroem RBF kernel approximation ({p.svm_components} components) + linear SVM"
     if task == "regression":
         svr = LinearSVR(random_state=seed, max_iter=5000)
         return Pipeline([("kernel", kernel), ("svm", svr)]), "svm__", note
@@ -104,6 +102,7 @@ def model_spec(
     p: TrainParams,
     seed: int,
     rows: int,
+    scalable: str = "",
 ) -> ModelSpec:
     """Return the unfitted pipeline and grid of one family.
 
@@ -121,13 +120,16 @@ def model_spec(
         Integer seed for every estimator that takes one.
     rows
         Training rows (decides the SVM variant).
+    scalable
+        Why the family must take its scalable variant whatever the rows (the SVM's kernel
+        approximation), e.g. the time budget; "" leaves it to ``rows``.
 
     Returns
     -------
     ModelSpec
         Pipeline ``pre`` → ``model``, grid keyed ``model__<param>``, note.
     """
-    estimator, prefix, note = _estimator(family, task, p, seed, rows)
+    estimator, prefix, note = _estimator(family, task, p, seed, rows, scalable)
     pipeline = Pipeline([("pre", clone(preprocessor)), ("model", estimator)])
     grid = _grid(family, task, p, prefix)
     valid = pipeline.get_params()
@@ -140,6 +142,13 @@ def model_spec(
                 key=f"train.grids.{family}.{name}",
             )
     return ModelSpec(family, pipeline, grid, note)
+
+
+def is_exact_kernel(spec: ModelSpec) -> bool:
+    """Return whether the spec is an exact kernel SVM (fit time grows with rows squared or more)."""
+    model = spec.pipeline.named_steps["model"]
+    inner = model.estimator if isinstance(model, CalibratedClassifierCV) else model
+    return isinstance(inner, SVC | SVR)
 
 
 def _leaf(estimator: Any) -> BaseEstimator:

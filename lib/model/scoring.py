@@ -32,7 +32,9 @@ def classification_metrics(
 ) -> dict[str, float]:
     """Accuracy, precision/recall/F1 (macro and per class), ROC AUC, PR AUC, log loss, Brier.
 
-    Multiclass ROC and PR AUC are one-vs-rest macro averages over the classes present; the
+    Macro precision, recall and F1 average over the classes in ``y`` or predicted (as
+    scikit-learn's default labels); multiclass ROC and PR AUC are one-vs-rest macro averages
+    over the classes in ``y``, and log loss uses every column of ``proba``; the
     multiclass Brier score is the mean squared distance between the probability vector and the
     one-hot truth. Plain NumPy, equal to scikit-learn's metrics (tested against them): their
     input checks cost milliseconds a call, which the bootstrap pays hundreds of times.
@@ -51,13 +53,16 @@ def classification_metrics(
     pi = index.get_indexer(np.asarray(predict_labels(proba, labels, threshold), dtype=object))
     tp, p, r, f = confusion_scores(yi, pi, k)
     onehot = yi[:, None] == np.arange(k)[None, :]
+    # Macro averages over the classes in the truth or the predictions (scikit-learn's labels
+    # default): a class absent from the rows scored would otherwise count as an F1 of 0.
+    seen = onehot.any(axis=0) | np.isin(np.arange(k), pi)
     out = {
         "accuracy": tp.sum() / len(yi),
-        "precision_macro": p.mean(),
-        "recall_macro": r.mean(),
+        "precision_macro": p[seen].mean(),
+        "recall_macro": r[seen].mean(),
         # mean recall over the classes present in y, as scikit-learn's balanced_accuracy_score
-        "balanced_accuracy": r[onehot_present(yi, k)].mean(),
-        "f1_macro": f.mean(),
+        "balanced_accuracy": r[onehot.any(axis=0)].mean(),
+        "f1_macro": f[seen].mean(),
         "log_loss": mean_log_loss(proba, yi),
         "brier": np.mean(np.sum((proba - onehot) ** 2, axis=1)),
     }
@@ -67,14 +72,33 @@ def classification_metrics(
     else:  # one-vs-rest over the classes present
         curves = [_ranking(onehot[:, j], proba[:, j]) for j in np.flatnonzero(onehot.any(axis=0))]
         out["roc_auc"], out["pr_auc"] = np.mean(curves, axis=0)
+    in_truth = onehot.any(axis=0)
     for i, label in enumerate(labels):
-        out[f"precision[{label}]"], out[f"recall[{label}]"], out[f"f1[{label}]"] = p[i], r[i], f[i]
+        # A class without rows here has no recall, and no precision or F1 unless predicted.
+        out[f"precision[{label}]"] = p[i] if seen[i] else np.nan
+        out[f"recall[{label}]"] = r[i] if in_truth[i] else np.nan
+        out[f"f1[{label}]"] = f[i] if seen[i] else np.nan
     return {key: float(v) for key, v in out.items()}
 
 
-def onehot_present(yi: np.ndarray, k: int) -> np.ndarray:
-    """Return which of the ``k`` classes occur in the class indices ``yi``."""
-    return np.bincount(yi, minlength=k) > 0
+def absent_classes(y: np.ndarray, classes: Sequence[Any]) -> list[Any]:
+    """Return the classes of ``classes`` that have no row in ``y``, in class order."""
+    present = set(pd.unique(np.asarray(y, dtype=object)).tolist())
+    return [c for c in classes if c not in present]
+
+
+def averaging_note(y: np.ndarray, classes: Sequence[Any], split: str = "test") -> str:
+    """Return a sentence saying which classes the macro averages of ``split`` are over."""
+    absent = absent_classes(y, classes)
+    if not absent:
+        return f"Macro averages are over all {len(classes)} classes (each has {split} rows)."
+    names = ", ".join(repr(c) for c in absent)
+    return (
+        f"Macro averages are over the {len(classes) - len(absent)} of {len(classes)} classes "
+        f"present in the {split} split: {names} has no {split} rows, so its ROC AUC, PR AUC and "
+        "recall are undefined and left out (its probabilities still count in the log loss, and a "
+        "prediction of it still counts in precision and F1)."
+    )
 
 
 def confusion_scores(

@@ -6,7 +6,7 @@ import contextlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -22,10 +22,12 @@ from sklearn.model_selection import (
 )
 from sklearn.pipeline import Pipeline
 
+from lib.core.errors import DataValidationError
 from lib.core.logs import get_logger
 from lib.core.param_sections import TrainParams
 from lib.data.schema import Task
-from lib.model.metrics import Metric
+from lib.model.budget import sample_rows
+from lib.model.metrics import ClassAwareScorer, Metric
 from lib.model.models import ModelSpec
 
 log = get_logger(__name__)
@@ -52,13 +54,73 @@ class FamilyResult:
     importances: pd.Series = field(default_factory=lambda: pd.Series(dtype=float))
     run_id: str | None = None
     model_uri: str | None = None
+    search_rows: int | None = None
 
 
-def cv_splitter(task: Task, folds: int, seed: int) -> KFold | StratifiedKFold:
-    """Stratified K-fold for classification, K-fold for regression, both shuffled with ``seed``."""
+Folds: TypeAlias = KFold | StratifiedKFold | list[tuple[np.ndarray, np.ndarray]]
+
+
+def cv_plan(task: Task, y: pd.Series, folds: int, seed: int) -> tuple[Folds, str]:
+    """Return the cross-validation folds for ``y`` and a note when rare classes changed them.
+
+    Stratified K-fold needs every class in every fold: with ``folds`` folds a class with fewer
+    training rows would be missing from some folds' training or scoring rows, and scikit-learn
+    warns or its scorers raise. So the folds are reduced to the rarest class's row count (at
+    least 2); a class with a single training row stays in every training fold and is never
+    scored in cross-validation (it still is on validation and test).
+
+    Parameters
+    ----------
+    task
+        ``regression`` gives plain shuffled K-fold.
+    y
+        The training target.
+    folds
+        ``train.cv_folds``.
+    seed
+        Integer seed of the shuffles.
+
+    Returns
+    -------
+    tuple of (splitter or list of (train, test) positions, str)
+        What scikit-learn's ``cv=`` takes, and a sentence for the report ("" when as configured).
+    """
     if task == "regression":
-        return KFold(n_splits=folds, shuffle=True, random_state=seed)
-    return StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+        return KFold(n_splits=folds, shuffle=True, random_state=seed), ""
+    counts = y.value_counts()
+    rarest, fewest = _plain(counts.index[-1]), int(counts.iloc[-1])
+    if fewest >= folds:
+        return StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed), ""
+    single = counts[counts < 2]
+    kept = counts[counts >= 2]
+    if len(kept) < 2:
+        raise DataValidationError(
+            f"train: only {len(kept)} class(es) of the target have 2 or more training rows "
+            f"({counts.to_dict()}); cross-validation needs two; add rows of the rare classes or "
+            "use a stratified split (ingest.split.by_time: false)",
+            check="cv_folds",
+        )
+    n = min(folds, int(kept.min()))
+    if single.empty:
+        note = (
+            f"{n}-fold CV instead of train.cv_folds={folds}: class {rarest!r} has only {fewest} "
+            "training rows"
+        )
+        return StratifiedKFold(n_splits=n, shuffle=True, random_state=seed), note
+    labels = y.to_numpy()
+    always = np.flatnonzero(np.isin(labels, single.index.to_numpy()))
+    rest = np.flatnonzero(~np.isin(labels, single.index.to_numpy()))
+    splitter = StratifiedKFold(n_splits=n, shuffle=True, random_state=seed)
+    splits = [
+        (np.sort(np.r_[rest[tr], always]), rest[te])
+        for tr, te in splitter.split(rest, labels[rest])
+    ]
+    names = ", ".join(repr(_plain(c)) for c in single.index)
+    note = (
+        f"{n}-fold CV: class(es) {names} have a single training row, kept in every training fold "
+        "and not scored in cross-validation"
+    )
+    return splits, note
 
 
 @contextlib.contextmanager
@@ -98,10 +160,14 @@ def compute_backend(p: TrainParams) -> Iterator[str]:
             cluster.close()
 
 
+def _plain(value: Any) -> Any:
+    """Return a NumPy scalar as the Python value it holds (for messages: 2, not np.int64(2))."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def _searcher(
-    spec: ModelSpec, task: Task, p: TrainParams, primary: Metric, others: list[Metric], seed: int
+    spec: ModelSpec, cv: Folds, p: TrainParams, primary: Metric, others: list[Metric], seed: int
 ) -> Any:
-    cv = cv_splitter(task, p.cv_folds, seed)
     if p.search == "halving":
         from sklearn.experimental import enable_halving_search_cv  # noqa: F401
         from sklearn.model_selection import HalvingGridSearchCV
@@ -158,6 +224,7 @@ def search_family(
     p: TrainParams,
     metrics: tuple[Metric, list[Metric]],
     seed: int,
+    search_rows: int | None = None,
 ) -> FamilyResult:
     """Search one family's grid with cross-validation, refit the best once, score on validation.
 
@@ -175,6 +242,10 @@ def search_family(
         The primary metric and the secondary ones.
     seed
         Integer seed for the CV splits and random search.
+    search_rows
+        Search on a stratified sample of this many training rows, then refit the best
+        configuration on all of them (the time budget's choice, :mod:`lib.model.budget`);
+        None searches on every row.
 
     Returns
     -------
@@ -182,20 +253,29 @@ def search_family(
         Scores, timings, best parameters and the fitted pipeline.
     """
     primary, others = metrics
-    searcher = _searcher(spec, task, p, primary, others, seed)
+    searched = train if search_rows is None else sample_rows(*train, search_rows, task, seed)
+    cv_folds, cv_note = cv_plan(task, searched[1], p.cv_folds, seed)
+    if cv_note:
+        log.warning("cv_folds_changed", family=spec.family, note=cv_note)
+    searcher = _searcher(spec, cv_folds, p, primary, others, seed)
     started = time.perf_counter()
-    searcher.fit(*train)
+    searcher.fit(*searched)
+    estimator: Pipeline = searcher.best_estimator_
+    refit_seconds = float(getattr(searcher, "refit_time_", 0.0))
+    if searched is not train:
+        t0 = time.perf_counter()
+        estimator = clone(spec.pipeline).set_params(**searcher.best_params_).fit(*train)
+        refit_seconds = time.perf_counter() - t0
     seconds = time.perf_counter() - started
     best = int(searcher.best_index_)
     results = searcher.cv_results_
     cv, folds = _cv_scores(results, best, [primary, *others], p.search == "halving")
-    estimator: Pipeline = searcher.best_estimator_
     t0 = time.perf_counter()
     estimator.predict(validation[0])
     predict_ms = (time.perf_counter() - t0) * 1000 / max(len(validation[0]), 1) * 1000
     result = FamilyResult(
         family=spec.family,
-        note=spec.note,
+        note="; ".join(n for n in (spec.note, cv_note) if n),
         # "model__svm__estimator__C" → "C": the grid's own key.
         best_params={k.split("__")[-1]: v for k, v in searcher.best_params_.items()},
         cv=cv,
@@ -203,11 +283,12 @@ def search_family(
         validation=score(estimator, *validation, [primary, *others]),
         fit_seconds=float(results["mean_fit_time"][best]),
         search_seconds=seconds,
-        refit_seconds=float(getattr(searcher, "refit_time_", 0.0)),
+        refit_seconds=refit_seconds,
         predict_ms_per_1k=predict_ms,
         candidates=len(results["params"]),
         estimator=estimator,
         importances=importances(estimator, *validation, primary.scorer, seed),
+        search_rows=len(searched[0]),
     )
     log.info(
         "family_searched",
@@ -221,7 +302,7 @@ def search_family(
 
 
 def importances(
-    estimator: Any, X: pd.DataFrame, y: pd.Series, scorer: str, seed: int,
+    estimator: Any, X: pd.DataFrame, y: pd.Series, scorer: str | ClassAwareScorer, seed: int,
     rows: int = _IMPORTANCE_ROWS,
 ) -> pd.Series:  # fmt: skip
     """Permutation importance on (a sample of) the rows given, by original column name."""
@@ -244,7 +325,7 @@ def curve(
         y = y.loc[X.index]
     sizes, train_scores, cv_scores = learning_curve(
         clone(estimator), X, y, train_sizes=[0.2, 0.45, 0.7, 1.0],
-        cv=cv_splitter(task, min(3, p.cv_folds), seed), scoring=primary.scorer,
+        cv=cv_plan(task, y, min(3, p.cv_folds), seed)[0], scoring=primary.scorer,
         n_jobs=p.n_jobs, shuffle=True, random_state=seed,
     )  # fmt: skip
     sign = 1.0 if primary.higher_is_better else -1.0

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from lib.core import tracking
 from lib.core.atomic import sha256_file
@@ -27,6 +28,7 @@ from lib.core.layout import Layout
 from lib.core.logs import get_logger
 from lib.core.params import Params
 from lib.data.ingest import ProcessedData, load_processed
+from lib.model.budget import BudgetPlan, plan_family
 from lib.model.metrics import Metric, metrics_for
 from lib.model.models import model_spec
 from lib.model.search import FamilyResult, compute_backend, curve, search_family
@@ -78,6 +80,7 @@ class TrainResult:
             {
                 "family": r.family,
                 "best parameters": ", ".join(f"{k}={v}" for k, v in r.best_params.items()) or "-",
+                "rows searched": r.search_rows,
                 "note": r.note or "as configured",
             }
             for r in self.families
@@ -167,7 +170,7 @@ def _log_family(result: FamilyResult, data: ProcessedData, tags: dict[str, str])
         refit_seconds=result.refit_seconds,
         predict_ms_per_1k=result.predict_ms_per_1k,
     )
-    mlflow.log_metrics(metrics)
+    mlflow.log_metrics({tracking.metric_key(k): v for k, v in metrics.items()})
     mlflow.log_dict(data.schema.model_dump(mode="json"), "schema.json")
     mlflow.log_dict(
         {str(k): float(v) for k, v in result.importances.items()}, "feature_importance.json"
@@ -183,6 +186,16 @@ def _log_family(result: FamilyResult, data: ProcessedData, tags: dict[str, str])
         skops_trusted_types=trusted_types(result.estimator),
     )
     result.model_uri = info.model_uri
+
+
+def _log_budget(plan: BudgetPlan, rows: int) -> None:
+    """Record on the family's run what the time budget decided (rows searched, estimate)."""
+    import mlflow
+
+    mlflow.log_params({"search_rows": plan.search_rows or rows})
+    mlflow.set_tag("time_budget", plan.note or "within budget")
+    if np.isfinite(plan.estimate_seconds):
+        mlflow.log_metric("estimated_search_seconds", plan.estimate_seconds)
 
 
 def _tags(params: Params, data: ProcessedData) -> dict[str, str]:
@@ -224,6 +237,10 @@ def run_training(params: Params) -> TrainResult:
         model_spec(f, task, data.preprocessor, params.train, seed, len(train[0]))
         for f in params.train.families
     ]
+    # Each family's search is estimated first and kept within train.family_time_budget.
+    plans = [
+        plan_family(spec, train, task, params.train, seed, data.preprocessor) for spec in specs
+    ]
     experiment_id = tracking.setup(params)
     tracking.close_orphaned_runs(experiment_id)  # left RUNNING by a killed earlier run
     tags = _tags(params, data)
@@ -236,17 +253,23 @@ def run_training(params: Params) -> TrainResult:
         mlflow.log_params(
             {"families": ",".join(params.train.families), "search": params.train.search,
              "cv_folds": params.train.cv_folds, "primary_metric": primary.name,
-             "backend": params.train.backend, "seed": seed, "train_rows": len(train[0])}
+             "backend": params.train.backend, "seed": seed, "train_rows": len(train[0]),
+             "family_time_budget": params.train.family_time_budget}
         )  # fmt: skip
         mlflow.log_dict(data.manifest.as_json(), MANIFEST_ARTIFACT)
-        with compute_backend(params.train) as backend:
-            for spec in specs:
-                with mlflow.start_run(run_name=spec.family, nested=True, tags=tags) as child:
+        # One BLAS/OpenMP thread in this process too (joblib gives its workers one each): the
+        # searches already use every core, and a refit's OpenMP threads fighting them for busy
+        # cores ran a gradient-boosting fit 20 times slower (measured on 2 shared cores).
+        with compute_backend(params.train) as backend, threadpool_limits(limits=1):
+            for plan in plans:
+                with mlflow.start_run(run_name=plan.spec.family, nested=True, tags=tags) as child:
                     result = search_family(
-                        spec, train, validation, task, params.train, (primary, secondary), seed
-                    )
+                        plan.spec, train, validation, task, params.train, (primary, secondary),
+                        seed, plan.search_rows,
+                    )  # fmt: skip
                     result.run_id = child.info.run_id
                     _log_family(result, data, tags)
+                    _log_budget(plan, len(train[0]))
                 results.append(result)
             best = _pick_best(results, primary)
             lc = None

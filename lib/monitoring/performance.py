@@ -14,16 +14,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lib.core import tasks
 from lib.core.errors import ParamsError
 from lib.data.schema import Task
 from lib.model.scoring import bootstrap, confusion_scores, mean_log_loss, roc_auc
 
-WINDOW_METRICS = {
-    "binary": ("roc_auc", "accuracy", "f1_macro", "log_loss"),
-    "multiclass": ("f1_macro", "accuracy", "roc_auc", "log_loss"),
-    "regression": ("rmse", "mae", "r2"),
-}
-LOSSES = frozenset({"log_loss", "rmse", "mae"})
+WINDOW_METRICS = tasks.MONITORED  # the task's headline metric first
+LOSSES = tasks.LOSSES
 
 
 @dataclass(frozen=True)
@@ -48,9 +45,11 @@ def lean_metrics(task: Task, classes: Sequence[Any] | None) -> Any:
         k = len(labels)
         yi, pi = labels.get_indexer(y), labels.get_indexer(pred)
         tp, _, _, f1 = confusion_scores(yi, pi, k)
+        # macro F1 over the classes in the truth or the predictions, as the evaluate stage
+        seen = (np.bincount(yi[yi >= 0], minlength=k) > 0) | np.isin(np.arange(k), pi)
         out = {
             "accuracy": float(tp.sum() / max(len(yi), 1)),
-            "f1_macro": float(f1.mean()),
+            "f1_macro": float(f1[seen].mean()) if seen.any() else float("nan"),
             "log_loss": mean_log_loss(proba, yi),
         }
         onehot = yi[:, None] == np.arange(k)[None, :]

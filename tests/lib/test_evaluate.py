@@ -119,3 +119,100 @@ def test_changed_data_since_training_is_refused(first, trained_root):
     run_ingest(changed)
     with pytest.raises(DataValidationError, match="processed data changed since version"):
         run_evaluation(changed)
+
+
+def _real_table_params(root, source, target, *extra):
+    """A newcomer's preset on a real table: source and target (segments: another slice's)."""
+    from lib.core.params import folder_overrides
+
+    return load_params(
+        overrides=[
+            f"data.source={source}",
+            f"data.target={target}",
+            "data.id_column=null",
+            "data.date_column=null",
+            "evaluate.segments=[]",
+            "project.name=real",
+            *folder_overrides(root),
+            "train.families=[logistic]",
+            "train.learning_curve=false",
+            "evaluate.bootstrap=20",
+            *extra,
+        ]
+    )
+
+
+def test_leaked_column_blocks_promotion_until_acknowledged(tmp_path):
+    import numpy as np
+    from sklearn.datasets import load_breast_cancer
+
+    from lib.data.ingest import run_ingest
+
+    frame = load_breast_cancer(as_frame=True).frame
+    flip = np.random.default_rng(0).random(len(frame)) < 0.01
+    frame["review_code"] = np.where(flip, 1 - frame["target"], frame["target"])
+    path = tmp_path / "cancer.csv"
+    frame.to_csv(path, index=False)
+    params = _real_table_params(tmp_path, path, "target")
+    run_ingest(params)
+    run_training(params)
+    blocked = run_evaluation(params)
+    assert not blocked.decision.promote
+    assert blocked.decision.leakage == ("review_code",)
+    assert "list 'review_code' in evaluate.leakage_acknowledged" in blocked.decision.reason
+    assert blocked.leakage_table()["column"].tolist()[0] == "review_code"
+    run = tracking.version_by_alias(blocked.model_name, tracking.CHALLENGER)
+    from mlflow import MlflowClient
+
+    tags = MlflowClient().get_run(run.run_id).data.tags
+    assert tags["leakage_columns"] == "review_code"
+    acknowledged = run_evaluation(
+        _real_table_params(tmp_path, path, "target", "evaluate.leakage_acknowledged=[review_code]")
+    )
+    assert acknowledged.decision.promote, acknowledged.decision.reason
+    assert acknowledged.leakage_table()["acknowledged"].all()
+
+
+def test_clean_real_table_is_promoted_without_leakage_finding(tmp_path):
+    from sklearn.datasets import load_breast_cancer
+
+    from lib.data.ingest import run_ingest
+
+    path = tmp_path / "cancer.csv"
+    load_breast_cancer(as_frame=True).frame.to_csv(path, index=False)
+    params = _real_table_params(tmp_path, path, "target")
+    run_ingest(params)
+    run_training(params)
+    result = run_evaluation(params)
+    assert result.leakage == [] and result.decision.promote, result.decision.reason
+    assert result.single_feature is not None and result.single_feature["score"].max() < 0.98
+
+
+def test_time_split_with_a_class_only_early_trains_evaluates_and_states_averages(tmp_path):
+    from lib.data.ingest import run_ingest
+    from lib.model.evaluate import figures
+    from tests.lib.test_split import wine_by_date
+
+    path = tmp_path / "wine.csv"
+    wine_by_date().to_csv(path, index=False)
+    params = _real_table_params(
+        tmp_path,
+        path,
+        "target",
+        "data.date_column=tasted",
+        "ingest.split.by_time=true",
+        "train.families=[logistic, random_forest]",
+    )
+    ingest = run_ingest(params)
+    assert "class_missing_in_split" in ingest.report["check"].tolist()
+    run_training(params)
+    result = run_evaluation(params)
+    assert result.classes == ["barbera", "barolo", "grignolino"]
+    assert result.averaging.startswith(
+        "Macro averages are over the 2 of 3 classes present in the test split: 'barbera' has no "
+        "test rows"
+    )
+    assert pd.isna(result.scores.loc["recall[barbera]", "value"])
+    assert 0.5 < result.scores.loc["roc_auc", "value"] <= 1.0
+    assert len(figures(result, 0)) == 3  # confusion, ROC/PR, calibration: none crashes
+    assert result.decision.reason

@@ -69,3 +69,35 @@ def test_same_version_is_already_champion():
 def test_unknown_floor_metric_names_the_key():
     with pytest.raises(ParamsError, match="evaluate.floors.rmse: no such metric for this task"):
         decide(AUC, ("1", {"roc_auc": 0.8}), None, 0.0, {"rmse": 1.0})
+
+
+def test_suspected_leak_blocks_promotion_and_names_the_column_and_params():
+    leak = ("leak", "column 'leak' alone predicts the target")
+    d = decide(AUC, ("2", {"roc_auc": 0.99}), ("1", {"roc_auc": 0.8}), 0.005, {}, [leak])
+    assert not d.promote and d.leakage == ("leak",)
+    assert d.reason == (
+        "Version 2 is not promoted (champion version 1 stays): suspected leakage: column 'leak' "
+        "alone predicts the target. Remove 'leak' (data.drop) and retrain or, if legitimate, "
+        "list 'leak' in evaluate.leakage_acknowledged (evaluate.block_on_leakage: false turns "
+        "the check off)."
+    )
+    first = decide(AUC, ("1", {"roc_auc": 0.99}), None, 0.005, {}, [leak])
+    assert not first.promote and "(there is no champion)" in first.reason
+
+
+def test_undefined_primary_metric_is_not_promoted():
+    d = decide(AUC, ("1", {"roc_auc": float("nan")}), None, 0.005, {"roc_auc": 0.6})
+    assert not d.promote
+    assert d.reason.startswith("Version 1 is not promoted: its test roc_auc is undefined")
+
+
+def test_blocking_leaves_out_acknowledged_columns_and_can_be_switched_off():
+    from lib.model.leakage import LeakageFinding, blocking
+
+    found = [
+        LeakageFinding("a", "single_feature", "balanced_accuracy", 0.99, "a leaks"),
+        LeakageFinding("b", "validation_above_cv", "roc_auc", 0.97, "b leaks"),
+    ]
+    assert blocking(found, [], True) == [("a", "a leaks"), ("b", "b leaks")]
+    assert blocking(found, ["a"], True) == [("b", "b leaks")]
+    assert blocking(found, [], False) == []

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestRegressor
@@ -93,3 +94,105 @@ def test_an_unknown_family_is_named_not_trained_as_an_svm():
 
     with pytest.raises(ValueError, match="unknown model family 'bogus'; choose from random_forest"):
         _estimator("bogus", "binary", load_params().train, 0, 10)  # type: ignore[arg-type]
+
+
+def _cancer():
+    """scikit-learn's breast-cancer table: 569 rows, 30 numeric columns, a binary target."""
+    from sklearn.datasets import load_breast_cancer
+
+    frame = load_breast_cancer(as_frame=True).frame
+    X, y = frame.drop(columns="target"), frame["target"]
+    schema = Schema(
+        target="target",
+        task="binary",
+        classes=[0, 1],
+        features=[ColumnSchema(name=c, kind="numeric") for c in X.columns],
+    )
+    return X, y, build_preprocessor(schema, PreprocessingParams())
+
+
+def test_time_budget_switches_the_exact_svm_and_says_why():
+    from lib.model.budget import plan_family
+
+    X, y, pre = _cancer()
+    p = TrainParams(cv_folds=3, family_time_budget=0.01)
+    spec = model_spec("svm", "binary", pre, p, 0, len(X))
+    assert isinstance(spec.pipeline.named_steps["model"], CalibratedClassifierCV)  # exact
+    plan = plan_family(spec, (X, y), "binary", p, 0, pre, probe_rows=100)
+    model = plan.spec.pipeline.named_steps["model"]
+    assert isinstance(model, Pipeline) and [n for n, _ in model.steps] == ["kernel", "svm"]
+    assert plan.note.startswith("estimated ")
+    assert "s for the exact kernel search > train.family_time_budget 0.01 s: Nystroem" in plan.note
+    assert plan.spec.note.startswith(plan.note)
+    # still over a budget this small: the grid is searched on a row sample (at least 1,000 rows,
+    # so here every row: the note does not claim a sample that was not taken)
+    assert plan.search_rows is None and "sample" not in plan.note
+
+
+def _big_cancer():
+    X, y, pre = _cancer()
+    return (pd.concat([X] * 6, ignore_index=True), pd.concat([y] * 6, ignore_index=True)), pre
+
+
+def test_time_budget_samples_the_search_of_a_family_with_no_scalable_variant():
+    from lib.model.budget import estimate_seconds, plan_family
+
+    big, pre = _big_cancer()
+    p = TrainParams(cv_folds=3, family_time_budget=0.0001)
+    spec = model_spec("logistic", "binary", pre, p, 0, len(big[0]))
+    assert estimate_seconds(spec, big, "binary", p, 0, probe_rows=200) > 0.0001
+    plan = plan_family(spec, big, "binary", p, 0, pre, probe_rows=200)
+    assert plan.search_rows == 1000  # the floor: the budget asks for fewer
+    assert plan.note == (
+        f"estimated {plan.note.split()[1]} s to search on 3,414 rows > train.family_time_budget "
+        "0.0001 s: grid searched on a stratified sample of 1,000 rows, the best configuration "
+        "refitted on all 3,414"
+    )
+    roomy_p = TrainParams(cv_folds=3, family_time_budget=10_000)
+    roomy = plan_family(spec, big, "binary", roomy_p, 0, pre, probe_rows=200)
+    assert roomy.search_rows is None and roomy.note == "" and roomy.spec is spec
+    assert 0 < roomy.estimate_seconds < 10_000
+
+
+def test_time_budget_grows_forest_trees_on_part_of_the_rows():
+    from lib.model.budget import plan_family
+
+    big, pre = _big_cancer()
+    p = TrainParams(cv_folds=3, family_time_budget=0.5, grids={"random_forest": {"max_depth": [4]}})
+    spec = model_spec("random_forest", "binary", pre, p, 0, len(big[0]))
+    assert spec.pipeline.named_steps["model"].max_samples is None
+    plan = plan_family(spec, big, "binary", p, 0, pre, probe_rows=200)
+    share = plan.spec.pipeline.named_steps["model"].max_samples
+    assert 0.05 <= share < 1.0
+    assert f"each tree grown on a bootstrap sample of {share:.0%} of the rows (max_samples)" in (
+        plan.note
+    )
+    assert spec.pipeline.named_steps["model"].max_samples is None  # the input spec is untouched
+
+
+def test_small_tables_are_not_probed():
+    from lib.model.budget import plan_family
+
+    X, y, pre = _cancer()
+    p = TrainParams(family_time_budget=0.001)
+    spec = model_spec("svm", "binary", pre, p, 0, len(X))
+    plan = plan_family(spec, (X, y), "binary", p, 0, pre)  # 569 rows <= 20,000
+    assert plan.spec is spec and plan.search_rows is None and plan.note == ""
+
+
+def test_sampled_search_refits_the_best_configuration_on_every_row():
+    import numpy as np
+    from sklearn.base import clone
+
+    from lib.model.search import search_family
+
+    X, y, pre = _cancer()
+    p = TrainParams(cv_folds=3, grids={"logistic": {"C": [0.1, 1.0]}})
+    spec = model_spec("logistic", "binary", pre, p, 0, len(X))
+    metrics = metrics_for("binary", "auto", None)
+    train, validation = (X.iloc[:400], y.iloc[:400]), (X.iloc[400:], y.iloc[400:])
+    result = search_family(spec, train, validation, "binary", p, metrics, 0, search_rows=150)
+    full = clone(spec.pipeline).set_params(model__C=result.best_params["C"]).fit(*train)
+    np.testing.assert_allclose(
+        result.estimator.predict_proba(validation[0]), full.predict_proba(validation[0])
+    )

@@ -111,12 +111,17 @@ def _sklearn_classification(y, proba, classes, threshold=None):
         float
     )
     p, r, f, _ = skm.precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
+    in_truth = set(np.asarray(y, dtype=object).tolist())
+    seen = [c for c in labels if c in in_truth or c in set(pred.tolist())]
+    macro = skm.precision_recall_fscore_support(
+        y, pred, labels=seen, average="macro", zero_division=0
+    )
     out = {
         "accuracy": skm.accuracy_score(y, pred),
-        "precision_macro": p.mean(),
-        "recall_macro": r.mean(),
+        "precision_macro": macro[0],
+        "recall_macro": macro[1],
         "balanced_accuracy": skm.balanced_accuracy_score(y, pred),
-        "f1_macro": f.mean(),
+        "f1_macro": macro[2],
         "log_loss": skm.log_loss(y, proba, labels=labels),
     }
     if len(labels) == 2:
@@ -129,7 +134,9 @@ def _sklearn_classification(y, proba, classes, threshold=None):
         out["pr_auc"] = skm.average_precision_score(onehot[:, present], proba[:, present])
         out["brier"] = np.mean(np.sum((proba - onehot) ** 2, axis=1))
     for i, label in enumerate(labels):
-        out[f"precision[{label}]"], out[f"recall[{label}]"], out[f"f1[{label}]"] = p[i], r[i], f[i]
+        out[f"precision[{label}]"] = p[i] if label in seen else np.nan
+        out[f"recall[{label}]"] = r[i] if label in in_truth else np.nan
+        out[f"f1[{label}]"] = f[i] if label in seen else np.nan
     return out
 
 
@@ -151,15 +158,15 @@ def test_numpy_metrics_equal_scikit_learn_on_ties_missing_classes_and_resamples(
     want = _sklearn_classification(y, proba, classes, threshold)
     assert set(got) == set(want)
     for key in want:
-        assert got[key] == pytest.approx(want[key], rel=1e-9, abs=1e-12), key
+        assert got[key] == pytest.approx(want[key], rel=1e-9, abs=1e-12, nan_ok=True), key
     # the bootstrap gives the same intervals with either (resamples lacking a class included)
     fn = lambda yy, pp: classification_metrics(yy, pp, classes, threshold)  # noqa: E731
     ref = lambda yy, pp: _sklearn_classification(yy, pp, classes, threshold)  # noqa: E731
     small = (y[:25], proba[:25])
     low, high = bootstrap(fn, small, 30, 0.9, seed)
     ref_low, ref_high = bootstrap(ref, small, 30, 0.9, seed)
-    assert low == pytest.approx(ref_low, rel=1e-9, abs=1e-12)
-    assert high == pytest.approx(ref_high, rel=1e-9, abs=1e-12)
+    assert low == pytest.approx(ref_low, rel=1e-9, abs=1e-12, nan_ok=True)
+    assert high == pytest.approx(ref_high, rel=1e-9, abs=1e-12, nan_ok=True)
 
 
 def test_one_class_only_gives_nan_auc_like_scikit_learn():
@@ -182,3 +189,57 @@ def test_numpy_regression_metrics_equal_scikit_learn(truth):
     assert got["rmse"] == pytest.approx(np.sqrt(skm.mean_squared_error(y, pred)), rel=1e-12)
     assert got["mae"] == pytest.approx(skm.mean_absolute_error(y, pred), rel=1e-12)
     assert got["r2"] == pytest.approx(skm.r2_score(y, pred), rel=1e-12)
+
+
+def _absent_fixture(n=240):
+    """Three classes known to the model, the last one absent from the rows scored."""
+    classes = ["a", "b", "c"]
+    y = np.array(RNG.choice(classes[:2], n), dtype=object)
+    raw = RNG.uniform(0, 1, (n, 3)) + 0.8 * (y[:, None] == np.array(classes)[None, :])
+    raw[:5, 2] += 3.0  # a few rows predicted as the absent class
+    return classes, y, raw / raw.sum(axis=1, keepdims=True)
+
+
+def test_absent_class_metrics_equal_scikit_learn_with_the_full_class_list():
+    classes, y, proba = _absent_fixture()
+    got = classification_metrics(y, proba, classes)
+    pred = np.array(classes, dtype=object)[proba.argmax(axis=1)]
+    assert "c" in set(pred) and "c" not in set(y)
+    assert got["log_loss"] == pytest.approx(skm.log_loss(y, proba, labels=classes))
+    # F1 and precision: over the classes in truth or predictions (scikit-learn's default)
+    assert got["f1_macro"] == pytest.approx(skm.f1_score(y, pred, average="macro", zero_division=0))
+    assert got["precision_macro"] == pytest.approx(
+        skm.precision_score(y, pred, average="macro", zero_division=0)
+    )
+    # ROC and PR AUC: one-vs-rest over the classes present in the truth
+    present = [0, 1]
+    truth = y[:, None] == np.array(classes)[None, :]
+    assert got["roc_auc"] == pytest.approx(
+        np.mean([skm.roc_auc_score(truth[:, j], proba[:, j]) for j in present])
+    )
+    assert got["pr_auc"] == pytest.approx(
+        np.mean([skm.average_precision_score(truth[:, j], proba[:, j]) for j in present])
+    )
+    assert np.isnan(got["recall[c]"])
+    assert got["precision[c]"] == 0.0  # predicted, never right
+
+
+def test_absent_class_never_predicted_does_not_drag_the_macro_f1_down():
+    classes = ["a", "b", "c"]
+    y = np.array(["a", "b"] * 50, dtype=object)
+    proba = np.where(y[:, None] == np.array(classes)[None, :], 0.7, 0.15)
+    got = classification_metrics(y, proba, classes)
+    assert got["f1_macro"] == 1.0  # not 2/3: the absent class is not a zero
+    assert np.isnan(got["f1[c]"]) and np.isnan(got["precision[c]"])
+
+
+def test_averaging_note_names_the_absent_class():
+    from lib.model.scoring import averaging_note
+
+    classes, y, _ = _absent_fixture()
+    assert averaging_note(y, classes).startswith(
+        "Macro averages are over the 2 of 3 classes present in the test split: 'c' has no test rows"
+    )
+    assert averaging_note(y, classes[:2]) == (
+        "Macro averages are over all 2 classes (each has test rows)."
+    )

@@ -89,3 +89,87 @@ def test_dask_backend_gives_the_local_results(data):
     assert remote.best_params == local.best_params
     X, _ = data.xy("test")
     assert np.array_equal(remote.estimator.predict_proba(X), local.estimator.predict_proba(X))
+
+
+def _wine(rare: int):
+    """scikit-learn's wine table with only ``rare`` rows of class 2 left."""
+    import pandas as pd
+    from sklearn.datasets import load_wine
+
+    wine = load_wine(as_frame=True).frame
+    keep = pd.concat([wine[wine["target"] != 2], wine[wine["target"] == 2].head(rare)])
+    return keep.drop(columns="target").reset_index(drop=True), keep["target"].reset_index(drop=True)
+
+
+def test_cv_plan_reduces_folds_to_the_rarest_class_and_says_so():
+    from lib.model.search import cv_plan
+
+    _, y = _wine(3)
+    cv, note = cv_plan("multiclass", y, 5, seed=0)
+    assert cv.get_n_splits() == 3
+    assert note == "3-fold CV instead of train.cv_folds=5: class 2 has only 3 training rows"
+    _, y = _wine(48)
+    assert cv_plan("multiclass", y, 5, seed=0)[1] == ""
+
+
+def test_cv_plan_keeps_a_single_row_class_in_every_training_fold():
+    from lib.model.search import cv_plan
+
+    _, y = _wine(1)
+    single = int(np.flatnonzero(y.to_numpy() == 2)[0])
+    cv, note = cv_plan("multiclass", y, 5, seed=0)
+    assert len(cv) == 5
+    assert note.startswith("5-fold CV: class(es) 2 have a single training row")
+    tested = np.concatenate([te for _, te in cv])
+    assert sorted(tested.tolist()) == sorted(set(range(len(y))) - {single})
+    assert all(single in tr and single not in te for tr, te in cv)
+
+
+def test_cv_plan_refuses_when_cross_validation_is_impossible():
+    import pandas as pd
+
+    from lib.core.errors import DataValidationError
+    from lib.model.search import cv_plan
+
+    y = pd.Series(["a"] * 10 + ["b", "c"])
+    with pytest.raises(DataValidationError, match=r"only 1 class\(es\) of the target have 2 or"):
+        cv_plan("multiclass", y, 5, seed=0)
+
+
+@pytest.mark.parametrize("rare", [1, 2])
+def test_search_with_a_rare_class_scores_with_the_full_class_list(rare):
+    from sklearn import metrics as skm
+
+    from lib.core.param_sections import PreprocessingParams
+    from lib.data.preprocess import build_preprocessor
+    from lib.data.schema import Schema
+
+    X, y = _wine(rare + 10)
+    train = (X.iloc[: len(X) - 10], y.iloc[: len(X) - 10])
+    rare_rows = train[1] == 2
+    assert rare_rows.sum() == rare
+    validation = (X.tail(30), y.tail(30))  # classes 1 and 2 only, 0 absent
+    schema = Schema.model_validate(
+        {
+            "target": "target",
+            "task": "multiclass",
+            "classes": [0, 1, 2],
+            "features": [{"name": c, "kind": "numeric"} for c in X.columns],
+        }
+    )
+    pre = build_preprocessor(schema, PreprocessingParams())
+    p = TrainParams(cv_folds=5, grids={"logistic": {"C": [1.0]}})
+    spec = model_spec("logistic", "multiclass", pre, p, 0, len(train[0]))
+    metrics = metrics_for("multiclass", "auto", None)
+    result = search_family(spec, train, validation, "multiclass", p, metrics, 0)
+    expected = {
+        1: "5-fold CV: class(es) 2 have a single training row, kept in every training fold and "
+        "not scored in cross-validation",
+        2: "2-fold CV instead of train.cv_folds=5: class 2 has only 2 training rows",
+    }
+    assert result.note == expected[rare]
+    assert np.isfinite(result.cv["log_loss"][0]) and np.isfinite(result.cv["roc_auc"][0])
+    proba = result.estimator.predict_proba(validation[0])
+    assert result.validation["log_loss"] == pytest.approx(
+        skm.log_loss(validation[1], proba, labels=[0, 1, 2])
+    )

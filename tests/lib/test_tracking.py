@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from lib.core import tracking
 from lib.core.params import load_params
 
@@ -24,3 +26,23 @@ def test_ui_command_leaves_a_tracking_server_alone():
 def test_ui_main_names_a_bad_parameter(capsys):
     assert tracking.main(["-p", "mlflow.store_dirr=x"]) == 2
     assert "store_dirr" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("name", "key"),
+    [
+        (
+            "test_precision_Adelie Penguin (Pygoscelis adeliae)",
+            "test_precision_Adelie Penguin _Pygoscelis adeliae",
+        ),
+        ("val_f1_a/b c:d-e.f", "val_f1_a/b c:d-e.f"),
+        ("test_recall_Ü", "test_recall"),
+    ],
+)
+def test_metric_keys_keep_only_what_mlflow_accepts(name, key):
+    from mlflow.utils.validation import _validate_metric_name
+
+    from lib.core.tracking import metric_key
+
+    assert metric_key(name) == key
+    _validate_metric_name(metric_key(name))  # raises on a name MLflow refuses

@@ -146,3 +146,34 @@ def test_runs_left_running_by_a_dead_process_are_closed(tmp_path):
     assert status == {orphan: "FAILED", alive: "RUNNING", elsewhere: "RUNNING", untagged: "RUNNING"}
     assert "ended without closing" in client.get_run(orphan).data.tags["quire.closed"]
     assert tracking.close_orphaned_runs(experiment) == []
+
+
+def test_time_budget_switch_is_in_the_report_and_mlflow(tmp_path, monkeypatch):
+    from lib.data.ingest import run_ingest
+    from lib.model import budget
+
+    monkeypatch.setattr(budget, "PROBE_ROWS", 1000)  # probe tables above 2,000 training rows
+    monkeypatch.setattr(budget, "PROBED_ABOVE", 2000)
+
+    params = load_params(
+        overrides=[
+            *tiny_training_overrides(tmp_path),
+            "generator.rows=4000",  # 2,600 training rows
+            "train.families=[svm]",
+            "train.grids={svm: {C: [1.0]}}",
+            "train.family_time_budget=0.01",
+        ]
+    )
+    run_ingest(params)
+    result = run_training(params)
+    table = result.configurations()
+    note = table.loc["svm", "note"]
+    assert "for the exact kernel search > train.family_time_budget 0.01 s: Nystroem" in note
+    assert "grid searched on a stratified sample of 1,000 rows" in note
+    assert table.loc["svm", "rows searched"] == 1000
+    run = client().get_run(result.best.run_id)
+    assert run.data.tags["time_budget"] == note
+    assert run.data.params["search_rows"] == "1000"
+    assert run.data.metrics["estimated_search_seconds"] > 0
+    model = result.best.estimator.named_steps["model"]
+    assert [name for name, _ in model.steps] == ["kernel", "svm"]

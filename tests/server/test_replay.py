@@ -272,10 +272,11 @@ def test_cli_replays_the_production_batch_row_by_row_into_the_log(
     assert len(logged) == PRODUCTION_ROWS
     assert sorted(logged["request_id"]) == sorted(ids["request_id"])
     # Each logged row is the source row the tool says it sent under that request id.
-    # replay sends the features only: the log's id column is there, null
-    assert "churned" not in logged.columns and logged["customer_id"].isna().all()
-    logged = logged.drop(columns=["customer_id"])
+    # replay sends the features and the id column (logged as text), never the target
+    assert "churned" not in logged.columns
     joined = logged.merge(ids, on=["request_id", "row"], validate="one_to_one")
+    assert (joined["customer_id_x"] == joined["customer_id_y"].astype(str)).all()
+    joined = joined.rename(columns={"customer_id_y": "customer_id"})
     expected = source.set_index("customer_id").loc[joined["customer_id"]]
     np.testing.assert_array_equal(
         joined["monthly_charges"].to_numpy(), expected["monthly_charges"].to_numpy()

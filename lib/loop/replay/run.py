@@ -36,7 +36,8 @@ def replay(
     Parameters
     ----------
     frame
-        Rows in the order to send them; only the served model's input columns are sent.
+        Rows in the order to send them; only the served model's input columns (and the id
+        column, when the model has one and the table holds it) are sent.
     config
         Target and bounds.
     source
@@ -73,13 +74,19 @@ def replay(
                 check="missing_column",
             )
         planned = _planned_rows(len(frame), config)
-        rows = request_rows(frame.head(planned), features)
+        # the table's id column too, when it has one: the server echoes and logs it, so labels
+        # that come back later join the logged rows by it
+        key = schema.get("id_column")
+        sent = (
+            [*features, key] if key and key in frame.columns and key not in features else features
+        )
+        rows = request_rows(frame.head(planned), sent)
         size = config.batch_size
         payloads = rows if size == 1 else [rows[i : i + size] for i in range(0, len(rows), size)]
         # Encoded with the standard library: a NaN that slipped through is sent as NaN for the
         # server to name, instead of an encoder silently turning it into null.
         bodies = [json.dumps(p, separators=(",", ":")).encode() for p in payloads]
-        dropped = [c for c in frame.columns if c not in features]
+        dropped = [c for c in frame.columns if c not in sent]
         log.info(
             "replay_start",
             url=config.url + config.route,
