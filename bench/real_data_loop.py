@@ -16,6 +16,7 @@ traffic and runs the monitor again; :func:`run_loop` does the same for one corpu
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -97,6 +98,18 @@ def last_error_line(output: str) -> str:
         if any(m in line for m in markers) and not line.startswith("File "):
             return line[:400]
     return lines[-1][:400] if lines else ""
+
+
+def replay_error(output: str) -> str:
+    """Return the replay's first refused answer (``422: invalid_input: ...``), else its error line.
+
+    The replay prints its tally (``ok: 0 rows; failed: 300 rows``), then the first answer of each
+    refused status: that answer says why.
+    """
+    for line in output.splitlines():
+        if re.match(r"\s+\d{3}: ", line):
+            return line.strip()[:400]
+    return last_error_line(output)
 
 
 def free_port() -> int:
@@ -241,7 +254,7 @@ def run_loop(
         loop.replay_seconds = time.perf_counter() - started
         (root / "replay.stdout").write_text(out + err, encoding="utf-8")
         if loop.replay_exit != 0:
-            loop.failed_step, loop.error = "replay", last_error_line(out + "\n" + err)
+            loop.failed_step, loop.error = "replay", replay_error(out + "\n" + err)
     finally:
         stop_group(server)
     loop.served_rows = logged_rows(params)

@@ -203,7 +203,9 @@ it is skipped. When run_all passed and promoted a champion, the bench then does 
 next: serves the champion (`python -m server` on a free port of 127.0.0.1, with the same preset
 and folders), replays the table's first {REPLAY_ROWS} rows through REST
 (`python -m lib.loop.replay <table> --rows {REPLAY_ROWS}`), stops the server (which flushes its
-prediction log) and runs `run_all.py --only monitor` with the same layers.
+prediction log) and runs `run_all.py --only monitor` with the same layers. The rows go in the
+file's order: a table sorted by some column sends a skewed sample, and the monitor rightly sees
+drift in it.
 
 ```
 {command}

@@ -33,6 +33,7 @@ from bench.real_data_loop import (
     free_port,
     layer_args,
     replay_command,
+    replay_error,
     run_all_command,
     server_environment,
     stop_group,
@@ -276,6 +277,18 @@ def test_stop_group_ends_a_process_group_that_ignores_sigterm():
 def test_last_error_line_prefers_the_error_over_the_summary():
     out = "ingest  failed  2s\nQuireError: data.id_column 'customer_id' not found\nsee log\n"
     assert last_error_line(out) == "QuireError: data.id_column 'customer_id' not found"
+
+
+def test_a_refused_replay_is_recorded_by_the_server_s_answer():
+    out = (
+        "replay to http://127.0.0.1:1/predict: 300 of 300 rows sent in 0.5 s\n"
+        "ok: 0 rows; failed: 300 rows (422: 300)\nlatency: p50 6.2 ms\n"
+        "  422: invalid_input: row 0, field 'Clutch': expected true or false, got 'Yes'\n"
+    )
+    assert replay_error(out).startswith("422: invalid_input: row 0, field 'Clutch'")
+    assert replay_error("error: no server at http://127.0.0.1:1\n") == (
+        "error: no server at http://127.0.0.1:1"
+    )
 
 
 def test_a_run_past_its_timeout_is_stopped_and_recorded_without_a_loop(tmp_path):
