@@ -70,7 +70,8 @@ def evaluate_rules(facts: Facts, rules: AlertParams) -> list[Alert]:
                 {"share": facts.drifted_share, "drifted": facts.drifted},
             )
         )
-    key = [c for c in rules.key_features if c in facts.drifted]
+    watched = rules.key_features if isinstance(rules.key_features, list) else []  # auto: unresolved
+    key = [c for c in watched if c in facts.drifted]
     if key:
         alerts.append(
             Alert(

@@ -65,7 +65,9 @@ def test_time_split_puts_latest_rows_in_test(tmp_path, csv_params):
 def test_time_split_without_date_column(tmp_path, csv_params):
     path = tmp_path / "t.csv"
     small_frame().to_csv(path, index=False)
-    with pytest.raises(ParamsError, match="ingest.split.by_time is true but no date column"):
+    with pytest.raises(
+        ParamsError, match="ingest.split.by_time .*a time split needs data.date_column"
+    ):
         run_ingest(csv_params(path, "ingest.split.by_time=true"))
 
 
@@ -108,10 +110,6 @@ BROKEN = {
     "ragged": (_ragged, "row 5 (line 6) has 7 fields, the header has 6"),
     "wrong_type": (_wrong_type, "column 'charges' row 31: 'abc' is not a number"),
     "one_class": (lambda: _csv(small_frame().assign(label=0)), "target 'label' has one class (0)"),
-    "no_target": (
-        lambda: _csv(small_frame().drop(columns="label")),
-        "target column 'label' is missing",
-    ),
     "missing_column": (
         lambda: _csv(small_frame().drop(columns="plan")),
         "required column 'plan' is missing",
@@ -128,6 +126,17 @@ def ingested(tmp_path, csv_params):
     params = csv_params(path)
     run_ingest(params)
     return path, params, snapshot(Layout.of(params).processed)
+
+
+def test_a_file_without_the_target_is_a_parameter_problem_and_keeps_output(ingested):
+    """The preflight names data.target and where it was set, before anything is written."""
+    good, params, before = ingested
+    good.write_bytes(_csv(small_frame().drop(columns="label")))
+    with pytest.raises(ParamsError) as info:
+        run_ingest(params)
+    assert "data.target (from -p data.target): no column 'label' in the data" in str(info.value)
+    assert f"the data ({good}) has the columns: tenure, charges" in str(info.value)
+    assert snapshot(Layout.of(params).processed) == before
 
 
 @pytest.mark.parametrize("case", sorted(BROKEN))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from pydantic import Field
 
 from lib.core.errors import DataValidationError
 from lib.data.schema import ColumnSchema, Schema
@@ -120,15 +119,9 @@ def test_input_errors_are_data_validation_errors_naming_the_check():
     assert (caught.value.check, caught.value.column) == ("invalid_input", "x")
 
 
-class ExcludingSchema(Schema):
-    """The schema as it is once ingest records the columns it excluded from the features."""
-
-    excluded: dict[str, str] = Field(default_factory=dict)
-
-
 def test_the_id_and_excluded_columns_are_accepted_kept_apart_and_never_features():
-    schema = ExcludingSchema(
-        **{**SCHEMA.model_dump(), "id_column": "cid"}, excluded={"notes": "free text"}
+    schema = Schema(
+        **{**SCHEMA.model_dump(), "id_column": "cid", "excluded": {"notes": "free text"}}
     )
     rows = [
         {"x": 1.0, "flag": True, "plan": "pro", "since": "2024-01-31", "cid": "a-1", "notes": "hi"},
