@@ -11,11 +11,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lib.data.infer import FALSE_WORDS, TRUE_WORDS
 from lib.data.schema import ColumnSchema, Schema
 from lib.serving.batch import Batch, InputError, Problem
-
-_TRUE = {True, "true", "True", "1"}
-_FALSE = {False, "false", "False", "0"}
 
 
 def _number(value: Any) -> float | str | None:
@@ -36,11 +34,14 @@ def _boolean(value: Any) -> float | str | None:
         return f"expected true or false, got {type(value).__name__}"
     if isinstance(value, float) and not math.isfinite(value):
         return "NaN and Infinity are not allowed; send null for a missing value"
-    if value in _TRUE:
+    # the words ingest reads as booleans (yes/no, y/n, t/f, 1/0, any case), so that a row of
+    # the training file is a valid request as it is
+    word = value.strip().lower() if isinstance(value, str) else value
+    if word is True or word in TRUE_WORDS or (word == 1 and not isinstance(word, str)):
         return 1.0
-    if value in _FALSE:
+    if word is False or word in FALSE_WORDS or (word == 0 and not isinstance(word, str)):
         return 0.0
-    return f"expected true or false, got {value!r}"[:80]
+    return f"expected true or false (or yes/no, 1/0), got {value!r}"[:80]
 
 
 def _category(value: Any) -> str | tuple[str] | None:

@@ -164,3 +164,15 @@ def test_batches_keep_their_ids_when_stacked():
     stacked = type(with_ids).concat([without, with_ids])
     assert stacked.ids == [None, None, 7] and len(stacked) == 3
     assert type(with_ids).concat([without, without]).ids is None
+
+
+def test_booleans_accept_the_words_ingest_reads():
+    """A row of the training file is a valid request as it is: 'Yes' in a yes/no column (as
+    palmerpenguins' raw 'Clutch Completion') is true, as ingest read it."""
+    words = ["Yes", "no", "TRUE", "f", "1", 0, True]
+    rows = [{"x": 1.0, "flag": w, "plan": "pro", "since": None} for w in words]
+    batch = check_rows(rows, SCHEMA)
+    assert batch.columns["flag"].tolist() == [1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0]
+    with pytest.raises(InputError) as info:
+        check_rows([{"x": 1.0, "flag": "perhaps", "plan": "pro", "since": None}], SCHEMA)
+    assert "expected true or false (or yes/no, 1/0), got 'perhaps'" in str(info.value.problems)
