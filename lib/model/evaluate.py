@@ -288,16 +288,23 @@ def _leakage(
     """Single-column scores on validation, and the suspected leaks (validation vs CV too)."""
     from mlflow import MlflowClient
 
-    train, validation = data.xy("train"), data.xy("validation")
-    single = single_feature_scores(train, validation, data.schema.task, data.schema.classes)
+    # Dates are left out: a trend that the date alone predicts (a time series) is the signal,
+    # not a leak, and a time split already keeps the future out of training.
+    dates = data.schema.names("datetime")
+    (X, y), (Xv, yv) = data.xy("train"), data.xy("validation")
+    single = single_feature_scores(
+        (X.drop(columns=dates), y),
+        (Xv.drop(columns=dates), yv),
+        data.schema.task,
+        data.schema.classes,
+    )
     run_id = read_version_tags(version.tags).run_id or version.run_id
     logged = MlflowClient().get_run(run_id).data.metrics if run_id else {}
     keys = [f"val_{primary.name}", f"cv_{primary.name}_mean", f"cv_{primary.name}_std"]
     cv = None
     if all(k in logged for k in keys):
-        sign = 1.0 if primary.higher_is_better else -1.0
         val, mean, std = (logged[k] for k in keys)
-        cv = (primary.name, sign * val, sign * mean, std)
+        cv = (primary.name, val, mean, std, primary.higher_is_better)
     top = str(found.index[0]) if len(found) else None
     leaks = leakage_findings(single, params.evaluate.leakage_threshold, cv, top)
     for leak in leaks:

@@ -137,7 +137,7 @@ def single_feature_scores(
 def leakage_findings(
     scores: pd.DataFrame,
     threshold: float,
-    cv: tuple[str, float, float, float] | None = None,
+    cv: tuple[str, float, float, float, bool] | None = None,
     top_column: str | None = None,
 ) -> list[LeakageFinding]:
     """Return the suspected leaks: columns scoring at least ``threshold``; validation far above CV.
@@ -149,8 +149,8 @@ def leakage_findings(
     threshold
         A column at or above this score alone is a suspected leak (``evaluate.leakage_threshold``).
     cv
-        (metric, validation score, CV mean, CV std) of the chosen model, in the direction where
-        higher is better; None skips that check.
+        (metric, validation value, CV mean, CV std, higher is better) of the chosen model, in
+        the metric's own values (a loss: lower is better); None skips that check.
     top_column
         The chosen model's most important column on validation, named as the suspect when the
         validation score is far above CV.
@@ -177,8 +177,9 @@ def leakage_findings(
         if np.isfinite(value) and value >= threshold
     ]
     if cv is not None and top_column is not None:
-        metric, val, mean, std = cv
-        if val - mean > max(3 * std, 0.05):
+        metric, val, mean, std, higher = cv
+        better = (val - mean) if higher else (mean - val)
+        if better > max(3 * std, 0.05):
             found.append(
                 LeakageFinding(
                     column=top_column,
@@ -186,7 +187,7 @@ def leakage_findings(
                     metric=metric,
                     score=float(val),
                     message=(
-                        f"validation {metric} {val:.4f} is far above cross-validation "
+                        f"validation {metric} {val:.4f} is far better than cross-validation "
                         f"{mean:.4f} ± {std:.4f}: something differs between train and "
                         f"validation; the model leans most on column {top_column!r}"
                     ),

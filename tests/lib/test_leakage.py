@@ -73,11 +73,21 @@ def test_leaked_regression_target_and_categorical_leak():
 
 def test_validation_far_above_cv_is_a_finding_naming_the_top_column():
     scores = pd.DataFrame({"metric": ["r2"], "score": [0.3]}, index=pd.Index(["x"], name="column"))
-    found = leakage_findings(scores, 0.98, ("roc_auc", 0.95, 0.80, 0.01), "x")
+    found = leakage_findings(scores, 0.98, ("roc_auc", 0.95, 0.80, 0.01, True), "x")
     assert [(f.check, f.column) for f in found] == [("validation_above_cv", "x")]
     assert found[0].message == (
-        "validation roc_auc 0.9500 is far above cross-validation 0.8000 ± 0.0100: something "
+        "validation roc_auc 0.9500 is far better than cross-validation 0.8000 ± 0.0100: something "
         "differs between train and validation; the model leans most on column 'x'"
     )
-    assert leakage_findings(scores, 0.98, ("roc_auc", 0.83, 0.80, 0.01), "x") == []  # < 0.05
-    assert leakage_findings(scores, 0.98, ("roc_auc", 0.90, 0.80, 0.04), "x") == []  # < 3 std
+    assert leakage_findings(scores, 0.98, ("roc_auc", 0.83, 0.80, 0.01, True), "x") == []  # < 0.05
+    assert leakage_findings(scores, 0.98, ("roc_auc", 0.90, 0.80, 0.04, True), "x") == []  # < 3 std
+
+
+def test_a_loss_far_below_cv_is_the_finding_in_its_own_values():
+    """rmse is a loss: validation far *below* CV is the suspicious direction, shown unsigned."""
+    scores = pd.DataFrame({"metric": ["r2"], "score": [0.3]}, index=pd.Index(["x"], name="column"))
+    found = leakage_findings(scores, 0.98, ("rmse", 0.40, 0.55, 0.01, False), "x")
+    assert found[0].message.startswith(
+        "validation rmse 0.4000 is far better than cross-validation 0.5500 ± 0.0100"
+    )
+    assert leakage_findings(scores, 0.98, ("rmse", 0.70, 0.55, 0.01, False), "x") == []
