@@ -130,7 +130,8 @@ def single_feature_scores(
         rows.append(
             {"column": column, "metric": "balanced_accuracy", "score": score, "roc_auc": auc}
         )
-    table = pd.DataFrame(rows).set_index("column")
+    columns = ["column", "metric", "score", *([] if task == "regression" else ["roc_auc"])]
+    table = pd.DataFrame(rows, columns=columns).set_index("column")  # no column: an empty table
     return table.sort_values("score", ascending=False, kind="stable")
 
 

@@ -91,3 +91,12 @@ def test_a_loss_far_below_cv_is_the_finding_in_its_own_values():
         "validation rmse 0.4000 is far better than cross-validation 0.5500 ± 0.0100"
     )
     assert leakage_findings(scores, 0.98, ("rmse", 0.70, 0.55, 0.01, False), "x") == []
+
+
+def test_a_table_with_no_column_to_judge_has_no_finding():
+    """statsmodels' co2: the date is the only feature and dates are not judged."""
+    X, y, _ = _table("diabetes")
+    empty = X.iloc[:, :0]
+    scores = single_feature_scores(*_split(empty, y), "regression", None)
+    assert scores.empty and list(scores.columns) == ["metric", "score"]
+    assert leakage_findings(scores, 0.98) == []
