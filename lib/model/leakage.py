@@ -180,7 +180,9 @@ def leakage_findings(
     if cv is not None and top_column is not None:
         metric, val, mean, std, higher = cv
         better = (val - mean) if higher else (mean - val)
-        if better > max(3 * std, 0.05):
+        # scores (0-1) by 0.05; losses are in the target's unit: by a fifth of the CV loss
+        margin = 0.05 if higher else 0.2 * abs(mean)
+        if better > max(3 * std, margin):
             found.append(
                 LeakageFinding(
                     column=top_column,
