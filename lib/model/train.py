@@ -175,7 +175,7 @@ def _log_family(result: FamilyResult, data: ProcessedData, tags: dict[str, str])
     mlflow.log_dict(
         {str(k): float(v) for k, v in result.importances.items()}, "feature_importance.json"
     )
-    mlflow.log_figure(importance_png(result.importances, result.family), "feature_importance.png")
+    _log_png(importance_png(result.importances, result.family), "feature_importance.png")
     example = X.head(5)
     info = mlflow.sklearn.log_model(
         result.estimator,
@@ -321,7 +321,18 @@ def _log_parent(
 
     mlflow.set_tags(best_family_tags(family=best.family, run_id=str(best.run_id)))
     mlflow.log_metric(f"best_val_{primary.name}", best.validation[primary.name])
-    mlflow.log_figure(cv_scores_png(results, primary), "cv_scores.png")
+    _log_png(cv_scores_png(results, primary), "cv_scores.png")
     if lc is not None:
         mlflow.log_dict(json.loads(lc.to_json(orient="records")), "learning_curve.json")
-        mlflow.log_figure(learning_curve_png(lc, primary, best.family), "learning_curve.png")
+        _log_png(learning_curve_png(lc, primary, best.family), "learning_curve.png")
+
+
+def _log_png(fig: Any, name: str) -> None:
+    """Log a matplotlib figure to the active MLflow run, then close it (pyplot keeps it open)."""
+    import matplotlib.pyplot as plt
+    import mlflow
+
+    try:
+        mlflow.log_figure(fig, name)
+    finally:
+        plt.close(fig)
