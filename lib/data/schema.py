@@ -9,12 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from lib.core import tasks
 from lib.core.atomic import write_text
 from lib.core.errors import DataValidationError
 from lib.core.logs import get_logger
@@ -27,7 +28,7 @@ from lib.data.infer import (
     read_column,
 )
 
-Task = Literal["binary", "multiclass", "regression"]
+Task = tasks.Task  # one definition, with the task tables
 MAX_CATEGORIES_KEPT = 1000
 MAX_CLASSES = 50
 log = get_logger(__name__)

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from lib.core import tasks
 from lib.core.errors import ParamsError
 from lib.data.schema import Task
 from lib.model.scoring import classification_metrics
@@ -74,7 +75,7 @@ _REGRESSION = {
     "r2": Metric("r2", "r2", True),
 }
 _BY_TASK = {"binary": _BINARY, "multiclass": _MULTICLASS, "regression": _REGRESSION}
-_PRIMARY = {"binary": "roc_auc", "multiclass": "f1_macro", "regression": "rmse"}
+_PRIMARY = tasks.HEADLINE
 _SECONDARY = {
     "binary": ["accuracy", "f1_macro", "average_precision", "log_loss"],
     "multiclass": ["accuracy", "balanced_accuracy", "roc_auc", "log_loss"],

@@ -19,9 +19,6 @@ from lib.core.errors import ParamsError
 from lib.data.schema import Task
 from lib.model.scoring import bootstrap, confusion_scores, mean_log_loss, roc_auc
 
-WINDOW_METRICS = tasks.MONITORED  # the task's headline metric first
-LOSSES = tasks.LOSSES
-
 
 @dataclass(frozen=True)
 class Scored:
@@ -88,7 +85,7 @@ def metric_table(
     values = fn(*arrays)
     low, high = bootstrap(fn, arrays, resamples, confidence, seed) if resamples else ({}, {})
     nan = float("nan")
-    order = [m for m in WINDOW_METRICS[task] if m in values]  # the task's headline metric first
+    order = [m for m in tasks.MONITORED[task] if m in values]  # the task's headline metric first
     return {
         k: {"value": values[k], "ci_low": low.get(k, nan), "ci_high": high.get(k, nan)}
         for k in order
@@ -179,7 +176,7 @@ def metric_drops(
     task: Task,
 ) -> list[dict[str, Any]]:
     """Metrics that fell by more than their limit (losses: rose), worst first."""
-    known = set(WINDOW_METRICS[task])
+    known = set(tasks.MONITORED[task])
     for name in limits:
         if name not in known:
             raise ParamsError(
@@ -192,7 +189,7 @@ def metric_drops(
         if name not in reference or name not in current:
             continue
         before, now = reference[name]["value"], current[name]["value"]
-        drop = (now - before) if name in LOSSES else (before - now)
+        drop = (now - before) if name in tasks.LOSSES else (before - now)
         if drop > limit:
             drops.append({"metric": name, "reference": before, "current": now, "drop": drop})
     return sorted(drops, key=lambda d: -d["drop"])

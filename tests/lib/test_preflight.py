@@ -210,3 +210,12 @@ def test_the_check_report_says_what_auto_means_here(tmp_path):
     assert "evaluate.floors: auto -> {'roc_auc': 0.6}" in report
     assert "monitor.current: auto -> log" in report
     assert report.rstrip().endswith("(nothing trained)")
+
+
+def test_the_task_tables_name_the_metrics_the_scorers_know():
+    """lib.core.tasks (what the checks accept) and lib.model.metrics (what training scores)
+    name the same metrics per task."""
+    from lib.model import metrics
+
+    for task in ("binary", "multiclass", "regression"):
+        assert set(metrics._BY_TASK[task]) == set(tasks.METRICS[task]), task
