@@ -129,17 +129,25 @@ class ServingState:
             except Exception as exc:  # the registry may be briefly unreachable: keep serving
                 log.warning("alias_poll_failed", error=f"{type(exc).__name__}: {exc}"[:300])
 
-    def check(self, rows: Sequence[Any], model: LoadedModel, *, extra: str | None = None) -> Batch:
+    def check(
+        self,
+        rows: Sequence[Any],
+        model: LoadedModel,
+        *,
+        extra: str | None = None,
+        nan_missing: bool = False,
+    ) -> Batch:
         """Check request rows against ``model``'s schema with the server's row limit.
 
-        ``extra`` overrides the configured handling of unknown fields (the MLflow protocol
-        ignores them, as ``mlflow models serve`` does).
+        ``extra`` overrides the configured handling of unknown fields, ``nan_missing`` reads
+        ``NaN`` as a missing value (the MLflow protocol does both, as ``mlflow models serve``).
         """
         return check_rows(
             rows,
             model.schema,
             extra=extra or self.settings.extra_fields,
             max_rows=self.settings.max_batch_rows,
+            nan_missing=nan_missing,
         )
 
     async def predict(

@@ -134,12 +134,13 @@ def _column(
     values: list[Any],
     rows: Sequence[Mapping[str, Any]],
     problems: list[Problem],
+    nan_missing: bool = False,
 ) -> np.ndarray:
     """Return one column as a typed array, adding a Problem for every bad value."""
-    fast = _whole_column(col.kind, values)
+    fast = _whole_column(col.kind, values, nan_missing)
     if fast is not None:
         return fast
-    checked = _value_by_value(col, rows, problems)
+    checked = _value_by_value(col, rows, problems, nan_missing)
     if col.kind in ("numeric", "boolean"):
         return np.array(checked, dtype=float)
     if col.kind == "datetime":
@@ -150,7 +151,7 @@ def _column(
     return np.array(checked, dtype=object)
 
 
-def _whole_column(kind: str, values: list[Any]) -> np.ndarray | None:
+def _whole_column(kind: str, values: list[Any], nan_missing: bool = False) -> np.ndarray | None:
     """Convert a column of well-formed values in one step; None sends it value by value.
 
     The common case for large batches: numbers that are all numbers, strings that are all
@@ -161,8 +162,10 @@ def _whole_column(kind: str, values: list[Any]) -> np.ndarray | None:
     try:
         if kind == "numeric" and types <= {float, int, type(None)}:
             array = np.array(values, dtype=float)
-            if np.isinf(array).any() or np.isnan(array).sum() != values.count(None):
-                return None  # Infinity or a NaN literal: reported row by row
+            if np.isinf(array).any():
+                return None  # Infinity: reported row by row
+            if not nan_missing and np.isnan(array).sum() != values.count(None):
+                return None  # a NaN literal: reported row by row
             return array
         if kind == "boolean" and types <= {bool, type(None)}:
             return np.array(values, dtype=float)
@@ -181,7 +184,10 @@ def _whole_column(kind: str, values: list[Any]) -> np.ndarray | None:
 
 
 def _value_by_value(
-    col: ColumnSchema, rows: Sequence[Mapping[str, Any]], problems: list[Problem]
+    col: ColumnSchema,
+    rows: Sequence[Mapping[str, Any]],
+    problems: list[Problem],
+    nan_missing: bool = False,
 ) -> list[Any]:
     out: list[Any] = []
     for i, row in enumerate(rows):
@@ -190,6 +196,8 @@ def _value_by_value(
             out.append(None)
             continue
         value = row[col.name]
+        if nan_missing and isinstance(value, float) and value != value:
+            value = None  # the MLflow protocol's missing value (pandas writes NaN for it)
         if col.kind == "numeric":
             parsed: Any = _number(value)
         elif col.kind == "boolean":
@@ -209,7 +217,12 @@ def _value_by_value(
 
 
 def check_rows(
-    rows: Sequence[Any], schema: Schema, *, extra: str = "reject", max_rows: int = 10_000
+    rows: Sequence[Any],
+    schema: Schema,
+    *,
+    extra: str = "reject",
+    max_rows: int = 10_000,
+    nan_missing: bool = False,
 ) -> Batch:
     """Check submitted rows against the schema and return them as typed columns.
 
@@ -224,6 +237,10 @@ def check_rows(
         ``reject`` fields the schema does not know, or ``ignore`` them.
     max_rows
         The most rows one request may carry.
+    nan_missing
+        Read a ``NaN`` number as a missing value in any column, as ``mlflow models serve``
+        does (MLflow's clients send pandas' missing values as ``NaN``). Off: ``NaN`` is refused
+        naming its row and field, and a missing value is ``null``.
 
     Returns
     -------
@@ -269,7 +286,7 @@ def check_rows(
     else:
         values = _transpose(rows, names)
     columns = {
-        col.name: _column(col, column, rows, problems)
+        col.name: _column(col, column, rows, problems, nan_missing)
         for col, column in zip(schema.features, values, strict=True)
     }
     ids = _ids(rows, schema.id_column, problems)

@@ -112,7 +112,7 @@ async def invocations(
             "params.probabilities: a regression model has no class probabilities; leave it out",
             key="params.probabilities",
         )
-    batch = state.check(rows, model, extra="ignore")
+    batch = state.check(rows, model, extra="ignore", nan_missing=True)
     # The version's decision threshold applies here too: one answer per row on every route.
     labels, proba = await state.predict(request_id, model, batch)
     answer: dict[str, Any] = {"predictions": labels.tolist()}
