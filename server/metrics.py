@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 
@@ -37,3 +40,14 @@ class Metrics:
         self.in_flight = Gauge(
             "quire_requests_in_flight", "HTTP requests being answered now", registry=r
         )
+
+    def count_predictions(self, labels: np.ndarray, classes: Sequence[Any] | None) -> None:
+        """Count predicted rows: by class for a classifier, under ``value`` for a regressor.
+
+        A regressor's predictions are numbers: a label per value would grow without bound.
+        """
+        if classes is None:
+            self.predictions.labels("value").inc(len(labels))
+            return
+        for value, count in zip(*np.unique(labels.astype(str), return_counts=True), strict=True):
+            self.predictions.labels(str(value)).inc(int(count))

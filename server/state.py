@@ -44,6 +44,8 @@ class ServingState:
     poller: asyncio.Task[None] | None = None
     # ids of the latest logged rows: POST /feedback finds them before the log is flushed
     recent_ids: deque[str] = field(default_factory=lambda: deque(maxlen=RECENT_IDS))
+    # request ids of the latest logged requests (likewise, for labels and lineage by request id)
+    recent_requests: deque[str] = field(default_factory=lambda: deque(maxlen=RECENT_IDS))
 
     def current(self) -> LoadedModel:
         """Return the model to use now (requests keep the one they started with)."""
@@ -208,6 +210,7 @@ class ServingState:
         """Queue the served rows for the prediction log (never blocks; columns, not dicts)."""
         if self.predlog is None:
             return
+        self.recent_requests.append(request_id)
         if batch.ids is not None:
             self.recent_ids.extend(k for k in map(predlog.id_key, batch.ids) if k is not None)
         table = predlog.log_columns(

@@ -65,8 +65,7 @@ def _answer(
             row["unknown_categories"] = fields
             for name in fields:
                 state.metrics.unknown.labels(name).inc()
-    for value, count in zip(*np.unique(labels.astype(str), return_counts=True), strict=True):
-        state.metrics.predictions.labels(str(value)).inc(int(count))
+    state.metrics.count_predictions(labels, model.classes)
     return FastJSONResponse(
         {
             "request_id": request_id,
