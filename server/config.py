@@ -25,6 +25,10 @@ class Settings(BaseSettings):
     prediction_log: bool = True
     log_flush_rows: int = Field(5000, ge=1)
     log_flush_seconds: float = Field(5.0, gt=0)
+    # what a crash may lose of the answered rows (server/predlog.py): "memory" up to
+    # log_flush_seconds, "interval" (default) the last log_sync_seconds, "fsync" none
+    log_durability: Literal["memory", "interval", "fsync"] = "interval"
+    log_sync_seconds: float = Field(0.5, gt=0)
     batch_wait_ms: float = Field(0.0, ge=0)
     batch_max_rows: int = Field(256, ge=1)
     inline_rows: int = Field(2000, ge=0)

@@ -40,6 +40,11 @@ class Metrics:
         self.in_flight = Gauge(
             "quire_requests_in_flight", "HTTP requests being answered now", registry=r
         )
+        self.log_rejects = Counter(
+            "quire_prediction_log_rejected_rows",
+            "Rows the prediction log could not encode (kept in its rejects folder)",
+            registry=r,
+        )
 
     def count_predictions(self, labels: np.ndarray, classes: Sequence[Any] | None) -> None:
         """Count predicted rows: by class for a classifier, under ``value`` for a regressor.

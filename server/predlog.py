@@ -1,23 +1,50 @@
 """The prediction log: every served row, appended to Parquet files by a background thread.
 
-A request only appends its rows (a dict of column arrays) to an in-memory list: no pandas, no
-disk, no thread wake-up on the request path. The writer thread wakes a few times a second, and
-writes a new Parquet file every ``flush_rows`` rows or ``flush_seconds`` seconds, building the
-table with one concatenation per column. Each file is written under a temporary name and then
-renamed: a crash loses at most the unflushed buffer and never corrupts earlier files. A write
-that fails (a full disk) drops that buffer, is counted, and serving goes on.
+A request only appends its rows (a dict of column arrays) to an in-memory queue: no pandas, no
+disk on the request path. A writer thread turns what was queued into an Arrow table and, every
+``flush_rows`` rows or ``flush_seconds`` seconds, writes a new ``part-*.parquet`` file (under a
+temporary name, then renamed: earlier files are never corrupted).
+
+How much a crash (kill -9, out of memory) may lose is the ``durability`` setting:
+
+``memory``
+    Rows wait in memory until their Parquet part: a crash loses up to ``flush_seconds``.
+``interval`` (the default)
+    Every ``sync_seconds`` the writer appends what was queued, as an Arrow record batch, to an
+    append-only *segment* (an Arrow IPC stream under ``segments/``) and hands it to the operating
+    system. A crashed process loses at most the rows of the last ``sync_seconds`` (plus the time
+    to write them); an operating-system crash or power loss may lose more (no fsync).
+``fsync``
+    A request's rows are written to the segment and fsync'd before its answer is sent
+    (:meth:`PredictionLog.append` returns a future to await): nothing answered is lost. Concurrent
+    requests share one write and one fsync (group commit).
+
+A segment becomes Parquet parts when the log rotates, and then is deleted. Segments left by a
+crashed process are turned into parts by :func:`recover` (run when a log starts); a torn last
+batch is dropped. Each segment is locked by the process writing it, so several processes can
+share a folder and recover only what nobody holds. Readers only ever see ``part-*.parquet``.
+
+A row the writer cannot encode never costs the others: text with lone surrogates is escaped,
+and a request whose rows still do not fit a table is *quarantined* - counted, logged once per
+kind of error, and written to ``rejects/*.jsonl`` beside the log. A write that fails (a full
+disk) drops that buffer, is counted, and serving goes on.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
+import fcntl
+import json
 import os
 import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -29,6 +56,19 @@ from lib.core.logs import get_logger
 
 log = get_logger(__name__)
 Columns = Mapping[str, Any]
+Durability = Literal["memory", "interval", "fsync"]
+Commit = concurrent.futures.Future[None]
+SEGMENTS = "segments"
+REJECTS = "rejects"
+SEGMENT_GLOB = "segment-*.arrows"
+_ENCODE_ERRORS = (ValueError, TypeError, OverflowError, UnicodeError, pa.ArrowException)
+
+
+@dataclass
+class _Item:
+    rows: int
+    columns: Columns
+    done: Commit | None = None
 
 
 class PredictionLog:
@@ -44,6 +84,12 @@ class PredictionLog:
         Called with the number of rows lost when a write fails.
     utc_columns
         Columns holding naive UTC ``datetime64`` values, stored as UTC timestamps.
+    durability
+        ``memory``, ``interval`` or ``fsync``: what a crash may lose (see the module).
+    sync_seconds
+        How often ``interval`` appends queued rows to the segment.
+    on_reject
+        Called with the number of rows quarantined (rows the writer cannot encode).
     """
 
     def __init__(
@@ -53,67 +99,183 @@ class PredictionLog:
         flush_seconds: float = 5.0,
         on_drop: Callable[[int], None] | None = None,
         utc_columns: Sequence[str] = (predlog.TIME,),
+        durability: Durability = "interval",
+        sync_seconds: float = 0.5,
+        on_reject: Callable[[int], None] | None = None,
     ) -> None:
         self.folder = folder
         self.flush_rows = flush_rows
         self.flush_seconds = flush_seconds
         self.on_drop = on_drop or (lambda n: None)
+        self.on_reject = on_reject or (lambda n: None)
         self.utc_columns = tuple(utc_columns)
-        self._pending: deque[tuple[int, Columns]] = deque()  # appends are thread-safe
+        self.durability = durability
+        # memory mode only checks rotation: a few times a second, as before segments existed
+        self.sync_seconds = 0.2 if durability == "memory" else sync_seconds
+        self._pending: deque[_Item] = deque()  # appends are thread-safe
+        self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+        self._tables: list[pa.Table] = []  # committed since the last part: rows and segments
+        self._rows = 0
+        self._types: dict[str, pa.DataType] = {}  # each column's type, as first written
+        self._segments: list[_Segment] = []
+        self._rejects: _Rejects = _Rejects(folder / REJECTS)
         self.files_written = 0
 
     def start(self) -> None:
-        """Start the writer thread."""
+        """Recover the segments crashed processes left behind, then start the writer thread."""
         self.folder.mkdir(parents=True, exist_ok=True)
+        recover(self.folder, fsync=self.durability == "fsync")
         self._thread.start()
 
-    def append(self, rows: list[dict[str, Any]] | Columns) -> None:
-        """Queue rows: a dict of equal-length columns, or a list of records. Returns at once."""
+    def append(self, rows: list[dict[str, Any]] | Columns) -> Commit | None:
+        """Queue rows: a dict of equal-length columns, or a list of records.
+
+        Returns at once: None, or in ``fsync`` mode a future that is done once the rows are on
+        disk (await it, e.g. with :func:`asyncio.wrap_future`, before answering).
+        """
         if isinstance(rows, list):
             names = list(dict.fromkeys(k for r in rows for k in r))
             rows = {k: [r.get(k) for r in rows] for k in names}
         n = len(next(iter(rows.values()), []))
-        if n:
-            self._pending.append((n, rows))
+        if not n:
+            return None
+        done: Commit | None = None
+        if self.durability == "fsync":
+            done = concurrent.futures.Future()
+        self._pending.append(_Item(n, rows, done))
+        if done is not None:
+            self._wake.set()
+        return done
 
     def close(self, timeout: float = 10.0) -> None:
         """Flush what is buffered and stop the thread."""
         if self._thread.is_alive():
             self._stop.set()
+            self._wake.set()
             self._thread.join(timeout)
 
     def _run(self) -> None:
-        buffer: list[tuple[int, Columns]] = []
-        rows = 0
         deadline = time.monotonic() + self.flush_seconds
+        wait = self.sync_seconds if self.durability != "fsync" else 0.2  # fsync: woken by appends
         while True:
-            stopping = self._stop.wait(min(0.2, max(0.0, deadline - time.monotonic())))
-            while self._pending:
-                item = self._pending.popleft()
-                buffer.append(item)
-                rows += item[0]
+            self._wake.wait(min(wait, max(0.0, deadline - time.monotonic())))
+            self._wake.clear()
+            stopping = self._stop.is_set()
+            try:
+                self._commit()
+                if stopping or self._rows >= self.flush_rows or time.monotonic() >= deadline:
+                    self._rotate()
+                    deadline = time.monotonic() + self.flush_seconds
+            except Exception as exc:  # the writer must outlive any surprise: serving goes on
+                log.exception("prediction_log_writer_error", error=str(exc)[:300])
             if stopping:
-                self._flush(buffer)
                 return
-            while rows >= self.flush_rows:  # rotate by size: whole items, in order
-                taken, count = _take(buffer, self.flush_rows)
-                self._flush(taken)
-                rows -= count
-            if time.monotonic() >= deadline:
-                self._flush(buffer)
-                buffer, rows = [], 0
-                deadline = time.monotonic() + self.flush_seconds
 
-    def _table(self, items: list[tuple[int, Columns]]) -> pa.Table:
+    def _commit(self) -> None:
+        """Take what is queued into the buffer (and the segment), then release its waiters."""
+        items = [self._pending.popleft() for _ in range(len(self._pending))]
+        if not items:
+            return
+        try:
+            for table in self._build(items):
+                self._tables.append(table)
+                self._rows += table.num_rows
+                if self.durability != "memory":
+                    self._to_segment(table)
+            if self._segments and self.durability != "memory":
+                self._segments[-1].sync(fsync=self.durability == "fsync")
+        except OSError as exc:  # a full disk: the rows stay in memory until their part
+            log.error("prediction_log_segment_failed", error=str(exc)[:300])
+            self._close_segments(delete=True)
+        finally:
+            for item in items:
+                if item.done is not None:
+                    item.done.set_result(None)
+
+    def _to_segment(self, table: pa.Table) -> None:
+        """Append to the open segment; one with the table's schema if it cannot take it."""
+        if self._segments and self._segments[-1].schema != table.schema:
+            with contextlib.suppress(pa.ArrowException, ValueError):
+                table = table.cast(self._segments[-1].schema)  # e.g. an all-null column
+        if not self._segments or self._segments[-1].schema != table.schema:
+            self._segments.append(_Segment.open(self.folder / SEGMENTS, table.schema))
+        self._segments[-1].write(table)
+
+    def _rotate(self) -> None:
+        """Write the buffer as Parquet parts (one per schema), then drop its segments."""
+        tables, count = self._tables, self._rows
+        self._tables, self._rows = [], 0
+        try:
+            for part in _concat(tables):
+                write_part(self.folder, part, fsync=self.durability == "fsync")
+                self.files_written += 1
+        except (OSError, ValueError, TypeError, pa.ArrowException) as exc:
+            log.error("prediction_log_dropped", rows=count, error=str(exc)[:300])  # a full disk
+            self.on_drop(count)
+        self._close_segments(delete=True)
+
+    def _close_segments(self, delete: bool) -> None:
+        for segment in self._segments:
+            segment.close(delete=delete)
+        self._segments = []
+
+    def _build(self, items: list[_Item]) -> list[pa.Table]:
+        """Return the items' rows as tables: one, unless some item breaks it.
+
+        Then the text is made valid and the whole retried once (a lone surrogate costs one
+        pass); if it still fails, item by item: every good item is kept, a bad one quarantined.
+        """
+        try:
+            return [self._conform(self._table(items))]
+        except _ENCODE_ERRORS:
+            items = [_Item(i.rows, _valid_text(i.columns), i.done) for i in items]
+        try:
+            return [self._conform(self._table(items))]
+        except _ENCODE_ERRORS:
+            pass
+        tables = []
+        for item in items:
+            try:
+                tables.append(self._conform(self._table([item])))
+            except _ENCODE_ERRORS as exc:
+                self._quarantine(item, exc)
+        return _concat(tables)
+
+    def _conform(self, table: pa.Table) -> pa.Table:
+        """Cast ``table`` to the types this log already wrote for its columns; learn new ones.
+
+        One type per column keeps the log readable as one table: a value of another type (an
+        object where text was logged) raises, and its request is quarantined.
+        """
+        fields = [
+            pa.field(f.name, self._types.get(f.name, f.type), nullable=True) for f in table.schema
+        ]
+        if any(f.type != t.type for f, t in zip(table.schema, fields, strict=True)):
+            table = table.cast(pa.schema(fields))
+        for f in table.schema:
+            if not pa.types.is_null(f.type):
+                self._types.setdefault(f.name, f.type)
+        return table
+
+    def _quarantine(self, item: _Item, exc: Exception) -> None:
+        self.on_reject(item.rows)
+        kind = type(exc).__name__
+        if self._rejects.add(item.columns, f"{kind}: {exc}"[:500]):
+            log.error(
+                "prediction_log_rejected", kind=kind, rows=item.rows, error=str(exc)[:300],
+                rejects=str(self._rejects.folder), note="logged once per kind",
+            )  # fmt: skip
+
+    def _table(self, items: list[_Item]) -> pa.Table:
         """One Arrow table from many items: a concatenation per column (per group of equal columns).
 
         Built with Arrow directly: going through a DataFrame cost about as much as the writing.
         """
         groups: dict[tuple[str, ...], list[Columns]] = {}
-        for _, columns in items:
-            groups.setdefault(tuple(columns), []).append(columns)
+        for item in items:
+            groups.setdefault(tuple(item.columns), []).append(item.columns)
         tables = []
         for names, parts in groups.items():
             arrays = [self._array(n, [np.asarray(p[n]) for p in parts]) for n in names]
@@ -127,30 +289,186 @@ class PredictionLog:
             array = array.cast(pa.timestamp(array.type.unit, tz="UTC"))
         return array
 
-    def _flush(self, items: list[tuple[int, Columns]]) -> None:
-        if not items:
-            return
-        count = sum(n for n, _ in items)
-        stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%S%f")
-        final = self.folder / predlog.PART_GLOB.replace("*", f"{stamp}-{uuid.uuid4().hex[:6]}")
-        tmp = final.with_name(f".{final.name}.tmp")
+
+def _valid_text(columns: Columns) -> dict[str, Any]:
+    """Return the columns with every text made valid UTF-8 (lone surrogates escaped as text)."""
+    return {name: _valid_column(values) for name, values in columns.items()}
+
+
+def _valid_column(values: Any) -> Any:
+    array = np.asarray(values)
+    if array.dtype.kind == "U":
+        array = array.astype(object)
+    if array.dtype != object:
+        return values
+    return _VALID(array)
+
+
+def _valid_str(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        value.encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+_VALID = np.frompyfunc(_valid_str, 1, 1)  # element-wise over object arrays of any shape
+
+
+def _concat(tables: list[pa.Table]) -> list[pa.Table]:
+    """Tables joined where their columns agree (missing ones as nulls); one per clash of types."""
+    if len(tables) <= 1:
+        return tables
+    with contextlib.suppress(pa.ArrowException):
+        return [pa.concat_tables(tables, promote_options="default")]
+    groups: dict[pa.Schema, list[pa.Table]] = {}
+    for table in tables:
+        groups.setdefault(table.schema, []).append(table)
+    return [pa.concat_tables(group) for group in groups.values()]
+
+
+def write_part(folder: Path, table: pa.Table, *, fsync: bool = False, stamp: str = "") -> Path:
+    """Write ``table`` as a new ``part-<time>-<id>.parquet`` (temporary name, then renamed).
+
+    With ``fsync`` the file and the rename are on disk when this returns.
+    """
+    stamp = stamp or pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%S%f")
+    final = folder / predlog.PART_GLOB.replace("*", f"{stamp}-{uuid.uuid4().hex[:6]}")
+    tmp = final.with_name(f".{final.name}.tmp")
+    try:
+        pq.write_table(table, tmp)
+        if fsync:
+            _fsync_file(tmp)
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+    if fsync:
+        _fsync_file(folder)
+    return final
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _Segment:
+    """An append-only Arrow IPC stream of committed rows, locked by the process writing it."""
+
+    def __init__(self, path: Path, file: IO[bytes], schema: pa.Schema) -> None:
+        self.path, self.file, self.schema = path, file, schema
+        self.writer = pa.ipc.new_stream(file, schema)
+
+    @classmethod
+    def open(cls, folder: Path, schema: pa.Schema) -> _Segment:
+        """Open a new segment, named for this process (pid and a random part)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        name = SEGMENT_GLOB.replace("*", f"{os.getpid()}-{uuid.uuid4().hex[:12]}")
+        file = (folder / name).open("wb")
+        fcntl.flock(file.fileno(), fcntl.LOCK_EX)  # released by the kernel if we crash
+        return cls(folder / name, file, schema)
+
+    def write(self, table: pa.Table) -> None:
+        self.writer.write_table(table)
+
+    def sync(self, fsync: bool) -> None:
+        """Hand the written batches to the operating system (and to the disk with ``fsync``)."""
+        self.file.flush()
+        if fsync:
+            os.fsync(self.file.fileno())
+
+    def close(self, delete: bool) -> None:
+        with contextlib.suppress(OSError, pa.ArrowException):
+            self.writer.close()
+        with contextlib.suppress(OSError):
+            self.file.close()
+        if delete:
+            self.path.unlink(missing_ok=True)
+
+
+def recover(folder: Path, *, fsync: bool = False) -> int:
+    """Turn the segments that crashed processes left in ``folder`` into Parquet parts.
+
+    A segment still locked by a live process is left alone; a torn last batch is dropped. Each
+    recovered segment is deleted once its part is written.
+
+    Returns
+    -------
+    int
+        The number of rows recovered.
+    """
+    recovered = 0
+    for path in sorted((folder / SEGMENTS).glob(SEGMENT_GLOB)):
+        with path.open("rb") as file:
+            try:
+                fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # another process writes it now
+                continue
+            batches, torn = _read_batches(file)
+            if batches:
+                stamp = pd.Timestamp(path.stat().st_mtime, unit="s", tz="UTC")
+                table = pa.Table.from_batches(batches)
+                write_part(folder, table, fsync=fsync, stamp=stamp.strftime("%Y%m%dT%H%M%S%f"))
+                recovered += table.num_rows
+            log.info("prediction_log_recovered", segment=path.name, rows=sum(map(len, batches)),
+                     torn_tail=torn)  # fmt: skip
+            path.unlink()
+    return recovered
+
+
+def _read_batches(file: IO[bytes]) -> tuple[list[pa.RecordBatch], bool]:
+    """Every whole record batch of a segment, and whether it ended in a torn one."""
+    try:
+        reader = pa.ipc.open_stream(file)
+    except (pa.ArrowInvalid, OSError):  # crashed before its schema was written
+        return [], True
+    batches = []
+    while True:
         try:
-            pq.write_table(self._table(items), tmp)
-            os.replace(tmp, final)
-            self.files_written += 1
-        except (OSError, ValueError, TypeError, pa.ArrowException) as exc:
-            # a full disk, or rows that do not fit the table
-            log.error("prediction_log_dropped", rows=count, error=str(exc)[:300])
-            self.on_drop(count)
-            tmp.unlink(missing_ok=True)
+            batches.append(reader.read_next_batch())
+        except StopIteration:
+            return batches, False
+        except (pa.ArrowInvalid, OSError):
+            return batches, True
 
 
-def _take(buffer: list[tuple[int, Columns]], limit: int) -> tuple[list[tuple[int, Columns]], int]:
-    """Remove whole items from the front of ``buffer`` until they hold at least ``limit`` rows."""
-    count, end = 0, 0
-    while end < len(buffer) and count < limit:
-        count += buffer[end][0]
-        end += 1
-    taken = buffer[:end]
-    del buffer[:end]
-    return taken, count
+class _Rejects:
+    """Quarantined requests, one JSON line each, in a file of this process under ``folder``."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.path = folder / f"rejects-{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
+        self.kinds: set[str] = set()
+
+    def add(self, columns: Columns, error: str) -> bool:
+        """Write one quarantined request; True the first time its kind of error is seen."""
+        rows = len(np.asarray(next(iter(columns.values()), [])))
+        record = {
+            "error": error,
+            "rows": rows,
+            "columns": {k: _plain(v) for k, v in columns.items()},
+        }
+        line = json.dumps(record, default=repr)  # ASCII: lone surrogates come out escaped
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a", encoding="utf-8", errors="backslashreplace") as out:
+                out.write(line + "\n")
+        except OSError as exc:
+            log.error("prediction_log_rejects_unwritable", error=str(exc)[:300])
+        kind = error.split(":", 1)[0]
+        first = kind not in self.kinds
+        self.kinds.add(kind)
+        return first
+
+
+def _plain(values: Any) -> list[Any]:
+    """Return a column as JSON-ready values (numpy scalars and times as Python values or text)."""
+    return [
+        str(v) if isinstance(v, np.datetime64) else v.item() if isinstance(v, np.generic) else v
+        for v in np.asarray(values).ravel()
+    ]

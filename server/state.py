@@ -23,7 +23,7 @@ from lib.serving.predictor import LoadedModel
 from server.batcher import MicroBatcher
 from server.config import Settings
 from server.metrics import Metrics
-from server.predlog import PredictionLog
+from server.predlog import Commit, PredictionLog
 
 _T = TypeVar("_T")
 RECENT_IDS = 100_000
@@ -95,8 +95,10 @@ class ServingState:
             self.predlog = PredictionLog(
                 folder, settings.log_flush_rows, settings.log_flush_seconds,
                 on_drop=lambda n: self.metrics.log_drops.inc(n),
+                durability=settings.log_durability, sync_seconds=settings.log_sync_seconds,
+                on_reject=lambda n: self.metrics.log_rejects.inc(n),
             )  # fmt: skip
-            self.predlog.start()
+            await asyncio.to_thread(self.predlog.start)  # recovers a crashed run's segments
         self.batcher = MicroBatcher(
             self.current, self.run_model, settings.batch_wait_ms, settings.batch_max_rows
         )
@@ -169,7 +171,7 @@ class ServingState:
             Labels or values, and class probabilities in schema order (None for regression).
         """
         labels, proba = await self.run_model(model.predict, batch)
-        self.log_rows(request_id, model, batch, labels, proba)
+        await self.commit_rows(request_id, model, batch, labels, proba)
         return labels, proba
 
     async def run_model(self, method: Callable[[Batch], _T], batch: Batch) -> _T:
@@ -199,7 +201,7 @@ class ServingState:
                 row[col.name] = (col.categories or ["a"])[0]
         return [row]
 
-    def log_rows(
+    async def commit_rows(
         self,
         request_id: str,
         model: LoadedModel,
@@ -207,9 +209,29 @@ class ServingState:
         labels: np.ndarray,
         proba: np.ndarray | None,
     ) -> None:
-        """Queue the served rows for the prediction log (never blocks; columns, not dicts)."""
+        """Log the served rows; with ``log_durability=fsync``, return once they are on disk.
+
+        Routes call this before answering: in the other modes it returns at once.
+        """
+        done = self.log_rows(request_id, model, batch, labels, proba)
+        if done is not None:
+            await asyncio.wrap_future(done)
+
+    def log_rows(
+        self,
+        request_id: str,
+        model: LoadedModel,
+        batch: Batch,
+        labels: np.ndarray,
+        proba: np.ndarray | None,
+    ) -> Commit | None:
+        """Queue the served rows for the prediction log (never blocks; columns, not dicts).
+
+        Returns None, or with ``log_durability=fsync`` a future done once the rows are on disk
+        (:meth:`commit_rows` awaits it).
+        """
         if self.predlog is None:
-            return
+            return None
         self.recent_requests.append(request_id)
         if batch.ids is not None:
             self.recent_ids.extend(k for k in map(predlog.id_key, batch.ids) if k is not None)
@@ -223,4 +245,4 @@ class ServingState:
             id_column=model.schema.id_column,
             ids=batch.ids,
         )
-        self.predlog.append(table)
+        return self.predlog.append(table)
