@@ -142,8 +142,8 @@ class PredictionLog:
         if not n:
             return None
         done: Commit | None = None
-        if self.durability == "fsync":
-            done = concurrent.futures.Future()
+        if self.durability == "fsync" and self._thread.is_alive() and not self._stop.is_set():
+            done = concurrent.futures.Future()  # (no writer: nothing would ever complete it)
         self._pending.append(_Item(n, rows, done))
         if done is not None:
             self._wake.set()
@@ -201,6 +201,8 @@ class PredictionLog:
                 table = table.cast(self._segments[-1].schema)  # e.g. an all-null column
         if not self._segments or self._segments[-1].schema != table.schema:
             self._segments.append(_Segment.open(self.folder / SEGMENTS, table.schema))
+            if self.durability == "fsync":
+                _fsync_file(self.folder / SEGMENTS)  # the new file's name, too, is on disk
         self._segments[-1].write(table)
 
     def _rotate(self) -> None:

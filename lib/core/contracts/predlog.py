@@ -17,6 +17,10 @@ sent, then:
                        written before ids were logged, which read as before
 =====================  =====================================================================
 
+Only ``part-*.parquet`` files are the log: the writer's open segments (``segments/``, rows not
+yet rotated into a part, recovered after a crash) and quarantined requests (``rejects/``) are
+never read as served rows.
+
 Ids are keys, so they are stored as text: ``17``, ``17.0`` and ``"17"`` are the id ``"17"``
 (:func:`id_key`), on both sides of every join by id.
 """
