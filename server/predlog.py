@@ -179,13 +179,14 @@ class PredictionLog:
         if not items:
             return
         try:
+            touched = set()
             for table in self._build(items):
                 self._tables.append(table)
                 self._rows += table.num_rows
                 if self.durability != "memory":
-                    self._to_segment(table)
-            if self._segments and self.durability != "memory":
-                self._segments[-1].sync(fsync=self.durability == "fsync")
+                    touched.add(self._to_segment(table))
+            for segment in touched:
+                segment.sync(fsync=self.durability == "fsync")
         except OSError as exc:  # a full disk: the rows stay in memory until their part
             log.error("prediction_log_segment_failed", error=str(exc)[:300])
             self._close_segments(delete=True)
@@ -194,7 +195,7 @@ class PredictionLog:
                 if item.done is not None:
                     item.done.set_result(None)
 
-    def _to_segment(self, table: pa.Table) -> None:
+    def _to_segment(self, table: pa.Table) -> _Segment:
         """Append to the open segment; one with the table's schema if it cannot take it."""
         if self._segments and self._segments[-1].schema != table.schema:
             with contextlib.suppress(pa.ArrowException, ValueError):
@@ -204,18 +205,19 @@ class PredictionLog:
             if self.durability == "fsync":
                 _fsync_file(self.folder / SEGMENTS)  # the new file's name, too, is on disk
         self._segments[-1].write(table)
+        return self._segments[-1]
 
     def _rotate(self) -> None:
         """Write the buffer as Parquet parts (one per schema), then drop its segments."""
-        tables, count = self._tables, self._rows
+        tables = self._tables
         self._tables, self._rows = [], 0
-        try:
-            for part in _concat(tables):
+        for part in _concat(tables):
+            try:
                 write_part(self.folder, part, fsync=self.durability == "fsync")
                 self.files_written += 1
-        except (OSError, ValueError, TypeError, pa.ArrowException) as exc:
-            log.error("prediction_log_dropped", rows=count, error=str(exc)[:300])  # a full disk
-            self.on_drop(count)
+            except (OSError, ValueError, TypeError, pa.ArrowException) as exc:  # a full disk
+                log.error("prediction_log_dropped", rows=part.num_rows, error=str(exc)[:300])
+                self.on_drop(part.num_rows)
         self._close_segments(delete=True)
 
     def _close_segments(self, delete: bool) -> None:
