@@ -15,9 +15,13 @@ import httpx
 import pandas as pd
 import pyarrow as pa
 import pytest
+from fastapi.testclient import TestClient
 
 from lib.core.contracts.predlog import read_log
+from lib.core.layout import predictions_dir
 from server import predlog
+from server.config import Settings
+from server.main import create_app
 from server.predlog import SEGMENTS, PredictionLog, recover
 from tests.server import helpers
 
@@ -150,6 +154,27 @@ def test_a_column_keeps_its_first_type_and_a_clash_is_quarantined(tmp_path):
     frame = read_log(tmp_path)
     assert sorted(frame["request_id"]) == ["nulls", "r0", "r1"]
     assert rejected == [1] and pa.types.is_floating(pa.Schema.from_pandas(frame).field("x").type)
+
+
+def segment_request_ids(folder: Path) -> list[str]:
+    """The request id of every row in the segments of ``folder`` now."""
+    ids: list[str] = []
+    for path in (folder / SEGMENTS).glob("segment-*.arrows"):
+        with path.open("rb") as file:
+            batches, _ = predlog._read_batches(file)
+        ids += [i for b in batches for i in b.column("request_id").to_pylist()]
+    return ids
+
+
+def test_fsync_mode_answers_once_the_rows_are_on_disk(served_params, test_rows):
+    folder = predictions_dir(served_params.project.data_dir, "quire-churn")
+    settings = Settings(log_durability="fsync", log_flush_seconds=60)
+    with TestClient(create_app(settings, served_params)) as client:
+        answer = client.post("/predict/batch", json=test_rows[:5])
+        assert answer.status_code == 200
+        assert segment_request_ids(folder).count(answer.json()["request_id"]) == 5
+        scrape = client.get("/metrics").text
+    assert "quire_prediction_log_rejected_rows_total 0.0" in scrape
 
 
 # --- kill -9 under load, against a real server -------------------------------------------------
