@@ -193,7 +193,9 @@ class PredictionLog:
         finally:
             for item in items:
                 if item.done is not None:
-                    item.done.set_result(None)
+                    # a client that went away cancelled its wait: the others still get theirs
+                    with contextlib.suppress(concurrent.futures.InvalidStateError):
+                        item.done.set_result(None)
 
     def _to_segment(self, table: pa.Table) -> _Segment:
         """Append to the open segment; one with the table's schema if it cannot take it."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import inspect
 import random
 import shutil
@@ -277,3 +278,16 @@ def test_kill_9_under_load_in_fsync_mode_loses_nothing_answered(served_root, tmp
     assert figures["lost_by_route"][BATCH] == 0
     if _single_route_awaits_the_log():
         assert figures["rows_lost"] == 0
+
+
+def test_a_waiter_that_went_away_does_not_stall_the_others(tmp_path):
+    """A client that disconnects cancels its wait; the requests committed with it still return."""
+    log = PredictionLog(tmp_path, durability="fsync")
+    gone, waiting = concurrent.futures.Future(), concurrent.futures.Future()
+    gone.cancel()
+    log._pending.extend(
+        [predlog._Item(1, {"x": [1.0]}, gone), predlog._Item(1, {"x": [2.0]}, waiting)]
+    )
+    log._commit()
+    assert waiting.result(timeout=1) is None
+    log._close_segments(delete=True)
