@@ -118,7 +118,7 @@ class PredictionLog:
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._tables: list[pa.Table] = []  # committed since the last part: rows and segments
         self._rows = 0
-        self._types: dict[str, pa.DataType] = {}  # each column's type, as first written
+        self._types: dict[str, pa.DataType] = {}  # each column's type in the coming part
         self._segments: list[_Segment] = []
         self._rejects: _Rejects = _Rejects(folder / REJECTS)
         self.files_written = 0
@@ -213,6 +213,7 @@ class PredictionLog:
         """Write the buffer as Parquet parts (one per schema), then drop its segments."""
         tables = self._tables
         self._tables, self._rows = [], 0
+        self._types = {}  # each part has one type per column; a model reload may change them
         for part in _concat(tables):
             try:
                 write_part(self.folder, part, fsync=self.durability == "fsync")
@@ -250,10 +251,10 @@ class PredictionLog:
         return _concat(tables)
 
     def _conform(self, table: pa.Table) -> pa.Table:
-        """Cast ``table`` to the types this log already wrote for its columns; learn new ones.
+        """Cast ``table`` to the column types of the coming part; learn new ones.
 
-        One type per column keeps the log readable as one table: a value of another type (an
-        object where text was logged) raises, and its request is quarantined.
+        One type per column in a part: a value of another type (an object where text was
+        logged) raises, and its request is quarantined. Parts may differ (readers unify them).
         """
         fields = [
             pa.field(f.name, self._types.get(f.name, f.type), nullable=True) for f in table.schema

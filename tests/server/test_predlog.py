@@ -120,3 +120,16 @@ def test_a_request_that_breaks_the_table_costs_only_its_own_rows(tmp_path):
     frame = pd.concat(pd.read_parquet(f) for f in tmp_path.glob("part-*.parquet"))
     assert len(frame) == 5000 and "bad" not in set(frame["request_id"])
     assert rejected == [1]
+
+
+def test_parts_whose_column_types_clash_still_read_as_one_log(tmp_path):
+    """Two processes (or models) logged ``x`` as a number and as text: every row reads, as text."""
+    import pyarrow as pa
+
+    from lib.core.contracts.predlog import read_log
+
+    predlog.write_part(tmp_path, pa.table({"request_id": ["a", "b"], "x": [1.5, 2.0]}))
+    predlog.write_part(tmp_path, pa.table({"request_id": ["c"], "x": ["red"]}))
+    frame = read_log(tmp_path, request_id="b")
+    assert frame["x"].tolist() == ["2"]
+    assert sorted(read_log(tmp_path)["x"]) == ["1.5", "2", "red"]

@@ -177,7 +177,7 @@ def read_log(
 
     # files written by other model versions (or before ids were logged) may lack columns:
     # read them all under one schema, missing columns as nulls
-    schema = pa.unify_schemas([pq.read_schema(f) for f in files], promote_options="permissive")
+    schema = _one_schema([pq.read_schema(f) for f in files])
     dataset = ds.dataset([str(f) for f in files], schema=schema, format="parquet")
     frame: pd.DataFrame = dataset.to_table(filter=where).to_pandas()
     if frame.empty or not by_time:
@@ -186,3 +186,27 @@ def read_log(
         [TIME, REQUEST_ID, ROW], kind="stable", ignore_index=True
     )
     return ordered
+
+
+def _one_schema(schemas: list[pa.Schema]) -> pa.Schema:
+    """Return a schema every log file reads under: missing columns null, clashing types as text.
+
+    A column logged as a number by one file and as text by another (two processes, or a
+    model whose feature changed kind) is read as text, so the log stays readable as one table.
+    """
+    try:
+        return pa.unify_schemas(schemas, promote_options="permissive")
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        pass
+    types: dict[str, list[pa.DataType]] = {}
+    for schema in schemas:
+        for field in schema:
+            types.setdefault(field.name, []).append(field.type)
+    fields = []
+    for name, kinds in types.items():
+        try:
+            one = [pa.schema([pa.field(name, kind)]) for kind in kinds]
+            fields.append(pa.unify_schemas(one, promote_options="permissive").field(name))
+        except (pa.ArrowTypeError, pa.ArrowInvalid):
+            fields.append(pa.field(name, pa.string()))
+    return pa.schema(fields)
