@@ -402,7 +402,7 @@ def recover(folder: Path, *, fsync: bool = False) -> int:
     """Turn the segments that crashed processes left in ``folder`` into Parquet parts.
 
     A segment still locked by a live process is left alone; a torn last batch is dropped. Each
-    recovered segment is deleted once its part is written.
+    recovered segment is deleted once its part is written (kept when that fails: a full disk).
 
     Returns
     -------
@@ -420,7 +420,11 @@ def recover(folder: Path, *, fsync: bool = False) -> int:
             if batches:
                 stamp = pd.Timestamp(path.stat().st_mtime, unit="s", tz="UTC")
                 table = pa.Table.from_batches(batches)
-                write_part(folder, table, fsync=fsync, stamp=stamp.strftime("%Y%m%dT%H%M%S%f"))
+                try:
+                    write_part(folder, table, fsync=fsync, stamp=stamp.strftime("%Y%m%dT%H%M%S%f"))
+                except OSError as exc:  # a full disk: keep the segment for the next start
+                    log.error("prediction_log_recovery_failed", segment=path.name, error=str(exc))
+                    continue
                 recovered += table.num_rows
             log.info("prediction_log_recovered", segment=path.name, rows=sum(map(len, batches)),
                      torn_tail=torn)  # fmt: skip

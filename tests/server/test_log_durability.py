@@ -291,3 +291,21 @@ def test_a_waiter_that_went_away_does_not_stall_the_others(tmp_path):
     log._commit()
     assert waiting.result(timeout=1) is None
     log._close_segments(delete=True)
+
+
+def test_recovery_on_a_full_disk_keeps_the_segment_for_the_next_start(tmp_path, monkeypatch):
+    log = PredictionLog(tmp_path / "log", flush_rows=10_000, flush_seconds=60, sync_seconds=0.05)
+    log.start()
+    log.append(rows(3))
+    assert wait_for(lambda: segment_rows(tmp_path / "log") == 3)
+    crashed = crash_copy(tmp_path / "log", tmp_path / "crashed")
+    log.close()
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(predlog.pq, "write_table", full)
+        assert recover(crashed) == 0  # the server still starts
+    assert segment_rows(crashed) == 3
+    assert recover(crashed) == 3 and len(read_log(crashed)) == 3
