@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,6 +26,7 @@ import orjson
 from fastapi import HTTPException, Request
 from fastapi.responses import Response
 
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 MAX_DEPTH = 1024  # orjson refuses deeper documents; the fallback refuses them too
 _INT64_DIGITS = 18  # any integer of at most 18 digits fits 64 bits: int() without a range check
 _INT_RANGE = (-(2**63), 2**64 - 1)  # as orjson: integers beyond 64 bits are read as floats
@@ -62,15 +64,28 @@ def json_value(raw: bytes) -> Any:
         return orjson.loads(raw)  # about twice as fast as the standard library
     except orjson.JSONDecodeError:
         pass
-    value = _fallback(raw)
-    _check(value)
+    value, too_long = _fallback(raw)
+    # a lone surrogate can only come from a \ud800-\udfff escape: walk only when one may be there
+    if too_long or _SURROGATE_ESCAPE.search(raw):
+        _check(value)
     return value
 
 
-def _fallback(raw: bytes) -> Any:
-    """Parse with the standard library (reads NaN and Infinity); 400 when it cannot."""
+def _fallback(raw: bytes) -> tuple[Any, bool]:
+    """Parse with the standard library (reads NaN and Infinity); 400 when it cannot.
+
+    Returns the value, and whether it holds an integer too long for a float.
+    """
+    too_long: list[_TooLong] = []
+
+    def integer(text: str) -> int | float | _TooLong:
+        number = _integer(text)
+        if isinstance(number, _TooLong):
+            too_long.append(number)
+        return number
+
     try:
-        return json.loads(raw, parse_int=_integer)
+        return json.loads(raw, parse_int=integer), bool(too_long)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         where = getattr(exc, "pos", getattr(exc, "start", 0))
         raise HTTPException(400, f"the body is not valid JSON (error at byte {where})") from None

@@ -32,6 +32,7 @@ log has the details.
 
 from __future__ import annotations
 
+import traceback
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -56,6 +57,7 @@ log = get_logger("quire.server")
 Protocol = Literal["quire", "mlflow", "v2"]
 MAX_MESSAGE = 1000
 _INTERNAL = "internal error; the server log has the details"
+_TRACE_FRAMES, _TRACE_CHARS = 12, 6000  # of a bug's traceback in the server log
 _CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
           408: "request_timeout", 413: "body_too_large", 415: "unsupported_media_type",
           422: "invalid_input", 500: "internal", 503: "not_ready"}  # fmt: skip
@@ -163,16 +165,18 @@ def answer_error(request: Request, exc: Exception, metrics: Metrics) -> JSONResp
         metrics.invalid.labels(reason).inc()
     if fault.status >= 500 and not isinstance(exc, StarletteHTTPException):
         error = f"{type(exc).__name__}: {exc}"[:MAX_MESSAGE]
-        # a bug (not a QuireError) needs its trace in the server log, never in the answer
-        trace = None if isinstance(exc, QuireError) else exc
-        log.error(
-            "request_failed",
-            path=request.url.path,
-            status=fault.status,
-            error=error,
-            exc_info=trace,
-        )
+        log.error("request_failed", path=request.url.path, status=fault.status, error=error,
+                  trace=None if isinstance(exc, QuireError) else _trace(exc))  # fmt: skip
     return error_response(request.url.path, fault)
+
+
+def _trace(exc: Exception) -> str:
+    """Return the last frames of a bug's traceback, for the server log.
+
+    Formatted here rather than passed as ``exc_info``: the log's renderers would print each
+    frame's locals, i.e. the request's rows, at length (seconds for a deeply nested body).
+    """
+    return "".join(traceback.format_exception(exc, limit=-_TRACE_FRAMES))[-_TRACE_CHARS:]
 
 
 def install_handlers(app: FastAPI, metrics: Metrics) -> None:
