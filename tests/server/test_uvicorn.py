@@ -221,6 +221,14 @@ def test_a_stalled_upload_is_answered_408_and_its_connection_freed(served_root, 
             with _send_half(port, path) as sock:
                 answers[path] = (_read_answer(sock), time.monotonic() - started)
         metrics = httpx.get(f"{base}/metrics", timeout=10).text
+        headers_answer, silent = _stall_headers(port)
+    head, _, body = headers_answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408") and b"connection: close" in head, headers_answer
+    assert json.loads(body) == {  # the path was read: the MLflow protocol's shape
+        "error_code": "BAD_REQUEST",
+        "message": "the request headers were not received within 1 s",
+    }
+    assert silent == b""  # a connection that sends nothing is closed, not kept
     for path, (answer, seconds) in answers.items():
         head, _, body = answer.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 408"), (path, answer[:300])
@@ -230,6 +238,16 @@ def test_a_stalled_upload_is_answered_408_and_its_connection_freed(served_root, 
         assert _message(path, json.loads(body)).startswith(message), (path, body)
     assert 'quire_requests_total{route="/predict/batch",status="408"} 1.0' in metrics
     assert "quire_requests_in_flight 1.0" in metrics  # the stalled requests are gone
+
+
+def _stall_headers(port: int) -> tuple[bytes, bytes]:
+    """Half a request's headers, then nothing; and a connection that sends nothing at all."""
+    with (
+        socket.create_connection(("127.0.0.1", port)) as half,
+        socket.create_connection(("127.0.0.1", port)) as silent,
+    ):
+        half.sendall(b"POST /invocations HTTP/1.1\r\nHost: quire\r\nContent-Ty")
+        return _read_answer(half), _read_answer(silent)
 
 
 def _message(path: str, body: dict) -> str:
