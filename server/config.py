@@ -19,6 +19,9 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535)
     max_batch_rows: int = Field(10_000, ge=1)
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    # seconds a client has to send its whole body (408 after); it also bounds how long a
+    # stalled upload can hold a connection, and so delay a graceful shutdown
+    request_timeout_seconds: float = Field(30.0, gt=0)
     extra_fields: Literal["reject", "ignore"] = "reject"
     api_key: str | None = None
     cors_origins: list[str] = Field(default_factory=list)

@@ -16,6 +16,7 @@ answer a 422 as 400, as ``mlflow models serve`` and V2 servers do for any bad in
 | ``ServerUnavailableError``             | a service it relies on is down  | 503   | 503    | 503 |
 | ``StageError``, other ``QuireError``   | a fault of the server           | 500   | 500    | 500 |
 | ``HTTPException`` (401, 404, 413, ...) | as raised                       | its   | its    | its |
+| a body not sent in time (middleware)   | the client stalled              | 408   | 408    | 408 |
 | any other exception                    | a bug                           | 500   | 500    | 500 |
 
 The server loads its parameters before it serves; a ``ParamsError`` carrying a ``source`` (a
@@ -31,6 +32,7 @@ log has the details.
 
 from __future__ import annotations
 
+import traceback
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -55,9 +57,10 @@ log = get_logger("quire.server")
 Protocol = Literal["quire", "mlflow", "v2"]
 MAX_MESSAGE = 1000
 _INTERNAL = "internal error; the server log has the details"
+_TRACE_FRAMES, _TRACE_CHARS = 12, 6000  # of a bug's traceback in the server log
 _CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
-          413: "body_too_large", 415: "unsupported_media_type", 422: "invalid_input",
-          500: "internal", 503: "not_ready"}  # fmt: skip
+          408: "request_timeout", 413: "body_too_large", 415: "unsupported_media_type",
+          422: "invalid_input", 500: "internal", 503: "not_ready"}  # fmt: skip
 # MLflow's error codes for HTTP statuses (mlflow.exceptions); other 4xx: BAD_REQUEST
 _MLFLOW_CODES = {401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "ENDPOINT_NOT_FOUND",
                  429: "RESOURCE_EXHAUSTED", 503: "TEMPORARILY_UNAVAILABLE"}  # fmt: skip
@@ -150,18 +153,37 @@ def error_response(path: str, fault: Fault) -> JSONResponse:
     return JSONResponse(_BODIES[protocol](fault), status_code=status)
 
 
+def answer_error(request: Request, exc: Exception, metrics: Metrics) -> JSONResponse:
+    """Count, log and answer ``exc`` raised while serving ``request``.
+
+    Called by the app's exception handlers and by the outermost middleware for an exception
+    that escapes every handler (a bug in a route), so that each is answered and counted alike.
+    """
+    fault = fault_of(exc)
+    if fault.status in (400, 422) and not isinstance(exc, StarletteHTTPException):
+        reason = "request_shape" if isinstance(exc, RequestValidationError) else fault.code
+        metrics.invalid.labels(reason).inc()
+    if fault.status >= 500 and not isinstance(exc, StarletteHTTPException):
+        error = f"{type(exc).__name__}: {exc}"[:MAX_MESSAGE]
+        log.error("request_failed", path=request.url.path, status=fault.status, error=error,
+                  trace=None if isinstance(exc, QuireError) else _trace(exc))  # fmt: skip
+    return error_response(request.url.path, fault)
+
+
+def _trace(exc: Exception) -> str:
+    """Return the last frames of a bug's traceback, for the server log.
+
+    Formatted here rather than passed as ``exc_info``: the log's renderers would print each
+    frame's locals, i.e. the request's rows, at length (seconds for a deeply nested body).
+    """
+    return "".join(traceback.format_exception(exc, limit=-_TRACE_FRAMES))[-_TRACE_CHARS:]
+
+
 def install_handlers(app: FastAPI, metrics: Metrics) -> None:
-    """Answer every error of ``app`` through :func:`fault_of` and :func:`error_response`."""
+    """Answer every error of ``app`` through :func:`answer_error`."""
 
     async def handle(request: Request, exc: Exception) -> JSONResponse:
-        fault = fault_of(exc)
-        if fault.status in (400, 422) and not isinstance(exc, StarletteHTTPException):
-            reason = "request_shape" if isinstance(exc, RequestValidationError) else fault.code
-            metrics.invalid.labels(reason).inc()
-        if fault.status >= 500 and not isinstance(exc, StarletteHTTPException):
-            error = f"{type(exc).__name__}: {exc}"
-            log.error("request_failed", path=request.url.path, status=fault.status, error=error)
-        return error_response(request.url.path, fault)
+        return answer_error(request, exc, metrics)
 
     for kind in (RequestValidationError, StarletteHTTPException, QuireError, Exception):
         app.add_exception_handler(kind, handle)

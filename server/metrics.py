@@ -12,7 +12,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 @dataclass
 class Metrics:
-    """Requests, latency, predictions, validation failures, model info, prediction-log drops."""
+    """Requests, latency, predictions, validation failures, model info, prediction-log drops.
+
+    ``quire_requests_total`` counts every answer by route template (``unmatched`` when no route
+    matched) and status, 499 for a client that hung up mid-request (server/middleware.py);
+    ``quire_request_seconds`` times them by route and status class (``2xx``, ``4xx``, ``5xx``).
+    """
 
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
@@ -20,7 +25,7 @@ class Metrics:
         r = self.registry
         self.requests = Counter("quire_requests", "HTTP requests", ["route", "status"], registry=r)
         self.latency = Histogram(
-            "quire_request_seconds", "Request latency", ["route"], registry=r,
+            "quire_request_seconds", "Request latency", ["route", "status"], registry=r,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
         )  # fmt: skip
         self.predictions = Counter(
