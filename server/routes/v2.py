@@ -185,25 +185,30 @@ def _request_id(body: dict[str, Any], request_id: str) -> str:
 def _flat(data: list[Any]) -> list[Any]:
     """Flatten row-major nesting (``[[1], [2]]`` for shape ``[2, 1]``) into one list.
 
-    Only when every element is a list: a list among values is a bad value, for the input
-    contract to name by row.
+    One level, and only when every element is a list: a list among values is a bad value, for
+    the input contract to name by row (an input is one column: its shape has at most 2 axes).
     """
     if not data or not all(isinstance(v, list) for v in data):
         return data
-    return [x for v in data for x in _flat(v)]
+    return [x for v in data for x in v]
 
 
-def _fits(datatype: str, value: Any) -> bool:
-    """Whether a JSON ``value`` is of ``datatype`` (null: a missing value, fits any)."""
-    if value is None:
-        return True
+def _describe(value: Any) -> str:
+    """Name a JSON value for a message (never its text: it may be huge or deeply nested)."""
+    if isinstance(value, str):
+        return f"the string {value[:40]!r}"
+    return "null" if value is None else type(value).__name__
+
+
+def _types(datatype: str) -> set[type]:
+    """Return the JSON value types of ``datatype`` (null, a missing value, fits any)."""
     if datatype == "BYTES":
-        return isinstance(value, str)
+        return {str, type(None)}
     if datatype == "BOOL":
-        return isinstance(value, bool)
+        return {bool, type(None)}
     if datatype in _INTEGERS:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, int | float) and not isinstance(value, bool)
+        return {int, type(None)}  # not bool: True's type is bool, not int
+    return {int, float, type(None)}
 
 
 def _json_values(name: str, tensor: dict[str, Any]) -> list[Any]:
@@ -288,8 +293,11 @@ def _tensors(body: dict[str, Any], binary: bytes) -> dict[str, tuple[str | None,
         if not isinstance(name, str):
             raise _bad(f"inputs[{i}]: each input needs a name (a string), a datatype and data")
         datatype = tensor.get("datatype")
-        if datatype is not None and datatype not in {"BYTES", *NUMPY_TYPES}:
-            raise _bad(f"input {name!r}: unknown or unsupported datatype {str(datatype)[:20]!r}")
+        if datatype is not None and (
+            not isinstance(datatype, str) or datatype not in {"BYTES", *NUMPY_TYPES}
+        ):
+            shown = repr(datatype[:20]) if isinstance(datatype, str) else _describe(datatype)
+            raise _bad(f"input {name!r}: unknown or unsupported datatype {shown}")
         if name in tensors:
             raise _bad(f"input {name!r}: sent twice; send each column once")
         size = _binary_size(name, tensor)
@@ -332,13 +340,13 @@ def _check_datatypes(model: LoadedModel, tensors: dict[str, tuple[str | None, li
                 f"input {name!r}: datatype {datatype} does not fit this column ("
                 f"{kinds.get(name, 'id')}); send it as {' or '.join(accepted[:3])}"
             )
-        wrong = next((i for i, v in enumerate(values) if not _fits(datatype, v)), None)
-        if name in kinds and wrong is not None:
-            value = values[wrong]
+        fits = _types(datatype)
+        if name in kinds and not set(map(type, values)) <= fits:  # one pass in C
+            wrong = next(i for i, v in enumerate(values) if type(v) not in fits)
             raise _bad(
                 f"input {name!r}: declared {datatype}, but element {wrong} is "
-                f"{type(value).__name__} {str(value)[:40]!r}; send the values as {datatype} "
-                "or declare the datatype they have"
+                f"{_describe(values[wrong])}; send the values as {datatype} or declare the "
+                "datatype they have"
             )
 
 

@@ -69,44 +69,54 @@ def test_the_protocols_own_client_works_unmodified(served_root, test_rows, tmp_p
     rows = complete(test_rows)
     index = [test_rows.index(r) for r in rows]
     labels, proba = expected[0][index], expected[1][index]
+    key = {"X-API-Key": "s3cret"}
     with (
         real_server(served_root / "data", served_root / "mlruns", tmp_path / "server.log",
-                    prediction_log="false") as (base, _),
+                    prediction_log="false", api_key="s3cret") as (base, _),
         tritonclient.InferenceServerClient(base.removeprefix("http://")) as triton,
     ):  # fmt: skip
         assert triton.is_server_live() and triton.is_server_ready()
         server = triton.get_server_metadata()
         assert server["name"] == "quire" and "binary_tensor_data" in server["extensions"]
-        assert triton.is_model_ready(MODEL) and triton.is_model_ready(MODEL, "1")
-        assert not triton.is_model_ready(MODEL, "7") and not triton.is_model_ready("other")
-        meta = triton.get_model_metadata(MODEL)
-        assert triton.get_model_metadata(MODEL, "1") == meta and meta["versions"] == ["1"]
+        assert triton.is_model_ready(MODEL, headers=key)
+        assert triton.is_model_ready(MODEL, "1", headers=key)
+        assert not triton.is_model_ready(MODEL, "7", headers=key)
+        assert not triton.is_model_ready("other", headers=key)
+        meta = triton.get_model_metadata(MODEL, headers=key)
+        assert triton.get_model_metadata(MODEL, "1", headers=key) == meta
+        assert meta["versions"] == ["1"]
         assert {o["name"]: o["datatype"] for o in meta["outputs"]} == {
             "predict": "INT64", "predict_proba": "FP64"}  # fmt: skip
         datatypes = {i["name"]: i["datatype"] for i in meta["inputs"]}
         for binary in (False, True):
             inputs = triton_inputs(rows, datatypes, binary)
             # no outputs named: the client asks for all of them as binary data
-            result = triton.infer(MODEL, inputs, request_id="req-1")
+            result = triton.infer(MODEL, inputs, request_id="req-1", headers=key)
             assert result.get_response()["id"] == "req-1"
             assert result.as_numpy("predict").tolist() == labels.tolist()
             assert result.as_numpy("predict").dtype == np.int64
             np.testing.assert_allclose(result.as_numpy("predict_proba"), proba, rtol=1e-12)
             for as_binary in (False, True):
                 only = [tritonclient.InferRequestedOutput("predict_proba", binary_data=as_binary)]
-                result = triton.infer(MODEL, inputs, model_version="1", outputs=only)
+                result = triton.infer(MODEL, inputs, "1", outputs=only, headers=key)
                 assert [o["name"] for o in result.get_response()["outputs"]] == ["predict_proba"]
                 assert result.as_numpy("predict") is None
                 np.testing.assert_allclose(result.as_numpy("predict_proba"), proba, rtol=1e-12)
-        with pytest.raises(InferenceServerException) as refused:
-            triton.infer(MODEL, inputs, model_version="7")
-        assert refused.value.message() == (
-            "model 'quire-churn' has no version '7' here; this server serves version '1'"
-        )
-        assert refused.value.status() == "404"
-        bad = [tritonclient.InferRequestedOutput("score")]
-        with pytest.raises(InferenceServerException, match="no such output"):
-            triton.infer(MODEL, inputs, outputs=bad)
+        refusals = {
+            "404": (lambda: triton.infer(MODEL, inputs, "7", headers=key),
+                    "model 'quire-churn' has no version '7' here; this server serves version '1'"),
+            "400": (lambda: triton.infer(MODEL, inputs, outputs=[
+                        tritonclient.InferRequestedOutput("score")], headers=key),
+                    "output 'score': no such output; this model's outputs are predict, "
+                    "predict_proba"),
+            "401": (lambda: triton.get_model_metadata(MODEL),  # a dependency's error
+                    "missing or wrong API key; send it in the X-API-Key header"),
+        }  # fmt: skip
+        for status, (call, message) in refusals.items():
+            with pytest.raises(InferenceServerException) as refused:
+                call()
+            assert (refused.value.status(), refused.value.message()) == (status, message)
+            assert str(refused.value) == f"[{status}] {message}"
 
 
 # ----------------------------------------------------------------------------- raw protocol
@@ -226,12 +236,12 @@ def test_float32_and_integer_tensors_are_numbers(client, test_rows, datatypes, e
          "input 'age': datatype BYTES does not fit this column (numeric); send it as FP64 or "
          "FP16 or FP32"),
         (lambda b: b["inputs"][1].update(data=["1", "2"]),
-         "input 'age': declared FP64, but element 0 is str '1'; send the values as FP64 or "
-         "declare the datatype they have"),
+         "input 'age': declared FP64, but element 0 is the string '1'; send the values as FP64 "
+         "or declare the datatype they have"),
         (lambda b: b["inputs"][14].update(datatype="FP64"),
          "input 'is_senior': datatype FP64 does not fit this column (boolean); send it as BOOL"),
         (lambda b: b["inputs"][2].update(data=[1, None]),
-         "input 'region': declared BYTES, but element 0 is int '1'; send the values as BYTES or "
+         "input 'region': declared BYTES, but element 0 is int; send the values as BYTES or "
          "declare the datatype they have"),
         (lambda b: b["inputs"][2].update(datatype="BF16"),
          "input 'region': unknown or unsupported datatype 'BF16'"),
@@ -296,3 +306,21 @@ def test_v2_predictions_are_counted(client, test_rows, datatypes):
     before = counted()
     assert client.post(INFER, json=v2_body(test_rows[:4], datatypes)).status_code == 200
     assert counted() == before + 4
+
+
+def test_deeply_nested_values_are_a_400_not_a_500(client, test_rows, datatypes):
+    deep: Any = "x"
+    for _ in range(500):
+        deep = [deep]
+    body = v2_body(complete(test_rows)[:2], datatypes)
+    body["inputs"][2]["data"][0] = deep
+    answer = client.post(INFER, json=body)
+    assert answer.status_code == 400
+    assert answer.json() == {
+        "error": "input 'region': declared BYTES, but element 0 is list; send the values as "
+        "BYTES or declare the datatype they have"
+    }
+    body["inputs"][2]["datatype"] = deep
+    answer = client.post(INFER, json=body)
+    assert answer.status_code == 400
+    assert answer.json() == {"error": "input 'region': unknown or unsupported datatype list"}
