@@ -279,6 +279,8 @@ def test_bad_binary_bodies_are_400(client):
         "99": (b"{}", "Inference-Header-Content-Length: expected the byte length of the JSON "
                       "part (0 to 2), got '99'"),
     }  # fmt: skip
+    cases["9" * 5000] = (b"{}", "Inference-Header-Content-Length: expected the byte length of "
+                         f"the JSON part (0 to 2), got {'9' * 40!r}")  # fmt: skip
     for header, (content, message) in cases.items():
         answer = client.post(
             INFER, content=content, headers={"Inference-Header-Content-Length": header}
