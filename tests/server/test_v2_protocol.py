@@ -96,12 +96,17 @@ def test_the_protocols_own_client_works_unmodified(served_root, test_rows, tmp_p
             assert result.as_numpy("predict").tolist() == labels.tolist()
             assert result.as_numpy("predict").dtype == np.int64
             np.testing.assert_allclose(result.as_numpy("predict_proba"), proba, rtol=1e-12)
-            for as_binary in (False, True):
+            for as_binary in (False, True):  # each output alone, as JSON and as binary data
                 only = [tritonclient.InferRequestedOutput("predict_proba", binary_data=as_binary)]
                 result = triton.infer(MODEL, inputs, "1", outputs=only, headers=key)
                 assert [o["name"] for o in result.get_response()["outputs"]] == ["predict_proba"]
                 assert result.as_numpy("predict") is None
                 np.testing.assert_allclose(result.as_numpy("predict_proba"), proba, rtol=1e-12)
+                only = [tritonclient.InferRequestedOutput("predict", binary_data=as_binary)]
+                result = triton.infer(MODEL, inputs, "1", outputs=only, headers=key)
+                assert [o["name"] for o in result.get_response()["outputs"]] == ["predict"]
+                assert result.as_numpy("predict_proba") is None
+                assert result.as_numpy("predict").tolist() == labels.tolist()
         refusals = {
             "404": (lambda: triton.infer(MODEL, inputs, "7", headers=key),
                     "model 'quire-churn' has no version '7' here; this server serves version '1'"),
