@@ -136,14 +136,15 @@ def _rows(request: Request, raw: bytes) -> tuple[list[Any], dict[str, Any]]:
 
 
 def _params(body: Any) -> dict[str, Any]:
-    """Return the body's ``params`` (MLflow's inference parameters; unknown ones are ignored)."""
+    """Return the body's ``params`` (MLflow's inference parameters).
+
+    As ``mlflow models serve`` for a model whose signature declares no parameters, unknown
+    ones are ignored, and so is a ``params`` that is not an object; ``probabilities`` is
+    Quire's own, and must be true or false.
+    """
     params = body.get("params") if isinstance(body, dict) else None
-    if params is None:
-        return {}
     if not isinstance(params, dict):
-        raise ParamsError(
-            'params: expected an object such as {"probabilities": true}', key="params"
-        )
+        return {}
     wanted = params.get("probabilities", False)
     if not isinstance(wanted, bool):
         raise ParamsError(

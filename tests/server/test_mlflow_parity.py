@@ -90,6 +90,11 @@ def test_every_format_gets_the_same_answer_as_mlflow(served_params, test_rows, m
             flipped = [a != b for a, b in zip(expected, theirs.json()["predictions"], strict=True)]
             assert flipped == decided_by_threshold, name
         assert answers["csv"] == answers["dataframe_records"]
+        # params that are not an object: MLflow ignores them (the model declares none)
+        odd = {"dataframe_records": rows, "params": [1]}
+        ours, theirs = quire.post("/invocations", json=odd), mlflow.post("/invocations", json=odd)
+        assert ours.status_code == theirs.status_code == 200, theirs.text[:300]
+        assert ours.json() == answers["dataframe_records"]
         assert quire.get("/ping").status_code == mlflow.get("/ping").status_code == 200
         assert quire.get("/version").text == mlflow.get("/version").text
 
