@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import struct
+import zlib
 from typing import Any
 
 import numpy as np
@@ -43,6 +44,7 @@ _ACCEPTED = {
 }
 _ID_TYPES = ["BYTES", *sorted(_INTEGERS)]
 _LENGTH = struct.Struct("<I")  # the length prefix of each BYTES element
+_ENCODINGS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}  # zlib's wbits for each
 
 
 def _bad(message: str) -> ParamsError:
@@ -144,7 +146,27 @@ async def version_ready(name: str, version: str, state: State, model: Model) -> 
 
 
 # ----------------------------------------------------------------------------- request reading
-async def _request(request: Request) -> tuple[dict[str, Any], bytes]:
+def _decoded(raw: bytes, encoding: str, limit: int) -> bytes:
+    """Return the body decompressed (``Content-Encoding`` gzip or deflate), at most ``limit`` bytes.
+
+    The protocol's clients may compress requests; the size limit that the body met compressed
+    holds for it decompressed too (413), so that a small body cannot expand without bound.
+    """
+    if encoding in ("", "identity"):
+        return raw
+    if encoding not in _ENCODINGS:
+        raise HTTPException(415, f"Content-Encoding {encoding[:20]!r}: send gzip, deflate or none")
+    inflate = zlib.decompressobj(_ENCODINGS[encoding])
+    try:
+        body = inflate.decompress(raw, limit + 1)
+    except zlib.error:
+        raise _bad(f"the body is not valid {encoding} data") from None
+    if len(body) > limit:
+        raise HTTPException(413, f"the body exceeds {limit:,} bytes once decompressed")
+    return body
+
+
+async def _request(request: Request, limit: int) -> tuple[dict[str, Any], bytes]:
     """Return the JSON part of an inference request and the raw tensor bytes after it.
 
     The protocol's clients send no content type: the body is JSON unless the
@@ -153,7 +175,8 @@ async def _request(request: Request) -> tuple[dict[str, Any], bytes]:
     kind = media_type(request)
     if kind not in ("", "application/json", "application/octet-stream"):
         raise HTTPException(415, "send the body as application/json (or with no content type)")
-    raw = await request.body()
+    encoding = request.headers.get("content-encoding", "").strip().lower()
+    raw = _decoded(await request.body(), encoding, limit)
     header = request.headers.get("inference-header-content-length")
     if header is None:
         return _object(json_value(raw)), b""
@@ -446,7 +469,7 @@ def _response(header: dict[str, Any], blobs: list[bytes]) -> Response:
 
 # ----------------------------------------------------------------------------- inference
 async def _infer(request: Request, state: State, model: LoadedModel, request_id: str) -> Response:
-    body, binary = await _request(request)
+    body, binary = await _request(request, state.settings.max_body_bytes)
     answer_id = _request_id(body, request_id)
     tensors = _tensors(body, binary)
     _check_datatypes(model, tensors)

@@ -69,7 +69,7 @@ def test_the_protocols_own_client_works_unmodified(served_root, test_rows, tmp_p
     rows = complete(test_rows)
     index = [test_rows.index(r) for r in rows]
     labels, proba = expected[0][index], expected[1][index]
-    key = {"X-API-Key": "s3cret"}
+    key = {"X-API-Key": "s3cret"}  # copied for each call: tritonclient adds its own headers to it
     with (
         real_server(served_root / "data", served_root / "mlruns", tmp_path / "server.log",
                     prediction_log="false", api_key="s3cret") as (base, _),
@@ -78,12 +78,12 @@ def test_the_protocols_own_client_works_unmodified(served_root, test_rows, tmp_p
         assert triton.is_server_live() and triton.is_server_ready()
         server = triton.get_server_metadata()
         assert server["name"] == "quire" and "binary_tensor_data" in server["extensions"]
-        assert triton.is_model_ready(MODEL, headers=key)
-        assert triton.is_model_ready(MODEL, "1", headers=key)
-        assert not triton.is_model_ready(MODEL, "7", headers=key)
-        assert not triton.is_model_ready("other", headers=key)
-        meta = triton.get_model_metadata(MODEL, headers=key)
-        assert triton.get_model_metadata(MODEL, "1", headers=key) == meta
+        assert triton.is_model_ready(MODEL, headers=dict(key))
+        assert triton.is_model_ready(MODEL, "1", headers=dict(key))
+        assert not triton.is_model_ready(MODEL, "7", headers=dict(key))
+        assert not triton.is_model_ready("other", headers=dict(key))
+        meta = triton.get_model_metadata(MODEL, headers=dict(key))
+        assert triton.get_model_metadata(MODEL, "1", headers=dict(key)) == meta
         assert meta["versions"] == ["1"]
         assert {o["name"]: o["datatype"] for o in meta["outputs"]} == {
             "predict": "INT64", "predict_proba": "FP64"}  # fmt: skip
@@ -91,27 +91,31 @@ def test_the_protocols_own_client_works_unmodified(served_root, test_rows, tmp_p
         for binary in (False, True):
             inputs = triton_inputs(rows, datatypes, binary)
             # no outputs named: the client asks for all of them as binary data
-            result = triton.infer(MODEL, inputs, request_id="req-1", headers=key)
+            result = triton.infer(MODEL, inputs, request_id="req-1", headers=dict(key))
             assert result.get_response()["id"] == "req-1"
             assert result.as_numpy("predict").tolist() == labels.tolist()
             assert result.as_numpy("predict").dtype == np.int64
             np.testing.assert_allclose(result.as_numpy("predict_proba"), proba, rtol=1e-12)
+            for compression in ("gzip", "deflate"):  # the client may compress its request
+                result = triton.infer(MODEL, inputs, headers=dict(key),
+                                      request_compression_algorithm=compression)  # fmt: skip
+                assert result.as_numpy("predict").tolist() == labels.tolist()
             for as_binary in (False, True):  # each output alone, as JSON and as binary data
                 only = [tritonclient.InferRequestedOutput("predict_proba", binary_data=as_binary)]
-                result = triton.infer(MODEL, inputs, "1", outputs=only, headers=key)
+                result = triton.infer(MODEL, inputs, "1", outputs=only, headers=dict(key))
                 assert [o["name"] for o in result.get_response()["outputs"]] == ["predict_proba"]
                 assert result.as_numpy("predict") is None
                 np.testing.assert_allclose(result.as_numpy("predict_proba"), proba, rtol=1e-12)
                 only = [tritonclient.InferRequestedOutput("predict", binary_data=as_binary)]
-                result = triton.infer(MODEL, inputs, "1", outputs=only, headers=key)
+                result = triton.infer(MODEL, inputs, "1", outputs=only, headers=dict(key))
                 assert [o["name"] for o in result.get_response()["outputs"]] == ["predict"]
                 assert result.as_numpy("predict_proba") is None
                 assert result.as_numpy("predict").tolist() == labels.tolist()
         refusals = {
-            "404": (lambda: triton.infer(MODEL, inputs, "7", headers=key),
+            "404": (lambda: triton.infer(MODEL, inputs, "7", headers=dict(key)),
                     "model 'quire-churn' has no version '7' here; this server serves version '1'"),
             "400": (lambda: triton.infer(MODEL, inputs, outputs=[
-                        tritonclient.InferRequestedOutput("score")], headers=key),
+                        tritonclient.InferRequestedOutput("score")], headers=dict(key)),
                     "output 'score': no such output; this model's outputs are predict, "
                     "predict_proba"),
             "401": (lambda: triton.get_model_metadata(MODEL),  # a dependency's error
@@ -331,3 +335,26 @@ def test_deeply_nested_values_are_a_400_not_a_500(client, test_rows, datatypes):
     answer = client.post(INFER, json=body)
     assert answer.status_code == 400
     assert answer.json() == {"error": "input 'region': unknown or unsupported datatype list"}
+
+
+def test_compressed_bodies_are_read_within_the_size_limit(client, test_rows, datatypes):
+    import gzip
+    import zlib
+
+    import orjson
+
+    body = orjson.dumps(v2_body(test_rows[:2], datatypes))
+    for encoding, packed in (("gzip", gzip.compress(body)), ("deflate", zlib.compress(body))):
+        answer = client.post(INFER, content=packed, headers={"Content-Encoding": encoding})
+        assert answer.status_code == 200, (encoding, answer.text)
+    limit = client.app.state.serving.settings.max_body_bytes
+    bomb = gzip.compress(b" " * (limit + 1))  # a few kilobytes that expand past the limit
+    answer = client.post(INFER, content=bomb, headers={"Content-Encoding": "gzip"})
+    assert answer.status_code == 413
+    assert answer.json() == {"error": f"the body exceeds {limit:,} bytes once decompressed"}
+    answer = client.post(INFER, content=body, headers={"Content-Encoding": "gzip"})
+    assert answer.status_code == 400
+    assert answer.json() == {"error": "the body is not valid gzip data"}
+    answer = client.post(INFER, content=body, headers={"Content-Encoding": "br"})
+    assert answer.status_code == 415
+    assert answer.json() == {"error": "Content-Encoding 'br': send gzip, deflate or none"}
