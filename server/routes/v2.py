@@ -290,15 +290,16 @@ def _check_shape(name: str, tensor: dict[str, Any], count: int) -> None:
     shape = tensor.get("shape")
     if shape is None:
         return
+    dims = isinstance(shape, list) and all(type(d) is int for d in shape)  # not bool
     if (
-        not isinstance(shape, list)
-        or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape)
+        not dims
         or len(shape) not in (1, 2)
         or (len(shape) == 2 and shape[1] != 1)
         or math.prod(shape) != count
     ):
+        shown = repr(shape[:4]) if dims and len(shape) <= 4 else _describe(shape)
         raise _bad(
-            f"input {name!r}: shape {shape!r} does not fit its {count:,} values; send one value "
+            f"input {name!r}: shape {shown} does not fit its {count:,} values; send one value "
             f"per row, shape [{count}]"
         )
 

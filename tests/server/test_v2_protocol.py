@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import struct
 from typing import Any
 
@@ -321,18 +322,26 @@ def test_v2_predictions_are_counted(client, test_rows, datatypes):
 
 def test_deeply_nested_values_are_a_400_not_a_500(client, test_rows, datatypes):
     deep: Any = "x"
-    for _ in range(500):
+    for _ in range(900):  # deep enough that a repr of it overflows the server's stack
         deep = [deep]
     body = v2_body(complete(test_rows)[:2], datatypes)
     body["inputs"][2]["data"][0] = deep
-    answer = client.post(INFER, json=body)
+    answer = client.post(INFER, content=json.dumps(body))
     assert answer.status_code == 400
     assert answer.json() == {
         "error": "input 'region': declared BYTES, but element 0 is list; send the values as "
         "BYTES or declare the datatype they have"
     }
+    body["inputs"][2]["data"][0] = "north"
+    body["inputs"][2]["shape"] = deep
+    answer = client.post(INFER, content=json.dumps(body))
+    assert answer.status_code == 400
+    assert answer.json() == {
+        "error": "input 'region': shape list does not fit its 2 values; send one value per row, "
+        "shape [2]"
+    }
     body["inputs"][2]["datatype"] = deep
-    answer = client.post(INFER, json=body)
+    answer = client.post(INFER, content=json.dumps(body))
     assert answer.status_code == 400
     assert answer.json() == {"error": "input 'region': unknown or unsupported datatype list"}
 
