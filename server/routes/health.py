@@ -1,4 +1,4 @@
-"""Liveness and readiness: Quire's, MLflow's (/ping, /version) and V2's."""
+"""Liveness and readiness: Quire's, MLflow's (/ping, /version) and V2's (with its metadata)."""
 
 from __future__ import annotations
 
@@ -43,6 +43,12 @@ async def ping(state: State) -> PlainTextResponse:
 async def mlflow_version() -> PlainTextResponse:
     """Return the MLflow version the model was logged with (MLflow scoring protocol)."""
     return PlainTextResponse(version("mlflow"))
+
+
+@router.get("/v2")
+async def v2_server() -> dict[str, object]:
+    """Open Inference Protocol server metadata: name, version and the extensions implemented."""
+    return {"name": "quire", "version": version("quire"), "extensions": ["binary_tensor_data"]}
 
 
 @router.get("/v2/health/live")

@@ -27,12 +27,7 @@ def _records(body: Any) -> list[Any]:
     key = next(k for k in _FORMATS if k in body)
     value = body[key]
     if key == "dataframe_split":
-        if not isinstance(value, dict) or "columns" not in value or "data" not in value:
-            raise InputError(
-                [Problem(0, "dataframe_split", 'expected {"columns": [...], "data": [[...]]}')],
-                "invalid_format",
-            )
-        return [dict(zip(value["columns"], row, strict=False)) for row in value["data"]]
+        return _split(value)
     if isinstance(value, dict):  # columnar: {"col": [values]}
         columns = {k: v if isinstance(v, list) else [v] for k, v in value.items()}
         n = max((len(v) for v in columns.values()), default=0)
@@ -42,6 +37,74 @@ def _records(body: Any) -> list[Any]:
     raise InputError(
         [Problem(0, key, "expected a list of rows or an object of columns")], "invalid_format"
     )
+
+
+def _unreadable(row: int, field: str, reason: str) -> InputError:
+    """Return the error for a body that is not rows (400 ``BAD_REQUEST``, as MLflow answers)."""
+    return InputError([Problem(row, field, reason)], "invalid_format")
+
+
+def _json_type(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _split(value: Any) -> list[dict[str, Any]]:
+    """Rows of pandas' ``split`` orient, read as ``mlflow models serve`` reads them.
+
+    ``columns`` a list of distinct names; ``data`` a list of rows (lists), the longest with one
+    value per column: pandas fills a shorter row's last values with missing values, and refuses
+    a row longer than ``columns`` or rows all shorter. ``index``, when sent, has one label per
+    row (labels are not used: answers follow row order). Without ``columns`` MLflow builds a
+    frame of numbered columns that the model's schema then refuses (``INVALID_PARAMETER_VALUE``);
+    so does Quire.
+    """
+    if not isinstance(value, dict) or "data" not in value:
+        raise _unreadable(0, "dataframe_split", 'expected {"columns": [...], "data": [[...]]}')
+    columns, data = value.get("columns"), value["data"]
+    if columns is None:
+        raise InputError(
+            [Problem(0, "dataframe_split.columns", "missing; send the column names")],
+            "missing_columns",
+        )
+    _check_columns(columns)
+    width = _check_data(data, len(columns))
+    index = value.get("index")
+    if index is not None and (not isinstance(index, list) or len(index) != len(data)):
+        raise _unreadable(0, "dataframe_split.index", f"expected a list of {len(data)} labels")
+    padding = [None] * width
+    return [dict(zip(columns, [*row, *padding[len(row) :]], strict=True)) for row in data]
+
+
+def _check_columns(columns: Any) -> None:
+    """``columns`` must be a list of distinct names (a list or an object is no name)."""
+    if not isinstance(columns, list):
+        raise _unreadable(0, "dataframe_split.columns", "expected a list of column names")
+    for i, name in enumerate(columns):
+        if isinstance(name, list | dict):
+            kind = type(name).__name__
+            raise _unreadable(0, f"dataframe_split.columns[{i}]", f"expected a name, got {kind}")
+    names = list(map(str, columns))
+    if len(set(names)) != len(names):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise _unreadable(0, "dataframe_split.columns", f"names sent twice: {twice[:5]}")
+
+
+def _check_data(data: Any, width: int) -> int:
+    """Check that ``data`` is rows (lists), none longer than ``width``, the longest that long."""
+    if not isinstance(data, list):
+        raise _unreadable(0, "dataframe_split.data", "expected a list of rows (lists of values)")
+    for i, row in enumerate(data):
+        if not isinstance(row, list) or len(row) > width:
+            got = f"{len(row)} values" if isinstance(row, list) else _json_type(row)
+            raise _unreadable(
+                i, "dataframe_split.data", f"expected {width} values (one per column), got {got}"
+            )
+    longest = max(map(len, data), default=width)
+    if longest < width:
+        raise _unreadable(
+            0, "dataframe_split.data", f"expected {width} values (one per column), got {longest}"
+        )
+    return width
 
 
 def _csv_records(raw: bytes) -> list[dict[str, Any]]:
@@ -73,14 +136,15 @@ def _rows(request: Request, raw: bytes) -> tuple[list[Any], dict[str, Any]]:
 
 
 def _params(body: Any) -> dict[str, Any]:
-    """Return the body's ``params`` (MLflow's inference parameters; unknown ones are ignored)."""
+    """Return the body's ``params`` (MLflow's inference parameters).
+
+    As ``mlflow models serve`` for a model whose signature declares no parameters, unknown
+    ones are ignored, and so is a ``params`` that is not an object; ``probabilities`` is
+    Quire's own, and must be true or false.
+    """
     params = body.get("params") if isinstance(body, dict) else None
-    if params is None:
-        return {}
     if not isinstance(params, dict):
-        raise ParamsError(
-            'params: expected an object such as {"probabilities": true}', key="params"
-        )
+        return {}
     wanted = params.get("probabilities", False)
     if not isinstance(wanted, bool):
         raise ParamsError(
@@ -115,6 +179,7 @@ async def invocations(
     batch = state.check(rows, model, extra="ignore", nan_missing=True)
     # The version's decision threshold applies here too: one answer per row on every route.
     labels, proba = await state.predict(request_id, model, batch)
+    state.metrics.count_predictions(labels, model.classes)
     answer: dict[str, Any] = {"predictions": labels.tolist()}
     if batch.ids is not None:  # beside "predictions": MLflow's client keeps the extra key
         answer["ids"] = batch.ids

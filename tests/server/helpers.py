@@ -104,3 +104,33 @@ def post_payload(client: Any, url: str, kind: str, body: Any) -> Any:
     if kind == "text/csv":
         return client.post(url, content=body, headers={"content-type": kind})
     return client.post(url, json=body)
+
+
+def v2_datatype(values: list[Any]) -> str:
+    """The V2 datatype of a column's JSON values: BOOL, FP64 for numbers, else BYTES."""
+    sent = [v for v in values if v is not None]
+    if sent and all(isinstance(v, bool) for v in sent):
+        return "BOOL"
+    if sent and all(isinstance(v, int | float) and not isinstance(v, bool) for v in sent):
+        return "FP64"
+    return "BYTES"
+
+
+def v2_body(rows: list[dict[str, Any]], datatypes: dict[str, str] | None = None) -> dict[str, Any]:
+    """``rows`` as a V2 inference request: one tensor per field.
+
+    Each tensor's datatype is ``datatypes[name]`` (e.g. ``GET /v2/models/{name}``'s inputs),
+    else read from its values (:func:`v2_datatype`).
+    """
+    columns = {k: [r[k] for r in rows] for k in rows[0]}
+    return {
+        "inputs": [
+            {
+                "name": k,
+                "shape": [len(rows)],
+                "datatype": (datatypes or {}).get(k) or v2_datatype(values),
+                "data": values,
+            }
+            for k, values in columns.items()
+        ]
+    }
