@@ -6,7 +6,8 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from lib.serving.contract import MAX_ID_CHARS, MAX_ID_INT
+from lib.data.schema import ColumnSchema
+from lib.serving.contract import MAX_ID_CHARS, MAX_ID_INT, date_example, refuses_null
 from server.state import ServingState
 
 _JSON_TYPES = {
@@ -17,19 +18,31 @@ _JSON_TYPES = {
 }
 
 
+def _feature(col: ColumnSchema) -> dict[str, Any]:
+    """Return the JSON schema of one feature field (null allowed unless the column refuses it)."""
+    kind = _JSON_TYPES[col.kind]
+    prop: dict[str, Any] = {"type": kind if refuses_null(col) else [kind, "null"]}
+    notes = []
+    if col.kind == "datetime":
+        prop["format"] = "date"  # what generated examples use; date-times are accepted too
+        notes.append(f"a date such as {date_example(col.format)} (ISO 8601, no relative dates)")
+    if col.categories:
+        notes.append("seen in training: " + ", ".join(col.categories[:50]))
+    if col.min is not None and col.max is not None:
+        notes.append(f"seen in training: {col.min:g} to {col.max:g}")
+    if refuses_null(col):
+        notes.append("never null (declared nullable: false)")
+    if notes:
+        prop["description"] = "; ".join(notes)
+    return prop
+
+
 def row_schema(state: ServingState) -> dict[str, Any]:
     """Return the JSON schema of one input row, from the served model's training schema."""
     model = state.current()
     properties: dict[str, Any] = {}
     for col in model.schema.features:
-        prop: dict[str, Any] = {"type": [_JSON_TYPES[col.kind], "null"]}
-        if col.kind == "datetime":
-            prop["format"] = "date"
-        if col.categories:
-            prop["description"] = "seen in training: " + ", ".join(col.categories[:50])
-        if col.min is not None and col.max is not None:
-            prop["description"] = f"seen in training: {col.min:g} to {col.max:g}"
-        properties[col.name] = prop
+        properties[col.name] = _feature(col)
     schema = model.schema
     excluded: dict[str, str] = getattr(schema, "excluded", None) or {}
     for name, reason in excluded.items():
