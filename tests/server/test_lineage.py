@@ -68,3 +68,20 @@ def test_a_long_request_id_is_422_without_echoing_it(client):
     assert len(answer.text) < 400
     missing = client.get("/lineage/" + "n" * 128)
     assert missing.status_code == 404 and "no logged prediction" in missing.text
+
+
+def test_an_unchanged_folder_is_not_listed_again(tmp_path, monkeypatch):
+    import os
+
+    from lib.data import feedback
+
+    _part(tmp_path, "0001", ["a"])
+    os.utime(tmp_path, ns=(10**18, 10**18))  # changed long ago
+    index = LogIndex(tmp_path)
+    assert index.refresh() == 1
+    listed = []
+    monkeypatch.setattr(feedback, "_part_files", lambda folder: listed.append(folder) or [])
+    assert index.known("request_id", ["a", "b"]) == {"a"} and listed == []
+    monkeypatch.undo()
+    _part(tmp_path, "0002", ["b"])  # a new file changes the folder's mtime
+    assert index.known("request_id", ["a", "b"]) == {"a", "b"}
