@@ -88,7 +88,9 @@ def _date(value: Any, fmt: str | None = None) -> pd.Timestamp | str | None:
     """
     if value is None:
         return None
-    wanted = f"expected a date such as {date_example(fmt)}"
+    wanted = f"expected an ISO date such as {ISO_EXAMPLE}"
+    if fmt is not None and fmt != "ISO8601":
+        wanted = f"expected an ISO date or one in format {fmt}, such as {date_example(fmt)}"
     if not isinstance(value, str):
         return f"{wanted}, got {type(value).__name__}"
     text = value.strip()
@@ -100,7 +102,7 @@ def _date(value: Any, fmt: str | None = None) -> pd.Timestamp | str | None:
     except OutOfBoundsDatetime:
         return f"dates must fall between 1677-09-22 and 2262-04-11, got {value[:40]!r}"
     except ValueError:
-        return f"{wanted} (ISO 8601, no relative dates), got {value[:40]!r}"
+        return f"{wanted} (no relative dates), got {value[:40]!r}"
     return stamp
 
 
