@@ -35,9 +35,11 @@ from lib.core.atomic import atomic_path, sha256_file
 from lib.core.contracts import predlog
 from lib.core.errors import DataValidationError
 from lib.core.layout import feedback_dir, predictions_dir, raw_dir
+from lib.core.logs import get_logger
 from lib.core.param_sections import CsvParams
 
 KEY = list(predlog.KEY)  # a label's row in the prediction log
+_logger = get_logger(__name__)
 
 
 def label_files(folder: Path) -> list[Path]:
@@ -252,6 +254,10 @@ class LogIndex:
                     table = _key_columns(path, self.columns)
                 except FileNotFoundError:  # removed since it was listed
                     continue
+                except (OSError, pa.ArrowException) as exc:  # unreadable: skipped, not retried
+                    _logger.warning("log_part_unreadable", path=str(path), error=str(exc)[:200])
+                    self._names.add(path.name)
+                    continue
                 self._files.append(path)
                 self._names.add(path.name)
                 for column in table.column_names:
@@ -293,6 +299,11 @@ class LogIndex:
                 at = np.minimum(np.searchsorted(hashes, wanted), len(hashes) - 1)
                 seen |= hashes[at] == wanted
         return {k for k, hit in zip(keys, seen.tolist(), strict=True) if hit}
+
+    @property
+    def parts(self) -> int:
+        """Return how many part files are indexed."""
+        return len(self._files)
 
     def nbytes(self) -> int:
         """Return the memory the key arrays take."""

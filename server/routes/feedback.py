@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pandas as pd
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 
 from lib.core.contracts import predlog
 from lib.core.layout import Layout
@@ -20,7 +22,26 @@ from server.bodies import json_body
 from server.deps import Model, State, require_api_key
 from server.state import ServingState
 
-router = APIRouter(tags=["feedback"], dependencies=[Depends(require_api_key)])
+
+@contextlib.asynccontextmanager
+async def _index_at_start(app: FastAPI) -> AsyncIterator[None]:
+    """Build the prediction log's index when the server starts, in the background.
+
+    Runs once the app's own start has loaded the model; lookups made meanwhile wait for it.
+    """
+    state: ServingState = app.state.serving
+    build = None
+    if state.model is not None and state.settings.prediction_log:
+        index = _index(state, state.model)
+        build = asyncio.create_task(asyncio.to_thread(index.refresh), name="log-index")
+    yield
+    if build is not None:
+        await build  # a build still running when the server stops: let it end
+
+
+router = APIRouter(
+    tags=["feedback"], dependencies=[Depends(require_api_key)], lifespan=_index_at_start
+)
 
 _LABELS_SCHEMA = {
     "type": "object",

@@ -85,3 +85,26 @@ def test_an_unchanged_folder_is_not_listed_again(tmp_path, monkeypatch):
     monkeypatch.undo()
     _part(tmp_path, "0002", ["b"])  # a new file changes the folder's mtime
     assert index.known("request_id", ["a", "b"]) == {"a", "b"}
+
+
+@pytest.mark.slow
+def test_the_index_is_built_when_the_server_starts(client, served_params, test_rows, monkeypatch):
+    import time
+
+    from lib.core.layout import predictions_dir
+    from lib.data import feedback
+
+    served = client.post("/predict", json=test_rows[0]).headers["x-request-id"]
+    deadline = time.monotonic() + 10
+    while client.get(f"/lineage/{served}").status_code != 200:
+        assert time.monotonic() < deadline, "never logged"
+        time.sleep(0.1)
+    monkeypatch.setattr(feedback, "_INDEXES", {})  # a new process: no index yet
+    folder = predictions_dir(served_params.project.data_dir, "quire-churn")
+    with TestClient(create_app(Settings(), served_params)):
+        (index,) = feedback._INDEXES.values()  # made at start, before any lookup
+        deadline = time.monotonic() + 10
+        while index.parts == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert index.folder == folder and index.parts >= 1
+        assert index.known("request_id", [served]) == {served}
