@@ -197,7 +197,7 @@ async def _unknown_requests(
     return [r for r in rest if r not in found]
 
 
-def _refuse_unknown(labels: pd.DataFrame, unknown: list[str]) -> None:
+def _refuse_unknown(labels: pd.DataFrame, unknown: list[str], logging: bool) -> None:
     """Raise naming the label entries (the first 20) whose request id was never served."""
     missing = set(unknown)
     entries = [i for i, r in enumerate(labels["request_id"].tolist()) if r in missing]
@@ -205,6 +205,8 @@ def _refuse_unknown(labels: pd.DataFrame, unknown: list[str]) -> None:
         "no request with this id was served (its id is the X-Request-ID header of the answer); "
         'check it, or send "allow_unknown": true to save the label anyway'
     )
+    if not logging:
+        reason += " (this server does not log predictions: QUIRE_SERVER_PREDICTION_LOG=false)"
     problems = [
         Problem(i, "request_id", f"{labels['request_id'].iat[i]!r}: {reason}") for i in entries
     ]
@@ -228,7 +230,7 @@ async def post_feedback(request: Request, state: State, model: Model) -> dict[st
     labels = _frame(body, model, state.settings.max_batch_rows)
     unknown = await _unknown_requests(state, model, labels)
     if unknown and not allow_unknown:
-        _refuse_unknown(labels, unknown)
+        _refuse_unknown(labels, unknown, state.settings.prediction_log)
     layout = Layout.of(state.params, model=state.log_name(model))
     path = await asyncio.to_thread(feedback.save_labels, layout.feedback, labels)
     answer: dict[str, Any] = {"accepted": len(labels), "file": path.name}
