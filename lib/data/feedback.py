@@ -288,7 +288,11 @@ class LogIndex:
             return [self._files[n] for n in sorted(numbers) if self._files[n].exists()]
 
     def known(self, column: str, keys: Sequence[str]) -> set[str]:
-        """Return the ``keys`` that some part file holds in ``column`` (refreshed)."""
+        """Return the ``keys`` that some part file holds in ``column`` (refreshed).
+
+        By hash: an unknown key that collides with a logged one (odds about 1 in 10^13 with a
+        million keys logged) counts as known.
+        """
         self.refresh()
         if not keys:
             return set()
