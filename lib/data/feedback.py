@@ -18,20 +18,28 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
+import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lib.core.atomic import atomic_path, sha256_file
 from lib.core.contracts import predlog
 from lib.core.errors import DataValidationError
 from lib.core.layout import feedback_dir, predictions_dir, raw_dir
+from lib.core.logs import get_logger
 from lib.core.param_sections import CsvParams
 
 KEY = list(predlog.KEY)  # a label's row in the prediction log
+_logger = get_logger(__name__)
 
 
 def label_files(folder: Path) -> list[Path]:
@@ -180,13 +188,164 @@ def unmatched_ids(log_folder: Path, id_column: str, ids: list[str]) -> list[str]
     wanted = sorted(set(ids))
     if not wanted:
         return []
-    seen: set[str] = set()
-    for path in predlog.log_files(log_folder):
-        if id_column not in pq.read_schema(path).names:
-            continue
-        column = pq.read_table(path, columns=[id_column]).column(0).to_pylist()
-        seen.update(v for v in column if v is not None)
-    return [i for i in wanted if i not in seen]
+    found = log_index(log_folder, (predlog.REQUEST_ID, id_column)).known(id_column, wanted)
+    return [i for i in wanted if i not in found]
+
+
+_Segment = tuple[np.ndarray, np.ndarray]  # sorted key hashes, and the file each came from
+
+
+def _hashes(values: Sequence[Any]) -> np.ndarray:
+    """Return 64-bit hashes of keys (text), the same for the same key in every process."""
+    return pd.util.hash_array(np.asarray(values, dtype=object), categorize=False)
+
+
+class LogIndex:
+    """Which part files of a prediction log hold a key (a request id, an id column's value).
+
+    Built from the key columns of the part files only, never their rows, and kept up to date
+    incrementally: each :meth:`refresh` reads just the part files written since the last one.
+    Keys are held as 64-bit hashes in sorted arrays (12 bytes a key: a million requests
+    in 12 MB, none of them Python objects); a hash collision only costs reading a file
+    that does not hold the key, because rows are then read filtered by the key itself.
+
+    Parameters
+    ----------
+    folder
+        The model's prediction log folder.
+    columns
+        The key columns to index (``request_id``, and the id column when there is one).
+    """
+
+    def __init__(self, folder: Path, columns: Sequence[str] = (predlog.REQUEST_ID,)) -> None:
+        self.folder = folder
+        self.columns = tuple(columns)
+        self._files: list[Path] = []
+        self._names: set[str] = set()
+        self._segments: dict[str, list[_Segment]] = {c: [] for c in self.columns}
+        self._lock = threading.Lock()
+        self._listed_at = -1  # the folder's mtime (ns) when last listed
+
+    def _unchanged(self) -> bool:
+        """Whether no file was added to the folder since it was last listed (one stat call).
+
+        A folder changed within the last second is listed again: a file renamed into it in
+        the same clock tick as the last listing leaves the mtime as it was.
+        """
+        try:
+            mtime = os.stat(self.folder).st_mtime_ns
+        except FileNotFoundError:
+            return True  # nothing logged yet
+        if mtime == self._listed_at and time.time_ns() - mtime > 1_000_000_000:
+            return True
+        self._listed_at = mtime
+        return False
+
+    def refresh(self) -> int:
+        """Index the part files written since the last look; return how many there were."""
+        with self._lock:
+            if self._unchanged():
+                return 0
+            new = [p for p in _part_files(self.folder) if p.name not in self._names]
+            keys: dict[str, list[_Segment]] = {c: [] for c in self.columns}
+            for path in new:
+                number = len(self._files)
+                try:
+                    table = _key_columns(path, self.columns)
+                except FileNotFoundError:  # removed since it was listed
+                    continue
+                except (OSError, pa.ArrowException) as exc:  # unreadable: skipped, not retried
+                    _logger.warning("log_part_unreadable", path=str(path), error=str(exc)[:200])
+                    self._names.add(path.name)
+                    continue
+                self._files.append(path)
+                self._names.add(path.name)
+                for column in table.column_names:
+                    hashes = _hashes(pc.unique(table[column].drop_null()).to_pylist())
+                    keys[column].append((hashes, np.full(len(hashes), number, dtype=np.int32)))
+            for column, parts in keys.items():
+                if sum(len(hashes) for hashes, _ in parts):
+                    self._add(column, parts)
+            return len(new)
+
+    def _add(self, column: str, parts: list[_Segment]) -> None:
+        """Add new keys as a sorted segment; merge segments of similar size (log-many stay)."""
+        segments = self._segments[column]
+        segments.append(_sorted(parts))
+        while len(segments) > 1 and len(segments[-2][0]) <= 2 * len(segments[-1][0]):
+            segments[-2:] = [_sorted(segments[-2:])]
+
+    def files(self, column: str, key: str) -> list[Path]:
+        """Return the part files that may hold rows with ``key`` in ``column`` (refreshed)."""
+        self.refresh()
+        (wanted,) = _hashes([key])
+        with self._lock:
+            numbers: set[int] = set()
+            for hashes, files in self._segments.get(column, []):
+                low = np.searchsorted(hashes, wanted, side="left")
+                high = np.searchsorted(hashes, wanted, side="right")
+                numbers.update(files[low:high].tolist())
+            return [self._files[n] for n in sorted(numbers) if self._files[n].exists()]
+
+    def known(self, column: str, keys: Sequence[str]) -> set[str]:
+        """Return the ``keys`` that some part file holds in ``column`` (refreshed).
+
+        By hash: an unknown key that collides with a logged one (odds about 1 in 10^13 with a
+        million keys logged) counts as known.
+        """
+        self.refresh()
+        if not keys:
+            return set()
+        wanted = _hashes(keys)
+        seen = np.zeros(len(keys), dtype=bool)
+        with self._lock:
+            for hashes, _ in self._segments.get(column, []):
+                at = np.minimum(np.searchsorted(hashes, wanted), len(hashes) - 1)
+                seen |= hashes[at] == wanted
+        return {k for k, hit in zip(keys, seen.tolist(), strict=True) if hit}
+
+    @property
+    def parts(self) -> int:
+        """Return how many part files are indexed."""
+        return len(self._files)
+
+    def nbytes(self) -> int:
+        """Return the memory the key arrays take."""
+        return sum(h.nbytes + f.nbytes for s in self._segments.values() for h, f in s)
+
+
+def _part_files(folder: Path) -> list[Path]:
+    """Return the log's part files in name order (one directory scan: no glob's walk)."""
+    prefix, suffix = predlog.PART_GLOB.split("*")
+    with os.scandir(folder) as entries:
+        names = [e.name for e in entries if e.name.startswith(prefix) and e.name.endswith(suffix)]
+    return [folder / name for name in sorted(names)]
+
+
+def _key_columns(path: Path, columns: tuple[str, ...]) -> pa.Table:
+    """Read only the key columns of one part file (those it has: old files may lack the id)."""
+    part = pq.ParquetFile(path)
+    return part.read(columns=[c for c in columns if c in part.schema_arrow.names])
+
+
+def _sorted(parts: Sequence[_Segment]) -> _Segment:
+    hashes = np.concatenate([h for h, _ in parts])
+    files = np.concatenate([f for _, f in parts])
+    order = np.argsort(hashes, kind="stable")
+    return hashes[order], files[order]
+
+
+_INDEXES: dict[tuple[Path, tuple[str, ...]], LogIndex] = {}
+_INDEXES_LOCK = threading.Lock()
+
+
+def log_index(folder: Path, columns: Sequence[str] = (predlog.REQUEST_ID,)) -> LogIndex:
+    """Return the process's index of the log in ``folder`` (built on first use, then kept)."""
+    key = (Path(folder).resolve(), tuple(columns))
+    with _INDEXES_LOCK:
+        if key not in _INDEXES:
+            _INDEXES[key] = LogIndex(Path(folder), columns)
+        return _INDEXES[key]
 
 
 def write_training_rows(

@@ -16,20 +16,39 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from lib.core import startup
 from lib.core.contracts import predlog
 from lib.core.layout import Layout, predictions_dir
 from lib.core.logs import get_logger
 from lib.core.params import Params
+from lib.data.feedback import LogIndex, log_index
 from lib.model.provenance import model_lineage
 
 log = get_logger(__name__)
 
 
-def find_rows(folder: Path, request_id: str) -> pd.DataFrame:
-    """Return the logged rows of one request (empty when it is not in the log)."""
-    frame = predlog.read_log(folder, request_id=request_id)
+MAX_REQUEST_ID_CHARS = 128  # the server's ids are 32 hex digits; a longer one is no request id
+
+
+def find_rows(folder: Path, request_id: str, index: LogIndex | None = None) -> pd.DataFrame:
+    """Return the logged rows of one request (empty when it is not in the log).
+
+    Only the part files the log's index names are read (:func:`lib.data.feedback.log_index`,
+    kept for the process, unless ``index`` is given), filtered by the request id.
+    """
+    index = index if index is not None else log_index(folder)
+    tables = []
+    for path in index.files(predlog.REQUEST_ID, request_id):
+        try:
+            tables.append(pq.read_table(path, filters=[(predlog.REQUEST_ID, "==", request_id)]))
+        except FileNotFoundError:  # removed since it was indexed
+            continue
+    if not tables:
+        return pd.DataFrame()
+    frame: pd.DataFrame = pa.concat_tables(tables, promote_options="permissive").to_pandas()
     return frame if frame.empty else frame.sort_values(predlog.ROW, ignore_index=True)
 
 
@@ -65,9 +84,14 @@ def monitoring_runs(folder: Path, version: str, when: pd.Timestamp) -> list[dict
     return sorted(out, key=lambda r: r["time"])
 
 
-def lineage(params: Params, model: str, request_id: str) -> dict[str, Any] | None:
-    """Return the lineage of one logged request, or None when it is not in the log."""
-    rows = find_rows(predictions_dir(params.project.data_dir, model), request_id)
+def lineage(
+    params: Params, model: str, request_id: str, index: LogIndex | None = None
+) -> dict[str, Any] | None:
+    """Return the lineage of one logged request, or None when it is not in the log.
+
+    ``index`` is the log's index (default: the process's own, built on first use).
+    """
+    rows = find_rows(predictions_dir(params.project.data_dir, model), request_id, index)
     if rows.empty:
         return None
     when = pd.Timestamp(rows[predlog.TIME].iloc[0])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 from operator import itemgetter
@@ -10,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pandas.errors import OutOfBoundsDatetime
 
 from lib.data.infer import FALSE_WORDS, TRUE_WORDS
 from lib.data.schema import ColumnSchema, Schema
@@ -52,22 +54,80 @@ def _category(value: Any) -> str | tuple[str] | None:
     return (f"expected a string, got {type(value).__name__}",)
 
 
-def _date(value: Any) -> pd.Timestamp | str | None:
+ISO_DATE = re.compile(
+    r"\d{4}-\d{2}-\d{2}"  # a whole date, then optionally a time and an offset
+    r"(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?)?"
+)
+ISO_EXAMPLE = "2024-01-31"
+
+
+def date_example(fmt: str | None) -> str:
+    """Return an accepted value for a date column read in ``fmt`` (for messages and docs)."""
+    if fmt is None or fmt == "ISO8601":
+        return ISO_EXAMPLE
+    return f"{ISO_EXAMPLE} or {pd.Timestamp(ISO_EXAMPLE).strftime(fmt)}"
+
+
+def _date_format(text: str, fmt: str | None) -> str | None:
+    """Return the format ``text`` is read in (ISO 8601 or the column's own), None: neither.
+
+    The column's format must find digits: pandas reads 'now' and 'today' in any format.
+    """
+    if ISO_DATE.fullmatch(text):
+        return "ISO8601"
+    if fmt is not None and fmt != "ISO8601" and any(c.isdigit() for c in text):
+        return fmt
+    return None
+
+
+def _date(value: Any, fmt: str | None = None) -> pd.Timestamp | str | None:
+    """Return the date as naive UTC, None for null, or a string saying what is wrong.
+
+    Accepted: ISO 8601 dates and date-times (an offset is converted to UTC), and the column's
+    own format as ingest read the training file; never relative words ('now', 'today').
+    """
     if value is None:
         return None
+    wanted = f"expected an ISO date such as {ISO_EXAMPLE}"
+    if fmt is not None and fmt != "ISO8601":
+        wanted = f"expected an ISO date or one in format {fmt}, such as {date_example(fmt)}"
     if not isinstance(value, str):
-        return f"expected an ISO date string, got {type(value).__name__}"
+        return f"{wanted}, got {type(value).__name__}"
+    text = value.strip()
+    used = _date_format(text, fmt)
     try:
-        stamp = pd.Timestamp(value)
-    except ValueError:
-        return f"expected an ISO date such as 2024-01-31, got {value[:40]!r}"
-    if pd.isna(stamp):
-        return None
-    if stamp.tzinfo is not None:
-        stamp = stamp.tz_convert("UTC").tz_localize(None)
-    if not pd.Timestamp.min <= stamp <= pd.Timestamp.max:
+        if used is None:
+            raise ValueError(text)
+        stamp = pd.to_datetime(text, format=used, utc=True).tz_localize(None)
+    except OutOfBoundsDatetime:
         return f"dates must fall between 1677-09-22 and 2262-04-11, got {value[:40]!r}"
+    except ValueError:
+        return f"{wanted} (no relative dates), got {value[:40]!r}"
     return stamp
+
+
+def refuses_null(col: ColumnSchema, *, inferred: bool = False) -> bool:
+    """Whether a request's null (or NaN read as missing) in ``col`` is refused.
+
+    A column declared ``nullable: false`` in ``data.columns`` refuses null. A column that merely
+    had no missing value in the training file (``nullable`` inferred false) takes null: the
+    pipeline's imputer fills it, as it would a gap in a later file; ``inferred=True`` refuses
+    those too.
+    """
+    return not col.nullable and (col.declared or inferred)
+
+
+NULL_REFUSED = (
+    "null is not allowed: the column is declared nullable: false in data.columns; "
+    "send a value, or declare nullable: true"
+)
+
+
+def _null_problems(name: str, values: list[Any], problems: list[Problem]) -> None:
+    """Add a Problem for every null (or NaN) value of a column that refuses them."""
+    for i, value in enumerate(values):
+        if value is None or (isinstance(value, float) and value != value):
+            problems.append(Problem(i, name, NULL_REFUSED))
 
 
 _MISSING = object()
@@ -137,7 +197,9 @@ def _column(
     nan_missing: bool = False,
 ) -> np.ndarray:
     """Return one column as a typed array, adding a Problem for every bad value."""
-    fast = _whole_column(col.kind, values, nan_missing)
+    if refuses_null(col):
+        _null_problems(col.name, values, problems)
+    fast = _whole_column(col, values, nan_missing)
     if fast is not None:
         return fast
     checked = _value_by_value(col, rows, problems, nan_missing)
@@ -151,13 +213,16 @@ def _column(
     return np.array(checked, dtype=object)
 
 
-def _whole_column(kind: str, values: list[Any], nan_missing: bool = False) -> np.ndarray | None:
+def _whole_column(
+    col: ColumnSchema, values: list[Any], nan_missing: bool = False
+) -> np.ndarray | None:
     """Convert a column of well-formed values in one step; None sends it value by value.
 
     The common case for large batches: numbers that are all numbers, strings that are all
     strings. Anything unusual (a missing field, a wrong type, NaN, an odd date) returns None,
     and the value-by-value check finds and names it.
     """
+    kind = col.kind
     types = set(map(type, values))
     try:
         if kind == "numeric" and types <= {float, int, type(None)}:
@@ -172,15 +237,26 @@ def _whole_column(kind: str, values: list[Any], nan_missing: bool = False) -> np
         if kind == "categorical" and types <= {str, type(None)}:
             return np.array(values, dtype=object)
         if kind == "datetime" and types <= {str, type(None)}:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error")
-                dates = pd.to_datetime(pd.Series(values, dtype=object), format="ISO8601")
-            if dates.dt.tz is not None:
-                dates = dates.dt.tz_convert("UTC").dt.tz_localize(None)
-            return dates.to_numpy(dtype="datetime64[ns]")
+            return _whole_dates(pd.Series(values, dtype=object), col.format)
     except (ValueError, TypeError, OverflowError, Warning):
         return None
     return None
+
+
+def _whole_dates(values: pd.Series, fmt: str | None) -> np.ndarray | None:
+    """Read a column of date strings in one format (ISO 8601, else the column's); None: mixed."""
+    text = values.str.strip()
+    present = text.dropna()
+    if present.str.fullmatch(ISO_DATE).all():
+        used = "ISO8601"
+    elif fmt is not None and fmt != "ISO8601" and present.str.contains(r"\d").all():
+        used = fmt
+    else:
+        return None  # another form, or formats mixed: each value is read and named alone
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        dates = pd.to_datetime(text, format=used, utc=True).dt.tz_localize(None)
+    return dates.to_numpy(dtype="datetime64[ns]")
 
 
 def _value_by_value(
@@ -203,7 +279,7 @@ def _value_by_value(
         elif col.kind == "boolean":
             parsed = _boolean(value)
         elif col.kind == "datetime":
-            parsed = _date(value)
+            parsed = _date(value, col.format)
         else:
             parsed = _category(value)
             if isinstance(parsed, tuple):
@@ -225,6 +301,12 @@ def check_rows(
     nan_missing: bool = False,
 ) -> Batch:
     """Check submitted rows against the schema and return them as typed columns.
+
+    Every feature is a required field. ``null`` is a missing value, which the pipeline imputes,
+    except in a column declared ``nullable: false`` in ``data.columns`` (:func:`refuses_null`).
+    Dates are ISO 8601 dates or date-times (an offset is converted to UTC), or in the format
+    ingest read the column's training values in (``ColumnSchema.format``, e.g. ``%m/%d/%Y``);
+    relative words such as ``today`` are refused.
 
     Parameters
     ----------

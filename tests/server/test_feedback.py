@@ -102,3 +102,51 @@ def test_lineage_names_the_model_version_run_and_training_data(client, test_rows
     assert info["lineage"]["run_id"] == model["run_id"]
     missing = client.get("/lineage/no-such-request")
     assert missing.status_code == 404 and "no logged prediction" in missing.text
+
+
+def _label_files(served_params) -> list:
+    return feedback.label_files(feedback_dir(served_params.project.data_dir, "quire-churn"))
+
+
+def test_labels_for_requests_never_served_are_refused_naming_them(client, served_params, test_rows):
+    served = client.post("/predict", json=test_rows[6]).headers["x-request-id"]
+    before = _label_files(served_params)
+    entries = [{"request_id": served, "label": 1}, {"request_id": "never-served", "label": 0}]
+    answer = client.post("/feedback", json={"labels": entries})
+    assert answer.status_code == 422, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == "unknown_request_id"
+    assert [(d["row"], d["field"]) for d in error["details"]] == [(1, "request_id")]
+    assert error["details"][0]["reason"].startswith("'never-served': no request with this id")
+    assert '"allow_unknown": true' in error["message"]
+    assert _label_files(served_params) == before  # nothing saved
+
+
+def test_allow_unknown_saves_labels_for_unknown_requests_and_names_them(client, served_params):
+    body = {"labels": [{"request_id": f"gone-{i}", "label": 1} for i in range(25)]}
+    answer = client.post("/feedback", json={**body, "allow_unknown": True})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["unknown_requests"] == 25
+    assert answer.json()["unknown_request_ids"] == [f"gone-{i}" for i in range(20)]
+    refused = client.post("/feedback", json={**body, "allow_unknown": "yes"})
+    assert refused.status_code == 422 and "allow_unknown" in refused.text
+    too_long = client.post("/feedback", json={"labels": [{"request_id": "r" * 5000, "label": 1}]})
+    assert too_long.status_code == 422 and len(too_long.text) < 600
+    assert "at most 128 characters, got 5,000" in too_long.text
+
+
+@pytest.fixture(scope="module")
+def unflushed(served_params):
+    """A server whose log is written only at shutdown: every request is 'served lately'."""
+    settings = Settings(log_flush_seconds=3600, log_flush_rows=1_000_000)
+    with TestClient(create_app(settings, served_params)) as c:
+        yield c
+
+
+def test_a_request_served_but_not_yet_logged_takes_labels(unflushed, test_rows):
+    served = unflushed.post("/predict/batch", json=test_rows[:2]).headers["x-request-id"]
+    answer = unflushed.post("/feedback", json={"labels": [{"request_id": served, "label": 1}]})
+    assert answer.status_code == 200, answer.text
+    assert "unknown_requests" not in answer.json()
+    lineage = unflushed.get(f"/lineage/{served}")
+    assert lineage.status_code == 404 and "served moments ago" in lineage.text
