@@ -95,9 +95,14 @@ def _label(value: Any, model: LoadedModel, index: int) -> Any:
             or not isinstance(value, int | float)
             or not math.isfinite(value)
         ):
-            raise InputError([Problem(index, "label", f"expected a number, got {value!r}")])
+            raise InputError(
+                [Problem(index, "label", f"expected a number, got {type(value).__name__}")]
+            )
         return float(value)
     known = {str(c): c for c in model.classes}
+    if not isinstance(value, str | int | float | bool):  # str() of a deep list would recurse
+        reason = f"expected one of the model's classes {list(known)}, got {type(value).__name__}"
+        raise InputError([Problem(index, "label", reason)])
     if str(value) not in known:
         raise InputError(
             [

@@ -88,7 +88,7 @@ async def predict_one(
     batch = state.check(_one_row(await json_body(request)), state.current())
     assert state.batcher is not None
     model, labels, proba = await state.batcher.predict(batch)  # the model of the shared call
-    state.log_rows(request_id, model, batch, labels, proba)
+    await state.commit_rows(request_id, model, batch, labels, proba)
     return _answer(state, request_id, model, batch, labels, proba)
 
 

@@ -222,20 +222,10 @@ DEEP_VALUE = "[" * 1000 + "1" + "]" * 1000  # within MAX_DEPTH: orjson reads it,
         pytest.param(
             "/feedback",
             f'{{"labels": [{{"request_id": "r", "label": {DEEP_VALUE}}}]}}',
-            marks=pytest.mark.xfail(
-                strict=False,
-                reason="server/routes/feedback.py _label: repr() of a 1,000-deep label raises "
-                "RecursionError (500); a bounded repr (reprlib) or a type check first fixes it",
-            ),
         ),
         pytest.param(
             f"/v2/models/{MODEL}/infer",
             f'{{"id": {"[" * 300 + "]" * 300}, "inputs": ROWS}}',
-            marks=pytest.mark.xfail(
-                strict=False,
-                reason="server/routes/v2.py infer echoes a non-string id; orjson refuses to write "
-                "it 300 deep (500); the protocol's id is a string: refuse others (400)",
-            ),
         ),
     ],
 )

@@ -15,6 +15,7 @@ from lib.data import feedback
 from lib.serving.predictor import LoadedModel
 from server.config import Settings
 from server.main import create_app
+from tests.server.helpers import v2_body
 
 pytestmark = pytest.mark.slow
 ID = "customer_id"  # the tiny model's data.id_column
@@ -28,15 +29,6 @@ def client(served_params):
 
 def with_ids(rows: list[dict[str, Any]], prefix: str) -> list[dict[str, Any]]:
     return [{**r, ID: f"{prefix}-{i}"} for i, r in enumerate(rows)]
-
-
-def v2_body(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "inputs": [
-            {"name": k, "shape": [len(rows)], "datatype": "BYTES", "data": [r[k] for r in rows]}
-            for k in rows[0]
-        ]
-    }
 
 
 def logged(served_params, request_id: str) -> pd.DataFrame:

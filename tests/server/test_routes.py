@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from lib.serving.contract import records_to_frame
 from server.config import Settings
 from server.main import create_app
-from tests.server.helpers import mlflow_payloads, post_payload
+from tests.server.helpers import mlflow_payloads, post_payload, v2_body
 
 pytestmark = pytest.mark.slow
 
@@ -171,10 +171,7 @@ def test_open_inference_protocol(client, pipeline, test_rows):
     rows = test_rows[:3]
     request = {
         "id": "r1",
-        "inputs": [
-            {"name": k, "shape": [3], "datatype": "BYTES", "data": [r[k] for r in rows]}
-            for k in rows[0]
-        ],
+        "inputs": v2_body(rows)["inputs"],
     }
     answer = client.post("/v2/models/quire-churn/infer", json=request).json()
     proba, _ = expected_proba(pipeline, client, rows)
