@@ -209,6 +209,13 @@ ROUTES: dict[tuple[str, str], tuple[str, list[int]]] = {
     ("post", "/invocations"): ("MlflowPredictions", [*_BODY, 503, 500]),
     ("get", "/v2/models/{name}"): ("V2Metadata", [404, 503, 500]),
     ("post", "/v2/models/{name}/infer"): ("V2InferResponse", [*_BODY, 404, 503, 500]),
+    ("get", "/v2/models/{name}/versions/{version}"): ("V2Metadata", [404, 503, 500]),
+    ("get", "/v2/models/{name}/ready"): ("V2Ready", [404, 503, 500]),
+    ("get", "/v2/models/{name}/versions/{version}/ready"): ("V2Ready", [404, 503, 500]),
+    ("post", "/v2/models/{name}/versions/{version}/infer"): (
+        "V2InferResponse",
+        [*_BODY, 404, 503, 500],
+    ),
     ("get", "/health/ready"): ("Ready", [503]),
     ("get", "/v2/health/ready"): ("V2Ready", []),  # its 503 is {"ready": false}
 }

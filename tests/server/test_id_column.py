@@ -142,7 +142,7 @@ def test_an_id_too_long_to_read_is_a_400_not_a_500(client, test_rows):
     answer = client.post("/predict", content=body, headers={"content-type": "application/json"})
     assert answer.status_code == 400
     assert answer.json()["error"]["message"] == (
-        "the body holds a number too long to read; send long ids as strings"
+        f"$.{ID}: an integer of 5,001 digits is too large for a number; send long ids as strings"
     )
 
 
