@@ -50,6 +50,55 @@ def test_every_dependency_is_pinned_in_the_lock_within_its_range():
         )
 
 
+def lock_conflicts(pins: dict[str, str]) -> list[str]:
+    """Requirements of the locked set (with the extras asked for) that its own pins break.
+
+    Walks the dependency closure from pyproject through the installed packages' metadata,
+    so a lock edited by hand (a pin outside a transitive range) fails here, offline, rather
+    than in pip's resolver on a fresh machine.
+    """
+    from importlib import metadata
+
+    from packaging.version import Version
+
+    wanted = [(r, "") for r in pyproject_requirements()]
+    seen: set[tuple[str, str]] = set()
+    problems = []
+    while wanted:
+        req, parent = wanted.pop()
+        name = norm(req.name)
+        if name not in pins:
+            continue  # not installed on this platform: the markers ruled it out
+        if not req.specifier.contains(Version(pins[name]), prereleases=True):
+            problems.append(f"{parent or 'pyproject'} needs {req}, the lock pins {pins[name]}")
+        for extra in sorted(req.extras) or [""]:
+            if (name, extra) in seen:
+                continue
+            seen.add((name, extra))
+            try:
+                requires = metadata.requires(req.name) or []
+            except metadata.PackageNotFoundError:
+                continue
+            for text in requires:
+                sub = Requirement(text)
+                env = {"extra": extra}
+                if sub.marker is None or sub.marker.evaluate(env):
+                    if sub.marker is not None and "extra" in str(sub.marker) and not extra:
+                        continue
+                    wanted.append((sub, f"{req.name}[{extra}]" if extra else req.name))
+    return problems
+
+
+def test_the_lock_satisfies_every_transitive_requirement():
+    assert lock_conflicts(lock()) == []
+
+
+def test_the_lock_check_sees_a_pin_outside_a_transitive_range():
+    pins = lock()
+    pins["greenlet"] = "99.0"  # tritonclient[http] caps greenlet; gevent needs it
+    assert any("greenlet" in p for p in lock_conflicts(pins))
+
+
 def test_environment_yml_has_the_same_packages_and_pins():
     ours = {norm(r.name): r for r in pyproject_requirements()}
     theirs = {norm(r.name): r for r in conda_pip_requirements()}
