@@ -365,37 +365,53 @@ def _fsync_file(path: Path) -> None:
 
 
 class _Segment:
-    """An append-only Arrow IPC stream of committed rows, locked by the process writing it."""
+    """An append-only Arrow IPC stream of committed rows, locked by the process writing it.
 
-    def __init__(self, path: Path, file: IO[bytes], schema: pa.Schema) -> None:
-        self.path, self.file, self.schema = path, file, schema
-        self.writer = pa.ipc.new_stream(file, schema)
+    Written through a native Arrow file: a batch goes to the kernel without re-entering Python
+    for each buffer. (Through a Python file object every buffer waited for the GIL, which the
+    serving threads hold: under load a batch took longer to write than the sync interval, so a
+    kill -9 nearly always found it torn and recovered nothing.)
+    """
+
+    def __init__(self, path: Path, lock_fd: int, schema: pa.Schema) -> None:
+        self.path, self.lock_fd, self.schema = path, lock_fd, schema
+        self.file = pa.OSFile(str(path), "ab")
+        self.writer = pa.ipc.new_stream(self.file, schema)
 
     @classmethod
     def open(cls, folder: Path, schema: pa.Schema) -> _Segment:
         """Open a new segment, named for this process (pid and a random part)."""
         folder.mkdir(parents=True, exist_ok=True)
-        name = SEGMENT_GLOB.replace("*", f"{os.getpid()}-{uuid.uuid4().hex[:12]}")
-        file = (folder / name).open("wb")
-        fcntl.flock(file.fileno(), fcntl.LOCK_EX)  # released by the kernel if we crash
-        return cls(folder / name, file, schema)
+        path = folder / SEGMENT_GLOB.replace("*", f"{os.getpid()}-{uuid.uuid4().hex[:12]}")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # released by the kernel if we crash
+            return cls(path, fd, schema)
+        except BaseException:
+            os.close(fd)
+            raise
 
     def write(self, table: pa.Table) -> None:
         self.writer.write_table(table)
 
     def sync(self, fsync: bool) -> None:
-        """Hand the written batches to the operating system (and to the disk with ``fsync``)."""
-        self.file.flush()
+        """Hand the written batches to the operating system (and to the disk with ``fsync``).
+
+        The native file is unbuffered: each write is already the kernel's. ``fsync`` on the
+        lock's descriptor flushes the file, whichever descriptor wrote it.
+        """
         if fsync:
-            os.fsync(self.file.fileno())
+            os.fsync(self.lock_fd)
 
     def close(self, delete: bool) -> None:
         with contextlib.suppress(OSError, pa.ArrowException):
             self.writer.close()
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, pa.ArrowException):
             self.file.close()
         if delete:
             self.path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            os.close(self.lock_fd)
 
 
 def recover(folder: Path, *, fsync: bool = False) -> int:

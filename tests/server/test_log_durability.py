@@ -257,12 +257,6 @@ def test_kill_9_under_load_in_memory_mode_loses_the_unflushed_seconds(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=False,
-    reason="open defect (#17): since the branches were merged, interval mode recovers no rows "
-    "from its segments after kill -9 (the only segment left ends in a torn first batch; rows "
-    "answered in the last ~0.8-1.4 s are lost); fsync mode loses none",
-)
 def test_kill_9_under_load_loses_at_most_the_last_sync_interval(served_root, tmp_path, test_rows):
     figures = kill_under_load(served_root, tmp_path, test_rows, "interval")
     assert figures["rows_answered"] > 200
