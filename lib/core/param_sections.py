@@ -267,6 +267,9 @@ class MonitorParams(Section):
     _null_list = field_validator("exclude", mode="before")(_cleared(list))
     drift_share: Share = 0.5
     windows: int = Field(5, ge=1, le=100)
+    window: str | int | None = None
+    time_column: str | None = None
+    sigmas: float = Field(3.0, gt=0)
     bootstrap: int = Field(200, ge=0, le=10_000)
     confidence: float = Field(0.95, gt=0.5, lt=1.0)
     evidently_report: bool = True
@@ -274,6 +277,17 @@ class MonitorParams(Section):
     history_runs: int = Field(500, ge=1)
     retrain_on_alert: bool = False
     alerts: AlertParams = Field(default_factory=AlertParams)
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, v: str | int | None) -> str | int | None:
+        from lib.monitoring.windows import parse_spec
+
+        try:
+            parse_spec(v)
+        except Exception as exc:  # ParamsError: pydantic reports it under the key
+            raise ValueError(str(exc).removeprefix("monitor.window: ")) from None
+        return v
 
     @field_validator("since", "until", mode="before")
     @classmethod
