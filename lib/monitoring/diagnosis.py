@@ -1,0 +1,399 @@
+"""Why a window's performance moved: covariate shift, concept drift, or nothing.
+
+Pure functions of the four per-window tables (``window_drift``, ``multivariate``,
+``window_quality``, ``window_performance``: see :mod:`lib.monitoring.monitor_results`) and, for
+the segment that fell most, the labelled rows of both sides. Nothing is read or written here.
+
+The kinds, per current window (NannyML's reading of estimated against realized performance):
+
+- ``concept drift``: the realized metric falls outside the estimate's sampling band, on the bad
+  side (below it; above it for a loss). The estimate models how the inputs moved, so what it does
+  not explain is a change of P(y|x). Without an estimate, realized performance that left its
+  reference band while no feature and no multivariate statistic did counts as concept drift too.
+- ``covariate shift``: performance (estimated or realized) left its reference band, or features
+  or the multivariate statistic drifted, and the estimate explains the realized value.
+- ``none``: nothing left its band.
+
+The run's kind is the worst window's (concept drift, then covariate shift). The features named
+are those that moved most in the windows where performance fell (else where anything drifted),
+ranked by how far their statistic went past its bound: ``statistic / upper`` for distances and
+``lower / statistic`` for p-values (a ratio above 1 is outside the band).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lib.core.contracts.predlog import is_log_column
+from lib.core.tasks import LOSSES
+
+CONCEPT = "concept drift"
+COVARIATE = "covariate shift"
+NONE = "none"
+MIN_SEGMENT_ROWS = 30  # segments with fewer labelled current rows than this are not named
+_QUANTILE_BINS = 4  # numeric features are cut at the reference's quartiles
+_SHOWN = 5  # features named in the text
+
+
+@dataclass(frozen=True)
+class Rows:
+    """One side's rows for segment analysis: features, per-row error, and window key.
+
+    ``errors`` is 0/1 misclassification (or absolute error) where the truth is known, NaN where
+    not; ``window`` is each row's current window key (None where a row is in no window).
+    """
+
+    frame: pd.DataFrame
+    errors: np.ndarray
+    window: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Segment:
+    """The segment whose error rate rose most in the windows where performance fell."""
+
+    column: str
+    segment: str
+    rows: int  # labelled current rows in the segment, in those windows
+    reference_error: float
+    current_error: float
+
+    @property
+    def rise(self) -> float:
+        """How much the error rate rose against the reference."""
+        return self.current_error - self.reference_error
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """The run's kind, why, the features that moved most and the segment that fell most."""
+
+    kind: str
+    reason: str
+    windows: pd.DataFrame  # one row per current window: window, start, end, kind, reason
+    features: list[dict[str, Any]] = field(default_factory=list)  # column, ratio, windows
+    segment: Segment | None = None
+    metric: str | None = None  # the metric whose windows were judged
+
+    @property
+    def kind_windows(self) -> list[str]:
+        """The current windows of the run's kind (empty when the kind is ``none``)."""
+        if self.windows.empty or self.kind == NONE:
+            return []
+        return self.windows.loc[self.windows["kind"] == self.kind, "window"].astype(str).tolist()
+
+    def text(self) -> str:
+        """Return the diagnosis in one paragraph."""
+        parts = [self.reason]
+        if self.features:
+            shown = ", ".join(
+                f"{f['column']} ({f['ratio']:.1f}x its bound)" for f in self.features[:_SHOWN]
+            )
+            parts.append(f"Features that moved most: {shown}.")
+        if self.segment is not None:
+            s = self.segment
+            parts.append(
+                f"Segment that fell most: {s.column} {s.segment} ({s.rows:,} labelled rows), "
+                f"error {s.current_error:.3f} vs {s.reference_error:.3f} on the reference."
+            )
+        return " ".join(parts)
+
+
+def _current(table: pd.DataFrame | None) -> pd.DataFrame:
+    if table is None or table.empty or "period" not in table.columns:
+        return pd.DataFrame()
+    return table[table["period"] == "current"]
+
+
+def _window_order(*tables: pd.DataFrame) -> pd.DataFrame:
+    """Return the current windows (window, start, end) in order of first appearance."""
+    frames = [t[["window", "start", "end"]] for t in tables if not t.empty]
+    if not frames:
+        return pd.DataFrame(columns=["window", "start", "end"])
+    return pd.concat(frames).drop_duplicates("window").reset_index(drop=True)
+
+
+def _worse(a: float, b: float, loss: bool) -> bool:
+    """Whether value ``a`` is worse than ``b`` (NaN is never worse)."""
+    if not (np.isfinite(a) and np.isfinite(b)):
+        return False
+    return a > b if loss else a < b
+
+
+def _judged_metric(perf: pd.DataFrame) -> str | None:
+    """Return the metric judged: the first with an estimate and a realized value somewhere."""
+    if perf.empty:
+        return None
+    for metric, rows in perf.groupby("metric", sort=False):
+        if (rows["estimated"].notna() & rows["realized"].notna()).any():
+            return str(metric)
+    return str(perf["metric"].iloc[0])
+
+
+def _fell(row: pd.Series, value: str, loss: bool) -> bool:
+    """Whether ``row[value]`` left the reference band on the bad side."""
+    bound = row["upper"] if loss else row["lower"]
+    return _worse(float(row[value]), float(bound), loss) if pd.notna(bound) else False
+
+
+def _ratio(row: pd.Series) -> float:
+    """How far a drift statistic went past its bound (> 1: outside the band)."""
+    stat, lower, upper = float(row["statistic"]), float(row["lower"]), float(row["upper"])
+    if np.isfinite(upper) and upper > 0:
+        return stat / upper
+    if np.isfinite(lower) and lower > 0:  # a p-value: it alerts downwards
+        return lower / max(stat, 1e-12)
+    return float("nan")
+
+
+def _judge_window(
+    perf: pd.Series | None, loss: bool, moved: bool, quality: str
+) -> tuple[str, str, bool]:
+    """Return (kind, reason, performance fell) for one current window."""
+    extra = f"; data quality: {quality}" if quality else ""
+    if perf is None:
+        kind = COVARIATE if moved else NONE
+        return kind, ("inputs drifted" if moved else "inputs within their band") + extra, False
+    m = str(perf["metric"])
+    realized, estimated = float(perf["realized"]), float(perf["estimated"])
+    est_bound = perf["estimated_upper"] if loss else perf["estimated_lower"]
+    real_fell, est_fell = _fell(perf, "realized", loss), _fell(perf, "estimated", loss)
+    fell = real_fell or est_fell
+    if pd.notna(est_bound) and _worse(realized, float(est_bound), loss):
+        side = "above" if loss else "below"
+        why = (
+            f"realized {m} {realized:.3f} is {side} what the estimate explains "
+            f"({estimated:.3f}, band {perf['estimated_lower']:.3f}-{perf['estimated_upper']:.3f})"
+        )
+        return CONCEPT, why + extra, True
+    if not np.isfinite(estimated) and real_fell and not moved:
+        why = f"realized {m} {realized:.3f} left its reference band while the inputs stayed"
+        return CONCEPT, why + " within theirs (no estimate)" + extra, True
+    if fell or moved:
+        what = []
+        if est_fell:
+            what.append(f"estimated {m} {estimated:.3f} left its reference band")
+        if real_fell:
+            what.append(f"realized {m} {realized:.3f} left its reference band")
+        if moved:
+            what.append("inputs drifted")
+        if np.isfinite(estimated) and np.isfinite(realized):
+            what.append(f"the estimate ({estimated:.3f}) explains realized {realized:.3f}")
+        return COVARIATE, "; ".join(what) + extra, fell
+    return NONE, f"{m} within its reference band" + extra, False
+
+
+def _moved_windows(drift: pd.DataFrame, multi: pd.DataFrame) -> set[str]:
+    """Return the current windows where a feature or the multivariate statistic alerted."""
+    out: set[str] = set()
+    if not drift.empty:
+        inputs = drift[~drift["column"].map(is_log_column) & drift["alert"].astype(bool)]
+        out |= set(inputs["window"].astype(str))
+    if not multi.empty:
+        out |= set(multi.loc[multi["alert"].astype(bool), "window"].astype(str))
+    return out
+
+
+def _quality_notes(quality: pd.DataFrame) -> dict[str, str]:
+    """Per current window, the alerting data-quality checks as text."""
+    if quality.empty:
+        return {}
+    hit = quality[quality["alert"].astype(bool)]
+    notes: dict[str, str] = {}
+    for window, rows in hit.groupby(hit["window"].astype(str), sort=False):
+        notes[window] = ", ".join(
+            f"{c} ({r})" for c, r in zip(rows["column"], rows["reason"], strict=True)
+        )
+    return notes
+
+
+def rank_features(drift: pd.DataFrame, windows: Sequence[str]) -> list[dict[str, Any]]:
+    """Rank the features that alerted in ``windows`` by how far past their bound they went.
+
+    Returns
+    -------
+    list of dict
+        ``column``, ``ratio`` (the largest statistic-to-bound ratio over those windows; > 1 is
+        outside the band), ``windows`` (where it alerted), largest ratio first.
+    """
+    cur = _current(drift)
+    if cur.empty or not windows:
+        return []
+    rows = cur[cur["window"].astype(str).isin(list(windows)) & ~cur["column"].map(is_log_column)]
+    rows = rows[rows["alert"].astype(bool)]
+    ranked = []
+    for column, group in rows.groupby("column", sort=False):
+        ratios = group.apply(_ratio, axis=1)
+        ranked.append(
+            {
+                "column": str(column),
+                "ratio": float(np.nanmax(ratios)) if ratios.notna().any() else float("nan"),
+                "windows": group["window"].astype(str).tolist(),
+            }
+        )
+    return sorted(ranked, key=lambda f: -np.nan_to_num(f["ratio"], nan=0.0))
+
+
+def _segments(values: pd.Series, reference: pd.Series, kind: str) -> pd.Series:
+    """Label each value with its segment: the category, or the reference quantile bin."""
+    if kind == "categorical":
+        return values.astype("string").fillna("(missing)").astype(str)
+    ref = pd.to_numeric(reference, errors="coerce").dropna()
+    qs = np.linspace(0, 1, _QUANTILE_BINS + 1)[1:-1]
+    edges = np.unique(np.quantile(ref, qs)) if len(ref) else np.array([])
+    bins = np.concatenate([[-np.inf], edges, [np.inf]])
+    names = [f"in [{a:.4g}, {b:.4g})" for a, b in itertools.pairwise(bins)]
+    x = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
+    at = np.searchsorted(bins, x, side="right") - 1  # bins are [left, right)
+    labels = [names[i] if np.isfinite(v) else "(missing)" for i, v in zip(at, x, strict=True)]
+    return pd.Series(labels, index=values.index, dtype=object)
+
+
+def _rates(errors: np.ndarray, segments: pd.Series) -> dict[str, tuple[float, int]]:
+    """Return each segment's mean error and labelled row count."""
+    grouped = pd.Series(errors, index=segments.index).groupby(segments)
+    means, sizes = grouped.mean(), grouped.size()
+    return {str(k): (float(means[k]), int(sizes[k])) for k in means.index}
+
+
+def worst_segment(
+    reference: Rows,
+    current: Rows,
+    windows: Sequence[str],
+    kinds: Mapping[str, str],
+    *,
+    min_rows: int = MIN_SEGMENT_ROWS,
+) -> Segment | None:
+    """Return the segment whose error rate rose most in ``windows`` against the reference.
+
+    A segment is a category of a categorical feature, or a reference-quartile bin of a numeric
+    one. Only labelled rows count; segments with fewer than ``min_rows`` labelled current rows
+    are skipped. A segment the reference barely holds is compared with the reference's overall
+    error rate. None when no segment's error rate rose.
+    """
+    if current.window is None or not windows:
+        return None
+    cur_err = np.asarray(current.errors, dtype=float)
+    ref_err = np.asarray(reference.errors, dtype=float)
+    in_windows = pd.Series(current.window).astype(str).isin(list(windows)).to_numpy()
+    keep = in_windows & np.isfinite(cur_err)
+    ref_keep = np.isfinite(ref_err)
+    if keep.sum() < min_rows or not ref_keep.any():
+        return None
+    overall = float(ref_err[ref_keep].mean())
+    best: Segment | None = None
+    for column, kind in kinds.items():
+        if column not in current.frame.columns or column not in reference.frame.columns:
+            continue
+        ref_col = reference.frame[column].reset_index(drop=True)
+        cur_seg = _segments(current.frame[column].reset_index(drop=True)[keep], ref_col, kind)
+        ref_seg = _segments(ref_col[ref_keep], ref_col, kind)
+        cur_rate = _rates(cur_err[keep], cur_seg)
+        ref_rate = _rates(ref_err[ref_keep], ref_seg)
+        for label, (rate, size) in cur_rate.items():
+            if size < min_rows:
+                continue
+            ref_mean, ref_size = ref_rate.get(label, (overall, 0))
+            before = ref_mean if ref_size >= min_rows else overall
+            seg = Segment(str(column), label, size, before, rate)
+            if seg.rise > 0 and (best is None or seg.rise > best.rise):
+                best = seg
+    return best
+
+
+def diagnose(
+    *,
+    window_drift: pd.DataFrame | None,
+    multivariate: pd.DataFrame | None,
+    window_quality: pd.DataFrame | None,
+    window_performance: pd.DataFrame | None,
+    reference_rows: Rows | None = None,
+    current_rows: Rows | None = None,
+    kinds: Mapping[str, str] | None = None,
+    min_segment_rows: int = MIN_SEGMENT_ROWS,
+) -> Diagnosis:
+    """Diagnose each current window and the run from the per-window tables.
+
+    Parameters
+    ----------
+    window_drift, multivariate, window_quality, window_performance
+        The per-window tables (any may be None or empty); only ``period == "current"`` rows are
+        judged, their ``alert`` flags and bands having been set against the reference windows.
+    reference_rows, current_rows
+        Labelled rows of both sides, for the segment that fell most (optional).
+    kinds
+        Feature -> ``numeric`` or ``categorical``: the features segments are cut from.
+    min_segment_rows
+        Smallest segment (labelled current rows) that is named.
+
+    Returns
+    -------
+    Diagnosis
+    """
+    drift, multi = _current(window_drift), _current(multivariate)
+    quality, perf = _current(window_quality), _current(window_performance)
+    metric = _judged_metric(perf)
+    loss = metric in LOSSES
+    perf_rows = (
+        perf[perf["metric"] == metric].set_index(perf["window"].astype(str)) if metric else perf
+    )
+    moved, notes = _moved_windows(drift, multi), _quality_notes(quality)
+    records = []
+    for _, w in _window_order(perf, drift, multi, quality).iterrows():
+        key = str(w["window"])
+        row = perf_rows.loc[key] if metric and key in perf_rows.index else None
+        if isinstance(row, pd.DataFrame):  # a repeated key: judge its first row
+            row = row.iloc[0]
+        kind, reason, fell = _judge_window(row, loss, key in moved, notes.get(key, ""))
+        records.append(
+            {
+                "window": key,
+                "start": w["start"],
+                "end": w["end"],
+                "kind": kind,
+                "reason": reason,
+                "performance_fell": fell,
+            }
+        )
+    table = pd.DataFrame(
+        records, columns=["window", "start", "end", "kind", "reason", "performance_fell"]
+    )
+    return _overall(
+        table, window_drift, metric, reference_rows, current_rows, kinds or {}, min_segment_rows
+    )
+
+
+def _overall(
+    table: pd.DataFrame,
+    window_drift: pd.DataFrame | None,
+    metric: str | None,
+    reference_rows: Rows | None,
+    current_rows: Rows | None,
+    kinds: Mapping[str, str],
+    min_rows: int,
+) -> Diagnosis:
+    """Gather the windows' verdicts into the run's: its kind, text, features and segment."""
+    kinds_seen = set(table["kind"])
+    kind = CONCEPT if CONCEPT in kinds_seen else COVARIATE if COVARIATE in kinds_seen else NONE
+    fell = table.loc[table["performance_fell"], "window"].tolist()
+    flagged = table.loc[table["kind"] != NONE, "window"].tolist()
+    focus = fell or flagged
+    features = rank_features(window_drift, focus) if window_drift is not None else []
+    segment = None
+    if fell and reference_rows is not None and current_rows is not None:
+        segment = worst_segment(reference_rows, current_rows, fell, kinds, min_rows=min_rows)
+    if kind == NONE:
+        reason = f"No window left its reference band ({len(table)} current windows checked)."
+    else:
+        hit = table[table["kind"] == kind]
+        listed = "; ".join(f"{w}: {r}" for w, r in zip(hit["window"], hit["reason"], strict=True))
+        reason = f"{kind.capitalize()} in {len(hit)} of {len(table)} windows ({listed})."
+    return Diagnosis(
+        kind=kind, reason=reason, windows=table, features=features, segment=segment, metric=metric
+    )

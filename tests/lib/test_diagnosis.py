@@ -1,0 +1,327 @@
+"""Diagnosis of per-window results: covariate shift, concept drift, features and segments."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lib.monitoring.diagnosis import (
+    CONCEPT,
+    COVARIATE,
+    NONE,
+    Rows,
+    diagnose,
+    rank_features,
+    worst_segment,
+)
+
+WINDOWS = ["w1", "w2", "w3", "w4", "w5"]
+
+
+def _times(window: str) -> tuple[pd.Timestamp, pd.Timestamp]:
+    start = pd.Timestamp("2026-01-01") + pd.Timedelta(days=7 * int(window[1:]))
+    return start, start + pd.Timedelta(days=7)
+
+
+def drift_table(moved: dict[tuple[str, str], float], columns=("a", "b", "c")) -> pd.DataFrame:
+    """Jensen-Shannon per window and column, band upper 0.1; ``moved`` sets some statistics."""
+    rows = []
+    for period, keys in (("reference", ["r1", "r2"]), ("current", WINDOWS)):
+        for w in keys:
+            start, end = _times("w1") if period == "reference" else _times(w)
+            for c in [*columns, "prediction", "proba_1"]:
+                stat = moved.get((w, c), 0.05) if period == "current" else 0.05
+                rows.append(
+                    {
+                        "period": period,
+                        "window": w,
+                        "start": start,
+                        "end": end,
+                        "rows": 100,
+                        "column": c,
+                        "method": "jensenshannon",
+                        "statistic": stat,
+                        "lower": np.nan,
+                        "upper": 0.1,
+                        "alert": stat > 0.1,
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def perf_table(
+    realized: dict[str, float] | None = None,
+    estimated: dict[str, float] | None = None,
+    metric: str = "roc_auc",
+    band: tuple[float, float] = (0.75, 0.85),
+    half_width: float = 0.03,
+) -> pd.DataFrame:
+    """One metric per window: estimate 0.80 +- half_width, realized 0.80 unless given."""
+    realized, estimated = realized or {}, estimated or {}
+    rows = []
+    for w in WINDOWS:
+        est = estimated.get(w, 0.80)
+        real = realized.get(w, 0.80)
+        start, end = _times(w)
+        lo, hi = band
+        rows.append(
+            {
+                "period": "current",
+                "window": w,
+                "start": start,
+                "end": end,
+                "rows": 100,
+                "metric": metric,
+                "estimated": est,
+                "estimated_lower": est - half_width,
+                "estimated_upper": est + half_width,
+                "realized": real,
+                "realized_lower": real - 0.03,
+                "realized_upper": real + 0.03,
+                "labelled_rows": 100,
+                "lower": lo,
+                "upper": hi,
+                "alert_estimated": bool(np.isfinite(est) and not lo <= est <= hi),
+                "alert_realized": bool(np.isfinite(real) and not lo <= real <= hi),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def quiet_quality() -> pd.DataFrame:
+    rows = [
+        {
+            "period": "current",
+            "window": w,
+            "start": _times(w)[0],
+            "end": _times(w)[1],
+            "rows": 100,
+            "column": "a",
+            "missing": 0,
+            "missing_rate": 0.0,
+            "out_of_range": 0,
+            "unseen": 0,
+            "type_errors": 0,
+            "alert": False,
+            "reason": "",
+        }
+        for w in WINDOWS
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_a_shift_in_two_windows_is_covariate_shift_naming_the_moved_features():
+    drift = drift_table({("w3", "a"): 0.40, ("w4", "a"): 0.35, ("w3", "b"): 0.2})
+    # the estimate follows the shift down, and realized stays inside the estimate's band
+    perf = perf_table(realized={"w3": 0.70, "w4": 0.71}, estimated={"w3": 0.71, "w4": 0.72})
+    d = diagnose(
+        window_drift=drift,
+        multivariate=None,
+        window_quality=quiet_quality(),
+        window_performance=perf,
+    )
+    assert d.kind == COVARIATE
+    assert d.kind_windows == ["w3", "w4"]
+    assert d.windows.set_index("window")["kind"].to_dict() == {
+        "w1": NONE,
+        "w2": NONE,
+        "w3": COVARIATE,
+        "w4": COVARIATE,
+        "w5": NONE,
+    }
+    assert [f["column"] for f in d.features] == ["a", "b"]
+    assert d.features[0]["ratio"] == pytest.approx(4.0)
+    assert d.features[0]["windows"] == ["w3", "w4"]
+    assert "explains realized" in d.reason and "concept" not in d.text().lower()
+
+
+def test_realized_below_the_estimates_band_with_stable_inputs_is_concept_drift():
+    perf = perf_table(realized={"w4": 0.62, "w5": 0.60})  # estimate stays at 0.80 +- 0.03
+    d = diagnose(
+        window_drift=drift_table({}),
+        multivariate=None,
+        window_quality=None,
+        window_performance=perf,
+    )
+    assert d.kind == CONCEPT and d.kind_windows == ["w4", "w5"]
+    assert "realized roc_auc 0.620 is below what the estimate explains (0.800" in d.reason
+    assert d.features == []  # nothing drifted in those windows
+
+
+def test_concept_drift_beats_covariate_shift_in_the_runs_kind():
+    drift = drift_table({("w2", "c"): 0.3})
+    perf = perf_table(realized={"w5": 0.6})
+    d = diagnose(
+        window_drift=drift, multivariate=None, window_quality=None, window_performance=perf
+    )
+    assert d.kind == CONCEPT
+    assert d.windows.set_index("window").loc["w2", "kind"] == COVARIATE
+
+
+def test_nothing_out_of_band_is_none_and_model_outputs_are_not_features():
+    drift = drift_table({("w2", "prediction"): 0.5, ("w3", "proba_1"): 0.5})
+    d = diagnose(
+        window_drift=drift,
+        multivariate=None,
+        window_quality=quiet_quality(),
+        window_performance=perf_table(),
+    )
+    assert d.kind == NONE and d.kind_windows == []
+    assert d.reason.startswith("No window left its reference band (5 current windows")
+    assert d.features == []
+
+
+def test_a_better_realized_value_is_not_concept_drift_and_losses_alert_upwards():
+    better = perf_table(realized={"w2": 0.95}, band=(0.7, 0.99))
+    assert (
+        diagnose(
+            window_drift=None, multivariate=None, window_quality=None, window_performance=better
+        ).kind
+        == NONE
+    )
+    rmse = perf_table(metric="rmse", realized={"w3": 2.0, "w4": 0.5}, estimated={}, band=(0.6, 1.0))
+    d = diagnose(window_drift=None, multivariate=None, window_quality=None, window_performance=rmse)
+    # w3: error 2.0 above the estimate's band; w4: error 0.5, better than estimated, fine
+    assert d.kind == CONCEPT and d.kind_windows == ["w3"]
+    assert "is above what the estimate explains" in d.reason
+
+
+def test_without_an_estimate_stable_inputs_decide_the_kind():
+    perf = perf_table(realized={"w2": 0.6}, estimated={w: np.nan for w in WINDOWS})
+    alone = diagnose(
+        window_drift=drift_table({}),
+        multivariate=None,
+        window_quality=None,
+        window_performance=perf,
+    )
+    assert alone.kind == CONCEPT and "no estimate" in alone.reason
+    moved = diagnose(
+        window_drift=drift_table({("w2", "a"): 0.3}),
+        multivariate=None,
+        window_quality=None,
+        window_performance=perf,
+    )
+    assert moved.kind == COVARIATE and [f["column"] for f in moved.features] == ["a"]
+
+
+def test_a_multivariate_alert_alone_is_covariate_shift_and_quality_is_noted():
+    multi = pd.DataFrame(
+        [
+            {
+                "period": "current",
+                "window": w,
+                "start": _times(w)[0],
+                "end": _times(w)[1],
+                "rows": 100,
+                "method": "pca_reconstruction",
+                "value": 1.5 if w == "w5" else 1.0,
+                "lower": 0.9,
+                "upper": 1.1,
+                "alert": w == "w5",
+            }
+            for w in WINDOWS
+        ]
+    )
+    quality = quiet_quality()
+    quality.loc[quality["window"] == "w5", ["alert", "reason"]] = [True, "unseen categories"]
+    d = diagnose(
+        window_drift=None, multivariate=multi, window_quality=quality, window_performance=None
+    )
+    assert d.kind == COVARIATE and d.kind_windows == ["w5"]
+    assert "data quality: a (unseen categories)" in d.reason
+
+
+def test_features_rank_by_their_statistic_relative_to_the_bound_p_values_included():
+    drift = drift_table({("w1", "a"): 0.2})  # 2x its bound
+    p = (
+        drift_table({})
+        .query("column == 'b' and window == 'w1'")
+        .assign(method="ks", statistic=0.001, lower=0.05, upper=np.nan, alert=True)
+    )  # p 0.001 against 0.05: 50x
+    table = pd.concat([drift[~((drift["column"] == "b") & (drift["window"] == "w1"))], p])
+    ranked = rank_features(table, ["w1"])
+    assert [f["column"] for f in ranked] == ["b", "a"]
+    assert ranked[0]["ratio"] == pytest.approx(50.0)
+    assert rank_features(table, ["w2"]) == []
+
+
+def _rows(n: int, plan: np.ndarray, x: np.ndarray, errors: np.ndarray, window=None) -> Rows:
+    return Rows(pd.DataFrame({"plan": plan, "x": x}), errors, window)
+
+
+def test_the_segment_that_fell_most_is_named_with_its_row_count():
+    rng = np.random.default_rng(0)
+    n = 600
+    ref = _rows(
+        n,
+        rng.choice(["basic", "pro", "max"], n),
+        rng.normal(0, 1, n),
+        (rng.random(n) < 0.1).astype(float),
+    )
+    plan = rng.choice(["basic", "pro", "max"], n)
+    window = np.where(np.arange(n) < 300, "w1", "w2")
+    err = (rng.random(n) < 0.1).astype(float)
+    broken = (plan == "pro") & (window == "w2")
+    err[broken] = (rng.random(broken.sum()) < 0.7).astype(float)
+    err[:5] = np.nan  # unlabelled rows are left out
+    cur = _rows(n, plan, rng.normal(0, 1, n), err, window)
+    kinds = {"plan": "categorical", "x": "numeric"}
+    seg = worst_segment(ref, cur, ["w2"], kinds, min_rows=20)
+    assert seg is not None and (seg.column, seg.segment) == ("plan", "pro")
+    assert seg.rows == int(broken.sum())
+    assert seg.current_error > 0.5 and seg.reference_error < 0.2
+    # the broken segment is in w2 only: in w1 no segment rose much
+    w1 = worst_segment(ref, cur, ["w1"], kinds, min_rows=20)
+    assert w1 is None or w1.rise < 0.15
+    # too small a segment is never named
+    assert worst_segment(ref, cur, ["w2"], {"plan": "categorical"}, min_rows=1000) is None
+
+
+def test_a_numeric_segment_is_a_reference_quartile_bin():
+    rng = np.random.default_rng(1)
+    n = 800
+    ref_x = rng.uniform(0, 100, n)
+    ref = _rows(n, np.full(n, "p"), ref_x, (rng.random(n) < 0.1).astype(float))
+    cur_x = rng.uniform(0, 100, n)
+    err = np.where(cur_x >= 75, (rng.random(n) < 0.8), (rng.random(n) < 0.1)).astype(float)
+    cur = _rows(n, np.full(n, "p"), cur_x, err, np.full(n, "w1"))
+    seg = worst_segment(ref, cur, ["w1"], {"x": "numeric", "plan": "categorical"})
+    assert seg is not None and seg.column == "x"
+    low = float(seg.segment.removeprefix("in [").split(",")[0])
+    assert 70 < low < 80 and seg.segment.endswith("inf)")
+    assert seg.rows == int((cur_x >= low).sum())
+
+
+def test_diagnose_names_the_segment_only_where_performance_fell():
+    rng = np.random.default_rng(2)
+    n = 500
+    ref = _rows(n, rng.choice(["a", "b"], n), rng.normal(0, 1, n), np.zeros(n))
+    window = np.array(WINDOWS)[np.arange(n) // 100]
+    plan = rng.choice(["a", "b"], n)
+    err = np.where((plan == "b") & (window == "w4"), 1.0, 0.0)
+    cur = _rows(n, plan, rng.normal(0, 1, n), err, window)
+    d = diagnose(
+        window_drift=None,
+        multivariate=None,
+        window_quality=None,
+        window_performance=perf_table(realized={"w4": 0.55}),
+        reference_rows=ref,
+        current_rows=cur,
+        kinds={"plan": "categorical"},
+        min_segment_rows=10,
+    )
+    assert d.kind == CONCEPT and d.segment is not None
+    assert (d.segment.column, d.segment.segment, d.segment.current_error) == ("plan", "b", 1.0)
+    assert "Segment that fell most: plan b" in d.text()
+    quiet = diagnose(
+        window_drift=None,
+        multivariate=None,
+        window_quality=None,
+        window_performance=perf_table(),
+        reference_rows=ref,
+        current_rows=cur,
+        kinds={"plan": "categorical"},
+        min_segment_rows=10,
+    )
+    assert quiet.segment is None
