@@ -241,6 +241,12 @@ class AlertParams(Section):
     metric_drop: Literal["auto"] | dict[str, float] = "auto"
     missing_jump: Share | None = 0.1
     concept_drift: bool = True
+    # per window (issue #18): a current window's statistic left the reference windows' band
+    window_drift: bool = True
+    multivariate: bool = True
+    estimated_performance: bool = True
+    realized_performance: bool = True
+    data_quality: bool = True
     webhook_timeout: float = Field(5.0, gt=0.0, le=120.0)
     webhook_retries: int = Field(3, ge=0, le=10)
     webhook_backoff: float = Field(0.5, ge=0.0, le=60.0)

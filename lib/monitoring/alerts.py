@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pandas as pd
 
 from lib.core.atomic import write_text
 from lib.core.logs import get_logger
@@ -47,6 +48,86 @@ class Facts:
     metric_drops: list[dict[str, Any]]
     concept_drift: bool
     concept_reason: str = ""
+    windows: WindowFacts | None = None  # per-window alerts (None: no windows were checked)
+
+
+@dataclass(frozen=True)
+class WindowFacts:
+    """Which current windows alerted in each per-window check, and on what.
+
+    Each mapping is window -> the columns (drift, quality) or metrics (performance) that left
+    their reference band there; windows in their time order.
+    """
+
+    drift: dict[str, list[str]] = field(default_factory=dict)
+    multivariate: list[str] = field(default_factory=list)
+    estimated: dict[str, list[str]] = field(default_factory=dict)
+    realized: dict[str, list[str]] = field(default_factory=dict)
+    quality: dict[str, list[str]] = field(default_factory=dict)
+
+
+def _alerting(table: pd.DataFrame | None, flag: str, name: str) -> dict[str, list[str]]:
+    """Return window -> names whose ``flag`` is set, over the current windows of ``table``."""
+    if table is None or table.empty:
+        return {}
+    hit = table[(table["period"] == "current") & table[flag].astype(bool)]
+    out: dict[str, list[str]] = {}
+    for window, name_ in zip(hit["window"].astype(str), hit[name].astype(str), strict=True):
+        out.setdefault(window, []).append(name_)
+    return out
+
+
+def window_facts(
+    window_drift: pd.DataFrame | None,
+    multivariate: pd.DataFrame | None,
+    window_quality: pd.DataFrame | None,
+    window_performance: pd.DataFrame | None,
+) -> WindowFacts:
+    """Gather the current windows' alerts from the four per-window tables (any may be None)."""
+    quality: dict[str, list[str]] = {}
+    if window_quality is not None and not window_quality.empty:
+        hit = window_quality[
+            (window_quality["period"] == "current") & window_quality["alert"].astype(bool)
+        ]
+        for w, c, r in zip(hit["window"].astype(str), hit["column"], hit["reason"], strict=True):
+            quality.setdefault(w, []).append(f"{c} ({r})" if r else str(c))
+    return WindowFacts(
+        drift=_alerting(window_drift, "alert", "column"),
+        multivariate=list(_alerting(multivariate, "alert", "method")),
+        estimated=_alerting(window_performance, "alert_estimated", "metric"),
+        realized=_alerting(window_performance, "alert_realized", "metric"),
+        quality=quality,
+    )
+
+
+def _where(hits: Mapping[str, list[str]]) -> str:
+    """Return ``window: a, b; window: c`` for an alert message."""
+    return "; ".join(f"{w}: {', '.join(names)}" for w, names in hits.items())
+
+
+def _window_rules(w: WindowFacts, rules: AlertParams) -> list[Alert]:
+    """Return the per-window alerts: each names its windows and the columns or metrics."""
+    out: list[Alert] = []
+    checks: list[tuple[str, bool, str, str, Mapping[str, list[str]]]] = [
+        ("realized_performance", rules.realized_performance, "critical",
+         "realized performance left its reference band", w.realized),
+        ("estimated_performance", rules.estimated_performance, "critical",
+         "estimated performance left its reference band", w.estimated),
+        ("window_drift", rules.window_drift, "warning",
+         "drift beyond the reference windows' band", w.drift),
+        ("data_quality", rules.data_quality, "warning", "data quality alerts", w.quality),
+    ]  # fmt: skip
+    for rule, on, severity, what, hits in checks:
+        if on and hits:
+            message = f"{what} in {len(hits)} window(s): {_where(hits)}"
+            out.append(Alert(rule, severity, message, {"windows": dict(hits)}))
+    if rules.multivariate and w.multivariate:
+        message = (
+            f"multivariate drift (PCA reconstruction error beyond its band) in "
+            f"{len(w.multivariate)} window(s): {', '.join(w.multivariate)}"
+        )
+        out.append(Alert("multivariate", "warning", message, {"windows": w.multivariate}))
+    return out
 
 
 def evaluate_rules(facts: Facts, rules: AlertParams) -> list[Alert]:
@@ -110,6 +191,8 @@ def evaluate_rules(facts: Facts, rules: AlertParams) -> list[Alert]:
         )
     if rules.concept_drift and facts.concept_drift:
         alerts.append(Alert("concept_drift", "critical", f"concept drift: {facts.concept_reason}"))
+    if facts.windows is not None:
+        alerts += _window_rules(facts.windows, rules)
     return sorted(alerts, key=lambda a: a.severity != "critical")
 
 

@@ -17,7 +17,7 @@ The kinds, per current window (NannyML's reading of estimated against realized p
 The run's kind is the worst window's (concept drift, then covariate shift). The features named
 are those that moved most in the windows where performance fell (else where anything drifted),
 ranked by how far their statistic went past its bound: ``statistic / upper`` for distances and
-``lower / statistic`` for p-values (a ratio above 1 is outside the band).
+``log p / log threshold`` for p-values (a ratio above 1 is outside the band).
 """
 
 from __future__ import annotations
@@ -147,70 +147,89 @@ def _ratio(row: pd.Series) -> float:
     stat, lower, upper = float(row["statistic"]), float(row["lower"]), float(row["upper"])
     if np.isfinite(upper) and upper > 0:
         return stat / upper
-    if np.isfinite(lower) and lower > 0:  # a p-value: it alerts downwards
-        return lower / max(stat, 1e-12)
+    if np.isfinite(lower) and 0 < lower < 1:  # a p-value alerts downwards: compare in -log10
+        return float(np.log10(max(stat, 1e-300)) / np.log10(lower))
     return float("nan")
 
 
 def _judge_window(
-    perf: pd.Series | None, loss: bool, moved: bool, quality: str
+    perf: pd.Series | None, loss: bool, moved: list[str], others: list[str], quality: list[str]
 ) -> tuple[str, str, bool]:
-    """Return (kind, reason, performance fell) for one current window."""
-    extra = f"; data quality: {quality}" if quality else ""
+    """Return (kind, reason, performance fell) for one current window.
+
+    ``moved``: the inputs that left their band there; ``others``: the other metrics that left
+    theirs on the bad side; ``quality``: the columns with data-quality alerts.
+    """
+    notes = []
+    if moved:
+        notes.append(f"drifted: {', '.join(moved[:_SHOWN])}{' ...' if len(moved) > _SHOWN else ''}")
+    if others:
+        notes.append(f"also out of band: {', '.join(others)}")
+    if quality:
+        notes.append(f"data quality: {', '.join(quality[:_SHOWN])}")
     if perf is None:
         kind = COVARIATE if moved else NONE
-        return kind, ("inputs drifted" if moved else "inputs within their band") + extra, False
+        return kind, "; ".join(notes or ["inputs within their band"]), False
     m = str(perf["metric"])
     realized, estimated = float(perf["realized"]), float(perf["estimated"])
     est_bound = perf["estimated_upper"] if loss else perf["estimated_lower"]
     real_fell, est_fell = _fell(perf, "realized", loss), _fell(perf, "estimated", loss)
-    fell = real_fell or est_fell
+    fell = real_fell or est_fell or bool(others)
     if pd.notna(est_bound) and _worse(realized, float(est_bound), loss):
         side = "above" if loss else "below"
         why = (
             f"realized {m} {realized:.3f} is {side} what the estimate explains "
             f"({estimated:.3f}, band {perf['estimated_lower']:.3f}-{perf['estimated_upper']:.3f})"
         )
-        return CONCEPT, why + extra, True
+        return CONCEPT, "; ".join([why, *notes]), True
     if not np.isfinite(estimated) and real_fell and not moved:
-        why = f"realized {m} {realized:.3f} left its reference band while the inputs stayed"
-        return CONCEPT, why + " within theirs (no estimate)" + extra, True
+        why = f"realized {m} {realized:.3f} left its reference band, inputs within theirs"
+        return CONCEPT, "; ".join([why + " (no estimate)", *notes]), True
     if fell or moved:
         what = []
         if est_fell:
             what.append(f"estimated {m} {estimated:.3f} left its reference band")
         if real_fell:
             what.append(f"realized {m} {realized:.3f} left its reference band")
-        if moved:
-            what.append("inputs drifted")
         if np.isfinite(estimated) and np.isfinite(realized):
             what.append(f"the estimate ({estimated:.3f}) explains realized {realized:.3f}")
-        return COVARIATE, "; ".join(what) + extra, fell
-    return NONE, f"{m} within its reference band" + extra, False
+        return COVARIATE, "; ".join([*what, *notes]), fell
+    return NONE, "; ".join([f"{m} within its reference band", *notes]), False
 
 
-def _moved_windows(drift: pd.DataFrame, multi: pd.DataFrame) -> set[str]:
-    """Return the current windows where a feature or the multivariate statistic alerted."""
-    out: set[str] = set()
+def _moved(drift: pd.DataFrame, multi: pd.DataFrame) -> dict[str, list[str]]:
+    """Return window -> the features (and ``multivariate``) that alerted there."""
+    out: dict[str, list[str]] = {}
     if not drift.empty:
         inputs = drift[~drift["column"].map(is_log_column) & drift["alert"].astype(bool)]
-        out |= set(inputs["window"].astype(str))
+        for w, c in zip(inputs["window"].astype(str), inputs["column"].astype(str), strict=True):
+            out.setdefault(w, []).append(c)
     if not multi.empty:
-        out |= set(multi.loc[multi["alert"].astype(bool), "window"].astype(str))
+        for w in multi.loc[multi["alert"].astype(bool), "window"].astype(str):
+            out.setdefault(w, []).append("multivariate")
     return out
 
 
-def _quality_notes(quality: pd.DataFrame) -> dict[str, str]:
-    """Per current window, the alerting data-quality checks as text."""
+def _other_metrics(perf: pd.DataFrame, judged: str | None) -> dict[str, list[str]]:
+    """Return window -> the metrics other than ``judged`` whose value fell out of its band."""
+    out: dict[str, list[str]] = {}
+    for _, row in perf[perf["metric"] != judged].iterrows() if not perf.empty else []:
+        loss = row["metric"] in LOSSES
+        for value in ("estimated", "realized"):
+            if _fell(row, value, loss):
+                out.setdefault(str(row["window"]), []).append(f"{value} {row['metric']}")
+    return out
+
+
+def _quality_columns(quality: pd.DataFrame) -> dict[str, list[str]]:
+    """Return window -> the columns with a data-quality alert there."""
     if quality.empty:
         return {}
     hit = quality[quality["alert"].astype(bool)]
-    notes: dict[str, str] = {}
-    for window, rows in hit.groupby(hit["window"].astype(str), sort=False):
-        notes[window] = ", ".join(
-            f"{c} ({r})" for c, r in zip(rows["column"], rows["reason"], strict=True)
-        )
-    return notes
+    out: dict[str, list[str]] = {}
+    for w, c in zip(hit["window"].astype(str), hit["column"].astype(str), strict=True):
+        out.setdefault(w, []).append(c)
+    return out
 
 
 def rank_features(drift: pd.DataFrame, windows: Sequence[str]) -> list[dict[str, Any]]:
@@ -340,17 +359,24 @@ def diagnose(
     quality, perf = _current(window_quality), _current(window_performance)
     metric = _judged_metric(perf)
     loss = metric in LOSSES
-    perf_rows = (
-        perf[perf["metric"] == metric].set_index(perf["window"].astype(str)) if metric else perf
+    perf_rows = pd.DataFrame()
+    if metric is not None:
+        perf_rows = perf[perf["metric"] == metric]
+        perf_rows = perf_rows.set_index(perf_rows["window"].astype(str))
+    moved, others, notes = (
+        _moved(drift, multi),
+        _other_metrics(perf, metric),
+        _quality_columns(quality),
     )
-    moved, notes = _moved_windows(drift, multi), _quality_notes(quality)
     records = []
     for _, w in _window_order(perf, drift, multi, quality).iterrows():
         key = str(w["window"])
         row = perf_rows.loc[key] if metric and key in perf_rows.index else None
         if isinstance(row, pd.DataFrame):  # a repeated key: judge its first row
             row = row.iloc[0]
-        kind, reason, fell = _judge_window(row, loss, key in moved, notes.get(key, ""))
+        kind, reason, fell = _judge_window(
+            row, loss, moved.get(key, []), others.get(key, []), notes.get(key, [])
+        )
         records.append(
             {
                 "window": key,
@@ -392,8 +418,11 @@ def _overall(
         reason = f"No window left its reference band ({len(table)} current windows checked)."
     else:
         hit = table[table["kind"] == kind]
-        listed = "; ".join(f"{w}: {r}" for w, r in zip(hit["window"], hit["reason"], strict=True))
-        reason = f"{kind.capitalize()} in {len(hit)} of {len(table)} windows ({listed})."
+        first = hit.iloc[0]
+        reason = (
+            f"{kind.capitalize()} in {len(hit)} of {len(table)} windows "
+            f"({', '.join(hit['window'].astype(str))}). {first['window']}: {first['reason']}."
+        )
     return Diagnosis(
         kind=kind, reason=reason, windows=table, features=features, segment=segment, metric=metric
     )

@@ -1,7 +1,10 @@
 """What the monitor finds on its two sides: drift of the inputs and outputs, and model quality.
 
 Pure functions of the loaded :class:`~lib.monitoring.inputs.Reference` and
-:class:`~lib.monitoring.inputs.Current`: nothing is read or written here.
+:class:`~lib.monitoring.inputs.Current`: nothing is read or written here. Whole-period drift
+(:func:`find_drift`) and quality (:func:`find_quality`); per window (:func:`find_windows`) drift,
+multivariate drift, data quality and estimated and realized performance, and their diagnosis
+(:mod:`lib.monitoring.diagnosis`), which gives the concept-drift verdict.
 """
 
 from __future__ import annotations
@@ -16,12 +19,14 @@ import pandas as pd
 from lib.core import tasks
 from lib.core.contracts.predlog import PREDICTION, proba_column
 from lib.core.contracts.summary import Concept
+from lib.core.errors import ParamsError
 from lib.core.param_sections import MonitorParams
 from lib.data import drift
 from lib.data.drift_profile import ColumnProfile, category_counts, numeric_values
 from lib.data.schema import Schema, Task
 from lib.model.reference import output_kinds
-from lib.monitoring import performance
+from lib.monitoring import performance, windows
+from lib.monitoring.diagnosis import CONCEPT, NONE, Diagnosis, Rows, diagnose
 from lib.monitoring.inputs import Current, Reference, align_target
 
 _BINS = 30  # histogram bins of a numeric column's distribution plot
@@ -127,9 +132,14 @@ def find_quality(
     params: MonitorParams,
     *,
     seed: int,
-    dataset_drift: bool,
+    diagnosis: Diagnosis,
 ) -> QualityFindings:
-    """Measure quality on both sides (with bootstrap intervals), per window, and concept drift."""
+    """Measure quality on both sides (with bootstrap intervals), per window, and concept drift.
+
+    The concept-drift verdict is the per-window ``diagnosis``'s; a Page-Hinkley alarm on the
+    error stream is reported beside it as supporting evidence only (on its own it called a
+    covariate shift concept drift on real data).
+    """
     task = schema.task
     ref_scored = _reference_scored(ref, schema)
     cur_scored = _scored(cur.y, cur.pred, cur.proba, schema) if cur.y is not None else None
@@ -137,7 +147,7 @@ def find_quality(
     if cur.times is not None and cur.y is not None:
         times = cur.times[labelled(cur.y)].reset_index(drop=True)
     if ref_scored is None or cur_scored is None or not len(cur_scored.y):
-        concept = _concept(task, ref_scored, cur_scored, times, dataset_drift, [])
+        concept = _concept(task, ref_scored, cur_scored, times, diagnosis)
         return QualityFindings(
             reference_metrics=None, current_metrics=None, windows=None, drops=[], concept=concept
         )
@@ -152,8 +162,19 @@ def find_quality(
         current_metrics=cur_metrics,
         windows=performance.windows(task, cur_scored, times, params.windows, b, c, seed),
         drops=drops,
-        concept=_concept(task, ref_scored, cur_scored, times, dataset_drift, drops),
+        concept=_concept(task, ref_scored, cur_scored, times, diagnosis),
     )
+
+
+def _diagnosed(diagnosis: Diagnosis) -> dict[str, Any]:
+    """Return the diagnosis fields of a :class:`Concept`."""
+    segment = diagnosis.segment
+    return {
+        "kind": diagnosis.kind,
+        "windows": diagnosis.kind_windows,
+        "features": [f["column"] for f in diagnosis.features],
+        "segment": None if segment is None else {**segment.__dict__, "rise": segment.rise},
+    }
 
 
 def _concept(
@@ -161,29 +182,183 @@ def _concept(
     ref: performance.Scored | None,
     cur: performance.Scored | None,
     times: pd.Series | None,
-    dataset_drift: bool,
-    drops: list[dict[str, Any]],
+    diagnosis: Diagnosis,
 ) -> Concept:
-    """Judge concept drift: a Page-Hinkley alarm on errors, or quality falling, inputs stable."""
+    """Return the concept-drift finding: the diagnosis, with the Page-Hinkley alarm as evidence."""
     if ref is None or cur is None or len(cur.y) == 0:
-        return Concept(checked=False, drift=False, reason="no labels for the current rows")
+        reason = "no labels for the current rows"
+        if diagnosis.kind != NONE:
+            reason += f"; {diagnosis.text()}"
+        return Concept(checked=False, drift=False, reason=reason, **_diagnosed(diagnosis))
     ref_err = performance.errors(task, ref)
     cur_err = performance.errors(task, cur)
     alarm = performance.PageHinkley().detect(cur_err, float(ref_err.mean()), float(ref_err.std()))
-    reasons = []
+    reason = diagnosis.text()
     if alarm is not None:
-        reasons.append(f"the error rate rose (Page-Hinkley alarm at labelled row {alarm + 1:,})")
-    if drops and not dataset_drift:
-        reasons.append("quality fell while the inputs show no dataset drift")
+        reason += (
+            f" Supporting evidence: the error rate rose (Page-Hinkley alarm at labelled row "
+            f"{alarm + 1:,})."
+        )
     return Concept(
         checked=True,
-        drift=bool(reasons),
-        reason="; ".join(reasons) or "error stream stable",
+        drift=diagnosis.kind == CONCEPT,
+        reason=reason,
         alarm_row=alarm,
         alarm_time=None if alarm is None or times is None else str(times.iloc[alarm]),
         reference_error=float(ref_err.mean()),
         current_error=float(cur_err.mean()),
+        **_diagnosed(diagnosis),
     )
+
+
+# --- per window --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class WindowFindings:
+    """The per-window tables of both sides (``period`` reference/current) and their diagnosis."""
+
+    spec: str  # the window spec, as written
+    drift: pd.DataFrame
+    multivariate: pd.DataFrame
+    quality: pd.DataFrame
+    performance: pd.DataFrame
+    diagnosis: Diagnosis
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """Return the four tables by their saved name (``monitor_results.WINDOW_TABLES``)."""
+        return {
+            "window_drift": self.drift,
+            "multivariate": self.multivariate,
+            "window_quality": self.quality,
+            "window_performance": self.performance,
+        }
+
+
+def side_times(
+    frame: pd.DataFrame, schema: Schema, params: MonitorParams, served: pd.Series | None = None
+) -> pd.Series | None:
+    """Return the times a side's windows follow, or None (windows are then cut by rows).
+
+    ``monitor.time_column`` when set; else the log's serving times (``served``); else the
+    schema's first date column when the frame holds it.
+
+    Raises
+    ------
+    ParamsError
+        When ``monitor.time_column`` names a column the data lacks.
+    """
+    name = params.time_column
+    if name is not None:
+        if name in frame.columns:
+            return frame[name].reset_index(drop=True)
+        if served is not None:  # the log keeps its time as ``time``
+            return served.reset_index(drop=True)
+        raise ParamsError(
+            f"monitor.time_column: {name!r} is not a column of the data (columns: "
+            f"{list(frame.columns)[:20]}); name a date column, or null to use the first one",
+            key="monitor.time_column",
+        )
+    if served is not None:
+        return served.reset_index(drop=True)
+    dates = [c.name for c in schema.features if c.kind == "datetime" and c.name in frame.columns]
+    return frame[dates[0]].reset_index(drop=True) if dates else None
+
+
+def row_errors(task: Task, y: np.ndarray | None, pred: np.ndarray) -> np.ndarray:
+    """Return each row's error (0/1 misclassification, or absolute error); NaN where unlabelled."""
+    out = np.full(len(pred), np.nan)
+    if y is None:
+        return out
+    known = labelled(y)
+    if task == "regression":
+        out[known] = np.abs(y[known].astype(float) - pred[known].astype(float))
+    else:
+        out[known] = [float(a != b) for a, b in zip(y[known], pred[known], strict=True)]
+    return out
+
+
+def window_keys(n_rows: int, cut: list[windows.Window]) -> np.ndarray:
+    """Return each row's window key (None for rows in no window)."""
+    keys = np.full(n_rows, None, dtype=object)
+    for w in cut:
+        keys[w.index] = w.key
+    return keys
+
+
+def find_windows(
+    ref: Reference,
+    cur: Current,
+    schema: Schema,
+    kinds: dict[str, Any],
+    params: MonitorParams,
+    *,
+    seed: int,
+) -> WindowFindings:
+    """Cut both sides into windows, run every per-window check, and diagnose the result.
+
+    The current side is cut by ``monitor.window`` (``monitor.windows`` equal windows when
+    null) along :func:`side_times`; the reference into windows of the same size. Every check
+    alerts when a current window's statistic leaves the band of the reference windows' values
+    (see :mod:`lib.monitoring.windows`).
+    """
+    from lib.monitoring.estimate import current_frame, window_performance
+    from lib.monitoring.multivariate import multivariate_drift
+    from lib.monitoring.window_drift import window_drift
+    from lib.monitoring.window_quality import window_quality
+
+    spec = windows.parse_spec(params.window, default_count=params.windows)
+    cur_cut = windows.split(len(cur.frame), spec, side_times(cur.frame, schema, params, cur.times))
+    ref_cut = windows.reference_windows(
+        len(ref.frame), spec, cur_cut, side_times(ref.frame, schema, params)
+    )
+    cur_frame = current_frame(cur, schema.target, schema.classes)
+    ref_frame, sigmas = ref.frame.reset_index(drop=True), params.sigmas
+    drift_table = window_drift(
+        ref_frame, cur_frame, kinds, ref_cut, cur_cut, params, profile=ref.profile
+    )
+    multi = multivariate_drift(ref_frame, cur_frame, kinds, ref_cut, cur_cut, sigmas)
+    quality = window_quality(ref_frame, cur_frame, kinds, ref_cut, cur_cut, sigmas)
+    perf = pd.DataFrame()
+    if schema.target in ref_frame.columns and PREDICTION in ref_frame.columns:
+        perf = window_performance(
+            schema.task, schema.classes, ref_frame, cur_frame, ref_cut, cur_cut,
+            target=schema.target, features=list(kinds), sigmas=sigmas,
+            resamples=max(params.bootstrap, 20), seed=seed,
+        )  # fmt: skip
+    ref_scored = _reference_scored(ref, schema)
+    ref_errors = row_errors(
+        schema.task,
+        None if ref_scored is None else _reference_truth(ref, schema),
+        ref_frame[PREDICTION].to_numpy() if PREDICTION in ref_frame else np.zeros(len(ref_frame)),
+    )
+    names = list(kinds)
+    diagnosis = diagnose(
+        window_drift=drift_table,
+        multivariate=multi,
+        window_quality=quality,
+        window_performance=perf,
+        reference_rows=Rows(ref_frame[names], ref_errors),
+        current_rows=Rows(
+            cur.frame[names].reset_index(drop=True),
+            row_errors(schema.task, cur.y, cur.pred),
+            window_keys(len(cur.frame), cur_cut),
+        ),
+        kinds=kinds,
+    )
+    return WindowFindings(
+        spec=spec.text,
+        drift=drift_table,
+        multivariate=multi,
+        quality=quality,
+        performance=perf,
+        diagnosis=diagnosis,
+    )
+
+
+def _reference_truth(ref: Reference, schema: Schema) -> np.ndarray:
+    """Return the reference's target as the model's classes (or numbers)."""
+    return align_target(ref.frame[schema.target], schema, Path(ref.source)).to_numpy()
 
 
 def distribution(col: ColumnProfile, values: pd.Series) -> dict[str, Any]:

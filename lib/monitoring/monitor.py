@@ -6,6 +6,12 @@ data from the generator's production batch, the server's prediction log, or file
 :class:`~lib.monitoring.result.MonitorResult`; it is saved to ``<data_dir>/monitoring/<model>/``:
 ``latest/`` (replaced atomically each run, read by the dashboard), ``history.parquet``
 (per-feature results of every run) and ``alerts.jsonl``.
+
+Both sides are also cut into windows (``monitor.window``): per-window drift, multivariate drift,
+data quality and performance (estimated and realized) are saved in ``latest/`` as the four
+tables :mod:`lib.monitoring.monitor_results` names, their diagnosis (covariate shift, concept
+drift or none) goes into the summary's ``concept``, and the per-window alert rules name the
+windows and columns that left their reference band.
 """
 
 from __future__ import annotations
@@ -26,8 +32,15 @@ from lib.core.logs import get_logger
 from lib.core.param_sections import MonitorParams
 from lib.core.params import Params
 from lib.monitoring import defaults
-from lib.monitoring.alerts import Facts, dispatch, evaluate_rules
-from lib.monitoring.findings import DriftFindings, QualityFindings, find_drift, find_quality
+from lib.monitoring.alerts import Facts, dispatch, evaluate_rules, window_facts
+from lib.monitoring.findings import (
+    DriftFindings,
+    QualityFindings,
+    WindowFindings,
+    find_drift,
+    find_quality,
+    find_windows,
+)
 from lib.monitoring.inputs import Current, drift_kinds, load_current, load_reference
 from lib.monitoring.monitor_results import (
     ALERTS,
@@ -35,6 +48,7 @@ from lib.monitoring.monitor_results import (
     FEATURES,
     HISTORY,
     OUTPUTS,
+    WINDOW_TABLES,
     WINDOWS,
     append_history,
     load_latest,
@@ -69,13 +83,14 @@ def run_monitor(params: Params, *, webhook_url: str | None = None) -> MonitorRes
     ref = load_reference(params, schema, name, model.version)
     cur = load_current(params, schema, name, model.predict)
     drift = find_drift(ref, cur, schema, kinds, m)
+    per_window = find_windows(ref, cur, schema, kinds, m, seed=params.project.seed)
     quality = find_quality(
-        ref, cur, schema, m, seed=params.project.seed, dataset_drift=drift.features.dataset_drift
+        ref, cur, schema, m, seed=params.project.seed, diagnosis=per_window.diagnosis
     )
     run_id, now = uuid.uuid4().hex[:12], pd.Timestamp.now(tz="UTC")
     out = Layout.of(params, model=name).monitoring
     context = {"run_id": run_id, "time": now.isoformat(), "model": name, "version": model.version}
-    alerting = _alert(drift, quality, m, context, out / ALERTS, webhook_url)
+    alerting = _alert(drift, quality, per_window, m, context, out / ALERTS, webhook_url)
     result = MonitorResult(
         run_id=run_id,
         time=now,
@@ -87,6 +102,7 @@ def run_monitor(params: Params, *, webhook_url: str | None = None) -> MonitorRes
         current=cur,
         drift=drift,
         quality=quality,
+        windows=per_window,
         alerting=alerting,
         lineage=None if model.version is None else known_lineage(name, str(model.version)),
     )
@@ -99,6 +115,8 @@ def run_monitor(params: Params, *, webhook_url: str | None = None) -> MonitorRes
         rows=len(cur.frame),
         drifted_share=round(drift.features.drifted_share, 3),
         dataset_drift=drift.features.dataset_drift,
+        diagnosis=per_window.diagnosis.kind,
+        windows=len(per_window.diagnosis.windows),
         alerts=len(alerting.alerts),
     )
     return result
@@ -107,6 +125,7 @@ def run_monitor(params: Params, *, webhook_url: str | None = None) -> MonitorRes
 def _alert(
     drift: DriftFindings,
     quality: QualityFindings,
+    per_window: WindowFindings,
     params: MonitorParams,
     context: dict[str, Any],
     history: Path,
@@ -122,6 +141,7 @@ def _alert(
         metric_drops=quality.drops,
         concept_drift=quality.concept.drift,
         concept_reason=quality.concept.reason,
+        windows=window_facts(**per_window.tables()),
     )
     alerts = evaluate_rules(facts, params.alerts)
     delivery = dispatch(alerts, params.alerts, history, context, webhook_url)
@@ -140,6 +160,8 @@ def save_results(result: MonitorResult, history_runs: int) -> None:
     result.outputs.table().to_parquet(stage / OUTPUTS, index=False)
     if result.quality.windows is not None:
         result.quality.windows.to_parquet(stage / WINDOWS, index=False)
+    for key, table in result.windows.tables().items():
+        table.to_parquet(stage / WINDOW_TABLES[key], index=False)
     text = json.dumps(result.distributions, indent=1, default=str, allow_nan=True) + "\n"
     (stage / DISTRIBUTIONS).write_text(text, encoding="utf-8")
     replace_dir(stage, out / LATEST)
@@ -157,6 +179,8 @@ def _history_rows(result: MonitorResult) -> pd.DataFrame:
         drifted_share=result.features.drifted_share,
         dataset_drift=result.features.dataset_drift,
         alerts=len(result.alerting.alerts),
+        diagnosis=result.windows.diagnosis.kind,
+        alerting_windows=len(result.windows.diagnosis.kind_windows),
         current_from=_time_bound(result.current, "min"),
         current_to=_time_bound(result.current, "max"),
     )

@@ -22,6 +22,17 @@ WINDOWS = "windows.parquet"
 DISTRIBUTIONS = "distributions.json"
 HISTORY = "history.parquet"
 ALERTS = "alerts.jsonl"
+# per-window results (issue #18): long tables, one row per window (and column or metric)
+WINDOW_DRIFT = "window_drift.parquet"
+MULTIVARIATE = "multivariate.parquet"
+WINDOW_QUALITY = "window_quality.parquet"
+WINDOW_PERFORMANCE = "window_performance.parquet"
+WINDOW_TABLES = {
+    "window_drift": WINDOW_DRIFT,
+    "multivariate": MULTIVARIATE,
+    "window_quality": WINDOW_QUALITY,
+    "window_performance": WINDOW_PERFORMANCE,
+}
 
 
 def append_history(path: Path, rows: pd.DataFrame, keep_runs: int) -> None:
@@ -43,8 +54,10 @@ def load_latest(folder: Path) -> dict[str, Any]:
     -------
     dict
         ``summary`` (a :class:`~lib.core.contracts.summary.MonitorSummary`), ``features``,
-        ``outputs``, ``windows`` (None without labels), ``distributions``, and the folder's
-        ``history`` and ``alerts`` tables (None before the first run or alert).
+        ``outputs``, ``windows`` (None without labels), ``distributions``, the per-window
+        tables ``window_drift``, ``multivariate``, ``window_quality`` and ``window_performance``
+        (None when the run saved none), and the folder's ``history`` and ``alerts`` tables
+        (None before the first run or alert).
     """
     latest = folder / LATEST
     if not (latest / SUMMARY).exists():
@@ -61,6 +74,8 @@ def load_latest(folder: Path) -> dict[str, Any]:
         "windows": pd.read_parquet(latest / WINDOWS) if (latest / WINDOWS).exists() else None,
         "distributions": json.loads((latest / DISTRIBUTIONS).read_text(encoding="utf-8")),
     }
+    for key, name in WINDOW_TABLES.items():
+        out[key] = pd.read_parquet(latest / name) if (latest / name).exists() else None
     history = folder / HISTORY
     out["history"] = pd.read_parquet(history) if history.exists() else None
     alerts = folder / ALERTS

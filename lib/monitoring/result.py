@@ -23,7 +23,13 @@ from lib.core.contracts.summary import (
 from lib.data.drift import DriftReport
 from lib.data.schema import Schema
 from lib.monitoring.alerts import Alert, Delivery
-from lib.monitoring.findings import DriftFindings, QualityFindings, distribution, labelled
+from lib.monitoring.findings import (
+    DriftFindings,
+    QualityFindings,
+    WindowFindings,
+    distribution,
+    labelled,
+)
 from lib.monitoring.inputs import Current, Reference
 
 
@@ -49,6 +55,7 @@ class MonitorResult:
     current: Current
     drift: DriftFindings
     quality: QualityFindings
+    windows: WindowFindings
     alerting: Alerting
     lineage: dict[str, Any] | None = None  # where the monitored version came from
 

@@ -138,6 +138,8 @@ def test_a_shift_in_two_windows_is_covariate_shift_naming_the_moved_features():
 
 def test_realized_below_the_estimates_band_with_stable_inputs_is_concept_drift():
     perf = perf_table(realized={"w4": 0.62, "w5": 0.60})  # estimate stays at 0.80 +- 0.03
+    # a second metric, listed after the judged one, that never moves
+    perf = pd.concat([perf, perf_table(metric="accuracy")], ignore_index=True)
     d = diagnose(
         window_drift=drift_table({}),
         multivariate=None,
@@ -229,7 +231,7 @@ def test_a_multivariate_alert_alone_is_covariate_shift_and_quality_is_noted():
         window_drift=None, multivariate=multi, window_quality=quality, window_performance=None
     )
     assert d.kind == COVARIATE and d.kind_windows == ["w5"]
-    assert "data quality: a (unseen categories)" in d.reason
+    assert "w5: drifted: multivariate; data quality: a." in d.reason
 
 
 def test_features_rank_by_their_statistic_relative_to_the_bound_p_values_included():
@@ -238,11 +240,12 @@ def test_features_rank_by_their_statistic_relative_to_the_bound_p_values_include
         drift_table({})
         .query("column == 'b' and window == 'w1'")
         .assign(method="ks", statistic=0.001, lower=0.05, upper=np.nan, alert=True)
-    )  # p 0.001 against 0.05: 50x
+    )  # p 0.001 against 0.05: log ratio 2.31
     table = pd.concat([drift[~((drift["column"] == "b") & (drift["window"] == "w1"))], p])
     ranked = rank_features(table, ["w1"])
     assert [f["column"] for f in ranked] == ["b", "a"]
-    assert ranked[0]["ratio"] == pytest.approx(50.0)
+    assert ranked[0]["ratio"] == pytest.approx(np.log10(0.001) / np.log10(0.05))
+    assert ranked[1]["ratio"] == pytest.approx(2.0)
     assert rank_features(table, ["w2"]) == []
 
 

@@ -41,7 +41,14 @@ class CurrentSide(_Frozen):
 
 
 class Concept(_Frozen):
-    """The concept-drift finding; only ``checked``, ``drift`` and ``reason`` without labels."""
+    """The diagnosis of the run: concept drift, covariate shift or none, and why.
+
+    ``drift`` is true only when the diagnosis is concept drift (realized performance fell below
+    what the label-free estimate explains; :mod:`lib.monitoring.diagnosis`). Without labels
+    ``checked`` is false and ``drift`` false, but ``kind`` may still say covariate shift (from
+    drift and the estimate). ``alarm_*`` is the Page-Hinkley alarm on the error stream, kept as
+    supporting evidence only.
+    """
 
     checked: bool
     drift: bool
@@ -50,6 +57,10 @@ class Concept(_Frozen):
     alarm_time: str | None = None
     reference_error: float | None = None
     current_error: float | None = None
+    kind: str | None = None  # concept drift | covariate shift | none (None: written before #18)
+    windows: list[str] | None = None  # the current windows of that kind
+    features: list[str] | None = None  # the features that moved most there, most first
+    segment: dict[str, Any] | None = None  # column, segment, rows, reference/current error
 
 
 class AlertRecord(_Frozen):
