@@ -1,0 +1,203 @@
+"""Issue #18 done-when: per-window monitoring finds where and why a model's inputs or concept moved.
+
+A scikit-learn model is trained on hand-made data whose truth follows a known P(y|x); the
+reference (its scored rows) and the current rows are written to Parquet and read back, then go
+through the monitor's findings layer (windows, every per-window check, the diagnosis, the
+concept verdict and the alert rules) as the monitor stage runs it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.compose import make_column_transformer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from lib.core.param_sections import AlertParams, MonitorParams
+from lib.data.drift_profile import build_profile
+from lib.data.schema import ColumnSchema, Schema
+from lib.model.reference import profile_kinds
+from lib.monitoring.alerts import Facts, evaluate_rules, window_facts
+from lib.monitoring.diagnosis import CONCEPT, COVARIATE
+from lib.monitoring.findings import WindowFindings, find_quality, find_windows
+from lib.monitoring.inputs import Current, Reference, drift_kinds
+
+NUMERIC = ["x1", "x2", "x3"]
+FEATURES = [*NUMERIC, "plan"]
+WINDOW_ROWS = 500
+REFERENCE_ROWS = 6000
+CURRENT_WINDOWS = 5
+SCHEMA = Schema(
+    target="y",
+    task="binary",
+    classes=[0, 1],
+    features=[ColumnSchema(name=n, kind="numeric") for n in NUMERIC]
+    + [ColumnSchema(name="plan", kind="categorical")],
+)
+PARAMS = MonitorParams(
+    window=f"{WINDOW_ROWS} rows",
+    bootstrap=50,
+    alerts=AlertParams(key_features=[], metric_drop={}),
+)
+
+
+def features(n: int, rng: np.random.Generator) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            # bounded: a value outside the reference's range (a data-quality alert) is then
+            # possible only where a shift put it
+            "x1": rng.uniform(-2, 2, n).round(2),
+            "x2": rng.uniform(-2, 2, n).round(2),
+            "x3": rng.uniform(0, 10, n).round(1),
+            "plan": rng.choice(["basic", "pro", "max"], n, p=[0.5, 0.3, 0.2]),
+        }
+    )
+
+
+def truth(x: pd.DataFrame, rng: np.random.Generator, x1_weight: float = 2.0) -> np.ndarray:
+    """P(y=1|x): a logistic function of x1, x2 and the plan (x3 carries no signal)."""
+    logit = x1_weight * x["x1"] - 1.0 * x["x2"] + 0.8 * (x["plan"] == "pro") - 0.3
+    return (rng.random(len(x)) < 1 / (1 + np.exp(-logit))).astype(int)
+
+
+@pytest.fixture(scope="module")
+def model():
+    rng = np.random.default_rng(0)
+    x = features(4000, rng)
+    pipe = make_pipeline(
+        make_column_transformer(
+            (StandardScaler(), NUMERIC), (OneHotEncoder(handle_unknown="ignore"), ["plan"])
+        ),
+        LogisticRegression(),
+    )
+    return pipe.fit(x, truth(x, rng))
+
+
+def scored(model, frame: pd.DataFrame) -> pd.DataFrame:
+    proba = model.predict_proba(frame[FEATURES])
+    return frame.assign(
+        prediction=model.classes_[proba.argmax(axis=1)], proba_0=proba[:, 0], proba_1=proba[:, 1]
+    )
+
+
+def sides(model, tmp_path: Path, current: pd.DataFrame) -> tuple[Reference, Current]:
+    """Write both sides to Parquet and read them back as the monitor's Reference and Current."""
+    rng = np.random.default_rng(1)
+    x = features(REFERENCE_ROWS, rng)
+    scored(model, x.assign(y=truth(x, rng))).to_parquet(tmp_path / "reference.parquet")
+    current.to_parquet(tmp_path / "current.parquet")
+    ref_frame = pd.read_parquet(tmp_path / "reference.parquet")
+    profile = build_profile(ref_frame, profile_kinds(SCHEMA, ref_frame))
+    ref = Reference(frame=ref_frame, profile=profile, source=str(tmp_path / "reference.parquet"))
+    cur_frame = pd.read_parquet(tmp_path / "current.parquet")
+    out = scored(model, cur_frame)
+    cur = Current(
+        frame=cur_frame[FEATURES],
+        source=str(tmp_path / "current.parquet"),
+        pred=out["prediction"].to_numpy(),
+        proba=out[["proba_0", "proba_1"]].to_numpy(),
+        y=cur_frame["y"].to_numpy().astype(object),
+    )
+    return ref, cur
+
+
+def monitor_windows(ref: Reference, cur: Current) -> tuple[WindowFindings, list, object]:
+    """Run the per-window findings, the concept verdict and the alert rules, as the stage does."""
+    kinds = drift_kinds(SCHEMA, PARAMS)
+    found = find_windows(ref, cur, SCHEMA, kinds, PARAMS, seed=0)
+    quality = find_quality(ref, cur, SCHEMA, PARAMS, seed=0, diagnosis=found.diagnosis)
+    facts = Facts(
+        dataset_drift=False,
+        drifted_share=0.0,
+        drifted=[],
+        prediction_drifted=[],
+        missing_jumps={},
+        metric_drops=[],
+        concept_drift=quality.concept.drift,
+        concept_reason=quality.concept.reason,
+        windows=window_facts(**found.tables()),
+    )
+    return found, evaluate_rules(facts, PARAMS.alerts), quality.concept
+
+
+def window_names(lo: int, hi: int) -> list[str]:
+    """The keys of current windows ``lo``..``hi`` (1-based) of WINDOW_ROWS rows."""
+    return [f"rows {(i - 1) * WINDOW_ROWS + 1:,}-{i * WINDOW_ROWS:,}" for i in range(lo, hi + 1)]
+
+
+def current_rows(rng: np.random.Generator) -> pd.DataFrame:
+    return features(WINDOW_ROWS * CURRENT_WINDOWS, rng)
+
+
+def test_a_shift_in_two_windows_alerts_there_only_names_the_features_and_is_no_concept_drift(
+    model, tmp_path
+):
+    rng = np.random.default_rng(2)
+    x = current_rows(rng)
+    shifted = np.arange(2 * WINDOW_ROWS, 4 * WINDOW_ROWS)  # windows 3 and 4
+    x.loc[shifted, "x1"] += 1.0
+    x.loc[shifted, "x3"] += 2.5
+    ref, cur = sides(model, tmp_path, x.assign(y=truth(x, rng)))  # P(y|x) unchanged
+    found, alerts, concept = monitor_windows(ref, cur)
+
+    drift = found.drift[(found.drift["period"] == "current") & found.drift["alert"]]
+    feature_alerts = drift[drift["column"].isin(FEATURES)]
+    assert sorted(set(feature_alerts["window"])) == window_names(3, 4)
+    for window in window_names(3, 4):  # both shifted features, in both windows
+        assert {"x1", "x3"} <= set(feature_alerts.loc[feature_alerts["window"] == window, "column"])
+    multi = found.multivariate[found.multivariate["period"] == "current"]
+    assert multi.loc[multi["alert"], "window"].tolist() == window_names(3, 4)
+
+    d = found.diagnosis
+    assert d.kind == COVARIATE and d.kind_windows == window_names(3, 4)
+    assert {f["column"] for f in d.features[:2]} == {"x1", "x3"}
+    assert not concept.drift and concept.kind == COVARIATE
+    assert "concept" not in concept.reason.lower()
+    rules = {a.rule: a for a in alerts}
+    assert "concept_drift" not in rules
+    assert set(rules["window_drift"].details["windows"]) == set(window_names(3, 4))
+    alerted = set()  # every per-window rule that fired names windows 3 and 4 only
+    for alert in alerts:
+        if "windows" in alert.details:
+            alerted |= set(alert.details["windows"])
+    assert alerted == set(window_names(3, 4))
+    assert "x1" in rules["window_drift"].message and "x3" in rules["window_drift"].message
+
+
+def test_a_changed_concept_with_unmoved_inputs_is_concept_drift(model, tmp_path):
+    rng = np.random.default_rng(3)
+    x = current_rows(rng)
+    y = truth(x, rng)
+    late = np.arange(3 * WINDOW_ROWS, 5 * WINDOW_ROWS)  # windows 4 and 5: x1 now works against y
+    y[late] = truth(x.iloc[late], rng, x1_weight=-2.0)
+    ref, cur = sides(model, tmp_path, x.assign(y=y))
+    found, alerts, concept = monitor_windows(ref, cur)
+
+    perf = found.performance
+    auc = perf[(perf["period"] == "current") & (perf["metric"] == "roc_auc")].set_index("window")
+    # the estimate holds (inputs did not move) while the realized value falls
+    assert not auc["alert_estimated"].any()
+    assert auc.loc[window_names(4, 5), "alert_realized"].all()
+    assert (
+        auc.loc[window_names(4, 5), "realized"] < auc.loc[window_names(4, 5), "estimated_lower"]
+    ).all()
+    assert not auc.loc[window_names(1, 3), "alert_realized"].any()
+
+    d = found.diagnosis
+    assert d.kind == CONCEPT and d.kind_windows == window_names(4, 5)
+    assert concept.drift and concept.kind == CONCEPT and concept.windows == window_names(4, 5)
+    assert "is below what the estimate explains" in concept.reason
+    drift = found.drift
+    where = (drift["period"] == "current") & drift["window"].isin(window_names(4, 5))
+    assert not drift.loc[where & drift["column"].isin(FEATURES), "alert"].any()
+    assert d.features == []  # no feature moved where performance fell
+    assert d.segment is not None and d.segment.column == "x1"  # where x1's sign flip hurts most
+    rules = {a.rule: a for a in alerts}
+    assert {"concept_drift", "realized_performance"} <= set(rules)
+    assert "estimated_performance" not in rules
+    assert set(rules["realized_performance"].details["windows"]) == set(window_names(4, 5))
