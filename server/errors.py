@@ -95,7 +95,9 @@ def fault_of(exc: Exception) -> Fault:
         return Fault(422, "invalid_request", message, details)
     if isinstance(exc, StarletteHTTPException):
         code = _CODES.get(exc.status_code, "error")
-        return Fault(exc.status_code, code, str(exc.detail), headers=exc.headers or None)
+        return Fault(
+            exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {}) or None
+        )
     if isinstance(exc, DataValidationError) and exc.path is None:
         return Fault(422, exc.check or "invalid_data", exc.message)
     if isinstance(exc, ParamsError) and exc.source is None:
