@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from server import predlog
+from server import predlog, segments
 from server.predlog import PredictionLog
 
 
@@ -64,7 +64,7 @@ def test_full_disk_drops_and_counts_but_keeps_earlier_files(tmp_path, monkeypatc
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(predlog.pq, "write_table", full)
+    monkeypatch.setattr(segments.pq, "write_table", full)
     log.append(rows(5, 5))
     assert wait_for(lambda: dropped == [5])
     log.close()
