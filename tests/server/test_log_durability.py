@@ -25,17 +25,8 @@ from server.config import Settings
 from server.main import create_app
 from server.predlog import SEGMENTS, PredictionLog, recover
 from tests.server import helpers
-
-
-def rows(n, start=0):
-    return [{"request_id": f"r{i}", "x": float(i)} for i in range(start, start + n)]
-
-
-def wait_for(predicate, seconds=5.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and not predicate():
-        time.sleep(0.02)
-    return predicate()
+from tests.server.helpers import log_rows as rows
+from tests.server.helpers import wait_for
 
 
 def segment_rows(folder: Path) -> int:

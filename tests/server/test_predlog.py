@@ -9,17 +9,8 @@ import pandas as pd
 
 from server import predlog, segments
 from server.predlog import PredictionLog
-
-
-def rows(n, start=0):
-    return [{"request_id": f"r{i}", "x": float(i)} for i in range(start, start + n)]
-
-
-def wait_for(predicate, seconds=5.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and not predicate():
-        time.sleep(0.02)
-    return predicate()
+from tests.server.helpers import log_rows as rows
+from tests.server.helpers import wait_for
 
 
 def test_rotates_by_rows_and_flushes_the_rest_on_close(tmp_path):
