@@ -142,8 +142,11 @@ def _fell(row: pd.Series, value: str, loss: bool) -> bool:
     return _worse(float(row[value]), float(bound), loss) if pd.notna(bound) else False
 
 
-def _ratio(row: pd.Series) -> float:
-    """How far a drift statistic went past its bound (> 1: outside the band)."""
+def drift_ratio(row: pd.Series) -> float:
+    """Return how far a drift statistic went past its bound (> 1: outside the band).
+
+    ``statistic / upper`` for distances; ``log p / log threshold`` for p-values (``lower``).
+    """
     stat, lower, upper = float(row["statistic"]), float(row["lower"]), float(row["upper"])
     if np.isfinite(upper) and upper > 0:
         return stat / upper
@@ -248,7 +251,7 @@ def rank_features(drift: pd.DataFrame, windows: Sequence[str]) -> list[dict[str,
     rows = rows[rows["alert"].astype(bool)]
     ranked = []
     for column, group in rows.groupby("column", sort=False):
-        ratios = group.apply(_ratio, axis=1)
+        ratios = group.apply(drift_ratio, axis=1)
         ranked.append(
             {
                 "column": str(column),

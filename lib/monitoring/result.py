@@ -120,6 +120,8 @@ class MonitorResult:
             f"{len(cur.frame):,} current rows from `{cur.source}` against "
             f"{len(self.reference.frame):,} reference rows.",
             f"Drifted: {drifted or 'none'}.",
+            f"Diagnosis over {len(self.windows.diagnosis.windows)} windows "
+            f"(`{self.windows.spec}`): **{self.windows.diagnosis.kind}**.",
         ]
         if quality.current_metrics and quality.reference_metrics:
             name = next(iter(quality.current_metrics))
@@ -170,15 +172,25 @@ class MonitorResult:
         return windows_figure(windows, self.quality.reference_metrics, metric)
 
     def concept_markdown(self) -> str:
-        """Return the concept-drift finding as Markdown."""
+        """Return the diagnosis (concept drift, covariate shift or none) as Markdown."""
         c = self.quality.concept
+        kind = (c.kind or "none").capitalize()
         if not c.checked:
-            return f"Not checked: {c.reason}."
-        state = "**Concept drift**" if c.drift else "No concept drift"
+            return f"**{kind}** (concept drift not checked): {c.reason}"
+        state = f"**{kind}**" if c.kind != "none" else "No drift of inputs or concept"
         return (
-            f"{state}: {c.reason}. Error rate {c.current_error:.3f} now vs "
+            f"{state}: {c.reason} Error rate {c.current_error:.3f} now vs "
             f"{c.reference_error:.3f} on the reference."
         )
+
+    def diagnosis_frame(self) -> pd.DataFrame:
+        """Return the diagnosis of each current window: its kind and why."""
+        table = self.windows.diagnosis.windows
+        return table[["window", "start", "end", "kind", "reason"]]
+
+    def top_moved(self, n: int) -> list[str]:
+        """Return the ``n`` features that moved most where performance fell (else anywhere)."""
+        return [f["column"] for f in self.windows.diagnosis.features[:n]]
 
     def alerts_frame(self) -> pd.DataFrame:
         """Return this run's alerts, and the webhook outcome, as a table."""

@@ -46,6 +46,12 @@ def test_production_batch_drift_is_found_and_alerted(root):
     assert hook.bodies and hook.bodies[0]["run_id"] == result.run_id
     assert result.alerting.delivery is not None and result.alerting.delivery.delivered
     assert result.quality.current_metrics is not None and result.quality.windows is not None
+    # every window of the batch is shifted and the estimate follows realized quality: the
+    # diagnosis is covariate shift, never concept drift (Page-Hinkley alone used to say so)
+    concept = result.quality.concept
+    assert concept.kind == "covariate shift" and not concept.drift
+    assert concept.windows == [str(k) for k in result.windows.diagnosis.windows["window"]]
+    assert "concept_drift" not in rules and "window_drift" in rules
     monitor.check_gate(result)
 
 
@@ -64,6 +70,19 @@ def test_results_are_saved_for_the_dashboard_and_history_grows(root):
     assert list(written) == list(json.loads(SUMMARY_FIXTURE.read_text()))
     assert written["concept"]["checked"] is True and "alarm_row" in written["concept"]
     assert set(saved["distributions"]) >= {"monthly_charges", "prediction", "proba_1"}
+    # the per-window tables, both sides, as the shared schema names them
+    drift, perf = saved["window_drift"], saved["window_performance"]
+    assert set(drift["period"]) == {"reference", "current"}
+    assert {"monthly_charges", "prediction", "proba_1"} <= set(drift["column"])
+    assert list(drift.columns) == [
+        "period", "window", "start", "end", "rows", "column", "method", "statistic", "lower",
+        "upper", "alert",
+    ]  # fmt: skip
+    assert drift["alert"].dtype == bool and perf["alert_realized"].dtype == bool
+    assert {"roc_auc"} <= set(perf["metric"]) and perf["realized"].notna().any()
+    assert saved["multivariate"]["method"].eq("pca_reconstruction").all()
+    assert {"missing_rate", "unseen", "reason"} <= set(saved["window_quality"].columns)
+    assert written["concept"]["kind"] == second.quality.concept.kind
     history = saved["history"]
     assert {first.run_id, second.run_id} <= set(history["run_id"])
     per_run = history.groupby("run_id")["column"].count()
@@ -192,10 +211,16 @@ def test_prediction_log_without_labels_checks_drift_only(root):
         write_log(root, params_for(root))
     result = monitor.run_monitor(params_for(root, "monitor.current=log"), webhook_url="")
     assert result.current.y is None and result.quality.current_metrics is None
-    unchecked = {"checked": False, "drift": False, "reason": "no labels for the current rows"}
-    assert result.quality.concept.model_dump(exclude_unset=True) == unchecked
+    concept = result.quality.concept  # no labels: concept drift unchecked, the kind still known
+    assert (concept.checked, concept.drift) == (False, False)
+    assert concept.reason.startswith("no labels for the current rows")
+    assert concept.kind == "covariate shift" and "monthly_charges" in (concept.features or [])
     written = json.loads((result.out_dir / "latest" / "summary.json").read_text())
-    assert written["concept"] == unchecked and written["current"]["labelled"] == 0
+    assert written["concept"]["checked"] is False and written["concept"]["kind"] == concept.kind
+    assert written["current"]["labelled"] == 0
+    perf = result.windows.performance  # estimated without labels, nothing realized
+    current = perf[perf["period"] == "current"]
+    assert current["estimated"].notna().any() and current["realized"].isna().all()
     assert written["current"]["model_versions"] == [str(result.version)]
     assert "prediction" in {c.column for c in result.outputs.columns}
     monitor.check_gate(result)
