@@ -56,7 +56,7 @@ class WindowFacts:
     """Which current windows alerted in each per-window check, and on what.
 
     Each mapping is window -> the columns (drift, quality) or metrics (performance) that left
-    their reference band there; windows in their time order.
+    their reference band there (the window tables say by how much); windows in time order.
     """
 
     drift: dict[str, list[str]] = field(default_factory=dict)
@@ -70,11 +70,13 @@ def _alerting(table: pd.DataFrame | None, flag: str, name: str) -> dict[str, lis
     """Return window -> names whose ``flag`` is set, over the current windows of ``table``."""
     if table is None or table.empty:
         return {}
-    hit = table[(table["period"] == "current") & table[flag].astype(bool)]
-    out: dict[str, list[str]] = {}
+    current = table[table["period"] == "current"]
+    out: dict[str, list[str]] = {w: [] for w in current["window"].astype(str)}  # time order
+    hit = current[current[flag].astype(bool)]
     for window, name_ in zip(hit["window"].astype(str), hit[name].astype(str), strict=True):
-        out.setdefault(window, []).append(name_)
-    return out
+        if name_ not in out[window]:
+            out[window].append(name_)
+    return {w: names for w, names in out.items() if names}
 
 
 def window_facts(
@@ -84,19 +86,12 @@ def window_facts(
     window_performance: pd.DataFrame | None,
 ) -> WindowFacts:
     """Gather the current windows' alerts from the four per-window tables (any may be None)."""
-    quality: dict[str, list[str]] = {}
-    if window_quality is not None and not window_quality.empty:
-        hit = window_quality[
-            (window_quality["period"] == "current") & window_quality["alert"].astype(bool)
-        ]
-        for w, c, r in zip(hit["window"].astype(str), hit["column"], hit["reason"], strict=True):
-            quality.setdefault(w, []).append(f"{c} ({r})" if r else str(c))
     return WindowFacts(
         drift=_alerting(window_drift, "alert", "column"),
         multivariate=list(_alerting(multivariate, "alert", "method")),
         estimated=_alerting(window_performance, "alert_estimated", "metric"),
         realized=_alerting(window_performance, "alert_realized", "metric"),
-        quality=quality,
+        quality=_alerting(window_quality, "alert", "column"),
     )
 
 

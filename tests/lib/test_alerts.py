@@ -167,3 +167,39 @@ def test_history_file_only_grows(tmp_path):
     append_history(path, [Alert("b", "critical", "two")], {"run_id": "3"})
     assert path.read_bytes().startswith(before)
     assert [json.loads(x)["run_id"] for x in path.read_text().splitlines()] == ["1", "3"]
+
+
+def test_window_rules_name_their_windows_in_time_order_and_can_be_turned_off():
+    import pandas as pd
+
+    from lib.monitoring.alerts import window_facts
+
+    def table(rows, **cols):
+        return pd.DataFrame([{"period": p, "window": w, **dict(zip(cols, v, strict=True))}
+                             for p, w, *v in rows])  # fmt: skip
+
+    drift = table(
+        [("reference", "w2", "x", True), ("current", "w1", "x", False),
+         ("current", "w2", "y", True), ("current", "w3", "x", True), ("current", "w2", "x", True)],
+        column=None, alert=None,
+    )  # fmt: skip
+    perf = table(
+        [("current", "w1", "roc_auc", False, True), ("current", "w3", "roc_auc", True, False)],
+        metric=None, alert_estimated=None, alert_realized=None,
+    )  # fmt: skip
+    quality = table([("current", "w3", "plan", True)], column=None, alert=None)
+    multi = table([("current", "w2", "pca_reconstruction", True)], method=None, alert=None)
+    w = window_facts(drift, multi, quality, perf)
+    assert w.drift == {"w2": ["y", "x"], "w3": ["x"]}  # the reference's own window never alerts
+    fired = {a.rule: a for a in evaluate_rules(facts(windows=w), RULES)}
+    assert set(fired) == {
+        "window_drift", "multivariate", "estimated_performance", "realized_performance",
+        "data_quality",
+    }  # fmt: skip
+    assert fired["window_drift"].message.endswith("in 2 window(s): w2: y, x; w3: x")
+    assert fired["realized_performance"].details == {"windows": {"w1": ["roc_auc"]}}
+    assert fired["estimated_performance"].severity == "critical"
+    assert fired["multivariate"].details == {"windows": ["w2"]}
+    off = AlertParams(window_drift=False, multivariate=False, data_quality=False,
+                      estimated_performance=False, realized_performance=False)  # fmt: skip
+    assert evaluate_rules(facts(windows=w), off) == []
