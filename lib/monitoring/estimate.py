@@ -126,7 +126,7 @@ def _class_index(values: pd.Series, labels: pd.Index, what: str, side: str) -> n
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise DataValidationError(
-            f"{side}: {what} row {row + 1:,} is {values.iloc[row]!r}, not one of the model's "
+            f"{side}: {what} row {row + 1:,} is {str(values.iloc[row])!r}, not one of the model's "
             f"classes {list(labels)}; fix the value or monitor the model trained on that class",
             row=row + 1,
             column=what,

@@ -56,7 +56,10 @@ def nanny_inputs(
 
 def _nanny(seed: int) -> HistGradientBoostingRegressor:
     return HistGradientBoostingRegressor(
-        categorical_features="from_dtype", max_iter=200, random_state=seed
+        categorical_features="from_dtype",
+        max_iter=100,
+        early_stopping=True,
+        random_state=seed,
     )
 
 
