@@ -28,6 +28,7 @@ from sklearn.model_selection import KFold
 
 REGRESSION_METRICS = ("rmse", "mae", "r2")
 _LOSSES = ("abs", "sq")
+_MAX_CATEGORIES = 250
 
 
 def nanny_inputs(
@@ -35,7 +36,8 @@ def nanny_inputs(
 ) -> pd.DataFrame:
     """Return the nanny's inputs: numeric features as numbers, the rest as categories.
 
-    Categories are the reference's (an unseen category is missing); dates become numbers.
+    Categories are the reference's most frequent 250 (any other is missing); dates become
+    numbers (seconds).
     """
     out: dict[str, Any] = {}
     for name in features:
@@ -43,7 +45,8 @@ def nanny_inputs(
         if pd.api.types.is_bool_dtype(ref) or not (
             pd.api.types.is_numeric_dtype(ref) or pd.api.types.is_datetime64_any_dtype(ref)
         ):
-            cats = pd.Index(pd.unique(ref.dropna().astype(str)))
+            # the boosting takes at most 255 bins a column: the most frequent categories
+            cats = ref.dropna().astype(str).value_counts().index[:_MAX_CATEGORIES]
             out[name] = pd.Categorical(col.astype(str).where(col.notna()), categories=cats)
         elif pd.api.types.is_datetime64_any_dtype(ref):
             stamps = pd.to_datetime(col, errors="coerce", utc=True)

@@ -170,6 +170,28 @@ def test_dle_estimated_mae_rises_where_x_moved_to_a_noisier_region():
     assert not np.allclose(past["estimated"], past["realized"])
 
 
+def test_dle_takes_categories_dates_and_many_ids():
+    rng = np.random.default_rng(14)
+    n = 1200
+    kind = rng.choice(["calm", "wild"], n)
+    y = rng.normal(size=n) * np.where(kind == "wild", 3.0, 0.3)
+    frame = pd.DataFrame(
+        {
+            "kind": kind,
+            "flag": rng.random(n) < 0.5,
+            "day": pd.date_range("2026-01-01", periods=n, freq="h"),
+            "id": [f"u{i}" for i in range(n)],  # more categories than the boosting bins
+            "y": y,
+            "prediction": np.zeros(n),
+        }
+    )
+    ref, cur = frame.iloc[:800].reset_index(drop=True), frame.iloc[800:].reset_index(drop=True)
+    cur = cur.assign(kind=np.where(np.arange(400) < 200, "calm", "wild"))
+    out = _run("regression", None, ref, cur, 200, metrics=["mae"])
+    now = out[out["period"] == "current"]["estimated"].to_numpy()
+    assert now[1] > 4 * now[0]  # the wild kind's errors are ten times larger
+
+
 def test_breast_cancer_table_in_windows():
     from sklearn.datasets import load_breast_cancer
 
