@@ -21,9 +21,7 @@ estimate is all there is to judge, and NaN never alerts.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from functools import partial
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -119,32 +117,8 @@ def current_frame(current: Current, target: str, classes: Sequence[Any] | None) 
     return current.frame.drop(columns=[c for c in extra if c in current.frame]).assign(**extra)
 
 
-def _class_index(values: pd.Series, labels: pd.Index, what: str, side: str) -> np.ndarray:
-    """Class indices of ``values`` (-1 where missing); an unknown class is an error."""
-    index = labels.get_indexer(pd.Index(values.astype(object)))
-    bad = (index < 0) & values.notna().to_numpy()
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise DataValidationError(
-            f"{side}: {what} row {row + 1:,} is {str(values.iloc[row])!r}, not one of the model's "
-            f"classes {list(labels)}; fix the value or monitor the model trained on that class",
-            row=row + 1,
-            column=what,
-            check="unknown_class",
-        )
-    return index
-
-
-def _scores(frame: pd.DataFrame, classes: Sequence[Any]) -> np.ndarray | None:
-    """Return the ``proba_<class>`` columns as a matrix, or None when any is absent."""
-    names = [predlog.proba_column(c) for c in classes]
-    if not all(n in frame.columns for n in names):
-        return None
-    return frame[names].to_numpy(float)
-
-
 def _spread(
-    fn: Callable[[np.ndarray], dict[str, float]],
+    fn: cbpe.Metrics,
     rows: np.ndarray,
     metrics: tuple[str, ...],
     resamples: int,
@@ -167,20 +141,6 @@ def _band(value: float, se: float, metric: str) -> tuple[float, float]:
         lo if lo_limit is None else max(lo, lo_limit),
         hi if hi_limit is None else min(hi, hi_limit),
     )
-
-
-Metrics = Callable[[np.ndarray], dict[str, float]]  # row positions -> {metric: value}
-
-
-@dataclass(frozen=True)
-class _Side:
-    """One side's windows, which rows are labelled, and its metric functions over rows."""
-
-    period: str
-    windows: list[Window]
-    labelled: np.ndarray  # bool per row
-    estimate: Metrics
-    realized: Metrics
 
 
 def window_performance(
@@ -258,41 +218,39 @@ def window_performance(
             check="missing_columns",
         )
     if task == "regression":
-        values = _regression(
-            ref, cur, ref_windows, cur_windows, target, features, chosen, resamples, seed
-        )
+        sides, resampled = dle.prepare(ref, cur, target, features, chosen, seed)
     else:
-        values = _classification(
-            classes or [], ref, cur, ref_windows, cur_windows, target, chosen, resamples, seed
-        )
-    frame = pd.DataFrame(
-        values,
-        columns=[
-            c for c in COLUMNS if c not in ("lower", "upper", "alert_estimated", "alert_realized")
-        ],
-    )
+        sides, resampled = cbpe.prepare(classes or [], ref, cur, target, chosen)
+    sd, size = _spread(sides["reference"][2], resampled, chosen, resamples, seed)
+    values = []
+    for period, windows in (("reference", ref_windows), ("current", cur_windows)):
+        values += _rows(period, windows, sides[period], sd, size, chosen)
+    frame = pd.DataFrame(values, columns=list(COLUMNS[:13]))
     return _with_bands(frame, chosen, sigmas)
 
 
 def _rows(
-    side: _Side,
+    period: str,
+    windows: list[Window],
+    side: cbpe.Side,
     sd: dict[str, float],
     size: int,
     metrics: tuple[str, ...],
 ) -> list[dict[str, Any]]:
-    """One row per window and metric: estimate, realized value and their bands."""
+    """Return one row per window and metric: estimate, realized value and their bands."""
     out = []
     nan = float("nan")
-    for w in side.windows:
-        est, real = side.estimate(w.index), side.realized(w.index)
-        labelled = int(side.labelled[w.index].sum())
+    is_labelled, estimate, realized = side
+    for w in windows:
+        est, real = estimate(w.index), realized(w.index)
+        labelled = int(is_labelled[w.index].sum())
         for m in metrics:
             e, r = est.get(m, nan), real.get(m, nan)
             e_lo, e_hi = _band(e, sd[m] * np.sqrt(size / w.rows), m) if w.rows else (nan, nan)
             r_lo, r_hi = _band(r, sd[m] * np.sqrt(size / labelled), m) if labelled else (nan, nan)
             out.append(
                 {
-                    "period": side.period,
+                    "period": period,
                     "window": w.key,
                     "start": pd.NaT if w.start is None else w.start,
                     "end": pd.NaT if w.end is None else w.end,
@@ -308,180 +266,6 @@ def _rows(
                 }
             )
     return out
-
-
-def _classification(
-    classes: Sequence[Any],
-    ref: pd.DataFrame,
-    cur: pd.DataFrame,
-    ref_windows: list[Window],
-    cur_windows: list[Window],
-    target: str,
-    metrics: tuple[str, ...],
-    resamples: int,
-    seed: int,
-) -> list[dict[str, Any]]:
-    labels = pd.Index(list(classes))
-    k = len(labels)
-    ref_y = _class_index(ref[target], labels, target, "reference")
-    ref_p = _class_index(ref[predlog.PREDICTION], labels, predlog.PREDICTION, "reference")
-    cur_y = (
-        _class_index(cur[target], labels, target, "current rows")
-        if target in cur.columns
-        else np.full(len(cur), -1)
-    )
-    cur_p = _class_index(cur[predlog.PREDICTION], labels, predlog.PREDICTION, "current rows")
-    ref_s, cur_s = _scores(ref, classes), _scores(cur, classes)
-    fit_rows = np.flatnonzero((ref_y >= 0) & (ref_p >= 0))
-    if ref_s is not None:
-        fit_rows = fit_rows[np.isfinite(ref_s[fit_rows]).all(axis=1)]
-    calibrator = None
-    if ref_s is not None and cur_s is not None and len(fit_rows):
-        calibrator = cbpe.fit_calibrator(ref_y[fit_rows], ref_s[fit_rows])
-        log.info("cbpe_calibration", classes=k, calibrated=calibrator.calibrated)
-    else:
-        log.info("cbpe_skipped", reason="no scores on the reference or the current rows")
-
-    sd, size = _spread(
-        partial(_class_realized, y=ref_y, p=ref_p, s=ref_s, k=k, metrics=metrics),
-        fit_rows,
-        metrics,
-        resamples,
-        seed,
-    )
-    out = []
-    for period, y, p, s, windows in (
-        ("reference", ref_y, ref_p, ref_s, ref_windows),
-        ("current", cur_y, cur_p, cur_s, cur_windows),
-    ):
-        cal = None if calibrator is None or s is None else calibrator.apply(s)
-        side = _Side(
-            period,
-            windows,
-            y >= 0,
-            partial(_class_estimate, cal=cal, s=s, p=p, metrics=metrics),
-            partial(_class_realized, y=y, p=p, s=s, k=k, metrics=metrics),
-        )
-        out += _rows(side, sd, size, metrics)
-    return out
-
-
-def _class_realized(
-    rows: np.ndarray,
-    *,
-    y: np.ndarray,
-    p: np.ndarray,
-    s: np.ndarray | None,
-    k: int,
-    metrics: tuple[str, ...],
-) -> dict[str, float]:
-    ok = rows[(y[rows] >= 0) & (p[rows] >= 0)]
-    return cbpe.realized(y[ok], None if s is None else s[ok], p[ok], k, metrics)
-
-
-def _class_estimate(
-    rows: np.ndarray,
-    *,
-    cal: np.ndarray | None,
-    s: np.ndarray | None,
-    p: np.ndarray,
-    metrics: tuple[str, ...],
-) -> dict[str, float]:
-    if cal is None or s is None:
-        return dict.fromkeys(metrics, float("nan"))
-    ok = rows[(p[rows] >= 0) & np.isfinite(s[rows]).all(axis=1)]
-    return cbpe.estimate(cal[ok], s[ok], p[ok], metrics)
-
-
-def _features(ref: pd.DataFrame, target: str, features: Sequence[str] | None) -> list[str]:
-    if features is not None:
-        return list(features)
-    return [
-        c
-        for c in ref.columns
-        if c != target and not predlog.is_log_column(str(c)) and c not in predlog.KEY
-    ]
-
-
-def _regression(
-    ref: pd.DataFrame,
-    cur: pd.DataFrame,
-    ref_windows: list[Window],
-    cur_windows: list[Window],
-    target: str,
-    features: Sequence[str] | None,
-    metrics: tuple[str, ...],
-    resamples: int,
-    seed: int,
-) -> list[dict[str, Any]]:
-    names = _features(ref, target, features)
-    missing = [n for n in names if n not in cur.columns or n not in ref.columns]
-    if missing:
-        raise DataValidationError(
-            f"current rows: features {missing} are missing; direct loss estimation needs the "
-            f"features the reference has ({names})",
-            column=missing[0],
-            check="missing_columns",
-        )
-    ref_pred = pd.to_numeric(ref[predlog.PREDICTION], errors="coerce").to_numpy(float)
-    cur_pred = pd.to_numeric(cur[predlog.PREDICTION], errors="coerce").to_numpy(float)
-    ref_y = pd.to_numeric(ref[target], errors="coerce").to_numpy(float)
-    cur_y = (
-        pd.to_numeric(cur[target], errors="coerce").to_numpy(float)
-        if target in cur.columns
-        else np.full(len(cur), np.nan)
-    )
-    ref_x = dle.nanny_inputs(ref, names, ref_pred, ref)
-    cur_x = dle.nanny_inputs(cur, names, cur_pred, ref)
-    errors = ref_y - ref_pred
-    known = np.flatnonzero(np.isfinite(errors))
-    ref_loss: dict[str, np.ndarray] | None = None
-    cur_loss: dict[str, np.ndarray] | None = None
-    if len(known) >= 20:  # too few labelled rows teach a nanny nothing
-        nanny = dle.fit_loss_model(ref_x, errors, seed=seed)
-        ref_loss, cur_loss = nanny.reference_losses, nanny.predict(cur_x)
-        log.info("dle_fitted", reference_rows=len(known), features=len(names))
-
-    sd, size = _spread(
-        partial(_reg_realized, y=ref_y, p=ref_pred, metrics=metrics),
-        known,
-        metrics,
-        resamples,
-        seed,
-    )
-    out = []
-    for period, y, pred, loss, windows in (
-        ("reference", ref_y, ref_pred, ref_loss, ref_windows),
-        ("current", cur_y, cur_pred, cur_loss, cur_windows),
-    ):
-        side = _Side(
-            period,
-            windows,
-            np.isfinite(y) & np.isfinite(pred),
-            partial(_reg_estimate, loss=loss, p=pred, metrics=metrics),
-            partial(_reg_realized, y=y, p=pred, metrics=metrics),
-        )
-        out += _rows(side, sd, size, metrics)
-    return out
-
-
-def _reg_realized(
-    rows: np.ndarray, *, y: np.ndarray, p: np.ndarray, metrics: tuple[str, ...]
-) -> dict[str, float]:
-    ok = rows[np.isfinite(y[rows]) & np.isfinite(p[rows])]
-    return dle.realized(y[ok], p[ok], metrics)
-
-
-def _reg_estimate(
-    rows: np.ndarray,
-    *,
-    loss: dict[str, np.ndarray] | None,
-    p: np.ndarray,
-    metrics: tuple[str, ...],
-) -> dict[str, float]:
-    if loss is None:
-        return dict.fromkeys(metrics, float("nan"))
-    return dle.estimate({k: v[rows] for k, v in loss.items()}, p[rows], metrics)
 
 
 def _with_bands(frame: pd.DataFrame, metrics: tuple[str, ...], sigmas: float) -> pd.DataFrame:

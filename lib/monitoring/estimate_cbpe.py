@@ -23,13 +23,22 @@ stays put and the realized metric leaves the estimate's band, which is the signa
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 import numpy as np
+import pandas as pd
 from sklearn.isotonic import IsotonicRegression
 from sklearn.model_selection import StratifiedShuffleSplit
 
+from lib.core.contracts import predlog
+from lib.core.errors import DataValidationError
+from lib.core.logs import get_logger
 from lib.model.scoring import roc_auc
+
+log = get_logger(__name__)
 
 CLASS_METRICS = (
     "roc_auc",
@@ -41,6 +50,8 @@ CLASS_METRICS = (
 )
 BINARY_ONLY = ("f1", "precision", "recall")  # of the positive class (the second), as NannyML
 _EPS = np.finfo(float).eps
+Metrics = Callable[[np.ndarray], dict[str, float]]  # row positions -> {metric: value}
+Side = tuple[np.ndarray, Metrics, Metrics]  # labelled (bool per row), estimate, realized
 
 
 def _ece(truth: np.ndarray, score: np.ndarray, bins: int) -> float:
@@ -234,3 +245,101 @@ def realized(
             chosen = np.clip(score[np.arange(n), yi], _EPS, 1 - _EPS)
             out[name] = float(-np.mean(np.log(chosen)))
     return out
+
+
+def _class_index(values: pd.Series, labels: pd.Index, what: str, side: str) -> np.ndarray:
+    """Class indices of ``values`` (-1 where missing); an unknown class is an error."""
+    index = labels.get_indexer(pd.Index(values.astype(object)))
+    bad = (index < 0) & values.notna().to_numpy()
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise DataValidationError(
+            f"{side}: {what} row {row + 1:,} is {str(values.iloc[row])!r}, not one of the model's "
+            f"classes {list(labels)}; fix the value or monitor the model trained on that class",
+            row=row + 1,
+            column=what,
+            check="unknown_class",
+        )
+    return index
+
+
+def _scores(frame: pd.DataFrame, classes: Sequence[Any]) -> np.ndarray | None:
+    """Return the ``proba_<class>`` columns as a matrix, or None when any is absent."""
+    names = [predlog.proba_column(c) for c in classes]
+    if not all(n in frame.columns for n in names):
+        return None
+    return frame[names].to_numpy(float)
+
+
+def prepare(
+    classes: Sequence[Any],
+    ref: pd.DataFrame,
+    cur: pd.DataFrame,
+    target: str,
+    metrics: tuple[str, ...],
+) -> tuple[dict[str, Side], np.ndarray]:
+    """Calibrate on the reference; return each period's metric functions over row positions.
+
+    Returns
+    -------
+    dict, numpy.ndarray
+        ``{"reference" | "current": (labelled, estimate, realized)}`` (a bool per row, and
+        functions of row positions), and the reference rows the sampling error resamples.
+    """
+    labels = pd.Index(list(classes))
+    k = len(labels)
+    ref_y = _class_index(ref[target], labels, target, "reference")
+    ref_p = _class_index(ref[predlog.PREDICTION], labels, predlog.PREDICTION, "reference")
+    cur_y = (
+        _class_index(cur[target], labels, target, "current rows")
+        if target in cur.columns
+        else np.full(len(cur), -1)
+    )
+    cur_p = _class_index(cur[predlog.PREDICTION], labels, predlog.PREDICTION, "current rows")
+    ref_s, cur_s = _scores(ref, classes), _scores(cur, classes)
+    fit_rows = np.flatnonzero((ref_y >= 0) & (ref_p >= 0))
+    if ref_s is not None:
+        fit_rows = fit_rows[np.isfinite(ref_s[fit_rows]).all(axis=1)]
+    calibrator = None
+    if ref_s is not None and cur_s is not None and len(fit_rows):
+        calibrator = fit_calibrator(ref_y[fit_rows], ref_s[fit_rows])
+        log.info("cbpe_calibration", classes=k, calibrated=calibrator.calibrated)
+    else:
+        log.info("cbpe_skipped", reason="no scores on the reference or the current rows")
+
+    sides: dict[str, Side] = {}
+    for period, y, p, s in (("reference", ref_y, ref_p, ref_s), ("current", cur_y, cur_p, cur_s)):
+        cal = None if calibrator is None or s is None else calibrator.apply(s)
+        sides[period] = (
+            y >= 0,
+            partial(_class_estimate, cal=cal, s=s, p=p, metrics=metrics),
+            partial(_class_realized, y=y, p=p, s=s, k=k, metrics=metrics),
+        )
+    return sides, fit_rows
+
+
+def _class_realized(
+    rows: np.ndarray,
+    *,
+    y: np.ndarray,
+    p: np.ndarray,
+    s: np.ndarray | None,
+    k: int,
+    metrics: tuple[str, ...],
+) -> dict[str, float]:
+    ok = rows[(y[rows] >= 0) & (p[rows] >= 0)]
+    return realized(y[ok], None if s is None else s[ok], p[ok], k, metrics)
+
+
+def _class_estimate(
+    rows: np.ndarray,
+    *,
+    cal: np.ndarray | None,
+    s: np.ndarray | None,
+    p: np.ndarray,
+    metrics: tuple[str, ...],
+) -> dict[str, float]:
+    if cal is None or s is None:
+        return dict.fromkeys(metrics, float("nan"))
+    ok = rows[(p[rows] >= 0) & np.isfinite(s[rows]).all(axis=1)]
+    return estimate(cal[ok], s[ok], p[ok], metrics)

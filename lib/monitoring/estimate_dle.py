@@ -17,8 +17,9 @@ uncorrelated with the predictions (a calibrated regressor's are), so
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -26,9 +27,17 @@ import pandas as pd
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.model_selection import KFold
 
+from lib.core.contracts import predlog
+from lib.core.errors import DataValidationError
+from lib.core.logs import get_logger
+
+log = get_logger(__name__)
+
 REGRESSION_METRICS = ("rmse", "mae", "r2")
 _LOSSES = ("abs", "sq")
 _MAX_CATEGORIES = 250
+Metrics = Callable[[np.ndarray], dict[str, float]]  # row positions -> {metric: value}
+Side = tuple[np.ndarray, Metrics, Metrics]  # labelled (bool per row), estimate, realized
 
 
 def nanny_inputs(
@@ -149,3 +158,94 @@ def realized(y: np.ndarray, pred: np.ndarray, metrics: tuple[str, ...]) -> dict[
         "r2": float(1 - np.sum(err**2) / total) if total > 0 else nan,
     }
     return {m: values[m] for m in metrics}
+
+
+def _features(ref: pd.DataFrame, target: str, features: Sequence[str] | None) -> list[str]:
+    if features is not None:
+        return list(features)
+    return [
+        c
+        for c in ref.columns
+        if c != target and not predlog.is_log_column(str(c)) and c not in predlog.KEY
+    ]
+
+
+def prepare(
+    ref: pd.DataFrame,
+    cur: pd.DataFrame,
+    target: str,
+    features: Sequence[str] | None,
+    metrics: tuple[str, ...],
+    seed: int,
+) -> tuple[dict[str, Side], np.ndarray]:
+    """Fit the nannies; return each period's metric functions over row positions.
+
+    Returns
+    -------
+    dict, numpy.ndarray
+        ``{"reference" | "current": (labelled, estimate, realized)}`` (a bool per row, and
+        functions of row positions), and the reference rows the sampling error resamples.
+
+    Raises
+    ------
+    DataValidationError
+        When a feature is missing from either side.
+    """
+    names = _features(ref, target, features)
+    missing = [n for n in names if n not in cur.columns or n not in ref.columns]
+    if missing:
+        raise DataValidationError(
+            f"current rows: features {missing} are missing; direct loss estimation needs the "
+            f"features the reference has ({names})",
+            column=missing[0],
+            check="missing_columns",
+        )
+    ref_pred = pd.to_numeric(ref[predlog.PREDICTION], errors="coerce").to_numpy(float)
+    cur_pred = pd.to_numeric(cur[predlog.PREDICTION], errors="coerce").to_numpy(float)
+    ref_y = pd.to_numeric(ref[target], errors="coerce").to_numpy(float)
+    cur_y = (
+        pd.to_numeric(cur[target], errors="coerce").to_numpy(float)
+        if target in cur.columns
+        else np.full(len(cur), np.nan)
+    )
+    ref_x = nanny_inputs(ref, names, ref_pred, ref)
+    cur_x = nanny_inputs(cur, names, cur_pred, ref)
+    errors = ref_y - ref_pred
+    known = np.flatnonzero(np.isfinite(errors))
+    ref_loss: dict[str, np.ndarray] | None = None
+    cur_loss: dict[str, np.ndarray] | None = None
+    if len(known) >= 20:  # too few labelled rows teach a nanny nothing
+        nanny = fit_loss_model(ref_x, errors, seed=seed)
+        ref_loss, cur_loss = nanny.reference_losses, nanny.predict(cur_x)
+        log.info("dle_fitted", reference_rows=len(known), features=len(names))
+
+    sides: dict[str, Side] = {}
+    for period, y, pred, loss in (
+        ("reference", ref_y, ref_pred, ref_loss),
+        ("current", cur_y, cur_pred, cur_loss),
+    ):
+        sides[period] = (
+            np.isfinite(y) & np.isfinite(pred),
+            partial(_reg_estimate, loss=loss, p=pred, metrics=metrics),
+            partial(_reg_realized, y=y, p=pred, metrics=metrics),
+        )
+    return sides, known
+
+
+def _reg_realized(
+    rows: np.ndarray, *, y: np.ndarray, p: np.ndarray, metrics: tuple[str, ...]
+) -> dict[str, float]:
+    ok = rows[np.isfinite(y[rows]) & np.isfinite(p[rows])]
+    return realized(y[ok], p[ok], metrics)
+
+
+def _reg_estimate(
+    rows: np.ndarray,
+    *,
+    loss: dict[str, np.ndarray] | None,
+    p: np.ndarray,
+    metrics: tuple[str, ...],
+) -> dict[str, float]:
+    if loss is None:
+        return dict.fromkeys(metrics, float("nan"))
+    return estimate({k: v[rows] for k, v in loss.items()}, p[rows], metrics)
