@@ -300,7 +300,9 @@ def find_windows(
     The current side is cut by ``monitor.window`` (``monitor.windows`` equal windows when
     null) along :func:`side_times`; the reference into windows of the same size. Every check
     alerts when a current window's statistic leaves the band of the reference windows' values
-    (see :mod:`lib.monitoring.windows`).
+    (see :mod:`lib.monitoring.windows`). Performance per window needs a reference holding the
+    target and the model's predictions; without them the performance table is empty and the
+    diagnosis rests on drift alone.
     """
     from lib.monitoring.estimate import current_frame, window_performance
     from lib.monitoring.multivariate import multivariate_drift
@@ -320,17 +322,17 @@ def find_windows(
     multi = multivariate_drift(ref_frame, cur_frame, kinds, ref_cut, cur_cut, sigmas)
     quality = window_quality(ref_frame, cur_frame, kinds, ref_cut, cur_cut, sigmas)
     perf = pd.DataFrame()
-    if schema.target in ref_frame.columns and PREDICTION in ref_frame.columns:
+    scored_reference = schema.target in ref_frame.columns and PREDICTION in ref_frame.columns
+    if scored_reference:  # a sampling error needs resamples even when monitor.bootstrap is 0
         perf = window_performance(
             schema.task, schema.classes, ref_frame, cur_frame, ref_cut, cur_cut,
             target=schema.target, features=list(kinds), sigmas=sigmas,
             resamples=max(params.bootstrap, 20), seed=seed,
         )  # fmt: skip
-    ref_scored = _reference_scored(ref, schema)
     ref_errors = row_errors(
         schema.task,
-        None if ref_scored is None else _reference_truth(ref, schema),
-        ref_frame[PREDICTION].to_numpy() if PREDICTION in ref_frame else np.zeros(len(ref_frame)),
+        _reference_truth(ref, schema) if scored_reference else None,
+        ref_frame[PREDICTION].to_numpy() if scored_reference else np.zeros(len(ref_frame)),
     )
     names = list(kinds)
     diagnosis = diagnose(
