@@ -10,6 +10,7 @@ data, as a date range or ``training``). The sentences are logged and returned fo
 
 from __future__ import annotations
 
+import calendar
 from collections.abc import Mapping
 from dataclasses import replace
 
@@ -78,6 +79,41 @@ def time_span_warning(reference: pd.Series, current: pd.Series, column: str) -> 
     )
 
 
+def season_warning(reference: pd.Series, current: pd.Series, column: str) -> str | None:
+    """Return a warning when current rows fall in calendar months the reference never covers.
+
+    A reference spanning many years of one season only (every summer) passes the span check but
+    still misses the other seasons; the months show it.
+
+    Parameters
+    ----------
+    reference, current
+        The time column on each side.
+    column
+        Its name, for the message.
+
+    Returns
+    -------
+    str or None
+        The sentence (the months on each side, the share of current rows outside them, the
+        fix), or None when at most ``OUTSIDE_SHARE`` of the current rows fall in such months.
+    """
+    ref, cur = _timestamps(reference), _timestamps(current)
+    if len(ref) == 0 or len(cur) == 0:
+        return None
+    covered = set(ref.dt.month.unique().tolist())
+    missing = ~cur.dt.month.isin(covered)
+    if missing.mean() <= OUTSIDE_SHARE:
+        return None
+    months = [calendar.month_abbr[m] for m in sorted(set(cur.dt.month[missing].tolist()))]
+    known = [calendar.month_abbr[m] for m in sorted(covered)]
+    return (
+        f"monitor.reference: {missing.mean():.0%} of the current rows fall in months of "
+        f"{column!r} the reference has no row in ({', '.join(months)}; the reference covers "
+        f"{', '.join(known)}): seasonal patterns it never saw show as drift; {_FIX}"
+    )
+
+
 def range_warning(reference: pd.Series, current: pd.Series, column: str) -> str | None:
     """Return a warning when many current values lie outside the reference's min..max.
 
@@ -134,11 +170,14 @@ def coverage_warnings(
     Returns
     -------
     list of str
-        The time-span warning first (if any), then one per numeric feature, in ``kinds`` order.
+        The time-span and calendar-month warnings first (if any), then one per numeric feature
+        whose current values lie outside the reference's range, in ``kinds`` order.
     """
     found: list[str | None] = []
     if time_column and time_column in reference.columns and time_column in current.columns:
-        found.append(time_span_warning(reference[time_column], current[time_column], time_column))
+        sides = reference[time_column], current[time_column]
+        found.append(time_span_warning(*sides, time_column))
+        found.append(season_warning(*sides, time_column))
     numeric = set(schema.names("numeric"))
     for column in kinds:
         if column in numeric and column in reference.columns and column in current.columns:
