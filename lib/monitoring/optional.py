@@ -11,6 +11,7 @@ warning that the caller shows with the results.
 from __future__ import annotations
 
 import functools
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, ParamSpec, TypeVar
@@ -78,7 +79,10 @@ def optional(name: str, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -
         return Outcome(value=fn(*args, **kwargs))
     except Exception as exc:  # the boundary of an optional output: recorded, not raised
         warning = failure_text(name, exc)
-        log.warning("optional_output_failed", output=name, error=repr(exc), exc_info=True)
+        # the traceback as plain text: structlog's renderers print every frame's locals, which
+        # for the data frames of a report took most of a minute
+        trace = "".join(traceback.format_exception(exc))
+        log.warning("optional_output_failed", output=name, error=repr(exc), traceback=trace)
         return Outcome(value=None, warning=warning)
 
 
