@@ -270,3 +270,20 @@ def test_the_monitor_stage_runs_on_a_training_reference_with_its_labels(root):
     assert result.reference.kind == "training" and len(result.reference.frame) > 300
     assert result.quality.reference_metrics is not None  # labels and scores were kept
     assert "prediction" in {c.column for c in result.outputs.columns}
+
+
+def test_preflight_looks_for_a_file_only_when_monitor_reference_names_one(tmp_path):
+    from lib.data.preflight import file_problems
+
+    def header(path: Path) -> list[str]:
+        return []
+
+    def lines(reference: str) -> list[str]:
+        params = load_params(
+            overrides=monitor_overrides(tmp_path, f"monitor.reference={reference}")
+        )
+        return [x for x in file_problems(params, header) if "monitor.reference" in x]
+
+    assert lines("training") == [] and lines("2024-01-01..2024-12-31") == []
+    missing = lines(str(tmp_path / "nowhere.csv"))
+    assert len(missing) == 1 and "nowhere.csv" in missing[0]
