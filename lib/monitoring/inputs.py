@@ -270,6 +270,8 @@ def load_reference(
     else:
         rows, source = _range_rows(params, schema, spec)
     if schema.target not in rows.columns or rows[schema.target].isna().all():
+        # an all-empty target column is no target: quality is then skipped, not computed on 0 rows
+        rows = rows.drop(columns=[schema.target], errors="ignore")
         notes.append(
             f"{_KEY}={spec.text}: the reference has no values of the target "
             f"{schema.target!r}, so quality is not compared with it; add the target column"

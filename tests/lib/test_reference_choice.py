@@ -198,6 +198,14 @@ def test_a_file_reference_keeps_its_labels_and_is_scored_like_the_champions(root
     pd.testing.assert_series_equal(ref.frame[PREDICTION], saved.frame[PREDICTION])
     assert np.allclose(ref.frame["proba_1"], saved.frame["proba_1"])
     assert {PREDICTION, "proba_1"} <= set(ref.profile.columns)  # prediction drift is checked
+    unlabelled = root / "unlabelled_reference.csv"
+    plain.drop(columns="churned").to_csv(unlabelled, index=False)
+    ref = load(root, champion, str(unlabelled))
+    assert "churned" not in ref.frame.columns and ref.frame[PREDICTION].notna().all()
+    assert ref.warnings == [
+        f"monitor.reference={unlabelled}: the reference has no values of the target 'churned', "
+        "so quality is not compared with it; add the target column"
+    ]
 
 
 @pytest.mark.slow  # needs the trained project (ingest, train, evaluate)
