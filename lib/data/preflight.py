@@ -194,7 +194,9 @@ def file_problems(params: Params, header: Callable[[Path], list[str]]) -> list[s
             "batch; set monitor.current to 'log' (the served rows) or a CSV/Parquet file"
         )
     named: list[tuple[str, str, list[str]]] = [("monitor.current", current, [])]
-    if m.reference != "champion":
+    from lib.monitoring.inputs import reference_spec  # champion, training, a date range: no file
+
+    if reference_spec(m.reference).kind == "file":
         named.append(("monitor.reference", m.reference, []))
     if m.labels and m.labels != "feedback":
         by_id = [params.data.id_column] if params.data.id_column and current != "log" else []
