@@ -31,6 +31,7 @@ from lib.monitoring.findings import (
     labelled,
 )
 from lib.monitoring.inputs import Current, Reference
+from lib.monitoring.optional import Outcome
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -182,6 +183,24 @@ class MonitorResult:
             f"{state}: {c.reason} Error rate {c.current_error:.3f} now vs "
             f"{c.reference_error:.3f} on the reference."
         )
+
+    def reference_note(self) -> str:
+        """Return how the reference was chosen and its warnings (what it lacks), as Markdown."""
+        ref = self.reference
+        head = f"Reference: `{ref.kind}` (`{ref.source}`), {len(ref.frame):,} rows"
+        if not ref.warnings:
+            return f"{head}; no warnings."
+        return f"{head}. **Note:**\n\n" + "\n".join(f"- {w}" for w in ref.warnings)
+
+    @staticmethod
+    def evidently_note(outcome: Outcome[Path]) -> str:
+        """Return the outcome of Evidently's report, kept apart from the stage, as Markdown."""
+        if outcome.value is not None:
+            saved = f"Saved: `{outcome.value}`"
+            return saved if outcome.ok else f"{saved}. **Note:** {outcome.warning}"
+        if outcome.warning:
+            return f"**Note:** Evidently's report was not saved: {outcome.warning}"
+        return "Turned off (`monitor.evidently_report: false`)."
 
     def diagnosis_frame(self) -> pd.DataFrame:
         """Return the diagnosis of each current window: its kind and why."""
