@@ -92,8 +92,13 @@ class _Side:
     def of(cls, series: pd.Series, kind: Kind) -> _Side:
         if kind == "numeric":
             return cls(numeric_values(series))
-        codes, names = pd.factorize(as_categories(series), use_na_sentinel=True)
-        return cls(np.asarray(codes), np.asarray(names, dtype=object))
+        # factorize the raw values first (a hash pass), then spell only the distinct ones as
+        # categories: spelling a million strings one by one costs most of a second a column
+        codes, uniques = pd.factorize(series, use_na_sentinel=True)
+        spelled = as_categories(pd.Series(np.asarray(uniques, dtype=object)))
+        merged, names = pd.factorize(spelled, use_na_sentinel=True)  # 1 and "1": one category
+        lookup = np.append(np.asarray(merged), -1)  # code -1 (missing) stays -1
+        return cls(lookup[codes], np.asarray(names, dtype=object))
 
     def present(self, index: np.ndarray | None = None) -> np.ndarray | dict[str, int]:
         """Return the window's present values as the statistics take them: sorted or counted."""
