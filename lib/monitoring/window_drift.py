@@ -81,6 +81,20 @@ def output_kinds(reference: pd.DataFrame, current: pd.DataFrame) -> dict[str, Ki
     return kinds
 
 
+def category_codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Return each value's category code (-1 where missing) and the categories, as strings.
+
+    The categories are spelled as :func:`lib.data.drift_profile.as_categories` spells them (so
+    ``1`` and ``"1"`` are one category), but only the distinct values are spelled: the raw
+    values are hashed first, as spelling a million strings one by one costs most of a second.
+    """
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    spelled = as_categories(pd.Series(np.asarray(uniques, dtype=object)))
+    merged, names = pd.factorize(spelled, use_na_sentinel=True)
+    lookup = np.append(np.asarray(merged), -1)  # code -1 (missing) stays -1
+    return lookup[codes], np.asarray(names, dtype=object)
+
+
 @dataclass(frozen=True)
 class _Side:
     """One column of one side, converted once: floats, or category codes and their names."""
@@ -92,13 +106,7 @@ class _Side:
     def of(cls, series: pd.Series, kind: Kind) -> _Side:
         if kind == "numeric":
             return cls(numeric_values(series))
-        # factorize the raw values first (a hash pass), then spell only the distinct ones as
-        # categories: spelling a million strings one by one costs most of a second a column
-        codes, uniques = pd.factorize(series, use_na_sentinel=True)
-        spelled = as_categories(pd.Series(np.asarray(uniques, dtype=object)))
-        merged, names = pd.factorize(spelled, use_na_sentinel=True)  # 1 and "1": one category
-        lookup = np.append(np.asarray(merged), -1)  # code -1 (missing) stays -1
-        return cls(lookup[codes], np.asarray(names, dtype=object))
+        return cls(*category_codes(series))
 
     def present(self, index: np.ndarray | None = None) -> np.ndarray | dict[str, int]:
         """Return the window's present values as the statistics take them: sorted or counted."""

@@ -24,8 +24,8 @@ import pandas as pd
 
 from lib.core.errors import DataValidationError
 from lib.core.logs import get_logger
-from lib.data.drift_profile import as_categories, numeric_values
-from lib.monitoring.window_drift import META, window_meta
+from lib.data.drift_profile import numeric_values
+from lib.monitoring.window_drift import META, category_codes, window_meta
 from lib.monitoring.windows import Window, reference_band
 
 log = get_logger(__name__)
@@ -101,10 +101,12 @@ def _flags(
             none = np.zeros(len(series), dtype=bool)
             sides.append(_Flags(series.isna().to_numpy(), outside, none, bad, series))
         return sides[0], sides[1], f"[{lo:.4g}, {hi:.4g}]"
-    known = set(as_categories(reference).dropna())
+    ref_codes, ref_names = category_codes(reference)
+    known = set(ref_names[np.unique(ref_codes[ref_codes >= 0])])
     for series in (reference, values):
-        cats = as_categories(series)
-        unseen = (cats.notna() & ~cats.isin(known)).to_numpy()
+        codes, names = category_codes(series)
+        new = np.append([n not in known for n in names], False)  # code -1 (missing): not new
+        unseen = new[codes]
         none = np.zeros(len(series), dtype=bool)
         sides.append(_Flags(series.isna().to_numpy(), none, unseen, none, series))
     return sides[0], sides[1], ""
