@@ -50,6 +50,7 @@ log = get_logger(__name__)
 
 META = ["period", "window", "start", "end", "rows"]
 COLUMNS = [*META, "column", "method", "statistic", "lower", "upper", "alert"]
+_ONE_TYPE = frozenset({"string", "empty", "boolean", "integer", "floating", "categorical"})
 
 
 def window_meta(period: str, window: Window) -> dict[str, object]:
@@ -87,7 +88,10 @@ def category_codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     The categories are spelled as :func:`lib.data.drift_profile.as_categories` spells them (so
     ``1`` and ``"1"`` are one category), but only the distinct values are spelled: the raw
     values are hashed first, as spelling a million strings one by one costs most of a second.
+    Mixed Python types are spelled first, as hashing would take ``True`` for ``1`` and ``1.0``.
     """
+    if values.dtype == object and pd.api.types.infer_dtype(values) not in _ONE_TYPE:
+        values = as_categories(values)
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
     spelled = as_categories(pd.Series(np.asarray(uniques, dtype=object)))
     merged, names = pd.factorize(spelled, use_na_sentinel=True)

@@ -10,9 +10,9 @@ from sklearn.datasets import load_diabetes
 from lib.core.errors import DataValidationError
 from lib.core.param_sections import MonitorParams
 from lib.data import drift, drift_stats
-from lib.data.drift_profile import build_profile
+from lib.data.drift_profile import as_categories, build_profile
 from lib.monitoring import windows as w
-from lib.monitoring.window_drift import COLUMNS, wasserstein, window_drift
+from lib.monitoring.window_drift import COLUMNS, category_codes, wasserstein, window_drift
 
 N = 20_000  # rows per side: above 1,000, so distances (Evidently's rule for large references)
 SHIFTED = [i in (2, 3) for i in range(20)]  # windows 3 and 4 of 20
@@ -238,3 +238,12 @@ def test_a_million_rows_in_fifty_windows_takes_seconds():
     seconds = time.perf_counter() - start
     assert seconds < 20, f"{seconds:.1f} s"
     assert len(out) == 9 * 100
+
+
+def test_category_codes_spell_categories_as_the_profile_does():
+    values = pd.Series([1, "1", True, None, "b", 1.5, np.nan], dtype=object)
+    codes, names = category_codes(values)
+    assert [names[c] if c >= 0 else None for c in codes] == [
+        "1", "1", "True", None, "b", "1.5", None,
+    ]  # fmt: skip
+    assert list(names) == list(dict.fromkeys(as_categories(values).dropna()))
