@@ -59,8 +59,11 @@ class Reconstruction:
 
     def prepare(self, frame: pd.DataFrame) -> np.ndarray:
         """Impute, frequency-encode and standardise ``frame`` as on the reference."""
-        cols = [self._column(frame[c], c, k) for c, k in self.kinds.items()]
-        prepared: np.ndarray = (np.column_stack(cols) - self.mean_) / self.scale_
+        prepared = np.empty((len(frame), len(self.kinds)))
+        for j, (name, kind) in enumerate(self.kinds.items()):
+            prepared[:, j] = (self._column(frame[name], name, kind) - self.mean_[j]) / self.scale_[
+                j
+            ]
         return prepared
 
     def _column(self, values: pd.Series, name: str, kind: Kind) -> np.ndarray:
@@ -99,6 +102,13 @@ def fit_reconstruction(
     DataValidationError
         When a column has no present value in the reference.
     """
+    return _fit(reference, kinds, variance)[0]
+
+
+def _fit(
+    reference: pd.DataFrame, kinds: Mapping[str, Kind], variance: float
+) -> tuple[Reconstruction, np.ndarray]:
+    """Return the fitted preparation and PCA, and the reference prepared by them."""
     fill: dict[str, float | str] = {}
     shares: dict[str, dict[str, float]] = {}
     for name, kind in kinds.items():
@@ -124,11 +134,13 @@ def fit_reconstruction(
     draft = Reconstruction(
         dict(kinds), fill, shares, np.zeros(len(kinds)), np.ones(len(kinds)), PCA()
     )
-    x = draft.prepare(reference)
+    x = draft.prepare(reference)  # imputed and encoded, not yet standardised
     mean, scale = x.mean(axis=0), x.std(axis=0)
     scale = np.where(scale > 0, scale, 1.0)  # a constant column: as StandardScaler
-    pca = PCA(n_components=variance, svd_solver="covariance_eigh").fit((x - mean) / scale)
-    return Reconstruction(dict(kinds), fill, shares, mean, scale, pca)
+    x -= mean
+    x /= scale
+    pca = PCA(n_components=variance, svd_solver="covariance_eigh").fit(x)
+    return Reconstruction(dict(kinds), fill, shares, mean, scale, pca), x
 
 
 def multivariate_drift(
@@ -170,11 +182,11 @@ def multivariate_drift(
     if len(kinds) < 2:
         log.warning("multivariate_skipped", columns=len(kinds), reason="needs two columns")
         return pd.DataFrame(columns=COLUMNS).astype({"alert": bool})
-    model = fit_reconstruction(reference, kinds)
+    model, prepared = _fit(reference, kinds, VARIANCE)
     values = {
         period: [_mean(errors[w.index]) for w in windows]
         for period, errors, windows in (
-            ("reference", model.errors(reference), ref_windows),
+            ("reference", model._errors(prepared), ref_windows),
             ("current", model.errors(current), cur_windows),
         )
     }
