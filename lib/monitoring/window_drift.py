@@ -19,7 +19,12 @@ Alert rule (NannyML's):
 Speed: each column is converted once for the whole side (numbers to float64, categories to
 integer codes); a window then takes its rows by position, sorts them (numbers) or counts the
 codes with one ``bincount`` (categories), and scores them against the reference values that the
-profile already holds sorted. No step loops over rows in Python.
+profile already holds sorted; the Wasserstein distance merges the two sorted samples instead of
+searching one in the other (:func:`wasserstein`, the same number). No step loops over rows in
+Python: 1,000,000 rows x 20 columns x 50 windows (and 50 reference windows) take about 2 s of
+CPU. Binned statistics (``jensenshannon`` and ``psi`` on numbers) keep the engine's bins, spanned
+per window over both samples, not bins shared by all windows: shared bins would be faster but
+would no longer give the whole-period engine's number on the same rows.
 """
 
 from __future__ import annotations
@@ -139,7 +144,7 @@ def _method(col: ColumnProfile, cur: _Side, given: str | None) -> str:
 
 
 def wasserstein(ref: np.ndarray, cur: np.ndarray) -> float:
-    """:func:`lib.data.drift_stats.wasserstein` without its two binary searches.
+    """Return :func:`lib.data.drift_stats.wasserstein` without its two binary searches.
 
     Both samples are sorted, so one stable merge tells, at each point of the merged sample, how
     many reference and current values lie at or left of it. Between tied points the width is
