@@ -125,3 +125,10 @@ def test_a_column_without_values_names_it():
     ref["f3"] = np.nan
     with pytest.raises(DataValidationError, match=r"column 'f3' has no present values.*exclude"):
         multivariate_drift(ref, cur, KINDS, *cut(ref, cur))
+
+
+def test_windows_index_rows_by_position_not_by_label():
+    ref, cur = butterfly()
+    relabelled = cur.set_axis(np.random.default_rng(1).permutation(len(cur)))
+    out = multivariate_drift(ref, relabelled, KINDS, *cut(ref, cur))
+    assert out.loc[out["period"] == "current", "alert"].tolist() == SHIFTED

@@ -247,3 +247,10 @@ def test_category_codes_spell_categories_as_the_profile_does():
         "1", "1", "True", None, "b", "1.5", None,
     ]  # fmt: skip
     assert list(names) == list(dict.fromkeys(as_categories(values).dropna()))
+
+
+def test_windows_index_rows_by_position_not_by_label():
+    ref, cur = sides()
+    relabelled = cur.set_axis(np.random.default_rng(1).permutation(len(cur)))
+    out = window_drift(ref, relabelled, KINDS, *cut(ref, cur), MonitorParams())
+    assert alerts(out, "x") == SHIFTED and alerts(out, "colour") == SHIFTED

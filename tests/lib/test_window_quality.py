@@ -136,3 +136,12 @@ def test_penguins_with_an_injected_problem_per_kind():
         "island": [False, False, True, False],
         "body_mass_g": [False, False, False, True],
     }
+
+
+def test_windows_index_rows_by_position_not_by_label():
+    ref, cur = sides()
+    cur.loc[[4500, 4501], "x"] = [-3.0, 1e6]  # window 3 by position
+    shuffled_labels = cur.set_axis(np.random.default_rng(1).permutation(len(cur)))
+    out = window_quality(ref, shuffled_labels, {"x": "numeric"}, *cut(ref, cur))
+    assert current(out, "x")["out_of_range"].tolist() == [2 if i == 2 else 0 for i in range(10)]
+    assert "'-3.0', '1000000.0'" in current(out, "x").loc[2, "reason"]
