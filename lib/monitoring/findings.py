@@ -27,7 +27,11 @@ from lib.data.schema import Schema, Task
 from lib.model.reference import output_kinds
 from lib.monitoring import performance, windows
 from lib.monitoring.diagnosis import CONCEPT, NONE, Diagnosis, Rows, diagnose
+from lib.monitoring.estimate import current_frame, window_performance
 from lib.monitoring.inputs import Current, Reference, align_target
+from lib.monitoring.multivariate import multivariate_drift
+from lib.monitoring.window_drift import window_drift
+from lib.monitoring.window_quality import window_quality
 
 _BINS = 30  # histogram bins of a numeric column's distribution plot
 _TOP = 25  # categories shown by name; the rest are summed as "(other)"
@@ -304,11 +308,6 @@ def find_windows(
     target and the model's predictions; without them the performance table is empty and the
     diagnosis rests on drift alone.
     """
-    from lib.monitoring.estimate import current_frame, window_performance
-    from lib.monitoring.multivariate import multivariate_drift
-    from lib.monitoring.window_drift import window_drift
-    from lib.monitoring.window_quality import window_quality
-
     spec = windows.parse_spec(params.window, default_count=params.windows)
     cur_cut = windows.split(len(cur.frame), spec, side_times(cur.frame, schema, params, cur.times))
     ref_cut = windows.reference_windows(
