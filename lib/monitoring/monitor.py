@@ -41,7 +41,7 @@ from lib.monitoring.findings import (
     find_quality,
     find_windows,
 )
-from lib.monitoring.inputs import Current, drift_kinds, load_current, load_reference
+from lib.monitoring.inputs import Current, drift_kinds, load_current
 from lib.monitoring.monitor_results import (
     ALERTS,
     DISTRIBUTIONS,
@@ -53,6 +53,7 @@ from lib.monitoring.monitor_results import (
     append_history,
     load_latest,
 )
+from lib.monitoring.reference_rows import load_reference
 from lib.monitoring.result import Alerting, MonitorResult
 
 log = get_logger(__name__)

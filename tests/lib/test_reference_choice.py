@@ -18,12 +18,13 @@ import pytest
 from lib.core.contracts.predlog import PREDICTION
 from lib.core.errors import DataValidationError, ParamsError
 from lib.core.params import Params, load_params
+from lib.core.refspec import reference_spec
 from lib.data.drift import check_drift
 from lib.data.drift_profile import build_profile
 from lib.data.schema import ColumnSchema, Schema
 from lib.model.reference import scored_frame
 from lib.monitoring import coverage, inputs
-from lib.monitoring.inputs import load_reference, reference_spec
+from lib.monitoring.reference_rows import load_reference
 from tests.conftest import monitor_overrides
 
 # --- parsing monitor.reference --------------------------------------------------------------
