@@ -201,3 +201,32 @@ def test_a_changed_concept_with_unmoved_inputs_is_concept_drift(model, tmp_path)
     assert {"concept_drift", "realized_performance"} <= set(rules)
     assert "estimated_performance" not in rules
     assert set(rules["realized_performance"].details["windows"]) == set(window_names(4, 5))
+
+
+def test_windows_follow_the_first_date_column_by_period_and_a_wrong_time_column_is_named(
+    model, tmp_path
+):
+    from lib.core.errors import ParamsError
+
+    rng = np.random.default_rng(4)
+    x = current_rows(rng)
+    days = pd.Timestamp("2026-03-02") + pd.to_timedelta(np.arange(len(x)) // 100, unit="D")
+    ref, cur = sides(model, tmp_path, x.assign(y=truth(x, rng)))
+    schema = SCHEMA.model_copy(
+        update={"features": [*SCHEMA.features, ColumnSchema(name="day", kind="datetime")]}
+    )
+    ref_days = pd.Timestamp("2025-12-01") + pd.to_timedelta(np.arange(REFERENCE_ROWS) // 70, "D")
+    ref = Reference(frame=ref.frame.assign(day=ref_days), profile=ref.profile, source=ref.source)
+    cur = Current(frame=cur.frame.assign(day=days), source=cur.source, pred=cur.pred,
+                  proba=cur.proba, y=cur.y)  # fmt: skip
+    weekly = PARAMS.model_copy(update={"window": "1W"})
+    found = find_windows(ref, cur, schema, drift_kinds(schema, weekly), weekly, seed=0)
+    windows = found.diagnosis.windows
+    # 25 days from Monday 2 March: three whole weeks and one of 4 days, keyed by the week
+    assert windows["window"].tolist()[0] == "2026-03-02/2026-03-08" and len(windows) == 4
+    assert windows["start"].iloc[0] == pd.Timestamp("2026-03-02")
+    ref_keys = found.drift.loc[found.drift["period"] == "reference", "window"].unique()
+    assert ref_keys[0] == "2025-12-01/2025-12-07"  # the reference cut by its own weeks
+    wrong = weekly.model_copy(update={"time_column": "when"})
+    with pytest.raises(ParamsError, match=r"monitor.time_column: 'when' is not a column"):
+        find_windows(ref, cur, schema, drift_kinds(schema, wrong), wrong, seed=0)
