@@ -192,6 +192,9 @@ def test_a_changed_concept_with_unmoved_inputs_is_concept_drift(model, tmp_path)
     assert d.kind == CONCEPT and d.kind_windows == window_names(4, 5)
     assert concept.drift and concept.kind == CONCEPT and concept.windows == window_names(4, 5)
     assert "is below what the estimate explains" in concept.reason
+    # the Page-Hinkley alarm stays as supporting evidence, raised after the change began
+    assert concept.alarm_row is not None and concept.alarm_row >= 3 * WINDOW_ROWS
+    assert "Supporting evidence: the error rate rose (Page-Hinkley" in concept.reason
     drift = found.drift
     where = (drift["period"] == "current") & drift["window"].isin(window_names(4, 5))
     assert not drift.loc[where & drift["column"].isin(FEATURES), "alert"].any()
