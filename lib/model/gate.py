@@ -341,6 +341,7 @@ def _on_both(
     why = (
         f"Version {version} becomes champion on the recent regime: its {name} beats champion "
         f"version {old_version}'s by {recent.gain:.4f} (margin {check.margin:g}, interval above "
-        f"0) and is within {check.mixed_tolerance:g} of it on the mixed holdout"
+        f"0), and on the mixed holdout it is not worse beyond the tolerance "
+        f"{check.mixed_tolerance:g}"
     )
     return verdict(True, why, "recent regime")
