@@ -14,7 +14,6 @@ import pandas as pd
 
 from lib.core import staging_area, tasks, tracking
 from lib.core.atomic import sha256_file
-from lib.core.contracts.predlog import PREDICTION, proba_column
 from lib.core.contracts.tags import evaluation_tags, promotion_tags, read_version_tags
 from lib.core.errors import DataValidationError, ModelNotFoundError, ParamsError
 from lib.core.layout import Layout, reference_dir
@@ -23,7 +22,7 @@ from lib.core.params import Params
 from lib.data.ingest import ProcessedData, load_processed
 from lib.data.preflight import segment_columns
 from lib.data.schema import Task
-from lib.model.gate import Decision, RecentCheck, compare, decide
+from lib.model.gate import Decision, RecentCheck, compare, decide, gate_metrics
 from lib.model.leakage import (
     LeakageFinding,
     blocking,
@@ -33,7 +32,7 @@ from lib.model.leakage import (
 )
 from lib.model.metrics import Metric, metric, metrics_for
 from lib.model.recent import RecentRows, recent_rows
-from lib.model.reference import save_reference
+from lib.model.reference import save_reference, scored_frame
 from lib.model.scoring import (
     MetricFn,
     averaging_note,
@@ -394,13 +393,7 @@ def _save_reference(
     threshold: float | None,
     ranked: pd.Series,
 ) -> Path:
-    frame = data.splits["test"].copy()
-    frame[PREDICTION] = out.pred
-    extra = [PREDICTION]
-    if out.proba is not None and data.schema.classes is not None:
-        for i, label in enumerate(data.schema.classes):
-            frame[proba_column(label)] = out.proba[:, i]
-            extra.append(proba_column(label))
+    frame, extra = scored_frame(data.splits["test"], data.schema, out.pred, out.proba)
     meta = {
         "model": name,
         "version": version,
@@ -458,50 +451,6 @@ def _record(result: EvaluationResult, version: Any) -> None:
         score=float(result.scores["value"].astype(float)[result.primary.name]),
     ).items():
         tracking.set_version_tag(result.model_name, result.version, key, value)
-
-
-def gate_metrics(decision: Decision) -> dict[str, float]:
-    """Return both comparisons as MLflow metrics: ``gate_mixed_gain``, ``gate_recent_rows``..."""
-    found: dict[str, float] = {}
-    for prefix, comparison in (("gate_mixed", decision.mixed), ("gate_recent", decision.recent)):
-        if comparison is None:
-            continue
-        values = {
-            "rows": comparison.rows,
-            "challenger": comparison.challenger,
-            "champion": comparison.champion,
-            "gain": comparison.gain,
-            "gain_ci_low": comparison.lower,
-            "gain_ci_high": comparison.upper,
-        }
-        found.update({f"{prefix}_{k}": float(v) for k, v in values.items() if np.isfinite(v)})
-    return found
-
-
-def gate_table(result: EvaluationResult) -> pd.DataFrame:
-    """Return the gate's comparisons: one row per set of rows, both scores and the gain.
-
-    Empty when there was no champion to compare with. ``required`` is what the rule asks of
-    that row's gain (:func:`lib.model.gate.decide`).
-    """
-    d = result.decision
-    rows = []
-    for name, comparison in (("mixed holdout", d.mixed), ("recent regime", d.recent)):
-        if comparison is None:
-            continue
-        rows.append(
-            {
-                "comparison": name,
-                "rows": comparison.rows,
-                "what": comparison.rows_label,
-                "challenger": comparison.challenger,
-                "champion": comparison.champion,
-                "gain": comparison.gain,
-                "gain_ci_low": comparison.lower,
-                "gain_ci_high": comparison.upper,
-            }
-        )
-    return pd.DataFrame(rows).round(4)
 
 
 def check_gate(result: EvaluationResult) -> None:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from lib.core.errors import ParamsError
 from lib.model.metrics import Metric
@@ -345,3 +346,42 @@ def _on_both(
         f"{check.mixed_tolerance:g}"
     )
     return verdict(True, why, "recent regime")
+
+
+def _comparisons(decision: Decision) -> list[tuple[str, str, Comparison]]:
+    pairs = (
+        ("mixed holdout", "gate_mixed", decision.mixed),
+        ("recent regime", "gate_recent", decision.recent),
+    )
+    return [(name, prefix, c) for name, prefix, c in pairs if c is not None]
+
+
+def _figures(comparison: Comparison) -> dict[str, float]:
+    return {
+        "challenger": comparison.challenger,
+        "champion": comparison.champion,
+        "gain": comparison.gain,
+        "gain_ci_low": comparison.lower,
+        "gain_ci_high": comparison.upper,
+    }
+
+
+def gate_metrics(decision: Decision) -> dict[str, float]:
+    """Return both comparisons as MLflow metrics: ``gate_mixed_gain``, ``gate_recent_rows``..."""
+    found: dict[str, float] = {}
+    for _, prefix, comparison in _comparisons(decision):
+        values = {"rows": float(comparison.rows), **_figures(comparison)}
+        found.update({f"{prefix}_{k}": float(v) for k, v in values.items() if np.isfinite(v)})
+    return found
+
+
+def comparison_table(decision: Decision) -> pd.DataFrame:
+    """Return the gate's comparisons: one row per set of rows, both scores and the gain.
+
+    Empty when there was no champion to compare with.
+    """
+    rows = [
+        {"comparison": name, "rows": c.rows, "what": c.rows_label, **_figures(c)}
+        for name, _, c in _comparisons(decision)
+    ]
+    return pd.DataFrame(rows).round(4)

@@ -5,7 +5,7 @@ raw table (``feedback-<model>-<hash>.parquet``, in serving order), and the inges
 them like every other row. The gate's recent rows are the *test-split* rows among the last
 ``evaluate.gate.recent_windows`` windows of that table: the challenger never trained on them,
 and they are the newest data with labels. Windows are cut as the monitor cuts them
-(:mod:`lib.monitoring.windows`): ``N windows``, ``N rows`` (serving order, or
+(:mod:`lib.core.windowspec`): ``N windows``, ``N rows`` (serving order, or
 ``evaluate.gate.time_column`` order) or a period of ``evaluate.gate.time_column``.
 """
 
@@ -20,9 +20,9 @@ import pandas as pd
 from lib.core.contracts.manifest import Manifest
 from lib.core.errors import DataValidationError, ParamsError
 from lib.core.param_sections import GateParams
+from lib.core.windowspec import Window, parse_spec, split
 from lib.data.schema import Schema
 from lib.data.validate import conform
-from lib.monitoring.windows import Window, parse_spec, split
 
 _KEY = "evaluate.gate"
 
