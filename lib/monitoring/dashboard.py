@@ -25,6 +25,7 @@ from lib.core.env import kernel_paths
 from lib.core.errors import DataValidationError
 from lib.core.layout import LATEST, SUMMARY, Layout
 from lib.core.paths import NOTEBOOKS_DIR
+from lib.monitoring.dashboard_windows import WindowsSection
 from lib.monitoring.monitor_plots import (
     alerts_table,
     distribution_figure,
@@ -137,7 +138,10 @@ CHART_JS = """<div id="%(id)s" class="quire-chart" style="height:%(height)dpx"><
   var figure = %(figure)s;
   (window.requestIdleCallback || setTimeout)(function () {
     if (!document.getElementById("%(id)s")) { return; }
-    window.Plotly.newPlot(div, figure.data, figure.layout, {responsive: true, displaylogo: false});
+    window.Plotly.newPlot(div, figure.data, figure.layout, {responsive: true, displaylogo: false})
+      .then(function () {  // drawn and answering the mouse: when, since navigation
+        div.dataset.ready = Math.round(performance.now());
+      });
   }, {timeout: 1000});
 })(0);
 </script>"""
@@ -228,6 +232,7 @@ class Dashboard:
         self.predictions = w.Output()
         self.performance = w.Output()
         self.alerts = w.HTML()
+        self.windows = WindowsSection(self._show, self._note)
         self.charts_ready = w.Button(layout=w.Layout(display="none"))
         self.charts_ready.add_class("quire-charts-ready")
         self.charts_ready.on_click(lambda _: self.show_charts())
@@ -259,20 +264,30 @@ class Dashboard:
         self._show(self.predictions, *(self._distribution(n) for n in names))
         windows = self.data["windows"]
         if windows is None or windows.empty:
-            note = "No labels for the current rows: quality is not measured."
-            self.charts[self.performance.model_id] = ()
-            self.performance.outputs = _html(f'<p class="quire-note">{note}</p>')
+            self._note(self.performance, "No labels for the current rows: quality is not measured.")
         else:
             metric = str(windows["metric"].iloc[0])
             figure = windows_figure(windows, summary.reference_metrics, metric)
             self._show(self.performance, figure)
         table = alerts_table(self.data["alerts"])
         self.alerts.value = table.to_html(index=False, classes="quire-alerts", border=0)
+        self.windows.load(self.folder / LATEST)
         self.draw_table()
         self.draw_feature()
 
     def _chart_outputs(self) -> tuple[Any, ...]:
-        return (self.history, self.chart, self.predictions, self.performance)
+        return (
+            self.history,
+            self.chart,
+            self.predictions,
+            self.performance,
+            *self.windows.outputs(),
+        )
+
+    def _note(self, out: Any, text: str) -> None:
+        """Show a note in an Output widget in place of its charts (kept when the charts come)."""
+        self.charts[out.model_id] = _html(f'<p class="quire-note">{html.escape(text)}</p>')
+        out.outputs = self.charts[out.model_id]
 
     def _show(self, out: Any, *figures: Any) -> None:
         """Show figures in an Output widget, or keep them until the page asks for the charts."""
@@ -346,6 +361,7 @@ class Dashboard:
                 section("Reference vs current", self.picker, self.picked, self.chart),
                 section("Prediction distribution", self.predictions),
                 section("Performance over time", self.performance),
+                section("Monitoring windows", self.windows.widget()),
                 section("Recent alerts", self.alerts),
                 self.charts_ready,
                 self.loader,

@@ -1,0 +1,236 @@
+"""The dashboard's windows section (#18): figures, tables and widgets over hand-made tables in the
+shared per-window schema, a real dataset's windows, and the page in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lib.core.errors import DataValidationError
+from lib.core.layout import LATEST
+from lib.monitoring.dashboard import Dashboard
+from lib.monitoring.dashboard_windows import SCHEMAS, load_windows, read_window_table
+from lib.monitoring.monitor_results import (
+    MULTIVARIATE,
+    WINDOW_DRIFT,
+    WINDOW_PERFORMANCE,
+    WINDOW_QUALITY,
+)
+from lib.monitoring.window_plots import (
+    RATIO_CAP,
+    column_figure,
+    drift_heatmap,
+    drift_ratio,
+    multivariate_figure,
+    performance_figure,
+    quality_html,
+    quality_report,
+    window_axis,
+)
+from tests.lib.window_tables import (
+    ALERT_COLUMN,
+    P_VALUE_COLUMN,
+    QUALITY_COLUMN,
+    alert_window,
+    columns,
+    window_tables,
+    write_results,
+)
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+N_REF, N_CUR, N_FEATURES = 20, 50, 20
+HIT = N_REF + alert_window(N_CUR)  # x position of the injected window
+
+
+@pytest.fixture(scope="module")
+def tables() -> dict[str, pd.DataFrame]:
+    return window_tables(N_REF, N_CUR, N_FEATURES)
+
+
+def _trace(fig, name: str):
+    return next(t for t in fig.data if t.name == name)
+
+
+def test_the_hand_made_tables_follow_the_shared_schema(tables):
+    for name, table in tables.items():
+        assert list(table.columns) == SCHEMAS[name], name
+        assert set(table["period"]) == {"reference", "current"}
+    drift = tables[WINDOW_DRIFT]
+    assert len(drift) == (N_REF + N_CUR) * (N_FEATURES + 2)  # features and the model's outputs
+    assert drift.loc[drift["alert"], "column"].tolist() == [ALERT_COLUMN, P_VALUE_COLUMN]
+
+
+def test_window_axis_puts_the_reference_first_and_keeps_both_sides_apart():
+    table = pd.DataFrame(
+        {
+            "period": ["current", "current", "reference", "reference"],
+            "window": ["rows 1-10", "rows 11-20", "rows 1-10", "rows 11-20"],
+            "start": pd.NaT,
+            "end": pd.NaT,
+            "rows": 10,
+        }
+    )
+    axis = window_axis(table)
+    assert axis["x"].tolist() == ["ref rows 1-10", "ref rows 11-20", "rows 1-10", "rows 11-20"]
+    assert axis["pos"].tolist() == [0, 1, 2, 3]
+    assert "10 rows" in axis["hover"].iloc[0] and " to " not in axis["hover"].iloc[0]
+
+
+def test_performance_figure_draws_both_estimates_the_band_and_the_alerts(tables):
+    perf = tables[WINDOW_PERFORMANCE]
+    fig = performance_figure(perf, "roc_auc")
+    estimated, realized = _trace(fig, "estimated roc_auc"), _trace(fig, "realized roc_auc")
+    assert len(estimated.x) == len(realized.x) == N_REF + N_CUR
+    assert list(_trace(fig, "alert (estimated)").x) == [HIT]
+    assert list(_trace(fig, "alert (realized)").x) == [HIT]
+    # realized is missing where the windows have no labels yet
+    unlabelled = perf[(perf["metric"] == "roc_auc") & (perf["labelled_rows"] == 0)]
+    assert np.isnan(np.asarray(realized.y, float)).sum() == len(unlabelled) > 0
+    band = perf.loc[perf["metric"] == "roc_auc", "upper"].iloc[0]
+    assert _trace(fig, "band (upper)").y[0] == pytest.approx(band, rel=1e-3)
+    shade = fig.layout.shapes[0]  # the reference windows, shaded
+    assert (shade.x0, shade.x1) == (-0.5, N_REF - 0.5)
+    labels = dict(zip(fig.layout.xaxis.tickvals, fig.layout.xaxis.ticktext, strict=True))
+    assert labels[0].startswith("ref ")
+
+
+def test_drift_ratio_is_one_at_the_limit_for_distances_and_p_values():
+    table = pd.DataFrame(
+        {
+            "statistic": [0.05, 0.2, 0.5, 0.05, 0.01, 0.0, 0.3],
+            "lower": [np.nan, np.nan, np.nan, 0.05, 0.05, 0.05, np.nan],
+            "upper": [0.1, 0.1, 0.1, np.nan, np.nan, np.nan, np.nan],
+        }
+    )
+    ratio = drift_ratio(table).tolist()
+    assert ratio[:6] == pytest.approx([0.5, RATIO_CAP, RATIO_CAP, 1.0, RATIO_CAP, RATIO_CAP])
+    assert np.isnan(ratio[6])  # no limit: no colour
+
+
+def test_drift_heatmap_has_a_row_per_column_and_crosses_the_alerts(tables):
+    drift = tables[WINDOW_DRIFT]
+    fig = drift_heatmap(drift)
+    bars = [t for t in fig.data if t.type == "bar"]
+    names = columns(N_FEATURES)
+    assert [t.name for t in bars] == names and all(len(t.x) == N_REF + N_CUR for t in bars)
+    assert list(fig.layout.yaxis.ticktext) == names
+    alerts = _trace(fig, "alert")
+    crossed = sorted(zip(alerts.x, alerts.y, strict=True))
+    assert crossed == [
+        (HIT, names.index(ALERT_COLUMN) + 0.5),
+        (HIT, names.index(P_VALUE_COLUMN) + 0.5),
+    ]
+    hot = _trace(fig, ALERT_COLUMN).marker.color
+    assert hot[HIT] == RATIO_CAP and max(np.delete(np.asarray(hot), HIT)) < 1
+
+
+def test_column_and_multivariate_lines_show_the_band_and_the_injected_alert(tables):
+    fig = column_figure(tables[WINDOW_DRIFT], ALERT_COLUMN)
+    assert fig.layout.title.text == f"{ALERT_COLUMN}: wasserstein per window"
+    assert list(_trace(fig, "alert").x) == [HIT] and _trace(fig, "alert").y[0] == 0.4
+    p_fig = column_figure(tables[WINDOW_DRIFT], P_VALUE_COLUMN)  # a fixed threshold below
+    assert set(_trace(p_fig, "band (lower)").y) == {0.05}
+    assert not any(t.name == "band (upper)" for t in p_fig.data)
+    multi = multivariate_figure(tables[MULTIVARIATE])
+    assert list(_trace(multi, "alert").x) == [HIT]
+    assert {"band (upper)", "band (lower)"} <= {t.name for t in multi.data}
+
+
+def test_quality_report_keeps_only_problems_most_severe_first(tables):
+    report = quality_report(tables[WINDOW_QUALITY])
+    assert len(report) == 2  # 2,000 window x column rows, two with something to report
+    first = report.iloc[0]
+    assert (first["column"], first["period"], bool(first["alert"])) == (
+        QUALITY_COLUMN,
+        "current",
+        True,
+    )
+    assert report.iloc[1]["out_of_range"] == 2 and report.iloc[1]["period"] == "reference"
+    page = quality_html(report)
+    assert page.count("<tr") == 3 and page.count('class="alert"') == 1
+    by_window = quality_html(report, "window")  # text sorts alphabetically: 2025 before 2026
+    assert by_window.index("2025-") < by_window.index(report.iloc[0]["window"])
+    assert "1 more rows not shown" in quality_html(report, limit=1)
+
+
+def test_dashboard_section_draws_the_tables_and_reacts(tmp_path, tables):
+    view = Dashboard(write_results(tmp_path, tables, N_FEATURES))
+    section = view.windows
+    assert section.metric.options == ("roc_auc", "accuracy")
+    assert section.column.options == tuple(columns(N_FEATURES))
+    assert "quire-pending" in section.heatmap.outputs[0]["data"]["text/html"]
+    view.charts_ready.click()
+    figures = _figures(section.performance)
+    assert figures[0]["layout"]["title"]["text"].startswith("roc_auc")
+    section.metric.value = "accuracy"
+    assert _figures(section.performance)[0]["layout"]["title"]["text"].startswith("accuracy")
+    section.column.value = ALERT_COLUMN
+    assert _figures(section.column_chart)[0]["layout"]["title"]["text"].startswith(ALERT_COLUMN)
+    heat = _figures(section.heatmap)[0]
+    assert sum(t["type"] == "bar" for t in heat["data"]) == N_FEATURES + 2
+    assert section.quality.value.count("<tr") == 3
+    section.quality_sort.value = "window"
+    assert section.quality.value.index("2025-") < section.quality.value.index("2026-")
+    sizes = {k: len(_html(out)) for k, out in zip("pdcm", section.outputs(), strict=True)}
+    assert max(sizes.values()) < 80_000, sizes  # per-window aggregates, rounded: small
+
+
+def _html(out) -> str:
+    return "".join(o["data"]["text/html"] for o in out.outputs)
+
+
+def _figures(out) -> list[dict]:
+    return [
+        json.loads(f.replace("<\\/", "</")) for f in re.findall(r"var figure = (.*);\n", _html(out))
+    ]
+
+
+def test_an_older_run_without_the_tables_says_so(tmp_path, tables):
+    folder = write_results(tmp_path, {WINDOW_DRIFT: tables[WINDOW_DRIFT]}, N_FEATURES)
+    view = Dashboard(folder)
+    view.charts_ready.click()  # the notes stay when the charts come
+    section = view.windows
+    assert "No per-window performance table" in _html(section.performance)
+    assert "No multivariate drift table" in _html(section.multivariate)
+    assert "No data-quality table" in section.quality.value
+    assert len(_figures(section.heatmap)) == 1 and section.metric.options == ()
+    assert load_windows(folder / LATEST)[WINDOW_QUALITY] is None
+
+
+def test_a_table_missing_a_column_is_named_with_the_fix(tmp_path, tables):
+    folder = write_results(tmp_path, tables, N_FEATURES)
+    path = folder / LATEST / MULTIVARIATE
+    tables[MULTIVARIATE].drop(columns=["upper"]).to_parquet(path, index=False)
+    with pytest.raises(
+        DataValidationError,
+        match=r"multivariate\.parquet: missing column\(s\) upper .* run the monitor stage again",
+    ):
+        read_window_table(path)
+    view = Dashboard(folder)  # the page still opens, and says what is wrong
+    assert "missing column(s) upper" in view.windows.message.value
+    assert "No per-window drift table" in _html(view.windows.heatmap)
+
+
+@pytest.mark.slow  # importing statsmodels and the drift engine: seconds
+def test_windows_of_a_real_dataset(tmp_path):
+    """statsmodels' US macro data (1959-2009, quarterly): drift per 3-year window since 1984."""
+    from statsmodels.datasets import macrodata
+
+    from tests.lib.window_tables import real_window_drift
+
+    data = macrodata.load_pandas().data
+    drift = real_window_drift(data, reference_until=1984, rows=12)
+    fig = drift_heatmap(drift)
+    windows = drift[["period", "window"]].drop_duplicates()
+    assert all(len(t.x) == len(windows) for t in fig.data if t.type == "bar")
+    alerts = set(_trace(fig, "alert").x)
+    # real GDP grows: every current window is far from the reference's level
+    gdp = drift[(drift["column"] == "realgdp") & (drift["period"] == "current")]
+    assert gdp["alert"].all() and alerts
+    view = Dashboard(write_results(tmp_path, {WINDOW_DRIFT: drift}, N_FEATURES))
+    assert view.windows.column.options[0] == drift["column"].iloc[0]
