@@ -122,28 +122,48 @@ def _html(text: str) -> tuple[dict[str, Any], ...]:
     return ({"output_type": "display_data", "data": {"text/html": text}, "metadata": {}},)
 
 
-# Runs in the page (an Output widget's outputs are trusted, so their scripts run). Draws one
-# figure once plotly.js is there, when the page is idle: a visitor's clicks and the kernel's
-# answers to them come first. The kernel sends plotly.js only when the page asks for charts.
+# Runs in the page (an Output widget's outputs are trusted, so their scripts run). Queues one
+# figure; once plotly.js is there, the queue draws one chart at a time, the topmost first (the
+# status, then the charts a visitor sees first), each when the page is idle: a visitor's clicks
+# and the kernel's answers to them come first. The kernel sends plotly.js only when the page asks
+# for charts. A drawn chart's ``data-ready`` is when it was drawn and answering the mouse, in ms
+# since navigation (what the browser test measures).
 CHART_JS = """<div id="%(id)s" class="quire-chart" style="height:%(height)dpx"></div>
 <script>
-(function draw(tries) {
+(function () {
   var div = document.getElementById("%(id)s");
   if (!div) { return; }
-  if (!window.Plotly) {
-    if (tries < 1200) { setTimeout(function () { draw(tries + 1); }, 25); }
-    else { div.textContent = "the chart library did not load: reload the page"; }
-    return;
-  }
   var figure = %(figure)s;
-  (window.requestIdleCallback || setTimeout)(function () {
-    if (!document.getElementById("%(id)s")) { return; }
-    window.Plotly.newPlot(div, figure.data, figure.layout, {responsive: true, displaylogo: false})
-      .then(function () {  // drawn and answering the mouse: when, since navigation
-        div.dataset.ready = Math.round(performance.now());
+  div.quireFigure = figure;
+  var q = window.quireCharts = window.quireCharts || {queue: [], busy: false, tries: 0};
+  q.queue.push(div);
+  q.drain = q.drain || function () {
+    if (q.busy) { return; }
+    q.queue = q.queue.filter(function (d) { return d.isConnected; });
+    if (!q.queue.length) { return; }
+    q.busy = true;
+    if (!window.Plotly) {
+      if (q.tries++ < 1200) { setTimeout(function () { q.busy = false; q.drain(); }, 25); }
+      else { q.queue.forEach(function (d) {
+        d.textContent = "the chart library did not load: reload the page"; }); }
+      return;
+    }
+    (window.requestIdleCallback || setTimeout)(function () {
+      q.queue = q.queue.filter(function (d) { return d.isConnected; });
+      q.queue.sort(function (a, b) {
+        return a.compareDocumentPosition(b) & Node.DOCUMENT_POSITION_FOLLOWING ? -1 : 1;
       });
-  }, {timeout: 1000});
-})(0);
+      var next = q.queue.shift();
+      if (!next) { q.busy = false; return; }
+      var fig = next.quireFigure;
+      delete next.quireFigure;
+      window.Plotly.newPlot(next, fig.data, fig.layout, {responsive: true, displaylogo: false})
+        .then(function () { next.dataset.ready = Math.round(performance.now()); })
+        .finally(function () { q.busy = false; q.drain(); });
+    }, {timeout: 300});
+  };
+  q.drain();
+})();
 </script>"""
 
 
@@ -232,7 +252,7 @@ class Dashboard:
         self.predictions = w.Output()
         self.performance = w.Output()
         self.alerts = w.HTML()
-        self.windows = WindowsSection(self._show, self._note)
+        self.windows = WindowsSection(self._show, self._note, self._later)
         self.charts_ready = w.Button(layout=w.Layout(display="none"))
         self.charts_ready.add_class("quire-charts-ready")
         self.charts_ready.on_click(lambda _: self.show_charts())
@@ -283,6 +303,11 @@ class Dashboard:
             self.performance,
             *self.windows.outputs(),
         )
+
+    def _later(self, out: Any, text: str, height: int) -> None:
+        """Show HTML in an Output widget, or keep it until the page asks for the charts."""
+        self.charts[out.model_id] = _html(text)
+        out.outputs = self.charts[out.model_id] if self.charts_live else _html(_pending(height))
 
     def _note(self, out: Any, text: str) -> None:
         """Show a note in an Output widget in place of its charts (kept when the charts come)."""

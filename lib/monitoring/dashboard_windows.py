@@ -68,6 +68,7 @@ RERUN = "run the monitor stage again (python run_all.py --only monitor) to rewri
 
 Show = Callable[..., None]  # (Output widget, *figures): draw now or when the page asks
 Note = Callable[[Any, str], None]  # (Output widget, text): a note in place of a chart
+Later = Callable[[Any, str, int], None]  # (Output widget, HTML, height): sent with the charts
 
 
 def read_window_table(path: Path) -> pd.DataFrame | None:
@@ -113,12 +114,15 @@ class WindowsSection:
         Draws figures in an Output widget (or keeps them until the page asks for charts).
     note
         Puts a short note in an Output widget in place of its charts.
+    later
+        Puts HTML in an Output widget when the charts are sent (the heatmap: not in the first
+        page, which shows the status first).
     """
 
-    def __init__(self, show: Show, note: Note) -> None:
+    def __init__(self, show: Show, note: Note, later: Later) -> None:
         import ipywidgets as w
 
-        self.show, self.note = show, note
+        self.show, self.note, self.later = show, note, later
         self.tables: dict[str, pd.DataFrame | None] = {}
         self.message = w.HTML()
         self.metric = w.Dropdown(description="metric")
@@ -131,9 +135,13 @@ class WindowsSection:
         self.quality = w.HTML()
         self.report = pd.DataFrame()
         self.loading = False  # the pickers' options are being reset: load draws once after
-        self.metric.observe(lambda _: self.loading or self.draw_performance(), names="value")
-        self.column.observe(lambda _: self.loading or self.draw_column(), names="value")
-        self.quality_sort.observe(lambda _: self.loading or self.draw_quality(), names="value")
+        self.metric.observe(lambda _: self._redraw(self.draw_performance), names="value")
+        self.column.observe(lambda _: self._redraw(self.draw_column), names="value")
+        self.quality_sort.observe(lambda _: self._redraw(self.draw_quality), names="value")
+
+    def _redraw(self, draw: Callable[[], None]) -> None:
+        if not self.loading:
+            draw()
 
     def outputs(self) -> tuple[Any, ...]:
         """Return the Output widgets that hold charts."""
@@ -156,7 +164,8 @@ class WindowsSection:
         if drift is None:
             self.note(self.heatmap, _missing("per-window drift table"))
         else:
-            self.show(self.heatmap, drift_heatmap(drift))
+            n_columns = drift["column"].nunique()
+            self.later(self.heatmap, drift_heatmap(drift), 60 + 19 * n_columns)
         self.draw_column()
         multi = self.tables[MULTIVARIATE]
         if multi is None:

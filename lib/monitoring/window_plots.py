@@ -14,10 +14,10 @@ standard deviations, clipped to the statistic's range; distances and error rates
 only), never on a bare point estimate; p-value methods keep their fixed threshold (alert when
 p < threshold).
 
-Only scatter and bar traces are drawn: the dashboard loads plotly.js's basic bundle. The drift
-heatmap is therefore a bar trace per column of unit-high bars, coloured by ``statistic / limit``.
-Windows sit at positions 0, 1, ... on the x axis (their labels as tick text, sent once) and the
-values go as rounded numeric arrays: a page of 100 windows x 20 columns stays small.
+Only scatter traces are drawn: the dashboard loads plotly.js's basic bundle, which has no
+heatmap; the drift heatmap is an HTML table (:func:`drift_heatmap`). Windows sit at positions
+0, 1, ... on the x axis (their labels as tick text, sent once) and the values go as rounded
+numeric arrays: a page of 100 windows x 20 columns stays small.
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ REALIZED_COLOR = "#222222"
 BAND_COLOR = "#888888"
 # statistic / limit: 1 is the alert line; the colour scale jumps there and saturates at 2
 RATIO_CAP = 2.0
-RATIO_SCALE = [[0.0, "#f7fbff"], [0.499, "#fdd49e"], [0.5, "#fc8d59"], [1.0, "#990000"]]
 QUALITY_COUNTS = ("out_of_range", "unseen", "type_errors")
 QUALITY_LIMIT = 200  # rows of the quality table sent to the page
 _MARGIN = {"t": 50, "b": 60, "l": 60, "r": 20}
@@ -221,62 +220,77 @@ def drift_ratio(table: pd.DataFrame) -> pd.Series:
     return pd.Series(np.minimum(ratio, RATIO_CAP), index=table.index, name="ratio")
 
 
-def drift_heatmap(table: pd.DataFrame) -> go.Figure:
-    """Plot every column's ``statistic / limit`` per window as a heatmap, alerts crossed.
+def drift_heatmap(table: pd.DataFrame) -> str:
+    """Render every column's ``statistic / limit`` per window as an HTML heatmap.
 
-    A bar trace per column (first column on top), its bars one window wide and one unit high;
-    the colour axis jumps at 1, where a window alerts.
+    A row per column (its method on hover), a cell per window (reference windows first, under a
+    shaded header), coloured in steps of a quarter of the limit: blues below 1, reds from 1 (at
+    or past the limit), the darkest at ``RATIO_CAP`` and beyond. An alerting cell holds a cross;
+    every cell tells its window, statistic and ratio on hover. A table rather than a chart:
+    plotly.js's basic bundle has no heatmap trace, and 2,000 bars take the browser seconds to
+    draw on a busy machine where a table takes milliseconds.
     """
     axis = window_axis(table)
     columns = table["column"].drop_duplicates().tolist()
     rows = _on_axis(table.assign(ratio=drift_ratio(table)), axis)
-    fig = go.Figure()
-    for name, part in rows.groupby("column", sort=False):
-        method = ", ".join(str(m) for m in part["method"].dropna().unique())
-        label = html.escape(str(name))
-        fig.add_bar(
-            x=part["pos"].to_numpy(),
-            y=np.ones(len(part), dtype=int),
-            base=columns.index(name),
-            width=1,
-            name=label,
-            marker={"color": _round(part["ratio"].fillna(0)), "coloraxis": "coloraxis"},
-            customdata=_round(part["statistic"]),
-            hovertemplate=f"{label} · window #%{{x}}<br>{method} %{{customdata}}"
-            "<br>statistic / limit %{marker.color}<extra></extra>",
-            showlegend=False,
-        )
-    hit = rows[rows["alert"].fillna(False).astype(bool)]
-    fig.add_scatter(
-        x=hit["pos"].to_numpy(), y=hit["column"].map(columns.index).to_numpy() + 0.5,
-        mode="markers", name="alert", hoverinfo="skip",
-        marker={"symbol": "x-thin", "size": 9, "line": {"width": 2, "color": "#000"}},
-    )  # fmt: skip
-    _layout(fig, axis, "Drift per column and window", "", max(260, 90 + 22 * len(columns)))
-    fig.update_layout(
-        barmode="overlay",
-        bargap=0,
-        coloraxis={
-            "colorscale": RATIO_SCALE,
-            "cmin": 0,
-            "cmax": RATIO_CAP,
-            "colorbar": {
-                "title": {"text": "statistic / limit"},
-                "tickvals": [0, 1, RATIO_CAP],
-                "ticktext": ["0", "1: alert", f"{RATIO_CAP:g}+"],
-                "len": 0.9,
-            },
-        },
-        yaxis={
-            "range": [len(columns), 0],
-            "tickvals": [i + 0.5 for i in range(len(columns))],
-            "ticktext": columns,
-            "showgrid": False,
-            "zeroline": False,
-        },
-        margin={**_MARGIN, "l": 140},
+    n_ref = int((axis["period"] == "reference").sum())
+    rows["first_current"] = rows["pos"] == n_ref
+    step = max(1, int(np.ceil(len(axis) / 12)))
+    head = (
+        [f'<th class="qh-period qh-ref" colspan="{n_ref}">reference windows</th>'] if n_ref else []
     )
-    return fig
+    if len(axis) > n_ref:
+        head.append(f'<th class="qh-period" colspan="{len(axis) - n_ref}">current windows</th>')
+    ticks = "".join(
+        f'<th class="qh-tick" colspan="{min(step, len(axis) - i)}">'
+        f"{html.escape(str(axis['window'].iloc[i]).split('/')[0])}</th>"
+        for i in range(0, len(axis), step)
+    )
+    body = []
+    for name, part in rows.groupby("column", sort=False):
+        method = html.escape(", ".join(str(m) for m in part["method"].dropna().unique()))
+        cells = dict(zip(part["pos"].tolist(), map(_heat_cell, part.itertuples()), strict=True))
+        line = "".join(cells.get(p, '<td class="hn"></td>') for p in range(len(axis)))
+        body.append(f'<tr><th title="{method}">{html.escape(str(name))}</th>{line}</tr>')
+    return (
+        f'{_HEAT_CSS}<table class="quire-heat" data-windows="{len(axis)}" '
+        f'data-reference="{n_ref}"><thead><tr><th></th>{"".join(head)}</tr>'
+        f"<tr><th></th>{ticks}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+        f'<p class="quire-note">{len(columns)} columns x {len(axis)} windows; colour: '
+        "statistic / limit (band upper bound; a p-value's threshold / p); x: alert.</p>"
+    )
+
+
+def _heat_cell(row: Any) -> str:
+    """Return one heatmap cell: its level, alert and first-current classes, a short hover.
+
+    Classes: ``h<level>`` (a quarter of the limit per level), ``ha`` if it alerts, ``hc`` on the
+    first current window; the hover is short, as a page holds thousands of cells.
+    """
+    ratio = float(row.ratio)
+    level = "n" if not np.isfinite(ratio) else str(min(int(ratio * 4), 8))
+    alert = bool(row.alert) if pd.notna(row.alert) else False
+    title = html.escape(f"{str(row.window).split('/')[0]}: {row.statistic:.3g}, {ratio:.2f}x")
+    cls = f"h{level}{' ha' if alert else ''}{' hc' if row.first_current else ''}"
+    return f'<td class="{cls}" title="{title}">{"x" if alert else ""}</td>'
+
+
+_HEAT_COLORS = ["#f7fbff", "#deebf7", "#c6dbef", "#9ecae1", "#fdbb84", "#fc8d59", "#ef6548",
+                "#d7301f", "#990000"]  # fmt: skip
+_HEAT_CSS = (
+    "<style>.quire-heat{border-collapse:collapse;table-layout:fixed;width:100%;font-size:11px}"
+    ".quire-heat td{height:17px;padding:0;border:1px solid #fff;text-align:center;"
+    "font-weight:bold;color:#000;overflow:hidden}"
+    ".quire-heat tbody th{width:130px;text-align:right;padding-right:6px;font-weight:normal;"
+    "white-space:nowrap;overflow:hidden}.quire-heat th.qh-tick{font-weight:normal;"
+    "text-align:left;white-space:nowrap;overflow:hidden;color:#555;font-size:10px}"
+    f".quire-heat th.qh-period{{background:{CURRENT_COLOR}22;font-weight:normal}}"
+    f".quire-heat th.qh-ref{{background:{REFERENCE_COLOR}33}}"
+    ".quire-heat td.hn{background:#eee}"
+    + "".join(f".quire-heat td.h{i}{{background:{c}}}" for i, c in enumerate(_HEAT_COLORS))
+    + ".quire-heat td.ha{outline:2px solid #000;outline-offset:-2px}"
+    ".quire-heat td.hc{border-left:2px solid #555}</style>"
+)
 
 
 def column_figure(table: pd.DataFrame, column: str) -> go.Figure:

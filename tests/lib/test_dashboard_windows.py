@@ -112,21 +112,29 @@ def test_drift_ratio_is_one_at_the_limit_for_distances_and_p_values():
     assert np.isnan(ratio[6])  # no limit: no colour
 
 
+def _heat(page: str) -> dict[str, list[str]]:
+    """Return the heatmap's cell classes by column, from its HTML."""
+    rows = re.findall(r'<tr><th title="[^"]*">([^<]+)</th>(.*?)</tr>', page)
+    return {name: re.findall(r'<td class="([^"]*)"', cells) for name, cells in rows}
+
+
 def test_drift_heatmap_has_a_row_per_column_and_crosses_the_alerts(tables):
-    drift = tables[WINDOW_DRIFT]
-    fig = drift_heatmap(drift)
-    bars = [t for t in fig.data if t.type == "bar"]
+    page = drift_heatmap(tables[WINDOW_DRIFT])
+    cells = _heat(page)
     names = columns(N_FEATURES)
-    assert [t.name for t in bars] == names and all(len(t.x) == N_REF + N_CUR for t in bars)
-    assert list(fig.layout.yaxis.ticktext) == names
-    alerts = _trace(fig, "alert")
-    crossed = sorted(zip(alerts.x, alerts.y, strict=True))
-    assert crossed == [
-        (HIT, names.index(ALERT_COLUMN) + 0.5),
-        (HIT, names.index(P_VALUE_COLUMN) + 0.5),
-    ]
-    hot = _trace(fig, ALERT_COLUMN).marker.color
-    assert hot[HIT] == RATIO_CAP and max(np.delete(np.asarray(hot), HIT)) < 1
+    assert list(cells) == names and all(len(c) == N_REF + N_CUR for c in cells.values())
+    alerts = {(n, i) for n, c in cells.items() for i, k in enumerate(c) if "ha" in k.split()}
+    assert alerts == {(ALERT_COLUMN, HIT), (P_VALUE_COLUMN, HIT)}
+    assert page.count(">x</td>") == 2
+    hot = cells[ALERT_COLUMN]
+    assert hot[HIT] == "h8 ha"  # statistic / limit at the cap: the darkest red
+    assert all(
+        k in ("h0", "h1", "h2", "h3", "h0 hc", "h1 hc", "h2 hc", "h3 hc")
+        for i, k in enumerate(hot)
+        if i != HIT
+    )  # below 1
+    assert "hc" in hot[N_REF].split() and 'colspan="20">reference windows' in page
+    assert 'data-windows="70"' in page
 
 
 def test_column_and_multivariate_lines_show_the_band_and_the_injected_alert(tables):
@@ -171,13 +179,12 @@ def test_dashboard_section_draws_the_tables_and_reacts(tmp_path, tables):
     assert _figures(section.performance)[0]["layout"]["title"]["text"].startswith("accuracy")
     section.column.value = ALERT_COLUMN
     assert _figures(section.column_chart)[0]["layout"]["title"]["text"].startswith(ALERT_COLUMN)
-    heat = _figures(section.heatmap)[0]
-    assert sum(t["type"] == "bar" for t in heat["data"]) == N_FEATURES + 2
+    assert len(_heat(_html(section.heatmap))) == N_FEATURES + 2
     assert section.quality.value.count("<tr") == 3
     section.quality_sort.value = "window"
     assert section.quality.value.index("2025-") < section.quality.value.index("2026-")
     sizes = {k: len(_html(out)) for k, out in zip("pdcm", section.outputs(), strict=True)}
-    assert max(sizes.values()) < 80_000, sizes  # per-window aggregates, rounded: small
+    assert max(sizes.values()) < 100_000, sizes  # per-window aggregates, rounded: small
 
 
 def _html(out) -> str:
@@ -198,7 +205,8 @@ def test_an_older_run_without_the_tables_says_so(tmp_path, tables):
     assert "No per-window performance table" in _html(section.performance)
     assert "No multivariate drift table" in _html(section.multivariate)
     assert "No data-quality table" in section.quality.value
-    assert len(_figures(section.heatmap)) == 1 and section.metric.options == ()
+    assert len(_heat(_html(section.heatmap))) == N_FEATURES + 2
+    assert section.metric.options == ()
     assert load_windows(folder / LATEST)[WINDOW_QUALITY] is None
 
 
@@ -225,12 +233,11 @@ def test_windows_of_a_real_dataset(tmp_path):
 
     data = macrodata.load_pandas().data
     drift = real_window_drift(data, reference_until=1984, rows=12)
-    fig = drift_heatmap(drift)
+    cells = _heat(drift_heatmap(drift))
     windows = drift[["period", "window"]].drop_duplicates()
-    assert all(len(t.x) == len(windows) for t in fig.data if t.type == "bar")
-    alerts = set(_trace(fig, "alert").x)
-    # real GDP grows: every current window is far from the reference's level
+    assert len(cells) == 12 and all(len(c) == len(windows) for c in cells.values())
+    # real GDP grows: every current window is far from the reference's level, and crossed
     gdp = drift[(drift["column"] == "realgdp") & (drift["period"] == "current")]
-    assert gdp["alert"].all() and alerts
+    assert gdp["alert"].all() and all("ha" in c.split() for c in cells["realgdp"][-len(gdp) :])
     view = Dashboard(write_results(tmp_path, {WINDOW_DRIFT: drift}, N_FEATURES))
     assert view.windows.column.options[0] == drift["column"].iloc[0]
