@@ -176,7 +176,8 @@ class WindowsSection:
         self.report = quality_report(quality) if quality is not None else pd.DataFrame()
         sort = self.quality_sort.value
         self.quality_sort.options = list(self.report.columns)  # resets the value: set it after
-        self.quality_sort.value = sort if sort in self.report.columns else None
+        keep = sort if sort in self.report.columns else "severity"
+        self.quality_sort.value = keep if keep in self.report.columns else None
         self.loading = False
         self.draw_quality()
 

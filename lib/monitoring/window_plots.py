@@ -39,7 +39,7 @@ BAND_COLOR = "#888888"
 RATIO_CAP = 2.0
 QUALITY_COUNTS = ("out_of_range", "unseen", "type_errors")
 QUALITY_LIMIT = 200  # rows of the quality table sent to the page
-_MARGIN = {"t": 50, "b": 60, "l": 60, "r": 20}
+_MARGIN = {"t": 80, "b": 60, "l": 60, "r": 20}
 
 
 def window_axis(table: pd.DataFrame) -> pd.DataFrame:
@@ -67,6 +67,11 @@ def _window_hover(row: Any) -> str:
         span = f"<br>{start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M}"
     label = f"{row.period} window {row.window}"
     return f"{html.escape(label)}{span}<br>{int(row.rows):,} rows"
+
+
+def _short(label: str) -> str:
+    """Return a window label as a tick shows it: a period's start (``2026-01-05/2026-01-11``)."""
+    return label.split("/")[0]
 
 
 def _on_axis(part: pd.DataFrame, axis: pd.DataFrame) -> pd.DataFrame:
@@ -112,13 +117,13 @@ def _layout(fig: go.Figure, axis: pd.DataFrame, title: str, y_title: str, height
         xaxis={
             "tickmode": "array",
             "tickvals": axis["pos"].tolist()[::step],
-            "ticktext": axis["x"].tolist()[::step],
+            "ticktext": [_short(x) for x in axis["x"].tolist()[::step]],
             "range": [-0.5, len(axis) - 0.5],
             "zeroline": False,
             "title": "window (reference shaded, then current)",
         },
         yaxis_title=y_title,
-        legend={"orientation": "h", "y": 1.14, "x": 1, "xanchor": "right"},
+        legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 1, "xanchor": "right"},
         hovermode="closest",
     )
 
@@ -243,7 +248,7 @@ def drift_heatmap(table: pd.DataFrame) -> str:
         head.append(f'<th class="qh-period" colspan="{len(axis) - n_ref}">current windows</th>')
     ticks = "".join(
         f'<th class="qh-tick" colspan="{min(step, len(axis) - i)}">'
-        f"{html.escape(str(axis['window'].iloc[i]).split('/')[0])}</th>"
+        f"{html.escape(_short(str(axis['window'].iloc[i])))}</th>"
         for i in range(0, len(axis), step)
     )
     body = []
@@ -254,7 +259,8 @@ def drift_heatmap(table: pd.DataFrame) -> str:
         body.append(f'<tr><th title="{method}">{html.escape(str(name))}</th>{line}</tr>')
     return (
         f'{_HEAT_CSS}<table class="quire-heat" data-windows="{len(axis)}" '
-        f'data-reference="{n_ref}"><thead><tr><th></th>{"".join(head)}</tr>'
+        f'data-reference="{n_ref}"><colgroup><col style="width:130px">'
+        f'<col span="{len(axis)}"></colgroup><thead><tr><th></th>{"".join(head)}</tr>'
         f"<tr><th></th>{ticks}</tr></thead><tbody>{''.join(body)}</tbody></table>"
         f'<p class="quire-note">{len(columns)} columns x {len(axis)} windows; colour: '
         "statistic / limit (band upper bound; a p-value's threshold / p); x: alert.</p>"
@@ -270,7 +276,7 @@ def _heat_cell(row: Any) -> str:
     ratio = float(row.ratio)
     level = "n" if not np.isfinite(ratio) else str(min(int(ratio * 4), 8))
     alert = bool(row.alert) if pd.notna(row.alert) else False
-    title = html.escape(f"{str(row.window).split('/')[0]}: {row.statistic:.3g}, {ratio:.2f}x")
+    title = html.escape(f"{_short(str(row.window))}: {row.statistic:.3g}, {ratio:.2f}x")
     cls = f"h{level}{' ha' if alert else ''}{' hc' if row.first_current else ''}"
     return f'<td class="{cls}" title="{title}">{"x" if alert else ""}</td>'
 
