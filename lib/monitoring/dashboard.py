@@ -216,11 +216,22 @@ def _plotly_source() -> str:
 # Runs in the page: once the status banner is drawn and painted, it clicks the hidden button that
 # asks the kernel for plotly.js and the charts, so that evaluating plotly.js (about 0.2 s on an
 # idle machine, a second under load) never holds back the status, the table and the controls.
+# Once the first chart is drawn (or after 5 s), it asks for the windows section's charts and
+# heatmap, further down the page: their 200 kB do not hold back the first chart either.
 CHARTS_LOADER = """<script>
-(function ask() {
-  var button = document.querySelector(".quire-charts-ready");
-  if (!button || !document.querySelector(".quire-status")) { setTimeout(ask, 50); return; }
-  (window.requestIdleCallback || setTimeout)(function () { button.click(); }, {timeout: 1000});
+(function () {
+  var idle = window.requestIdleCallback || setTimeout;
+  function windows(tries) {
+    var button = document.querySelector(".quire-windows-ready");
+    if (button && (document.querySelector(".quire-chart[data-ready]") || tries > 100)) {
+      idle(function () { button.click(); }, {timeout: 1000});
+    } else { setTimeout(function () { windows(tries + 1); }, 50); }
+  }
+  (function ask() {
+    var button = document.querySelector(".quire-charts-ready");
+    if (!button || !document.querySelector(".quire-status")) { setTimeout(ask, 50); return; }
+    idle(function () { button.click(); windows(0); }, {timeout: 1000});
+  })();
 })();
 </script>"""
 
@@ -231,8 +242,9 @@ class Dashboard:
     Every part is a widget whose content is set directly (not captured from printed output), so
     a background watcher can redraw the page: Voila keeps a pre-started kernel that has already
     run the notebook, and its watcher keeps it current until someone opens the page. The charts
-    are sent only when the page asks for them (``show_charts``, after its status is drawn): until
-    then each chart's Output widget shows a placeholder and its figure waits in ``charts``.
+    are sent only when the page asks for them (``show_charts``, after its status is drawn; the
+    windows section's, ``show_windows``, after the first chart is drawn): until then each chart's
+    Output widget shows a placeholder and its figure waits in ``charts``.
     """
 
     def __init__(self, folder: Path) -> None:
@@ -240,6 +252,7 @@ class Dashboard:
 
         self.folder = folder
         self.charts_live = False  # the page has asked for the charts
+        self.windows_live = False  # ... and for the windows section's
         self.charts: dict[str, tuple[dict[str, Any], ...]] = {}  # chart outputs by widget id
         self.status = w.HTML()
         self.history = w.Output()
@@ -256,6 +269,9 @@ class Dashboard:
         self.charts_ready = w.Button(layout=w.Layout(display="none"))
         self.charts_ready.add_class("quire-charts-ready")
         self.charts_ready.on_click(lambda _: self.show_charts())
+        self.windows_ready = w.Button(layout=w.Layout(display="none"))
+        self.windows_ready.add_class("quire-windows-ready")
+        self.windows_ready.on_click(lambda _: self.show_windows())
         self.loader = w.Output(outputs=_html(CHARTS_LOADER))
         self.figure: Any = None  # the picked feature's chart, as last drawn
         self.run_id: str | None = None
@@ -296,18 +312,18 @@ class Dashboard:
         self.draw_feature()
 
     def _chart_outputs(self) -> tuple[Any, ...]:
-        return (
-            self.history,
-            self.chart,
-            self.predictions,
-            self.performance,
-            *self.windows.outputs(),
-        )
+        return (self.history, self.chart, self.predictions, self.performance)
+
+    def _live(self, out: Any) -> bool:
+        """Whether the page has asked for the charts of this Output widget's part."""
+        if any(out is o for o in self.windows.outputs()):
+            return self.windows_live
+        return self.charts_live
 
     def _later(self, out: Any, text: str, height: int) -> None:
         """Show HTML in an Output widget, or keep it until the page asks for the charts."""
         self.charts[out.model_id] = _html(text)
-        out.outputs = self.charts[out.model_id] if self.charts_live else _html(_pending(height))
+        out.outputs = self.charts[out.model_id] if self._live(out) else _html(_pending(height))
 
     def _note(self, out: Any, text: str) -> None:
         """Show a note in an Output widget in place of its charts (kept when the charts come)."""
@@ -317,7 +333,7 @@ class Dashboard:
     def _show(self, out: Any, *figures: Any) -> None:
         """Show figures in an Output widget, or keep them until the page asks for the charts."""
         self.charts[out.model_id] = _html("".join(_chart(f) for f in figures))
-        if self.charts_live:
+        if self._live(out):
             out.outputs = self.charts[out.model_id]
         else:
             out.outputs = _html(_pending(sum(_height(f) for f in figures)))
@@ -328,6 +344,14 @@ class Dashboard:
             self.charts_live = True
             self.loader.outputs = _html(plotly_js())
         for out in self._chart_outputs():
+            if out.model_id in self.charts:
+                out.outputs = self.charts[out.model_id]
+
+    def show_windows(self) -> None:
+        """Send the windows section's charts (the page asks once its first chart is drawn)."""
+        self.show_charts()  # plotly.js first, should the page ask out of order
+        self.windows_live = True
+        for out in self.windows.outputs():
             if out.model_id in self.charts:
                 out.outputs = self.charts[out.model_id]
 
@@ -389,6 +413,7 @@ class Dashboard:
                 section("Monitoring windows", self.windows.widget()),
                 section("Recent alerts", self.alerts),
                 self.charts_ready,
+                self.windows_ready,
                 self.loader,
             ]
         )

@@ -179,7 +179,12 @@ def test_dashboard_section_draws_the_tables_and_reacts(tmp_path, tables):
     assert section.metric.options == ("roc_auc", "accuracy")
     assert section.column.options == tuple(columns(N_FEATURES))
     assert "quire-pending" in section.heatmap.outputs[0]["data"]["text/html"]
-    view.charts_ready.click()
+    view.charts_ready.click()  # the page's first charts: the windows section's wait
+    assert "quire-pending" in _html(section.heatmap) and "quire-pending" in _html(
+        section.performance
+    )
+    assert "quire-chart" in _html(view.history)
+    view.windows_ready.click()  # the page has drawn its first chart
     figures = _figures(section.performance)
     assert figures[0]["layout"]["title"]["text"].startswith("roc_auc")
     section.metric.value = "accuracy"
@@ -207,7 +212,7 @@ def _figures(out) -> list[dict]:
 def test_an_older_run_without_the_tables_says_so(tmp_path, tables):
     folder = write_results(tmp_path, {WINDOW_DRIFT: tables[WINDOW_DRIFT]}, N_FEATURES)
     view = Dashboard(folder)
-    view.charts_ready.click()  # the notes stay when the charts come
+    view.windows_ready.click()  # the notes stay when the charts come
     section = view.windows
     assert "No per-window performance table" in _html(section.performance)
     assert "No multivariate drift table" in _html(section.multivariate)
