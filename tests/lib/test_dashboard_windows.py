@@ -350,3 +350,18 @@ def test_windows_section_in_headless_chromium(served, tmp_path):
     )
     assert first < budget, (first, budget)
     assert shot.stat().st_size > 20_000
+
+
+def test_a_new_monitor_run_redraws_the_section(tmp_path, tables):
+    folder = write_results(tmp_path, tables, N_FEATURES)
+    view = Dashboard(folder)
+    view.windows_ready.click()
+    assert len(_heat(_html(view.windows.heatmap))) == N_FEATURES + 2
+    summary = folder / LATEST / "summary.json"
+    summary.write_text(summary.read_text().replace('"f2c7ea44c050"', '"0123456789ab"'))
+    for name in (WINDOW_DRIFT, WINDOW_QUALITY):  # a run by an older monitor: no such tables
+        (folder / LATEST / name).unlink()
+    assert view.refresh() is True
+    assert "No per-window drift table" in _html(view.windows.heatmap)
+    assert "No data-quality table" in view.windows.quality.value
+    assert len(_figures(view.windows.performance)) == 1  # still there, redrawn at once
