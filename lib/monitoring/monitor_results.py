@@ -22,6 +22,11 @@ WINDOWS = "windows.parquet"
 DISTRIBUTIONS = "distributions.json"
 HISTORY = "history.parquet"
 ALERTS = "alerts.jsonl"
+# per-window results (issue #18): long tables, one row per window (and column or metric)
+WINDOW_DRIFT = "window_drift.parquet"
+MULTIVARIATE = "multivariate.parquet"
+WINDOW_QUALITY = "window_quality.parquet"
+WINDOW_PERFORMANCE = "window_performance.parquet"
 
 
 def append_history(path: Path, rows: pd.DataFrame, keep_runs: int) -> None:
