@@ -9,11 +9,9 @@ idle kernels culled. The page reads only the saved results of the monitor stage
 from __future__ import annotations
 
 import argparse
-import functools
 import html
 import os
 import sys
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,16 @@ from lib.core.env import kernel_paths
 from lib.core.errors import DataValidationError
 from lib.core.layout import LATEST, SUMMARY, Layout
 from lib.core.paths import NOTEBOOKS_DIR
+from lib.monitoring.dashboard_page import (  # noqa: F401 (PLOTLY_BASIC, plotly_source: tests)
+    CHARTS_LOADER,
+    PLOTLY_BASIC,
+    chart_html,
+    figure_height,
+    html_outputs,
+    pending_html,
+    plotly_js,
+)
+from lib.monitoring.dashboard_windows import WindowsSection
 from lib.monitoring.monitor_plots import (
     alerts_table,
     distribution_figure,
@@ -38,11 +46,6 @@ from lib.monitoring.monitor_results import load_latest
 RESULTS_ENV = "QUIRE_DASHBOARD_RESULTS"
 NOTEBOOK = NOTEBOOKS_DIR / "dashboard.ipynb"
 CULL_IDLE_SECONDS = 300
-# plotly.js's basic bundle (bar, pie and scatter traces: all the dashboard draws), vendored from
-# npm's plotly.js-basic-dist-min at the plotly.js version of the installed plotly package
-# (``make vendor-plotly``): 1.1 MB against the full bundle's 4.5 MB, which the plotly JupyterLab
-# extension would load and the browser needs seconds to evaluate on a busy machine.
-PLOTLY_BASIC = Path(__file__).parents[1] / "vendor" / "plotly-basic" / "plotly-basic.min.js"
 # Voila leaves these JupyterLab extensions out of the page: charts come with their own plotly.js
 # and no code is shown (nothing for pygments to colour).
 UNUSED_EXTENSIONS = ("jupyterlab-plotly", "jupyterlab_pygments")
@@ -116,99 +119,15 @@ def _picked_html(table: pd.DataFrame, name: str) -> str:
     )
 
 
-def _html(text: str) -> tuple[dict[str, Any], ...]:
-    """Return Output-widget outputs showing one piece of HTML."""
-    return ({"output_type": "display_data", "data": {"text/html": text}, "metadata": {}},)
-
-
-# Runs in the page (an Output widget's outputs are trusted, so their scripts run). Draws one
-# figure once plotly.js is there, when the page is idle: a visitor's clicks and the kernel's
-# answers to them come first. The kernel sends plotly.js only when the page asks for charts.
-CHART_JS = """<div id="%(id)s" class="quire-chart" style="height:%(height)dpx"></div>
-<script>
-(function draw(tries) {
-  var div = document.getElementById("%(id)s");
-  if (!div) { return; }
-  if (!window.Plotly) {
-    if (tries < 1200) { setTimeout(function () { draw(tries + 1); }, 25); }
-    else { div.textContent = "the chart library did not load: reload the page"; }
-    return;
-  }
-  var figure = %(figure)s;
-  (window.requestIdleCallback || setTimeout)(function () {
-    if (!document.getElementById("%(id)s")) { return; }
-    window.Plotly.newPlot(div, figure.data, figure.layout, {responsive: true, displaylogo: false});
-  }, {timeout: 1000});
-})(0);
-</script>"""
-
-
-def _chart(figure: Any) -> str:
-    """Return the HTML that draws one plotly figure in the page."""
-    import plotly.io as pio
-
-    return CHART_JS % {
-        "id": f"quire-chart-{uuid.uuid4().hex}",
-        "height": _height(figure),
-        "figure": pio.to_json(figure, validate=False).replace("</", "<\\/"),
-    }
-
-
-def _height(figure: Any) -> int:
-    return int(figure.layout.height or 360)
-
-
-def _pending(height: int) -> str:
-    """Return a placeholder as tall as the charts it stands for (the page does not jump)."""
-    return (
-        f'<div class="quire-pending" style="height:{height}px;color:#777;padding:8px">'
-        "loading chart</div>"
-    )
-
-
-def plotly_js() -> str:
-    """Return HTML that loads the page's plotly.js (its basic bundle, vendored) when idle.
-
-    The source travels as inert text; an async script made from it is compiled off the main
-    thread, so the page stays responsive while it loads.
-    """
-    return (
-        f'<script type="text/plain" class="quire-plotly-src">{_plotly_source()}</script>'
-        "<script>(window.requestIdleCallback || setTimeout)(function () {"
-        'var source = document.querySelector(".quire-plotly-src");'
-        'var script = document.createElement("script"); script.async = true;'
-        'var blob = new Blob([source.textContent], {type: "text/javascript"});'
-        "script.src = URL.createObjectURL(blob);"
-        "document.head.appendChild(script); source.remove();"
-        "}, {timeout: 1000});</script>"
-    )
-
-
-@functools.cache
-def _plotly_source() -> str:
-    return PLOTLY_BASIC.read_text(encoding="utf-8")
-
-
-# Runs in the page: once the status banner is drawn and painted, it clicks the hidden button that
-# asks the kernel for plotly.js and the charts, so that evaluating plotly.js (about 0.2 s on an
-# idle machine, a second under load) never holds back the status, the table and the controls.
-CHARTS_LOADER = """<script>
-(function ask() {
-  var button = document.querySelector(".quire-charts-ready");
-  if (!button || !document.querySelector(".quire-status")) { setTimeout(ask, 50); return; }
-  (window.requestIdleCallback || setTimeout)(function () { button.click(); }, {timeout: 1000});
-})();
-</script>"""
-
-
 class Dashboard:
     """The dashboard's widgets over one results folder, redrawn when a new monitor run lands.
 
     Every part is a widget whose content is set directly (not captured from printed output), so
     a background watcher can redraw the page: Voila keeps a pre-started kernel that has already
     run the notebook, and its watcher keeps it current until someone opens the page. The charts
-    are sent only when the page asks for them (``show_charts``, after its status is drawn): until
-    then each chart's Output widget shows a placeholder and its figure waits in ``charts``.
+    are sent only when the page asks for them (``show_charts``, after its status is drawn; the
+    windows section's, ``show_windows``, after the first chart is drawn): until then each chart's
+    Output widget shows a placeholder and its figure waits in ``charts``.
     """
 
     def __init__(self, folder: Path) -> None:
@@ -216,6 +135,7 @@ class Dashboard:
 
         self.folder = folder
         self.charts_live = False  # the page has asked for the charts
+        self.windows_live = False  # ... and for the windows section's
         self.charts: dict[str, tuple[dict[str, Any], ...]] = {}  # chart outputs by widget id
         self.status = w.HTML()
         self.history = w.Output()
@@ -228,10 +148,14 @@ class Dashboard:
         self.predictions = w.Output()
         self.performance = w.Output()
         self.alerts = w.HTML()
+        self.windows = WindowsSection(self._show, self._note, self._later)
         self.charts_ready = w.Button(layout=w.Layout(display="none"))
         self.charts_ready.add_class("quire-charts-ready")
         self.charts_ready.on_click(lambda _: self.show_charts())
-        self.loader = w.Output(outputs=_html(CHARTS_LOADER))
+        self.windows_ready = w.Button(layout=w.Layout(display="none"))
+        self.windows_ready.add_class("quire-windows-ready")
+        self.windows_ready.on_click(lambda _: self.show_windows())
+        self.loader = w.Output(outputs=html_outputs(CHARTS_LOADER))
         self.figure: Any = None  # the picked feature's chart, as last drawn
         self.run_id: str | None = None
         self.load()
@@ -259,35 +183,60 @@ class Dashboard:
         self._show(self.predictions, *(self._distribution(n) for n in names))
         windows = self.data["windows"]
         if windows is None or windows.empty:
-            note = "No labels for the current rows: quality is not measured."
-            self.charts[self.performance.model_id] = ()
-            self.performance.outputs = _html(f'<p class="quire-note">{note}</p>')
+            self._note(self.performance, "No labels for the current rows: quality is not measured.")
         else:
             metric = str(windows["metric"].iloc[0])
             figure = windows_figure(windows, summary.reference_metrics, metric)
             self._show(self.performance, figure)
         table = alerts_table(self.data["alerts"])
         self.alerts.value = table.to_html(index=False, classes="quire-alerts", border=0)
+        self.windows.load(self.folder / LATEST)
         self.draw_table()
         self.draw_feature()
 
     def _chart_outputs(self) -> tuple[Any, ...]:
         return (self.history, self.chart, self.predictions, self.performance)
 
+    def _live(self, out: Any) -> bool:
+        """Whether the page has asked for the charts of this Output widget's part."""
+        if any(out is o for o in self.windows.outputs()):
+            return self.windows_live
+        return self.charts_live
+
+    def _later(self, out: Any, text: str, height: int) -> None:
+        """Show HTML in an Output widget, or keep it until the page asks for the charts."""
+        self.charts[out.model_id] = html_outputs(text)
+        out.outputs = (
+            self.charts[out.model_id] if self._live(out) else html_outputs(pending_html(height))
+        )
+
+    def _note(self, out: Any, text: str) -> None:
+        """Show a note in an Output widget in place of its charts (kept when the charts come)."""
+        self.charts[out.model_id] = html_outputs(f'<p class="quire-note">{html.escape(text)}</p>')
+        out.outputs = self.charts[out.model_id]
+
     def _show(self, out: Any, *figures: Any) -> None:
         """Show figures in an Output widget, or keep them until the page asks for the charts."""
-        self.charts[out.model_id] = _html("".join(_chart(f) for f in figures))
-        if self.charts_live:
+        self.charts[out.model_id] = html_outputs("".join(chart_html(f) for f in figures))
+        if self._live(out):
             out.outputs = self.charts[out.model_id]
         else:
-            out.outputs = _html(_pending(sum(_height(f) for f in figures)))
+            out.outputs = html_outputs(pending_html(sum(figure_height(f) for f in figures)))
 
     def show_charts(self) -> None:
         """Send plotly.js, then every chart, to the page (it asks once its status is drawn)."""
         if not self.charts_live:
             self.charts_live = True
-            self.loader.outputs = _html(plotly_js())
+            self.loader.outputs = html_outputs(plotly_js())
         for out in self._chart_outputs():
+            if out.model_id in self.charts:
+                out.outputs = self.charts[out.model_id]
+
+    def show_windows(self) -> None:
+        """Send the windows section's charts (the page asks once its first chart is drawn)."""
+        self.show_charts()  # plotly.js first, should the page ask out of order
+        self.windows_live = True
+        for out in self.windows.outputs():
             if out.model_id in self.charts:
                 out.outputs = self.charts[out.model_id]
 
@@ -346,8 +295,10 @@ class Dashboard:
                 section("Reference vs current", self.picker, self.picked, self.chart),
                 section("Prediction distribution", self.predictions),
                 section("Performance over time", self.performance),
+                section("Monitoring windows", self.windows.widget()),
                 section("Recent alerts", self.alerts),
                 self.charts_ready,
+                self.windows_ready,
                 self.loader,
             ]
         )

@@ -109,3 +109,28 @@ def test_a_format_only_the_column_declares_is_refused_elsewhere():
     with pytest.raises(InputError) as caught:
         check_rows([{**ROW, "since": "01/31/2024"}], SCHEMA)
     assert caught.value.problems[0].field == "since"
+
+
+def test_a_few_rows_and_many_rows_are_checked_alike():
+    """Up to 16 rows go value by value (single-row serving speed); the answer is the same."""
+    schema = SCHEMA.model_copy(
+        update={
+            "features": [
+                *SCHEMA.features[:2],
+                ColumnSchema(name="plan", kind="categorical", categories=["pro", "free"]),
+                *SCHEMA.features[3:],
+            ]
+        }
+    )
+    rows = [
+        ROW,
+        {**ROW, "plan": "gold", "since": "2024-02-01T10:00:00+02:00", "billed": None},
+        {**ROW, "plan": None, "since": None, "billed": "12/31/2023"},
+    ]
+    few = check_rows(rows, schema)
+    many = check_rows(rows * 10, schema)
+    assert few.unknown == [[], ["plan"], []] == many.unknown[:3]
+    for name, values in few.columns.items():
+        assert values.dtype == many.columns[name].dtype, name
+        np.testing.assert_array_equal(values, many.columns[name][:3], err_msg=name)
+    assert few.columns["since"][1] == np.datetime64("2024-02-01T08:00:00")

@@ -17,14 +17,8 @@ import pytest
 
 from lib.core.params import load_params
 from lib.monitoring import monitor
-from lib.monitoring.dashboard import (
-    PLOTLY_BASIC,
-    RESULTS_ENV,
-    Dashboard,
-    _chart,
-    _plotly_source,
-    voila_command,
-)
+from lib.monitoring.dashboard import RESULTS_ENV, Dashboard, voila_command
+from lib.monitoring.dashboard_page import PLOTLY_BASIC, chart_html, plotly_source
 from lib.monitoring.monitor_plots import drift_share_figure
 from tests.conftest import monitor_overrides
 from tests.server.helpers import free_port
@@ -88,9 +82,9 @@ def test_charts_need_only_the_vendored_basic_plotly_bundle(results):
     figures += [view._distribution(n) for n in view.data["outputs"]["column"]]
     kinds = {trace.type for figure in figures for trace in figure.data}
     assert kinds and kinds <= {"bar", "pie", "scatter"}  # the basic bundle's trace modules
-    source = _plotly_source()  # embedded as the text of a script element in the page
+    source = plotly_source()  # embedded as the text of a script element in the page
     assert "</script" not in source.lower() and "<!--" not in source
-    assert "</" not in "".join(re.findall(r"var figure = (.*);", _chart(view.figure)))
+    assert "</" not in "".join(re.findall(r"var figure = (.*);", chart_html(view.figure)))
 
 
 def test_dashboard_redraws_when_a_new_monitor_run_lands(monitored_root, results):
