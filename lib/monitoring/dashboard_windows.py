@@ -18,6 +18,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from lib.core.errors import DataValidationError
+from lib.monitoring import estimate, multivariate, window_drift, window_quality
 from lib.monitoring.monitor_results import (
     MULTIVARIATE,
     WINDOW_DRIFT,
@@ -33,36 +34,12 @@ from lib.monitoring.window_plots import (
     quality_report,
 )
 
-WINDOW_COLUMNS = ["period", "window", "start", "end", "rows"]
+# each table's columns, as the module that computes it names them (one source for both sides)
 SCHEMAS: dict[str, list[str]] = {
-    WINDOW_DRIFT: [*WINDOW_COLUMNS, "column", "method", "statistic", "lower", "upper", "alert"],
-    MULTIVARIATE: [*WINDOW_COLUMNS, "method", "value", "lower", "upper", "alert"],
-    WINDOW_QUALITY: [
-        *WINDOW_COLUMNS,
-        "column",
-        "missing",
-        "missing_rate",
-        "out_of_range",
-        "unseen",
-        "type_errors",
-        "alert",
-        "reason",
-    ],
-    WINDOW_PERFORMANCE: [
-        *WINDOW_COLUMNS,
-        "metric",
-        "estimated",
-        "estimated_lower",
-        "estimated_upper",
-        "realized",
-        "realized_lower",
-        "realized_upper",
-        "labelled_rows",
-        "lower",
-        "upper",
-        "alert_estimated",
-        "alert_realized",
-    ],
+    WINDOW_DRIFT: list(window_drift.COLUMNS),
+    MULTIVARIATE: list(multivariate.COLUMNS),
+    WINDOW_QUALITY: list(window_quality.COLUMNS),
+    WINDOW_PERFORMANCE: list(estimate.COLUMNS),
 }
 RERUN = "run the monitor stage again (python run_all.py --only monitor) to rewrite it"
 
