@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import signal
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,11 +13,11 @@ import pytest
 
 from lib.core.params import load_params
 from lib.monitoring import monitor
-from lib.monitoring.dashboard import RESULTS_ENV, Dashboard, voila_command
+from lib.monitoring.dashboard import RESULTS_ENV, Dashboard
 from lib.monitoring.dashboard_page import PLOTLY_BASIC, chart_html, plotly_source
 from lib.monitoring.monitor_plots import drift_share_figure
 from tests.conftest import monitor_overrides
-from tests.server.helpers import free_port
+from tests.lib.voila import voila_dashboard
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -99,31 +95,8 @@ def test_dashboard_redraws_when_a_new_monitor_run_lands(monitored_root, results)
 
 @pytest.fixture(scope="module")
 def served(results: Path) -> Iterator[str]:
-    port = free_port()
-    env = {**os.environ, RESULTS_ENV: str(results), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(
-        voila_command(port),
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(base + "/api/kernelspecs", timeout=2)
-            break
-        except httpx.TransportError:
-            time.sleep(0.3)
-    try:
+    with voila_dashboard(results) as base:
         yield base
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def test_voila_serves_no_files_and_no_code(served):
