@@ -42,11 +42,32 @@ class ClassAwareScorer:
 
 
 @dataclass(frozen=True)
+class PositiveClassScorer:
+    """Average precision of a binary classifier, its positive class the model's second one.
+
+    scikit-learn's ``average_precision`` scorer takes ``pos_label=1``, so it raises on a target
+    of text labels (``"no"``/``"yes"``) - at the first cross-validation fold, after the search
+    had started. The positive class here is ``estimator.classes_[1]``, as ``roc_auc`` does.
+    """
+
+    def __call__(self, estimator: Any, X: Any, y: Any) -> float:
+        """Return the average precision of a fitted binary classifier on (X, y)."""
+        from sklearn.metrics import average_precision_score
+
+        proba = np.asarray(estimator.predict_proba(X))[:, 1]
+        positive = np.asarray(y, dtype=object) == estimator.classes_[1]
+        return float(average_precision_score(positive, proba))
+
+
+Scorer = str | ClassAwareScorer | PositiveClassScorer  # a scikit-learn scorer name or ours
+
+
+@dataclass(frozen=True)
 class Metric:
     """A metric: its params name, scikit-learn scorer (name or callable), higher is better."""
 
     name: str
-    scorer: str | ClassAwareScorer
+    scorer: Scorer
     higher_is_better: bool
 
     def from_score(self, score: float) -> float:
@@ -63,7 +84,7 @@ _CLASSIFICATION = {
 _BINARY = {
     **_CLASSIFICATION,
     "roc_auc": Metric("roc_auc", "roc_auc", True),
-    "average_precision": Metric("average_precision", "average_precision", True),
+    "average_precision": Metric("average_precision", PositiveClassScorer(), True),
 }
 _MULTICLASS = {
     **_CLASSIFICATION,

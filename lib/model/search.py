@@ -27,7 +27,7 @@ from lib.core.logs import get_logger
 from lib.core.param_sections import TrainParams
 from lib.data.schema import Task
 from lib.model.budget import sample_rows
-from lib.model.metrics import ClassAwareScorer, Metric
+from lib.model.metrics import Metric, Scorer
 from lib.model.models import ModelSpec
 
 log = get_logger(__name__)
@@ -302,7 +302,7 @@ def search_family(
 
 
 def importances(
-    estimator: Any, X: pd.DataFrame, y: pd.Series, scorer: str | ClassAwareScorer, seed: int,
+    estimator: Any, X: pd.DataFrame, y: pd.Series, scorer: Scorer, seed: int,
     rows: int = _IMPORTANCE_ROWS,
 ) -> pd.Series:  # fmt: skip
     """Permutation importance on (a sample of) the rows given, by original column name."""
