@@ -11,5 +11,7 @@ if [ ! -x "$venv/bin/python" ]; then
     python3.11 -m venv "$venv"
 fi
 "$venv/bin/python" -m pip install --quiet --upgrade pip
-"$venv/bin/python" -m pip install --quiet "nannyml==0.13.1" pyarrow
+# NannyML 0.13.1 was released and tested against pandas 2 (kept below 3 here), and imports
+# statsmodels for its plots without declaring it.
+"$venv/bin/python" -m pip install --quiet "nannyml==0.13.1" "pandas>=2.2,<3" statsmodels pyarrow
 "$venv/bin/python" -c "import nannyml; print('nannyml', nannyml.__version__)"
