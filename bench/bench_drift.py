@@ -156,6 +156,7 @@ def measure_size(n: int, repeats: int, work: Path, with_evidently: bool) -> dict
         if results:
             out[tool] = {
                 "seconds": statistics.median(r["seconds"] for r in results),
+                "cpu_seconds": statistics.median(r.get("cpu_seconds", np.nan) for r in results),
                 "peak_mib": statistics.median(r["peak_kib"] for r in results) / 1024,
                 "verdicts": results[0]["verdicts"],
             }

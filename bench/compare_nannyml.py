@@ -174,8 +174,13 @@ def make_case(name: str, folder: Path) -> None:
 # --- Quire's side ----------------------------------------------------------------------------
 
 
-def quire(folder: Path) -> tuple[dict[str, pd.DataFrame], float]:
-    """Run Quire's per-window analyses on a case; return its tables and the seconds taken."""
+def quire(folder: Path, nannyml_methods: bool = True) -> tuple[dict[str, pd.DataFrame], float]:
+    """Run Quire's per-window analyses on a case; return its tables and the seconds taken.
+
+    ``nannyml_methods`` sets NannyML's drift methods on every column (Wasserstein for numbers,
+    Jensen-Shannon for categories) instead of the ones Quire picks (the same on references of
+    more than 1,000 rows, except numeric columns with at most 5 values: Jensen-Shannon).
+    """
     from lib.monitoring.estimate import window_performance
     from lib.monitoring.multivariate import multivariate_drift
     from lib.monitoring.window_drift import window_drift
@@ -203,7 +208,7 @@ def quire(folder: Path) -> tuple[dict[str, pd.DataFrame], float]:
     numeric_outputs = set(outputs) - ({"prediction"} if case["task"] != "regression" else set())
     methods = {c: "wasserstein" if k == "numeric" else "jensenshannon" for c, k in kinds.items()}
     methods |= {c: "wasserstein" if c in numeric_outputs else "jensenshannon" for c in outputs}
-    params = MonitorParams(methods=methods)
+    params = MonitorParams(methods=methods if nannyml_methods else {})
     out = {
         "drift": window_drift(ref, cur, kinds, ref_windows, cur_windows, params),
         "multivariate": multivariate_drift(ref, cur, kinds, ref_windows, cur_windows),

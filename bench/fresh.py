@@ -34,10 +34,10 @@ def _hwm_kib():
 
 {setup}
 hwm_before = _hwm_kib()
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 {body}
-seconds = time.perf_counter() - t0
-print("BENCH" + json.dumps({{"seconds": seconds, "peak_kib": _hwm_kib(),
+seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+print("BENCH" + json.dumps({{"seconds": seconds, "cpu_seconds": cpu, "peak_kib": _hwm_kib(),
                              "peak_before_kib": hwm_before, **extra}}, default=str))
 """
 
@@ -47,7 +47,8 @@ def run_fresh(
 ) -> dict[str, Any]:
     """Run ``setup`` then time ``body`` in a fresh ``python``; ``body`` must set ``extra = {...}``.
 
-    Returns the child's ``seconds`` (body only), ``peak_kib`` (its own peak resident set, imports
+    Returns the child's ``seconds`` (wall, body only), ``cpu_seconds`` (its CPU time, which a
+    shared machine's load inflates less), ``peak_kib`` (its own peak resident set, imports
     and setup included), ``peak_before_kib`` (the peak after imports and setup) and ``extra``.
 
     Raises
