@@ -203,7 +203,7 @@ def performance(case: dict[str, Any], ref: pd.DataFrame, ana: pd.DataFrame) -> p
         calc: Any = nml.DLE(
             feature_column_names=case["numeric"] + case["categorical"],
             y_pred="prediction", y_true=target, metrics=metrics,
-            hyperparameter_tuning=False, **_chunking(case),
+            tune_hyperparameters=False, **_chunking(case),
         )  # fmt: skip
     else:
         metrics = CBPE_METRICS[task]
