@@ -135,6 +135,8 @@ bench: $(STAMP) ## run the benchmarks in bench/ and print their tables
 	OMP_NUM_THREADS=1 PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/bench_server.py
 	$(BIN)/python bench/bench_drift.py --dashboard
 	$(BIN)/python bench/bench_metrics.py
+	OMP_NUM_THREADS=1 PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/log_durability.py
+	OMP_NUM_THREADS=1 $(BIN)/python bench/bench_lineage.py
 
 clean: ## remove generated data, reports, logs and the MLflow store (keeps .venv)
 	rm -rf data reports/*.html reports/*.ipynb reports/*.json logs mlruns mlflow.db

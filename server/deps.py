@@ -23,7 +23,9 @@ State = Annotated[ServingState, Depends(get_state)]
 async def require_model(state: State) -> LoadedModel:
     """Return the served model, or 503 while none is loaded."""
     if state.model is None:
-        raise HTTPException(503, "the model is not loaded yet; retry shortly")
+        raise HTTPException(
+            503, "the model is not loaded yet; retry shortly", headers={"Retry-After": "5"}
+        )
     return state.model
 
 
@@ -48,4 +50,8 @@ async def require_api_key(request: Request, state: State) -> None:
         "authorization", ""
     ).removeprefix("Bearer ")
     if not hmac.compare_digest(sent.encode(), key.encode()):
-        raise HTTPException(401, "missing or wrong API key; send it in the X-API-Key header")
+        raise HTTPException(
+            401,
+            "missing or wrong API key; send it in the X-API-Key header",
+            headers={"WWW-Authenticate": 'Bearer realm="quire"'},
+        )

@@ -75,6 +75,10 @@ class Fault:
     code: str
     message: str
     details: list[dict[str, Any]] | None = None
+    headers: dict[str, str] | None = None  # e.g. Allow (405), WWW-Authenticate (401), Retry-After
+
+
+_RETRY_AFTER = {"Retry-After": "5"}  # seconds: a model (re)loading, the server starting
 
 
 def fault_of(exc: Exception) -> Fault:
@@ -90,15 +94,18 @@ def fault_of(exc: Exception) -> Fault:
         message = "the request does not have the expected shape"
         return Fault(422, "invalid_request", message, details)
     if isinstance(exc, StarletteHTTPException):
-        return Fault(exc.status_code, _CODES.get(exc.status_code, "error"), str(exc.detail))
+        code = _CODES.get(exc.status_code, "error")
+        return Fault(
+            exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {}) or None
+        )
     if isinstance(exc, DataValidationError) and exc.path is None:
         return Fault(422, exc.check or "invalid_data", exc.message)
     if isinstance(exc, ParamsError) and exc.source is None:
         return Fault(400, "invalid_parameter", exc.message)
     if isinstance(exc, ModelNotFoundError):
-        return Fault(503, "model_unavailable", exc.message)
+        return Fault(503, "model_unavailable", exc.message, headers=_RETRY_AFTER)
     if isinstance(exc, ServerUnavailableError):
-        return Fault(503, "unavailable", exc.message)
+        return Fault(503, "unavailable", exc.message, headers=_RETRY_AFTER)
     if isinstance(exc, QuireError):
         return Fault(500, "server_error", _INTERNAL)
     return Fault(500, "internal", _INTERNAL)
@@ -150,7 +157,7 @@ def error_response(path: str, fault: Fault) -> JSONResponse:
     status = 400 if fault.status == 422 and protocol != "quire" else fault.status
     if len(fault.message) > MAX_MESSAGE:
         fault = replace(fault, message=fault.message[: MAX_MESSAGE - 1] + "…")
-    return JSONResponse(_BODIES[protocol](fault), status_code=status)
+    return JSONResponse(_BODIES[protocol](fault), status_code=status, headers=fault.headers)
 
 
 def answer_error(request: Request, exc: Exception, metrics: Metrics) -> JSONResponse:

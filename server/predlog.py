@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import fcntl
 import json
 import os
 import threading
@@ -44,23 +43,20 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from lib.core.contracts import predlog
 from lib.core.logs import get_logger
+from server.segments import SEGMENTS, Segment, fsync_file, recover, write_part
 
 log = get_logger(__name__)
 Columns = Mapping[str, Any]
 Durability = Literal["memory", "interval", "fsync"]
 Commit = concurrent.futures.Future[None]
-SEGMENTS = "segments"
 REJECTS = "rejects"
-SEGMENT_GLOB = "segment-*.arrows"
 _ENCODE_ERRORS = (ValueError, TypeError, OverflowError, UnicodeError, pa.ArrowException)
 
 
@@ -119,7 +115,7 @@ class PredictionLog:
         self._tables: list[pa.Table] = []  # committed since the last part: rows and segments
         self._rows = 0
         self._types: dict[str, pa.DataType] = {}  # each column's type in the coming part
-        self._segments: list[_Segment] = []
+        self._segments: list[Segment] = []
         self._rejects: _Rejects = _Rejects(folder / REJECTS)
         self.files_written = 0
 
@@ -197,15 +193,15 @@ class PredictionLog:
                     with contextlib.suppress(concurrent.futures.InvalidStateError):
                         item.done.set_result(None)
 
-    def _to_segment(self, table: pa.Table) -> _Segment:
+    def _to_segment(self, table: pa.Table) -> Segment:
         """Append to the open segment; one with the table's schema if it cannot take it."""
         if self._segments and self._segments[-1].schema != table.schema:
             with contextlib.suppress(pa.ArrowException, ValueError):
                 table = table.cast(self._segments[-1].schema)  # e.g. an all-null column
         if not self._segments or self._segments[-1].schema != table.schema:
-            self._segments.append(_Segment.open(self.folder / SEGMENTS, table.schema))
+            self._segments.append(Segment.open(self.folder / SEGMENTS, table.schema))
             if self.durability == "fsync":
-                _fsync_file(self.folder / SEGMENTS)  # the new file's name, too, is on disk
+                fsync_file(self.folder / SEGMENTS)  # the new file's name, too, is on disk
         self._segments[-1].write(table)
         return self._segments[-1]
 
@@ -334,134 +330,6 @@ def _concat(tables: list[pa.Table]) -> list[pa.Table]:
     for table in tables:
         groups.setdefault(table.schema, []).append(table)
     return [pa.concat_tables(group) for group in groups.values()]
-
-
-def write_part(folder: Path, table: pa.Table, *, fsync: bool = False, stamp: str = "") -> Path:
-    """Write ``table`` as a new ``part-<time>-<id>.parquet`` (temporary name, then renamed).
-
-    With ``fsync`` the file and the rename are on disk when this returns.
-    """
-    stamp = stamp or pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%S%f")
-    final = folder / predlog.PART_GLOB.replace("*", f"{stamp}-{uuid.uuid4().hex[:6]}")
-    tmp = final.with_name(f".{final.name}.tmp")
-    try:
-        pq.write_table(table, tmp)
-        if fsync:
-            _fsync_file(tmp)
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
-    if fsync:
-        _fsync_file(folder)
-    return final
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-class _Segment:
-    """An append-only Arrow IPC stream of committed rows, locked by the process writing it.
-
-    Written through a native Arrow file: a batch goes to the kernel without re-entering Python
-    for each buffer. (Through a Python file object every buffer waited for the GIL, which the
-    serving threads hold: under load a batch took longer to write than the sync interval, so a
-    kill -9 nearly always found it torn and recovered nothing.)
-    """
-
-    def __init__(self, path: Path, lock_fd: int, schema: pa.Schema) -> None:
-        self.path, self.lock_fd, self.schema = path, lock_fd, schema
-        self.file = pa.OSFile(str(path), "ab")
-        self.writer = pa.ipc.new_stream(self.file, schema)
-
-    @classmethod
-    def open(cls, folder: Path, schema: pa.Schema) -> _Segment:
-        """Open a new segment, named for this process (pid and a random part)."""
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / SEGMENT_GLOB.replace("*", f"{os.getpid()}-{uuid.uuid4().hex[:12]}")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)  # released by the kernel if we crash
-            return cls(path, fd, schema)
-        except BaseException:
-            os.close(fd)
-            raise
-
-    def write(self, table: pa.Table) -> None:
-        self.writer.write_table(table)
-
-    def sync(self, fsync: bool) -> None:
-        """Hand the written batches to the operating system (and to the disk with ``fsync``).
-
-        The native file is unbuffered: each write is already the kernel's. ``fsync`` on the
-        lock's descriptor flushes the file, whichever descriptor wrote it.
-        """
-        if fsync:
-            os.fsync(self.lock_fd)
-
-    def close(self, delete: bool) -> None:
-        with contextlib.suppress(OSError, pa.ArrowException):
-            self.writer.close()
-        with contextlib.suppress(OSError, pa.ArrowException):
-            self.file.close()
-        if delete:
-            self.path.unlink(missing_ok=True)
-        with contextlib.suppress(OSError):
-            os.close(self.lock_fd)
-
-
-def recover(folder: Path, *, fsync: bool = False) -> int:
-    """Turn the segments that crashed processes left in ``folder`` into Parquet parts.
-
-    A segment still locked by a live process is left alone; a torn last batch is dropped. Each
-    recovered segment is deleted once its part is written (kept when that fails: a full disk).
-
-    Returns
-    -------
-    int
-        The number of rows recovered.
-    """
-    recovered = 0
-    for path in sorted((folder / SEGMENTS).glob(SEGMENT_GLOB)):
-        with path.open("rb") as file:
-            try:
-                fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:  # another process writes it now
-                continue
-            batches, torn = _read_batches(file)
-            if batches:
-                stamp = pd.Timestamp(path.stat().st_mtime, unit="s", tz="UTC")
-                table = pa.Table.from_batches(batches)
-                try:
-                    write_part(folder, table, fsync=fsync, stamp=stamp.strftime("%Y%m%dT%H%M%S%f"))
-                except OSError as exc:  # a full disk: keep the segment for the next start
-                    log.error("prediction_log_recovery_failed", segment=path.name, error=str(exc))
-                    continue
-                recovered += table.num_rows
-            log.info("prediction_log_recovered", segment=path.name, rows=sum(map(len, batches)),
-                     torn_tail=torn)  # fmt: skip
-            path.unlink()
-    return recovered
-
-
-def _read_batches(file: IO[bytes]) -> tuple[list[pa.RecordBatch], bool]:
-    """Every whole record batch of a segment, and whether it ended in a torn one."""
-    try:
-        reader = pa.ipc.open_stream(file)
-    except (pa.ArrowInvalid, OSError):  # crashed before its schema was written
-        return [], True
-    batches = []
-    while True:
-        try:
-            batches.append(reader.read_next_batch())
-        except StopIteration:
-            return batches, False
-        except (pa.ArrowInvalid, OSError):
-            return batches, True
 
 
 class _Rejects:

@@ -281,7 +281,7 @@ class MonitorParams(Section):
     @field_validator("window")
     @classmethod
     def _window(cls, v: str | int | None) -> str | int | None:
-        from lib.monitoring.windows import parse_spec
+        from lib.core.windowspec import parse_spec
 
         try:
             parse_spec(v)

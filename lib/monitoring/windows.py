@@ -15,7 +15,6 @@ A window spec (``monitor.window``) is one of:
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -23,26 +22,17 @@ import numpy as np
 import pandas as pd
 
 from lib.core.errors import ParamsError
+from lib.core.windowspec import MIN_ROWS, WindowSpec, parse_spec, period_alias
 
-Kind = Literal["period", "rows", "count"]
-_SPEC = re.compile(r"^\s*(\d+)\s*(rows?|windows?)\s*$", re.IGNORECASE)
-_MIN_ROWS = 2  # a window smaller than this says nothing
-
-
-@dataclass(frozen=True)
-class WindowSpec:
-    """A parsed ``monitor.window``: how to cut, and by how much."""
-
-    kind: Kind
-    size: int = 0  # rows per window, or the number of windows
-    period: str = ""  # a pandas period alias
-
-    @property
-    def text(self) -> str:
-        """The spec as a user writes it."""
-        if self.kind == "period":
-            return self.period
-        return f"{self.size} {'rows' if self.kind == 'rows' else 'windows'}"
+__all__ = [
+    "Band",
+    "Window",
+    "WindowSpec",
+    "parse_spec",
+    "reference_band",
+    "reference_windows",
+    "split",
+]
 
 
 @dataclass(frozen=True)
@@ -58,51 +48,6 @@ class Window:
     def rows(self) -> int:
         """The number of rows in the window."""
         return len(self.index)
-
-
-def parse_spec(
-    spec: str | int | None, *, default_count: int = 5, key: str = "monitor.window"
-) -> WindowSpec:
-    """Parse a window spec; ``None`` means ``default_count`` equal windows.
-
-    Raises
-    ------
-    ParamsError
-        Naming ``key`` and the accepted forms, when the spec is none of them.
-    """
-    if spec is None:
-        return WindowSpec("count", size=default_count)
-    if isinstance(spec, bool):
-        raise ParamsError(f"{key}: {spec!r} is not a window; {_FORMS}", key=key)
-    if isinstance(spec, int):
-        if spec < _MIN_ROWS:
-            raise ParamsError(f"{key}: {spec} rows is too few; {_FORMS}", key=key)
-        return WindowSpec("rows", size=spec)
-    text = str(spec).strip()
-    match = _SPEC.match(text)
-    if match:
-        n, unit = int(match[1]), match[2].lower()
-        kind: Kind = "rows" if unit.startswith("row") else "count"
-        if n < (_MIN_ROWS if kind == "rows" else 1):
-            raise ParamsError(f"{key}: {text!r} is too few; {_FORMS}", key=key)
-        return WindowSpec(kind, size=n)
-    try:
-        pd.Period("2026-01-01", freq=_period_alias(text))
-    except (ValueError, TypeError):
-        raise ParamsError(f"{key}: {text!r} is not a window; {_FORMS}", key=key) from None
-    return WindowSpec("period", period=text)
-
-
-_FORMS = (
-    "use a period of the time column (1D, 1W, 2W, 1M, 1Q, 1Y), 'N rows' (e.g. '5000 rows') "
-    "or 'N windows' (e.g. '10 windows')"
-)
-
-
-def _period_alias(text: str) -> str:
-    """Return a period alias as pandas' periods spell it (offsets' ME, QE, YE: M, Q, Y)."""
-    text = text.strip().upper()
-    return re.sub(r"(M|Q|Y)E$", r"\1", text)
 
 
 def split(n_rows: int, spec: WindowSpec, times: pd.Series | None = None) -> list[Window]:
@@ -131,7 +76,7 @@ def split(n_rows: int, spec: WindowSpec, times: pd.Series | None = None) -> list
 
 def _by_period(times: pd.Series, period: str) -> list[Window]:
     stamps = pd.to_datetime(times, errors="coerce", utc=True).dt.tz_localize(None)
-    periods = stamps.dt.to_period(_period_alias(period))
+    periods = stamps.dt.to_period(period_alias(period))
     windows = []
     for p in sorted(periods.dropna().unique()):
         index = np.flatnonzero((periods == p).to_numpy())
@@ -149,9 +94,9 @@ def reference_windows(
     """
     if spec.kind == "period" and times is not None and pd.Series(times).notna().any():
         return _by_period(pd.Series(times).reset_index(drop=True), spec.period)
-    sizes = [w.rows for w in current if w.rows >= _MIN_ROWS]
-    size = int(np.median(sizes)) if sizes else max(n_rows // 10, _MIN_ROWS)
-    size = max(min(size, n_rows // 2), _MIN_ROWS)
+    sizes = [w.rows for w in current if w.rows >= MIN_ROWS]
+    size = int(np.median(sizes)) if sizes else max(n_rows // 10, MIN_ROWS)
+    size = max(min(size, n_rows // 2), MIN_ROWS)
     return split(n_rows, WindowSpec("rows", size=size))
 
 

@@ -15,7 +15,10 @@ router = APIRouter(tags=["health"])
 
 def _ready(state: State) -> JSONResponse:
     if state.model is None:
-        return error_response("/health/ready", Fault(503, "not_ready", "model not loaded yet"))
+        return error_response(
+            "/health/ready",
+            Fault(503, "not_ready", "model not loaded yet", headers={"Retry-After": "5"}),
+        )
     return JSONResponse(
         {"status": "ready", "model": state.model.name, "version": state.model.version}
     )

@@ -134,3 +134,29 @@ def v2_body(rows: list[dict[str, Any]], datatypes: dict[str, str] | None = None)
             for k, values in columns.items()
         ]
     }
+
+
+def log_rows(n: int, start: int = 0) -> list[dict[str, Any]]:
+    """``n`` prediction-log records with a request id and one number."""
+    return [{"request_id": f"r{i}", "x": float(i)} for i in range(start, start + n)]
+
+
+def wait_for(predicate: Any, seconds: float = 5.0) -> Any:
+    """Poll ``predicate`` until it is true or ``seconds`` pass; its last value."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not predicate():
+        time.sleep(0.02)
+    return predicate()
+
+
+@contextlib.contextmanager
+def quiet_client(params: Any) -> Iterator[Any]:
+    """A TestClient of the app without a prediction log; server errors answered, not raised."""
+    from fastapi.testclient import TestClient
+
+    from server.config import Settings
+    from server.main import create_app
+
+    app = create_app(Settings(prediction_log=False), params)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c

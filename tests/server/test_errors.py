@@ -199,10 +199,12 @@ def test_no_model_loaded_is_503_on_every_protocol(client, test_rows, monkeypatch
     message = "the model is not loaded yet; retry shortly"
     answers = {name: client.post(p, json=b) for name, (p, b) in requests(test_rows[:1]).items()}
     assert {a.status_code for a in answers.values()} == {503}
+    assert {a.headers.get("retry-after") for a in answers.values()} == {"5"}
     assert answers["quire"].json() == {"error": {"code": "not_ready", "message": message}}
     assert answers["mlflow"].json() == {"error_code": "TEMPORARILY_UNAVAILABLE", "message": message}
     assert answers["v2"].json() == {"error": message}
-    assert client.get("/health/ready").json()["error"]["code"] == "not_ready"
+    ready = client.get("/health/ready")
+    assert ready.json()["error"]["code"] == "not_ready" and ready.headers["retry-after"] == "5"
 
 
 def test_missing_api_key_is_401_in_each_protocols_shape(served_params, test_rows):
@@ -211,6 +213,7 @@ def test_missing_api_key_is_401_in_each_protocols_shape(served_params, test_rows
     with TestClient(app) as c:
         answers = {name: c.post(p, json=b) for name, (p, b) in requests(test_rows[:1]).items()}
     assert {a.status_code for a in answers.values()} == {401}
+    assert {a.headers.get("www-authenticate") for a in answers.values()} == {'Bearer realm="quire"'}
     assert answers["quire"].json() == {"error": {"code": "unauthorized", "message": message}}
     assert answers["mlflow"].json() == {"error_code": "UNAUTHENTICATED", "message": message}
     assert answers["v2"].json() == {"error": message}
@@ -225,3 +228,10 @@ def test_a_request_that_fails_is_counted_as_500(client, test_rows, monkeypatch):
     text = client.get("/metrics").text
     assert 'quire_requests_total{route="/invocations",status="500"}' in text
     assert "quire_requests_in_flight 1.0" in text  # only the /metrics request itself
+
+
+def test_an_http_error_keeps_its_headers(client):
+    """405 names the allowed methods (Allow), as HTTP requires; the handler used to drop it."""
+    answer = client.get("/predict")
+    assert answer.status_code == 405 and answer.headers.get("allow") == "POST"
+    assert answer.json()["error"]["code"] == "method_not_allowed"

@@ -20,22 +20,13 @@ from fastapi.testclient import TestClient
 
 from lib.core.contracts.predlog import read_log
 from lib.core.layout import predictions_dir
-from server import predlog
+from server import predlog, segments
 from server.config import Settings
 from server.main import create_app
 from server.predlog import SEGMENTS, PredictionLog, recover
 from tests.server import helpers
-
-
-def rows(n, start=0):
-    return [{"request_id": f"r{i}", "x": float(i)} for i in range(start, start + n)]
-
-
-def wait_for(predicate, seconds=5.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and not predicate():
-        time.sleep(0.02)
-    return predicate()
+from tests.server.helpers import log_rows as rows
+from tests.server.helpers import wait_for
 
 
 def segment_rows(folder: Path) -> int:
@@ -43,7 +34,7 @@ def segment_rows(folder: Path) -> int:
     total = 0
     for path in (folder / SEGMENTS).glob("segment-*.arrows"):
         with path.open("rb") as file:
-            batches, _ = predlog._read_batches(file)
+            batches, _ = segments._read_batches(file)
         total += sum(len(b) for b in batches)
     return total
 
@@ -162,7 +153,7 @@ def segment_request_ids(folder: Path) -> list[str]:
     ids: list[str] = []
     for path in (folder / SEGMENTS).glob("segment-*.arrows"):
         with path.open("rb") as file:
-            batches, _ = predlog._read_batches(file)
+            batches, _ = segments._read_batches(file)
         ids += [i for b in batches for i in b.column("request_id").to_pylist()]
     return ids
 
@@ -305,7 +296,7 @@ def test_recovery_on_a_full_disk_keeps_the_segment_for_the_next_start(tmp_path, 
         raise OSError(28, "No space left on device")
 
     with monkeypatch.context() as patch:
-        patch.setattr(predlog.pq, "write_table", full)
+        patch.setattr(segments.pq, "write_table", full)
         assert recover(crashed) == 0  # the server still starts
     assert segment_rows(crashed) == 3
     assert recover(crashed) == 3 and len(read_log(crashed)) == 3

@@ -15,15 +15,12 @@ from fastapi.testclient import TestClient
 
 from lib.core import tracking
 from lib.serving.contract import check_rows
-from server.config import Settings
-from server.main import create_app
-from tests.server.helpers import real_server
+from tests.server.helpers import quiet_client, real_server
 
 
 @pytest.fixture(scope="module")
 def client(served_params):
-    app = create_app(Settings(prediction_log=False), served_params)
-    with TestClient(app, raise_server_exceptions=False) as c:
+    with quiet_client(served_params) as c:
         yield c
 
 

@@ -7,19 +7,10 @@ import time
 import numpy as np
 import pandas as pd
 
-from server import predlog
+from server import predlog, segments
 from server.predlog import PredictionLog
-
-
-def rows(n, start=0):
-    return [{"request_id": f"r{i}", "x": float(i)} for i in range(start, start + n)]
-
-
-def wait_for(predicate, seconds=5.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and not predicate():
-        time.sleep(0.02)
-    return predicate()
+from tests.server.helpers import log_rows as rows
+from tests.server.helpers import wait_for
 
 
 def test_rotates_by_rows_and_flushes_the_rest_on_close(tmp_path):
@@ -64,7 +55,7 @@ def test_full_disk_drops_and_counts_but_keeps_earlier_files(tmp_path, monkeypatc
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(predlog.pq, "write_table", full)
+    monkeypatch.setattr(segments.pq, "write_table", full)
     log.append(rows(5, 5))
     assert wait_for(lambda: dropped == [5])
     log.close()

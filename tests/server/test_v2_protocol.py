@@ -8,12 +8,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from fastapi.testclient import TestClient
 
 from lib.serving.contract import check_rows
-from server.config import Settings
-from server.main import create_app
-from tests.server.helpers import real_server, v2_body
+from tests.server.helpers import quiet_client, real_server, v2_body
 
 tritonclient = pytest.importorskip("tritonclient.http")
 from tritonclient.utils import InferenceServerException  # noqa: E402
@@ -25,8 +22,7 @@ BOOLEANS = {"is_senior", "has_partner", "paperless_billing", "auto_pay"}
 
 @pytest.fixture(scope="module")
 def client(served_params):
-    app = create_app(Settings(prediction_log=False), served_params)
-    with TestClient(app, raise_server_exceptions=False) as c:
+    with quiet_client(served_params) as c:
         yield c
 
 

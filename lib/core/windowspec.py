@@ -1,0 +1,80 @@
+"""A window spec (``monitor.window``): how the monitor cuts rows into windows.
+
+Parsed here, in the core layer, so parameters are checked when they are read; the cutting is
+:mod:`lib.monitoring.windows`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+import pandas as pd
+
+from lib.core.errors import ParamsError
+
+Kind = Literal["period", "rows", "count"]
+_SPEC = re.compile(r"^\s*(\d+)\s*(rows?|windows?)\s*$", re.IGNORECASE)
+MIN_ROWS = 2  # a window smaller than this says nothing
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """A parsed ``monitor.window``: how to cut, and by how much."""
+
+    kind: Kind
+    size: int = 0  # rows per window, or the number of windows
+    period: str = ""  # a pandas period alias
+
+    @property
+    def text(self) -> str:
+        """The spec as a user writes it."""
+        if self.kind == "period":
+            return self.period
+        return f"{self.size} {'rows' if self.kind == 'rows' else 'windows'}"
+
+
+def parse_spec(
+    spec: str | int | None, *, default_count: int = 5, key: str = "monitor.window"
+) -> WindowSpec:
+    """Parse a window spec; ``None`` means ``default_count`` equal windows.
+
+    Raises
+    ------
+    ParamsError
+        Naming ``key`` and the accepted forms, when the spec is none of them.
+    """
+    if spec is None:
+        return WindowSpec("count", size=default_count)
+    if isinstance(spec, bool):
+        raise ParamsError(f"{key}: {spec!r} is not a window; {_FORMS}", key=key)
+    if isinstance(spec, int):
+        if spec < MIN_ROWS:
+            raise ParamsError(f"{key}: {spec} rows is too few; {_FORMS}", key=key)
+        return WindowSpec("rows", size=spec)
+    text = str(spec).strip()
+    match = _SPEC.match(text)
+    if match:
+        n, unit = int(match[1]), match[2].lower()
+        kind: Kind = "rows" if unit.startswith("row") else "count"
+        if n < (MIN_ROWS if kind == "rows" else 1):
+            raise ParamsError(f"{key}: {text!r} is too few; {_FORMS}", key=key)
+        return WindowSpec(kind, size=n)
+    try:
+        pd.Period("2026-01-01", freq=period_alias(text))
+    except (ValueError, TypeError):
+        raise ParamsError(f"{key}: {text!r} is not a window; {_FORMS}", key=key) from None
+    return WindowSpec("period", period=text)
+
+
+_FORMS = (
+    "use a period of the time column (1D, 1W, 2W, 1M, 1Q, 1Y), 'N rows' (e.g. '5000 rows') "
+    "or 'N windows' (e.g. '10 windows')"
+)
+
+
+def period_alias(text: str) -> str:
+    """Return a period alias as pandas' periods spell it (offsets' ME, QE, YE: M, Q, Y)."""
+    text = text.strip().upper()
+    return re.sub(r"(M|Q|Y)E$", r"\1", text)

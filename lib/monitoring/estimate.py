@@ -1,0 +1,289 @@
+"""Performance per window, estimated without labels and realized where labels came back.
+
+:func:`window_performance` fills ``window_performance.parquet``: for each window of the
+reference (``period`` "reference") and of the current rows ("current") and each metric, the
+label-free estimate (CBPE for classifiers, :mod:`lib.monitoring.estimate_cbpe`; DLE for
+regression, :mod:`lib.monitoring.estimate_dle`), the realized value on the labelled rows,
+each with its sampling-error band, and the metric's reference band.
+
+Sampling error (NannyML's): the metric's standard deviation over bootstrap samples of the
+labelled reference, scaled to a window as ``sd * sqrt(sample_rows / window_rows)``; a value's
+band is value ± 3 standard errors, clipped to the metric's range (``estimated_lower/upper``
+around the estimate, ``realized_lower/upper`` around the realized value, on its labelled rows).
+
+Alert rule (every per-window check follows it): a window alerts when its value leaves the
+reference band, the reference windows' realized mean ± ``sigmas`` standard deviations, clipped
+to the metric's range, and only in the harmful direction: a score (ROC AUC, accuracy, F1,
+precision, recall, R²) below the lower bound, a loss (log loss, RMSE, MAE) above the upper one.
+``alert_estimated`` judges the estimate and ``alert_realized`` the realized value; a bare point
+estimate is all there is to judge, and NaN never alerts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lib.core import tasks
+from lib.core.contracts import predlog
+from lib.core.errors import DataValidationError, ParamsError
+from lib.core.logs import get_logger
+from lib.data.schema import Task
+from lib.monitoring import estimate_cbpe as cbpe
+from lib.monitoring import estimate_dle as dle
+from lib.monitoring.inputs import Current
+from lib.monitoring.windows import Window, reference_band
+
+log = get_logger(__name__)
+
+COLUMNS = (
+    "period",
+    "window",
+    "start",
+    "end",
+    "rows",
+    "metric",
+    "estimated",
+    "estimated_lower",
+    "estimated_upper",
+    "realized",
+    "realized_lower",
+    "realized_upper",
+    "labelled_rows",
+    "lower",
+    "upper",
+    "alert_estimated",
+    "alert_realized",
+)
+SUPPORTED: dict[Task, tuple[str, ...]] = {
+    "binary": cbpe.CLASS_METRICS + cbpe.BINARY_ONLY,
+    "multiclass": cbpe.CLASS_METRICS,
+    "regression": dle.REGRESSION_METRICS,
+}
+DEFAULT: dict[Task, tuple[str, ...]] = {
+    "binary": cbpe.CLASS_METRICS,
+    "multiclass": cbpe.CLASS_METRICS,
+    "regression": dle.REGRESSION_METRICS,
+}
+_SAMPLING_ERROR_RANGE = 3  # NannyML's: a value's band is ± 3 standard errors
+_SAMPLE_CAP = 20_000  # bootstrap samples of at most this many rows (the SE scales by sqrt(n))
+_LOSSES = frozenset({"log_loss", "rmse", "mae"})
+
+
+def metric_limits(metric: str) -> tuple[float | None, float | None]:
+    """Return the range a metric's values live in (None: unbounded on that side)."""
+    if metric in _LOSSES:
+        return 0.0, None
+    if metric == "r2":
+        return None, 1.0
+    return 0.0, 1.0
+
+
+def check_metrics(task: Task, metrics: Sequence[str] | None) -> tuple[str, ...]:
+    """Return the metrics to compute (``None``: the task's default, headline metric first).
+
+    Raises
+    ------
+    ParamsError
+        Naming the metrics that cannot be estimated for ``task`` and the ones that can.
+    """
+    if metrics is None:
+        chosen = DEFAULT[task]
+        head = tasks.HEADLINE[task]
+        return (head, *[m for m in chosen if m != head])
+    unknown = [m for m in metrics if m not in SUPPORTED[task]]
+    if unknown:
+        raise ParamsError(
+            f"performance estimation: {unknown} cannot be estimated for {task} models; use "
+            f"any of {list(SUPPORTED[task])}",
+            key="metrics",
+        )
+    return tuple(dict.fromkeys(metrics))
+
+
+def current_frame(current: Current, target: str, classes: Sequence[Any] | None) -> pd.DataFrame:
+    """Return the current side as one frame: features, ``prediction``, ``proba_<class>``, target.
+
+    The target column holds the labels known (missing where none came back).
+    """
+    extra: dict[str, Any] = {predlog.PREDICTION: current.pred}
+    if current.proba is not None and classes is not None:
+        for j, label in enumerate(classes):
+            extra[predlog.proba_column(label)] = current.proba[:, j]
+    extra[target] = current.y if current.y is not None else np.full(len(current.pred), None)
+    return current.frame.drop(columns=[c for c in extra if c in current.frame]).assign(**extra)
+
+
+def _spread(
+    fn: cbpe.Metrics,
+    rows: np.ndarray,
+    metrics: tuple[str, ...],
+    resamples: int,
+    seed: int,
+) -> tuple[dict[str, float], int]:
+    """Each metric's sd over bootstrap samples of ``rows`` and the sample size it holds for."""
+    size = min(len(rows), _SAMPLE_CAP)
+    if size < 2 or resamples < 2:
+        return dict.fromkeys(metrics, float("nan")), max(size, 1)
+    rng = np.random.default_rng(seed)
+    draws = [fn(rows[rng.integers(0, len(rows), size)]) for _ in range(resamples)]
+    sd = {m: float(np.nanstd([d[m] for d in draws], ddof=1)) for m in metrics}
+    return sd, size
+
+
+def _band(value: float, se: float, metric: str) -> tuple[float, float]:
+    lo_limit, hi_limit = metric_limits(metric)
+    lo, hi = value - _SAMPLING_ERROR_RANGE * se, value + _SAMPLING_ERROR_RANGE * se
+    return (
+        lo if lo_limit is None else max(lo, lo_limit),
+        hi if hi_limit is None else min(hi, hi_limit),
+    )
+
+
+def window_performance(
+    task: Task,
+    classes: Sequence[Any] | None,
+    ref: pd.DataFrame,
+    cur: pd.DataFrame,
+    ref_windows: list[Window],
+    cur_windows: list[Window],
+    *,
+    target: str,
+    features: Sequence[str] | None = None,
+    metrics: Sequence[str] | None = None,
+    sigmas: float = 3.0,
+    resamples: int = 100,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Estimate (and, where labelled, measure) the model's performance per window.
+
+    Parameters
+    ----------
+    task, classes
+        The model's task and classes (in its ``proba_<class>`` order; None for regression).
+    ref
+        The reference: features, ``target``, ``prediction`` and (classification)
+        ``proba_<class>`` columns.
+    cur
+        The current rows in the same layout (:func:`current_frame` builds it); the target
+        column may be absent or partly missing (those rows count as unlabelled).
+    ref_windows, cur_windows
+        The windows of each side (:func:`lib.monitoring.windows.reference_windows`, ``split``).
+    target
+        The target column.
+    features
+        Regression: the nanny model's inputs (default: every column of ``ref`` but the target
+        and the prediction log's own columns).
+    metrics
+        What to compute (default :data:`DEFAULT` of the task); :data:`SUPPORTED` lists the rest.
+    sigmas
+        Width of the reference band in the reference windows' standard deviations.
+    resamples
+        Bootstrap samples of the reference for the sampling error.
+    seed
+        Seed of the bootstrap and the nanny models.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (period, window, metric) with :data:`COLUMNS`: the estimate, the realized
+        value and their ± 3 SE bands, the labelled rows, the reference band (``lower``,
+        ``upper``: a score keeps only ``lower``, a loss only ``upper``) and the alerts (see the
+        module's alert rule).
+
+    Raises
+    ------
+    DataValidationError
+        When the reference lacks the target or prediction column, a regression feature is
+        missing from the current rows, or a label or prediction is not one of the classes.
+    ParamsError
+        When a metric cannot be computed for the task.
+    """
+    chosen = check_metrics(task, metrics)
+    for name in (target, predlog.PREDICTION):
+        if name not in ref.columns:
+            raise DataValidationError(
+                f"reference: column {name!r} is missing; performance estimation needs the "
+                "reference's truth and predictions (rerun the evaluate stage to save them)",
+                column=name,
+                check="missing_columns",
+            )
+    if predlog.PREDICTION not in cur.columns:
+        raise DataValidationError(
+            f"current rows: column {predlog.PREDICTION!r} is missing; score the rows first",
+            column=predlog.PREDICTION,
+            check="missing_columns",
+        )
+    if task == "regression":
+        sides, resampled = dle.prepare(ref, cur, target, features, chosen, seed)
+    else:
+        sides, resampled = cbpe.prepare(classes or [], ref, cur, target, chosen)
+    sd, size = _spread(sides["reference"][2], resampled, chosen, resamples, seed)
+    values = []
+    for period, windows in (("reference", ref_windows), ("current", cur_windows)):
+        values += _rows(period, windows, sides[period], sd, size, chosen)
+    frame = pd.DataFrame(values, columns=list(COLUMNS[:13]))
+    return _with_bands(frame, chosen, sigmas)
+
+
+def _rows(
+    period: str,
+    windows: list[Window],
+    side: cbpe.Side,
+    sd: dict[str, float],
+    size: int,
+    metrics: tuple[str, ...],
+) -> list[dict[str, Any]]:
+    """Return one row per window and metric: estimate, realized value and their bands."""
+    out = []
+    nan = float("nan")
+    is_labelled, estimate, realized = side
+    for w in windows:
+        est, real = estimate(w.index), realized(w.index)
+        labelled = int(is_labelled[w.index].sum())
+        for m in metrics:
+            e, r = est.get(m, nan), real.get(m, nan)
+            e_lo, e_hi = _band(e, sd[m] * np.sqrt(size / w.rows), m) if w.rows else (nan, nan)
+            r_lo, r_hi = _band(r, sd[m] * np.sqrt(size / labelled), m) if labelled else (nan, nan)
+            out.append(
+                {
+                    "period": period,
+                    "window": w.key,
+                    "start": pd.NaT if w.start is None else w.start,
+                    "end": pd.NaT if w.end is None else w.end,
+                    "rows": w.rows,
+                    "metric": m,
+                    "estimated": e,
+                    "estimated_lower": e_lo,
+                    "estimated_upper": e_hi,
+                    "realized": r,
+                    "realized_lower": r_lo,
+                    "realized_upper": r_hi,
+                    "labelled_rows": labelled,
+                }
+            )
+    return out
+
+
+def _with_bands(frame: pd.DataFrame, metrics: tuple[str, ...], sigmas: float) -> pd.DataFrame:
+    """Add each metric's reference band and the alerts (wrong direction only)."""
+    frame = frame.assign(lower=np.nan, upper=np.nan, alert_estimated=False, alert_realized=False)
+    for m in metrics:
+        at = frame["metric"] == m
+        ref_values = frame.loc[at & (frame["period"] == "reference"), "realized"].to_numpy(float)
+        lo_limit, hi_limit = metric_limits(m)
+        band = reference_band(
+            ref_values,
+            sigmas=sigmas,
+            lower_limit=lo_limit,
+            upper_limit=hi_limit,
+            side="upper" if m in _LOSSES else "lower",
+        )
+        frame.loc[at, "lower"] = np.nan if band.lower is None else band.lower
+        frame.loc[at, "upper"] = np.nan if band.upper is None else band.upper
+        frame.loc[at, "alert_estimated"] = [band.alerts(v) for v in frame.loc[at, "estimated"]]
+        frame.loc[at, "alert_realized"] = [band.alerts(v) for v in frame.loc[at, "realized"]]
+    return frame[list(COLUMNS)].astype({"alert_estimated": bool, "alert_realized": bool})

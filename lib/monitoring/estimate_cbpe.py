@@ -1,0 +1,345 @@
+"""Confidence-based performance estimation (NannyML's CBPE) for classifiers, without labels.
+
+A calibrated score is the probability that a row belongs to its class, so summing the
+calibrated probabilities of a window gives its *expected* confusion matrix, and every metric
+built on the confusion matrix follows (NannyML's CBPE, reproduced here):
+
+- the scores are calibrated on the reference first, each class one-vs-rest with isotonic
+  regression, but only where calibration helps (:func:`needs_calibration`: NannyML's test, the
+  expected calibration error over 10 stratified 90/10 splits must fall); multiclass
+  probabilities are then renormalised to sum to 1;
+- accuracy, precision, recall and F1 (per class, then macro) come from the expected confusion
+  matrix (truth ``a``, prediction ``b``: the sum over rows predicted ``b`` of the calibrated
+  probability of ``a``);
+- ROC AUC walks the rows in the order of the model's own scores, adding each row's calibrated
+  probability to the true positives and its complement to the false positives (NannyML's
+  ``estimate_roc_auc``, with its rounding), one-vs-rest and macro-averaged for multiclass;
+- log loss (not in NannyML) is its expectation under the calibrated probabilities.
+
+This holds while P(y|x) is unchanged (covariate shift); when the concept moves, the estimate
+stays put and the realized metric leaves the estimate's band, which is the signal.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.isotonic import IsotonicRegression
+from sklearn.model_selection import StratifiedShuffleSplit
+
+from lib.core.contracts import predlog
+from lib.core.errors import DataValidationError
+from lib.core.logs import get_logger
+from lib.model.scoring import roc_auc
+
+log = get_logger(__name__)
+
+CLASS_METRICS = (
+    "roc_auc",
+    "accuracy",
+    "f1_macro",
+    "precision_macro",
+    "recall_macro",
+    "log_loss",
+)
+BINARY_ONLY = ("f1", "precision", "recall")  # of the positive class (the second), as NannyML
+_EPS = np.finfo(float).eps
+Metrics = Callable[[np.ndarray], dict[str, float]]  # row positions -> {metric: value}
+Side = tuple[np.ndarray, Metrics, Metrics]  # labelled (bool per row), estimate, realized
+
+
+def _ece(truth: np.ndarray, score: np.ndarray, bins: int) -> float:
+    """Return the expected calibration error over equal-count bins of sorted scores."""
+    n = len(score)
+    if n <= 2 * bins:
+        bins = n // 2
+    width = n // bins
+    edges = np.arange(0, n + 1, width)
+    edges[-1] = n
+    order = np.argsort(score)
+    s, t = score[order], truth[order]
+    return float(
+        sum((b - a) / n * abs(s[a:b].mean() - t[a:b].mean()) for a, b in itertools.pairwise(edges))
+    )
+
+
+def needs_calibration(truth: np.ndarray, score: np.ndarray, *, bins: int = 10) -> bool:
+    """Whether isotonic regression makes ``score`` better calibrated for ``truth`` (0/1).
+
+    NannyML's test: no when one class only, or when the scores separate the classes almost
+    perfectly (ROC AUC > 0.999); else calibrate on 90% and measure on 10%, ten times
+    (stratified, seed 42), and calibrate when the pooled expected calibration error falls.
+    """
+    truth = np.asarray(truth, dtype=float)
+    if len(np.unique(truth)) < 2 or len(truth) < 40 or roc_auc(truth > 0, score) > 0.999:
+        return False
+    splits = StratifiedShuffleSplit(n_splits=10, test_size=0.1, random_state=42)
+    held, raw, fitted = [], [], []
+    for train, test in splits.split(score, truth):
+        iso = IsotonicRegression(out_of_bounds="clip", increasing=True)
+        iso.fit(score[train], truth[train])
+        held.append(truth[test])
+        raw.append(score[test])
+        fitted.append(iso.predict(score[test]))
+    y, before, after = np.concatenate(held), np.concatenate(raw), np.concatenate(fitted)
+    return _ece(y, before, bins) > _ece(y, after, bins)
+
+
+@dataclass(frozen=True)
+class Calibrator:
+    """Per-class isotonic maps fitted on the reference (None: that class kept as scored)."""
+
+    maps: tuple[IsotonicRegression | None, ...]
+    binary: bool
+
+    def apply(self, proba: np.ndarray) -> np.ndarray:
+        """Return calibrated probabilities (rows x classes) for the model's ``proba``."""
+        proba = np.asarray(proba, dtype=float)
+        if self.binary:  # NannyML calibrates the positive class; the other is its complement
+            iso = self.maps[1]
+            p = proba[:, 1] if iso is None else iso.predict(proba[:, 1])
+            return np.column_stack([1 - p, p])
+        cols = [
+            proba[:, j] if iso is None else iso.predict(proba[:, j])
+            for j, iso in enumerate(self.maps)
+        ]
+        out = np.column_stack(cols)
+        total = out.sum(axis=1, keepdims=True)
+        uniform = np.full_like(out, 1 / out.shape[1])
+        renormalised: np.ndarray = np.divide(out, total, out=uniform, where=total != 0)
+        return renormalised
+
+    @property
+    def calibrated(self) -> list[bool]:
+        """Which classes' scores are remapped."""
+        return [m is not None for m in self.maps]
+
+
+def fit_calibrator(yi: np.ndarray, proba: np.ndarray) -> Calibrator:
+    """Fit the calibration on the reference: class indices ``yi`` and scores ``proba``."""
+    k = proba.shape[1]
+    binary = k == 2
+    maps: list[IsotonicRegression | None] = []
+    for j in range(k):
+        if binary and j == 0:
+            maps.append(None)
+            continue
+        truth = (yi == j).astype(float)
+        if not needs_calibration(truth, proba[:, j]):
+            maps.append(None)
+            continue
+        iso = IsotonicRegression(out_of_bounds="clip", increasing=True)
+        maps.append(iso.fit(proba[:, j], truth))
+    return Calibrator(tuple(maps), binary)
+
+
+def estimate_roc_auc(calibrated: np.ndarray, score: np.ndarray) -> float:
+    """Estimate ROC AUC: rows in descending model-score order, calibrated probabilities as TP.
+
+    NannyML's algorithm, rounding included; NaN when the expected positives or negatives are 0.
+    """
+    order = np.argsort(score)[::-1]
+    p = calibrated[order]
+    hits = np.cumsum(p)
+    tps = np.asarray(np.r_[0.0, hits], dtype=float).round(5)
+    fps = np.asarray(np.r_[0.0, 1 + np.arange(len(p)) - hits], dtype=float).round(5)
+    if tps[-1] <= 0 or fps[-1] <= 0:
+        return float("nan")
+    tpr, fpr = tps / tps[-1], fps / fps[-1]
+    return float(np.trapezoid(tpr, fpr))
+
+
+def _confusion_scores(
+    tp: np.ndarray, predicted: np.ndarray, actual: np.ndarray
+) -> dict[str, np.ndarray]:
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, actual, out=np.zeros_like(tp), where=actual > 0)
+    both = predicted + actual
+    f1 = np.divide(2 * tp, both, out=np.zeros_like(tp), where=both > 0)
+    return {"precision": precision, "recall": recall, "f1": f1}
+
+
+def estimate(
+    calibrated: np.ndarray, score: np.ndarray, pi: np.ndarray, metrics: tuple[str, ...]
+) -> dict[str, float]:
+    """Estimate ``metrics`` for one window without labels.
+
+    Parameters
+    ----------
+    calibrated
+        Calibrated probabilities (rows x classes).
+    score
+        The model's own probabilities (rows x classes): the ROC order and the log loss.
+    pi
+        The predicted classes as indices into the classes.
+    metrics
+        Names from :data:`CLASS_METRICS` (and :data:`BINARY_ONLY` for two classes).
+    """
+    n, k = calibrated.shape
+    if n == 0:
+        return dict.fromkeys(metrics, float("nan"))
+    onehot = pi[:, None] == np.arange(k)[None, :]
+    tp = np.where(onehot, calibrated, 0.0).sum(axis=0)  # expected hits per predicted class
+    predicted = onehot.sum(axis=0).astype(float)
+    actual = calibrated.sum(axis=0)  # expected rows of each true class
+    per_class = _confusion_scores(tp, predicted, actual)
+    seen = (predicted > 0) | (actual > 0)
+    out: dict[str, float] = {}
+    for name in metrics:
+        if name == "accuracy":
+            out[name] = float(tp.sum() / n)
+        elif name.endswith("_macro"):
+            out[name] = float(per_class[name.removesuffix("_macro")][seen].mean())
+        elif name in BINARY_ONLY:
+            out[name] = float(per_class[name][1])
+        elif name == "roc_auc":
+            cols = [1] if k == 2 else range(k)
+            out[name] = float(
+                np.nanmean([estimate_roc_auc(calibrated[:, j], score[:, j]) for j in cols])
+            )
+        elif name == "log_loss":
+            logs = np.log(np.clip(score, _EPS, 1 - _EPS))
+            out[name] = float(-np.mean(np.sum(calibrated * logs, axis=1)))
+    return out
+
+
+def realized(
+    yi: np.ndarray, score: np.ndarray | None, pi: np.ndarray, k: int, metrics: tuple[str, ...]
+) -> dict[str, float]:
+    """Return the same metrics from labels (class indices ``yi``); NaN where undefined."""
+    nan = float("nan")
+    n = len(yi)
+    if n == 0:
+        return dict.fromkeys(metrics, nan)
+    truth = yi[:, None] == np.arange(k)[None, :]
+    onehot = pi[:, None] == np.arange(k)[None, :]
+    tp = (truth & onehot).sum(axis=0).astype(float)
+    predicted, actual = onehot.sum(axis=0).astype(float), truth.sum(axis=0).astype(float)
+    per_class = _confusion_scores(tp, predicted, actual)
+    seen = (predicted > 0) | (actual > 0)  # scikit-learn's macro: classes in truth or predictions
+    present = np.flatnonzero(actual > 0)
+    out: dict[str, float] = {}
+    for name in metrics:
+        if name == "accuracy":
+            out[name] = float(tp.sum() / n)
+        elif name.endswith("_macro"):
+            out[name] = float(per_class[name.removesuffix("_macro")][seen].mean())
+        elif name in BINARY_ONLY:
+            out[name] = float(per_class[name][1])
+        elif score is None:
+            out[name] = nan
+        elif name == "roc_auc":
+            if len(present) < 2:
+                out[name] = nan
+            elif k == 2:
+                out[name] = roc_auc(truth[:, 1], score[:, 1])
+            else:
+                out[name] = float(np.mean([roc_auc(truth[:, j], score[:, j]) for j in present]))
+        elif name == "log_loss":
+            chosen = np.clip(score[np.arange(n), yi], _EPS, 1 - _EPS)
+            out[name] = float(-np.mean(np.log(chosen)))
+    return out
+
+
+def _class_index(values: pd.Series, labels: pd.Index, what: str, side: str) -> np.ndarray:
+    """Class indices of ``values`` (-1 where missing); an unknown class is an error."""
+    index = labels.get_indexer(pd.Index(values.astype(object)))
+    bad = (index < 0) & values.notna().to_numpy()
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise DataValidationError(
+            f"{side}: {what} row {row + 1:,} is {str(values.iloc[row])!r}, not one of the model's "
+            f"classes {list(labels)}; fix the value or monitor the model trained on that class",
+            row=row + 1,
+            column=what,
+            check="unknown_class",
+        )
+    return index
+
+
+def _scores(frame: pd.DataFrame, classes: Sequence[Any]) -> np.ndarray | None:
+    """Return the ``proba_<class>`` columns as a matrix, or None when any is absent."""
+    names = [predlog.proba_column(c) for c in classes]
+    if not all(n in frame.columns for n in names):
+        return None
+    return frame[names].to_numpy(float)
+
+
+def prepare(
+    classes: Sequence[Any],
+    ref: pd.DataFrame,
+    cur: pd.DataFrame,
+    target: str,
+    metrics: tuple[str, ...],
+) -> tuple[dict[str, Side], np.ndarray]:
+    """Calibrate on the reference; return each period's metric functions over row positions.
+
+    Returns
+    -------
+    dict, numpy.ndarray
+        ``{"reference" | "current": (labelled, estimate, realized)}`` (a bool per row, and
+        functions of row positions), and the reference rows the sampling error resamples.
+    """
+    labels = pd.Index(list(classes))
+    k = len(labels)
+    ref_y = _class_index(ref[target], labels, target, "reference")
+    ref_p = _class_index(ref[predlog.PREDICTION], labels, predlog.PREDICTION, "reference")
+    cur_y = (
+        _class_index(cur[target], labels, target, "current rows")
+        if target in cur.columns
+        else np.full(len(cur), -1)
+    )
+    cur_p = _class_index(cur[predlog.PREDICTION], labels, predlog.PREDICTION, "current rows")
+    ref_s, cur_s = _scores(ref, classes), _scores(cur, classes)
+    fit_rows = np.flatnonzero((ref_y >= 0) & (ref_p >= 0))
+    if ref_s is not None:
+        fit_rows = fit_rows[np.isfinite(ref_s[fit_rows]).all(axis=1)]
+    calibrator = None
+    if ref_s is not None and cur_s is not None and len(fit_rows):
+        calibrator = fit_calibrator(ref_y[fit_rows], ref_s[fit_rows])
+        log.info("cbpe_calibration", classes=k, calibrated=calibrator.calibrated)
+    else:
+        log.info("cbpe_skipped", reason="no scores on the reference or the current rows")
+
+    sides: dict[str, Side] = {}
+    for period, y, p, s in (("reference", ref_y, ref_p, ref_s), ("current", cur_y, cur_p, cur_s)):
+        cal = None if calibrator is None or s is None else calibrator.apply(s)
+        sides[period] = (
+            y >= 0,
+            partial(_class_estimate, cal=cal, s=s, p=p, metrics=metrics),
+            partial(_class_realized, y=y, p=p, s=s, k=k, metrics=metrics),
+        )
+    return sides, fit_rows
+
+
+def _class_realized(
+    rows: np.ndarray,
+    *,
+    y: np.ndarray,
+    p: np.ndarray,
+    s: np.ndarray | None,
+    k: int,
+    metrics: tuple[str, ...],
+) -> dict[str, float]:
+    ok = rows[(y[rows] >= 0) & (p[rows] >= 0)]
+    return realized(y[ok], None if s is None else s[ok], p[ok], k, metrics)
+
+
+def _class_estimate(
+    rows: np.ndarray,
+    *,
+    cal: np.ndarray | None,
+    s: np.ndarray | None,
+    p: np.ndarray,
+    metrics: tuple[str, ...],
+) -> dict[str, float]:
+    if cal is None or s is None:
+        return dict.fromkeys(metrics, float("nan"))
+    ok = rows[(p[rows] >= 0) & np.isfinite(s[rows]).all(axis=1)]
+    return estimate(cal[ok], s[ok], p[ok], metrics)

@@ -1,0 +1,333 @@
+"""Label-free performance per window: CBPE for classifiers, DLE for regression, bands, alerts."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.metrics import roc_auc_score
+
+from lib.core.errors import DataValidationError, ParamsError
+from lib.monitoring import estimate as est
+from lib.monitoring import estimate_cbpe as cbpe
+from lib.monitoring.inputs import Current
+from lib.monitoring.windows import WindowSpec, parse_spec, reference_windows, split
+
+BETA = np.array([1.5, -1.0, 0.5])
+
+
+def _binary(rng, n, shift=0.0, beta=BETA):
+    """Rows whose truth follows a fixed logistic model P(y|x); ``shift`` moves x only."""
+    x = rng.normal(size=(n, 3)) + np.array([shift, 0, 0])
+    y = (rng.random(n) < 1 / (1 + np.exp(-(x @ beta)))).astype(int)
+    return pd.DataFrame(x, columns=["a", "b", "c"]).assign(y=y)
+
+
+def _scored(model, frame, features=("a", "b", "c")):
+    proba = model.predict_proba(frame[list(features)])
+    out = frame.assign(prediction=model.classes_[proba.argmax(axis=1)])
+    return out.assign(**{f"proba_{c}": proba[:, j] for j, c in enumerate(model.classes_)})
+
+
+@pytest.fixture(scope="module")
+def binary_model():
+    rng = np.random.default_rng(0)
+    train = _binary(rng, 4000)
+    return LogisticRegression().fit(train[["a", "b", "c"]], train["y"])
+
+
+def _run(task, classes, ref, cur, size, **kw):
+    spec = WindowSpec("rows", size)
+    cur_w = split(len(cur), spec)
+    ref_w = reference_windows(len(ref), spec, cur_w)
+    return est.window_performance(task, classes, ref, cur, ref_w, cur_w, target="y", **kw)
+
+
+def test_the_table_has_the_shared_schema_one_row_per_period_window_metric(binary_model):
+    rng = np.random.default_rng(1)
+    ref = _scored(binary_model, _binary(rng, 3000))
+    cur = _scored(binary_model, _binary(rng, 2000))
+    out = _run("binary", [0, 1], ref, cur, 500)
+    assert tuple(out.columns) == est.COLUMNS
+    assert out["metric"].iloc[0] == "roc_auc"  # the binary headline first
+    assert len(out) == (6 + 4) * len(est.DEFAULT["binary"])
+    assert set(out["period"]) == {"reference", "current"}
+    assert out.duplicated(["period", "window", "metric"]).sum() == 0
+    assert out["alert_estimated"].dtype == bool and out["start"].isna().all()
+    assert (out["labelled_rows"] == out["rows"]).all()
+
+
+def test_covariate_shift_the_estimate_tracks_realized_in_every_window(binary_model):
+    rng = np.random.default_rng(2)
+    ref = _scored(binary_model, _binary(rng, 20_000))
+    # a moderate shift: scores stay within the reference's range, where the isotonic map is
+    # learned (beyond it, its end blocks of probability 0 or 1 bias CBPE, NannyML's too)
+    parts = [_binary(rng, 10_000), _binary(rng, 10_000, shift=0.8), _binary(rng, 10_000, -0.8)]
+    cur = _scored(binary_model, pd.concat(parts, ignore_index=True))
+    out = _run("binary", [0, 1], ref, cur, 5000)
+    now = out[out["period"] == "current"]
+    inside = (now["realized"] >= now["estimated_lower"]) & (
+        now["realized"] <= now["estimated_upper"]
+    )
+    assert inside.all(), now.loc[~inside, ["window", "metric", "estimated", "realized"]]
+    auc = now[now["metric"] == "roc_auc"]
+    assert (auc["estimated"] - auc["realized"]).abs().max() < 0.02
+    # the shift moved accuracy by several standard errors, and the estimate moved with it
+    acc = now[now["metric"] == "accuracy"]
+    assert acc["estimated"].iloc[2:].min() - acc["estimated"].iloc[:2].max() > 0.02
+    assert acc["realized"].iloc[2:].min() - acc["realized"].iloc[:2].max() > 0.02
+
+
+def test_concept_shift_the_estimate_holds_and_realized_leaves_its_band(binary_model):
+    rng = np.random.default_rng(3)
+    ref = _scored(binary_model, _binary(rng, 10_000))
+    moved = _binary(rng, 10_000, beta=np.array([-0.5, -1.0, 0.5]))  # same x, new P(y|x)
+    cur = _scored(binary_model, pd.concat([_binary(rng, 5000), moved], ignore_index=True))
+    out = _run("binary", [0, 1], ref, cur, 5000)
+    now = out[(out["period"] == "current") & (out["metric"] == "roc_auc")]
+    before, after = now.iloc[0], now.iloc[-1]
+    assert not now["alert_estimated"].any()  # the scores look as usual
+    assert abs(after["estimated"] - before["estimated"]) < 0.02
+    assert after["realized"] < after["estimated_lower"]
+    assert after["alert_realized"] and not before["alert_realized"]
+
+
+def test_roc_auc_walk_equals_roc_auc_when_probabilities_are_the_labels():
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 2, 500)
+    score = np.clip(0.3 * y + rng.random(500), 0, 1)
+    assert cbpe.estimate_roc_auc(y.astype(float), score) == pytest.approx(
+        roc_auc_score(y, score), abs=1e-9
+    )
+
+
+def test_the_expected_confusion_matrix_of_one_hot_probabilities_is_the_real_one():
+    rng = np.random.default_rng(5)
+    yi, pi = rng.integers(0, 3, 400), rng.integers(0, 3, 400)
+    onehot = np.eye(3)[yi]
+    score = rng.dirichlet(np.ones(3), 400)
+    metrics = ("accuracy", "f1_macro", "precision_macro", "recall_macro")
+    got = cbpe.estimate(onehot, score, pi, metrics)
+    want = cbpe.realized(yi, score, pi, 3, metrics)
+    assert got == pytest.approx(want)
+    assert got["accuracy"] == pytest.approx(np.mean(yi == pi))
+
+
+def test_calibration_is_fitted_only_where_it_helps():
+    rng = np.random.default_rng(6)
+    p = rng.random(5000)
+    y = (rng.random(5000) < p).astype(float)
+    assert cbpe.needs_calibration(y, p**3)  # too low everywhere
+    assert not cbpe.needs_calibration(np.ones(100), p[:100])  # one class
+    assert not cbpe.needs_calibration(y, y + 0.01 * p)  # separates the classes perfectly
+    fitted = cbpe.fit_calibrator(y.astype(int), np.column_stack([1 - p**3, p**3]))
+    calibrated = fitted.apply(np.column_stack([1 - p**3, p**3]))[:, 1]
+    deciles = np.digitize(p, np.linspace(0, 1, 11)[1:-1])
+    for d in range(10):  # calibrated: each decile's mean probability is its rate of positives
+        assert abs(calibrated[deciles == d].mean() - y[deciles == d].mean()) < 0.02
+
+
+def test_multiclass_calibration_renormalises_to_probabilities():
+    rng = np.random.default_rng(7)
+    score = rng.dirichlet(np.ones(3), 3000)
+    yi = np.array([rng.choice(3, p=s) for s in score**2 / (score**2).sum(1, keepdims=True)])
+    calibrator = cbpe.fit_calibrator(yi, score)
+    out = calibrator.apply(score)
+    assert any(calibrator.calibrated)
+    assert np.allclose(out.sum(axis=1), 1) and (out >= 0).all()
+
+
+def _regression(rng, n, shift=0.0):
+    """y = 2a - b + noise; the noise is five times larger where a > 1.5."""
+    x = rng.normal(size=(n, 3))
+    x[:, 0] += shift
+    noise = 0.3 + 1.5 * (x[:, 0] > 1.5)
+    y = 2 * x[:, 0] - x[:, 1] + noise * rng.normal(size=n)
+    return pd.DataFrame(x, columns=["a", "b", "c"]).assign(y=y)
+
+
+def test_dle_estimated_mae_rises_where_x_moved_to_a_noisier_region():
+    rng = np.random.default_rng(8)
+    train = _regression(rng, 2000)
+    model = LinearRegression().fit(train[["a", "b", "c"]], train["y"])
+    ref = _regression(rng, 6000)
+    parts = [_regression(rng, 2000), _regression(rng, 2000, shift=2.0), _regression(rng, 2000)]
+    cur = pd.concat(parts, ignore_index=True).drop(columns="y")  # no labels came back
+    ref, cur = (f.assign(prediction=model.predict(f[["a", "b", "c"]])) for f in (ref, cur))
+    out = _run("regression", None, ref, cur, 1000)
+    now = out[(out["period"] == "current") & (out["metric"] == "mae")].reset_index()
+    noisy = now.index.isin([2, 3])
+    assert (now.loc[noisy, "estimated"] > 2 * now.loc[~noisy, "estimated"].max()).all()
+    assert now.loc[noisy, "alert_estimated"].all() and not now.loc[~noisy, "alert_estimated"].any()
+    assert now["realized"].isna().all() and (now["labelled_rows"] == 0).all()
+    assert not now["alert_realized"].any()
+    # reference windows are estimated out-of-fold: close to, but not equal to, realized
+    past = out[(out["period"] == "reference") & (out["metric"] == "mae")]
+    assert (past["estimated"] - past["realized"]).abs().max() < 0.05
+    assert not np.allclose(past["estimated"], past["realized"])
+
+
+def test_dle_takes_categories_dates_and_many_ids():
+    rng = np.random.default_rng(14)
+    n = 1200
+    kind = rng.choice(["calm", "wild"], n)
+    y = rng.normal(size=n) * np.where(kind == "wild", 3.0, 0.3)
+    frame = pd.DataFrame(
+        {
+            "kind": kind,
+            "flag": rng.random(n) < 0.5,
+            "day": pd.date_range("2026-01-01", periods=n, freq="h"),
+            "id": [f"u{i}" for i in range(n)],  # more categories than the boosting bins
+            "y": y,
+            "prediction": np.zeros(n),
+        }
+    )
+    ref, cur = frame.iloc[:800].reset_index(drop=True), frame.iloc[800:].reset_index(drop=True)
+    cur = cur.assign(kind=np.where(np.arange(400) < 200, "calm", "wild"))
+    out = _run("regression", None, ref, cur, 200, metrics=["mae"])
+    now = out[out["period"] == "current"]["estimated"].to_numpy()
+    assert now[1] > 4 * now[0]  # the wild kind's errors are ten times larger
+
+
+def test_breast_cancer_table_in_windows():
+    from sklearn.datasets import load_breast_cancer
+
+    data = load_breast_cancer(as_frame=True).frame.rename(columns={"target": "y"})
+    data = data.sample(frac=1, random_state=0).reset_index(drop=True)
+    features = ["mean radius", "mean texture", "mean smoothness", "worst concavity"]
+    model = LogisticRegression(max_iter=2000).fit(data.loc[:199, features], data.loc[:199, "y"])
+    ref = _scored(model, data.loc[200:399].reset_index(drop=True), features)
+    cur = _scored(model, data.loc[400:].sort_values("mean radius").reset_index(drop=True), features)
+    out = _run("binary", [0, 1], ref, cur, 60)
+    now = out[out["period"] == "current"]
+    for name in ("roc_auc", "accuracy", "f1_macro"):
+        rows = now[now["metric"] == name]
+        assert rows["estimated"].between(0, 1).all()
+        assert (rows["estimated_lower"] <= rows["estimated"]).all()
+    # large tumours are easy, mid-sized ones hard: the estimate sees it without labels
+    acc = now[now["metric"] == "accuracy"]["estimated"].to_numpy()
+    assert acc[-1] > acc[1] + 0.05
+    hits = (now["realized"] >= now["estimated_lower"]) & (now["realized"] <= now["estimated_upper"])
+    assert hits[now["realized"].notna()].mean() > 0.8
+
+
+def test_diabetes_table_dle_in_windows():
+    from sklearn.datasets import load_diabetes
+
+    data = load_diabetes(as_frame=True).frame.rename(columns={"target": "y"})
+    features = [c for c in data.columns if c != "y"]
+    model = LinearRegression().fit(data.loc[:149, features], data.loc[:149, "y"])
+    frame = data.assign(prediction=model.predict(data[features]))
+    ref, cur = frame.loc[150:299].reset_index(drop=True), frame.loc[300:].reset_index(drop=True)
+    out = _run("regression", None, ref, cur, 50)
+    now = out[out["period"] == "current"]
+    assert set(now["metric"]) == {"rmse", "mae", "r2"}
+    rmse = now[now["metric"] == "rmse"]
+    assert (
+        (rmse["realized"] >= rmse["estimated_lower"])
+        & (rmse["realized"] <= rmse["estimated_upper"])
+    ).all()
+    assert (rmse["upper"].notna() & rmse["lower"].isna()).all()  # a loss alerts upwards only
+
+
+def test_multiclass_penguins():
+    import palmerpenguins
+
+    data = palmerpenguins.load_penguins().dropna().rename(columns={"species": "y"})
+    data = data.sample(frac=1, random_state=1).reset_index(drop=True)
+    features = ["bill_length_mm", "bill_depth_mm"]
+    model = LogisticRegression(max_iter=2000).fit(data.loc[:99, features], data.loc[:99, "y"])
+    ref = _scored(model, data.loc[100:219].reset_index(drop=True), features)
+    cur = _scored(model, data.loc[220:].reset_index(drop=True), features)
+    out = _run("multiclass", list(model.classes_), ref, cur, 40)
+    assert out["metric"].iloc[0] == "f1_macro"  # the multiclass headline first
+    now = out[out["period"] == "current"]
+    for name in ("f1_macro", "accuracy", "roc_auc"):
+        rows = now[now["metric"] == name]
+        assert rows["estimated"].between(0.5, 1).all()
+        assert (rows["estimated"] - rows["realized"]).abs().max() < 0.15
+
+
+def test_without_scores_nothing_is_estimated_but_realized_still_counts(binary_model):
+    rng = np.random.default_rng(9)
+    ref = _scored(binary_model, _binary(rng, 2000))
+    cur = _scored(binary_model, _binary(rng, 1000)).drop(columns=["proba_0", "proba_1"])
+    out = _run("binary", [0, 1], ref, cur, 500)
+    now = out[out["period"] == "current"]
+    assert now["estimated"].isna().all() and not now["alert_estimated"].any()
+    acc = now[now["metric"] == "accuracy"]["realized"]
+    assert acc.between(0.6, 0.95).all()
+
+
+def test_partly_labelled_windows_count_their_labels(binary_model):
+    rng = np.random.default_rng(10)
+    ref = _scored(binary_model, _binary(rng, 2000))
+    cur = _scored(binary_model, _binary(rng, 1000))
+    cur["y"] = cur["y"].astype(object).where(np.arange(1000) < 700, None)
+    out = _run("binary", [0, 1], ref, cur, 500)
+    now = out[(out["period"] == "current") & (out["metric"] == "accuracy")]
+    assert now["labelled_rows"].tolist() == [500, 200]
+    wide = now["realized_upper"] - now["realized_lower"]
+    assert wide.iloc[1] > wide.iloc[0]  # fewer labels, wider band
+
+
+def test_time_windows_carry_their_bounds(binary_model):
+    rng = np.random.default_rng(11)
+    ref = _scored(binary_model, _binary(rng, 1000))
+    cur = _scored(binary_model, _binary(rng, 900))
+    times = pd.Series(pd.date_range("2026-01-01", periods=900, freq="h"))
+    cur_w = split(900, parse_spec("1W"), times)
+    ref_w = reference_windows(1000, parse_spec("1W"), cur_w)
+    out = est.window_performance("binary", [0, 1], ref, cur, ref_w, cur_w, target="y")
+    now = out[out["period"] == "current"]
+    assert now["start"].iloc[0] == pd.Timestamp("2025-12-29")
+    assert (now["end"] > now["start"]).all()
+
+
+def test_current_frame_joins_outputs_and_labels():
+    cur = Current(
+        frame=pd.DataFrame({"a": [1.0, 2.0]}),
+        source="x",
+        pred=np.array(["n", "p"]),
+        proba=np.array([[0.8, 0.2], [0.3, 0.7]]),
+        y=np.array(["n", None], dtype=object),
+    )
+    got = est.current_frame(cur, "y", ["n", "p"])
+    assert list(got.columns) == ["a", "prediction", "proba_n", "proba_p", "y"]
+    assert got["proba_p"].tolist() == [0.2, 0.7] and got["y"].tolist() == ["n", None]
+
+
+def test_errors_name_the_column_or_metric(binary_model):
+    rng = np.random.default_rng(12)
+    ref = _scored(binary_model, _binary(rng, 200))
+    with pytest.raises(DataValidationError, match=r"reference: column 'y' is missing"):
+        _run("binary", [0, 1], ref.drop(columns="y"), ref, 50)
+    with pytest.raises(ParamsError, match=r"\['mape'\] cannot be estimated for binary"):
+        _run("binary", [0, 1], ref, ref, 50, metrics=["accuracy", "mape"])
+    bad = ref.assign(prediction=ref["prediction"].replace({1: 7}))
+    with pytest.raises(DataValidationError, match=r"prediction row \d+ is '7', not one of"):
+        _run("binary", [0, 1], ref, bad, 50)
+    cur = ref.drop(columns="b").assign(prediction=0.0)
+    reg = ref.assign(prediction=0.0, y=ref["a"])
+    with pytest.raises(DataValidationError, match=r"features \['b'\] are missing"):
+        _run("regression", None, reg, cur, 50)
+
+
+@pytest.mark.slow
+def test_a_million_rows_in_fifty_windows_take_seconds():
+    rng = np.random.default_rng(13)
+    n, k = 1_000_000, 20
+    x = rng.normal(size=(n, k)).astype(np.float32)
+    logit = x[:, :3] @ BETA
+    proba = 1 / (1 + np.exp(-logit))
+    cur = pd.DataFrame(x, columns=[f"f{i}" for i in range(k)])
+    cur = cur.assign(prediction=(proba > 0.5).astype(int), proba_0=1 - proba, proba_1=proba)
+    ref = cur.iloc[:100_000].assign(y=(rng.random(100_000) < proba[:100_000]).astype(int))
+    start = time.perf_counter()
+    out = _run("binary", [0, 1], ref, cur, 20_000)
+    took = time.perf_counter() - start
+    assert (out["period"] == "current").sum() == 50 * len(est.DEFAULT["binary"])
+    assert took < 30, took
