@@ -65,7 +65,8 @@ def _features(rng: np.random.Generator, n: int, shifted: np.ndarray) -> pd.DataF
         if name in SHIFTED:
             flipped = rng.choice(k, n, p=probs[::-1] / probs.sum())
             codes = np.where(shifted, flipped, codes)
-        data[name] = np.array([f"v{j}" for j in range(k)], dtype=object)[codes]
+        # a pandas category, as the project's ingest writes text columns (dictionary-encoded)
+        data[name] = pd.Categorical.from_codes(codes, [f"v{j}" for j in range(k)])
     return pd.DataFrame(data)
 
 
@@ -107,7 +108,7 @@ from pathlib import Path
 from bench import nannyml_anchor as anchor
 """
 NANNYML_BODY = """
-case, ref, ana = anchor.load_case(Path({folder!r}))
+case, ref, ana = anchor.load_case(Path({folder!r}), as_object=False)
 tables = {{name: fn(case, ref, ana) for name, fn in anchor.ANALYSES.items()}}
 drift = tables["drift"]
 alerts = drift[(drift["period"] == "analysis") & drift["alert"]]

@@ -84,10 +84,11 @@ def generator_case(folder: Path, rows: int = 20_000, window: int = 2_000) -> Non
     """The project's generator: the current side's second half drawn from its drifted regime."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    from lib.core.param_sections import GeneratorParams
+    from lib.core.param_sections import GeneratorParams, ProductionParams
     from lib.data.generator import TARGET, iter_chunks
 
-    p = GeneratorParams(rows=rows, chunk_rows=rows)
+    # the production draw as long as the reference one (its default is 5,000 rows)
+    p = GeneratorParams(rows=rows, chunk_rows=rows, production=ProductionParams(rows=rows))
     numeric = ["age", "tenure_months", "monthly_charges", "total_charges", "avg_session_minutes",
                "data_usage_gb", "support_calls", "num_dependents", "satisfaction_score"]  # fmt: skip
     categorical = ["region", "contract_type", "payment_method", "plan_tier", "is_senior",
@@ -181,12 +182,12 @@ def quire(folder: Path, nannyml_methods: bool = True) -> tuple[dict[str, pd.Data
     Jensen-Shannon for categories) instead of the ones Quire picks (the same on references of
     more than 1,000 rows, except numeric columns with at most 5 values: Jensen-Shannon).
     """
-    from lib.monitoring.estimate import window_performance
     from lib.monitoring.multivariate import multivariate_drift
     from lib.monitoring.window_drift import window_drift
     from lib.monitoring.window_quality import window_quality
 
     from lib.core.param_sections import MonitorParams
+    from lib.monitoring.estimate import window_performance
     from lib.monitoring.windows import parse_spec, reference_windows, split
 
     case = json.loads((folder / "case.json").read_text())
@@ -323,6 +324,19 @@ def compare_performance(nml: pd.DataFrame, ours: pd.DataFrame, task: str) -> dic
             "alerts_nannyml": int(c["alert_nml"].sum()),
             "alerts_quire": int(c["alert_estimated"].sum()),
             "verdicts_agree": float((c["alert_nml"] == c["alert_estimated"]).mean()),
+            "differ": c.loc[
+                c["alert_nml"] != c["alert_estimated"],
+                [
+                    "window",
+                    "estimated_nml",
+                    "estimated_q",
+                    "lower_threshold",
+                    "upper_threshold",
+                    "lower",
+                    "upper",
+                    "realized_nml",
+                ],
+            ].to_dict("records"),
         }
     return out
 

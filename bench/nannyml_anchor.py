@@ -242,14 +242,21 @@ FILES = {
 }
 
 
-def load_case(folder: Path) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
-    """Read a case's description and both sides."""
+def load_case(
+    folder: Path, as_object: bool = True
+) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
+    """Read a case's description and both sides.
+
+    ``as_object`` turns categorical columns into Python objects, NaN where missing, as NannyML's
+    own datasets hold them; otherwise they stay as read (``category`` when written so).
+    """
     case = json.loads((folder / "case.json").read_text())
     ref = pd.read_parquet(folder / "reference.parquet")
     ana = pd.read_parquet(folder / "analysis.parquet")
-    for c in case["categorical"]:  # NannyML's unseen/JS treat categories as objects
-        for frame in (ref, ana):
-            frame[c] = frame[c].astype(object).where(frame[c].notna(), np.nan)
+    if as_object:
+        for c in case["categorical"]:
+            for frame in (ref, ana):
+                frame[c] = frame[c].astype(object).where(frame[c].notna(), np.nan)
     return case, ref, ana
 
 
