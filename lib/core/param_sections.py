@@ -203,6 +203,22 @@ class TrainParams(Section):
         return self
 
 
+class GateParams(Section):
+    """The gate's second comparison: challenger and champion on the most recent labelled windows.
+
+    The labelled served rows a retrain ingested (``ingest.feedback``) are cut into windows in
+    serving order (or by ``time_column``); the test-split rows of the last ``recent_windows``
+    windows are the recent regime. The rule is :func:`lib.model.gate.decide`'s.
+    """
+
+    recent_windows: int = Field(1, ge=0)  # 0: no recent comparison (the mixed holdout decides)
+    window: str = "4 windows"
+    time_column: str | None = None
+    min_rows: int = Field(150, ge=10)
+    margin: float | None = Field(None, ge=0.0)  # None: evaluate.min_delta
+    mixed_tolerance: float | None = Field(None, ge=0.0)  # None: the margin
+
+
 class EvaluateParams(Section):
     """The evaluate stage: held-out metrics, segments, threshold and the promotion gate."""
 
@@ -219,6 +235,7 @@ class EvaluateParams(Section):
     block_on_leakage: bool = True
     leakage_acknowledged: list[str] = Field(default_factory=list)
     leakage_threshold: float = Field(0.98, gt=0.5, le=1.0)
+    gate: GateParams = Field(default_factory=GateParams)
 
     @field_validator("threshold")
     @classmethod

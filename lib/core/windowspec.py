@@ -1,7 +1,8 @@
-"""A window spec (``monitor.window``): how the monitor cuts rows into windows.
+"""Window specs (``monitor.window``, ``evaluate.gate.window``) and the cutting of rows by them.
 
-Parsed here, in the core layer, so parameters are checked when they are read; the cutting is
-:mod:`lib.monitoring.windows`.
+In the core layer: parameters are checked when they are read, and both the monitor
+(:mod:`lib.monitoring.windows`, which adds the reference's windows and bands) and the retrain
+gate cut rows alike.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 
 from lib.core.errors import ParamsError
@@ -78,3 +80,52 @@ def period_alias(text: str) -> str:
     """Return a period alias as pandas' periods spell it (offsets' ME, QE, YE: M, Q, Y)."""
     text = text.strip().upper()
     return re.sub(r"(M|Q|Y)E$", r"\1", text)
+
+
+@dataclass(frozen=True)
+class Window:
+    """One window: a label, its time bounds when cut by time, and the positions of its rows."""
+
+    key: str
+    index: np.ndarray  # positions into the side's frame, in order
+    start: pd.Timestamp | None = None
+    end: pd.Timestamp | None = None  # exclusive
+
+    @property
+    def rows(self) -> int:
+        """The number of rows in the window."""
+        return len(self.index)
+
+
+def split(n_rows: int, spec: WindowSpec, times: pd.Series | None = None) -> list[Window]:
+    """Cut ``n_rows`` rows (in the order given; ``times`` aligned with them) into windows.
+
+    Raises
+    ------
+    ParamsError
+        When a period is asked for and there is no time column.
+    """
+    if spec.kind == "period":
+        if times is None:
+            raise ParamsError(
+                f"monitor.window: {spec.text!r} cuts by time, but these rows have no time column; "
+                "set monitor.time_column (or data.date_columns), or use 'N rows' / 'N windows'",
+                key="monitor.window",
+            )
+        return _by_period(pd.Series(times).reset_index(drop=True), spec.period)
+    count = max(int(np.ceil(n_rows / max(spec.size, 1))), 1)
+    size = spec.size if spec.kind == "rows" else count
+    return [
+        Window(f"rows {lo + 1:,}-{min(lo + size, n_rows):,}", np.arange(lo, min(lo + size, n_rows)))
+        for lo in range(0, n_rows, size)
+    ]
+
+
+def _by_period(times: pd.Series, period: str) -> list[Window]:
+    stamps = pd.to_datetime(times, errors="coerce", utc=True).dt.tz_localize(None)
+    periods = stamps.dt.to_period(period_alias(period))
+    windows = []
+    for p in sorted(periods.dropna().unique()):
+        index = np.flatnonzero((periods == p).to_numpy())
+        windows.append(Window(str(p), index, p.start_time, p.end_time + pd.Timedelta(1, "ns")))
+    return windows

@@ -18,6 +18,7 @@ from lib.core.errors import ParamsError, QuireError
 from lib.core.param_sections import ColumnKind, DataParams
 from lib.core.params import Params
 from lib.core.paths import resolve
+from lib.core.refspec import reference_spec
 from lib.data.schema import Schema
 
 # Keys whose columns must be model features (not the target, the id or a dropped column).
@@ -194,7 +195,7 @@ def file_problems(params: Params, header: Callable[[Path], list[str]]) -> list[s
             "batch; set monitor.current to 'log' (the served rows) or a CSV/Parquet file"
         )
     named: list[tuple[str, str, list[str]]] = [("monitor.current", current, [])]
-    if m.reference != "champion":
+    if reference_spec(m.reference).kind == "file":  # champion, training, a range: no file
         named.append(("monitor.reference", m.reference, []))
     if m.labels and m.labels != "feedback":
         by_id = [params.data.id_column] if params.data.id_column and current != "log" else []

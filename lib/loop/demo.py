@@ -166,10 +166,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("or drop the file in the feedback folder), then retrain:")
         print(f"  mkdir -p {labels} && cp {ids} {labels}/")
         print(f"  {Path(sys.executable).name} run_all.py --retrain {shlex.join(layers)}".rstrip())
-        delta = params.evaluate.min_delta
+        delta, gate = params.evaluate.min_delta, params.evaluate.gate
         print("  (the server picks up a new champion within 5 s, without a restart; the gate")
-        print(f"  promotes only a gain of at least evaluate.min_delta = {delta} in the primary")
-        print("  metric, and 03_evaluate's report says which way it went)")
+        print(f"  promotes a gain of at least evaluate.min_delta = {delta} in the primary metric")
+        print(f"  on the whole test split, or one on the last {gate.recent_windows} of the")
+        print(f"  labelled served rows' windows ({gate.window}) that its bootstrap interval")
+        print("  supports; 03_evaluate's report shows both comparisons and which way it went)")
         print("=" * 78, flush=True)
         if args.no_wait:
             return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from dataclasses import dataclass
@@ -13,7 +14,6 @@ import pandas as pd
 
 from lib.core import staging_area, tasks, tracking
 from lib.core.atomic import sha256_file
-from lib.core.contracts.predlog import PREDICTION, proba_column
 from lib.core.contracts.tags import evaluation_tags, promotion_tags, read_version_tags
 from lib.core.errors import DataValidationError, ModelNotFoundError, ParamsError
 from lib.core.layout import Layout, reference_dir
@@ -22,7 +22,7 @@ from lib.core.params import Params
 from lib.data.ingest import ProcessedData, load_processed
 from lib.data.preflight import segment_columns
 from lib.data.schema import Task
-from lib.model.gate import Decision, decide
+from lib.model.gate import Decision, RecentCheck, compare, decide, gate_metrics
 from lib.model.leakage import (
     LeakageFinding,
     blocking,
@@ -31,7 +31,8 @@ from lib.model.leakage import (
     single_feature_scores,
 )
 from lib.model.metrics import Metric, metric, metrics_for
-from lib.model.reference import save_reference
+from lib.model.recent import RecentRows, recent_rows
+from lib.model.reference import save_reference, scored_frame
 from lib.model.scoring import (
     MetricFn,
     averaging_note,
@@ -55,6 +56,20 @@ class Outputs:
 
     pred: np.ndarray
     proba: np.ndarray | None
+
+    def scored(self) -> np.ndarray:
+        """Return what the metrics take: probabilities (classification) or predictions."""
+        return self.pred if self.proba is None else self.proba
+
+
+@dataclass
+class Champion:
+    """The current champion scored on the same test split as the challenger."""
+
+    version: str
+    scores: dict[str, float]
+    outputs: Outputs
+    fn: MetricFn
 
 
 @dataclass
@@ -81,6 +96,7 @@ class EvaluationResult:
     leakage: list[LeakageFinding] | None = None
     leakage_acknowledged: tuple[str, ...] = ()
     averaging: str = ""
+    recent: RecentRows | None = None  # the gate's recent rows (None: no champion to compare)
 
     def leakage_table(self) -> pd.DataFrame:
         """Suspected leaks (empty when none), with whether the user acknowledged the column."""
@@ -144,15 +160,15 @@ def _check_same_data(version: Any, params: Params) -> None:
         )
 
 
-def _champion_scores(
+def _champion(
     name: str,
     challenger: str,
     X: pd.DataFrame,
     y: np.ndarray,
     task: Task,
     classes: list[Any] | None,
-) -> tuple[str, dict[str, float]] | None:
-    """Return the current champion's scores on the same test split (None: no champion)."""
+) -> Champion | None:
+    """Return the current champion scored on the same test split (None: no champion)."""
     import mlflow
 
     try:
@@ -164,7 +180,39 @@ def _champion_scores(
     model = mlflow.sklearn.load_model(f"models:/{name}/{champion.version}")
     threshold = read_version_tags(champion.tags).threshold
     out = _outputs(model, X, task, classes, threshold)
-    return str(champion.version), _metric_fn(task, classes, threshold)(*_arrays(task, y, out))
+    fn = _metric_fn(task, classes, threshold)
+    return Champion(str(champion.version), fn(*_arrays(task, y, out)), out, fn)
+
+
+def _recent_check(
+    params: Params,
+    data: ProcessedData,
+    name: str,
+    primary: Metric,
+    y: np.ndarray,
+    challenger: tuple[MetricFn, Outputs],
+    champion: Champion,
+) -> tuple[RecentCheck, RecentRows]:
+    """Compare challenger and champion on the mixed holdout and on the recent regime's rows."""
+    ev, gate = params.evaluate, params.evaluate.gate
+    margin = ev.min_delta if gate.margin is None else gate.margin
+    tolerance = margin if gate.mixed_tolerance is None else gate.mixed_tolerance
+    mine, theirs = challenger[1].scored(), champion.outputs.scored()
+    boot = functools.partial(
+        compare, resamples=ev.bootstrap, confidence=ev.confidence, seed=params.project.seed
+    )
+    mixed = boot(
+        "mixed holdout (test split)", primary, y, (challenger[0], mine), (champion.fn, theirs)
+    )
+    rows = recent_rows(data.manifest, data.schema, data.splits["test"], gate, name)
+    if rows.skipped:
+        return RecentCheck(mixed, None, margin, tolerance, rows.skipped), rows
+    i = rows.index
+    recent = boot(rows.label, primary, y[i], (challenger[0], mine[i]), (champion.fn, theirs[i]))
+    if not np.isfinite(recent.gain):
+        why = f"{primary.name} is undefined on the {len(i)} recent rows (a single class?)"
+        return RecentCheck(mixed, None, margin, tolerance, why), rows
+    return RecentCheck(mixed, recent, margin, tolerance), rows
 
 
 def _segments(
@@ -229,15 +277,21 @@ def run_evaluation(params: Params) -> EvaluationResult:
     ranked = importances(
         model, X, y_series, primary.scorer, params.project.seed, params.evaluate.importance_rows
     )
-    champion = _champion_scores(name, str(version.version), X, y, task, classes)
+    champion = _champion(name, str(version.version), X, y, task, classes)
     single, leaks = _leakage(params, data, version, primary, ranked)
+    check, rows = (
+        _recent_check(params, data, name, primary, y, (fn, out), champion)
+        if champion is not None
+        else (None, None)
+    )
     decision = decide(
         primary,
         (str(version.version), point),
-        champion,
+        (champion.version, champion.scores) if champion is not None else None,
         params.evaluate.min_delta,
         tasks.floors(params.evaluate.floors, task, len(classes) if classes else None),
         blocking(leaks, params.evaluate.leakage_acknowledged, params.evaluate.block_on_leakage),
+        check,
     )
     if decision.promote:
         tracking.set_alias(name, tracking.CHAMPION, str(version.version))
@@ -264,12 +318,13 @@ def run_evaluation(params: Params) -> EvaluationResult:
         ),
         importances=ranked,
         decision=decision,
-        champion_scores=champion[1] if champion else None,
+        champion_scores=champion.scores if champion else None,
         reference=_save_reference(params, data, name, str(version.version), out, threshold, ranked),
         single_feature=single,
         leakage=leaks,
         leakage_acknowledged=tuple(params.evaluate.leakage_acknowledged),
         averaging=averaging_note(y, classes) if classes is not None else "",
+        recent=rows,
     )
     _record(result, version)
     log.info(
@@ -277,6 +332,9 @@ def run_evaluation(params: Params) -> EvaluationResult:
         model=name,
         version=result.version,
         promoted=decision.promote,
+        basis=decision.basis,
+        mixed_gain=decision.mixed.gain if decision.mixed else None,
+        recent_gain=decision.recent.gain if decision.recent else None,
         reason=decision.reason,
     )
     return result
@@ -335,13 +393,7 @@ def _save_reference(
     threshold: float | None,
     ranked: pd.Series,
 ) -> Path:
-    frame = data.splits["test"].copy()
-    frame[PREDICTION] = out.pred
-    extra = [PREDICTION]
-    if out.proba is not None and data.schema.classes is not None:
-        for i, label in enumerate(data.schema.classes):
-            frame[proba_column(label)] = out.proba[:, i]
-            extra.append(proba_column(label))
+    frame, extra = scored_frame(data.splits["test"], data.schema, out.pred, out.proba)
     meta = {
         "model": name,
         "version": version,
@@ -369,15 +421,17 @@ def _record(result: EvaluationResult, version: Any) -> None:
         for column, suffix in (("value", ""), ("ci_low", "_ci_low"), ("ci_high", "_ci_high")):
             if np.isfinite(row[column]):
                 metrics.append(MlflowMetric(f"test_{safe}{suffix}", float(row[column]), now, 0))
+    metrics += [MlflowMetric(k, v, now, 0) for k, v in gate_metrics(result.decision).items()]
     decided = promotion_tags(promoted=result.decision.promote, reason=result.decision.reason)
     tags = [RunTag(key, value) for key, value in decided.items()]
+    tags.append(RunTag("gate_basis", result.decision.basis or "not promoted"))
     suspects = sorted({f.column for f in result.leakage or []})
     tags.append(RunTag("leakage_columns", ",".join(suspects) or "none"))
     run_id = read_version_tags(version.tags).run_id or version.run_id
     client.log_batch(run_id, metrics=metrics, tags=tags)
     client.log_dict(
         run_id,
-        {"decision": result.decision.__dict__, "threshold": result.threshold},
+        {"decision": dataclasses.asdict(result.decision), "threshold": result.threshold},
         "evaluation/decision.json",
     )
     if result.single_feature is not None:

@@ -1,5 +1,9 @@
 """The monitoring reference: the evaluated test split with predictions, and its feature profile.
 
+:func:`scored_frame` puts the model's outputs on rows the way this reference holds them, so a
+reference the monitor builds from other rows (``monitor.reference``: training rows, a file, a
+date range) has exactly the columns of the champion's.
+
 Saved per model version under ``<data_dir>/reference/<model>/v<version>/`` so the monitor stage and
 the server find the champion's reference from the registry alias alone.
 """
@@ -14,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from lib.core.atomic import replace_dir, staging_dir
-from lib.core.contracts.predlog import PREDICTION, proba_column
+from lib.core.contracts.predlog import PREDICTION, PROBA_PREFIX, proba_column
 from lib.data.drift_profile import Kind, build_profile
 from lib.data.schema import Schema
 
@@ -81,6 +85,44 @@ def output_kinds(schema: Schema) -> dict[str, Kind]:
     for label in schema.classes[1:] if len(schema.classes) == 2 else schema.classes:
         kinds[proba_column(label)] = "numeric"
     return kinds
+
+
+def scored_frame(
+    rows: pd.DataFrame, schema: Schema, pred: Any, proba: np.ndarray | None
+) -> tuple[pd.DataFrame, list[str]]:
+    """Return ``rows`` with the model's outputs as a monitoring reference holds them.
+
+    The columns are those the evaluate stage saves with the champion's test rows: ``prediction``
+    and, for classifiers, ``proba_<class>`` for every class in the schema's order. Any such
+    columns already in ``rows`` (a saved reference read back) are replaced by these outputs.
+
+    Parameters
+    ----------
+    rows
+        The rows scored (features, and the target when known); not modified.
+    schema
+        Gives the classes, in the order of ``proba``'s columns.
+    pred, proba
+        The model's labels (or values) and class probabilities (None: regression).
+
+    Returns
+    -------
+    tuple of (pandas.DataFrame, list of str)
+        The new frame and the names of its output columns.
+    """
+    names = [PREDICTION]
+    outputs: dict[str, Any] = {PREDICTION: np.asarray(pred)}
+    if proba is not None and schema.classes is not None:
+        for i, label in enumerate(schema.classes):
+            outputs[proba_column(label)] = np.asarray(proba)[:, i]
+            names.append(proba_column(label))
+    features = set(schema.names())
+    stale = [
+        c
+        for c in rows.columns
+        if (c == PREDICTION or c.startswith(PROBA_PREFIX)) and c not in features
+    ]
+    return rows.drop(columns=stale).assign(**outputs), names
 
 
 def drift_kind(kind: str) -> Kind:

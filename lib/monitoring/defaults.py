@@ -28,7 +28,7 @@ def key_features(params: Params, schema: Schema, model: str, version: str | None
     reference): the rule then watches nothing, and the log says so.
     """
     importances: dict[str, float] = {}
-    if params.monitor.reference == "champion" and version is not None:
+    if version is not None:  # saved beside the version, whichever reference the monitor reads
         path = Layout.of(params, model=model).reference(version) / PROFILE
         if path.exists():
             importances = json.loads(path.read_text(encoding="utf-8")).get("importances", {})

@@ -3,6 +3,12 @@
 Quire computes drift itself (``lib.data.drift``, much faster); Evidently's report is saved beside
 Quire's so users can compare with the tool they know. Column types are given explicitly, from
 Quire's kinds, so both tools judge the same columns the same way.
+
+The report is optional: it is built after the monitor stage has saved its own results, and any
+failure in it is a warning returned with the results (:mod:`lib.monitoring.optional`), never a
+failed stage. One known failure is avoided up front: Evidently 0.7's classification preset raises
+``KeyError`` when a class occurs in the labels of one side only (a current batch without churners),
+so the quality section is then left out, with a warning naming the class.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from lib.core.contracts.predlog import PREDICTION, PROBA_PREFIX
 from lib.core.layout import Layout
 from lib.core.logs import get_logger
 from lib.core.params import Params
+from lib.monitoring.optional import Outcome, optional
 
 log = get_logger(__name__)
 
@@ -130,7 +137,8 @@ def save_report(
     """Save Evidently's data drift + data summary (+ quality, when labelled) report as HTML.
 
     Each side is sampled down to ``max_rows`` rows first: Evidently's report takes minutes and
-    gigabytes on millions of rows.
+    gigabytes on millions of rows. Errors are Evidently's own, raised as they come: callers that
+    treat the report as optional wrap it (:func:`save_evidently_report` does).
     """
     from evidently import Dataset, Report
     from evidently.presets import (
@@ -168,8 +176,28 @@ def save_report(
     return path
 
 
-def save_evidently_report(result: MonitorResult, params: Params) -> Path | None:
-    """Save Evidently's own report on a monitor run beside Quire's (None: turned off).
+def one_sided_classes(reference: pd.DataFrame, current: pd.DataFrame, target: str) -> list[str]:
+    """Return the classes (as text) labelled on one side only, sorted.
+
+    Evidently 0.7's classification metrics index a per-class table by every class either side
+    has, and raise ``KeyError`` when the other side's table lacks it.
+    """
+    seen = [{_text(v) for v in frame[target].dropna().tolist()} for frame in (reference, current)]
+    return sorted(seen[0] ^ seen[1])
+
+
+def _text(label: Any) -> str:
+    """Return a class as text, one spelling per class (the label 1 and the float 1.0 alike)."""
+    if isinstance(label, float) and label.is_integer():
+        return str(int(label))
+    return str(label)
+
+
+def save_evidently_report(result: MonitorResult, params: Params) -> Outcome[Path]:
+    """Save Evidently's own report on a monitor run beside Quire's; never raise for it.
+
+    Call it after the stage's results are saved (``run_monitor`` saves them): whatever fails here
+    leaves those results whole.
 
     Parameters
     ----------
@@ -178,29 +206,62 @@ def save_evidently_report(result: MonitorResult, params: Params) -> Path | None:
     params
         ``monitor.evidently_report`` and ``monitor.evidently_max_rows`` decide whether and on how
         many rows; the report goes to ``Layout.evidently_report``.
+
+    Returns
+    -------
+    Outcome
+        ``value``: the saved HTML (None when turned off, skipped or failed). ``warning``: why it
+        was skipped, what failed (the error's type and message) or which part was left out;
+        None when the full report was saved. The warning is also logged.
     """
-    m = params.monitor
-    if not m.evidently_report:
-        return None
+    if not params.monitor.evidently_report:
+        return Outcome()
     if not result.features.columns:  # e.g. a table whose only feature is its date
-        log.warning(
-            "evidently_report_skipped",
-            reason="no column is checked for drift (monitor.columns, or only date features); "
-            "Evidently's drift preset needs at least one",
+        reason = (
+            "no column is checked for drift (monitor.columns, or only date features) and "
+            "Evidently's drift preset needs at least one"
         )
-        return None
+        log.warning("evidently_report_skipped", reason=reason)
+        return Outcome(warning=f"Evidently's report was skipped: {reason}")
+    path = Layout.of(params).evidently_report
+    built = optional("Evidently's report", _save_for_run, result, params, path)
+    if built.value is None:
+        path.unlink(missing_ok=True)  # no stale report of an earlier run beside these results
+        return Outcome(warning=built.warning)
+    saved, note = built.value
+    if note:
+        log.warning("evidently_report_partial", reason=note)
+    return Outcome(value=saved, warning=note)
+
+
+def _save_for_run(result: MonitorResult, params: Params, path: Path) -> tuple[Path, str | None]:
+    """Save the report on the run's two sides; return it and a note on a section left out."""
+    m = params.monitor
     schema, cur = result.schema, result.current
     outputs = result.drift.output_frame
     current = cur.frame.assign(**{name: outputs[name].to_numpy() for name in outputs.columns})
     labelled = cur.y is not None and schema.target in result.reference.frame.columns
     if labelled:
         current = current.assign(**{schema.target: cur.y})
+    note = None
+    one_sided = (
+        one_sided_classes(result.reference.frame, current, schema.target)
+        if labelled and schema.task != "regression"
+        else []
+    )
+    if one_sided:
+        labelled = False
+        note = (
+            f"Evidently's report has no classification quality section: class(es) {one_sided} "
+            f"of {schema.target!r} are labelled on one side only (Evidently 0.7 fails on that); "
+            "Quire's own quality figures cover it"
+        )
     probas = [c for c in outputs.columns if c.startswith(PROBA_PREFIX)]
-    return save_report(
+    saved = save_report(
         result.reference.frame,
         current,
         {c.column: c.kind for c in result.features.columns},
-        Layout.of(params).evidently_report,
+        path,
         max_rows=m.evidently_max_rows,
         seed=params.project.seed,
         task=schema.task,
@@ -210,3 +271,4 @@ def save_evidently_report(result: MonitorResult, params: Params) -> Path | None:
         pos_label=schema.classes[-1] if schema.classes else None,
         drift_share=m.drift_share,
     )
+    return saved, note

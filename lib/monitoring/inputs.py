@@ -1,8 +1,9 @@
 """The monitor's two sides: the reference it compares against, and the current rows.
 
-The reference is the champion's saved one (written by the evaluate stage) or a file. The current
-rows come from the generator's production batch, the server's prediction log, or files; with
-the model's outputs on them, ground truth where known, and serving times for the log.
+The reference's rows are loaded by :mod:`lib.monitoring.reference_rows` (``monitor.reference``:
+the champion's saved reference, the training rows, a file or a date range). The current rows come
+from the generator's production batch, the server's prediction log, or files; with the model's
+outputs on them, ground truth where known, and serving times for the log.
 """
 
 from __future__ import annotations
@@ -18,14 +19,20 @@ import pandas as pd
 from lib.core.contracts import predlog
 from lib.core.errors import DataValidationError, ParamsError
 from lib.core.layout import Layout
+from lib.core.logs import get_logger
 from lib.core.param_sections import MonitorParams
 from lib.core.params import Params
 from lib.core.paths import resolve
-from lib.data.drift_profile import Profile, build_profile
+from lib.core.refspec import ReferenceKind
+from lib.data.drift_profile import Profile
 from lib.data.ingest import load_manifest
 from lib.data.readers import expand_source, read_table
 from lib.data.schema import Schema, coerce_column
-from lib.model.reference import DRIFT_PROFILE, REFERENCE, drift_kind, profile_kinds
+from lib.model.reference import (
+    drift_kind,
+)
+
+log = get_logger(__name__)
 
 # the model: feature rows in, (predictions, probabilities or None) out
 Scorer = Callable[[pd.DataFrame], tuple[Any, np.ndarray | None]]
@@ -33,12 +40,18 @@ Scorer = Callable[[pd.DataFrame], tuple[Any, np.ndarray | None]]
 
 @dataclass(frozen=True, kw_only=True)
 class Reference:
-    """The reference side: its rows (with predictions and, when known, the target) and profile."""
+    """The reference side: its rows (with predictions and, when known, the target) and profile.
+
+    ``kind`` says how it was chosen (``monitor.reference``); ``warnings`` are sentences for the
+    monitor's report and summary (what the reference lacks and what to do), also logged.
+    """
 
     frame: pd.DataFrame
     profile: Profile
     source: str
     version: str | None = None
+    kind: ReferenceKind = "champion"
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -131,39 +144,41 @@ def align_target(values: pd.Series, schema: Schema, path: Path) -> pd.Series:
     return text.map(lookup).astype(object)
 
 
-def _read_files(paths: list[Path], params: Params, schema: Schema) -> pd.DataFrame:
+def read_files(paths: list[Path], params: Params, schema: Schema) -> pd.DataFrame:
+    """Read and conform the CSV/Parquet ``paths`` into one frame of the schema's columns."""
     frames = [conform(read_table(p, params.data.csv), schema, p) for p in paths]
     return pd.concat(frames, ignore_index=True)
 
 
-def load_reference(params: Params, schema: Schema, model: str, version: str | None) -> Reference:
-    """Return the reference: the champion's saved one, or a file named in ``monitor.reference``."""
-    spec = params.monitor.reference
-    if spec != "champion":
-        frame = _read_files(expand_source(str(resolve(spec))), params, schema)
-        profile = build_profile(frame, profile_kinds(schema, frame))
-        return Reference(frame=frame, profile=profile, source=spec, version=version)
-    if version is None:
+def time_column(params: Params, schema: Schema) -> str | None:
+    """Return the data's time column: ``monitor.time_column``, else the first date feature."""
+    if params.monitor.time_column:
+        return params.monitor.time_column
+    if schema.date_column:
+        return schema.date_column
+    dates = schema.names("datetime")
+    return dates[0] if dates else None
+
+
+def in_time_order(frame: pd.DataFrame, column: str | None) -> pd.DataFrame:
+    """Return ``frame`` sorted by ``column`` (stable), when it has that column."""
+    if column is None or column not in frame.columns:
+        return frame
+    return frame.sort_values(column, kind="stable", ignore_index=True)
+
+
+def parse_times(values: pd.Series, column: str, where: str) -> pd.Series:
+    """Return ``values`` as tz-naive UTC timestamps (NaT where missing)."""
+    try:
+        times = pd.to_datetime(values, utc=True)
+    except (ValueError, TypeError) as exc:
         raise DataValidationError(
-            f"model {model!r} has no champion; run the evaluate stage, or set "
-            "monitor.reference to a CSV/Parquet file"
-        )
-    folder = Layout.of(params, model=model).reference(version)
-    path = folder / REFERENCE
-    if not path.exists():
-        raise DataValidationError(
-            f"{path}: no monitoring reference for {model} version {version}; rerun the "
-            "evaluate stage (python run_all.py --from evaluate)",
-            path=path,
-            check="missing_file",
-        )
-    frame = pd.read_parquet(path)
-    if (folder / DRIFT_PROFILE).exists():
-        profile = Profile.load(folder / DRIFT_PROFILE)
-    else:  # saved before drift profiles existed: build it once, keep it
-        profile = build_profile(frame, profile_kinds(schema, frame))
-        profile.save(folder / DRIFT_PROFILE)
-    return Reference(frame=frame, profile=profile, source=str(folder), version=version)
+            f"{where}: column {column!r} is not a date or time ({exc}); set monitor.time_column "
+            "to a date column",
+            column=column,
+            check="wrong_type",
+        ) from None
+    return times.dt.tz_localize(None)
 
 
 def _read_log(params: Params, model: str) -> pd.DataFrame:
@@ -212,7 +227,7 @@ def _current_frame(params: Params, schema: Schema, model: str) -> tuple[pd.DataF
     if params.monitor_current() == "log":
         return _read_log(params, model), "log"
     paths = _current_paths(params)
-    return _read_files(paths, params, schema), ";".join(str(p) for p in paths)
+    return read_files(paths, params, schema), ";".join(str(p) for p in paths)
 
 
 def _read_labels(params: Params, schema: Schema) -> tuple[pd.DataFrame, Path]:

@@ -28,7 +28,7 @@ from lib.core.params import Params
 from lib.monitoring import defaults
 from lib.monitoring.alerts import Facts, dispatch, evaluate_rules
 from lib.monitoring.findings import DriftFindings, QualityFindings, find_drift, find_quality
-from lib.monitoring.inputs import Current, drift_kinds, load_current, load_reference
+from lib.monitoring.inputs import Current, drift_kinds, load_current
 from lib.monitoring.monitor_results import (
     ALERTS,
     DISTRIBUTIONS,
@@ -39,6 +39,7 @@ from lib.monitoring.monitor_results import (
     append_history,
     load_latest,
 )
+from lib.monitoring.reference_rows import load_reference
 from lib.monitoring.result import Alerting, MonitorResult
 
 log = get_logger(__name__)

@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from lib.monitoring.optional import optional_figure
+
 REFERENCE_COLOR = "#4c78a8"
 CURRENT_COLOR = "#f58518"
 TABLE_COLUMNS = [
@@ -28,6 +30,7 @@ TABLE_COLUMNS = [
 ]
 
 
+@optional_figure  # a failing plot leaves a note in its place
 def distribution_figure(name: str, dist: dict[str, Any], drifted: bool | None = None) -> go.Figure:
     """Plot reference vs current shares of one column: overlaid bars over bins or categories."""
     if dist["kind"] == "categorical":
@@ -92,6 +95,7 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+@optional_figure  # a failing plot leaves a note in its place
 def drift_share_figure(history: pd.DataFrame | None) -> go.Figure:
     """Plot the share of drifted columns per monitor run over time."""
     fig = go.Figure()
@@ -111,6 +115,7 @@ def drift_share_figure(history: pd.DataFrame | None) -> go.Figure:
     return fig
 
 
+@optional_figure  # a failing plot leaves a note in its place
 def windows_figure(
     windows: pd.DataFrame | None, reference: dict[str, Any] | None, metric: str
 ) -> go.Figure:

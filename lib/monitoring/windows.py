@@ -21,8 +21,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from lib.core.errors import ParamsError
-from lib.core.windowspec import MIN_ROWS, WindowSpec, parse_spec, period_alias
+from lib.core.windowspec import MIN_ROWS, Window, WindowSpec, parse_spec, split
 
 __all__ = [
     "Band",
@@ -35,55 +34,6 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class Window:
-    """One window: a label, its time bounds when cut by time, and the positions of its rows."""
-
-    key: str
-    index: np.ndarray  # positions into the side's frame, in order
-    start: pd.Timestamp | None = None
-    end: pd.Timestamp | None = None  # exclusive
-
-    @property
-    def rows(self) -> int:
-        """The number of rows in the window."""
-        return len(self.index)
-
-
-def split(n_rows: int, spec: WindowSpec, times: pd.Series | None = None) -> list[Window]:
-    """Cut ``n_rows`` rows (in the order given; ``times`` aligned with them) into windows.
-
-    Raises
-    ------
-    ParamsError
-        When a period is asked for and there is no time column.
-    """
-    if spec.kind == "period":
-        if times is None:
-            raise ParamsError(
-                f"monitor.window: {spec.text!r} cuts by time, but these rows have no time column; "
-                "set monitor.time_column (or data.date_columns), or use 'N rows' / 'N windows'",
-                key="monitor.window",
-            )
-        return _by_period(pd.Series(times).reset_index(drop=True), spec.period)
-    count = max(int(np.ceil(n_rows / max(spec.size, 1))), 1)
-    size = spec.size if spec.kind == "rows" else count
-    return [
-        Window(f"rows {lo + 1:,}-{min(lo + size, n_rows):,}", np.arange(lo, min(lo + size, n_rows)))
-        for lo in range(0, n_rows, size)
-    ]
-
-
-def _by_period(times: pd.Series, period: str) -> list[Window]:
-    stamps = pd.to_datetime(times, errors="coerce", utc=True).dt.tz_localize(None)
-    periods = stamps.dt.to_period(period_alias(period))
-    windows = []
-    for p in sorted(periods.dropna().unique()):
-        index = np.flatnonzero((periods == p).to_numpy())
-        windows.append(Window(str(p), index, p.start_time, p.end_time + pd.Timedelta(1, "ns")))
-    return windows
-
-
 def reference_windows(
     n_rows: int, spec: WindowSpec, current: list[Window], times: pd.Series | None = None
 ) -> list[Window]:
@@ -93,7 +43,7 @@ def reference_windows(
     each reference window holding the median current window's row count (at least two windows).
     """
     if spec.kind == "period" and times is not None and pd.Series(times).notna().any():
-        return _by_period(pd.Series(times).reset_index(drop=True), spec.period)
+        return split(n_rows, spec, times)
     sizes = [w.rows for w in current if w.rows >= MIN_ROWS]
     size = int(np.median(sizes)) if sizes else max(n_rows // 10, MIN_ROWS)
     size = max(min(size, n_rows // 2), MIN_ROWS)

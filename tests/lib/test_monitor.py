@@ -181,8 +181,9 @@ def test_unknown_class_in_labels_names_row_and_column(tmp_path):
 def test_evidently_report_is_saved_as_html(root):
     params = params_for(root)
     result = monitor.run_monitor(params, webhook_url="")
-    path = save_evidently_report(result, params)
-    assert path is not None and path.name == "04_monitor_evidently.html"
+    outcome = save_evidently_report(result, params)
+    path = outcome.value
+    assert outcome.ok and path is not None and path.name == "04_monitor_evidently.html"
     text = path.read_text()
     assert "<html" in text.lower() and len(text) > 50_000
 
@@ -305,5 +306,5 @@ def test_no_checkable_column_skips_evidentlys_report(tmp_path):
 
     params = load_params(overrides=monitor_overrides(tmp_path))
     result = SimpleNamespace(features=SimpleNamespace(columns=[]))
-    assert save_evidently_report(result, params) is None  # type: ignore[arg-type]
+    assert save_evidently_report(result, params).value is None  # type: ignore[arg-type]
     assert not (tmp_path / "reports").exists()

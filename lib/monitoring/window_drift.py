@@ -1,0 +1,292 @@
+"""Drift per window: each window of a side against the whole reference, judged by a band.
+
+Every column (the checked features and the model outputs ``prediction`` / ``proba_<class>``) is
+scored in every window with the method the whole-period engine (:mod:`lib.data.drift`) picks for
+it on the whole current data, or ``monitor.methods``; each statistic is computed by
+:func:`lib.data.drift_stats.score` against the whole reference profile, so one window holding the
+whole current side gives exactly :func:`lib.data.drift.column_drift`'s statistic.
+
+Alert rule (NannyML's):
+
+- distances (``wasserstein``, ``jensenshannon``, ``psi``): each *reference* window is scored
+  against the whole reference the same way; a window alerts when its distance rises above the
+  reference windows' mean + ``sigmas`` standard deviations (upwards only; the band is clipped
+  at 0). ``monitor.thresholds`` are not used here: they set the whole-period verdict only.
+- p-values (``ks``, ``chisquare``, ``z``): the fixed threshold (``monitor.thresholds`` or
+  Evidently's 0.05); a window alerts when its p-value falls below it (``ks``: at or below, as
+  the whole-period engine).
+
+Speed: each column is converted once for the whole side (numbers to float64, categories to
+integer codes); a window then takes its rows by position, sorts them (numbers) or counts the
+codes with one ``bincount`` (categories), and scores them against the reference values that the
+profile already holds sorted; the Wasserstein distance merges the two sorted samples instead of
+searching one in the other (:func:`wasserstein`, the same number). No step loops over rows in
+Python: 1,000,000 rows x 20 columns x 50 windows (and 50 reference windows) take about 2 s of
+CPU. Binned statistics (``jensenshannon`` and ``psi`` on numbers) keep the engine's bins, spanned
+per window over both samples, not bins shared by all windows: shared bins would be faster but
+would no longer give the whole-period engine's number on the same rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from lib.core.contracts.predlog import PREDICTION, PROBA_PREFIX
+from lib.core.errors import DataValidationError
+from lib.core.logs import get_logger
+from lib.core.param_sections import MonitorParams
+from lib.data import drift, drift_stats
+from lib.data.drift_profile import (
+    FEW_VALUES,
+    ColumnProfile,
+    Kind,
+    Profile,
+    as_categories,
+    numeric_values,
+    profile_column,
+)
+from lib.monitoring.windows import Window, reference_band
+
+log = get_logger(__name__)
+
+META = ["period", "window", "start", "end", "rows"]
+COLUMNS = [*META, "column", "method", "statistic", "lower", "upper", "alert"]
+_ONE_TYPE = frozenset({"string", "empty", "boolean", "integer", "floating", "categorical"})
+
+
+def window_meta(period: str, window: Window) -> dict[str, object]:
+    """Return the columns every per-window table starts with: side, window, bounds, rows."""
+    return {
+        "period": period,
+        "window": window.key,
+        "start": pd.NaT if window.start is None else pd.Timestamp(window.start),
+        "end": pd.NaT if window.end is None else pd.Timestamp(window.end),
+        "rows": window.rows,
+    }
+
+
+def output_kinds(reference: pd.DataFrame, current: pd.DataFrame) -> dict[str, Kind]:
+    """Return the model-output columns present on both sides, with how they are compared.
+
+    Probabilities are numeric; ``prediction`` is numeric when it holds floats (a regression)
+    and categorical otherwise (class labels).
+    """
+    kinds: dict[str, Kind] = {}
+    for name in current.columns:
+        if name not in reference.columns:
+            continue
+        if name.startswith(PROBA_PREFIX):
+            kinds[name] = "numeric"
+        elif name == PREDICTION:
+            floats = pd.api.types.is_float_dtype(reference[name])
+            kinds[name] = "numeric" if floats else "categorical"
+    return kinds
+
+
+def category_codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Return each value's category code (-1 where missing) and the categories, as strings.
+
+    The categories are spelled as :func:`lib.data.drift_profile.as_categories` spells them (so
+    ``1`` and ``"1"`` are one category), but only the distinct values are spelled: the raw
+    values are hashed first, as spelling a million strings one by one costs most of a second.
+    Mixed Python types are spelled first, as hashing would take ``True`` for ``1`` and ``1.0``.
+    """
+    if values.dtype == object and pd.api.types.infer_dtype(values) not in _ONE_TYPE:
+        values = as_categories(values)
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    spelled = as_categories(pd.Series(np.asarray(uniques, dtype=object)))
+    merged, names = pd.factorize(spelled, use_na_sentinel=True)
+    lookup = np.append(np.asarray(merged), -1)  # code -1 (missing) stays -1
+    return lookup[codes], np.asarray(names, dtype=object)
+
+
+@dataclass(frozen=True)
+class _Side:
+    """One column of one side, converted once: floats, or category codes and their names."""
+
+    values: np.ndarray  # numeric: float64 (NaN where missing); categorical: codes (-1 missing)
+    names: np.ndarray | None = None  # categorical: the category of each code
+
+    @classmethod
+    def of(cls, series: pd.Series, kind: Kind) -> _Side:
+        if kind == "numeric":
+            return cls(numeric_values(series))
+        return cls(*category_codes(series))
+
+    def present(self, index: np.ndarray | None = None) -> np.ndarray | dict[str, int]:
+        """Return the window's present values as the statistics take them: sorted or counted."""
+        if self.names is None:
+            taken = self.values if index is None else self.values[index]
+            return np.sort(taken[np.isfinite(taken)])
+        codes = self.values if index is None else self.values[index]
+        counts = np.bincount(codes[codes >= 0], minlength=len(self.names))
+        order = np.argsort(-counts, kind="stable")  # largest first, as category_counts
+        return {str(self.names[i]): int(counts[i]) for i in order if counts[i] > 0}
+
+
+def _method(col: ColumnProfile, cur: _Side, given: str | None) -> str:
+    """Return the whole-period engine's method on the whole current side (or the one given)."""
+    if given is not None:
+        return given
+    n_values = FEW_VALUES + 1  # more than any rule looks at
+    if col.counts is not None:  # few reference values: count the distinct ones on both sides
+        if cur.names is None:
+            present = pd.unique(cur.values[np.isfinite(cur.values)])
+            keys = {repr(float(u)) for u in present}
+        else:
+            keys = {str(u) for u in cur.names}
+        n_values = len(set(col.counts) | keys)
+    return drift.default_method(col, n_values)
+
+
+def wasserstein(ref: np.ndarray, cur: np.ndarray) -> float:
+    """Return :func:`lib.data.drift_stats.wasserstein` without its two binary searches.
+
+    Both samples are sorted, so one stable merge tells, at each point of the merged sample, how
+    many reference and current values lie at or left of it. Between tied points the width is
+    0, so the sum is the same number, term for term.
+    """
+    k, m = len(ref), len(cur)
+    merged = np.concatenate([ref, cur])
+    order = np.argsort(merged, kind="stable")  # two sorted runs: a linear merge
+    n_ref = np.cumsum(order[:-1] < k)
+    n_cur = np.arange(1, k + m) - n_ref
+    return float(np.sum(np.abs(n_ref / k - n_cur / m) * np.diff(merged[order])))
+
+
+def _size(present: np.ndarray | dict[str, int]) -> int:
+    return sum(present.values()) if isinstance(present, dict) else len(present)
+
+
+def _score(method: str, col: ColumnProfile, present: np.ndarray | dict[str, int]) -> float:
+    n = _size(present)
+    if n == 0:
+        return float("nan")  # nothing present in this window: no statistic, no alert
+    if method == "wasserstein" and isinstance(present, np.ndarray):
+        return wasserstein(col.values, present) / max(col.std, 0.001)  # as drift_stats.score
+    return drift_stats.score(method, col, present, n)
+
+
+def _column(
+    col: ColumnProfile,
+    ref: _Side,
+    cur: _Side,
+    ref_windows: Sequence[Window],
+    cur_windows: Sequence[Window],
+    method: str | None,
+    threshold: float | None,
+    sigmas: float,
+) -> list[dict[str, object]]:
+    chosen = _method(col, cur, method)
+    sides = (("reference", ref, ref_windows), ("current", cur, cur_windows))
+    scores = {
+        period: [_score(chosen, col, side.present(w.index)) for w in windows]
+        for period, side, windows in sides
+    }
+    lower = upper = float("nan")
+    if chosen in drift.P_VALUE_METHODS:
+        lower = drift.THRESHOLDS[chosen] if threshold is None else threshold
+    else:
+        band = reference_band(scores["reference"], sigmas=sigmas, lower_limit=0.0, side="upper")
+        upper = float("nan") if band.upper is None else band.upper
+    return [
+        {
+            **window_meta(period, w),
+            "column": col.name,
+            "method": chosen,
+            "statistic": v,
+            "lower": lower,
+            "upper": upper,
+            "alert": _alerts(chosen, v, lower, upper),
+        }
+        for period, _, windows in sides
+        for w, v in zip(windows, scores[period], strict=True)
+    ]
+
+
+def _alerts(method: str, value: float, lower: float, upper: float) -> bool:
+    """Apply the module's alert rule; a missing statistic or band never alerts."""
+    if method in drift.P_VALUE_METHODS:  # as the whole-period engine: ks at the threshold too
+        return bool(value <= lower if method == "ks" else value < lower)
+    return bool(np.isfinite(upper) and value > upper)
+
+
+def window_drift(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    kinds: Mapping[str, Kind],
+    ref_windows: Sequence[Window],
+    cur_windows: Sequence[Window],
+    params: MonitorParams,
+    *,
+    profile: Profile | None = None,
+) -> pd.DataFrame:
+    """Score every column in every window against the whole reference (see the module doc).
+
+    Parameters
+    ----------
+    reference, current
+        The two sides' rows; the windows index into them by position.
+    kinds
+        Columns to check -> ``numeric`` or ``categorical``. The model outputs (``prediction``,
+        ``proba_<class>``) are added when both frames hold them.
+    ref_windows, cur_windows
+        The windows of each side (:func:`lib.monitoring.windows.reference_windows`, ``split``).
+    params
+        ``methods`` and ``thresholds`` (per column) and ``sigmas`` are used.
+    profile
+        The reference's saved profile; columns it lacks are profiled from ``reference``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``period, window, start, end, rows, column, method, statistic, lower, upper, alert``:
+        one row per window and column, the reference's windows first.
+
+    Raises
+    ------
+    DataValidationError
+        When a column is missing from a side, or has no present value in the reference.
+    """
+    wanted: dict[str, Kind] = {**kinds, **output_kinds(reference, current)}
+    for side, frame in (("reference", reference), ("current", current)):
+        absent = [c for c in wanted if c not in frame.columns]
+        if absent:
+            raise DataValidationError(
+                f"{side} data: columns {absent} are missing; both sides must hold every "
+                "monitored column (or exclude them in monitor.exclude)",
+                column=absent[0],
+            )
+    rows: list[dict[str, object]] = []
+    for name, kind in wanted.items():
+        known = profile.columns.get(name) if profile is not None else None
+        col = known if known is not None else profile_column(name, reference[name], kind)
+        if col.count == 0:
+            raise DataValidationError(
+                f"column {name!r}: no present values in the reference data, so drift cannot be "
+                "measured; exclude the column in monitor.exclude or fix the data",
+                column=name,
+            )
+        rows += _column(
+            col,
+            _Side.of(reference[name], col.kind),
+            _Side.of(current[name], col.kind),
+            ref_windows,
+            cur_windows,
+            params.methods.get(name),
+            params.thresholds.get(name),
+            params.sigmas,
+        )
+    out = pd.DataFrame(rows, columns=COLUMNS)
+    log.info(
+        "window_drift", columns=len(wanted), windows=len(cur_windows), alerts=_count_alerts(out)
+    )
+    return out.astype({"alert": bool, "rows": "int64"})
+
+
+def _count_alerts(frame: pd.DataFrame) -> int:
+    return int(frame.loc[frame["period"] == "current", "alert"].sum())

@@ -1,0 +1,213 @@
+"""Data quality per window: missing, out-of-range, unseen and unparsable values per column.
+
+Alert rules (NannyML's data quality checks):
+
+- missing values: a window alerts when its missing rate rises above the reference windows' mean
+  + ``sigmas`` standard deviations (upwards only, clipped to [0, 1]); a reference with no
+  missing value in any window allows none;
+- out of range (numeric columns): any present value below the reference's minimum or above its
+  maximum alerts (NannyML's numerical range check);
+- unseen (categorical columns): any category the reference never holds alerts;
+- type errors (numeric columns of a raw, untyped frame): any present value that does not parse
+  as a number (or a date, for date columns) alerts. A typed frame has none.
+
+``reason`` says which rules fired and by how much, "" when none did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from lib.core.errors import DataValidationError
+from lib.core.logs import get_logger
+from lib.data.drift_profile import numeric_values
+from lib.monitoring.window_drift import META, category_codes, window_meta
+from lib.monitoring.windows import Window, reference_band
+
+log = get_logger(__name__)
+
+COLUMNS = [
+    *META, "column", "missing", "missing_rate", "out_of_range", "unseen", "type_errors",
+    "alert", "reason",
+]  # fmt: skip
+_NUMERIC = frozenset({"numeric", "datetime"})  # schema kinds checked as numbers
+_SHOWN = 3  # offending values quoted in a reason
+
+
+@dataclass(frozen=True)
+class _Flags:
+    """Per-row flags of one column on one side, computed once for all its windows."""
+
+    missing: np.ndarray  # bool
+    out_of_range: np.ndarray  # bool
+    unseen: np.ndarray  # bool
+    type_error: np.ndarray  # bool
+    raw: pd.Series  # the values as given, to quote offenders
+
+    def count(self, index: np.ndarray) -> dict[str, int]:
+        return {
+            "missing": int(self.missing[index].sum()),
+            "out_of_range": int(self.out_of_range[index].sum()),
+            "unseen": int(self.unseen[index].sum()),
+            "type_errors": int(self.type_error[index].sum()),
+        }
+
+    def examples(self, flag: str, index: np.ndarray) -> str:
+        picked = index[getattr(self, flag)[index]]
+        shown = list(dict.fromkeys(self.raw.iloc[picked].astype(str)))[:_SHOWN]
+        return ", ".join(repr(v) for v in shown)
+
+
+def _as_numbers(values: pd.Series, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """Return the values as float64 (dates as days), and where a present value did not parse."""
+    if kind == "datetime" and not pd.api.types.is_datetime64_any_dtype(values):
+        parsed = pd.to_datetime(values, errors="coerce", utc=True).dt.tz_localize(None)
+        numbers = numeric_values(parsed)
+    elif pd.api.types.is_numeric_dtype(values) or pd.api.types.is_datetime64_any_dtype(values):
+        numbers = numeric_values(values)  # already typed: no parse errors possible
+    else:
+        text = values.astype(object).where(values.notna())
+        parsed_text = pd.to_numeric(text.map(_strip, na_action="ignore"), errors="coerce")
+        numbers = np.asarray(parsed_text, dtype=float)
+    return numbers, values.notna().to_numpy() & np.isnan(numbers)
+
+
+def _strip(value: object) -> object:
+    return value.strip() if isinstance(value, str) else value
+
+
+def _flags(
+    name: str, kind: str, reference: pd.Series, values: pd.Series
+) -> tuple[_Flags, _Flags, str]:
+    """Return the reference's and the current side's row flags, and the range described."""
+    sides = []
+    if kind in _NUMERIC:
+        ref_numbers, _ = _as_numbers(reference, kind)
+        present = ref_numbers[~np.isnan(ref_numbers)]
+        if not len(present):
+            raise DataValidationError(
+                f"reference: column {name!r} has no present values, so its range is unknown; "
+                "exclude it in monitor.exclude or fix the reference",
+                column=name,
+            )
+        lo, hi = float(present.min()), float(present.max())
+        for series in (reference, values):
+            numbers, bad = _as_numbers(series, kind)
+            outside = ~np.isnan(numbers) & ((numbers < lo) | (numbers > hi))
+            none = np.zeros(len(series), dtype=bool)
+            sides.append(_Flags(series.isna().to_numpy(), outside, none, bad, series))
+        return sides[0], sides[1], f"[{lo:.4g}, {hi:.4g}]"
+    ref_codes, ref_names = category_codes(reference)
+    known = set(ref_names[np.unique(ref_codes[ref_codes >= 0])])
+    for series in (reference, values):
+        codes, names = category_codes(series)
+        new = np.append([n not in known for n in names], False)  # code -1 (missing): not new
+        unseen = new[codes]
+        none = np.zeros(len(series), dtype=bool)
+        sides.append(_Flags(series.isna().to_numpy(), none, unseen, none, series))
+    return sides[0], sides[1], ""
+
+
+def _reason(counts: dict[str, int], rate: float, upper: float | None, extra: dict[str, str]) -> str:
+    parts = []
+    if upper is not None and rate > upper:
+        parts.append(f"missing {rate:.1%} above the reference's {upper:.1%}")
+    if counts["out_of_range"]:
+        parts.append(f"{counts['out_of_range']} outside the reference range {extra['range']} "
+                     f"({extra['out_of_range']})")  # fmt: skip
+    if counts["unseen"]:
+        parts.append(f"{counts['unseen']} unseen ({extra['unseen']})")
+    if counts["type_errors"]:
+        parts.append(f"{counts['type_errors']} not a number ({extra['type_error']})")
+    return "; ".join(parts)
+
+
+def _column(
+    name: str,
+    kind: str,
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    windows: dict[str, Sequence[Window]],
+    sigmas: float,
+) -> list[dict[str, object]]:
+    ref_flags, cur_flags, span = _flags(name, kind, reference[name], current[name])
+    flags = {"reference": ref_flags, "current": cur_flags}
+    rates = [ref_flags.missing[w.index].mean() if w.rows else np.nan for w in windows["reference"]]
+    band = reference_band(rates, sigmas=sigmas, lower_limit=0.0, upper_limit=1.0, side="upper")
+    rows = []
+    for period, side in flags.items():
+        for w in windows[period]:
+            counts = side.count(w.index)
+            rate = counts["missing"] / w.rows if w.rows else float("nan")
+            extra = {"range": span}
+            for flag, key in (
+                ("out_of_range",) * 2,
+                ("unseen",) * 2,
+                ("type_error", "type_errors"),
+            ):
+                if counts[key]:  # quote offenders only where there are some
+                    extra[flag] = side.examples(flag, w.index)
+            reason = _reason(counts, rate, band.upper, extra)
+            rows.append(
+                {**window_meta(period, w), "column": name, **counts,
+                 "missing_rate": rate, "alert": bool(reason), "reason": reason}
+            )  # fmt: skip
+    return rows
+
+
+def window_quality(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    kinds: Mapping[str, str],
+    ref_windows: Sequence[Window],
+    cur_windows: Sequence[Window],
+    sigmas: float = 3.0,
+) -> pd.DataFrame:
+    """Count each column's quality problems in every window of both sides (see the module doc).
+
+    Parameters
+    ----------
+    reference, current
+        The two sides' rows; ``current`` may be raw (numbers still text) or typed.
+    kinds
+        Column -> kind: ``numeric`` or ``datetime`` are checked as numbers, ``categorical`` and
+        ``boolean`` as categories.
+    ref_windows, cur_windows
+        The windows of each side.
+    sigmas
+        Width of the missing-rate band in reference-window standard deviations.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``period, window, start, end, rows, column, missing, missing_rate, out_of_range,
+        unseen, type_errors, alert, reason``: one row per window and column.
+
+    Raises
+    ------
+    DataValidationError
+        When a column is missing from a side, or a numeric one has no value in the reference.
+    """
+    for side, frame in (("reference", reference), ("current", current)):
+        absent = [c for c in kinds if c not in frame.columns]
+        if absent:
+            raise DataValidationError(
+                f"{side} data: columns {absent} are missing; both sides must hold every "
+                "monitored column (or exclude them in monitor.exclude)",
+                column=absent[0],
+            )
+    windows = {"reference": ref_windows, "current": cur_windows}
+    rows = [
+        row
+        for name, kind in kinds.items()
+        for row in _column(name, kind, reference, current, windows, sigmas)
+    ]
+    out = pd.DataFrame(rows, columns=COLUMNS)
+    out = out.astype({"alert": bool, "rows": "int64", "missing_rate": float})
+    current_alerts = int(out.loc[out["period"] == "current", "alert"].sum())
+    log.info("window_quality", columns=len(kinds), alerts=current_alerts)
+    return out

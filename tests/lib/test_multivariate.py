@@ -1,0 +1,134 @@
+"""Multivariate drift: NannyML's PCA data reconstruction error per window."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from palmerpenguins import load_penguins
+from sklearn.decomposition import PCA
+from sklearn.preprocessing import StandardScaler
+
+from lib.core.errors import DataValidationError
+from lib.monitoring import windows as w
+from lib.monitoring.multivariate import COLUMNS, fit_reconstruction, multivariate_drift
+
+N = 20_000
+SHIFTED = [i in (2, 3) for i in range(20)]  # windows 3 and 4 of 20
+
+
+def butterfly(seed=0):
+    """Two correlated features and an independent one; in windows 3 and 4 of the current the
+    correlation flips sign while each feature's own distribution stays the same."""
+    rng = np.random.default_rng(seed)
+
+    def frame(n):
+        a = rng.normal(0, 1, n)
+        return pd.DataFrame(
+            {
+                "f1": a + rng.normal(0, 0.3, n),
+                "f2": a + rng.normal(0, 0.3, n),
+                "f3": rng.normal(0, 1, n),
+            }
+        )
+
+    ref, cur = frame(N), frame(N)
+    rows = cur.index[2 * 1000 : 4 * 1000]
+    cur.loc[rows, "f2"] = -cur.loc[rows, "f2"]  # symmetric around 0: same marginal
+    return ref, cur
+
+
+KINDS = {"f1": "numeric", "f2": "numeric", "f3": "numeric"}
+
+
+def cut(ref, cur, spec="20 windows"):
+    parsed = w.parse_spec(spec)
+    cur_w = w.split(len(cur), parsed)
+    return w.reference_windows(len(ref), parsed, cur_w), cur_w
+
+
+def test_a_flipped_correlation_alerts_only_in_its_windows():
+    ref, cur = butterfly()
+    out = multivariate_drift(ref, cur, KINDS, *cut(ref, cur))
+    current = out[out["period"] == "current"]
+    assert current["alert"].tolist() == SHIFTED
+    assert list(out.columns) == COLUMNS
+    assert (out["method"] == "pca_reconstruction").all()
+    flipped, steady = current["value"][current["alert"]], current["value"][~current["alert"]]
+    assert flipped.min() > 2 * steady.max()
+
+
+def test_the_band_is_the_reference_windows_mean_and_sigmas_sd():
+    ref, cur = butterfly()
+    out = multivariate_drift(ref, cur, KINDS, *cut(ref, cur), sigmas=2.0)
+    values = out.loc[out["period"] == "reference", "value"].to_numpy()
+    assert out["upper"].iloc[0] == pytest.approx(values.mean() + 2 * values.std())
+    assert out["lower"].iloc[0] == pytest.approx(max(values.mean() - 2 * values.std(), 0.0))
+
+
+def test_the_error_is_scikit_learns_scaler_and_pca_on_numeric_columns():
+    ref, cur = butterfly()
+    scaler = StandardScaler().fit(ref)
+    pca = PCA(n_components=0.65, svd_solver="full").fit(scaler.transform(ref))
+    x = scaler.transform(cur.iloc[:1000])
+    expected = np.linalg.norm(x - pca.inverse_transform(pca.transform(x)), axis=1).mean()
+    out = multivariate_drift(ref, cur, KINDS, *cut(ref, cur))
+    assert out.loc[out["period"] == "current", "value"].iloc[0] == pytest.approx(expected)
+    # f1 and f2 move together: their component holds about 64 % of the variance, f3 the next
+    assert pca.n_components_ == 2
+
+
+def test_categories_are_frequency_encoded_and_missing_values_imputed():
+    ref = pd.DataFrame({"x": [1.0, 2.0, np.nan, 3.0], "c": ["a", "a", "b", None]})
+    model = fit_reconstruction(ref, {"x": "numeric", "c": "categorical"})
+    assert model.fill_ == {"x": 2.0, "c": "a"}  # the mean; the most frequent category
+    assert model.shares_["c"] == {"a": 2 / 3, "b": 1 / 3}
+    raw = model._column(pd.Series(["b", None, "new"]), "c", "categorical")
+    assert raw.tolist() == [1 / 3, 2 / 3, 0.0]  # missing -> "a"; unseen -> share 0
+
+
+def test_a_shift_in_a_real_table():
+    """Palmer penguins (344 rows, ships with its package): the body measures, species and
+    island; in the last two of four current windows the bill length is swapped for the
+    flipper length's rank-matched values, breaking how the measures go together."""
+    data = load_penguins().sample(frac=1.0, random_state=0).reset_index(drop=True)
+    kinds = {
+        "bill_length_mm": "numeric",
+        "bill_depth_mm": "numeric",
+        "flipper_length_mm": "numeric",
+        "body_mass_g": "numeric",
+        "species": "categorical",
+        "island": "categorical",
+    }
+    ref, cur = data.iloc[:200].reset_index(drop=True), data.iloc[200:].reset_index(drop=True)
+    ref_w, cur_w = cut(ref, cur, "4 windows")
+    late = np.concatenate([cur_w[2].index, cur_w[3].index])
+    # reverse the bill length's order within the late rows: same values, opposite structure
+    bills = cur.loc[late, "bill_length_mm"]
+    order = (
+        cur.loc[late, "body_mass_g"].rank(method="first", na_option="bottom").to_numpy().astype(int)
+        - 1
+    )
+    cur.loc[late, "bill_length_mm"] = np.sort(bills.to_numpy())[::-1][order]
+    out = multivariate_drift(ref, cur, kinds, ref_w, cur_w)
+    assert out.loc[out["period"] == "current", "alert"].tolist() == [False, False, True, True]
+
+
+def test_one_column_gives_an_empty_table_with_the_schema():
+    ref, cur = butterfly()
+    out = multivariate_drift(ref, cur, {"f1": "numeric"}, *cut(ref, cur))
+    assert out.empty and list(out.columns) == COLUMNS
+
+
+def test_a_column_without_values_names_it():
+    ref, cur = butterfly()
+    ref["f3"] = np.nan
+    with pytest.raises(DataValidationError, match=r"column 'f3' has no present values.*exclude"):
+        multivariate_drift(ref, cur, KINDS, *cut(ref, cur))
+
+
+def test_windows_index_rows_by_position_not_by_label():
+    ref, cur = butterfly()
+    relabelled = cur.set_axis(np.random.default_rng(1).permutation(len(cur)))
+    out = multivariate_drift(ref, relabelled, KINDS, *cut(ref, cur))
+    assert out.loc[out["period"] == "current", "alert"].tolist() == SHIFTED

@@ -1,0 +1,147 @@
+"""Data quality per window: missing rates against a band, range, unseen and type errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from palmerpenguins import load_penguins
+
+from lib.core.errors import DataValidationError
+from lib.monitoring import windows as w
+from lib.monitoring.window_quality import COLUMNS, window_quality
+
+KINDS = {"x": "numeric", "colour": "categorical"}
+
+
+def sides(n=20_000, seed=0):
+    """Two sides of ``n`` rows with 2 % missing ``x``; ``x`` spans [0, 10] in the reference."""
+    rng = np.random.default_rng(seed)
+
+    def frame():
+        x = rng.uniform(0, 10, n)
+        x[:2] = [0.0, 10.0]  # the whole range, so the current's values all lie inside it
+        x[rng.random(n) < 0.02] = np.nan  # the reference knows a few missing values
+        return pd.DataFrame({"x": x, "colour": rng.choice(["red", "green", "blue"], n)})
+
+    return frame(), frame()
+
+
+def cut(ref, cur, spec="10 windows"):
+    parsed = w.parse_spec(spec)
+    cur_w = w.split(len(cur), parsed)
+    return w.reference_windows(len(ref), parsed, cur_w), cur_w
+
+
+def current(out, column):
+    return out[(out["period"] == "current") & (out["column"] == column)].reset_index(drop=True)
+
+
+def test_nans_in_one_window_alert_there_only():
+    ref, cur = sides()
+    cur.loc[6000:6199, "x"] = np.nan  # a tenth of window 4 (rows 6,000-7,999)
+    out = window_quality(ref, cur, KINDS, *cut(ref, cur))
+    x = current(out, "x")
+    assert x["alert"].tolist() == [i == 3 for i in range(10)]
+    assert x.loc[3, "missing"] == cur.loc[6000:7999, "x"].isna().sum() >= 200
+    assert x.loc[3, "missing_rate"] == pytest.approx(x.loc[3, "missing"] / 2000)
+    assert x.loc[3, "reason"].startswith("missing 1")  # about 12 %, above about 3 %
+    assert (x.loc[x.index != 3, "reason"] == "").all()
+    assert list(out.columns) == COLUMNS
+
+
+def test_a_reference_without_missing_values_allows_none():
+    ref, cur = sides()
+    ref["x"], cur["x"] = ref["x"].fillna(5.0), cur["x"].fillna(5.0)
+    cur.loc[10, "x"] = np.nan
+    out = window_quality(ref, cur, {"x": "numeric"}, *cut(ref, cur))
+    assert current(out, "x")["alert"].tolist() == [i == 0 for i in range(10)]
+
+
+def test_values_outside_the_reference_range_alert():
+    ref, cur = sides()
+    cur.loc[[4500, 4501], "x"] = [-3.0, 1e6]  # window 3
+    out = window_quality(ref, cur, {"x": "numeric"}, *cut(ref, cur))
+    x = current(out, "x")
+    assert x["out_of_range"].tolist() == [2 if i == 2 else 0 for i in range(10)]
+    assert x["alert"].tolist() == [i == 2 for i in range(10)]
+    assert "2 outside the reference range [" in x.loc[2, "reason"]
+    assert "'-3.0', '1000000.0'" in x.loc[2, "reason"]
+
+
+def test_unseen_categories_alert_and_are_named():
+    ref, cur = sides()
+    cur.loc[[19_000, 19_500], "colour"] = ["purple", "purple"]  # window 10
+    out = window_quality(ref, cur, {"colour": "categorical"}, *cut(ref, cur))
+    colour = current(out, "colour")
+    assert colour["unseen"].tolist() == [2 if i == 9 else 0 for i in range(10)]
+    assert colour.loc[9, "reason"] == "2 unseen ('purple')"
+    assert colour["alert"].sum() == 1
+
+
+def test_text_that_is_not_a_number_counts_as_a_type_error():
+    ref, cur = sides()
+    raw = cur.astype({"x": object})
+    raw.loc[5, "x"] = "abc"
+    raw.loc[6, "x"] = " 4.5 "  # spaces around a number still parse
+    out = window_quality(ref, raw, {"x": "numeric"}, *cut(ref, cur))
+    x = current(out, "x")
+    assert x["type_errors"].tolist() == [1] + [0] * 9
+    assert "1 not a number ('abc')" in x.loc[0, "reason"]
+    typed = window_quality(ref, cur, {"x": "numeric"}, *cut(ref, cur))
+    assert typed["type_errors"].sum() == 0
+
+
+def test_dates_are_checked_as_times():
+    ref = pd.DataFrame({"when": pd.date_range("2024-01-01", periods=100, freq="D")})
+    cur = pd.DataFrame({"when": ["2024-02-01"] * 50 + ["2030-01-01", "soon"] + ["2024-03-01"] * 48})
+    out = window_quality(ref, cur, {"when": "datetime"}, *cut(ref, cur, "2 windows"))
+    first = current(out, "when").iloc[1]
+    assert (first["out_of_range"], first["type_errors"]) == (1, 1)
+
+
+def test_the_reference_windows_are_reported_too():
+    ref, cur = sides()
+    out = window_quality(ref, cur, KINDS, *cut(ref, cur))
+    reference = out[out["period"] == "reference"]
+    assert len(reference) == 2 * 10
+    assert reference["missing"].sum() == ref["x"].isna().sum()
+    assert reference["out_of_range"].sum() == reference["unseen"].sum() == 0
+
+
+def test_a_missing_column_names_the_side():
+    ref, cur = sides()
+    with pytest.raises(DataValidationError, match=r"current data: columns \['x'\]"):
+        window_quality(ref, cur.drop(columns="x"), KINDS, *cut(ref, cur))
+
+
+def test_penguins_with_an_injected_problem_per_kind():
+    """Palmer penguins ship with missing sexes and measures: the reference's own rate is allowed,
+    an injected burst of missing values, an unseen island and an impossible mass are not.
+
+    The reference is the whole table and the current a sample of it: split in two halves, the
+    range check fires on one half's natural extremes (a mass above the other half's maximum),
+    as NannyML's does."""
+    ref = load_penguins()
+    cur = ref.sample(n=172, random_state=0).reset_index(drop=True)
+    kinds = {"sex": "categorical", "island": "categorical", "body_mass_g": "numeric"}
+    ref_w, cur_w = cut(ref, cur, "4 windows")
+    cur.loc[cur_w[1].index[:20], "sex"] = np.nan
+    cur.loc[cur_w[2].index[0], "island"] = "Anvers"
+    cur.loc[cur_w[3].index[0], "body_mass_g"] = 12_000.0
+    out = window_quality(ref, cur, kinds, ref_w, cur_w)
+    alerts = {c: current(out, c)["alert"].tolist() for c in kinds}
+    assert alerts == {
+        "sex": [False, True, False, False],
+        "island": [False, False, True, False],
+        "body_mass_g": [False, False, False, True],
+    }
+
+
+def test_windows_index_rows_by_position_not_by_label():
+    ref, cur = sides()
+    cur.loc[[4500, 4501], "x"] = [-3.0, 1e6]  # window 3 by position
+    shuffled_labels = cur.set_axis(np.random.default_rng(1).permutation(len(cur)))
+    out = window_quality(ref, shuffled_labels, {"x": "numeric"}, *cut(ref, cur))
+    assert current(out, "x")["out_of_range"].tolist() == [2 if i == 2 else 0 for i in range(10)]
+    assert "'-3.0', '1000000.0'" in current(out, "x").loc[2, "reason"]
