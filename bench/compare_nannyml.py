@@ -182,12 +182,8 @@ def quire(folder: Path, nannyml_methods: bool = True) -> tuple[dict[str, pd.Data
     Jensen-Shannon for categories) instead of the ones Quire picks (the same on references of
     more than 1,000 rows, except numeric columns with at most 5 values: Jensen-Shannon).
     """
-    from lib.monitoring.multivariate import multivariate_drift
-    from lib.monitoring.window_drift import window_drift
-    from lib.monitoring.window_quality import window_quality
-
     from lib.core.param_sections import MonitorParams
-    from lib.monitoring.estimate import window_performance
+    from lib.monitoring import estimate, multivariate, window_drift, window_quality
     from lib.monitoring.windows import parse_spec, reference_windows, split
 
     case = json.loads((folder / "case.json").read_text())
@@ -211,13 +207,13 @@ def quire(folder: Path, nannyml_methods: bool = True) -> tuple[dict[str, pd.Data
     methods |= {c: "wasserstein" if c in numeric_outputs else "jensenshannon" for c in outputs}
     params = MonitorParams(methods=methods if nannyml_methods else {})
     out = {
-        "drift": window_drift(ref, cur, kinds, ref_windows, cur_windows, params),
-        "multivariate": multivariate_drift(ref, cur, kinds, ref_windows, cur_windows),
-        "quality": window_quality(ref, cur, kinds, ref_windows, cur_windows),
+        "drift": window_drift.window_drift(ref, cur, kinds, ref_windows, cur_windows, params),
+        "multivariate": multivariate.multivariate_drift(ref, cur, kinds, ref_windows, cur_windows),
+        "quality": window_quality.window_quality(ref, cur, kinds, ref_windows, cur_windows),
     }
     task = case["task"]
     metrics = list(METRICS[task].values())
-    out["performance"] = window_performance(
+    out["performance"] = estimate.window_performance(
         task, case["classes"] or None, ref, cur, ref_windows, cur_windows,
         target=case["target"], features=list(kinds), metrics=metrics,
     )  # fmt: skip
