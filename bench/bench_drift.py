@@ -5,11 +5,14 @@
 
 Reference and current tables of N rows each: 15 numeric and 5 categorical columns, with a shift
 injected in three numeric columns (+0.5 sd) and one categorical one (shares moved). Each tool
-runs in a fresh process per repetition, alternating, and goes from the two files to a verdict per
-column: Evidently reads both frames and runs ``Report([DataDriftPreset()])``; Quire profiles the
+runs in a fresh process per round, the tools alternating round by round, and goes from the two
+files to a verdict per column: Evidently reads both frames and runs
+``Report([DataDriftPreset()], include_tests=True)``, and its verdict per column is Evidently's
+own drift test (``ValueDriftTest`` failed), nothing recomputed by Quire; Quire profiles the
 reference and checks the current file one column at a time
 (``lib.data.drift_profile.profile_parquet`` and ``lib.data.drift.check_parquet``). Peak memory is
-the process's maximum resident set. Every column's verdict must agree. ``--quire-only`` sizes
+each child's own ``VmHWM`` (``bench/fresh.py``: ``ru_maxrss`` would include the parent's peak).
+Figures are medians over the rounds. Every column's verdict must agree. ``--quire-only`` sizes
 run Quire alone (Evidently would need many minutes and more memory than the machine has at 10
 million rows). ``--dashboard`` also times opening the Voila
 dashboard in headless Chromium: from navigation to the status shown, to the controls answering
@@ -34,7 +37,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import ROOT, run_child, save
+from bench.common import ROOT, save
+from bench.fresh import load_average, run_fresh
 
 NUMERIC = [f"num_{i:02d}" for i in range(15)]
 CATEGORICAL = [f"cat_{i}" for i in range(5)]
@@ -93,16 +97,35 @@ extra = {{"profile_s": t_profile, "verdicts": {{c.column: c.drifted for c in rep
           "methods": {{c.column: c.method for c in report.columns}}}}
 """
 EVIDENTLY_SETUP = """
+import warnings
 import pandas as pd
-from lib.monitoring.evidently_report import drift_verdicts
+from evidently import DataDefinition, Dataset, Report
+from evidently.presets import DataDriftPreset
 """
+# Evidently alone: its own data definition, its own per-column drift tests (a failed
+# ValueDriftTest is a drifted column), categories as strings as Quire compares them.
 EVIDENTLY_BODY = """
 kinds = {kinds!r}
-ref = pd.read_parquet({ref!r})
-cur = pd.read_parquet({cur!r})
-found = drift_verdicts(ref, cur, kinds)
-extra = {{"verdicts": {{c: v["drifted"] for c, v in found.items()}},
-          "methods": {{c: v["method"] for c, v in found.items()}}}}
+cats = [c for c, k in kinds.items() if k == "categorical"]
+definition = DataDefinition(
+    numerical_columns=[c for c, k in kinds.items() if k == "numeric"], categorical_columns=cats
+)
+sides = []
+for path in ({cur!r}, {ref!r}):
+    frame = pd.read_parquet(path, columns=list(kinds))
+    frame[cats] = frame[cats].astype(str)
+    sides.append(Dataset.from_pandas(frame, data_definition=definition))
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    snapshot = Report([DataDriftPreset()], include_tests=True).run(*sides)
+found = snapshot.dict()
+verdicts, methods = {{}}, {{}}
+for test in found["tests"]:
+    params = test["metric_config"]["params"]
+    if params.get("type", "").endswith("ValueDrift"):
+        verdicts[params["column"]] = test["status"] == "FAIL"
+        methods[params["column"]] = params["method"]
+extra = {{"verdicts": verdicts, "methods": methods}}
 """
 
 
@@ -110,7 +133,7 @@ def run(tool: str, ref: Path, cur: Path) -> dict[str, Any]:
     setup, body = (
         (QUIRE_SETUP, QUIRE_BODY) if tool == "quire" else (EVIDENTLY_SETUP, EVIDENTLY_BODY)
     )
-    return run_child(setup, body.format(kinds=KINDS, ref=str(ref), cur=str(cur)))
+    return run_fresh(setup, body.format(kinds=KINDS, ref=str(ref), cur=str(cur)))
 
 
 def measure_size(n: int, repeats: int, work: Path, with_evidently: bool) -> dict[str, Any]:
@@ -118,15 +141,22 @@ def measure_size(n: int, repeats: int, work: Path, with_evidently: bool) -> dict
     make_table(n, 1, False, ref)
     make_table(n, 2, True, cur)
     runs: dict[str, list[dict[str, Any]]] = {"quire": [], "evidently": []}
-    for _ in range(repeats):
-        for tool in ("evidently", "quire") if with_evidently else ("quire",):
+    loads = []
+    for round_ in range(repeats):
+        # alternate which tool goes first, so neither always meets the other's leftovers
+        order = ("evidently", "quire") if round_ % 2 == 0 else ("quire", "evidently")
+        for tool in order if with_evidently else ("quire",):
+            loads.append(load_average())
             runs[tool].append(run(tool, ref, cur))
-            print(f"  {n:,} rows {tool}: {runs[tool][-1]['seconds']:.2f} s", flush=True)
-    out: dict[str, Any] = {"rows": n, "runs": runs}
+            r = runs[tool][-1]
+            print(f"  {n:,} rows {tool}: {r['seconds']:.2f} s, {r['peak_kib'] / 1024:.0f} MiB "
+                  f"(load {loads[-1]})", flush=True)  # fmt: skip
+    out: dict[str, Any] = {"rows": n, "runs": runs, "load_averages": loads}
     for tool, results in runs.items():
         if results:
             out[tool] = {
                 "seconds": statistics.median(r["seconds"] for r in results),
+                "cpu_seconds": statistics.median(r.get("cpu_seconds", np.nan) for r in results),
                 "peak_mib": statistics.median(r["peak_kib"] for r in results) / 1024,
                 "verdicts": results[0]["verdicts"],
             }
@@ -136,6 +166,7 @@ def measure_size(n: int, repeats: int, work: Path, with_evidently: bool) -> dict
     if with_evidently:
         q, e = out["quire"]["verdicts"], out["evidently"]["verdicts"]
         out["same_verdicts"] = q == e
+        out["evidently_found_injected"] = {c for c, d in e.items() if d} == set(SHIFTED)
     for path in (ref, cur):
         path.unlink()
     return out
