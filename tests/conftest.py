@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -120,3 +121,11 @@ def monitored_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_training(params)
     run_evaluation(params)
     return root
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_tracking_uri() -> Iterator[None]:
+    """Drop MLFLOW_TRACKING_URI after each test: mlflow.set_tracking_uri exports it, and every
+    later run_all subprocess would then write to that test's store."""
+    yield
+    os.environ.pop("MLFLOW_TRACKING_URI", None)

@@ -177,11 +177,12 @@ def run_demo(root: Path, *extra: str) -> subprocess.CompletedProcess[str]:
 
 def decision(root: Path) -> dict:
     """The evaluate stage's decision for the challenger, as logged to its MLflow run."""
-    import mlflow
     from mlflow import MlflowClient
 
-    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlruns' / 'mlflow.db'}")
-    client = MlflowClient()
+    # a client of its own: mlflow.set_tracking_uri would export MLFLOW_TRACKING_URI, and every
+    # later test's run_all subprocess would then register its models in this store
+    uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     version = client.get_model_version_by_alias("quire-churn", "challenger")
     run_id = version.run_id
     path = client.download_artifacts(run_id, "evaluation/decision.json", str(root / "dl"))
