@@ -192,12 +192,9 @@ def estimate(
     seen = (predicted > 0) | (actual > 0)
     out: dict[str, float] = {}
     for name in metrics:
-        if name == "accuracy":
-            out[name] = float(tp.sum() / n)
-        elif name.endswith("_macro"):
-            out[name] = float(per_class[name.removesuffix("_macro")][seen].mean())
-        elif name in BINARY_ONLY:
-            out[name] = float(per_class[name][1])
+        counted = _from_confusion(name, tp, n, per_class, seen)
+        if counted is not None:
+            out[name] = counted
         elif name == "roc_auc":
             cols = [1] if k == 2 else range(k)
             out[name] = float(
@@ -207,6 +204,19 @@ def estimate(
             logs = np.log(np.clip(score, _EPS, 1 - _EPS))
             out[name] = float(-np.mean(np.sum(calibrated * logs, axis=1)))
     return out
+
+
+def _from_confusion(
+    name: str, tp: np.ndarray, n: int, per_class: dict[str, np.ndarray], seen: np.ndarray
+) -> float | None:
+    """Return a metric read off the (expected or realized) confusion counts; None: not one."""
+    if name == "accuracy":
+        return float(tp.sum() / n)
+    if name.endswith("_macro"):
+        return float(per_class[name.removesuffix("_macro")][seen].mean())
+    if name in BINARY_ONLY:
+        return float(per_class[name][1])
+    return None
 
 
 def realized(
@@ -226,12 +236,9 @@ def realized(
     present = np.flatnonzero(actual > 0)
     out: dict[str, float] = {}
     for name in metrics:
-        if name == "accuracy":
-            out[name] = float(tp.sum() / n)
-        elif name.endswith("_macro"):
-            out[name] = float(per_class[name.removesuffix("_macro")][seen].mean())
-        elif name in BINARY_ONLY:
-            out[name] = float(per_class[name][1])
+        counted = _from_confusion(name, tp, n, per_class, seen)
+        if counted is not None:
+            out[name] = counted
         elif score is None:
             out[name] = nan
         elif name == "roc_auc":
