@@ -50,6 +50,21 @@ class Metrics:
             "Rows the prediction log could not encode (kept in its rejects folder)",
             registry=r,
         )
+        self.log_lag = Histogram(
+            "quire_prediction_log_commit_lag_seconds",
+            "Age of the oldest row a prediction-log commit took: what a crash then would lose",
+            registry=r, buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2.5, 5, 10),
+        )  # fmt: skip
+        self.log_commit = Histogram(
+            "quire_prediction_log_commit_seconds",
+            "Time the prediction-log writer took per commit (encode and append to the segment)",
+            registry=r, buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+        )  # fmt: skip
+
+    def log_committed(self, lag: float, seconds: float, rows: int) -> None:
+        """Record one prediction-log commit (see :class:`server.predlog.PredictionLog`)."""
+        self.log_lag.observe(lag)
+        self.log_commit.observe(seconds)
 
     def count_predictions(self, labels: np.ndarray, classes: Sequence[Any] | None) -> None:
         """Count predicted rows: by class for a classifier, under ``value`` for a regressor.

@@ -65,6 +65,7 @@ class _Item:
     rows: int
     columns: Columns
     done: Commit | None = None
+    queued: float = 0.0  # time.monotonic() when appended
 
 
 class PredictionLog:
@@ -86,6 +87,9 @@ class PredictionLog:
         How often ``interval`` appends queued rows to the segment.
     on_reject
         Called with the number of rows quarantined (rows the writer cannot encode).
+    on_commit
+        Called after each commit with its lag (seconds from the oldest row's append to its
+        commit: what a crash at that moment would have lost), its duration and its rows.
     """
 
     def __init__(
@@ -98,12 +102,14 @@ class PredictionLog:
         durability: Durability = "interval",
         sync_seconds: float = 0.5,
         on_reject: Callable[[int], None] | None = None,
+        on_commit: Callable[[float, float, int], None] | None = None,
     ) -> None:
         self.folder = folder
         self.flush_rows = flush_rows
         self.flush_seconds = flush_seconds
         self.on_drop = on_drop or (lambda n: None)
         self.on_reject = on_reject or (lambda n: None)
+        self.on_commit = on_commit or (lambda lag, seconds, n: None)
         self.utc_columns = tuple(utc_columns)
         self.durability = durability
         # memory mode only checks rotation: a few times a second, as before segments existed
@@ -140,7 +146,7 @@ class PredictionLog:
         done: Commit | None = None
         if self.durability == "fsync" and self._thread.is_alive() and not self._stop.is_set():
             done = concurrent.futures.Future()  # (no writer: nothing would ever complete it)
-        self._pending.append(_Item(n, rows, done))
+        self._pending.append(_Item(n, rows, done, time.monotonic()))
         if done is not None:
             self._wake.set()
         return done
@@ -174,6 +180,7 @@ class PredictionLog:
         items = [self._pending.popleft() for _ in range(len(self._pending))]
         if not items:
             return
+        start = time.monotonic()
         try:
             touched = set()
             for table in self._build(items):
@@ -192,6 +199,8 @@ class PredictionLog:
                     # a client that went away cancelled its wait: the others still get theirs
                     with contextlib.suppress(concurrent.futures.InvalidStateError):
                         item.done.set_result(None)
+            end = time.monotonic()
+            self.on_commit(end - items[0].queued, end - start, sum(i.rows for i in items))
 
     def _to_segment(self, table: pa.Table) -> Segment:
         """Append to the open segment; one with the table's schema if it cannot take it."""
@@ -233,7 +242,7 @@ class PredictionLog:
         try:
             return [self._conform(self._table(items))]
         except _ENCODE_ERRORS:
-            items = [_Item(i.rows, _valid_text(i.columns), i.done) for i in items]
+            items = [_Item(i.rows, _valid_text(i.columns), i.done, i.queued) for i in items]
         try:
             return [self._conform(self._table(items))]
         except _ENCODE_ERRORS:

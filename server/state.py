@@ -97,6 +97,7 @@ class ServingState:
                 on_drop=lambda n: self.metrics.log_drops.inc(n),
                 durability=settings.log_durability, sync_seconds=settings.log_sync_seconds,
                 on_reject=lambda n: self.metrics.log_rejects.inc(n),
+                on_commit=self.metrics.log_committed,
             )  # fmt: skip
             await asyncio.to_thread(self.predlog.start)  # recovers a crashed run's segments
         self.batcher = MicroBatcher(
