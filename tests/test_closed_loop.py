@@ -216,14 +216,6 @@ def test_demo_retrain_promotes_on_the_recent_regime(tmp_path):
         ]
         assert client.post("/feedback", json={"labels": labels}).status_code == 200
 
-    # the mixed holdout alone (the gate before issue #18): the retrained model is not promoted
-    mixed_only = run_demo(tmp_path, "--retrain", "-p", "evaluate.gate.recent_windows=0")
-    assert mixed_only.returncode == 0, mixed_only.stderr[-3000:]
-    refused = decision(tmp_path)
-    print("mixed only:", refused["reason"])
-    assert not refused["promote"] and refused["champion"] == "1"
-    assert refused["recent"] is None and refused["mixed"]["gain"] < 0.03  # evaluate.min_delta
-
     # the same retrain judged on the recent regime too: promoted, on a gain the interval supports
     retrained = run_demo(tmp_path, "--retrain")
     assert retrained.returncode == 0, retrained.stderr[-3000:]
@@ -234,6 +226,9 @@ def test_demo_retrain_promotes_on_the_recent_regime(tmp_path):
     recent, mixed = promoted["recent"], promoted["mixed"]
     assert recent["rows"] >= 150 and recent["lower"] > 0 and recent["gain"] >= 0.005
     assert mixed["gain"] >= -0.005  # not worse on the mixed holdout beyond the tolerance
+    # the mixed holdout alone (the gate before #18; evaluate.gate.recent_windows=0, unit-tested in
+    # tests/lib/test_gate_recent.py) would have refused this model: its gain is below min_delta
+    assert mixed["gain"] < 0.03
     assert promoted["metrics"]["gate_recent_gain_ci_low"] == pytest.approx(recent["lower"])
     report = (tmp_path / "reports" / "03_evaluate.html").read_text()
     assert "recent regime" in report and "mixed holdout" in report

@@ -194,6 +194,13 @@ def test_too_few_recent_rows_skip_the_comparison_and_say_how_to_fix(tmp_path):
     )
 
 
+def test_recent_windows_0_leaves_the_decision_to_the_mixed_holdout(tmp_path):
+    frame, path = served(tmp_path)
+    gate = GateParams().model_copy(update={"recent_windows": 0})
+    found = recent_rows(manifest_with([str(path)]), schema(), frame, gate, "m")
+    assert len(found.index) == 0 and found.skipped == "evaluate.gate.recent_windows is 0"
+
+
 def test_no_served_rows_ingested_skips(tmp_path):
     found = recent_rows(
         manifest_with(["raw/churn.parquet"]), schema(), pd.DataFrame(), GateParams(), "m"
