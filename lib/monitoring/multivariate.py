@@ -59,11 +59,13 @@ class Reconstruction:
 
     def prepare(self, frame: pd.DataFrame) -> np.ndarray:
         """Impute, frequency-encode and standardise ``frame`` as on the reference."""
-        prepared = np.empty((len(frame), len(self.kinds)))
+        # column-major: each column is written (and standardised in place) as one contiguous run
+        prepared = np.empty((len(frame), len(self.kinds)), order="F")
         for j, (name, kind) in enumerate(self.kinds.items()):
-            prepared[:, j] = (self._column(frame[name], name, kind) - self.mean_[j]) / self.scale_[
-                j
-            ]
+            column = prepared[:, j]
+            column[:] = self._column(frame[name], name, kind)
+            column -= self.mean_[j]
+            column /= self.scale_[j]
         return prepared
 
     def _column(self, values: pd.Series, name: str, kind: Kind) -> np.ndarray:
@@ -84,11 +86,18 @@ class Reconstruction:
         return self._errors(self.prepare(frame))
 
     def _errors(self, x: np.ndarray) -> np.ndarray:
+        """Return each row's distance to its reconstruction, without building it.
+
+        The components are orthonormal, so for a centred row ``c`` and its projection ``z``
+        ``|c - reconstruction|^2 = |c|^2 - |z|^2`` (clipped at 0 against rounding).
+        """
         out = np.empty(len(x))
-        for lo in range(0, len(x), _BLOCK):  # in blocks: the reconstruction is as big as x
-            block = x[lo : lo + _BLOCK]
-            back = self.pca_.inverse_transform(self.pca_.transform(block))
-            out[lo : lo + _BLOCK] = np.linalg.norm(block - back, axis=1)
+        components, centre = self.pca_.components_.T, self.pca_.mean_
+        for lo in range(0, len(x), _BLOCK):  # in blocks: a centred copy is as big as x
+            block = x[lo : lo + _BLOCK] - centre
+            z = block @ components
+            squared = np.einsum("ij,ij->i", block, block) - np.einsum("ij,ij->i", z, z)
+            out[lo : lo + _BLOCK] = np.sqrt(np.maximum(squared, 0.0))
         return out
 
 

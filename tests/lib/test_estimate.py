@@ -130,6 +130,20 @@ def test_calibration_is_fitted_only_where_it_helps():
         assert abs(calibrated[deciles == d].mean() - y[deciles == d].mean()) < 0.02
 
 
+def test_the_calibration_test_samples_a_big_reference(monkeypatch):
+    monkeypatch.setattr(cbpe, "CHECK_ROWS", 5_000)
+    rng = np.random.default_rng(7)
+    p = rng.random(3 * cbpe.CHECK_ROWS)
+    y = (rng.random(len(p)) < p).astype(float)
+    seen: list[int] = []
+    real = cbpe.roc_auc
+    monkeypatch.setattr(cbpe, "roc_auc", lambda t, s: seen.append(len(t)) or real(t, s))
+    assert cbpe.needs_calibration(y, p**3) and seen == [cbpe.CHECK_ROWS]
+    # drawn from the whole reference, not its head: a head-only sample would see no positives
+    y[: cbpe.CHECK_ROWS] = 0
+    assert cbpe.needs_calibration(y, p) and seen[-1] == cbpe.CHECK_ROWS
+
+
 def test_multiclass_calibration_renormalises_to_probabilities():
     rng = np.random.default_rng(7)
     score = rng.dirichlet(np.ones(3), 3000)
