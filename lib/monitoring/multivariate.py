@@ -82,8 +82,14 @@ class Reconstruction:
         return encoded
 
     def errors(self, frame: pd.DataFrame) -> np.ndarray:
-        """Return each row's Euclidean distance to its PCA reconstruction."""
-        return self._errors(self.prepare(frame))
+        """Return each row's Euclidean distance to its PCA reconstruction.
+
+        Prepared a block of rows at a time: a million rows never exist as one float matrix.
+        """
+        out = np.empty(len(frame))
+        for lo in range(0, len(frame), _BLOCK):
+            out[lo : lo + _BLOCK] = self._errors(self.prepare(frame.iloc[lo : lo + _BLOCK]))
+        return out
 
     def _errors(self, x: np.ndarray) -> np.ndarray:
         """Return each row's distance to its reconstruction, without building it.
@@ -144,11 +150,16 @@ def _fit(
         dict(kinds), fill, shares, np.zeros(len(kinds)), np.ones(len(kinds)), PCA()
     )
     x = draft.prepare(reference)  # imputed and encoded, not yet standardised
-    mean, scale = x.mean(axis=0), x.std(axis=0)
-    scale = np.where(scale > 0, scale, 1.0)  # a constant column: as StandardScaler
-    x -= mean
-    x /= scale
-    pca = PCA(n_components=variance, svd_solver="covariance_eigh").fit(x)
+    # column by column, in place: a whole-matrix std would hold a second copy of the reference
+    mean, scale = np.empty(x.shape[1]), np.empty(x.shape[1])
+    for j, column in enumerate(x.T):
+        mean[j] = column.mean()
+        column -= mean[j]
+        scale[j] = np.sqrt(np.dot(column, column) / len(column))
+        column /= scale[j] if scale[j] > 0 else 1.0  # a constant column: as StandardScaler
+    scale = np.where(scale > 0, scale, 1.0)
+    # copy=False: x is already centred (its mean is 0 to rounding), so no copy is needed
+    pca = PCA(n_components=variance, svd_solver="covariance_eigh", copy=False).fit(x)
     return Reconstruction(dict(kinds), fill, shares, mean, scale, pca), x
 
 
