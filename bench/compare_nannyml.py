@@ -182,13 +182,14 @@ def quire(folder: Path, nannyml_methods: bool = True) -> tuple[dict[str, pd.Data
     Jensen-Shannon for categories) instead of the ones Quire picks (the same on references of
     more than 1,000 rows, except numeric columns with at most 5 values: Jensen-Shannon).
     """
+    from lib.core import frames
     from lib.core.param_sections import MonitorParams
     from lib.monitoring import estimate, multivariate, window_drift, window_quality
     from lib.monitoring.windows import parse_spec, reference_windows, split
 
     case = json.loads((folder / "case.json").read_text())
-    ref = pd.read_parquet(folder / "reference.parquet")
-    cur = pd.read_parquet(folder / "analysis.parquet")
+    ref = frames.read_parquet(folder / "reference.parquet")  # as the monitor stage reads
+    cur = frames.read_parquet(folder / "analysis.parquet")
     kinds = {c: "numeric" for c in case["numeric"]} | {
         c: "categorical" for c in case["categorical"]
     }

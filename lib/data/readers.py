@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
+from lib.core import frames
 from lib.core.errors import DataValidationError
 from lib.core.param_sections import CsvParams
 from lib.core.paths import resolve
@@ -101,7 +102,7 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     if path.stat().st_size == 0:
         raise _empty(path)
     try:
-        frame = pd.read_parquet(path)
+        frame = frames.read_parquet(path)
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise DataValidationError(
             f"{path}: cannot read as Parquet ({str(exc).splitlines()[0]}); check that the file is "
@@ -205,11 +206,7 @@ def _read_csv(path: Path, csv_params: CsvParams) -> pd.DataFrame:
     if any(pa.types.is_binary(field.type) for field in table.schema):
         raise _locate_csv_error(path, csv_params, len(names), ValueError("undecodable text"))
     # self_destruct frees Arrow buffers as columns convert: peak memory stays near one copy.
-    frame: pd.DataFrame = table.to_pandas(
-        date_as_object=False, split_blocks=True, self_destruct=True
-    )
-    del table
-    return frame
+    return frames.to_frame(table, date_as_object=False)
 
 
 def _locate_csv_error(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from lib.core import frames
 from lib.core.errors import DataValidationError, ParamsError
 from lib.core.layout import Layout
 from lib.core.logs import get_logger
@@ -136,7 +137,7 @@ def _champion_reference(
             path=path,
             check="missing_file",
         )
-    frame = pd.read_parquet(path)
+    frame = frames.read_parquet(path)
     if (folder / DRIFT_PROFILE).exists():
         profile = Profile.load(folder / DRIFT_PROFILE)
     else:  # saved before drift profiles existed: build it once, keep it

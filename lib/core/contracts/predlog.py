@@ -35,6 +35,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from lib.core.frames import to_frame
+
 REQUEST_ID = "request_id"
 ROW = "row"
 TIME = "time"
@@ -179,7 +181,7 @@ def read_log(
     # read them all under one schema, missing columns as nulls
     schema = _one_schema([pq.read_schema(f) for f in files])
     dataset = ds.dataset([str(f) for f in files], schema=schema, format="parquet")
-    frame: pd.DataFrame = dataset.to_table(filter=where).to_pandas()
+    frame = to_frame(dataset.to_table(filter=where))
     if frame.empty or not by_time:
         return frame
     ordered: pd.DataFrame = frame.sort_values(

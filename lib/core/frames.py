@@ -1,0 +1,42 @@
+"""Arrow tables to pandas frames at about one copy of the data.
+
+``pd.read_parquet`` holds the Arrow table and the frame at once, and Arrow's allocator keeps
+the table's freed pages for reuse by Arrow alone: on the monitor's 1.5 million rows x 23 columns
+that left 260 MiB of dead weight under every later step (numpy allocates elsewhere). Here each
+column's Arrow buffers are freed as it converts (``self_destruct``), and the pages Arrow no
+longer uses go back to the system.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+def to_frame(table: pa.Table, **options: object) -> pd.DataFrame:
+    """Convert ``table`` (which must not be used afterwards) and release Arrow's spare memory."""
+    frame: pd.DataFrame = table.to_pandas(split_blocks=True, self_destruct=True, **options)
+    del table
+    pa.default_memory_pool().release_unused()
+    return frame
+
+
+def read_parquet(path: Path | str, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """Read a Parquet file (its ``columns``, or all) as :func:`pandas.read_parquet` would.
+
+    One column at a time: the peak is the frame plus one column, not the frame twice. A file
+    that stores its index as columns is read whole (its index must come along).
+    """
+    file = pq.ParquetFile(path)
+    schema = file.schema_arrow
+    stored_index = [c for c in (schema.pandas_metadata or {}).get("index_columns", [])
+                    if isinstance(c, str)]  # fmt: skip
+    names = list(columns) if columns is not None else schema.names
+    if stored_index or len(names) < 2:
+        return to_frame(file.read(columns=names, use_pandas_metadata=True))
+    parts = [to_frame(file.read(columns=[n], use_pandas_metadata=True)).iloc[:, 0] for n in names]
+    return pd.concat(parts, axis=1, copy=False) if parts else pd.DataFrame()

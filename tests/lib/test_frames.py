@@ -1,0 +1,78 @@
+"""Parquet to pandas at about one copy: the same frame as pandas.read_parquet, whatever it holds."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lib.core import frames
+from lib.core.paths import PROJECT_ROOT
+
+
+def sample() -> pd.DataFrame:
+    rng = np.random.default_rng(3)
+    n = 500
+    return pd.DataFrame(
+        {
+            "x": rng.normal(size=n),
+            "code": pd.Categorical(rng.choice(["7", "12", "30"], n)),  # numeric-looking codes
+            "count": pd.array(rng.integers(0, 9, n), dtype="Int64"),
+            "when": pd.date_range("2024-01-01", periods=n, freq="h", tz="UTC"),
+            "text": rng.choice(["a", None, "ü"], n),
+            "flag": rng.random(n) < 0.5,
+        }
+    )
+
+
+@pytest.mark.parametrize("index", [None, "ids"])
+def test_the_frame_equals_pandas_own_read(tmp_path, index):
+    frame = sample()
+    if index:  # an index stored as a column: read whole, the index comes along
+        frame.index = pd.Index([f"r{i}" for i in range(len(frame))], name=index)
+    path = tmp_path / "t.parquet"
+    frame.to_parquet(path)
+    got, want = frames.read_parquet(path), pd.read_parquet(path)
+    pd.testing.assert_frame_equal(got, want)
+    pd.testing.assert_frame_equal(
+        frames.read_parquet(path, ["when", "x"]), pd.read_parquet(path, columns=["when", "x"])
+    )
+
+
+PEAK = """
+import sys
+import pandas as pd
+from lib.core import frames
+from lib.core.paths import PROJECT_ROOT
+def peak():
+    status = open("/proc/self/status").read()
+    return int(status.split("VmHWM:")[1].split()[0]) * 1024
+before = peak()
+frame = {read}(sys.argv[1])
+print((peak() - before) / frame.memory_usage(index=False).sum())
+"""
+
+
+def _peak_ratio(path, read: str) -> float:
+    """How much the peak resident memory grew, in frames, reading ``path`` in a fresh process."""
+    code = PEAK.format(read=read)
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True,
+                         cwd=PROJECT_ROOT, check=True)  # fmt: skip
+    return float(out.stdout)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
+def test_reading_costs_about_one_copy_of_the_frame(tmp_path):
+    path = tmp_path / "big.parquet"
+    n = 2_000_000  # 8 float columns: 128 MB, well above the imports' noise
+    pd.DataFrame({f"c{i}": np.arange(n, dtype=float) + i for i in range(8)}).to_parquet(path)
+    ours, pandas_own = (
+        _peak_ratio(path, "frames.read_parquet"),
+        _peak_ratio(path, "pd.read_parquet"),
+    )
+    print(f"peak growth in frames: ours {ours:.2f}, pandas {pandas_own:.2f}")
+    assert ours < 1.6 < pandas_own  # pandas holds the table and the frame at once
