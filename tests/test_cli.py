@@ -12,7 +12,9 @@ import os
 import re
 import subprocess
 import sys
+import time
 import tomllib
+from pathlib import Path
 
 import pytest
 from typer.main import get_command
@@ -344,3 +346,84 @@ def test_demo_waits_until_the_service_answers(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+SLOW_PAGE = """
+import http.server, sys, time
+class Slow(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        with open(sys.argv[2], "a") as seen:
+            seen.write("GET\\n")
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.flush()
+        time.sleep(4)  # a Voila page: its notebook runs while the body streams
+        self.wfile.write(b"done")
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Slow).serve_forever()
+"""
+
+
+def test_demo_asks_a_slow_page_once(tmp_path):
+    """Each request for a Voila page starts a kernel: a poll timing out on the body asked again
+    every 2.5 s, and one `make demo` filled the machine's memory with dashboard kernels."""
+    import socket
+
+    from lib.loop.demo import _wait_ready
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    seen = tmp_path / "requests.txt"
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_PAGE, str(port), str(seen)])
+    try:
+        assert _wait_ready(proc, f"http://127.0.0.1:{port}/", seconds=60) is True
+        time.sleep(3)  # a poll that went on would have asked again by now
+        assert seen.read_text().count("GET") == 1
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+SERVICE_UNDER_TERM = """
+import signal, sys, time
+from contextlib import ExitStack
+from pathlib import Path
+from lib.loop import demo
+signal.signal(signal.SIGTERM, demo._interrupt)  # as demo.main installs it
+child = [sys.executable, "-m", "http.server", sys.argv[1], "--bind", "127.0.0.1"]
+try:
+    with ExitStack() as stack:
+        url = f"http://127.0.0.1:{sys.argv[1]}/"
+        stack.enter_context(demo._service(child, {}, url, Path(sys.argv[2])))
+        print("up", flush=True)
+        time.sleep(60)
+except KeyboardInterrupt:
+    print("stopped", flush=True)
+"""
+
+
+def test_sigterm_to_the_demo_stops_the_services_it_started(tmp_path):
+    import signal
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    demo = subprocess.Popen(
+        [sys.executable, "-c", SERVICE_UNDER_TERM, str(port), str(tmp_path / "service.log")],
+        stdout=subprocess.DEVNULL, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )  # fmt: skip
+
+    def listening() -> bool:
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", port)) == 0
+
+    deadline = time.monotonic() + 30
+    while not listening() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert listening(), "the service did not start"
+    time.sleep(1)  # the demo is past its readiness poll
+    demo.send_signal(signal.SIGTERM)
+    assert demo.wait(timeout=40) == 0  # unwound as Ctrl-C does
+    assert not listening()  # and the service it started is gone

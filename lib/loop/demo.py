@@ -53,14 +53,19 @@ def _run(cmd: Sequence[str], env: dict[str, str], ok: tuple[int, ...] = (0,)) ->
 
 
 @contextmanager
-def _service(cmd: Sequence[str], env: dict[str, str], ready: str, log: Path) -> Iterator[None]:
-    """Start a background process, wait until ``ready`` answers 200, stop it (by PID) after."""
+def _service(
+    cmd: Sequence[str], env: dict[str, str], ready: str, log: Path, any_answer: bool = False
+) -> Iterator[None]:
+    """Start a background process, wait until ``ready`` answers, stop it (by PID) after.
+
+    Ready is a 200, or with ``any_answer`` any answer below 500 (the server is listening).
+    """
     _show(cmd)
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w") as out:
         proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env, stdout=out, stderr=out)
     try:
-        if not _wait_ready(proc, ready):
+        if not _wait_ready(proc, ready, any_answer=any_answer):
             raise SystemExit(f"demo stopped: {cmd[1:3]} did not start; see {log}")
         yield
     finally:
@@ -72,10 +77,16 @@ def _service(cmd: Sequence[str], env: dict[str, str], ready: str, log: Path) -> 
                 proc.kill()
 
 
-def _answers(url: str) -> bool:
-    """Whether ``url`` answers 200 now."""
+def _answers(url: str, any_answer: bool = False) -> bool:
+    """Whether ``url`` answers 200 now (``any_answer``: any status below 500).
+
+    Only the status line is awaited, never the body: a page that streams its body slowly (a
+    Voila page runs its notebook while it answers) must not time out and be asked again - each
+    request for a Voila page starts a kernel of its own.
+    """
     try:
-        return httpx.get(url, timeout=2).status_code == 200
+        with httpx.stream("GET", url, timeout=2) as answer:
+            return answer.status_code < 500 if any_answer else answer.status_code == 200
     except httpx.TransportError:
         return False
 
@@ -90,15 +101,21 @@ class _Exited(stop_base):
         return self.proc.poll() is not None
 
 
-def _wait_ready(proc: subprocess.Popen[bytes], url: str, seconds: float = 180) -> bool:
-    """Poll ``url`` every half second until it answers 200; False if ``proc`` ends or time is up."""
+def _wait_ready(
+    proc: subprocess.Popen[bytes], url: str, seconds: float = 180, any_answer: bool = False
+) -> bool:
+    """Poll ``url`` every half second until it answers; False if ``proc`` ends or time is up."""
     poll = Retrying(
         stop=stop_after_delay(seconds) | _Exited(proc),
         wait=wait_fixed(0.5),
         retry=retry_if_result(lambda ok: not ok),
         retry_error_callback=lambda _state: False,
     )
-    return bool(poll(_answers, url))
+    return bool(poll(_answers, url, any_answer))
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,6 +151,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     base = f"http://127.0.0.1:{args.port}"
     dashboard = f"http://127.0.0.1:{args.dashboard_port}"
 
+    # SIGTERM (a service manager, CI, kill) unwinds like Ctrl-C: the server and the dashboard
+    # it started stop with it, instead of living on
+    signal.signal(signal.SIGTERM, _interrupt)
     print("Quire demo: pipeline -> server -> drifted traffic -> monitor -> dashboard", flush=True)
     _run(_python("run_all.py", *layers), env)
     with ExitStack() as stack:
@@ -151,7 +171,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         layout = Layout.of(params)
         summary = read_summary(layout.monitoring_summary)
         dash = _python("-m", "lib.monitoring.dashboard", "--port", str(args.dashboard_port))
-        stack.enter_context(_service(dash, env, dashboard, logs / "demo-dashboard.log"))
+        # not the page itself: every request for it runs the dashboard in a new kernel (~270 MiB)
+        dash_up = f"{dashboard}/favicon.ico"
+        stack.enter_context(
+            _service(dash, env, dash_up, logs / "demo-dashboard.log", any_answer=True)
+        )
         print("\n" + "=" * 78)
         print(f"monitoring verdict: {summary.verdict}")
         for alert in summary.alerts:
