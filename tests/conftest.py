@@ -14,7 +14,8 @@ from lib.core.paths import PARAMS_DIR
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 # Tests track into their own tmp_path stores, never into a tracking server the user points at.
-os.environ.pop("MLFLOW_TRACKING_URI", None)
+for _name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID"):
+    os.environ.pop(_name, None)
 
 
 def dirs_overrides(root: Path) -> list[str]:
@@ -125,7 +126,9 @@ def monitored_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(autouse=True)
 def _no_leaked_tracking_uri() -> Iterator[None]:
-    """Drop MLFLOW_TRACKING_URI after each test: mlflow.set_tracking_uri exports it, and every
-    later run_all subprocess would then write to that test's store."""
+    """Drop MLFLOW_TRACKING_URI and MLFLOW_EXPERIMENT_ID after each test: mlflow exports them
+    (set_tracking_uri, set_experiment), and every later subprocess (run_all, a server) would
+    then write to that test's store and experiment."""
     yield
     os.environ.pop("MLFLOW_TRACKING_URI", None)
+    os.environ.pop("MLFLOW_EXPERIMENT_ID", None)

@@ -229,10 +229,12 @@ def kill_under_load(served_root, tmp_path, test_rows, mode: str) -> dict:
     folder = data / "predictions" / "quire-churn"
     answered: list[tuple[str, int, float, str]] = []
     stop = threading.Event()
-    # interval: no Parquet part during the load, so every row since the start is in segments
-    # (a kill just after a rotation would otherwise rightly find nothing to recover)
-    flush = "60" if mode == "interval" else "2"
-    settings = {"log_durability": mode, "log_flush_seconds": flush}
+    # interval: no Parquet part during the load (neither by time nor by rows: about 2,000 rows
+    # a second are answered), so every row since the start is in segments; a kill just after a
+    # rotation would rightly find nothing to recover
+    settings = {"log_durability": mode, "log_flush_seconds": "2", "log_flush_rows": "5000"}
+    if mode == "interval":
+        settings |= {"log_flush_seconds": "60", "log_flush_rows": "1000000"}
     log = tmp_path / f"{mode}.log"
     with helpers.real_server(data, served_root / "mlruns", log, **settings) as (base, proc):
         threads = [
