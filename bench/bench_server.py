@@ -6,10 +6,11 @@ Needs `wrk` (Debian package). Trains a HistGradientBoosting champion on the defa
 (18 raw columns through the ColumnTransformer) in a temporary store, starts each server with one
 worker and OMP_NUM_THREADS=1 on 127.0.0.1 - Quire, Quire with its fast path off (the pipeline's
 own predict), mlflow - and drives each with the same wrk runs, one server at a time: single rows
-at concurrency 16 and 1, 1,000-row batches at concurrency 4. Also: time from start to ready,
-resident memory after the runs, and a check that every benchmarked row's answer equals the
-pipeline's own predict / predict_proba. Quire logs every prediction during the runs, as in
-production.
+at concurrency 16 and 1, 1,000-row batches at concurrency 4. Quire is measured on its own routes
+(`/predict`, `/predict/batch`) and on MLflow's (`/invocations`, with the very bodies sent to
+mlflow). Also: time from start to ready, resident memory after the runs, and a check that every
+benchmarked row's answer equals the pipeline's own predict / predict_proba. Quire logs every
+prediction during the runs, as in production.
 """
 
 from __future__ import annotations
@@ -200,6 +201,14 @@ def check(kind: str, port: int, records: list[dict[str, Any]], pipeline: Any, sc
         ).json()["predictions"]
         return bool(answer == pipeline.predict(frame).tolist())
     proba = pipeline.predict_proba(frame).tolist()
+    if kind == "quire_invocations":  # MLflow's body; the probabilities as Quire adds them
+        answers = [
+            httpx.post(f"{base}/invocations", json=body, timeout=60).json()["probabilities"]
+            for body in [{"dataframe_records": records, "params": {"probabilities": True}}]
+            + [{"dataframe_records": [r], "params": {"probabilities": True}} for r in records[:200]]
+        ]
+        got = [[p["0"], p["1"]] for answer in answers for p in answer]
+        return got == proba + proba[:200]
     batch = httpx.post(f"{base}/predict/batch", json=records, timeout=60).json()["predictions"]
     singles = [
         httpx.post(f"{base}/predict", json=r).json()["predictions"][0] for r in records[:200]
@@ -211,13 +220,14 @@ def check(kind: str, port: int, records: list[dict[str, Any]], pipeline: Any, sc
 KINDS = {  # name: (single-row route, batch route, extra environment)
     "quire": ("/predict", "/predict/batch", {}),
     "quire_pipeline": ("/predict", "/predict/batch", {"QUIRE_SERVER_FAST_PATH": "false"}),
+    "quire_invocations": ("/invocations", "/invocations", {}),  # like with like: MLflow's route
     "mlflow": ("/invocations", "/invocations", {}),
 }
 
 
 def measure(kind: str, store_env: dict[str, str], work: Path, seconds: int) -> dict[str, Any]:
     route_one, route_batch, extra = KINDS[kind]
-    body = "mlflow" if kind == "mlflow" else "quire"
+    body = "mlflow" if route_one == "/invocations" else "quire"
     port = free_port()
     proc, ready_s = start(kind, port, {**store_env, **extra})
     try:
@@ -292,7 +302,7 @@ def median_result(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def table(results: dict[str, Any]) -> str:
     """The markdown table for docs/benchmarks.md."""
-    q, p, m = results["quire"], results["quire_pipeline"], results["mlflow"]
+    q, p, i, m = (results[k] for k in ("quire", "quire_pipeline", "quire_invocations", "mlflow"))
     measures = [
         ("single row, c=16: req/s", lambda r: r["c16"]["rps"], "{:.0f}"),
         ("single row, c=16: p99 ms", lambda r: r["c16"]["p99_ms"], "{:.1f}"),
@@ -302,12 +312,14 @@ def table(results: dict[str, Any]) -> str:
         ("resident memory MiB", lambda r: r["rss_mib"], "{:.0f}"),
     ]
     lines = [
-        "| measure | Quire | Quire, fast path off | mlflow models serve | Quire / mlflow |",
-        "|---|---|---|---|---|",
+        "| measure | Quire `/predict` | fast path off | Quire `/invocations` | mlflow models serve"
+        " | Quire / mlflow | Quire / mlflow, same route and body |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, get, fmt in measures:
-        cells = [fmt.format(get(r)) for r in (q, p, m)]
-        lines.append(f"| {name} | {' | '.join(cells)} | {get(q) / get(m):.2f}x |")
+        cells = [fmt.format(get(r)) for r in (q, p, i, m)]
+        ratios = f"{get(q) / get(m):.2f}x | {get(i) / get(m):.2f}x"
+        lines.append(f"| {name} | {' | '.join(cells)} | {ratios} |")
     errors = {k: r["c16"]["non_2xx"] + r["c1"]["non_2xx"] + r["batch_c4"]["non_2xx"]
               for k, r in results.items()}  # fmt: skip
     equal = {k: r["equal"] for k, r in results.items()}

@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
+from lib.monitoring.live import LiveVerdict
+
 
 @dataclass
 class Metrics:
@@ -17,6 +19,13 @@ class Metrics:
     ``quire_requests_total`` counts every answer by route template (``unmatched`` when no route
     matched) and status, 499 for a client that hung up mid-request (server/middleware.py);
     ``quire_request_seconds`` times them by route and status class (``2xx``, ``4xx``, ``5xx``).
+
+    Live drift (server/live.py; absent until the window holds ``monitor.live.min_rows`` rows):
+    ``quire_drift_score`` and ``quire_drift_detected`` per column (``role``: ``feature`` or
+    ``output``, the model's prediction and class probabilities) with the method the monitor
+    stage uses, ``quire_drift_share`` and ``quire_dataset_drift`` for the features,
+    ``quire_quality_*_share`` per feature, ``quire_prediction_share`` per predicted class, and
+    ``quire_live_window_rows``.
     """
 
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
@@ -60,6 +69,75 @@ class Metrics:
             "Time the prediction-log writer took per commit (encode and append to the segment)",
             registry=r, buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
         )  # fmt: skip
+
+        self.drift_score = Gauge(
+            "quire_drift_score", "Live drift statistic of a column over the window "
+            "(p-value for ks/chisquare/z, distance otherwise)", ["column", "role", "method"],
+            registry=r,
+        )  # fmt: skip
+        self.drift_detected = Gauge(
+            "quire_drift_detected", "1 when a column drifted in the live window",
+            ["column", "role"], registry=r,
+        )  # fmt: skip
+        self.drift_share = Gauge(
+            "quire_drift_share",
+            "Share of the checked features that drifted in the window",
+            registry=r,
+        )
+        self.dataset_drift = Gauge(
+            "quire_dataset_drift",
+            "1 when the window's drifted share reaches monitor.drift_share",
+            registry=r,
+        )
+        self.quality = {
+            kind: Gauge(
+                f"quire_quality_{kind}_share",
+                f"Share of the window's rows {text}",
+                ["column"],
+                registry=r,
+            )
+            for kind, text in (
+                ("missing", "missing a value"),
+                ("out_of_range", "outside the reference's range"),
+                ("unknown", "with a category the reference never had"),
+            )
+        }
+        self.prediction_share = Gauge(
+            "quire_prediction_share", "Share of the window's rows predicted as a class",
+            ["label"], registry=r,
+        )  # fmt: skip
+        self.live_rows = Gauge(
+            "quire_live_window_rows", "Served rows in the live drift window", registry=r
+        )
+        self._live = [
+            self.drift_score, self.drift_detected, self.drift_share, self.dataset_drift,
+            *self.quality.values(), self.prediction_share,
+        ]  # fmt: skip
+
+    def clear_live(self) -> None:
+        """Remove every live-drift series (a new model version starts an empty window)."""
+        for gauge in self._live:
+            gauge.clear()
+        self.live_rows.set(0)
+
+    def set_live(self, verdict: LiveVerdict | None, rows: int) -> None:
+        """Export one live-drift verdict (None: too few rows yet, the series stay absent)."""
+        self.live_rows.set(rows)
+        if verdict is None:
+            return
+        for gauge in self._live:
+            gauge.clear()  # a column no longer checked must not keep its old value
+        for role, report in (("feature", verdict.features), ("output", verdict.outputs)):
+            for col in report.columns:
+                self.drift_score.labels(col.column, role, col.method).set(col.score)
+                self.drift_detected.labels(col.column, role).set(int(col.drifted))
+        self.drift_share.set(verdict.features.drifted_share)
+        self.dataset_drift.set(int(verdict.features.dataset_drift))
+        for name, quality in verdict.quality.items():
+            for kind, gauge in self.quality.items():
+                gauge.labels(name).set(getattr(quality, kind))
+        for label, share in verdict.prediction_shares.items():
+            self.prediction_share.labels(label).set(share)
 
     def log_committed(self, lag: float, seconds: float, rows: int) -> None:
         """Record one prediction-log commit (see :class:`server.predlog.PredictionLog`)."""

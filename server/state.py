@@ -1,4 +1,4 @@
-"""The server's mutable state: the loaded model (swapped atomically), log, batcher, metrics."""
+"""The server's mutable state: the model (swapped atomically), log, batcher, live drift, metrics."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from lib.serving.loading import load_model, registered_version
 from lib.serving.predictor import LoadedModel
 from server.batcher import MicroBatcher
 from server.config import Settings
+from server.live import LiveMonitor
 from server.metrics import Metrics
 from server.predlog import Commit, PredictionLog
 
@@ -40,6 +41,7 @@ class ServingState:
     model: LoadedModel | None = None
     predlog: PredictionLog | None = None
     batcher: MicroBatcher | None = None
+    live: LiveMonitor | None = None
     reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     poller: asyncio.Task[None] | None = None
     # ids of the latest logged rows: POST /feedback finds them before the log is flushed
@@ -72,6 +74,8 @@ class ServingState:
                 "uri": model.uri,
             }
         )
+        if self.live is not None:
+            self.live.use(model, self.log_name(model))
         self.metrics.ready.set(1)
 
     async def reload(self) -> LoadedModel:
@@ -89,6 +93,8 @@ class ServingState:
     async def start(self) -> LoadedModel:
         """Load the model, then start the prediction log, the micro-batcher and the alias poll."""
         settings = self.settings
+        if self.params.monitor.live.enabled:
+            self.live = LiveMonitor(self.params, self.metrics)
         model = await self.reload()  # the same load, warm-up and swap as /admin/reload
         if settings.prediction_log:
             folder = Layout.of(self.params, model=self.log_name(model)).predictions
@@ -104,6 +110,8 @@ class ServingState:
             self.current, self.run_model, settings.batch_wait_ms, settings.batch_max_rows
         )
         self.batcher.start()
+        if self.live is not None:
+            self.live.start()
         if settings.poll_seconds > 0:
             self.poller = asyncio.create_task(self._poll_alias(), name="alias-poller")
         log.info("serving", model=model.name, version=model.version, uri=model.uri)
@@ -117,6 +125,8 @@ class ServingState:
                 await self.poller
         if self.batcher is not None:
             await self.batcher.stop()
+        if self.live is not None:
+            await self.live.stop()
         if self.predlog is not None:
             await asyncio.to_thread(self.predlog.close)
         self.metrics.ready.set(0)
@@ -164,14 +174,20 @@ class ServingState:
         """Predict ``batch`` with ``model`` and log the rows under the request.
 
         Every route predicts through here or the micro-batcher, both with ``model.predict``: a
-        classifier's labels at the version's decision threshold, the same on every route.
+        classifier's labels at the version's decision threshold, the same on every route. A
+        batch smaller than ``batch_max_rows`` goes through the micro-batcher (shared calls).
 
         Returns
         -------
         tuple
             Labels or values, and class probabilities in schema order (None for regression).
         """
-        labels, proba = await self.run_model(model.predict, batch)
+        if self.batcher is not None and len(batch) < self.settings.batch_max_rows:
+            # small requests share model calls with the others (one call costs about a
+            # millisecond whatever its size up to a few hundred rows)
+            _, labels, proba = await self.batcher.predict(batch, model)
+        else:
+            labels, proba = await self.run_model(model.predict, batch)
         await self.commit_rows(request_id, model, batch, labels, proba)
         return labels, proba
 
@@ -231,11 +247,12 @@ class ServingState:
         Returns None, or with ``log_durability=fsync`` a future done once the rows are on disk
         (:meth:`commit_rows` awaits it).
         """
-        if self.predlog is None:
+        if self.predlog is None and self.live is None:
             return None
-        self.recent_requests.append(request_id)
-        if batch.ids is not None:
-            self.recent_ids.extend(k for k in map(predlog.id_key, batch.ids) if k is not None)
+        if self.predlog is not None:  # only logged rows can get labels and lineage
+            self.recent_requests.append(request_id)
+            if batch.ids is not None:
+                self.recent_ids.extend(k for k in map(predlog.id_key, batch.ids) if k is not None)
         table = predlog.log_columns(
             batch.columns,
             request_id=request_id,
@@ -246,4 +263,6 @@ class ServingState:
             id_column=model.schema.id_column,
             ids=batch.ids,
         )
-        return self.predlog.append(table)
+        if self.live is not None:
+            self.live.add(table, model.version)
+        return self.predlog.append(table) if self.predlog is not None else None

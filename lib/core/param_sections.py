@@ -272,6 +272,16 @@ class AlertParams(Section):
     _null_drop = field_validator("metric_drop", mode="before")(_cleared(dict))
 
 
+class LiveParams(Section):
+    """Live drift in the server: a sliding window of served rows, exported on /metrics."""
+
+    enabled: bool = True
+    window_rows: int = Field(1000, ge=10, le=1_000_000)
+    window_seconds: float | None = Field(None, gt=0)
+    min_rows: int = Field(100, ge=1)
+    every_seconds: float = Field(5.0, gt=0, le=3600)
+
+
 class MonitorParams(Section):
     """The monitor stage: what is compared with what, how drift is judged, and the alerts."""
 
@@ -300,6 +310,7 @@ class MonitorParams(Section):
     history_runs: int = Field(500, ge=1)
     retrain_on_alert: bool = False
     alerts: AlertParams = Field(default_factory=AlertParams)
+    live: LiveParams = Field(default_factory=LiveParams)
 
     @field_validator("window")
     @classmethod
