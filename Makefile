@@ -54,8 +54,12 @@ $(QUIRE_TARGETS): export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH
 run: $(STAMP) ## run every stage on params/base.yaml (ARGS="--params params/penguins.yaml" to change)
 	$(QUIRE) run $(ARGS)
 
+# The suite runs on TEST_WORKERS processes (pytest-xdist), a test file per worker at a time:
+# most tests wait on kernels, servers and subprocesses, so two workers on two cores nearly halve it.
+TEST_WORKERS ?= 2
+
 test: $(STAMP) ## run the whole test suite, slow tests and lint included
-	$(BIN)/python -m pytest $(ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(ARGS)
 
 test-fast: $(STAMP) ## run only the fast unit tests
 	$(BIN)/python -m pytest -m "not slow" $(ARGS)

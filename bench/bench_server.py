@@ -221,7 +221,16 @@ KINDS = {  # name: (single-row route, batch route, extra environment)
     "quire": ("/predict", "/predict/batch", {}),
     "quire_pipeline": ("/predict", "/predict/batch", {"QUIRE_SERVER_FAST_PATH": "false"}),
     "quire_invocations": ("/invocations", "/invocations", {}),  # like with like: MLflow's route
+    # live drift's cost: the same server with monitor.live off
+    "quire_live_off": ("/predict", "/predict/batch", {"QUIRE__MONITOR__LIVE__ENABLED": "false"}),
     "mlflow": ("/invocations", "/invocations", {}),
+}
+NAMES = {
+    "quire": "Quire `/predict`",
+    "quire_pipeline": "fast path off",
+    "quire_invocations": "Quire `/invocations`",
+    "quire_live_off": "Quire `/predict`, live drift off",
+    "mlflow": "mlflow models serve",
 }
 
 
@@ -240,6 +249,11 @@ def measure(kind: str, store_env: dict[str, str], work: Path, seconds: int) -> d
             "batch_c4": wrk(base + route_batch, work / f"{body}_batch.json", 4, seconds, work),
             "rss_mib": rss_mib(proc),
         }
+        if kind != "mlflow":  # is live drift on? (rows in its window after the runs)
+            found = re.search(
+                r"^quire_live_window_rows (\S+)", httpx.get(base + "/metrics").text, re.M
+            )
+            result["live_window_rows"] = float(found.group(1)) if found else None
         result["port"] = port
         return result | {"proc": proc}
     except BaseException:
@@ -251,7 +265,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--repeats", type=int, default=3, help="alternating rounds (medians)")
+    parser.add_argument("--kinds", default=",".join(KINDS), help="servers to run, comma-separated")
     args = parser.parse_args()
+    kinds = args.kinds.split(",")
+    unknown = sorted(set(kinds) - set(KINDS))
+    if unknown:
+        parser.error(f"--kinds: unknown {unknown}; choose from {list(KINDS)}")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         store_env = prepare(work / "store")
@@ -269,9 +288,9 @@ def main() -> None:
         }
         for name, body in bodies.items():
             (work / f"{name}.json").write_text(json.dumps(body))
-        runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in KINDS}
+        runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
         for _ in range(args.repeats):  # rounds of one server at a time, same loopback load
-            for kind in KINDS:
+            for kind in kinds:
                 result = measure(kind, store_env, work, args.seconds)
                 proc = result.pop("proc")
                 try:
@@ -291,6 +310,7 @@ def median_result(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "ready_s": statistics.median(r["ready_s"] for r in runs),
         "rss_mib": statistics.median(r["rss_mib"] for r in runs),
         "equal": all(r["equal"] for r in runs),
+        "live_window_rows": runs[-1].get("live_window_rows"),
     }
     for load in ("c16", "c1", "batch_c4"):
         out[load] = {
@@ -301,8 +321,7 @@ def median_result(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def table(results: dict[str, Any]) -> str:
-    """The markdown table for docs/benchmarks.md."""
-    q, p, i, m = (results[k] for k in ("quire", "quire_pipeline", "quire_invocations", "mlflow"))
+    """The markdown table for docs/benchmarks.md: every kind run, and the ratios it allows."""
     measures = [
         ("single row, c=16: req/s", lambda r: r["c16"]["rps"], "{:.0f}"),
         ("single row, c=16: p99 ms", lambda r: r["c16"]["p99_ms"], "{:.1f}"),
@@ -311,19 +330,25 @@ def table(results: dict[str, Any]) -> str:
         ("start to ready s", lambda r: r["ready_s"], "{:.1f}"),
         ("resident memory MiB", lambda r: r["rss_mib"], "{:.0f}"),
     ]
-    lines = [
-        "| measure | Quire `/predict` | fast path off | Quire `/invocations` | mlflow models serve"
-        " | Quire / mlflow | Quire / mlflow, same route and body |",
-        "|---|---|---|---|---|---|---|",
+    ratios = [  # (title, numerator, denominator)
+        ("Quire / mlflow", "quire", "mlflow"),
+        ("Quire / mlflow, same route and body", "quire_invocations", "mlflow"),
+        ("live drift on / off", "quire", "quire_live_off"),
     ]
+    ratios = [r for r in ratios if r[1] in results and r[2] in results]
+    kinds = [k for k in KINDS if k in results]
+    head = [NAMES[k] for k in kinds] + [title for title, _, _ in ratios]
+    lines = [f"| measure | {' | '.join(head)} |", "|---" * (len(head) + 1) + "|"]
     for name, get, fmt in measures:
-        cells = [fmt.format(get(r)) for r in (q, p, i, m)]
-        ratios = f"{get(q) / get(m):.2f}x | {get(i) / get(m):.2f}x"
-        lines.append(f"| {name} | {' | '.join(cells)} | {ratios} |")
+        cells = [fmt.format(get(results[k])) for k in kinds]
+        cells += [f"{get(results[a]) / get(results[b]):.2f}x" for _, a, b in ratios]
+        lines.append(f"| {name} | {' | '.join(cells)} |")
     errors = {k: r["c16"]["non_2xx"] + r["c1"]["non_2xx"] + r["batch_c4"]["non_2xx"]
               for k, r in results.items()}  # fmt: skip
     equal = {k: r["equal"] for k, r in results.items()}
+    live = {k: r["live_window_rows"] for k, r in results.items() if k != "mlflow"}
     lines.append(f"\nnon-2xx answers: {errors}; answers equal the pipeline's own: {equal}")
+    lines.append(f"live drift window rows after the runs: {live}")
     return "\n".join(lines)
 
 

@@ -107,7 +107,10 @@ class ServingState:
             )  # fmt: skip
             await asyncio.to_thread(self.predlog.start)  # recovers a crashed run's segments
         self.batcher = MicroBatcher(
-            self.current, self.run_model, settings.batch_wait_ms, settings.batch_max_rows
+            self.current,
+            lambda method, batch: self.run_model(method, batch),  # looked up at each call
+            settings.batch_wait_ms,
+            settings.batch_max_rows,
         )
         self.batcher.start()
         if self.live is not None:

@@ -125,15 +125,19 @@ class LiveDrift:
         frame = self.window()
         if len(frame) < max(self.min_rows, 1):
             return None
+        # a column with no value in the window has no statistic (its missing share says why)
+        names = [c for c in self.kinds if frame[c].notna().any()]
         features = drift.check_drift(
             self.profile,
             frame,
-            columns=list(self.kinds),
-            methods=self.methods,
-            thresholds=self.thresholds,
+            columns=names,
+            methods={k: v for k, v in self.methods.items() if k in names},
+            thresholds={k: v for k, v in self.thresholds.items() if k in names},
             drift_share=self.drift_share,
         )
-        outputs = drift.check_drift(self.profile, frame, columns=self.outputs)
+        outputs = drift.check_drift(
+            self.profile, frame, columns=[c for c in self.outputs if frame[c].notna().any()]
+        )
         shares: dict[str, float] = {}
         if self.classes is not None and predlog.PREDICTION in frame:
             counts = frame[predlog.PREDICTION].astype(str).value_counts()

@@ -93,3 +93,12 @@ def test_requests_missing_a_checked_column_are_not_taken(reference):
     del broken["city"]
     window.add(broken)
     assert window.window().empty
+
+
+def test_a_column_with_no_value_in_the_window_is_left_out_not_fatal(reference):
+    window = live(reference, window_rows=100, min_rows=5)
+    window.add(request([0.1] * 6, [None] * 6))
+    verdict = window.update()
+    assert verdict is not None
+    assert [c.column for c in verdict.features.columns] == ["x"]
+    assert verdict.quality["city"].missing == 1.0

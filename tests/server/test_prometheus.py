@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -127,12 +128,34 @@ def test_a_real_prometheus_sees_quire_drift_fire_then_the_server_go_down(
             assert drift[0]["severity"] == "warning"
             assert "payment_method" in features  # the production batch's new payment method
             assert "QuireUnseenCategories" in firing(prometheus)
+            empty = dashboard_queries_without_data(prometheus)
+            assert not empty, f"dashboard panels with no data from a drifted, served Quire: {empty}"
             stop(proc)  # the server goes away: Prometheus cannot scrape it
             down = wait_until_firing(prometheus, "QuireDown")
             assert down[0]["instance"] == base.removeprefix("http://")
         finally:
             prom.terminate()
             prom.wait(timeout=30)
+
+
+def dashboard_queries_without_data(prometheus: str) -> list[str]:
+    """Run every query of the shipped Grafana dashboard; the titles of panels with no series.
+
+    A query Prometheus refuses fails the test.
+    """
+    dashboard = json.loads((CONFIG / "grafana-dashboard.json").read_text())
+    empty = []
+    for panel in dashboard["panels"]:
+        series = 0
+        for target in panel["targets"]:
+            query = (target["expr"].replace("$job", "quire").replace("$instance", ".*")
+                     .replace("$__rate_interval", "30s"))  # fmt: skip
+            answer = httpx.get(f"{prometheus}/api/v1/query", params={"query": query}, timeout=5)
+            assert answer.status_code == 200, (panel["title"], query, answer.text)
+            series += len(answer.json()["data"]["result"])
+        if not series:
+            empty.append(panel["title"])
+    return empty
 
 
 def wait_until_scraped(prometheus: str, seconds: float = 60) -> None:
