@@ -185,7 +185,9 @@ def test_kill_at_random_moments_leaves_complete_sets(tmp_path):
         check_consistent(tmp_path, params, f"{where}, after recovery")
         status = _status(tmp_path)
         assert status["run"]["status"] in ("ok", "interrupted"), where
-        if proc.returncode != 0 and started:
+        # a kill that lands after the run recorded its end as ok (its last act before exiting;
+        # seen in CI: round 4, SIGKILL after 42.0 s) leaves a complete run, rightly ok
+        if proc.returncode != 0 and started and run["status"] != "ok":
             assert status["history"][0]["id"] == run["id"], where
             assert status["history"][0]["status"] == "interrupted", where
             index = (tmp_path / "reports" / "index.html").read_text()
