@@ -17,7 +17,7 @@ from lib.core.layout import Layout
 from lib.core.logs import get_logger
 from lib.core.params import Params
 from lib.data.drift_profile import Profile
-from lib.model.reference import DRIFT_PROFILE
+from lib.model.reference import DRIFT_PROFILE, output_kinds
 from lib.monitoring.inputs import drift_kinds
 from lib.monitoring.live import LiveDrift
 from lib.serving.predictor import LoadedModel
@@ -39,7 +39,7 @@ def live_drift_for(params: Params, model: LoadedModel, log_name: str) -> LiveDri
     profile = Profile.load(path)
     kinds = {k: v for k, v in drift_kinds(model.schema, params.monitor).items()
              if k in profile.columns}  # fmt: skip
-    outputs = [c for c in profile.columns if c not in model.schema.names()]
+    outputs = [c for c in output_kinds(model.schema) if c in profile.columns]  # as the stage
     return LiveDrift(
         profile,
         kinds,

@@ -98,7 +98,7 @@ class LiveDrift:
         self.classes = classes
         self.columns = [*self.kinds, *self.outputs]
         self._pending: deque[dict[str, np.ndarray]] = deque()  # appends are thread-safe
-        self._window: list[dict[str, np.ndarray]] = []  # oldest first, one item per request
+        self._window: deque[dict[str, np.ndarray]] = deque()  # oldest first, one per request
         self._rows = 0
         self._lock = threading.Lock()  # update() runs in one thread at a time
 
@@ -151,12 +151,12 @@ class LiveDrift:
             self._window.append(item)
             self._rows += len(item[predlog.TIME])
         while self._window and self._rows - len(self._window[0][predlog.TIME]) >= self.window_rows:
-            self._rows -= len(self._window.pop(0)[predlog.TIME])
+            self._rows -= len(self._window.popleft()[predlog.TIME])
         if self.window_seconds is not None:
             now = np.datetime64(pd.Timestamp.now(tz="UTC").tz_localize(None), "ns")
             oldest = now - np.timedelta64(int(self.window_seconds * 1e9), "ns")
             while self._window and self._window[0][predlog.TIME].max() < oldest:
-                self._rows -= len(self._window.pop(0)[predlog.TIME])
+                self._rows -= len(self._window.popleft()[predlog.TIME])
 
     def _frame(self) -> pd.DataFrame:
         """Return the window as a frame: its last ``window_rows`` rows."""
