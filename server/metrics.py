@@ -20,7 +20,8 @@ class Metrics:
     matched) and status, 499 for a client that hung up mid-request (server/middleware.py);
     ``quire_request_seconds`` times them by route and status class (``2xx``, ``4xx``, ``5xx``).
 
-    Live drift (server/live.py; absent until the window holds ``monitor.live.min_rows`` rows):
+    Live drift (server/live.py; per-column series absent, the two dataset gauges 0, until the
+    window holds ``monitor.live.min_rows`` rows):
     ``quire_drift_score`` and ``quire_drift_detected`` per column (``role``: ``feature`` or
     ``output``, the model's prediction and class probabilities) with the method the monitor
     stage uses, ``quire_drift_share`` and ``quire_dataset_drift`` for the features,
