@@ -1,113 +1,38 @@
-"""`python -m server`: serve the champion with uvicorn on 127.0.0.1 (settings from the env)."""
+"""`python -m server [--workers N]`: serve the champion with uvicorn (settings from the env).
+
+Every setting is a ``QUIRE_SERVER_*`` variable (server/config.py); ``--host``, ``--port`` and
+``--workers`` override theirs.
+"""
 
 from __future__ import annotations
 
-import asyncio
+import argparse
 import os
+from collections.abc import Sequence
 
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from lib.core import startup
 from server.config import Settings
-from server.errors import Fault, error_response
-from server.main import create_app
-
-DRAIN_SECONDS = 1.0  # how long an idle keep-alive connection may still send a request at shutdown
-GRACEFUL_SECONDS = 20  # then requests still running are cancelled
+from server.protocol import GRACEFUL_SECONDS, DrainingProtocol
 
 
-class DrainingProtocol(HttpToolsProtocol):
-    """uvicorn's HTTP protocol, but a graceful shutdown answers every request sent before it.
-
-    uvicorn's own ``shutdown()`` closes every connection that is not answering a request at
-    that instant: a keep-alive connection whose client is sending its next request (its bytes
-    on the wire, or its headers half read) is reset, and that request lost. Here such a
-    connection is drained instead: a request begun is read and answered with
-    ``Connection: close``; a connection with nothing under way closes after
-    :data:`DRAIN_SECONDS` without a request. New connections are refused meanwhile (uvicorn
-    closes the listening socket), which a client can tell from a reset and retry elsewhere.
-
-    Headers get the request timeout too (the app's middleware times the body): a connection
-    that sends no complete request headers within ``headers_timeout`` seconds of opening, or of
-    its request's first byte, gets a 408 and is closed, rather than holding its slot (and a
-    graceful shutdown) indefinitely. Written against uvicorn 0.54's ``HttpToolsProtocol``.
-    """
-
-    headers_timeout = 30.0
-    _draining = False
-    _mid_request = False  # a request's first bytes are in, its headers are not complete
-    _headers_timer: asyncio.TimerHandle | None = None
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        """Accept the connection; its first request's headers are due within the timeout."""
-        super().connection_made(transport)
-        self._headers_timer = self.loop.call_later(self.headers_timeout, self._headers_too_slow)
-
-    def on_message_begin(self) -> None:
-        """Note that a request has begun (its cycle only exists once its headers are read)."""
-        super().on_message_begin()
-        self._mid_request = True
-        if self._headers_timer is None:
-            self._headers_timer = self.loop.call_later(self.headers_timeout, self._headers_too_slow)
-
-    def on_headers_complete(self) -> None:
-        """Start the request; while draining, its answer closes the connection."""
-        if self._headers_timer is not None:
-            self._headers_timer.cancel()
-            self._headers_timer = None
-        super().on_headers_complete()
-        self._mid_request = False
-        if self._draining and self.cycle is not None:
-            self.cycle.keep_alive = False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        """Forget the connection (and its headers timer)."""
-        if self._headers_timer is not None:
-            self._headers_timer.cancel()
-            self._headers_timer = None
-        super().connection_lost(exc)
-
-    def _headers_too_slow(self) -> None:
-        """Answer 408 in the protocol of the path sent so far (if any), then close."""
-        self._headers_timer = None
-        if self.transport.is_closing():
-            return
-        if not self._mid_request:  # opened, and nothing sent at all: just close
-            self.transport.close()
-            return
-        path = self.url.split(b"?")[0].decode("latin-1")
-        reason = f"the request headers were not received within {self.headers_timeout:g} s"
-        body = error_response(path, Fault(408, "request_timeout", reason)).body
-        head = (
-            "HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
-            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
-        )
-        self.transport.write(head.encode() + bytes(body))
-        self.transport.close()
-
-    def shutdown(self) -> None:
-        """Answer the request under way, or wait briefly for one, then close."""
-        self._draining = True
-        if self.pipeline:  # the last request queued closes the connection
-            self.pipeline[0][0].keep_alive = False
-        elif self.cycle is not None and not self.cycle.response_complete:
-            self.cycle.keep_alive = False
-        elif not self._mid_request:
-            self.loop.call_later(DRAIN_SECONDS, self._close_if_idle)
-
-    def _close_if_idle(self) -> None:
-        idle = self.cycle is None or self.cycle.response_complete
-        if idle and not self._mid_request and not self.transport.is_closing():
-            self.transport.close()
-
-
-def main() -> int:
-    """Start one uvicorn worker; SIGINT/SIGTERM finish accepted requests, then stop.
+def main(argv: Sequence[str] | None = None) -> int:
+    """Serve until SIGINT/SIGTERM, which finish accepted requests, then stop.
 
     Starts as every Quire command does (:mod:`lib.core.startup`): invalid parameters in the
     environment are one ``error:`` line and exit code 2, not a traceback.
     """
+    parser = argparse.ArgumentParser(prog="python -m server", description=__doc__)
+    parser.add_argument("--host", help="address to bind [QUIRE_SERVER_HOST, else 127.0.0.1]")
+    parser.add_argument("--port", type=int, help="port [QUIRE_SERVER_PORT, else 8000]")
+    parser.add_argument(
+        "--workers", type=int, help="server processes on the port [QUIRE_SERVER_WORKERS, else 1]"
+    )
+    args = parser.parse_args(argv)
+    for name in ("host", "port", "workers"):
+        if getattr(args, name) is not None:
+            os.environ[f"QUIRE_SERVER_{name.upper()}"] = str(getattr(args, name))
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     startup.start_logging("INFO")
     return startup.guarded(_serve)
@@ -115,20 +40,35 @@ def main() -> int:
 
 def _serve() -> int:
     settings = Settings()
-    protocol = type(
-        "ServerProtocol",
-        (DrainingProtocol,),
-        {"headers_timeout": settings.request_timeout_seconds},
-    )
+    _check_model(settings)
+    if settings.workers > 1:
+        from server.workers import serve
+
+        return serve(settings)
+    from server.main import create_app
+
+    DrainingProtocol.headers_timeout = settings.request_timeout_seconds
     uvicorn.run(
         create_app(settings),
         host=settings.host,
         port=settings.port,
         log_level="warning",
-        http=protocol,
+        http=DrainingProtocol,
         timeout_graceful_shutdown=GRACEFUL_SECONDS,
     )
     return 0
+
+
+def _check_model(settings: Settings) -> None:
+    """Fail in one ``error:`` line when there is no model to serve (no champion yet).
+
+    Without this, each worker would fail in its start-up with a traceback.
+    """
+    from lib.core.params import load_params
+    from lib.serving.loading import registered_version
+
+    presets = [settings.params_file] if settings.params_file else []
+    registered_version(load_params(presets, env=os.environ), settings.model_uri)
 
 
 if __name__ == "__main__":

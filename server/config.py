@@ -17,6 +17,8 @@ class Settings(BaseSettings):
     params_file: str | None = None
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    # server processes sharing the port (server/workers.py); each loads the model
+    workers: int = Field(1, ge=1, le=64)
     max_batch_rows: int = Field(10_000, ge=1)
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     # seconds a client has to send its whole body (408 after); it also bounds how long a

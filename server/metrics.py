@@ -1,15 +1,36 @@
-"""Prometheus metrics of one app instance (its own registry, so tests can build many apps)."""
+"""Prometheus metrics of one app instance (its own registry, so tests can build many apps).
+
+Under several workers (server/workers.py) prometheus_client runs in multiprocess mode: each
+worker writes its values to files in ``PROMETHEUS_MULTIPROC_DIR`` and ``/metrics`` reads them
+all. Counters and histograms are summed; each gauge says how its workers combine
+(``multiprocess_mode``); a series cannot be removed from those files, so one that goes away
+(an old model version, a column no longer in the window) is set to NaN first.
+"""
 
 from __future__ import annotations
 
+import glob
+import math
+import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 
 from lib.monitoring.live import LiveVerdict
+
+MULTIPROCESS = "PROMETHEUS_MULTIPROC_DIR"
+LIVE_MODE: Final = "livemostrecent"  # under several workers: the latest verdict of any worker
 
 
 @dataclass
@@ -50,11 +71,21 @@ class Metrics:
         self.log_drops = Counter(
             "quire_prediction_log_dropped_rows", "Rows the prediction log lost", registry=r
         )
-        self.model = Info("quire_model", "The served model", registry=r)
-        self.ready = Gauge("quire_ready", "1 when the model is loaded and warm", registry=r)
+        # an Info in one process; Info has no multiprocess mode, so a gauge of the same
+        # series, with a pid label per worker under several
+        self.model = Gauge(
+            "quire_model_info", "The served model (1; 0 or NaN for one no longer served)",
+            ["name", "version", "alias", "uri"], registry=r, multiprocess_mode="liveall",
+        )  # fmt: skip
+        self._model_labels: tuple[str, ...] | None = None
+        self.ready = Gauge(
+            "quire_ready", "1 when the model is loaded and warm (every worker, under several)",
+            registry=r, multiprocess_mode="livemin",
+        )  # fmt: skip
         self.in_flight = Gauge(
-            "quire_requests_in_flight", "HTTP requests being answered now", registry=r
-        )
+            "quire_requests_in_flight", "HTTP requests being answered now", registry=r,
+            multiprocess_mode="livesum",
+        )  # fmt: skip
         self.log_rejects = Counter(
             "quire_prediction_log_rejected_rows",
             "Rows the prediction log could not encode (kept in its rejects folder)",
@@ -74,21 +105,23 @@ class Metrics:
         self.drift_score = Gauge(
             "quire_drift_score", "Live drift statistic of a column over the window "
             "(p-value for ks/chisquare/z, distance otherwise)", ["column", "role", "method"],
-            registry=r,
+            registry=r, multiprocess_mode=LIVE_MODE,
         )  # fmt: skip
         self.drift_detected = Gauge(
             "quire_drift_detected", "1 when a column drifted in the live window",
-            ["column", "role"], registry=r,
+            ["column", "role"], registry=r, multiprocess_mode=LIVE_MODE,
         )  # fmt: skip
         self.drift_share = Gauge(
             "quire_drift_share",
             "Share of the checked features that drifted in the window",
             registry=r,
+            multiprocess_mode=LIVE_MODE,
         )
         self.dataset_drift = Gauge(
             "quire_dataset_drift",
             "1 when the window's drifted share reaches monitor.drift_share",
             registry=r,
+            multiprocess_mode=LIVE_MODE,
         )
         self.quality = {
             kind: Gauge(
@@ -96,6 +129,7 @@ class Metrics:
                 f"Share of the window's rows {text}",
                 ["column"],
                 registry=r,
+                multiprocess_mode=LIVE_MODE,
             )
             for kind, text in (
                 ("missing", "missing a value"),
@@ -105,20 +139,38 @@ class Metrics:
         }
         self.prediction_share = Gauge(
             "quire_prediction_share", "Share of the window's rows predicted as a class",
-            ["label"], registry=r,
+            ["label"], registry=r, multiprocess_mode=LIVE_MODE,
         )  # fmt: skip
         self.live_rows = Gauge(
-            "quire_live_window_rows", "Served rows in the live drift window", registry=r
-        )
+            "quire_live_window_rows", "Served rows in the live drift window", registry=r,
+            multiprocess_mode=LIVE_MODE,
+        )  # fmt: skip
         self._live = [
             self.drift_score, self.drift_detected, self.drift_share, self.dataset_drift,
             *self.quality.values(), self.prediction_share,
         ]  # fmt: skip
 
+    def exposition(self) -> bytes:
+        """Return the text ``/metrics`` answers: this app's registry, or every worker's files."""
+        folder = os.environ.get(MULTIPROCESS)
+        if not folder:
+            return generate_latest(self.registry)
+        _forget_dead_workers(folder)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=folder)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+
+    def served(self, labels: dict[str, str]) -> None:
+        """Set the served model's info series (the one it replaces leaves the exposition)."""
+        if self._model_labels is not None:
+            _clear(self.model)
+        self._model_labels = tuple(labels[k] for k in ("name", "version", "alias", "uri"))
+        self.model.labels(*self._model_labels).set(1)
+
     def clear_live(self) -> None:
         """Remove every live-drift series (a new model version starts an empty window)."""
         for gauge in self._live:
-            gauge.clear()
+            _clear(gauge)
         self.live_rows.set(0)
 
     def set_live(self, verdict: LiveVerdict | None, rows: int) -> None:
@@ -127,7 +179,7 @@ class Metrics:
         if verdict is None:
             return
         for gauge in self._live:
-            gauge.clear()  # a column no longer checked must not keep its old value
+            _clear(gauge)  # a column no longer checked must not keep its old value
         for role, report in (("feature", verdict.features), ("output", verdict.outputs)):
             for col in report.columns:
                 self.drift_score.labels(col.column, role, col.method).set(col.score)
@@ -155,3 +207,34 @@ class Metrics:
             return
         for value, count in zip(*np.unique(labels.astype(str), return_counts=True), strict=True):
             self.predictions.labels(str(value)).inc(int(count))
+
+
+_LIVE_FILE = re.compile(r"gauge_live\w+?_(\d+)\.db$")
+
+
+def _clear(gauge: Gauge) -> None:
+    """Remove a labelled gauge's series; under several workers, set them to NaN instead.
+
+    Multiprocess files keep every series a worker ever set (prometheus_client cannot clear
+    them), so a removed one would go on being reported with its last value.
+    """
+    if not gauge._labelnames:
+        return  # an unlabelled gauge has its one series, kept
+    if not os.environ.get(MULTIPROCESS):
+        gauge.clear()
+        return
+    for child in list(gauge._metrics.values()):  # kept: set again when their labels return
+        child.set(math.nan)  # type: ignore[attr-defined]
+
+
+def _forget_dead_workers(folder: str) -> None:
+    """Drop the live-gauge files of workers that no longer run (what gunicorn's hook does)."""
+    pids = {int(m.group(1)) for f in glob.glob(f"{folder}/gauge_live*.db")
+            if (m := _LIVE_FILE.search(f))}  # fmt: skip
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            multiprocess.mark_process_dead(pid, folder)  # type: ignore[no-untyped-call]
+        except PermissionError:
+            continue

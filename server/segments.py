@@ -142,6 +142,27 @@ def recover(folder: Path, *, fsync: bool = False) -> int:
     return recovered
 
 
+def open_values(folder: Path, column: str) -> set[str]:
+    """Return the values of ``column`` (as id text) that the open segments in ``folder`` hold.
+
+    Rows other processes committed and have not rotated into parts yet: under several workers,
+    a label may come to one worker for a request another served moments ago. Read without
+    locking; a batch being written is not read.
+    """
+    values: set[str] = set()
+    for path in (folder / SEGMENTS).glob(SEGMENT_GLOB):
+        try:
+            with path.open("rb") as file:
+                batches, _ = _read_batches(file)
+        except FileNotFoundError:  # rotated meanwhile: its rows are in a part now
+            continue
+        for batch in batches:
+            if column in batch.schema.names:
+                found = batch.column(column).to_pylist()
+                values.update(k for k in map(predlog.id_key, found) if k is not None)
+    return values
+
+
 def _read_batches(file: IO[bytes]) -> tuple[list[pa.RecordBatch], bool]:
     """Every whole record batch of a segment, and whether it ended in a torn one."""
     try:

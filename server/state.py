@@ -20,14 +20,18 @@ from lib.serving.batch import Batch
 from lib.serving.contract import check_rows
 from lib.serving.loading import load_model, registered_version
 from lib.serving.predictor import LoadedModel
+from server import segments
 from server.batcher import MicroBatcher
 from server.config import Settings
 from server.live import LiveMonitor
 from server.metrics import Metrics
+from server.peers import Ack, Peers
 from server.predlog import Commit, PredictionLog
 
 _T = TypeVar("_T")
 RECENT_IDS = 100_000
+FOLLOW_SECONDS = 0.2  # how often a worker looks for a reload another worker asked for
+RELOAD_WAIT_SECONDS = 120.0  # how long POST /admin/reload waits for the other workers
 log = get_logger("quire.server")
 
 
@@ -44,6 +48,8 @@ class ServingState:
     live: LiveMonitor | None = None
     reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     poller: asyncio.Task[None] | None = None
+    peers: Peers | None = None  # the other workers of a multi-worker server
+    follower: asyncio.Task[None] | None = None
     # ids of the latest logged rows: POST /feedback finds them before the log is flushed
     recent_ids: deque[str] = field(default_factory=lambda: deque(maxlen=RECENT_IDS))
     # request ids of the latest logged requests (likewise, for labels and lineage by request id)
@@ -66,7 +72,7 @@ class ServingState:
         """Warm the model up with one prediction, then make it the served one."""
         model.predict(check_rows(self.example_rows(model), model.schema))
         self.model = model
-        self.metrics.model.info(
+        self.metrics.served(
             {
                 "name": str(model.name),
                 "version": str(model.version),
@@ -117,15 +123,22 @@ class ServingState:
             self.live.start()
         if settings.poll_seconds > 0:
             self.poller = asyncio.create_task(self._poll_alias(), name="alias-poller")
+        self.peers = Peers.from_env()
+        if self.peers is not None:
+            self.peers.join()
+            self.follower = asyncio.create_task(self._follow_reloads(), name="reload-follower")
         log.info("serving", model=model.name, version=model.version, uri=model.uri)
         return model
 
     async def stop(self) -> None:
         """Stop polling, answer the queued rows, flush the prediction log; then not ready."""
-        if self.poller is not None:
-            self.poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.poller
+        for task in (self.poller, self.follower):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self.peers is not None:
+            self.peers.leave()
         if self.batcher is not None:
             await self.batcher.stop()
         if self.live is not None:
@@ -133,6 +146,40 @@ class ServingState:
         if self.predlog is not None:
             await asyncio.to_thread(self.predlog.close)
         self.metrics.ready.set(0)
+
+    async def reload_everywhere(self) -> tuple[LoadedModel, list[Ack], list[int]]:
+        """Reload here, then in every other worker of a multi-worker server; wait for them.
+
+        Returns
+        -------
+        tuple
+            The model loaded here, the other workers' answers, and the pids of those that did
+            not answer within :data:`RELOAD_WAIT_SECONDS`.
+        """
+        fresh = await self.reload()
+        if self.peers is None:
+            return fresh, [], []
+        generation = self.peers.announce(fresh.version)
+        acks, late = await asyncio.to_thread(self.peers.wait_acks, generation, RELOAD_WAIT_SECONDS)
+        return fresh, acks, late
+
+    async def _follow_reloads(self) -> None:
+        """Reload when another worker was asked to (POST /admin/reload reaches every worker)."""
+        assert self.peers is not None
+        while True:
+            await asyncio.sleep(FOLLOW_SECONDS)
+            generation = self.peers.pending()
+            if generation is None:
+                continue
+            try:
+                fresh = await self.reload()
+            except Exception as exc:  # answered to the worker that asked; keep serving
+                error = f"{type(exc).__name__}: {exc}"[:300]
+                log.warning("reload_failed", error=error)
+                self.peers.ack(generation, False, None, error)
+            else:
+                log.info("reloaded", model=fresh.name, version=fresh.version, by="peer")
+                self.peers.ack(generation, True, fresh.version, None)
 
     async def _poll_alias(self) -> None:
         """Reload whenever the served alias (champion by default) moves to another version."""
@@ -236,6 +283,18 @@ class ServingState:
         done = self.log_rows(request_id, model, batch, labels, proba)
         if done is not None:
             await asyncio.wrap_future(done)
+
+    async def served_lately(self, column: str) -> set[str]:
+        """Return the request ids (or ids, by ``column``) served lately: maybe not in parts yet.
+
+        This worker's memory of them and, under several workers, the rows the others have
+        committed to their open log segments (with ``log_durability=memory`` they have none).
+        """
+        recent = set(self.recent_requests if column == predlog.REQUEST_ID else self.recent_ids)
+        if self.peers is not None and self.predlog is not None:
+            folder = self.predlog.folder
+            recent |= await asyncio.to_thread(segments.open_values, folder, column)
+        return recent
 
     def log_rows(
         self,

@@ -295,9 +295,10 @@ def test_lineage_of_an_unknown_request_exits_1_with_a_clear_message(tmp_path):
 
 
 def test_serve_passes_host_and_port_as_the_servers_settings():
-    assert flags_env(host="0.0.0.0", port=8123) == {
+    assert flags_env(host="0.0.0.0", port=8123, workers=2) == {
         "QUIRE_SERVER_HOST": "0.0.0.0",
         "QUIRE_SERVER_PORT": "8123",
+        "QUIRE_SERVER_WORKERS": "2",
     }
     assert flags_env(host=None, port=None) == {}  # the environment (or .env) decides
 

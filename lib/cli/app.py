@@ -32,7 +32,11 @@ EXAMPLES = {
     ],
     "status": ["quire status", "quire status --params params/penguins.yaml"],
     "check": ["quire check", "quire check -p 'monitor.alerts.key_features=[tenure_months]'"],
-    "serve": ["quire serve", "quire serve --port 8001", "QUIRE_SERVER_POLL_SECONDS=30 quire serve"],
+    "serve": [
+        "quire serve",
+        "quire serve --port 8001 --workers 2",
+        "QUIRE_SERVER_POLL_SECONDS=30 quire serve",
+    ],
     "dashboard": ["quire dashboard", "quire dashboard --port 8870 --params params/penguins.yaml"],
     "lab": ["quire lab", "quire lab --port 8890 --no-browser"],
     "demo": ["quire demo", "quire demo --no-wait -p generator.rows=5000"],

@@ -37,6 +37,16 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            help="Server processes sharing the port [QUIRE_SERVER_WORKERS, else 1].",
+            min=1,
+            max=64,
+            show_default=False,
+        ),
+    ] = None,
 ) -> int:
     """Serve the champion model over REST (python -m server).
 
@@ -48,16 +58,16 @@ def serve(
 
     start_logging()
     env = environment()  # .env exported; the project's root first on PYTHONPATH
-    env.update(flags_env(host=host, port=port))
+    env.update(flags_env(host=host, port=port, workers=workers))
     command = [sys.executable, "-m", "server"]
     sys.stdout.flush()
     os.execve(command[0], command, env)
     return 0  # not reached: execve replaces this process
 
 
-def flags_env(*, host: str | None, port: int | None) -> dict[str, str]:
+def flags_env(*, host: str | None, port: int | None, workers: int | None = None) -> dict[str, str]:
     """Return the server settings given on the command line, as its environment variables."""
-    given = {"QUIRE_SERVER_HOST": host, "QUIRE_SERVER_PORT": port}
+    given = {"QUIRE_SERVER_HOST": host, "QUIRE_SERVER_PORT": port, "QUIRE_SERVER_WORKERS": workers}
     return {name: str(value) for name, value in given.items() if value is not None}
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from server.deps import State, require_api_key
 
@@ -17,15 +17,25 @@ router = APIRouter(tags=["admin"], dependencies=[Depends(require_api_key)])
 
 @router.post("/admin/reload")
 async def reload(state: State) -> dict[str, Any]:
-    """Load the model again (e.g. a new champion) and swap it in.
+    """Load the model again (e.g. a new champion) and swap it in, in every worker.
 
-    Requests already running finish on the old model.
+    Requests already running finish on the old model. Under several workers the others reload
+    too; ``workers`` counts them, names those that failed or did not answer in time, and
+    ``status`` is then ``partial`` (they go on serving the model they had).
     """
-    fresh = await state.reload()
-    return {"status": "reloaded", "name": fresh.name, "version": fresh.version}
+    fresh, acks, late = await state.reload_everywhere()
+    failed = [{"pid": a.pid, "error": a.error} for a in acks if not a.ok]
+    workers = {
+        "total": 1 + len(acks) + len(late),
+        "reloaded": 1 + sum(a.ok for a in acks),
+        "failed": failed,
+        "late": late,
+    }
+    status = "partial" if failed or late else "reloaded"
+    return {"status": status, "name": fresh.name, "version": fresh.version, "workers": workers}
 
 
 @router.get("/metrics", include_in_schema=False)
 async def prometheus(state: State) -> Response:
     """Prometheus metrics of this server."""
-    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

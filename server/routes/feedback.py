@@ -194,7 +194,7 @@ async def _unknown_requests(
 ) -> list[str]:
     """Return the labels' request ids that neither the log nor the requests served lately hold."""
     asked = labels["request_id"].dropna().unique().tolist()
-    recent = set(state.recent_requests)  # served lately: maybe not flushed to the log yet
+    recent = await state.served_lately(predlog.REQUEST_ID)  # maybe not in the log's parts yet
     rest = [r for r in asked if r not in recent]
     if not rest:
         return []
@@ -244,7 +244,7 @@ async def post_feedback(request: Request, state: State, model: Model) -> dict[st
     id_column = model.schema.id_column
     if id_column:
         ids = labels[id_column].dropna().tolist()
-        recent = set(state.recent_ids)  # served lately: maybe not flushed to the log yet
+        recent = await state.served_lately(id_column)  # maybe not in the log's parts yet
         unmatched = await asyncio.to_thread(
             feedback.unmatched_ids,
             layout.predictions,
@@ -271,7 +271,7 @@ async def get_lineage(request_id: str, state: State, model: Model) -> dict[str, 
     )
     if found is not None:
         return found
-    if request_id in state.recent_requests:
+    if request_id in await state.served_lately(predlog.REQUEST_ID):
         raise HTTPException(
             404,
             f"request {request_id!r} was served moments ago and is not in the prediction log "

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from mlflow import MlflowClient
 
+from lib.core import tracking
 from lib.core.params import Params, load_params
 from lib.data.ingest import load_processed
 from lib.model.evaluate import run_evaluation
@@ -50,3 +52,22 @@ def test_rows(served_params: Params) -> list[dict]:
         }
         for r in records
     ]
+
+
+@pytest.fixture
+def second_version(served_params):
+    """Register the champion's model again as version N+1; put the champion back afterwards."""
+    tracking.setup(served_params)
+    client = MlflowClient()
+    name = tracking.model_name(served_params)
+    old = client.get_model_version_by_alias(name, tracking.CHAMPION)
+    new = client.create_model_version(name, old.source, run_id=old.run_id, tags=old.tags)
+    yield str(old.version), str(new.version)
+    client.set_registered_model_alias(name, tracking.CHAMPION, old.version)
+
+
+def move_champion(params, version):
+    """Point the champion alias at ``version``."""
+    MlflowClient().set_registered_model_alias(
+        tracking.model_name(params), tracking.CHAMPION, version
+    )

@@ -8,31 +8,12 @@ import time
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from mlflow import MlflowClient
 
-from lib.core import tracking
 from server.config import Settings
 from server.main import create_app
+from tests.server.conftest import move_champion
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def second_version(served_params):
-    """Register the champion's model again as version N+1; put the champion back afterwards."""
-    tracking.setup(served_params)
-    client = MlflowClient()
-    name = tracking.model_name(served_params)
-    old = client.get_model_version_by_alias(name, tracking.CHAMPION)
-    new = client.create_model_version(name, old.source, run_id=old.run_id, tags=old.tags)
-    yield str(old.version), str(new.version)
-    client.set_registered_model_alias(name, tracking.CHAMPION, old.version)
-
-
-def move_champion(params, version):
-    MlflowClient().set_registered_model_alias(
-        tracking.model_name(params), tracking.CHAMPION, version
-    )
 
 
 def test_reload_during_traffic_swaps_atomically(served_params, test_rows, second_version):

@@ -239,7 +239,12 @@ def test_prediction_log_written_and_flushed_on_shutdown(served_params, served_ro
 
 def test_reload_swaps_in_the_current_champion(client):
     answer = client.post("/admin/reload")
-    assert answer.json() == {"status": "reloaded", "name": "quire-churn", "version": "1"}
+    assert answer.json() == {
+        "status": "reloaded",
+        "name": "quire-churn",
+        "version": "1",
+        "workers": {"total": 1, "reloaded": 1, "failed": [], "late": []},  # one process
+    }
 
 
 def test_openapi_request_schema_comes_from_the_model(client):
