@@ -100,6 +100,13 @@ def test_two_workers_share_port_metrics_log_and_reload(
         assert [answered(base) for _ in range(6)] == [len(sent)] * 6
         writers = {p.name.split("-")[1] for p in (folder / "segments").glob("segment-*.arrows")}
         assert writers == {str(p) for p in pids}  # each worker logs to its own segment
+        # labels for rows either worker served, not yet in parts: both workers know them all
+        labels = {"labels": [{"request_id": r, "label": 1} for r in sent]}
+        for _ in range(4):
+            answer = httpx.post(f"{base}/feedback", json=labels, timeout=30)
+            assert answer.status_code == 200 and "unknown_requests" not in answer.json(), (
+                answer.text
+            )
 
         move_champion(served_params, new)
         reloaded = httpx.post(f"{base}/admin/reload", timeout=180).json()
