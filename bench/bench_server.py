@@ -109,7 +109,7 @@ def start(kind: str, port: int, store_env: dict[str, str]) -> tuple[subprocess.P
             "--port",
             str(port),
             "--workers",
-            "1",
+            env.pop("WORKERS", "1"),
         ]
     t0 = time.perf_counter()
     proc = subprocess.Popen(
@@ -123,13 +123,23 @@ def start(kind: str, port: int, store_env: dict[str, str]) -> tuple[subprocess.P
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/ping", timeout=1).status_code == 200:
+            base = f"http://127.0.0.1:{port}"
+            if httpx.get(f"{base}/ping", timeout=1).status_code == 200 and all_ready(kind, base):
                 return proc, time.perf_counter() - t0
         except httpx.TransportError:
             pass
         time.sleep(0.1)
     stop(proc)
     raise RuntimeError(f"{kind} server did not become ready")
+
+
+def all_ready(kind: str, base: str) -> bool:
+    """Whether every worker of a multi-worker Quire serves (one answering is not enough)."""
+    workers = int(KINDS[kind][2].get("QUIRE_SERVER_WORKERS", "1"))
+    if workers == 1:
+        return True
+    text = httpx.get(f"{base}/metrics", timeout=5).text
+    return len(re.findall(r"^quire_model_info\{.*\} 1\.0$", text, re.M)) == workers
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -195,13 +205,13 @@ def check(kind: str, port: int, records: list[dict[str, Any]], pipeline: Any, sc
 
     frame, _ = records_to_frame(records, schema)
     base = f"http://127.0.0.1:{port}"
-    if kind == "mlflow":
+    if kind.startswith("mlflow"):
         answer = httpx.post(
             f"{base}/invocations", json={"dataframe_records": records}, timeout=60
         ).json()["predictions"]
         return bool(answer == pipeline.predict(frame).tolist())
     proba = pipeline.predict_proba(frame).tolist()
-    if kind == "quire_invocations":  # MLflow's body; the probabilities as Quire adds them
+    if kind.startswith("quire_invocations"):  # MLflow's body; the probabilities as Quire adds them
         answers = [
             httpx.post(f"{base}/invocations", json=body, timeout=60).json()["probabilities"]
             for body in [{"dataframe_records": records, "params": {"probabilities": True}}]
@@ -224,6 +234,10 @@ KINDS = {  # name: (single-row route, batch route, extra environment)
     # live drift's cost: the same server with monitor.live off
     "quire_live_off": ("/predict", "/predict/batch", {"QUIRE__MONITOR__LIVE__ENABLED": "false"}),
     "mlflow": ("/invocations", "/invocations", {}),
+    # both cores: two server processes each (QUIRE_SERVER_WORKERS; mlflow's own --workers)
+    "quire_2w": ("/predict", "/predict/batch", {"QUIRE_SERVER_WORKERS": "2"}),
+    "quire_invocations_2w": ("/invocations", "/invocations", {"QUIRE_SERVER_WORKERS": "2"}),
+    "mlflow_2w": ("/invocations", "/invocations", {"WORKERS": "2"}),
 }
 NAMES = {
     "quire": "Quire `/predict`",
@@ -231,6 +245,9 @@ NAMES = {
     "quire_invocations": "Quire `/invocations`",
     "quire_live_off": "Quire `/predict`, live drift off",
     "mlflow": "mlflow models serve",
+    "quire_2w": "Quire `/predict`, 2 workers",
+    "quire_invocations_2w": "Quire `/invocations`, 2 workers",
+    "mlflow_2w": "mlflow models serve, 2 workers",
 }
 
 
@@ -249,7 +266,7 @@ def measure(kind: str, store_env: dict[str, str], work: Path, seconds: int) -> d
             "batch_c4": wrk(base + route_batch, work / f"{body}_batch.json", 4, seconds, work),
             "rss_mib": rss_mib(proc),
         }
-        if kind != "mlflow":  # is live drift on? (rows in its window after the runs)
+        if kind.startswith("quire"):  # is live drift on? (rows in its window after the runs)
             found = re.search(
                 r"^quire_live_window_rows (\S+)", httpx.get(base + "/metrics").text, re.M
             )
@@ -334,6 +351,8 @@ def table(results: dict[str, Any]) -> str:
         ("Quire / mlflow", "quire", "mlflow"),
         ("Quire / mlflow, same route and body", "quire_invocations", "mlflow"),
         ("live drift on / off", "quire", "quire_live_off"),
+        ("Quire 2 workers / 1", "quire_2w", "quire"),
+        ("Quire `/invocations` 2 workers / mlflow 2 workers", "quire_invocations_2w", "mlflow_2w"),
     ]
     ratios = [r for r in ratios if r[1] in results and r[2] in results]
     kinds = [k for k in KINDS if k in results]
@@ -346,7 +365,7 @@ def table(results: dict[str, Any]) -> str:
     errors = {k: r["c16"]["non_2xx"] + r["c1"]["non_2xx"] + r["batch_c4"]["non_2xx"]
               for k, r in results.items()}  # fmt: skip
     equal = {k: r["equal"] for k, r in results.items()}
-    live = {k: r["live_window_rows"] for k, r in results.items() if k != "mlflow"}
+    live = {k: r["live_window_rows"] for k, r in results.items() if k.startswith("quire")}
     lines.append(f"\nnon-2xx answers: {errors}; answers equal the pipeline's own: {equal}")
     lines.append(f"live drift window rows after the runs: {live}")
     return "\n".join(lines)
