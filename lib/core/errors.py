@@ -74,6 +74,10 @@ class ModelNotFoundError(QuireError):
     """A model, version or alias asked for does not exist."""
 
 
+class ClusterError(QuireError):
+    """A dask.distributed cluster failed the work it was given (a worker lost, a task failed)."""
+
+
 class StageError(QuireError):
     """A pipeline stage (notebook) failed.
 

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from lib.core.errors import DataValidationError, ParamsError
-from lib.data import drift_stats
+from lib.data import drift_stats, drift_summary
 from lib.data.drift_profile import (
     FEW_VALUES,
     ColumnProfile,
@@ -101,29 +101,51 @@ def column_drift(
         cur = np.sort(finite_values(numeric_values(values)))
         n = len(cur)
     if n == 0 or col.count == 0:
-        side = "current" if n == 0 else "reference"
-        raise DataValidationError(
-            f"column {col.name!r}: no present values in the {side} data, so drift cannot be "
-            "measured; exclude the column in monitor.exclude or fix the data",
-            column=col.name,
-        )
+        _no_values(col, "current" if n == 0 else "reference")
     chosen = method or default_method(col, _n_values(col, cur))
-    limit = THRESHOLDS[chosen] if threshold is None else threshold
-    score = drift_stats.score(chosen, col, cur, n)
-    drifted = score <= limit if chosen == "ks" else score < limit
-    if chosen not in P_VALUE_METHODS:
+    return _verdict(col, chosen, threshold, drift_stats.score(chosen, col, cur, n), n, len(values))
+
+
+def summary_drift(
+    col: ColumnProfile,
+    summary: drift_summary.Summary,
+    method: str | None = None,
+    threshold: float | None = None,
+) -> ColumnDrift:
+    """Like :func:`column_drift`, from a summary of the current rows (see drift_summary)."""
+    if summary.count == 0 or col.count == 0:
+        _no_values(col, "current" if summary.count == 0 else "reference")
+    chosen = method or default_method(col, drift_summary.n_values(col, summary))
+    score = drift_summary.score(chosen, col, summary)
+    return _verdict(col, chosen, threshold, score, summary.count, summary.rows)
+
+
+def _verdict(
+    col: ColumnProfile, method: str, threshold: float | None, score: float, n: int, rows: int
+) -> ColumnDrift:
+    limit = THRESHOLDS[method] if threshold is None else threshold
+    drifted = score <= limit if method == "ks" else score < limit
+    if method not in P_VALUE_METHODS:
         drifted = score >= limit
     return ColumnDrift(
         column=col.name,
         kind=col.kind,
-        method=chosen,
+        method=method,
         threshold=limit,
         score=score,
         drifted=bool(drifted),
         reference_rows=col.count,
         current_rows=n,
         reference_missing=col.missing / max(col.count + col.missing, 1),
-        current_missing=(len(values) - n) / max(len(values), 1),
+        current_missing=(rows - n) / max(rows, 1),
+    )
+
+
+def _no_values(col: ColumnProfile, side: str) -> None:
+    raise DataValidationError(
+        f"column {col.name!r}: no present values in the {side} data, so drift cannot be "
+        "measured; exclude the column in monitor.exclude or fix the data",
+        column=col.name,
     )
 
 
@@ -187,7 +209,7 @@ def check_drift(
     -------
     DriftReport
     """
-    names = _validate(profile, columns, methods, thresholds)
+    names = validate_columns(profile, columns, methods, thresholds)
     absent = [c for c in names if c not in current.columns]
     if absent:
         raise DataValidationError(
@@ -200,7 +222,7 @@ def check_drift(
     )
 
 
-def _validate(
+def validate_columns(
     profile: Profile,
     columns: Sequence[str] | None,
     methods: Mapping[str, str] | None,
@@ -260,7 +282,7 @@ def check_parquet(
     """Like :func:`check_drift`, reading the current Parquet file one column at a time."""
     import pyarrow.parquet as pq
 
-    names = _validate(profile, columns, methods, thresholds)
+    names = validate_columns(profile, columns, methods, thresholds)
     rows = pq.ParquetFile(path).metadata.num_rows
     kinds = {c: profile.columns[c].kind for c in names}
     return _check(

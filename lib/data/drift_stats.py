@@ -69,12 +69,8 @@ def _binned(
     if col.counts is not None:  # few distinct values: each value is a bin
         ref_c, cur_c = _category_pairs(col, value_counts(cur))
         return ref_c / col.count, cur_c / n_cur
-    lo, hi = min(col.values[0], cur[0]), max(col.values[-1], cur[-1])
-    bins = int(np.ceil(np.log2(col.count + len(cur)) + 1))  # numpy's "sturges" on the union
-    edges = np.linspace(lo, hi, bins + 1)
-    weight = col.count / len(col.values)  # quantiles each stand for this many rows
-    ref_h = np.histogram(col.values, edges)[0] * weight
-    return ref_h / col.count, np.histogram(cur, edges)[0] / n_cur
+    edges = numeric_edges(col, cur[0], cur[-1], len(cur))
+    return reference_shares(col, edges), np.histogram(cur, edges)[0] / n_cur
 
 
 def value_counts(values: np.ndarray) -> dict[str, int]:
@@ -125,8 +121,25 @@ def score(method: str, col: ColumnProfile, cur: np.ndarray | dict[str, int], n: 
         return chisquare_pvalue(col, counts)
     if method == "z":
         return z_pvalue(col, counts)
-    ref_p, cur_p = _binned(col, cur, n)
+    return share_distance(method, *_binned(col, cur, n))
+
+
+def share_distance(method: str, ref_p: np.ndarray, cur_p: np.ndarray) -> float:
+    """``jensenshannon`` or ``psi`` between reference and current shares of the same bins."""
     if method == "jensenshannon":
         return float(distance.jensenshannon(ref_p, cur_p))
     ref_p, cur_p = _fill_zeroes(ref_p), _fill_zeroes(cur_p)
     return float(np.sum((ref_p - cur_p) * np.log(ref_p / cur_p)))  # psi
+
+
+def numeric_edges(col: ColumnProfile, low: float, high: float, n_cur: int) -> np.ndarray:
+    """Return the bin edges :func:`_binned` puts on a numeric column (sturges on the union)."""
+    lo, hi = min(col.values[0], low), max(col.values[-1], high)
+    bins = int(np.ceil(np.log2(col.count + n_cur) + 1))
+    return np.linspace(lo, hi, bins + 1)
+
+
+def reference_shares(col: ColumnProfile, edges: np.ndarray) -> np.ndarray:
+    """Return the reference's share of rows per bin (each quantile stands for several rows)."""
+    weight = col.count / len(col.values)
+    return np.histogram(col.values, edges)[0] * weight / col.count

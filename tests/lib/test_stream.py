@@ -1,0 +1,95 @@
+"""Drift of Parquet files read in batches equals the in-memory check (lib/monitoring/stream.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lib.core.errors import DataValidationError
+from lib.data.drift import check_drift
+from lib.data.drift_profile import build_profile
+from lib.monitoring.stream import Windows, stream_drift
+
+KINDS = {"x": "numeric", "y": "numeric", "few": "numeric", "c": "categorical"}
+
+
+def frame(rows: int, shift: float, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    out = pd.DataFrame(
+        {
+            "x": rng.normal(shift, 1, rows),
+            "y": rng.exponential(1 + shift, rows),
+            "few": rng.integers(0, 4, rows).astype(float),
+            "c": rng.choice(["a", "b", "c"], rows, p=[0.5 - shift / 4, 0.3, 0.2 + shift / 4]),
+            "day": pd.Timestamp("2026-01-01") + pd.to_timedelta(np.arange(rows) // 500, "D"),
+        }
+    )
+    out.loc[out.index[::97], "x"] = np.nan
+    return out
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("current")
+    current = pd.concat([frame(24_000, 0.0, 1), frame(36_000, 0.4, 2)], ignore_index=True)
+    paths = []
+    for i, part in enumerate(np.array_split(np.arange(len(current)), 5)):
+        path = folder / f"part-{i}.parquet"
+        current.iloc[part].to_parquet(path)
+        paths.append(path)
+    profile = build_profile(frame(5_000, 0.0, 0), KINDS)
+    return profile, current, paths
+
+
+def same(got, want) -> None:
+    assert [c.column for c in got.columns] == [c.column for c in want.columns]
+    for g, w in zip(got.columns, want.columns, strict=True):
+        assert (g.method, g.drifted, g.current_rows) == (w.method, w.drifted, w.current_rows)
+        assert g.current_missing == pytest.approx(w.current_missing)
+        rel = 2e-3 if g.method == "wasserstein" else 1e-9
+        assert g.score == pytest.approx(w.score, rel=rel, abs=1e-300), g.column
+    assert got.dataset_drift == want.dataset_drift
+
+
+def test_overall_and_row_windows_equal_the_in_memory_check(data):
+    profile, current, paths = data
+    result = stream_drift(paths, profile, windows=Windows(rows=20_000), batch_rows=7_000)
+    same(result.overall, check_drift(profile, current))
+    assert sorted(result.windows) == [0, 1, 2] and result.rows == 60_000
+    for key, report in result.windows.items():
+        rows = current.iloc[key * 20_000 : (key + 1) * 20_000]
+        same(report, check_drift(profile, rows))
+    assert not result.windows[0].columns[0].drifted and result.windows[2].dataset_drift
+
+
+def test_date_windows_equal_the_in_memory_check_per_period(data):
+    profile, current, paths = data
+    result = stream_drift(
+        paths, profile, columns=["x", "c"], windows=Windows(date_column="day", period="M"),
+        methods={"x": "ks"},
+    )  # fmt: skip
+    months = current["day"].dt.to_period("M").astype(str)
+    assert sorted(result.windows) == sorted(months.unique())
+    for key, report in result.windows.items():
+        same(report, check_drift(profile, current[months == key], columns=["x", "c"],
+                                 methods={"x": "ks"}))  # fmt: skip
+
+
+def test_a_missing_column_is_named_before_any_work(data, tmp_path):
+    profile, current, _ = data
+    path = tmp_path / "bad.parquet"
+    current.drop(columns=["c"]).head(10).to_parquet(path)
+    with pytest.raises(DataValidationError, match=r"bad.parquet: column 'c' is missing"):
+        stream_drift([path], profile)
+
+
+@pytest.mark.slow
+def test_dask_gives_the_same_verdicts(data):
+    profile, _, paths = data
+    windows = Windows(rows=20_000)
+    local = stream_drift(paths, profile, windows=windows)
+    remote = stream_drift(paths, profile, windows=windows, backend="dask", workers=2)
+    same(remote.overall, local.overall)
+    for key in local.windows:
+        same(remote.windows[key], local.windows[key])
