@@ -87,13 +87,13 @@ class NumericSummary:
         part.values = present
         if len(present):
             part.low, part.high = float(present.min()), float(present.max())
-            left = np.searchsorted(self.grid, present, side="left")
-            right = np.searchsorted(self.grid, present, side="right")
-            on_grid = left != right
-            gap = right[~on_grid]  # g[j-1] < v < g[j] lies in gap j
             k = len(self.grid)
+            right = np.searchsorted(self.grid, present, side="right")  # grid points <= v
+            on_grid = self.grid[np.maximum(right - 1, 0)] == present
+            on_grid &= right > 0
+            gap = right[~on_grid]  # g[j-1] < v < g[j] lies in gap j
             part.between = np.bincount(gap, minlength=k + 1).astype(np.int64)
-            part.equal = np.bincount(left[on_grid], minlength=k).astype(np.int64)
+            part.equal = np.bincount(right[on_grid] - 1, minlength=k).astype(np.int64)
             part.sums = np.bincount(gap, weights=present[~on_grid], minlength=k + 1)
             if part.value_counts is not None:
                 part.value_counts = Counter(drift_stats.value_counts(present))
