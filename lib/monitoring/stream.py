@@ -36,7 +36,7 @@ from lib.core.errors import ClusterError, DataValidationError
 from lib.core.logs import get_logger
 from lib.data import drift_summary
 from lib.data.drift import DriftReport, summary_drift, validate_columns
-from lib.data.drift_profile import Profile
+from lib.data.drift_profile import Profile, numeric_values
 
 log = get_logger(__name__)
 BATCH_ROWS = 65_536
@@ -53,13 +53,24 @@ class Windows:
     period: str | None = None
 
     def keys(self, batch: pa.RecordBatch, first_row: int) -> np.ndarray:
-        """Return each row's window key (row ``first_row`` of the data is the batch's first)."""
+        """Return each row's window as an integer (row ``first_row`` of the data is the first).
+
+        A date window's integer is its period's ordinal (:meth:`label` names it).
+        """
         if self.date_column is not None:
             dates = pd.to_datetime(batch.column(self.date_column).to_pandas(), utc=True)
-            period = dates.dt.tz_localize(None).dt.to_period(self.period or "W")
-            return np.asarray(period.astype(str).where(period.notna(), "no date"), dtype=object)
+            periods = dates.dt.tz_localize(None).dt.to_period(self.period or "W")
+            return np.asarray(periods.array.asi8, dtype=np.int64)  # NaT: the smallest int64
         size = self.rows or 1_000_000_000_000
-        return (first_row + np.arange(batch.num_rows)) // size
+        return (first_row + np.arange(batch.num_rows, dtype=np.int64)) // size
+
+    def label(self, key: int) -> Any:
+        """Return a window's name: its number, or its period (``2026-01-05/2026-01-11``)."""
+        if self.date_column is None:
+            return int(key)
+        if key == np.iinfo(np.int64).min:
+            return "no date"
+        return str(pd.Period(ordinal=int(key), freq=self.period or "W"))
 
     @property
     def columns(self) -> list[str]:
@@ -131,16 +142,23 @@ def _batches(paths: Sequence[Path], spec: _Spec) -> Iterator[pa.RecordBatch]:
 
 
 def _add(merged: Summaries, batch: pa.RecordBatch, keys: np.ndarray, spec: _Spec) -> None:
-    frame = {name: batch.column(name).to_pandas() for name in spec.names}
-    for key in pd.unique(keys):
-        rows = np.flatnonzero(keys == key)
-        window = merged.setdefault(key, {})
-        for name, values in frame.items():
-            part = values.iloc[rows] if len(rows) < len(values) else values
-            summary = window.get(name) or drift_summary.empty_summary(
-                spec.profile.columns[name], spec.methods.get(name)
-            )
-            window[name] = summary.add(part)
+    order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
+    starts = np.flatnonzero(np.concatenate([[True], ordered[1:] != ordered[:-1]]))
+    ends = [*starts[1:], len(keys)]
+    windows = [(int(ordered[a]), order[a:b]) for a, b in zip(starts, ends, strict=True)]
+    whole = len(windows) == 1
+    for name in spec.names:
+        col = spec.profile.columns[name]
+        series = batch.column(name).to_pandas()
+        values = series if col.kind == "categorical" else numeric_values(series)
+        for key, rows in windows:
+            window = merged.setdefault(key, {})
+            part = values if whole else (
+                values.iloc[rows] if isinstance(values, pd.Series) else values[rows]
+            )  # fmt: skip
+            summary = window.get(name) or drift_summary.empty_summary(col, spec.methods.get(name))
+            window[name] = summary.add(part)  # type: ignore[arg-type]
 
 
 def merge(a: Summaries, b: Summaries) -> Summaries:
@@ -181,7 +199,8 @@ def _reports(
         ]
         return DriftReport(verdicts, drift_share, cols[spec.names[0]].rows)
 
-    windows = {key: report(cols) for key, cols in sorted(merged.items(), key=lambda kv: kv[0])}
+    labels = spec.windows.label
+    windows = {labels(key): report(cols) for key, cols in sorted(merged.items())}
     result = report(overall)
     if len(result.columns) < len(spec.names):
         report_all = [c for c in spec.names if overall[c].count == 0]
