@@ -32,7 +32,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from lib.core.errors import ClusterError, DataValidationError
+from lib.core.errors import ClusterError, DataValidationError, QuireError
 from lib.core.logs import get_logger
 from lib.data import drift_summary
 from lib.data.drift import DriftReport, summary_drift, validate_columns
@@ -136,9 +136,23 @@ def summarise_files(paths: Sequence[Path], spec: _Spec, first_row: int = 0) -> S
 
 
 def _batches(paths: Sequence[Path], spec: _Spec) -> Iterator[pa.RecordBatch]:
+    """Each file's batches in turn (a file that cannot be read is named)."""
     wanted = list(dict.fromkeys([*spec.names, *spec.windows.columns]))
-    dataset = ds.dataset([str(p) for p in paths], format="parquet")
-    yield from dataset.to_batches(columns=wanted, batch_size=spec.batch_rows, use_threads=False)
+    for path in paths:
+        dataset = ds.dataset(str(path), format="parquet")
+        batches = dataset.to_batches(columns=wanted, batch_size=spec.batch_rows, use_threads=False)
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                break
+            except (OSError, pa.ArrowException) as exc:
+                raise DataValidationError(
+                    f"{path}: cannot read its rows ({str(exc).splitlines()[0]}); the file is "
+                    "damaged: restore it, or move it out of the data to check",
+                    path=path,
+                ) from None
+            yield batch
 
 
 def _add(merged: Summaries, batch: pa.RecordBatch, keys: np.ndarray, spec: _Spec) -> None:
@@ -258,6 +272,8 @@ def _dask_summaries(
             failed = next((futures[f] for f in futures if f.status == "error"), None)
             for f in futures:
                 f.cancel()
+            if isinstance(exc, QuireError):  # a worker's own clear error (a damaged file)
+                raise type(exc)(f"{exc.message} (on the Dask cluster; nothing was saved)") from None
             where = f" summarising {failed}" if failed is not None else ""
             raise ClusterError(
                 f"the Dask cluster failed{where}: {type(exc).__name__}: "

@@ -93,3 +93,78 @@ def test_dask_gives_the_same_verdicts(data):
     same(remote.overall, local.overall)
     for key in local.windows:
         same(remote.windows[key], local.windows[key])
+
+
+def damaged(path, tmp_path):
+    """A copy of ``path`` whose data pages are overwritten (its footer, the schema, intact)."""
+    raw = bytearray(path.read_bytes())
+    third = len(raw) // 3
+    raw[4:third] = bytes(range(256)) * ((third - 4) // 256) + b"\0" * ((third - 4) % 256)
+    out = tmp_path / "damaged.parquet"
+    out.write_bytes(bytes(raw))
+    return out
+
+
+def test_a_damaged_file_is_named(data, tmp_path):
+    profile, _, paths = data
+    bad = damaged(paths[1], tmp_path)
+    with pytest.raises(DataValidationError, match=r"damaged.parquet: cannot read its rows"):
+        stream_drift([paths[0], bad], profile)
+
+
+@pytest.mark.slow
+def test_on_dask_a_damaged_file_fails_the_run_naming_it(data, tmp_path):
+    profile, _, paths = data
+    bad = damaged(paths[1], tmp_path)
+    with pytest.raises(DataValidationError) as caught:
+        stream_drift([*paths, bad], profile, backend="dask", workers=2)
+    assert "damaged.parquet: cannot read its rows" in caught.value.message
+    assert "on the Dask cluster; nothing was saved" in caught.value.message
+
+
+@pytest.mark.slow
+def test_a_dask_worker_lost_mid_run_is_replaced_and_the_result_unchanged(data, tmp_path):
+    import os
+    import signal
+    import threading
+    import time
+
+    from dask.distributed import Client, LocalCluster
+
+    profile, current, _ = data
+    many = []
+    for i in range(12):  # enough work that a worker is still busy when it is killed
+        path = tmp_path / f"part-{i}.parquet"
+        current.to_parquet(path)
+        many.append(path)
+    windows = Windows(rows=50_000)
+    want = stream_drift(many, profile, windows=windows)
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1",
+                           dashboard_address=None)  # fmt: skip
+    client = Client(cluster)
+    killed: list[int] = []
+
+    def kill_a_busy_worker() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not killed:
+            busy = [w for w, tasks in client.processing().items() if tasks]
+            if busy:
+                pid = client.run(os.getpid, workers=[busy[0]])[busy[0]]
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            time.sleep(0.05)
+
+    try:
+        killer = threading.Thread(target=kill_a_busy_worker)
+        killer.start()
+        got = stream_drift(many, profile, windows=windows, backend="dask",
+                           scheduler=cluster.scheduler_address)  # fmt: skip
+        killer.join()
+    finally:
+        client.close()
+        cluster.close()
+    assert killed  # a worker died mid-run
+    same(got.overall, want.overall)
+    assert list(got.windows) == list(want.windows)
+    for key in want.windows:
+        same(got.windows[key], want.windows[key])
