@@ -39,6 +39,7 @@ SUBCOMMANDS = (
     "demo",
     "replay",
     "lineage",
+    "drift",
     "mlflow-ui",
 )
 runner = CliRunner()

@@ -45,6 +45,11 @@ EXAMPLES = {
         "quire replay data/incoming.csv --ids-out ids.csv",
     ],
     "lineage": ["quire lineage 3f2c9a1e0b7d4c55"],
+    "drift": [
+        "quire drift",
+        "quire drift --window-rows 100000 --backend dask",
+        "quire drift data/predictions/quire-churn --period D",
+    ],
     "mlflow-ui": ["quire mlflow-ui", "quire mlflow-ui --port 5001"],
 }
 
@@ -71,4 +76,5 @@ _register(
 _register("demo", loop.demo)
 _register("replay", loop.replay)
 _register("lineage", loop.lineage)
+_register("drift", loop.drift)
 _register("mlflow-ui", services.mlflow_ui)

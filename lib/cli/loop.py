@@ -144,3 +144,53 @@ def lineage(
     from lib.loop import lineage as loop_lineage
 
     return loop_lineage.main([request_id, *layer_args(presets, overrides)])
+
+
+@exits
+def drift(
+    sources: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            metavar="[FILE|FOLDER]...",
+            help="Parquet files or folders [the champion's prediction log].",
+            show_default=False,
+        ),
+    ] = None,
+    window_rows: Annotated[
+        int | None,
+        typer.Option(
+            "--window-rows",
+            min=1,
+            help="Rows per window [windows by --period].",
+            show_default=False,
+        ),
+    ] = None,
+    period: Annotated[
+        str, typer.Option("--period", help="Period of the time column: D, W, M.")
+    ] = "W",
+    backend: Annotated[
+        str, typer.Option("--backend", help="stream (this process) or dask (a cluster).")
+    ] = "stream",
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler", help="A dask.distributed scheduler address.", show_default=False
+        ),
+    ] = None,
+    presets: Presets = None,
+    overrides: Overrides = None,
+) -> int:
+    """Check a log of any size for drift, per window (python -m lib.monitoring.large_log).
+
+    Reads the Parquet files a batch at a time into per-window summaries: memory does not grow
+    with the log. Same columns, methods and thresholds as the monitor stage.
+    """
+    from lib.monitoring import large_log
+
+    args = [str(s) for s in sources or []]
+    args += ["--period", period, "--backend", backend]
+    if window_rows is not None:
+        args += ["--window-rows", str(window_rows)]
+    if scheduler:
+        args += ["--scheduler", scheduler]
+    return large_log.main([*args, *layer_args(presets, overrides)])
