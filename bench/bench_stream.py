@@ -3,7 +3,7 @@
     python bench/bench_stream.py --sizes 1000000,10000000 [--dask] [--keep FOLDER]
 
 Writes the data once per size (20 features: 16 numeric, 4 categorical; the second half of the
-rows shifted) as Parquet parts of 1,000,000 rows, then checks it in a fresh process with
+rows shifted; a year of timestamps) as Parquet parts of 1,000,000 rows, then checks it in a fresh process with
 ``lib.monitoring.stream.stream_drift`` (weekly windows of a date column), reporting seconds,
 seconds per million rows and the process's peak resident memory (VmHWM). ``--dask`` also runs
 it on a 2-worker ``LocalCluster`` (one thread each) and reports each worker's peak.
@@ -30,10 +30,11 @@ from bench.common import save
 PART_ROWS = 1_000_000
 NUMERIC, CATEGORICAL = 16, 4
 START = pd.Timestamp("2026-01-01")
+YEAR_S = 365 * 86_400  # every size spans one year: 53 weekly windows
 
 
 def table(rows: int, first: int, total: int, seed: int) -> pa.Table:
-    """Rows ``first``..``first+rows`` of the data: the second half drifts, a row a minute."""
+    """Rows ``first``..``first+rows`` of the data: the second half drifts; a year of rows."""
     rng = np.random.default_rng(seed)
     shift = (np.arange(first, first + rows) >= total // 2).astype(float) * 0.3
     columns: dict[str, object] = {
@@ -44,7 +45,8 @@ def table(rows: int, first: int, total: int, seed: int) -> pa.Table:
         columns[f"c{i}"] = pa.DictionaryArray.from_arrays(
             pa.array(codes.astype(np.int32)), pa.array([f"v{j}" for j in range(5 + i)])
         )
-    columns["time"] = START + pd.to_timedelta(np.arange(first, first + rows), "min")
+    seconds = np.arange(first, first + rows) * (YEAR_S / max(total, 1))
+    columns["time"] = START + pd.to_timedelta(seconds, "s")
     return pa.table(columns)
 
 
@@ -54,6 +56,7 @@ def write(folder: Path, total: int) -> list[Path]:
     for i, first in enumerate(range(0, total, PART_ROWS)):
         path = folder / f"part-{i:05d}.parquet"
         if not path.exists():
+            # a row group of 1,000,000 rows: pyarrow's default, the hardest case for a reader
             pq.write_table(table(min(PART_ROWS, total - first), first, total, i), path)
         paths.append(path)
     return paths
@@ -65,7 +68,7 @@ def reference(folder: Path) -> Path:
 
     path = folder / "reference.npz"
     if not path.exists():
-        frame = table(100_000, 0, 10**12, 999).to_pandas()
+        frame = table(100_000, 0, 10**9, 999).to_pandas()  # all in the undrifted half
         kinds = {c: ("categorical" if c.startswith("c") else "numeric") for c in frame.columns}
         kinds.pop("time")
         build_profile(frame, kinds).save(path)  # type: ignore[arg-type]

@@ -44,6 +44,7 @@ from lib.data.drift_profile import (
 EXACT_ROWS = 10_000  # values kept exactly up to this many (SciPy's exact KS limit)
 MAX_VALUE_KEYS = 100_000  # distinct values counted for a few-valued column; the rest pooled
 OTHER = "\x00other"  # the pooled key (no number's repr)
+COUNT = np.int64  # counts per gap: a window of more than 2**31 rows stays exact
 
 
 @dataclass
@@ -54,8 +55,8 @@ class NumericSummary:
     rows: int = 0  # every row, missing values included
     count: int = 0  # present, finite values
     values: np.ndarray | None = field(default_factory=lambda: np.empty(0))  # kept while small
-    between: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
-    equal: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    between: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=COUNT))
+    equal: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=COUNT))
     sums: np.ndarray = field(default_factory=lambda: np.empty(0))  # of the values per gap
     low: float = np.inf
     high: float = -np.inf
@@ -73,8 +74,8 @@ class NumericSummary:
         counted = col.counts is not None if count_values is None else count_values
         return cls(
             grid=grid,
-            between=np.zeros(k + 1, dtype=np.int64),
-            equal=np.zeros(k, dtype=np.int64),
+            between=np.zeros(k + 1, dtype=COUNT),
+            equal=np.zeros(k, dtype=COUNT),
             sums=np.zeros(k + 1),
             value_counts=Counter() if counted else None,
         )
@@ -96,8 +97,8 @@ class NumericSummary:
             on_grid = self.grid[np.maximum(right - 1, 0)] == present
             on_grid &= right > 0
             gap = right[~on_grid]  # g[j-1] < v < g[j] lies in gap j
-            part.between = np.bincount(gap, minlength=k + 1).astype(np.int64)
-            part.equal = np.bincount(right[on_grid] - 1, minlength=k).astype(np.int64)
+            part.between = np.bincount(gap, minlength=k + 1).astype(COUNT)
+            part.equal = np.bincount(right[on_grid] - 1, minlength=k).astype(COUNT)
             part.sums = np.bincount(gap, weights=present[~on_grid], minlength=k + 1)
             if part.value_counts is not None:
                 part.value_counts = Counter(drift_stats.value_counts(present))
@@ -109,8 +110,8 @@ class NumericSummary:
         k = len(other.grid)
         return cls(
             grid=other.grid,
-            between=np.zeros(k + 1, dtype=np.int64),
-            equal=np.zeros(k, dtype=np.int64),
+            between=np.zeros(k + 1, dtype=COUNT),
+            equal=np.zeros(k, dtype=COUNT),
             sums=np.zeros(k + 1),
             value_counts=Counter() if other.value_counts is not None else None,
         )
