@@ -107,9 +107,34 @@ print("BENCH" + json.dumps({{"seconds": seconds, "peak_mib": peak_mib(),
 """
 
 
-def measure(data: Path, ref: Path, dask: bool) -> dict[str, object]:
+# what a user would do otherwise: read the files into pandas and check them in memory (overall
+# only: the per-week windows would add a check per week)
+IN_MEMORY = """
+import json, sys, time
+from pathlib import Path
+sys.path.insert(0, {root!r})
+import pandas as pd
+from lib.data.drift import check_drift
+from lib.data.drift_profile import Profile
+
+def peak_mib():
+    line = next(x for x in open("/proc/self/status") if x.startswith("VmHWM"))
+    return int(line.split()[1]) / 1024
+
+paths = sorted(Path({data!r}).glob("part-*.parquet"))
+profile = Profile.load(Path({ref!r}))
+t0 = time.perf_counter()
+frame = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+report = check_drift(profile, frame)
+seconds = time.perf_counter() - t0
+print("BENCH" + json.dumps({{"seconds": seconds, "peak_mib": peak_mib(), "worker_peak_mib": [],
+      "windows": 0, "rows": len(frame), "drifted_windows": 0}}))
+"""
+
+
+def measure(data: Path, ref: Path, dask: bool, code: str = CHILD) -> dict[str, object]:
     root = str(Path(__file__).resolve().parents[1])
-    code = CHILD.format(root=root, data=str(data), ref=str(ref), dask=dask)
+    code = code.format(root=root, data=str(data), ref=str(ref), dask=dask)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if out.returncode:
         raise RuntimeError(out.stderr[-3000:])
@@ -121,6 +146,10 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000000,10000000")
     parser.add_argument("--dask", action="store_true")
     parser.add_argument("--keep", type=Path, help="folder to write the data to (and reuse)")
+    parser.add_argument(
+        "--in-memory-up-to", type=int, default=10_000_000,
+        help="also time pandas + the in-memory check on sizes up to this many rows",
+    )  # fmt: skip
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         base = args.keep or Path(tmp)
@@ -130,9 +159,13 @@ def main() -> None:
             t0 = time.perf_counter()
             paths = write(base / f"rows-{size}", size)
             written = time.perf_counter() - t0
-            for dask in [False, True] if args.dask else [False]:
-                got = measure(paths[0].parent, ref, dask)
-                got |= {"size": size, "backend": "dask" if dask else "stream",
+            kinds = ["stream", "dask"] if args.dask else ["stream"]
+            if size <= args.in_memory_up_to:
+                kinds.append("pandas in memory")
+            for kind in kinds:
+                code = IN_MEMORY if kind == "pandas in memory" else CHILD
+                got = measure(paths[0].parent, ref, kind == "dask", code)
+                got |= {"size": size, "backend": kind,
                         "write_s": written, "bytes": sum(p.stat().st_size for p in paths)}  # fmt: skip
                 results.append(got)
                 print(json.dumps(got), flush=True)
