@@ -45,13 +45,13 @@ def log_drift(
     backend: str = "stream",
     scheduler: str | None = None,
     workers: int = 2,
-) -> tuple[StreamResult, Path]:
+) -> tuple[pd.DataFrame, Path]:
     """Check ``sources`` (default: the champion's prediction log) against its reference.
 
     Returns
     -------
     tuple
-        The result, and the table written.
+        The verdicts (:func:`table`), and the file they were written to.
     """
     from lib.core import tracking
     from lib.model.reference import DRIFT_PROFILE, output_kinds
@@ -73,7 +73,8 @@ def log_drift(
     columns = [c for c in drift_kinds(model.schema, params.monitor) if c in profile.columns]
     logged = set(pq.ParquetFile(paths[0]).schema_arrow.names)
     # the model's outputs when the files hold them (a prediction log does; a table may not)
-    columns += [c for c in output_kinds(model.schema) if c in profile.columns and c in logged]
+    outputs = [c for c in output_kinds(model.schema) if c in profile.columns and c in logged]
+    columns += outputs
     result = stream_drift(
         paths,
         profile,
@@ -88,9 +89,10 @@ def log_drift(
     )
     out = layout.monitoring / RESULTS / TABLE
     out.parent.mkdir(parents=True, exist_ok=True)
+    verdicts = table(result, outputs)
     with atomic_path(out) as tmp:
-        table(result).to_parquet(tmp, index=False)
-    return result, out
+        verdicts.to_parquet(tmp, index=False)
+    return verdicts, out
 
 
 def parquet_files(sources: Sequence[Path]) -> list[Path]:
@@ -113,13 +115,21 @@ def parquet_files(sources: Sequence[Path]) -> list[Path]:
     return files
 
 
-def table(result: StreamResult) -> pd.DataFrame:
-    """Return a row per window and column: the verdict, and the window's dataset verdict."""
+def table(result: StreamResult, outputs: Sequence[str] = ()) -> pd.DataFrame:
+    """Return a row per window and column: its verdict, role, and the window's dataset verdict.
+
+    The dataset verdict counts the features only (``role`` ``feature``), as the monitor stage
+    does; the model's outputs (``role`` ``output``) are judged column by column.
+    """
     rows = []
     for window, report in [*result.windows.items(), (OVERALL, result.overall)]:
+        features = [c for c in report.columns if c.column not in outputs]
+        share = sum(c.drifted for c in features) / max(len(features), 1)
+        dataset = bool(features) and share >= report.drift_share
         for col in report.columns:
-            rows.append({"window": str(window), **asdict(col),
-                         "dataset_drift": report.dataset_drift})  # fmt: skip
+            role = "output" if col.column in outputs else "feature"
+            rows.append({"window": str(window), **asdict(col), "role": role,
+                         "drifted_share": share, "dataset_drift": dataset})  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -146,16 +156,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.window_rows
         else Windows(date_column=args.date_column, period=args.period)
     )
-    result, out = log_drift(
+    verdicts, out = log_drift(
         params, args.sources, windows=windows, backend=args.backend,
         scheduler=args.scheduler, workers=args.workers,
     )  # fmt: skip
-    for window, report in [*result.windows.items(), (OVERALL, result.overall)]:
-        drifted = [c.column for c in report.columns if c.drifted]
-        verdict = "DRIFT" if report.dataset_drift else "ok"
-        named = f": {', '.join(drifted[:8])}" if drifted else ""
-        print(f"{window}: {report.current_rows} rows, {len(drifted)}/{len(report.columns)} "
-              f"columns drifted ({verdict}){named}")  # fmt: skip
+    for window, rows in verdicts.groupby("window", sort=False):
+        features = rows[rows["role"] == "feature"]
+        drifted = features.loc[features["drifted"], "column"].tolist()
+        outputs = rows.loc[(rows["role"] == "output") & rows["drifted"], "column"].tolist()
+        verdict = "DRIFT" if rows["dataset_drift"].iat[0] else "ok"
+        print(f"{window}: {rows['current_rows'].max()} rows, {len(drifted)}/{len(features)} "
+              f"features drifted ({verdict}){': ' + ', '.join(drifted) if drifted else ''}"
+              f"{'; outputs: ' + ', '.join(outputs) if outputs else ''}")  # fmt: skip
     print(f"written: {out}")
     return 0
 
