@@ -16,7 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import median, run_child, save
+from bench.common import median, save
+from bench.fresh import run_fresh
 
 BASELINE_SETUP = "import pandas as pd, pyarrow"
 BASELINE = """
@@ -52,6 +53,7 @@ def main() -> None:
         csv = make_csv(args.rows, work / "raw")
         overrides = [
             f"data.source={csv}",
+            "data.target=churned",
             f"project.data_dir={work / 'data'}",
             "project.name=bench",
             "ingest.schema_mode=infer",
@@ -59,16 +61,16 @@ def main() -> None:
         base_runs, quire_runs = [], []
         for _ in range(args.repeats):
             base_runs.append(
-                run_child(
+                run_fresh(
                     BASELINE_SETUP, BASELINE.format(csv=str(csv), out=str(work / "b.parquet"))
                 )
             )
-            quire_runs.append(run_child(QUIRE_SETUP.format(overrides=overrides), QUIRE))
+            quire_runs.append(run_fresh(QUIRE_SETUP.format(overrides=overrides), QUIRE))
         frame_bytes = base_runs[0]["frame_bytes"]
         base_s = median([r["seconds"] for r in base_runs])
         quire_s = median([r["seconds"] for r in quire_runs])
-        growth = median([(r["peak_kib"] - r["rss_before_kib"]) * 1024 for r in quire_runs])
-        base_growth = median([(r["peak_kib"] - r["rss_before_kib"]) * 1024 for r in base_runs])
+        growth = median([(r["peak_kib"] - r["peak_before_kib"]) * 1024 for r in quire_runs])
+        base_growth = median([(r["peak_kib"] - r["peak_before_kib"]) * 1024 for r in base_runs])
         payload = {
             "rows": args.rows,
             "columns": base_runs[0]["columns"],

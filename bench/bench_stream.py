@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,6 +25,7 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import save
+from bench.fresh import run_fresh
 
 PART_ROWS = 1_000_000
 NUMERIC, CATEGORICAL = 16, 4
@@ -75,20 +75,13 @@ def reference(folder: Path) -> Path:
     return path
 
 
-CHILD = """
-import json, sys, time
+SETUP = """
 from pathlib import Path
-sys.path.insert(0, {root!r})
 from lib.data.drift_profile import Profile
 from lib.monitoring.stream import Windows, stream_drift
-
-def peak_mib():
-    line = next(x for x in open("/proc/self/status") if x.startswith("VmHWM"))
-    return int(line.split()[1]) / 1024
-
 paths = sorted(Path({data!r}).glob("part-*.parquet"))
 profile = Profile.load(Path({ref!r}))
-cluster = client = None
+client = None
 scheduler = None
 if {dask!r}:
     from dask.distributed import Client, LocalCluster
@@ -96,49 +89,33 @@ if {dask!r}:
                            host="127.0.0.1", dashboard_address=None)
     client = Client(cluster)
     scheduler = cluster.scheduler_address
-t0 = time.perf_counter()
+"""
+STREAM = """
 result = stream_drift(paths, profile, windows=Windows(date_column="time", period="W"),
                       backend="dask" if {dask!r} else "stream", scheduler=scheduler)
-seconds = time.perf_counter() - t0
-workers = list(client.run(peak_mib).values()) if client else []
-print("BENCH" + json.dumps({{"seconds": seconds, "peak_mib": peak_mib(),
-      "worker_peak_mib": workers, "windows": len(result.windows), "rows": result.rows,
-      "drifted_windows": sum(r.dataset_drift for r in result.windows.values())}}))
+workers = list(client.run(_hwm_kib).values()) if client else []
+extra = {{"worker_peak_mib": [w / 1024 for w in workers], "windows": len(result.windows),
+          "rows": result.rows,
+          "drifted_windows": sum(r.dataset_drift for r in result.windows.values())}}
 """
-
-
 # what a user would do otherwise: read the files into pandas and check them in memory (overall
 # only: the per-week windows would add a check per week)
 IN_MEMORY = """
-import json, sys, time
-from pathlib import Path
-sys.path.insert(0, {root!r})
 import pandas as pd
 from lib.data.drift import check_drift
-from lib.data.drift_profile import Profile
-
-def peak_mib():
-    line = next(x for x in open("/proc/self/status") if x.startswith("VmHWM"))
-    return int(line.split()[1]) / 1024
-
-paths = sorted(Path({data!r}).glob("part-*.parquet"))
-profile = Profile.load(Path({ref!r}))
-t0 = time.perf_counter()
 frame = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
 report = check_drift(profile, frame)
-seconds = time.perf_counter() - t0
-print("BENCH" + json.dumps({{"seconds": seconds, "peak_mib": peak_mib(), "worker_peak_mib": [],
-      "windows": 0, "rows": len(frame), "drifted_windows": 0}}))
+extra = {"worker_peak_mib": [], "windows": 0, "rows": len(frame), "drifted_windows": 0}
 """
 
 
-def measure(data: Path, ref: Path, dask: bool, code: str = CHILD) -> dict[str, object]:
-    root = str(Path(__file__).resolve().parents[1])
-    code = code.format(root=root, data=str(data), ref=str(ref), dask=dask)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    if out.returncode:
-        raise RuntimeError(out.stderr[-3000:])
-    return json.loads(next(x for x in out.stdout.splitlines() if x.startswith("BENCH"))[5:])
+def measure(data: Path, ref: Path, kind: str) -> dict[str, object]:
+    """One run in a fresh process: seconds, and its own peak (and the Dask workers')."""
+    dask = kind == "dask"
+    setup = SETUP.format(data=str(data), ref=str(ref), dask=dask)
+    body = IN_MEMORY if kind == "pandas in memory" else STREAM.format(dask=dask)
+    got = run_fresh(setup, body)
+    return {**got, "peak_mib": got["peak_kib"] / 1024}
 
 
 def main() -> None:
@@ -163,8 +140,7 @@ def main() -> None:
             if size <= args.in_memory_up_to:
                 kinds.append("pandas in memory")
             for kind in kinds:
-                code = IN_MEMORY if kind == "pandas in memory" else CHILD
-                got = measure(paths[0].parent, ref, kind == "dask", code)
+                got = measure(paths[0].parent, ref, kind)
                 got |= {"size": size, "backend": kind,
                         "write_s": written, "bytes": sum(p.stat().st_size for p in paths)}  # fmt: skip
                 results.append(got)
