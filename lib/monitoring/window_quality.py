@@ -5,8 +5,15 @@ Alert rules (NannyML's data quality checks):
 - missing values: a window alerts when its missing rate rises above the reference windows' mean
   + ``sigmas`` standard deviations (upwards only, clipped to [0, 1]); a reference with no
   missing value in any window allows none;
-- out of range (numeric columns): any present value below the reference's minimum or above its
-  maximum alerts (NannyML's numerical range check);
+- out of range (numeric columns): present values below the reference's minimum or above its
+  maximum are counted (NannyML's numerical range check). A window alerts when more of them fall
+  outside than chance explains, or when one lies far outside. Chance: with no change, a new value
+  falls outside the range of ``n`` reference values with probability ``2 / (n + 1)`` (for
+  continuous data; ties make it smaller), so a window of ``m`` present values alerts when the
+  binomial probability of its count or more is below ``OUT_OF_RANGE_ALPHA`` (0.001). Far: beyond
+  the range by more than the range's own width (a unit or sign error, a sentinel like 999999),
+  which alerts whatever the count. A single new extreme just past the reference's is expected
+  about once every ``(n + 1) / (2 m)`` windows and does not alert;
 - unseen (categorical columns): any category the reference never holds alerts;
 - type errors (numeric columns of a raw, untyped frame): any present value that does not parse
   as a number (or a date, for date columns) alerts. A typed frame has none.
@@ -21,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from lib.core.errors import DataValidationError
 from lib.core.logs import get_logger
@@ -36,6 +44,7 @@ COLUMNS = [
 ]  # fmt: skip
 _NUMERIC = frozenset({"numeric", "datetime"})  # schema kinds checked as numbers
 _SHOWN = 3  # offending values quoted in a reason
+OUT_OF_RANGE_ALPHA = 0.001  # a window's out-of-range count alerts below this chance probability
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,7 @@ class _Flags:
     unseen: np.ndarray  # bool
     type_error: np.ndarray  # bool
     raw: pd.Series  # the values as given, to quote offenders
+    far: np.ndarray | None = None  # bool: beyond the range by more than its width
 
     def count(self, index: np.ndarray) -> dict[str, int]:
         return {
@@ -82,8 +92,8 @@ def _strip(value: object) -> object:
 
 def _flags(
     name: str, kind: str, reference: pd.Series, values: pd.Series
-) -> tuple[_Flags, _Flags, str]:
-    """Return the reference's and the current side's row flags, and the range described."""
+) -> tuple[_Flags, _Flags, str, int]:
+    """Return both sides' row flags, the range described and the reference's present values."""
     sides = []
     if kind in _NUMERIC:
         ref_numbers, _ = _as_numbers(reference, kind)
@@ -95,12 +105,14 @@ def _flags(
                 column=name,
             )
         lo, hi = float(present.min()), float(present.max())
+        width = hi - lo
         for series in (reference, values):
             numbers, bad = _as_numbers(series, kind)
             outside = ~np.isnan(numbers) & ((numbers < lo) | (numbers > hi))
+            far = ~np.isnan(numbers) & ((numbers < lo - width) | (numbers > hi + width))
             none = np.zeros(len(series), dtype=bool)
-            sides.append(_Flags(series.isna().to_numpy(), outside, none, bad, series))
-        return sides[0], sides[1], f"[{lo:.4g}, {hi:.4g}]"
+            sides.append(_Flags(series.isna().to_numpy(), outside, none, bad, series, far))
+        return sides[0], sides[1], f"[{lo:.4g}, {hi:.4g}]", len(present)
     ref_codes, ref_names = category_codes(reference)
     known = set(ref_names[np.unique(ref_codes[ref_codes >= 0])])
     for series in (reference, values):
@@ -109,14 +121,26 @@ def _flags(
         unseen = new[codes]
         none = np.zeros(len(series), dtype=bool)
         sides.append(_Flags(series.isna().to_numpy(), none, unseen, none, series))
-    return sides[0], sides[1], ""
+    return sides[0], sides[1], "", 0
+
+
+def beyond_chance(outside: int, present: int, reference_values: int) -> bool:
+    """Return whether ``outside`` of ``present`` new values out of range exceed chance.
+
+    ``reference_values`` is ``n``: see the module (binomial, p = 2 / (n + 1), below
+    :data:`OUT_OF_RANGE_ALPHA`).
+    """
+    if outside == 0 or reference_values == 0:
+        return False
+    p = 2 / (reference_values + 1)
+    return bool(stats.binom.sf(outside - 1, max(present, outside), p) < OUT_OF_RANGE_ALPHA)
 
 
 def _reason(counts: dict[str, int], rate: float, upper: float | None, extra: dict[str, str]) -> str:
     parts = []
     if upper is not None and rate > upper:
         parts.append(f"missing {rate:.1%} above the reference's {upper:.1%}")
-    if counts["out_of_range"]:
+    if "out_of_range" in extra:  # only where the count alerts (see the module)
         parts.append(f"{counts['out_of_range']} outside the reference range {extra['range']} "
                      f"({extra['out_of_range']})")  # fmt: skip
     if counts["unseen"]:
@@ -134,7 +158,7 @@ def _column(
     windows: dict[str, Sequence[Window]],
     sigmas: float,
 ) -> list[dict[str, object]]:
-    ref_flags, cur_flags, span = _flags(name, kind, reference[name], current[name])
+    ref_flags, cur_flags, span, n_ref = _flags(name, kind, reference[name], current[name])
     flags = {"reference": ref_flags, "current": cur_flags}
     rates = [ref_flags.missing[w.index].mean() if w.rows else np.nan for w in windows["reference"]]
     band = reference_band(rates, sigmas=sigmas, lower_limit=0.0, upper_limit=1.0, side="upper")
@@ -144,11 +168,11 @@ def _column(
             counts = side.count(w.index)
             rate = counts["missing"] / w.rows if w.rows else float("nan")
             extra = {"range": span}
-            for flag, key in (
-                ("out_of_range",) * 2,
-                ("unseen",) * 2,
-                ("type_error", "type_errors"),
-            ):
+            present = w.rows - counts["missing"] - counts["type_errors"]
+            far = side.far is not None and bool(side.far[w.index].any())
+            if far or beyond_chance(counts["out_of_range"], present, n_ref):
+                extra["out_of_range"] = side.examples("out_of_range", w.index)
+            for flag, key in (("unseen",) * 2, ("type_error", "type_errors")):
                 if counts[key]:  # quote offenders only where there are some
                     extra[flag] = side.examples(flag, w.index)
             reason = _reason(counts, rate, band.upper, extra)

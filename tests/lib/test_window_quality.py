@@ -9,7 +9,7 @@ from palmerpenguins import load_penguins
 
 from lib.core.errors import DataValidationError
 from lib.monitoring import windows as w
-from lib.monitoring.window_quality import COLUMNS, window_quality
+from lib.monitoring.window_quality import COLUMNS, beyond_chance, window_quality
 
 KINDS = {"x": "numeric", "colour": "categorical"}
 
@@ -67,6 +67,29 @@ def test_values_outside_the_reference_range_alert():
     assert x["alert"].tolist() == [i == 2 for i in range(10)]
     assert "2 outside the reference range [" in x.loc[2, "reason"]
     assert "'-3.0', '1000000.0'" in x.loc[2, "reason"]
+
+
+def test_a_new_extreme_just_past_the_range_is_counted_but_chance():
+    ref, cur = sides()
+    cur.loc[4500, "x"] = 10.4  # window 3: one value a little above the reference's maximum
+    x = current(window_quality(ref, cur, {"x": "numeric"}, *cut(ref, cur)), "x")
+    assert x["out_of_range"].tolist() == [1 if i == 2 else 0 for i in range(10)]
+    assert not x["alert"].any() and (x["reason"] == "").all()  # expected every ~10 windows
+
+
+def test_many_values_just_past_the_range_alert():
+    ref, cur = sides()
+    cur.loc[4500:4519, "x"] = np.linspace(10.1, 10.5, 20)  # 20 in window 3: far beyond chance
+    x = current(window_quality(ref, cur, {"x": "numeric"}, *cut(ref, cur)), "x")
+    assert x["alert"].tolist() == [i == 2 for i in range(10)]
+    assert x.loc[2, "reason"].startswith("20 outside the reference range [0, 10]")
+
+
+def test_chance_is_binomial_on_the_reference_size():
+    assert not beyond_chance(1, 2_000, 20_000)  # expected 0.2: one is common
+    assert not beyond_chance(2, 2_000, 20_000)  # p about 0.017
+    assert beyond_chance(4, 2_000, 20_000)  # p about 5e-5
+    assert beyond_chance(1, 2_000, 0) is False and beyond_chance(0, 10, 10) is False
 
 
 def test_unseen_categories_alert_and_are_named():
