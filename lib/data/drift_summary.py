@@ -69,9 +69,12 @@ class NumericSummary:
         ``count_values`` counts each distinct value (default: when the reference has few), as
         ``chisquare`` and ``z`` need.
         """
-        grid = np.unique(col.values)
-        k = len(grid)
         counted = col.counts is not None if count_values is None else count_values
+        return cls._blank(np.unique(col.values), counted)
+
+    @classmethod
+    def _blank(cls, grid: np.ndarray, counted: bool) -> NumericSummary:
+        k = len(grid)
         return cls(
             grid=grid,
             between=np.zeros(k + 1, dtype=COUNT),
@@ -107,14 +110,7 @@ class NumericSummary:
     @classmethod
     def empty_like(cls, other: NumericSummary) -> NumericSummary:
         """Return a summary of no rows on ``other``'s grid."""
-        k = len(other.grid)
-        return cls(
-            grid=other.grid,
-            between=np.zeros(k + 1, dtype=COUNT),
-            equal=np.zeros(k, dtype=COUNT),
-            sums=np.zeros(k + 1),
-            value_counts=Counter() if other.value_counts is not None else None,
-        )
+        return cls._blank(other.grid, other.value_counts is not None)
 
     def merge(self, other: NumericSummary) -> NumericSummary:
         """Return the summary of both summaries' rows."""

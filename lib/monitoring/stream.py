@@ -21,6 +21,7 @@ window ``i // window_rows``) or are the periods of a date column (``date_column`
 from __future__ import annotations
 
 import contextlib
+import functools
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -210,30 +211,21 @@ def _reports(
 ) -> StreamResult:
     if not merged:
         raise DataValidationError("the current data has no rows; nothing to check for drift")
-    overall: dict[str, drift_summary.Summary] = {}
-    for cols in merged.values():
-        for name, summary in cols.items():
-            have = overall.get(name)
-            overall[name] = summary if have is None else _merge(have, summary)
+    empty: Summaries = {}
+    overall = functools.reduce(merge, ({OVERALL: cols} for cols in merged.values()), empty)
 
-    def report(cols: dict[str, drift_summary.Summary]) -> DriftReport:
+    def report(cols: dict[str, drift_summary.Summary], whole: bool = False) -> DriftReport:
+        """Judge ``cols``: a window skips a column with no value; ``whole`` (all rows) fails."""
         verdicts = [
             summary_drift(spec.profile.columns[c], cols[c], spec.methods.get(c), thresholds.get(c))
             for c in spec.names
-            if cols[c].count > 0
+            if whole or cols[c].count > 0
         ]
         return DriftReport(verdicts, drift_share, cols[spec.names[0]].rows)
 
     labels = spec.windows.label
     windows = {labels(key): report(cols) for key, cols in sorted(merged.items())}
-    result = report(overall)
-    if len(result.columns) < len(spec.names):
-        report_all = [c for c in spec.names if overall[c].count == 0]
-        raise DataValidationError(
-            f"column {report_all[0]!r}: no present values in the current data, so drift cannot "
-            "be measured; exclude the column in monitor.exclude or fix the data",
-            column=report_all[0],
-        )
+    result = report(overall[OVERALL], whole=True)
     return StreamResult(windows, result, result.current_rows)
 
 

@@ -13,6 +13,13 @@ from lib.data.drift_profile import profile_column
 RNG = np.random.default_rng(7)
 
 
+@pytest.fixture(autouse=True)
+def _same_draws_in_any_order():
+    """Each test draws from a fresh generator: its data do not depend on the tests run before."""
+    global RNG
+    RNG = np.random.default_rng(7)
+
+
 def summarised(col, values: pd.Series, parts: int = 7, method: str | None = None):
     """The summary of ``values`` built from ``parts`` batches, merged in two halves."""
     chunks = np.array_split(np.arange(len(values)), parts)

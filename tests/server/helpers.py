@@ -160,3 +160,24 @@ def quiet_client(params: Any) -> Iterator[Any]:
     app = create_app(Settings(prediction_log=False), params)
     with TestClient(app, raise_server_exceptions=False) as c:
         yield c
+
+
+RESETS = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+
+
+def client_loop(base: str, row: dict, until: float) -> dict[str, int]:
+    """Post ``row`` over one keep-alive connection until refused; count what each request got."""
+    seen = {"answered": 0, "refused": 0, "reset": 0}
+    with httpx.Client(base_url=base, timeout=30) as client:
+        while time.monotonic() < until:
+            try:
+                answer = client.post("/predict", json=row)
+            except httpx.ConnectError:  # the server stopped listening: nothing was sent
+                seen["refused"] += 1
+                return seen
+            except RESETS:  # the request was sent on an accepted connection, and lost
+                seen["reset"] += 1
+                return seen
+            assert answer.status_code == 200, answer.text
+            seen["answered"] += 1
+    return seen

@@ -104,33 +104,15 @@ def test_invalid_parameters_in_the_environment_are_one_line_and_exit_2(tmp_path)
 
 # -- graceful shutdown under load: every request sent on an accepted connection is answered -----
 
-RESETS = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
-
-
-def _client_loop(base: str, row: dict, until: float) -> dict[str, int]:
-    """Post ``row`` over one keep-alive connection until refused; count what each request got."""
-    seen = {"answered": 0, "refused": 0, "reset": 0}
-    with httpx.Client(base_url=base, timeout=30) as client:
-        while time.monotonic() < until:
-            try:
-                answer = client.post("/predict", json=row)
-            except httpx.ConnectError:  # the server stopped listening: nothing was sent
-                seen["refused"] += 1
-                return seen
-            except RESETS:  # the request was sent on an accepted connection, and lost
-                seen["reset"] += 1
-                return seen
-            assert answer.status_code == 200, answer.text
-            seen["answered"] += 1
-    return seen
-
 
 @pytest.mark.parametrize("run", range(3))
 def test_sigterm_under_keep_alive_load_resets_no_request(served_root, test_rows, tmp_path, run):
     with real_server(served_root, tmp_path, prediction_log="false") as (base, proc):
         until = time.monotonic() + 30
         with ThreadPoolExecutor(32) as pool:
-            futures = [pool.submit(_client_loop, base, test_rows[i], until) for i in range(32)]
+            futures = [
+                pool.submit(helpers.client_loop, base, test_rows[i], until) for i in range(32)
+            ]
             _wait_answered(base, 200)  # every client is posting
             proc.send_signal(signal.SIGTERM)
             seen = [f.result() for f in futures]

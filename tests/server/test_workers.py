@@ -24,7 +24,6 @@ from tests.server import helpers
 from tests.server.conftest import move_champion
 
 pytestmark = pytest.mark.slow
-RESETS = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 
 
 @contextlib.contextmanager
@@ -135,28 +134,13 @@ def test_two_workers_share_port_metrics_log_and_reload(
     )  # every worker flushed at SIGTERM
 
 
-def _client_loop(base: str, row: dict, until: float) -> dict[str, int]:
-    seen = {"answered": 0, "refused": 0, "reset": 0}
-    with httpx.Client(base_url=base, timeout=30) as client:
-        while time.monotonic() < until:
-            try:
-                answer = client.post("/predict", json=row)
-            except httpx.ConnectError:
-                seen["refused"] += 1
-                return seen
-            except RESETS:
-                seen["reset"] += 1
-                return seen
-            assert answer.status_code == 200, answer.text
-            seen["answered"] += 1
-    return seen
-
-
 def test_sigterm_drains_every_worker_under_keep_alive_load(served_root, test_rows, tmp_path):
     with two_workers(served_root, tmp_path, prediction_log="false") as (base, proc):
         until = time.monotonic() + 30
         with ThreadPoolExecutor(16) as pool:
-            futures = [pool.submit(_client_loop, base, test_rows[i], until) for i in range(16)]
+            futures = [
+                pool.submit(helpers.client_loop, base, test_rows[i], until) for i in range(16)
+            ]
             helpers.wait_for(lambda: answered(base) >= 300, 60)
             proc.send_signal(signal.SIGTERM)
             seen = [f.result() for f in futures]
