@@ -311,6 +311,20 @@ class MonitorParams(Section):
     retrain_on_alert: bool = False
     alerts: AlertParams = Field(default_factory=AlertParams)
     live: LiveParams = Field(default_factory=LiveParams)
+    backend: Literal["memory", "stream", "dask"] = "memory"
+    sample_rows: int = Field(200_000, ge=1_000)
+    dask_scheduler: str | None = None
+    dask_workers: int = Field(2, ge=1)
+
+    @model_validator(mode="after")
+    def _bounded(self) -> MonitorParams:
+        if self.backend != "memory" and self.window_rows is not None:
+            raise ValueError(
+                f"monitor.window_rows ({self.window_rows}) reads the last rows in memory; with "
+                f"monitor.backend: {self.backend} bound the log by time (monitor.since, "
+                "monitor.until) instead, or set monitor.backend: memory"
+            )
+        return self
 
     @field_validator("window")
     @classmethod

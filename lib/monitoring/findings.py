@@ -91,6 +91,22 @@ def find_drift(
     )
 
 
+def with_exact(
+    found: DriftFindings, features: drift.DriftReport, outputs: drift.DriftReport | None
+) -> DriftFindings:
+    """Return ``found`` (drift of a sample) with the whole-period reports of every row.
+
+    ``outputs`` None keeps the sample's (the current files hold no model outputs).
+    """
+    jumps = {c.column: c.current_missing - c.reference_missing for c in features.columns}
+    return DriftFindings(
+        features=features,
+        outputs=found.outputs if outputs is None else outputs,
+        output_frame=found.output_frame,
+        missing_jumps={k: v for k, v in jumps.items() if v > 0},
+    )
+
+
 def _output_frame(cur: Current, schema: Schema) -> pd.DataFrame:
     """Return the predicted classes (or values) and class probabilities of the current rows."""
     frame = pd.DataFrame({PREDICTION: cur.pred})

@@ -65,6 +65,12 @@ class Current:
     y: np.ndarray | None = None
     times: pd.Series | None = None
     versions: list[str] = field(default_factory=list)
+    total_rows: int | None = None  # rows of the whole current data when ``frame`` is a sample
+
+    @property
+    def rows(self) -> int:
+        """Rows of the whole current data (``frame`` holds them all, or a sample of them)."""
+        return len(self.frame) if self.total_rows is None else self.total_rows
 
 
 def drift_kinds(schema: Schema, params: MonitorParams) -> dict[str, Any]:
@@ -181,29 +187,42 @@ def parse_times(values: pd.Series, column: str, where: str) -> pd.Series:
     return times.dt.tz_localize(None)
 
 
-def _read_log(params: Params, model: str) -> pd.DataFrame:
-    """Return the logged rows in the ``monitor.since``/``until`` window, oldest first."""
+def log_parts(params: Params, model: str) -> tuple[Path, list[Path]]:
+    """Return the model's log folder and its files (failing when nothing was logged)."""
     folder = Layout.of(params, model=model).predictions
-    if not predlog.log_files(folder):
+    files = predlog.log_files(folder)
+    if not files:
         raise DataValidationError(
             f"{folder}: the prediction log is empty; serve some predictions first (make serve), "
             "or set monitor.current to a CSV/Parquet file",
             path=folder,
             check="missing_file",
         )
+    return folder, files
+
+
+def empty_window(params: Params, folder: Path) -> DataValidationError:
+    """Return the error of a log with no row between ``monitor.since`` and ``monitor.until``."""
+    m = params.monitor
+    return DataValidationError(
+        f"{folder}: no logged predictions between monitor.since={m.since} and "
+        f"monitor.until={m.until}; widen the time range",
+        path=folder,
+        check="empty_window",
+    )
+
+
+def _read_log(params: Params, model: str) -> pd.DataFrame:
+    """Return the logged rows in the ``monitor.since``/``until`` window, oldest first."""
+    folder, _ = log_parts(params, model)
     m = params.monitor
     frame = predlog.read_log(folder, since=m.since, until=m.until, by_time=True)
     if frame.empty:
-        raise DataValidationError(
-            f"{folder}: no logged predictions between monitor.since={m.since} and "
-            f"monitor.until={m.until}; widen the time range",
-            path=folder,
-            check="empty_window",
-        )
+        raise empty_window(params, folder)
     return frame
 
 
-def _current_paths(params: Params) -> list[Path]:
+def current_paths(params: Params) -> list[Path]:
     """Return the files ``monitor.current`` names: the production batch, penguins, or files."""
     spec = params.monitor_current()
     if spec == "production":
@@ -226,7 +245,7 @@ def _current_paths(params: Params) -> list[Path]:
 def _current_frame(params: Params, schema: Schema, model: str) -> tuple[pd.DataFrame, str]:
     if params.monitor_current() == "log":
         return _read_log(params, model), "log"
-    paths = _current_paths(params)
+    paths = current_paths(params)
     return read_files(paths, params, schema), ";".join(str(p) for p in paths)
 
 
@@ -300,10 +319,25 @@ def load_current(params: Params, schema: Schema, model: str, scorer: Scorer) -> 
     frame, source = _current_frame(params, schema, model)
     if params.monitor.window_rows is not None:
         frame = frame.tail(params.monitor.window_rows).reset_index(drop=True)
+    return current_of(params, schema, frame, source, scorer)
+
+
+def current_of(
+    params: Params,
+    schema: Schema,
+    frame: pd.DataFrame,
+    source: str,
+    scorer: Scorer,
+    total_rows: int | None = None,
+) -> Current:
+    """Return the current side of ``frame`` (the log's rows, or conformed file rows)."""
     y = _labels(params, schema, frame, from_log=source == "log")
     if source != "log":  # files: row order is time order
         pred, proba = scorer(frame[schema.names()])
-        return Current(frame=frame, source=source, pred=np.asarray(pred), proba=proba, y=y)
+        return Current(
+            frame=frame, source=source, pred=np.asarray(pred), proba=proba, y=y,
+            total_rows=total_rows,
+        )  # fmt: skip
     names = [predlog.proba_column(c) for c in schema.classes or []]
     logged = names and all(n in frame for n in names)
     return Current(
@@ -314,4 +348,5 @@ def load_current(params: Params, schema: Schema, model: str, scorer: Scorer) -> 
         y=y,
         times=frame[predlog.TIME],
         versions=sorted(frame[predlog.MODEL_VERSION].astype(str).unique().tolist()),
+        total_rows=total_rows,
     )

@@ -40,6 +40,7 @@ from lib.monitoring.findings import (
     find_drift,
     find_quality,
     find_windows,
+    with_exact,
 )
 from lib.monitoring.inputs import Current, drift_kinds, load_current
 from lib.monitoring.monitor_results import (
@@ -82,8 +83,17 @@ def run_monitor(params: Params, *, webhook_url: str | None = None) -> MonitorRes
     m = defaults.resolved(params, schema, name, model.version)
     kinds = drift_kinds(schema, m)  # checks the column and alert settings before any reading
     ref = load_reference(params, schema, name, model.version)
-    cur = load_current(params, schema, name, model.predict)
-    drift = find_drift(ref, cur, schema, kinds, m)
+    if m.backend == "memory":
+        cur = load_current(params, schema, name, model.predict)
+        drift = find_drift(ref, cur, schema, kinds, m)
+    else:  # bounded memory: exact whole-period drift, a sample for everything else
+        from lib.monitoring.stream_current import stream_current
+
+        streamed = stream_current(params, schema, name, model.predict, ref, kinds)
+        cur = streamed.current
+        drift = with_exact(
+            find_drift(ref, cur, schema, kinds, m), streamed.features, streamed.outputs
+        )
     per_window = find_windows(ref, cur, schema, kinds, m, seed=params.project.seed)
     quality = find_quality(
         ref, cur, schema, m, seed=params.project.seed, diagnosis=per_window.diagnosis
@@ -113,7 +123,8 @@ def run_monitor(params: Params, *, webhook_url: str | None = None) -> MonitorRes
         model=name,
         version=model.version,
         current=cur.source,
-        rows=len(cur.frame),
+        rows=cur.rows,
+        sampled=len(cur.frame) if cur.total_rows is not None else None,
         drifted_share=round(drift.features.drifted_share, 3),
         dataset_drift=drift.features.dataset_drift,
         diagnosis=per_window.diagnosis.kind,
@@ -176,7 +187,7 @@ def _history_rows(result: MonitorResult) -> pd.DataFrame:
         time=result.time,
         version=result.version,
         current=result.current.source,
-        current_rows=len(result.current.frame),
+        current_rows=result.current.rows,
         drifted_share=result.features.drifted_share,
         dataset_drift=result.features.dataset_drift,
         alerts=len(result.alerting.alerts),

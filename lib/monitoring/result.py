@@ -91,9 +91,10 @@ class MonitorResult:
             reference=ReferenceSide(source=self.reference.source, rows=len(self.reference.frame)),
             current=CurrentSide(
                 source=cur.source,
-                rows=len(cur.frame),
+                rows=cur.rows,
                 labelled=int(labelled(cur.y).sum()),
                 model_versions=cur.versions,
+                sampled_rows=None if cur.total_rows is None else len(cur.frame),
             ),
             dataset_drift=self.features.dataset_drift,
             drifted_share=self.features.drifted_share,
@@ -118,12 +119,18 @@ class MonitorResult:
         drifted = ", ".join(f"`{c}`" for c in self.drift.drifted)
         lines = [
             f"**{self.verdict}** - model `{self.model}` version {self.version}; "
-            f"{len(cur.frame):,} current rows from `{cur.source}` against "
+            f"{cur.rows:,} current rows from `{cur.source}` against "
             f"{len(self.reference.frame):,} reference rows.",
             f"Drifted: {drifted or 'none'}.",
             f"Diagnosis over {len(self.windows.diagnosis.windows)} windows "
             f"(`{self.windows.spec}`): **{self.windows.diagnosis.kind}**.",
         ]
+        if cur.total_rows is not None:
+            lines.append(
+                f"Read in bounded memory: the drift of all {cur.rows:,} rows is exact; the "
+                f"windows, quality and performance below use a uniform sample of "
+                f"{len(cur.frame):,} rows (`monitor.sample_rows`)."
+            )
         if quality.current_metrics and quality.reference_metrics:
             name = next(iter(quality.current_metrics))
             now, ref = quality.current_metrics[name], quality.reference_metrics[name]

@@ -16,17 +16,24 @@ is returned.
 Windows are numbered by row (``window_rows``: row ``i`` of the data, in file order, goes to
 window ``i // window_rows``) or are the periods of a date column (``date_column`` and
 ``period``, a pandas frequency such as ``W`` or ``M``).
+
+The same pass can keep a uniform random sample of the rows (``sample_rows``): every row draws a
+random key (seeded per file and batch, so the stream and Dask backends keep the same rows) and
+the rows of the ``sample_rows`` smallest keys are kept - a bottom-k sample, which merges across
+batches, files and workers by keeping the smallest keys again. With ``since``/``until`` only
+the rows whose ``time_column`` lies in ``[since, until)`` are summarised and sampled.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -44,6 +51,14 @@ log = get_logger(__name__)
 BATCH_ROWS = 65_536
 Summaries = dict[Any, dict[str, drift_summary.Summary]]  # window -> column -> summary
 OVERALL = "all"
+KEY, FILE, ROW = "__sample_key", "__sample_file", "__sample_row"  # a sampled row's key and place
+Rows: TypeAlias = pa.RecordBatch | pd.DataFrame  # a batch as read, or as ``prepare`` converted it
+Prepare: TypeAlias = Callable[[pd.DataFrame, Path], pd.DataFrame]
+
+
+def column(rows: Rows, name: str) -> pd.Series:
+    """Return one column of a batch as a pandas Series."""
+    return rows[name] if isinstance(rows, pd.DataFrame) else rows.column(name).to_pandas()
 
 
 @dataclass(frozen=True)
@@ -54,17 +69,18 @@ class Windows:
     date_column: str | None = None
     period: str | None = None
 
-    def keys(self, batch: pa.RecordBatch, first_row: int) -> np.ndarray:
+    def keys(self, batch: Rows, first_row: int) -> np.ndarray:
         """Return each row's window as an integer (row ``first_row`` of the data is the first).
 
         A date window's integer is its period's ordinal (:meth:`label` names it).
         """
         if self.date_column is not None:
-            dates = pd.to_datetime(batch.column(self.date_column).to_pandas(), utc=True)
+            dates = pd.to_datetime(column(batch, self.date_column), utc=True)
             periods = dates.dt.tz_localize(None).dt.to_period(self.period or "W")
-            return np.asarray(periods.array.asi8, dtype=np.int64)  # NaT: the smallest int64
+            ordinals: Any = periods.array  # a PeriodArray (its stubs lack asi8)
+            return np.asarray(ordinals.asi8, dtype=np.int64)  # NaT: the smallest int64
         size = self.rows or 1_000_000_000_000
-        return (first_row + np.arange(batch.num_rows, dtype=np.int64)) // size
+        return (first_row + np.arange(len(batch), dtype=np.int64)) // size
 
     def label(self, key: int) -> Any:
         """Return a window's name: its number, or its period (``2026-01-05/2026-01-11``)."""
@@ -87,6 +103,15 @@ class StreamResult:
     windows: dict[Any, DriftReport]
     overall: DriftReport
     rows: int
+    sample: pd.DataFrame | None = None  # the sampled rows in file order (sample_rows > 0)
+
+
+@dataclass(frozen=True)
+class Pass:
+    """What a pass over some files found: per-window summaries and a bottom-k sample."""
+
+    summaries: Summaries
+    sample: pd.DataFrame | None = None  # with columns KEY, FILE and ROW
 
 
 def stream_drift(
@@ -102,19 +127,38 @@ def stream_drift(
     backend: str = "stream",
     scheduler: str | None = None,
     workers: int = 2,
+    sample_rows: int = 0,
+    seed: int = 0,
+    time_column: str | None = None,
+    since: pd.Timestamp | None = None,
+    until: pd.Timestamp | None = None,
+    prepare: Prepare | None = None,
 ) -> StreamResult:
     """Check the Parquet files ``paths`` for drift against ``profile``, per window and overall.
 
     Same columns, methods, thresholds and verdict rules as :func:`lib.data.drift.check_drift`.
+    ``sample_rows`` > 0 also keeps a uniform sample of that many rows (all columns; see the
+    module doc); ``since``/``until`` keep the rows of ``time_column`` in ``[since, until)``.
+    ``prepare(frame, path)`` converts each batch (as a pandas frame) before it is summarised and
+    sampled (it must be picklable for ``dask``); a :class:`DataValidationError` it raises naming
+    a row has the row counted from the file's start.
     """
     names = validate_columns(profile, columns, methods, thresholds)
-    spec = _Spec(profile, names, dict(methods or {}), windows or Windows(), batch_rows)
+    windows = windows or Windows()
+    if (since is not None or until is not None) and (time_column is None or windows.rows):
+        raise ValueError("since/until need a time_column and windows by date, not by rows")
+    spec = _Spec(profile, names, dict(methods or {}), windows, batch_rows,
+                 sample_rows, seed, time_column, since, until, prepare)  # fmt: skip
     _check_files(paths, spec)
     if backend == "dask":
-        merged = _dask_summaries(paths, spec, scheduler, workers)
+        found = _dask_summaries(paths, spec, scheduler, workers)
     else:
-        merged = summarise_files(paths, spec)
-    return _reports(merged, spec, dict(thresholds or {}), drift_share)
+        found = summarise_files(paths, spec)
+    result = _reports(found.summaries, spec, dict(thresholds or {}), drift_share)
+    if found.sample is None:
+        return result
+    sample = found.sample.sort_values([FILE, ROW], kind="stable", ignore_index=True)
+    return dataclasses.replace(result, sample=sample.drop(columns=[KEY, FILE, ROW]))
 
 
 @dataclass(frozen=True)
@@ -124,39 +168,138 @@ class _Spec:
     methods: dict[str, str]
     windows: Windows
     batch_rows: int
+    sample_rows: int = 0
+    seed: int = 0
+    time_column: str | None = None
+    since: pd.Timestamp | None = None
+    until: pd.Timestamp | None = None
+    prepare: Prepare | None = None
 
 
-def summarise_files(paths: Sequence[Path], spec: _Spec, first_row: int = 0) -> Summaries:
-    """Summarise the files in order, a batch at a time (row windows count from ``first_row``)."""
+def summarise_files(
+    paths: Sequence[Path], spec: _Spec, first_row: int = 0, first_file: int = 0
+) -> Pass:
+    """Summarise the files in order, a batch at a time (row windows count from ``first_row``).
+
+    ``first_file`` is the number of ``paths[0]`` among all the files (it seeds the sample).
+    """
     merged: Summaries = {}
+    sampler = _Sampler(spec.sample_rows)
     row = first_row
-    for batch in _batches(paths, spec):
+    for number, part, start, read in _batches(paths, spec):
+        file_rows = read.num_rows
+        batch, place = _in_time(read, spec)
+        if spec.prepare is not None:
+            batch = _prepared(spec.prepare, batch, paths[number], start + place)
         keys = spec.windows.keys(batch, row)
-        row += batch.num_rows
+        row += len(batch)
         _add(merged, batch, keys, spec)
-    return merged
+        if spec.sample_rows:
+            rng = np.random.default_rng([spec.seed, first_file + number, part])
+            sampler.add(batch, rng.random(file_rows)[place], first_file + number, start + place)
+    return Pass(merged, sampler.frame() if spec.sample_rows else None)
 
 
-def _batches(paths: Sequence[Path], spec: _Spec) -> Iterator[pa.RecordBatch]:
-    """Each file's batches in turn (a file that cannot be read is named).
+def _prepared(prepare: Prepare, batch: pa.RecordBatch, path: Path, rows: np.ndarray) -> Rows:
+    """Return ``prepare(frame, path)``; a row its error names is counted from the file start."""
+    try:
+        return prepare(_frame(batch), path)
+    except DataValidationError as exc:
+        if exc.row is None or not len(rows):
+            raise
+        row = int(rows[exc.row - 1]) + 1
+        message = exc.message.replace(f"row {exc.row:,}:", f"row {row:,}:", 1)
+        raise DataValidationError(
+            message, path=exc.path, row=row, column=exc.column, check=exc.check
+        ) from None
 
-    Read without pre-buffering, a row group's column chunks one batch at a time, and Arrow's
-    freed pages released after each file: on a file of one 1,000,000-row group the read costs
-    about 130 MiB where a dataset scan held 410 MiB.
+
+def _frame(batch: pa.RecordBatch) -> pd.DataFrame:
+    frame: pd.DataFrame = batch.to_pandas()
+    return frame.drop(columns=[c for c in frame.columns if str(c).startswith("__index_level_")])
+
+
+def _in_time(batch: pa.RecordBatch, spec: _Spec) -> tuple[pa.RecordBatch, np.ndarray]:
+    """Return the rows in ``[since, until)`` and their positions in the batch."""
+    if spec.time_column is None or (spec.since is None and spec.until is None):
+        return batch, np.arange(batch.num_rows)
+    times = pd.to_datetime(column(batch, spec.time_column), utc=True)
+    keep = times.notna().to_numpy()
+    if spec.since is not None:
+        keep &= (times >= spec.since).to_numpy()
+    if spec.until is not None:
+        keep &= (times < spec.until).to_numpy()
+    return batch.filter(pa.array(keep)), np.flatnonzero(keep)
+
+
+class _Sampler:
+    """The rows of the ``size`` smallest random keys seen so far (a bottom-k sample)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.parts: list[pd.DataFrame] = []
+        self.held = 0
+        self.cut = np.inf  # keys at or above this cannot enter any more
+
+    def add(self, batch: Rows, keys: np.ndarray, file: int, place: np.ndarray) -> None:
+        take = np.flatnonzero(keys < self.cut)
+        if not len(take):
+            return
+        if isinstance(batch, pd.DataFrame):
+            rows = batch.iloc[take].reset_index(drop=True)
+        else:
+            rows = _frame(batch.take(pa.array(take)))
+        rows[KEY], rows[FILE], rows[ROW] = keys[take], file, place[take]
+        self.parts.append(rows)
+        self.held += len(rows)
+        if self.held >= 2 * self.size:
+            self._compact()
+
+    def _compact(self) -> None:
+        kept = bottom(pd.concat(self.parts, ignore_index=True), self.size)
+        self.parts, self.held = [kept], len(kept)
+        if len(kept) >= self.size:
+            self.cut = float(kept[KEY].max())
+
+    def frame(self) -> pd.DataFrame:
+        self._compact() if self.parts else None
+        return self.parts[0] if self.parts else pd.DataFrame({KEY: [], FILE: [], ROW: []})
+
+
+def bottom(sample: pd.DataFrame, size: int) -> pd.DataFrame:
+    """Return the rows of the ``size`` smallest keys."""
+    if len(sample) <= size:
+        return sample
+    return sample.nsmallest(size, KEY).reset_index(drop=True)
+
+
+def _batches(paths: Sequence[Path], spec: _Spec) -> Iterator[tuple[int, int, int, pa.RecordBatch]]:
+    """Yield each file's batches in turn: the file's number, the batch's, its first row's.
+
+    A file that cannot be read is named. Read without pre-buffering, a row group's column
+    chunks one batch at a time, and Arrow's freed pages released after each file: on a file of
+    one 1,000,000-row group the read costs about 130 MiB where a dataset scan held 410 MiB. A
+    sample needs every column.
     """
     wanted = list(dict.fromkeys([*spec.names, *spec.windows.columns]))
-    for path in paths:
+    if spec.time_column is not None and spec.time_column not in wanted:
+        wanted.append(spec.time_column)
+    for number, path in enumerate(paths):
         try:
             file = pq.ParquetFile(path, pre_buffer=False)
             batches = file.iter_batches(
-                batch_size=spec.batch_rows, columns=wanted, use_threads=False
+                batch_size=spec.batch_rows,
+                columns=None if spec.sample_rows or spec.prepare else wanted,
+                use_threads=False,
             )
+            part = start = 0
             while True:
                 try:
                     batch = next(batches)
                 except StopIteration:
                     break
-                yield batch
+                yield number, part, start, batch
+                part, start = part + 1, start + batch.num_rows
         except (OSError, pa.ArrowException) as exc:
             raise DataValidationError(
                 f"{path}: cannot read its rows ({str(exc).splitlines()[0]}); the file is "
@@ -167,7 +310,9 @@ def _batches(paths: Sequence[Path], spec: _Spec) -> Iterator[pa.RecordBatch]:
             pa.default_memory_pool().release_unused()
 
 
-def _add(merged: Summaries, batch: pa.RecordBatch, keys: np.ndarray, spec: _Spec) -> None:
+def _add(merged: Summaries, batch: Rows, keys: np.ndarray, spec: _Spec) -> None:
+    if not len(keys):  # a batch whose rows all fell outside the time range
+        return
     order = np.argsort(keys, kind="stable")
     ordered = keys[order]
     starts = np.flatnonzero(np.concatenate([[True], ordered[1:] != ordered[:-1]]))
@@ -176,7 +321,7 @@ def _add(merged: Summaries, batch: pa.RecordBatch, keys: np.ndarray, spec: _Spec
     whole = len(windows) == 1
     for name in spec.names:
         col = spec.profile.columns[name]
-        series = batch.column(name).to_pandas()
+        series = column(batch, name)
         values = series if col.kind == "categorical" else numeric_values(series)
         for key, rows in windows:
             window = merged.setdefault(key, {})
@@ -185,6 +330,14 @@ def _add(merged: Summaries, batch: pa.RecordBatch, keys: np.ndarray, spec: _Spec
             )  # fmt: skip
             summary = window.get(name) or drift_summary.empty_summary(col, spec.methods.get(name))
             window[name] = summary.add(part)  # type: ignore[arg-type]
+
+
+def merge_passes(a: Pass, b: Pass, size: int) -> Pass:
+    """Return what both passes found (the sample: the ``size`` smallest keys of both)."""
+    if a.sample is None or b.sample is None:
+        return Pass(merge(a.summaries, b.summaries), a.sample if b.sample is None else b.sample)
+    both = pd.concat([a.sample, b.sample], ignore_index=True)
+    return Pass(merge(a.summaries, b.summaries), bottom(both, size))
 
 
 def merge(a: Summaries, b: Summaries) -> Summaries:
@@ -210,7 +363,9 @@ def _reports(
     merged: Summaries, spec: _Spec, thresholds: dict[str, float], drift_share: float
 ) -> StreamResult:
     if not merged:
-        raise DataValidationError("the current data has no rows; nothing to check for drift")
+        raise DataValidationError(
+            "the current data has no rows; nothing to check for drift", check="no_rows"
+        )
     empty: Summaries = {}
     overall = functools.reduce(merge, ({OVERALL: cols} for cols in merged.values()), empty)
 
@@ -256,20 +411,22 @@ def _check_files(paths: Sequence[Path], spec: _Spec) -> None:
 
 def _dask_summaries(
     paths: Sequence[Path], spec: _Spec, scheduler: str | None, workers: int
-) -> Summaries:
+) -> Pass:
     from dask.distributed import as_completed
 
     offsets = _row_offsets(paths) if spec.windows.rows is not None else [0] * len(paths)
     token = uuid.uuid4().hex[:8]
     with _client(scheduler, workers) as client:
         futures = {
-            client.submit(summarise_files, [path], spec, first, key=f"summarise-{token}-{i}"): path
+            client.submit(
+                summarise_files, [path], spec, first, i, key=f"summarise-{token}-{i}"
+            ): path
             for i, (path, first) in enumerate(zip(paths, offsets, strict=True))
         }
-        merged: Summaries = {}
+        merged = Pass({}, None)
         try:
             for future in as_completed(futures):
-                merged = merge(merged, future.result())
+                merged = merge_passes(merged, future.result(), spec.sample_rows)
                 future.release()
         except Exception as exc:
             failed = next((futures[f] for f in futures if f.status == "error"), None)

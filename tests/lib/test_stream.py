@@ -168,3 +168,57 @@ def test_a_dask_worker_lost_mid_run_is_replaced_and_the_result_unchanged(data, t
     assert list(got.windows) == list(want.windows)
     for key in want.windows:
         same(got.windows[key], want.windows[key])
+
+
+def test_the_sample_is_uniform_distinct_and_the_same_on_any_batching(data):
+    profile, current, paths = data
+    one = stream_drift(paths, profile, sample_rows=5_000, seed=3, batch_rows=7_000).sample
+    again = stream_drift(paths, profile, sample_rows=5_000, seed=3, batch_rows=7_000).sample
+    other = stream_drift(paths, profile, sample_rows=5_000, seed=4, batch_rows=7_000).sample
+    assert one is not None and again is not None and other is not None
+    assert len(one) == 5_000 and list(one.columns) == list(current.columns)
+    pd.testing.assert_frame_equal(one, again)  # seeded
+    assert not one.equals(other)
+    # distinct rows of the data, in file order
+    rows = current.reset_index(drop=True)
+    place = pd.Series(rows.index, index=rows["x"].fillna(-1).astype(str) + rows["y"].astype(str))
+    picked = place[one["x"].fillna(-1).astype(str) + one["y"].astype(str)]
+    assert picked.is_unique and picked.is_monotonic_increasing
+    assert one["c"].value_counts(normalize=True)["a"] == pytest.approx(
+        rows["c"].value_counts(normalize=True)["a"], abs=0.03
+    )
+    whole = stream_drift(paths, profile, sample_rows=100_000).sample
+    assert whole is not None
+    pd.testing.assert_frame_equal(whole, current.reset_index(drop=True), check_index_type=False)
+
+
+def test_a_time_range_keeps_its_rows_only(data):
+    profile, current, paths = data
+    since, until = pd.Timestamp("2026-01-10", tz="UTC"), pd.Timestamp("2026-01-20", tz="UTC")
+    got = stream_drift(paths, profile, time_column="day", since=since, until=until,
+                       sample_rows=100_000)  # fmt: skip
+    days = pd.to_datetime(current["day"]).dt.tz_localize("UTC")
+    kept = current[(days >= since) & (days < until)]
+    same(got.overall, check_drift(profile, kept))
+    assert got.sample is not None and len(got.sample) == len(kept)
+    with pytest.raises(DataValidationError, match="no rows"):
+        stream_drift(paths, profile, time_column="day", since=pd.Timestamp("2030-01-01", tz="UTC"))
+
+
+def test_a_bad_value_is_named_by_its_row_in_the_file(tmp_path):
+    from lib.data.schema import coerce_column
+
+    profile = build_profile(frame(2_000, 0.0, 0), KINDS)
+    bad = frame(3_000, 0.0, 1).assign(x=lambda f: f["x"].fillna(0).astype(str))
+    bad.loc[2_345, "x"] = "twelve"
+    path = tmp_path / "bad.parquet"
+    bad.to_parquet(path)
+
+    def parse(rows: pd.DataFrame, where) -> pd.DataFrame:
+        return rows.assign(x=coerce_column(rows["x"], "numeric", "x", where))
+
+    with pytest.raises(
+        DataValidationError, match=r"bad.parquet: column 'x' row 2,346: 'twelve'"
+    ) as err:
+        stream_drift([path], profile, batch_rows=1_000, prepare=parse)
+    assert err.value.row == 2_346

@@ -107,7 +107,7 @@ def log_columns(
         log's own columns is not written (those win).
     """
     n = len(prediction)
-    stamp = _utc(pd.Timestamp.now(tz="UTC") if now is None else now).tz_localize(None)
+    stamp = utc(pd.Timestamp.now(tz="UTC") if now is None else now).tz_localize(None)
     table: dict[str, Any] = dict(features)
     if id_column is not None:
         keys = [None] * n if ids is None else [id_key(i) for i in ids]
@@ -128,7 +128,8 @@ def log_files(folder: Path) -> list[Path]:
     return sorted(folder.glob(PART_GLOB))
 
 
-def _utc(bound: str | pd.Timestamp) -> pd.Timestamp:
+def utc(bound: str | pd.Timestamp) -> pd.Timestamp:
+    """Return ``bound`` as a UTC timestamp (a naive time is taken as UTC)."""
     stamp = pd.Timestamp(bound)
     return stamp.tz_localize("UTC") if stamp.tz is None else stamp.tz_convert("UTC")
 
@@ -167,9 +168,9 @@ def read_log(
 
     tests = []
     if since is not None:
-        tests.append(ds.field(TIME) >= _utc(since))
+        tests.append(ds.field(TIME) >= utc(since))
     if until is not None:
-        tests.append(ds.field(TIME) < _utc(until))
+        tests.append(ds.field(TIME) < utc(until))
     if request_id is not None:
         tests.append(ds.field(REQUEST_ID) == request_id)
     where = None

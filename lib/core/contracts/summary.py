@@ -32,12 +32,18 @@ class ReferenceSide(_Frozen):
 
 
 class CurrentSide(_Frozen):
-    """The rows checked: their source (``log``, or files), rows, labelled rows, model versions."""
+    """The rows checked: their source (``log``, or files), rows, labelled rows, model versions.
+
+    ``sampled_rows``: with ``monitor.backend`` stream or dask, the rows of the uniform sample the
+    per-window analyses (and ``labelled`` and ``model_versions``) were computed on; ``rows`` is
+    then every row, over which the whole-period drift is exact. None: every row was read.
+    """
 
     source: str
     rows: int
     labelled: int
     model_versions: list[str]
+    sampled_rows: int | None = None
 
 
 class Concept(_Frozen):
