@@ -30,7 +30,7 @@ from lib.monitoring.diagnosis import CONCEPT, NONE, Diagnosis, Rows, diagnose
 from lib.monitoring.estimate import current_frame, window_performance
 from lib.monitoring.inputs import Current, Reference, align_target
 from lib.monitoring.multivariate import multivariate_drift
-from lib.monitoring.window_drift import window_drift
+from lib.monitoring.window_drift import Exact, window_drift
 from lib.monitoring.window_quality import window_quality
 
 _BINS = 30  # histogram bins of a numeric column's distribution plot
@@ -314,6 +314,8 @@ def find_windows(
     params: MonitorParams,
     *,
     seed: int,
+    cur_cut: list[windows.Window] | None = None,
+    exact: Exact | None = None,
 ) -> WindowFindings:
     """Cut both sides into windows, run every per-window check, and diagnose the result.
 
@@ -323,17 +325,29 @@ def find_windows(
     (see :mod:`lib.monitoring.windows`). Performance per window needs a reference holding the
     target and the model's predictions; without them the performance table is empty and the
     diagnosis rests on drift alone.
+
+    With a bounded-memory backend ``cur`` holds a sample of the current rows: ``cur_cut`` then
+    cuts the sample where the windows of all the rows are cut (row windows), and ``exact``
+    holds every row's drift summaries per window; the per-window drift is scored from those,
+    against reference windows of the whole windows' size (the other checks read the sample,
+    against reference windows of the sample's).
     """
     spec = windows.parse_spec(params.window, default_count=params.windows)
-    cur_cut = windows.split(len(cur.frame), spec, side_times(cur.frame, schema, params, cur.times))
-    ref_cut = windows.reference_windows(
-        len(ref.frame), spec, cur_cut, side_times(ref.frame, schema, params)
-    )
+    if cur_cut is None:
+        cur_times = side_times(cur.frame, schema, params, cur.times)
+        cur_cut = windows.split(len(cur.frame), spec, cur_times)
+    ref_times = side_times(ref.frame, schema, params)
+    ref_cut = windows.reference_windows(len(ref.frame), spec, cur_cut, ref_times)
+    drift_ref_cut = ref_cut
+    if exact is not None:
+        full = [exact.rows(w.key) or w.rows for w in cur_cut]
+        drift_ref_cut = windows.reference_windows(len(ref.frame), spec, cur_cut, ref_times, full)
     cur_frame = current_frame(cur, schema.target, schema.classes)
     ref_frame, sigmas = ref.frame.reset_index(drop=True), params.sigmas
     drift_table = window_drift(
-        ref_frame, cur_frame, kinds, ref_cut, cur_cut, params, profile=ref.profile
-    )
+        ref_frame, cur_frame, kinds, drift_ref_cut, cur_cut, params, profile=ref.profile,
+        exact=exact,
+    )  # fmt: skip
     multi = multivariate_drift(ref_frame, cur_frame, kinds, ref_cut, cur_cut, sigmas)
     quality = window_quality(ref_frame, cur_frame, kinds, ref_cut, cur_cut, sigmas)
     perf = pd.DataFrame()

@@ -86,7 +86,8 @@ def run_monitor(params: Params, *, webhook_url: str | None = None) -> MonitorRes
     if m.backend == "memory":
         cur = load_current(params, schema, name, model.predict)
         drift = find_drift(ref, cur, schema, kinds, m)
-    else:  # bounded memory: exact whole-period drift, a sample for everything else
+        per_window = find_windows(ref, cur, schema, kinds, m, seed=params.project.seed)
+    else:  # bounded memory: exact drift (whole period and per window), a sample for the rest
         from lib.monitoring.stream_current import stream_current
 
         streamed = stream_current(params, schema, name, model.predict, ref, kinds)
@@ -94,7 +95,10 @@ def run_monitor(params: Params, *, webhook_url: str | None = None) -> MonitorRes
         drift = with_exact(
             find_drift(ref, cur, schema, kinds, m), streamed.features, streamed.outputs
         )
-    per_window = find_windows(ref, cur, schema, kinds, m, seed=params.project.seed)
+        per_window = find_windows(
+            ref, cur, schema, kinds, m, seed=params.project.seed, cur_cut=streamed.cut,
+            exact=streamed.exact,
+        )  # fmt: skip
     quality = find_quality(
         ref, cur, schema, m, seed=params.project.seed, diagnosis=per_window.diagnosis
     )

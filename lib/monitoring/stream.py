@@ -51,7 +51,7 @@ log = get_logger(__name__)
 BATCH_ROWS = 65_536
 Summaries = dict[Any, dict[str, drift_summary.Summary]]  # window -> column -> summary
 OVERALL = "all"
-KEY, FILE, ROW = "__sample_key", "__sample_file", "__sample_row"  # a sampled row's key and place
+KEY, ROW = "__sample_key", "__sample_row"  # a sampled row's key, and its row in all the data
 Rows: TypeAlias = pa.RecordBatch | pd.DataFrame  # a batch as read, or as ``prepare`` converted it
 Prepare: TypeAlias = Callable[[pd.DataFrame, Path], pd.DataFrame]
 
@@ -104,6 +104,8 @@ class StreamResult:
     overall: DriftReport
     rows: int
     sample: pd.DataFrame | None = None  # the sampled rows in file order (sample_rows > 0)
+    positions: np.ndarray | None = None  # each sampled row's number among all the rows kept
+    summaries: dict[Any, dict[str, drift_summary.Summary]] | None = None  # by window label
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,7 @@ class Pass:
     """What a pass over some files found: per-window summaries and a bottom-k sample."""
 
     summaries: Summaries
-    sample: pd.DataFrame | None = None  # with columns KEY, FILE and ROW
+    sample: pd.DataFrame | None = None  # with columns KEY and ROW
 
 
 def stream_drift(
@@ -145,8 +147,8 @@ def stream_drift(
     """
     names = validate_columns(profile, columns, methods, thresholds)
     windows = windows or Windows()
-    if (since is not None or until is not None) and (time_column is None or windows.rows):
-        raise ValueError("since/until need a time_column and windows by date, not by rows")
+    if (since is not None or until is not None) and time_column is None:
+        raise ValueError("since/until need a time_column")
     spec = _Spec(profile, names, dict(methods or {}), windows, batch_rows,
                  sample_rows, seed, time_column, since, until, prepare)  # fmt: skip
     _check_files(paths, spec)
@@ -155,10 +157,13 @@ def stream_drift(
     else:
         found = summarise_files(paths, spec)
     result = _reports(found.summaries, spec, dict(thresholds or {}), drift_share)
+    labelled = {windows.label(k): cols for k, cols in sorted(found.summaries.items())}
+    result = dataclasses.replace(result, summaries=labelled)
     if found.sample is None:
         return result
-    sample = found.sample.sort_values([FILE, ROW], kind="stable", ignore_index=True)
-    return dataclasses.replace(result, sample=sample.drop(columns=[KEY, FILE, ROW]))
+    sample = found.sample.sort_values(ROW, kind="stable", ignore_index=True)
+    positions = sample[ROW].to_numpy(np.int64)
+    return dataclasses.replace(result, sample=sample.drop(columns=[KEY, ROW]), positions=positions)
 
 
 @dataclass(frozen=True)
@@ -179,24 +184,26 @@ class _Spec:
 def summarise_files(
     paths: Sequence[Path], spec: _Spec, first_row: int = 0, first_file: int = 0
 ) -> Pass:
-    """Summarise the files in order, a batch at a time (row windows count from ``first_row``).
+    """Summarise the files in order, a batch at a time.
 
-    ``first_file`` is the number of ``paths[0]`` among all the files (it seeds the sample).
+    ``first_row`` is the number of the first row of ``paths[0]`` (in the time range) among all
+    the rows: row windows and the sample's row numbers count from it. ``first_file`` is the
+    number of ``paths[0]`` among all the files (it seeds the sample).
     """
     merged: Summaries = {}
     sampler = _Sampler(spec.sample_rows)
     row = first_row
     for number, part, start, read in _batches(paths, spec):
         file_rows = read.num_rows
-        batch, place = _in_time(read, spec)
+        batch, place = _in_time(read, spec.time_column, spec.since, spec.until)
         if spec.prepare is not None:
             batch = _prepared(spec.prepare, batch, paths[number], start + place)
         keys = spec.windows.keys(batch, row)
-        row += len(batch)
         _add(merged, batch, keys, spec)
         if spec.sample_rows:
             rng = np.random.default_rng([spec.seed, first_file + number, part])
-            sampler.add(batch, rng.random(file_rows)[place], first_file + number, start + place)
+            sampler.add(batch, rng.random(file_rows)[place], row)
+        row += len(batch)
     return Pass(merged, sampler.frame() if spec.sample_rows else None)
 
 
@@ -219,16 +226,21 @@ def _frame(batch: pa.RecordBatch) -> pd.DataFrame:
     return frame.drop(columns=[c for c in frame.columns if str(c).startswith("__index_level_")])
 
 
-def _in_time(batch: pa.RecordBatch, spec: _Spec) -> tuple[pa.RecordBatch, np.ndarray]:
-    """Return the rows in ``[since, until)`` and their positions in the batch."""
-    if spec.time_column is None or (spec.since is None and spec.until is None):
+def _in_time(
+    batch: pa.RecordBatch,
+    time_column: str | None,
+    since: pd.Timestamp | None,
+    until: pd.Timestamp | None,
+) -> tuple[pa.RecordBatch, np.ndarray]:
+    """Return the rows whose ``time_column`` is in ``[since, until)``, and their positions."""
+    if time_column is None or (since is None and until is None):
         return batch, np.arange(batch.num_rows)
-    times = pd.to_datetime(column(batch, spec.time_column), utc=True)
+    times = pd.to_datetime(column(batch, time_column), utc=True)
     keep = times.notna().to_numpy()
-    if spec.since is not None:
-        keep &= (times >= spec.since).to_numpy()
-    if spec.until is not None:
-        keep &= (times < spec.until).to_numpy()
+    if since is not None:
+        keep &= (times >= since).to_numpy()
+    if until is not None:
+        keep &= (times < until).to_numpy()
     return batch.filter(pa.array(keep)), np.flatnonzero(keep)
 
 
@@ -241,7 +253,7 @@ class _Sampler:
         self.held = 0
         self.cut = np.inf  # keys at or above this cannot enter any more
 
-    def add(self, batch: Rows, keys: np.ndarray, file: int, place: np.ndarray) -> None:
+    def add(self, batch: Rows, keys: np.ndarray, first_row: int) -> None:
         take = np.flatnonzero(keys < self.cut)
         if not len(take):
             return
@@ -249,7 +261,7 @@ class _Sampler:
             rows = batch.iloc[take].reset_index(drop=True)
         else:
             rows = _frame(batch.take(pa.array(take)))
-        rows[KEY], rows[FILE], rows[ROW] = keys[take], file, place[take]
+        rows[KEY], rows[ROW] = keys[take], first_row + take
         self.parts.append(rows)
         self.held += len(rows)
         if self.held >= 2 * self.size:
@@ -263,7 +275,7 @@ class _Sampler:
 
     def frame(self) -> pd.DataFrame:
         self._compact() if self.parts else None
-        return self.parts[0] if self.parts else pd.DataFrame({KEY: [], FILE: [], ROW: []})
+        return self.parts[0] if self.parts else pd.DataFrame({KEY: [], ROW: []})
 
 
 def bottom(sample: pd.DataFrame, size: int) -> pd.DataFrame:
@@ -340,6 +352,13 @@ def merge_passes(a: Pass, b: Pass, size: int) -> Pass:
     return Pass(merge(a.summaries, b.summaries), bottom(both, size))
 
 
+def whole(summaries: Summaries) -> dict[str, drift_summary.Summary]:
+    """Return the summaries of every window's rows together, per column."""
+    empty: Summaries = {}
+    merged = functools.reduce(merge, ({OVERALL: cols} for cols in summaries.values()), empty)
+    return merged.get(OVERALL, {})
+
+
 def merge(a: Summaries, b: Summaries) -> Summaries:
     """Return the summaries of both sets of rows (windows of the same key are added)."""
     out = {key: dict(cols) for key, cols in a.items()}
@@ -366,8 +385,7 @@ def _reports(
         raise DataValidationError(
             "the current data has no rows; nothing to check for drift", check="no_rows"
         )
-    empty: Summaries = {}
-    overall = functools.reduce(merge, ({OVERALL: cols} for cols in merged.values()), empty)
+    overall = {OVERALL: whole(merged)}
 
     def report(cols: dict[str, drift_summary.Summary], whole: bool = False) -> DriftReport:
         """Judge ``cols``: a window skips a column with no value; ``whole`` (all rows) fails."""
@@ -414,7 +432,7 @@ def _dask_summaries(
 ) -> Pass:
     from dask.distributed import as_completed
 
-    offsets = _row_offsets(paths) if spec.windows.rows is not None else [0] * len(paths)
+    offsets = _row_offsets(paths, spec)
     token = uuid.uuid4().hex[:8]
     with _client(scheduler, workers) as client:
         futures = {
@@ -443,10 +461,25 @@ def _dask_summaries(
     return merged
 
 
-def _row_offsets(paths: Sequence[Path]) -> list[int]:
-    import pyarrow.parquet as pq
+def count_rows(
+    paths: Sequence[Path],
+    time_column: str | None = None,
+    since: pd.Timestamp | None = None,
+    until: pd.Timestamp | None = None,
+) -> list[int]:
+    """Return each file's rows in the time range (from the files' metadata when none is set)."""
+    if time_column is None or (since is None and until is None):
+        return [pq.ParquetFile(p).metadata.num_rows for p in paths]
+    counts = []
+    for path in paths:
+        file = pq.ParquetFile(path, pre_buffer=False)
+        batches = file.iter_batches(batch_size=BATCH_ROWS, columns=[time_column])
+        counts.append(sum(len(_in_time(b, time_column, since, until)[1]) for b in batches))
+    return counts
 
-    counts = [pq.ParquetFile(p).metadata.num_rows for p in paths]
+
+def _row_offsets(paths: Sequence[Path], spec: _Spec) -> list[int]:
+    counts = count_rows(paths, spec.time_column, spec.since, spec.until)
     return [int(x) for x in np.concatenate([[0], np.cumsum(counts)[:-1]])]
 
 

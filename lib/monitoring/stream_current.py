@@ -22,6 +22,7 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
@@ -29,9 +30,12 @@ from lib.core.contracts import predlog
 from lib.core.errors import DataValidationError, ParamsError
 from lib.core.logs import get_logger
 from lib.core.params import Params
+from lib.core.windowspec import period_alias
 from lib.data.drift import DriftReport
+from lib.data.drift_profile import Profile, profile_column
 from lib.data.schema import Schema
 from lib.model.reference import output_kinds
+from lib.monitoring import windows
 from lib.monitoring.inputs import (
     Current,
     Reference,
@@ -42,7 +46,9 @@ from lib.monitoring.inputs import (
     empty_window,
     log_parts,
 )
-from lib.monitoring.stream import stream_drift
+from lib.monitoring.stream import ROW, Windows, count_rows, stream_drift, whole
+from lib.monitoring.window_drift import Exact
+from lib.monitoring.window_drift import output_kinds as window_output_kinds
 
 log = get_logger(__name__)
 PARQUET = (".parquet", ".pq")
@@ -55,6 +61,8 @@ class Streamed:
     current: Current
     features: DriftReport
     outputs: DriftReport | None  # None when the files hold no model outputs (score the sample)
+    cut: list[windows.Window] | None  # row windows: the sample cut as all the rows are
+    exact: Exact  # every row's summaries per window (keys as the windows') and overall
 
 
 def stream_current(
@@ -79,38 +87,65 @@ def stream_current(
         )
     names = pq.read_schema(paths[0]).names
     outputs = [n for n in output_kinds(schema) if n in ref.profile.columns and n in names]
+    # the outputs the per-window check scores that the saved profile lacks (a binary model's
+    # proba_0): profiled from the reference rows, as window_drift profiles them
+    checked = window_output_kinds(ref.frame, pd.DataFrame(columns=names))
+    extra = {
+        n: profile_column(n, ref.frame[n], kind)
+        for n, kind in checked.items()
+        if n not in ref.profile.columns
+    }
+    profile = Profile(ref.profile.rows, {**ref.profile.columns, **extra})
     timed = from_log and (m.since is not None or m.until is not None)
+    since = predlog.utc(m.since) if timed and m.since else None
+    until = predlog.utc(m.until) if timed and m.until else None
+    spec = windows.parse_spec(m.window, default_count=m.windows)
+    clock = _time_column(params, schema, names, from_log)
+    size = _window_size(spec, paths, predlog.TIME if timed else None, since, until)
+    if spec.kind == "period":
+        if clock is None:
+            windows.split(0, spec)  # the memory backend's error: no time column to cut by
+        cut_by = Windows(date_column=clock, period=period_alias(spec.period or ""))
+    else:
+        cut_by = Windows(rows=size)
     try:
         result = stream_drift(
             paths,
-            ref.profile,
-            columns=[*kinds, *outputs],
+            profile,
+            columns=[*kinds, *outputs, *extra],
             methods=m.methods,
             thresholds=m.thresholds,
             drift_share=m.drift_share,
+            windows=cut_by,
             backend="dask" if m.backend == "dask" else "stream",
             scheduler=m.dask_scheduler,
             workers=m.dask_workers,
             sample_rows=m.sample_rows,
             seed=params.project.seed,
             time_column=predlog.TIME if timed else None,
-            since=predlog.utc(m.since) if timed and m.since else None,
-            until=predlog.utc(m.until) if timed and m.until else None,
+            since=since,
+            until=until,
             prepare=None if from_log else functools.partial(_conformed, schema),
         )
     except DataValidationError as exc:
         if exc.check == "no_rows" and folder is not None and timed:
             raise empty_window(params, folder) from None
         raise
-    sample = result.sample if result.sample is not None else pd.DataFrame()
-    if from_log:
+    assert result.sample is not None and result.positions is not None
+    assert result.summaries is not None
+    sample = result.sample.assign(**{ROW: result.positions})
+    if from_log:  # as the memory backend orders the log
         sample = sample.sort_values(
             [predlog.TIME, predlog.REQUEST_ID, predlog.ROW], kind="stable", ignore_index=True
         )
-        source = "log"
-    else:  # conformed batch by batch as read (prepare)
-        source = ";".join(str(p) for p in paths)
+    positions = sample.pop(ROW).to_numpy()
+    source = "log" if from_log else ";".join(str(p) for p in paths)
     current = current_of(params, schema, sample, source, scorer, total_rows=result.rows)
+    by_key = result.summaries
+    cut = None
+    if spec.kind != "period":  # the sample cut where the windows of all the rows are
+        cut = _row_cut(positions, size, result.rows)
+        by_key = {_row_label(int(k), size, result.rows): v for k, v in by_key.items()}
     overall = result.overall.columns
     log.info("streamed", backend=m.backend, rows=result.rows, sampled=len(sample), files=len(paths))
     return Streamed(
@@ -119,7 +154,58 @@ def stream_current(
         outputs=DriftReport([c for c in overall if c.column in outputs], 0.5, result.rows)
         if outputs
         else None,
+        cut=cut,
+        exact=Exact(by_key, whole(result.summaries)),
     )
+
+
+def _time_column(params: Params, schema: Schema, names: list[str], from_log: bool) -> str | None:
+    """Return the column period windows follow (as :func:`findings.side_times` picks it)."""
+    chosen = params.monitor.time_column
+    if chosen is not None:
+        if chosen in names:
+            return chosen
+        if from_log:
+            return predlog.TIME
+        raise ParamsError(
+            f"monitor.time_column: {chosen!r} is not a column of the data (columns: "
+            f"{names[:20]}); name a date column, or null to use the first one",
+            key="monitor.time_column",
+        )
+    if from_log:
+        return predlog.TIME
+    dates = [c.name for c in schema.features if c.kind == "datetime" and c.name in names]
+    return dates[0] if dates else None
+
+
+def _window_size(
+    spec: windows.WindowSpec,
+    paths: list[Path],
+    time_column: str | None,
+    since: pd.Timestamp | None,
+    until: pd.Timestamp | None,
+) -> int:
+    """Return the rows of each row window of all the rows (as ``windows.split`` cuts them)."""
+    if spec.kind == "rows":
+        return max(spec.size, 1)
+    if spec.kind != "count":
+        return 0
+    total = sum(count_rows(paths, time_column, since, until))
+    return max(int(np.ceil(total / max(spec.size, 1))), 1)
+
+
+def _row_label(key: int, size: int, total: int) -> str:
+    lo = key * size
+    return f"rows {lo + 1:,}-{min(lo + size, total):,}"
+
+
+def _row_cut(positions: np.ndarray, size: int, total: int) -> list[windows.Window]:
+    """Cut the sample (its rows' ``positions`` among all rows) into the row windows of all."""
+    keys = positions // size
+    return [
+        windows.Window(_row_label(int(k), size, total), np.flatnonzero(keys == k))
+        for k in np.unique(keys)
+    ]
 
 
 def _conformed(schema: Schema, frame: pd.DataFrame, path: Path) -> pd.DataFrame:

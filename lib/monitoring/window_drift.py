@@ -25,6 +25,11 @@ Python: 1,000,000 rows x 20 columns x 50 windows (and 50 reference windows) take
 CPU. Binned statistics (``jensenshannon`` and ``psi`` on numbers) keep the engine's bins, spanned
 per window over both samples, not bins shared by all windows: shared bins would be faster but
 would no longer give the whole-period engine's number on the same rows.
+
+With the bounded-memory backends the current side's rows are a sample; :class:`Exact` then
+carries every current row's summaries per window (:mod:`lib.monitoring.stream`), and the
+current windows' statistics (and rows) come from those: the numbers the whole rows would give
+(:mod:`lib.data.drift_summary` says where they are exact). The reference side is unchanged.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ from lib.core.contracts.predlog import PREDICTION, PROBA_PREFIX
 from lib.core.errors import DataValidationError
 from lib.core.logs import get_logger
 from lib.core.param_sections import MonitorParams
-from lib.data import drift, drift_stats
+from lib.data import drift, drift_stats, drift_summary
 from lib.data.drift_profile import (
     FEW_VALUES,
     ColumnProfile,
@@ -67,6 +72,32 @@ def window_meta(period: str, window: Window) -> dict[str, object]:
         "end": pd.NaT if window.end is None else pd.Timestamp(window.end),
         "rows": window.rows,
     }
+
+
+@dataclass(frozen=True)
+class Exact:
+    """Summaries of every current row: per window key and column, and over all windows."""
+
+    windows: Mapping[str, Mapping[str, drift_summary.Summary]]
+    overall: Mapping[str, drift_summary.Summary]
+
+    def method(self, col: ColumnProfile, given: str | None) -> str:
+        """Return the whole-period engine's method on all current rows (or the one given)."""
+        return given or drift.default_method(
+            col, drift_summary.n_values(col, self.overall[col.name])
+        )
+
+    def score(self, method: str, col: ColumnProfile, key: str) -> float:
+        """Return the window's statistic (NaN when it holds no value of the column)."""
+        summary = self.windows.get(key, {}).get(col.name)
+        if summary is None or summary.count == 0:
+            return float("nan")
+        return drift_summary.score(method, col, summary)
+
+    def rows(self, key: str) -> int | None:
+        """Return the window's rows, or None when no current row fell in it."""
+        cols = self.windows.get(key)
+        return next(iter(cols.values())).rows if cols else None
 
 
 def output_kinds(reference: pd.DataFrame, current: pd.DataFrame) -> dict[str, Kind]:
@@ -180,13 +211,17 @@ def _column(
     method: str | None,
     threshold: float | None,
     sigmas: float,
+    exact: Exact | None = None,
 ) -> list[dict[str, object]]:
-    chosen = _method(col, cur, method)
+    chosen = _method(col, cur, method) if exact is None else exact.method(col, method)
     sides = (("reference", ref, ref_windows), ("current", cur, cur_windows))
     scores = {
         period: [_score(chosen, col, side.present(w.index)) for w in windows]
         for period, side, windows in sides
+        if exact is None or period == "reference"
     }
+    if exact is not None:
+        scores["current"] = [exact.score(chosen, col, w.key) for w in cur_windows]
     lower = upper = float("nan")
     if chosen in drift.P_VALUE_METHODS:
         lower = drift.THRESHOLDS[chosen] if threshold is None else threshold
@@ -196,6 +231,7 @@ def _column(
     return [
         {
             **window_meta(period, w),
+            **({"rows": exact.rows(w.key) or w.rows} if exact and period == "current" else {}),
             "column": col.name,
             "method": chosen,
             "statistic": v,
@@ -224,6 +260,7 @@ def window_drift(
     params: MonitorParams,
     *,
     profile: Profile | None = None,
+    exact: Exact | None = None,
 ) -> pd.DataFrame:
     """Score every column in every window against the whole reference (see the module doc).
 
@@ -240,6 +277,9 @@ def window_drift(
         ``methods`` and ``thresholds`` (per column) and ``sigmas`` are used.
     profile
         The reference's saved profile; columns it lacks are profiled from ``reference``.
+    exact
+        Summaries of every current row (``current`` is then a sample of them): the current
+        windows are scored from those. Every checked column must be summarised.
 
     Returns
     -------
@@ -280,6 +320,7 @@ def window_drift(
             params.methods.get(name),
             params.thresholds.get(name),
             params.sigmas,
+            exact if exact is not None and name in exact.overall else None,
         )
     out = pd.DataFrame(rows, columns=COLUMNS)
     log.info(

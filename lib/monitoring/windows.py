@@ -35,16 +35,21 @@ __all__ = [
 
 
 def reference_windows(
-    n_rows: int, spec: WindowSpec, current: list[Window], times: pd.Series | None = None
+    n_rows: int,
+    spec: WindowSpec,
+    current: list[Window],
+    times: pd.Series | None = None,
+    rows: list[int] | None = None,
 ) -> list[Window]:
     """Cut the reference into windows of the current windows' size.
 
     By period when both sides are cut by time and the reference has times; otherwise by rows,
     each reference window holding the median current window's row count (at least two windows).
+    ``rows``: the current windows' row counts when ``current`` indexes a sample of them.
     """
     if spec.kind == "period" and times is not None and pd.Series(times).notna().any():
         return split(n_rows, spec, times)
-    sizes = [w.rows for w in current if w.rows >= MIN_ROWS]
+    sizes = [n for n in (rows or [w.rows for w in current]) if n >= MIN_ROWS]
     size = int(np.median(sizes)) if sizes else max(n_rows // 10, MIN_ROWS)
     size = max(min(size, n_rows // 2), MIN_ROWS)
     return split(n_rows, WindowSpec("rows", size=size))

@@ -63,10 +63,13 @@ def test_a_streamed_log_with_labels_equals_the_memory_backend(monitored_root, la
     monitor.check_gate(got)
 
 
-def test_a_sample_smaller_than_the_log_keeps_the_drift_of_every_row(monitored_root, labelled_log):
-    want = _run(monitored_root, "monitor.current=log")
-    got = _run(monitored_root, "monitor.current=log", "monitor.backend=stream",
-               "monitor.sample_rows=1000")  # fmt: skip
+@pytest.mark.parametrize("window", ["null", "1D", "400 rows"])
+def test_a_sample_smaller_than_the_log_keeps_the_drift_of_every_row(
+    monitored_root, labelled_log, window
+):
+    common = ("monitor.current=log", f"monitor.window={window}")
+    want = _run(monitored_root, *common)
+    got = _run(monitored_root, *common, "monitor.backend=stream", "monitor.sample_rows=1000")
     assert (got.current.rows, len(got.current.frame), len(want.current.frame)) == (1500, 1000, 1500)
     # the whole-period verdicts are over all 1,500 rows, as the memory backend's
     pd.testing.assert_frame_equal(got.features.table(), want.features.table())
@@ -76,10 +79,14 @@ def test_a_sample_smaller_than_the_log_keeps_the_drift_of_every_row(monitored_ro
     assert not sample.duplicated(["request_id", "row"]).any()
     assert sample["time"].is_monotonic_increasing
     assert set(sample["request_id"]) == {"req0", "req1", "req2"}
-    windows = got.windows.drift
-    assert windows.loc[windows["period"] == "current", "rows"].sum() == 1000 * len(
-        windows["column"].unique()
-    )
+    # so is the drift per window: the windows of all rows, scored from their summaries
+    pd.testing.assert_frame_equal(got.windows.drift, want.windows.drift)
+    # the other per-window checks read the sample: its rows, in the same windows
+    quality, expected = got.windows.quality, want.windows.quality
+    current = quality[quality["period"] == "current"].drop_duplicates("window")
+    whole = expected[expected["period"] == "current"].drop_duplicates("window")
+    assert current["window"].tolist() == whole["window"].tolist()
+    assert current["rows"].sum() == 1000 and whole["rows"].sum() == 1500
     history = pd.read_parquet(got.out_dir / "history.parquet")
     assert history.loc[history["run_id"] == got.run_id, "current_rows"].unique().tolist() == [1500]
 
