@@ -125,12 +125,14 @@ class MonitorResult:
             f"Diagnosis over {len(self.windows.diagnosis.windows)} windows "
             f"(`{self.windows.spec}`): **{self.windows.diagnosis.kind}**.",
         ]
-        if cur.total_rows is not None:
+        if cur.total_rows is not None and len(cur.frame) < cur.rows:
             lines.append(
-                f"Read in bounded memory: the drift of all {cur.rows:,} rows is exact; the "
-                f"windows, quality and performance below use a uniform sample of "
-                f"{len(cur.frame):,} rows (`monitor.sample_rows`)."
+                f"Read in bounded memory: drift (whole period and per window) is exact over all "
+                f"{cur.rows:,} rows; multivariate drift, data quality and performance use a "
+                f"uniform sample of {len(cur.frame):,} rows (`monitor.sample_rows`)."
             )
+        elif cur.total_rows is not None:
+            lines.append(f"Read in bounded memory: every one of the {cur.rows:,} rows is used.")
         if quality.current_metrics and quality.reference_metrics:
             name = next(iter(quality.current_metrics))
             now, ref = quality.current_metrics[name], quality.reference_metrics[name]

@@ -105,6 +105,7 @@ class StreamResult:
     rows: int
     sample: pd.DataFrame | None = None  # the sampled rows in file order (sample_rows > 0)
     positions: np.ndarray | None = None  # each sampled row's number among all the rows kept
+    distinct: dict[str, list[str]] = dataclasses.field(default_factory=dict)  # sorted, as text
     summaries: dict[Any, dict[str, drift_summary.Summary]] | None = None  # by window label
 
 
@@ -114,6 +115,7 @@ class Pass:
 
     summaries: Summaries
     sample: pd.DataFrame | None = None  # with columns KEY and ROW
+    distinct: dict[str, frozenset[str]] = dataclasses.field(default_factory=dict)
 
 
 def stream_drift(
@@ -135,6 +137,7 @@ def stream_drift(
     since: pd.Timestamp | None = None,
     until: pd.Timestamp | None = None,
     prepare: Prepare | None = None,
+    distinct: Sequence[str] = (),
 ) -> StreamResult:
     """Check the Parquet files ``paths`` for drift against ``profile``, per window and overall.
 
@@ -143,14 +146,16 @@ def stream_drift(
     module doc); ``since``/``until`` keep the rows of ``time_column`` in ``[since, until)``.
     ``prepare(frame, path)`` converts each batch (as a pandas frame) before it is summarised and
     sampled (it must be picklable for ``dask``); a :class:`DataValidationError` it raises naming
-    a row has the row counted from the file's start.
+    a row has the row counted from the file's start. ``distinct`` columns have their distinct
+    values (as text) collected over every row kept.
     """
     names = validate_columns(profile, columns, methods, thresholds)
     windows = windows or Windows()
     if (since is not None or until is not None) and time_column is None:
         raise ValueError("since/until need a time_column")
     spec = _Spec(profile, names, dict(methods or {}), windows, batch_rows,
-                 sample_rows, seed, time_column, since, until, prepare)  # fmt: skip
+                 sample_rows, seed, time_column, since, until, prepare,
+                 tuple(distinct))  # fmt: skip
     _check_files(paths, spec)
     if backend == "dask":
         found = _dask_summaries(paths, spec, scheduler, workers)
@@ -158,7 +163,8 @@ def stream_drift(
         found = summarise_files(paths, spec)
     result = _reports(found.summaries, spec, dict(thresholds or {}), drift_share)
     labelled = {windows.label(k): cols for k, cols in sorted(found.summaries.items())}
-    result = dataclasses.replace(result, summaries=labelled)
+    values = {name: sorted(found.distinct.get(name, ())) for name in distinct}
+    result = dataclasses.replace(result, summaries=labelled, distinct=values)
     if found.sample is None:
         return result
     sample = found.sample.sort_values(ROW, kind="stable", ignore_index=True)
@@ -179,6 +185,7 @@ class _Spec:
     since: pd.Timestamp | None = None
     until: pd.Timestamp | None = None
     prepare: Prepare | None = None
+    distinct: tuple[str, ...] = ()
 
 
 def summarise_files(
@@ -191,6 +198,7 @@ def summarise_files(
     number of ``paths[0]`` among all the files (it seeds the sample).
     """
     merged: Summaries = {}
+    seen: dict[str, set[str]] = {name: set() for name in spec.distinct}
     sampler = _Sampler(spec.sample_rows)
     row = first_row
     for number, part, start, read in _batches(paths, spec):
@@ -200,11 +208,14 @@ def summarise_files(
             batch = _prepared(spec.prepare, batch, paths[number], start + place)
         keys = spec.windows.keys(batch, row)
         _add(merged, batch, keys, spec)
+        for name, values in seen.items():
+            values.update(column(batch, name).dropna().astype(str).unique())
         if spec.sample_rows:
             rng = np.random.default_rng([spec.seed, first_file + number, part])
             sampler.add(batch, rng.random(file_rows)[place], row)
         row += len(batch)
-    return Pass(merged, sampler.frame() if spec.sample_rows else None)
+    distinct = {name: frozenset(values) for name, values in seen.items()}
+    return Pass(merged, sampler.frame() if spec.sample_rows else None, distinct)
 
 
 def _prepared(prepare: Prepare, batch: pa.RecordBatch, path: Path, rows: np.ndarray) -> Rows:
@@ -293,9 +304,8 @@ def _batches(paths: Sequence[Path], spec: _Spec) -> Iterator[tuple[int, int, int
     one 1,000,000-row group the read costs about 130 MiB where a dataset scan held 410 MiB. A
     sample needs every column.
     """
-    wanted = list(dict.fromkeys([*spec.names, *spec.windows.columns]))
-    if spec.time_column is not None and spec.time_column not in wanted:
-        wanted.append(spec.time_column)
+    extra = [spec.time_column] if spec.time_column is not None else []
+    wanted = list(dict.fromkeys([*spec.names, *spec.windows.columns, *extra, *spec.distinct]))
     for number, path in enumerate(paths):
         try:
             file = pq.ParquetFile(path, pre_buffer=False)
@@ -346,10 +356,13 @@ def _add(merged: Summaries, batch: Rows, keys: np.ndarray, spec: _Spec) -> None:
 
 def merge_passes(a: Pass, b: Pass, size: int) -> Pass:
     """Return what both passes found (the sample: the ``size`` smallest keys of both)."""
+    names = set(a.distinct) | set(b.distinct)
+    distinct = {n: a.distinct.get(n, frozenset()) | b.distinct.get(n, frozenset()) for n in names}
+    summaries = merge(a.summaries, b.summaries)
     if a.sample is None or b.sample is None:
-        return Pass(merge(a.summaries, b.summaries), a.sample if b.sample is None else b.sample)
+        return Pass(summaries, a.sample if b.sample is None else b.sample, distinct)
     both = pd.concat([a.sample, b.sample], ignore_index=True)
-    return Pass(merge(a.summaries, b.summaries), bottom(both, size))
+    return Pass(summaries, bottom(both, size), distinct)
 
 
 def whole(summaries: Summaries) -> dict[str, drift_summary.Summary]:

@@ -18,6 +18,7 @@ Memory is one batch, the summaries and the sample, whatever the size of the log.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,6 +127,7 @@ def stream_current(
             since=since,
             until=until,
             prepare=None if from_log else functools.partial(_conformed, schema),
+            distinct=[predlog.MODEL_VERSION] if from_log else [],
         )
     except DataValidationError as exc:
         if exc.check == "no_rows" and folder is not None and timed:
@@ -141,6 +143,8 @@ def stream_current(
     positions = sample.pop(ROW).to_numpy()
     source = "log" if from_log else ";".join(str(p) for p in paths)
     current = current_of(params, schema, sample, source, scorer, total_rows=result.rows)
+    if from_log:  # every version that served a row, not only those in the sample
+        current = dataclasses.replace(current, versions=result.distinct[predlog.MODEL_VERSION])
     by_key = result.summaries
     cut = None
     if spec.kind != "period":  # the sample cut where the windows of all the rows are

@@ -109,14 +109,21 @@ def test_a_window_of_rows_from_a_file_with_no_drift(root):
 
 
 def write_log(root: Path, params: Params) -> pd.DataFrame:
-    """Serve the production batch through the server's own code paths into a prediction log."""
+    """Serve the production batch through the server's own code paths into a prediction log.
+
+    Once per project (modules share it): the labels by request and row are returned either way.
+    """
     from lib.serving.loading import load_model
     from server.predlog import PredictionLog
 
     model = load_model(params)
     batch_path = Path(load_manifest(params).production_batch)
     frame = inputs.conform(pd.read_parquet(batch_path), model.schema, batch_path)
-    log = PredictionLog(root / "data" / "predictions" / model.name, flush_rows=400)
+    folder = root / "data" / "predictions" / model.name
+    if predlog.log_files(folder):
+        logged = predlog.read_log(folder, by_time=True)
+        return logged[["request_id", "row"]].assign(churned=frame["churned"].to_numpy())
+    log = PredictionLog(folder, flush_rows=400)
     log.start()
     stamps = pd.date_range("2026-11-01", periods=3, freq="D")
     for i, part in enumerate(np.array_split(frame, 3)):

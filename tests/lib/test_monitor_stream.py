@@ -7,7 +7,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lib.core.contracts import predlog
 from lib.core.errors import ParamsError
 from lib.core.params import load_params
 from lib.monitoring import monitor
@@ -19,12 +18,7 @@ from tests.lib.test_monitor import params_for, write_log
 @pytest.fixture(scope="module")
 def labelled_log(monitored_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The production batch served over three days into the log; its labels in a CSV file."""
-    folder = monitored_root / "data" / "predictions"
-    labels = write_log(monitored_root, params_for(monitored_root)) if not folder.exists() else None
-    if labels is None:  # another module wrote the log: the labels are the batch's, by request
-        frame = predlog.read_log(next(folder.iterdir()), by_time=True)
-        batch = pd.read_parquet(_production(monitored_root))
-        labels = frame[["request_id", "row"]].assign(churned=batch["churned"].to_numpy())
+    labels = write_log(monitored_root, params_for(monitored_root))
     path = tmp_path_factory.mktemp("labels") / "labels.csv"
     labels.to_csv(path, index=False)
     return path
@@ -59,7 +53,7 @@ def test_a_streamed_log_with_labels_equals_the_memory_backend(monitored_root, la
     summary = got.summary().current
     assert (summary.rows, summary.sampled_rows, summary.labelled) == (1000, 1000, 1000)
     assert want.summary().current.sampled_rows is None
-    assert "uniform sample of 1,000 rows" in got.markdown()
+    assert "every one of the 1,000 rows is used" in got.markdown()
     monitor.check_gate(got)
 
 
@@ -79,6 +73,10 @@ def test_a_sample_smaller_than_the_log_keeps_the_drift_of_every_row(
     assert not sample.duplicated(["request_id", "row"]).any()
     assert sample["time"].is_monotonic_increasing
     assert set(sample["request_id"]) == {"req0", "req1", "req2"}
+    assert got.current.versions == want.current.versions == [str(want.version)]
+    assert (
+        "exact over all 1,500 rows" in got.markdown() and "sample of 1,000 rows" in got.markdown()
+    )
     # so is the drift per window: the windows of all rows, scored from their summaries
     pd.testing.assert_frame_equal(got.windows.drift, want.windows.drift)
     # the other per-window checks read the sample: its rows, in the same windows

@@ -187,8 +187,10 @@ def test_the_sample_is_uniform_distinct_in_order_and_seeded(data):
     assert one["c"].value_counts(normalize=True)["a"] == pytest.approx(
         rows["c"].value_counts(normalize=True)["a"], abs=0.03
     )
-    whole = stream_drift(paths, profile, sample_rows=100_000).sample
-    assert whole is not None
+    assert got.distinct == {}
+    everything = stream_drift(paths, profile, sample_rows=100_000, distinct=["c"])
+    whole = everything.sample
+    assert whole is not None and everything.distinct == {"c": ["a", "b", "c"]}
     pd.testing.assert_frame_equal(whole, rows)
 
 

@@ -35,8 +35,9 @@ class CurrentSide(_Frozen):
     """The rows checked: their source (``log``, or files), rows, labelled rows, model versions.
 
     ``sampled_rows``: with ``monitor.backend`` stream or dask, the rows of the uniform sample the
-    per-window analyses (and ``labelled`` and ``model_versions``) were computed on; ``rows`` is
-    then every row, over which the whole-period drift is exact. None: every row was read.
+    per-window analyses other than drift (and ``labelled``) were computed on; ``rows`` is then
+    every row, over which the drift (whole period and per window) and ``model_versions`` are
+    exact. None: every row was read.
     """
 
     source: str
