@@ -86,8 +86,32 @@ def _status_html(summary: MonitorSummary) -> str:
         f"{label}</span> &nbsp; {summary.verdict}<br>"
         f"model <b>{summary.model}</b> version {summary.version} · run "
         f"{summary.time[:19].replace('T', ' ')} UTC · {cur.rows:,} current rows "
-        f"({cur.source}) vs {ref.rows:,} reference rows"
-        f"{_lineage_html(summary.lineage)}</div>"
+        f"({cur.source}) vs {ref.rows:,} reference rows{_sampled_html(cur.rows, cur.sampled_rows)}"
+        f"{_diagnosis_html(summary)}{_lineage_html(summary.lineage)}</div>"
+    )
+
+
+def _sampled_html(rows: int, sampled: int | None) -> str:
+    """Say what was read from a sample (``monitor.backend`` stream or dask), if anything."""
+    if sampled is None or sampled >= rows:
+        return ""
+    return (
+        f' <span class="quire-sampled">(drift exact over every row; quality, performance and '
+        f"multivariate drift on a uniform sample of {sampled:,})</span>"
+    )
+
+
+def _diagnosis_html(summary: MonitorSummary) -> str:
+    """One line: what the run's windows say happened (covariate shift, concept drift), and why."""
+    concept = summary.concept
+    if concept.kind is None:  # a summary written before the per-window diagnosis
+        return ""
+    windows = concept.windows or []
+    where = f" in {len(windows)} window(s): {', '.join(windows[:6])}" if windows else ""
+    where += " ..." if len(windows) > 6 else ""
+    return (
+        f'<br><span class="quire-diagnosis">diagnosis: <b>{html.escape(concept.kind)}</b>'
+        f"{html.escape(where)} - {html.escape(concept.reason)}</span>"
     )
 
 

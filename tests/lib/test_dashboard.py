@@ -35,6 +35,11 @@ def test_widgets_build_from_saved_results_and_react(results):
     assert "DRIFT" in view.status.value or "ALERTS" in view.status.value
     assert "trained in MLflow run" in view.status.value  # the monitored version's lineage
     assert "#/experiments/" in view.status.value
+    # what the windows say happened, and why (the generator's batch: a covariate shift)
+    diagnosis = re.search(r'<span class="quire-diagnosis">(.*?)</span>', view.status.value)
+    assert diagnosis is not None and "<b>covariate shift</b> in 5 window(s)" in diagnosis[1]
+    assert "Features that moved most: " in diagnosis[1]
+    assert "quire-sampled" not in view.status.value  # every row was read
     assert view.table_html.value.count("<tr") == len(features) + 1  # header + one per feature
     view.sort_by.value = "column"
     first = view.table_html.value.index(f"<td>{sorted(features)[0]}</td>")
@@ -156,3 +161,10 @@ def test_results_folder_follows_the_params_layers(tmp_path, monkeypatch):
     assert folder == tmp_path / "d" / "monitoring" / "quire-penguins"
     assert main(["-p", f"project.data_dir={tmp_path / 'd'}", "--params", str(preset)]) == 2
     assert main(["-p", "project.nam=x"]) == 2  # a bad parameter: named, no traceback
+
+
+def test_the_status_says_what_a_bounded_run_sampled():
+    from lib.monitoring.dashboard import _sampled_html
+
+    assert _sampled_html(1_500, None) == _sampled_html(1_500, 1_500) == ""
+    assert "on a uniform sample of 1,000)" in _sampled_html(1_500, 1_000)
