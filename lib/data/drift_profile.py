@@ -102,6 +102,9 @@ class Profile:
         return cls(rows=int(meta["rows"]), columns=columns)
 
 
+ONE_TYPE = frozenset({"string", "empty", "boolean", "integer", "floating", "categorical"})
+
+
 def finite_values(values: pd.Series | np.ndarray) -> np.ndarray:
     """Return the values as float64 without missing and infinite ones."""
     array: np.ndarray = np.asarray(values, dtype=float)
@@ -118,8 +121,20 @@ def as_categories(values: pd.Series) -> pd.Series:
 
 
 def category_counts(values: pd.Series) -> dict[str, int]:
-    """Count each present value (as a string), largest first."""
-    counts = as_categories(values).value_counts(sort=True, dropna=True)
+    """Count each present value (as a string), largest first.
+
+    Values of one type are counted first and only the distinct ones spelled (spelling a
+    million strings one by one costs most of a second); mixed Python types are spelled first,
+    as counting would take ``True`` for ``1`` and ``1.0``.
+    """
+    mixed = values.dtype == object and pd.api.types.infer_dtype(values) not in ONE_TYPE
+    if mixed or isinstance(values.dtype, pd.CategoricalDtype):
+        counts = as_categories(values).value_counts(sort=True, dropna=True)
+    else:
+        raw = values.value_counts(sort=False, dropna=True)
+        spelled = as_categories(pd.Series(raw.index.to_numpy(dtype=object)))
+        counts = pd.Series(raw.to_numpy(), index=spelled.to_numpy())
+        counts = counts.groupby(level=0, sort=False).sum().sort_values(ascending=False)
     return {str(k): int(v) for k, v in counts.items() if v > 0}
 
 

@@ -47,6 +47,7 @@ from lib.core.param_sections import MonitorParams
 from lib.data import drift, drift_stats, drift_summary
 from lib.data.drift_profile import (
     FEW_VALUES,
+    ONE_TYPE,
     ColumnProfile,
     Kind,
     Profile,
@@ -60,7 +61,6 @@ log = get_logger(__name__)
 
 META = ["period", "window", "start", "end", "rows"]
 COLUMNS = [*META, "column", "method", "statistic", "lower", "upper", "alert"]
-_ONE_TYPE = frozenset({"string", "empty", "boolean", "integer", "floating", "categorical"})
 
 
 def window_meta(period: str, window: Window) -> dict[str, object]:
@@ -126,7 +126,7 @@ def category_codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     values are hashed first, as spelling a million strings one by one costs most of a second.
     Mixed Python types are spelled first, as hashing would take ``True`` for ``1`` and ``1.0``.
     """
-    if values.dtype == object and pd.api.types.infer_dtype(values) not in _ONE_TYPE:
+    if values.dtype == object and pd.api.types.infer_dtype(values) not in ONE_TYPE:
         values = as_categories(values)
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
     spelled = as_categories(pd.Series(np.asarray(uniques, dtype=object)))
