@@ -101,6 +101,9 @@ def tile(seed_log: Path, folder: Path, total: int) -> None:
     for i, first in enumerate(range(0, total, PART_ROWS)):
         path = folder / f"part-{i:05d}-bench.parquet"
         rows = min(PART_ROWS, total - first)
+        if path.exists():  # part i is the same whatever the total (tiled earlier)
+            copies += -(-rows // len(seed))
+            continue
         pieces = []
         while sum(len(p) for p in pieces) < rows:
             shifted = seed.column("time").to_pandas() + pd.Timedelta(days=copies)
@@ -116,8 +119,7 @@ def tile(seed_log: Path, folder: Path, total: int) -> None:
             )
             pieces.append(piece)
             copies += 1
-        if not path.exists():
-            pq.write_table(pa.concat_tables(pieces).slice(0, rows), path)
+        pq.write_table(pa.concat_tables(pieces).slice(0, rows), path)
 
 
 SETUP = """
@@ -166,6 +168,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000000,10000000")
     parser.add_argument("--dask", action="store_true")
     parser.add_argument("--memory-up-to", type=int, default=10_000_000)
+    parser.add_argument("--kinds", default="memory,stream,dask", help="backends to run")
     parser.add_argument("--keep", type=Path, help="folder to build the project in (and reuse)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -180,12 +183,14 @@ def main() -> None:
         log_folder = Layout.of(params, model=name).predictions
         results = []
         for size in map(int, args.sizes.split(",")):
-            for old in log_folder.glob("part-*.parquet"):
-                old.unlink()
+            parts = -(-size // PART_ROWS)
+            for old in log_folder.glob("part-*.parquet"):  # part i is the same for every size
+                if not old.name.endswith("-bench.parquet") or int(old.name[5:10]) >= parts:
+                    old.unlink()
             tile(seed_log, log_folder, size)
-            kinds = ["stream", *(["dask"] if args.dask else [])]
-            if size <= args.memory_up_to:
-                kinds.insert(0, "memory")
+            kinds = [k for k in args.kinds.split(",") if k != "dask" or args.dask]
+            if size > args.memory_up_to and "memory" in kinds:
+                kinds.remove("memory")
             for kind in kinds:
                 got = measure(base, kind) | {"size": size, "load": load_average()}
                 results.append(got)

@@ -205,6 +205,7 @@ class _Spec:
     until: pd.Timestamp | None = None
     prepare: Prepare | None = None
     distinct: tuple[str, ...] = ()
+    sample_cut: float = np.inf  # keys at or above this are not kept (see _dask_summaries)
 
 
 def summarise_files(
@@ -218,7 +219,7 @@ def summarise_files(
     """
     merged: Summaries = {}
     seen: dict[str, set[str]] = {name: set() for name in spec.distinct}
-    sampler = _Sampler(spec.sample_rows)
+    sampler = _Sampler(spec.sample_rows, spec.sample_cut)
     row = first_row
     for number, part, start, read in _batches(paths, spec):
         file_rows = read.num_rows
@@ -277,11 +278,11 @@ def _in_time(
 class _Sampler:
     """The rows of the ``size`` smallest random keys seen so far (a bottom-k sample)."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, cut: float = np.inf) -> None:
         self.size = size
         self.parts: list[pd.DataFrame] = []
         self.held = 0
-        self.cut = np.inf  # keys at or above this cannot enter any more
+        self.cut = cut  # keys at or above this cannot enter (any more)
 
     def add(self, batch: Rows, keys: np.ndarray, first_row: int) -> None:
         take = np.flatnonzero(keys < self.cut)
@@ -464,9 +465,28 @@ def _check_files(paths: Sequence[Path], spec: _Spec) -> None:
 def _dask_summaries(
     paths: Sequence[Path], spec: _Spec, scheduler: str | None, workers: int
 ) -> Pass:
+    counts = count_rows(paths, spec.time_column, spec.since, spec.until)
+    offsets = [int(x) for x in np.concatenate([[0], np.cumsum(counts)[:-1]])]
+    total = int(sum(counts))
+    if spec.sample_rows and total > spec.sample_rows:
+        # each file would send back up to sample_rows rows, most of them dropped at the merge;
+        # the k smallest of N uniform keys lie below k/N give or take sqrt(k)/N: a cut 6 sd
+        # above that keeps the same sample (checked below) and sends about k rows in all
+        k = spec.sample_rows
+        cut = (k + 6 * np.sqrt(k) + 100) / total
+        found = _dask_pass(paths, dataclasses.replace(spec, sample_cut=cut), offsets, scheduler,
+                           workers)  # fmt: skip
+        if found.sample is not None and len(found.sample) >= k:
+            return found
+        log.warning("sample_cut_short", kept=0 if found.sample is None else len(found.sample))
+    return _dask_pass(paths, spec, offsets, scheduler, workers)
+
+
+def _dask_pass(
+    paths: Sequence[Path], spec: _Spec, offsets: list[int], scheduler: str | None, workers: int
+) -> Pass:
     from dask.distributed import as_completed
 
-    offsets = _row_offsets(paths, spec)
     token = uuid.uuid4().hex[:8]
     with _client(scheduler, workers) as client:
         futures = {
@@ -546,11 +566,6 @@ def count_rows(
         batches = file.iter_batches(batch_size=BATCH_ROWS, columns=[time_column])
         counts.append(sum(len(_in_time(b, time_column, since, until)[1]) for b in batches))
     return counts
-
-
-def _row_offsets(paths: Sequence[Path], spec: _Spec) -> list[int]:
-    counts = count_rows(paths, spec.time_column, spec.since, spec.until)
-    return [int(x) for x in np.concatenate([[0], np.cumsum(counts)[:-1]])]
 
 
 @contextlib.contextmanager

@@ -88,11 +88,18 @@ def test_a_missing_column_is_named_before_any_work(data, tmp_path):
 def test_dask_gives_the_same_verdicts(data):
     profile, _, paths = data
     windows = Windows(rows=20_000)
-    local = stream_drift(paths, profile, windows=windows)
-    remote = stream_drift(paths, profile, windows=windows, backend="dask", workers=2)
+    since = pd.Timestamp("2026-01-05", tz="UTC")  # a time range, so offsets count kept rows
+    common = {"windows": windows, "sample_rows": 5_000, "time_column": "day", "since": since,
+              "seed": 7, "distinct": ["c"]}  # fmt: skip
+    local = stream_drift(paths, profile, **common)
+    remote = stream_drift(paths, profile, backend="dask", workers=2, **common)
     same(remote.overall, local.overall)
     for key in local.windows:
         same(remote.windows[key], local.windows[key])
+    # the same sample (each file sends only keys under a cut that keeps the global 5,000)
+    assert local.sample is not None and remote.sample is not None and len(local.sample) == 5_000
+    pd.testing.assert_frame_equal(remote.sample, local.sample)
+    assert np.array_equal(remote.positions, local.positions) and remote.distinct == local.distinct
 
 
 def damaged(path, tmp_path):
