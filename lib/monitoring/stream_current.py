@@ -47,7 +47,8 @@ from lib.monitoring.inputs import (
     empty_window,
     log_parts,
 )
-from lib.monitoring.stream import ROW, Windows, count_rows, stream_drift, whole
+from lib.monitoring.stream import Windows, count_rows, stream_drift, whole
+from lib.monitoring.stream_sample import ROW
 from lib.monitoring.window_drift import Exact
 from lib.monitoring.window_drift import output_kinds as window_output_kinds
 

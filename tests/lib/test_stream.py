@@ -234,18 +234,20 @@ def test_a_bad_value_is_named_by_its_row_in_the_file(tmp_path):
 
 
 def test_files_outside_the_time_range_are_not_read(data, monkeypatch):
+    import pyarrow.parquet as pq
+
     from lib.monitoring import stream
 
     profile, current, paths = data
     since = pd.Timestamp("2026-02-10", tz="UTC")  # past the first frame's 48 days: parts 0-1
     read: list[str] = []
-    original = stream.pq.ParquetFile.iter_batches
+    original = pq.ParquetFile.iter_batches
 
     def spy(self, *args, **kwargs):
         read.append(self.metadata.num_rows)
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(stream.pq.ParquetFile, "iter_batches", spy)
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches", spy)
     got = stream_drift(paths, profile, time_column="day", since=since, sample_rows=100)
     days = pd.to_datetime(current["day"]).dt.tz_localize("UTC")
     same(got.overall, check_drift(profile, current[days >= since]))
