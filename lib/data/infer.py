@@ -30,6 +30,10 @@ DATE_MIN_SHARE = 0.95  # share of a sample that must parse in one format
 _SAMPLE = 5000
 # id, key, index, rownames, "Unnamed: 0" (pandas' name for a saved index), *id, *_key
 _ID_NAME = re.compile(r"^(id|key|index|rownames|unnamed: ?0)$|id$|_key$", re.IGNORECASE)
+# "ID" or "key" as a word at the end of the name: "Individual ID", "customer_id", "userID"
+_ID_WORD = re.compile(r"(?i:(^|[\s_.\-])(id|key)$)|[a-z]ID$")
+ID_DISTINCT_SHARE = 0.5  # a text column named with an ID word and more distinct values than
+# this share of its present ones is a key of some entity (an animal, a customer), not a category
 _ISO_START = re.compile(r"^\d{4}-\d{2}-\d{2}")
 _DATE_LIKE = re.compile(
     r"^\d{1,4}[/.-]\d{1,2}[/.-]\d{2,4}( \d{1,2}:\d{2}(:\d{2})?( ?[AaPp][Mm])?)?$"
@@ -186,7 +190,12 @@ def _read_text(present: pd.Series, rows: int, name: str, checks: ChecksParams) -
         return Reading(None, "free text: long, mostly unique strings")
     if _unique_key(present, rows, name):
         return Reading(None, "identifier: unique per row")
-    return Reading("categorical", f"text: {present.nunique():,} distinct values")
+    distinct = present.nunique()
+    if _ID_WORD.search(name.strip()) and distinct > ID_DISTINCT_SHARE * len(present):
+        return Reading(
+            None, f"identifier: named {name!r}, {distinct:,} distinct values in {len(present):,}"
+        )
+    return Reading("categorical", f"text: {distinct:,} distinct values")
 
 
 def _unique_key(present: pd.Series, rows: int, name: str) -> bool:

@@ -420,3 +420,20 @@ def test_dates_with_offsets_and_time_zones_become_utc():
     )
     out = conform(zoned, infer(zoned), PATH)[0]["seen"]
     assert out.iloc[0] == pd.Timestamp("2021-03-15 09:00")
+
+
+def test_a_text_key_of_an_entity_named_like_an_id_is_not_a_feature():
+    """palmerpenguins' raw table: ``Individual ID`` names each animal (190 values in 344 rows,
+    an animal measured more than once), so it is not unique per row; it is still a key."""
+    import palmerpenguins
+
+    raw = next(Path(palmerpenguins.__file__).parent.rglob("penguins-raw.csv"))
+    table = pd.read_csv(raw)
+    kind, rule, _ = read(table["Individual ID"], "Individual ID")
+    assert kind is None and rule == "identifier: named 'Individual ID', 190 distinct values in 344"
+    assert read(table["Island"], "Island")[0] == "categorical"
+    # a few-valued code named like an id stays a category; a name that only ends in "id" too
+    regions = np.array([f"R{i % 5}" for i in range(N)], dtype=object)
+    assert read(regions, "region_id")[0] == "categorical"
+    many = np.array([f"v{i % 40}" for i in range(N)], dtype=object)  # 40 of 60 distinct
+    assert read(many, "user_id")[0] is None and read(many, "grid")[0] == "categorical"
