@@ -113,12 +113,23 @@ def split(n_rows: int, spec: WindowSpec, times: pd.Series | None = None) -> list
                 key="monitor.window",
             )
         return _by_period(pd.Series(times).reset_index(drop=True), spec.period)
-    count = max(int(np.ceil(n_rows / max(spec.size, 1))), 1)
-    size = spec.size if spec.kind == "rows" else count
+    size = row_window_size(spec, n_rows)
     return [
-        Window(f"rows {lo + 1:,}-{min(lo + size, n_rows):,}", np.arange(lo, min(lo + size, n_rows)))
+        Window(row_label(lo, size, n_rows), np.arange(lo, min(lo + size, n_rows)))
         for lo in range(0, n_rows, size)
     ]
+
+
+def row_window_size(spec: WindowSpec, n_rows: int) -> int:
+    """Return the rows of each window of an 'N rows' or 'N windows' spec over ``n_rows`` rows."""
+    if spec.kind == "rows":
+        return max(spec.size, 1)
+    return max(int(np.ceil(n_rows / max(spec.size, 1))), 1)
+
+
+def row_label(first: int, size: int, n_rows: int) -> str:
+    """Return the name of the row window starting at row ``first`` (0-based): ``rows 1-300``."""
+    return f"rows {first + 1:,}-{min(first + size, n_rows):,}"
 
 
 def _by_period(times: pd.Series, period: str) -> list[Window]:

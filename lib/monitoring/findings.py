@@ -9,6 +9,7 @@ multivariate drift, data quality and estimated and realized performance, and the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import pandas as pd
 
 from lib.core import tasks
 from lib.core.contracts.predlog import PREDICTION, proba_column
+from lib.core.contracts.predlog import TIME as PREDLOG_TIME
 from lib.core.contracts.summary import Concept
 from lib.core.errors import ParamsError
 from lib.core.param_sections import MonitorParams
@@ -255,13 +257,13 @@ class WindowFindings:
         }
 
 
-def side_times(
-    frame: pd.DataFrame, schema: Schema, params: MonitorParams, served: pd.Series | None = None
-) -> pd.Series | None:
-    """Return the times a side's windows follow, or None (windows are then cut by rows).
+def time_column_name(
+    columns: Sequence[str], schema: Schema, params: MonitorParams, from_log: bool
+) -> str | None:
+    """Return the column a side's windows follow, or None (windows are then cut by rows).
 
-    ``monitor.time_column`` when set; else the log's serving times (``served``); else the
-    schema's first date column when the frame holds it.
+    ``monitor.time_column`` when set; else the log's serving time (``time``); else the
+    schema's first date column among ``columns``.
 
     Raises
     ------
@@ -270,19 +272,34 @@ def side_times(
     """
     name = params.time_column
     if name is not None:
-        if name in frame.columns:
-            return frame[name].reset_index(drop=True)
-        if served is not None:  # the log keeps its time as ``time``
-            return served.reset_index(drop=True)
+        if name in columns:
+            return name
+        if from_log:  # the log keeps its time as ``time``
+            return PREDLOG_TIME
         raise ParamsError(
             f"monitor.time_column: {name!r} is not a column of the data (columns: "
-            f"{list(frame.columns)[:20]}); name a date column, or null to use the first one",
+            f"{list(columns)[:20]}); name a date column, or null to use the first one",
             key="monitor.time_column",
         )
-    if served is not None:
+    if from_log:
+        return PREDLOG_TIME
+    dates = [c.name for c in schema.features if c.kind == "datetime" and c.name in columns]
+    return dates[0] if dates else None
+
+
+def side_times(
+    frame: pd.DataFrame, schema: Schema, params: MonitorParams, served: pd.Series | None = None
+) -> pd.Series | None:
+    """Return the times a side's windows follow (:func:`time_column_name`), or None.
+
+    ``served``: the log's serving times, when the side is the prediction log.
+    """
+    name = time_column_name(list(frame.columns), schema, params, served is not None)
+    if name is None:
+        return None
+    if served is not None and name == PREDLOG_TIME:
         return served.reset_index(drop=True)
-    dates = [c.name for c in schema.features if c.kind == "datetime" and c.name in frame.columns]
-    return frame[dates[0]].reset_index(drop=True) if dates else None
+    return frame[name].reset_index(drop=True)
 
 
 def row_errors(task: Task, y: np.ndarray | None, pred: np.ndarray) -> np.ndarray:

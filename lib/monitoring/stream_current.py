@@ -31,12 +31,13 @@ from lib.core.contracts import predlog
 from lib.core.errors import DataValidationError, ParamsError
 from lib.core.logs import get_logger
 from lib.core.params import Params
-from lib.core.windowspec import period_alias
+from lib.core.windowspec import period_alias, row_label, row_window_size
 from lib.data.drift import DriftReport
 from lib.data.drift_profile import Profile, profile_column
 from lib.data.schema import Schema
 from lib.model.reference import output_kinds
 from lib.monitoring import windows
+from lib.monitoring.findings import time_column_name
 from lib.monitoring.inputs import (
     Current,
     Reference,
@@ -102,7 +103,7 @@ def stream_current(
     since = predlog.utc(m.since) if timed and m.since else None
     until = predlog.utc(m.until) if timed and m.until else None
     spec = windows.parse_spec(m.window, default_count=m.windows)
-    clock = _time_column(params, schema, names, from_log)
+    clock = time_column_name(names, schema, m, from_log)
     size = _window_size(spec, paths, predlog.TIME if timed else None, since, until)
     if spec.kind == "period":
         if clock is None:
@@ -150,7 +151,7 @@ def stream_current(
     cut = None
     if spec.kind != "period":  # the sample cut where the windows of all the rows are
         cut = _row_cut(positions, size, result.rows)
-        by_key = {_row_label(int(k), size, result.rows): v for k, v in by_key.items()}
+        by_key = {row_label(int(k) * size, size, result.rows): v for k, v in by_key.items()}
     overall = result.overall.columns
     log.info("streamed", backend=m.backend, rows=result.rows, sampled=len(sample), files=len(paths))
     return Streamed(
@@ -164,25 +165,6 @@ def stream_current(
     )
 
 
-def _time_column(params: Params, schema: Schema, names: list[str], from_log: bool) -> str | None:
-    """Return the column period windows follow (as :func:`findings.side_times` picks it)."""
-    chosen = params.monitor.time_column
-    if chosen is not None:
-        if chosen in names:
-            return chosen
-        if from_log:
-            return predlog.TIME
-        raise ParamsError(
-            f"monitor.time_column: {chosen!r} is not a column of the data (columns: "
-            f"{names[:20]}); name a date column, or null to use the first one",
-            key="monitor.time_column",
-        )
-    if from_log:
-        return predlog.TIME
-    dates = [c.name for c in schema.features if c.kind == "datetime" and c.name in names]
-    return dates[0] if dates else None
-
-
 def _window_size(
     spec: windows.WindowSpec,
     paths: list[Path],
@@ -191,24 +173,17 @@ def _window_size(
     until: pd.Timestamp | None,
 ) -> int:
     """Return the rows of each row window of all the rows (as ``windows.split`` cuts them)."""
-    if spec.kind == "rows":
-        return max(spec.size, 1)
-    if spec.kind != "count":
+    if spec.kind == "period":
         return 0
-    total = sum(count_rows(paths, time_column, since, until))
-    return max(int(np.ceil(total / max(spec.size, 1))), 1)
-
-
-def _row_label(key: int, size: int, total: int) -> str:
-    lo = key * size
-    return f"rows {lo + 1:,}-{min(lo + size, total):,}"
+    total = sum(count_rows(paths, time_column, since, until)) if spec.kind == "count" else 0
+    return row_window_size(spec, total)
 
 
 def _row_cut(positions: np.ndarray, size: int, total: int) -> list[windows.Window]:
     """Cut the sample (its rows' ``positions`` among all rows) into the row windows of all."""
     keys = positions // size
     return [
-        windows.Window(_row_label(int(k), size, total), np.flatnonzero(keys == k))
+        windows.Window(row_label(int(k) * size, size, total), np.flatnonzero(keys == k))
         for k in np.unique(keys)
     ]
 

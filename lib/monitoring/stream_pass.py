@@ -120,7 +120,7 @@ class PassSpec:
     until: pd.Timestamp | None = None
     prepare: Prepare | None = None
     distinct: tuple[str, ...] = ()
-    sample_cut: float = np.inf  # keys at or above this are not kept (see _dask_summaries)
+    sample_cut: float = np.inf  # keys at or above it are not kept (stream_dask)
 
 
 def summarise_files(
