@@ -175,12 +175,16 @@ def make_case(name: str, folder: Path) -> None:
 # --- Quire's side ----------------------------------------------------------------------------
 
 
-def quire(folder: Path, nannyml_methods: bool = True) -> tuple[dict[str, pd.DataFrame], float]:
+def quire(
+    folder: Path, nannyml_methods: bool = True, columns: bool = False
+) -> tuple[dict[str, pd.DataFrame], float]:
     """Run Quire's per-window analyses on a case; return its tables and the seconds taken.
 
     ``nannyml_methods`` sets NannyML's drift methods on every column (Wasserstein for numbers,
     Jensen-Shannon for categories) instead of the ones Quire picks (the same on references of
     more than 1,000 rows, except numeric columns with at most 5 values: Jensen-Shannon).
+    ``columns`` reads both files a column at a time as the checks ask for them
+    (:class:`lib.core.frames.ParquetColumns`) instead of as two frames.
     """
     from lib.core import frames
     from lib.core.param_sections import MonitorParams
@@ -188,8 +192,14 @@ def quire(folder: Path, nannyml_methods: bool = True) -> tuple[dict[str, pd.Data
     from lib.monitoring.windows import parse_spec, reference_windows, split
 
     case = json.loads((folder / "case.json").read_text())
-    ref = frames.read_parquet(folder / "reference.parquet")  # as the monitor stage reads
-    cur = frames.read_parquet(folder / "analysis.parquet")
+    ref: frames.Table
+    cur: frames.Table
+    if columns:
+        ref = frames.ParquetColumns(folder / "reference.parquet")
+        cur = frames.ParquetColumns(folder / "analysis.parquet")
+    else:
+        ref = frames.read_parquet(folder / "reference.parquet")  # as the monitor stage reads
+        cur = frames.read_parquet(folder / "analysis.parquet")
     kinds = {c: "numeric" for c in case["numeric"]} | {
         c: "categorical" for c in case["categorical"]
     }
@@ -202,7 +212,7 @@ def quire(folder: Path, nannyml_methods: bool = True) -> tuple[dict[str, pd.Data
     cur_windows = split(len(cur), spec, cur_times)
     ref_windows = reference_windows(len(ref), spec, cur_windows, ref_times)
     # NannyML's methods on every column: Wasserstein for numbers, Jensen-Shannon for categories
-    outputs = [c for c in cur if c.startswith("proba_")] + ["prediction"]
+    outputs = [c for c in cur.columns if c.startswith("proba_")] + ["prediction"]
     numeric_outputs = set(outputs) - ({"prediction"} if case["task"] != "regression" else set())
     methods = {c: "wasserstein" if k == "numeric" else "jensenshannon" for c, k in kinds.items()}
     methods |= {c: "wasserstein" if c in numeric_outputs else "jensenshannon" for c in outputs}

@@ -208,10 +208,12 @@ class GateParams(Section):
 
     The labelled served rows a retrain ingested (``ingest.feedback``) are cut into windows in
     serving order (or by ``time_column``); the test-split rows of the last ``recent_windows``
-    windows are the recent regime. The rule is :func:`lib.model.gate.decide`'s.
+    windows (``all``: every one) are the recent regime. The rule is
+    :func:`lib.model.gate.decide`'s.
     """
 
-    recent_windows: int = Field(1, ge=0)  # 0: no recent comparison (the mixed holdout decides)
+    # all: every served window; 0: no recent comparison (the mixed holdout decides)
+    recent_windows: Literal["all"] | Annotated[int, Field(ge=0)] = "all"
     window: str = "4 windows"
     time_column: str | None = None
     min_rows: int = Field(150, ge=10)
@@ -315,6 +317,7 @@ class MonitorParams(Section):
     sample_rows: int = Field(200_000, ge=1_000)
     dask_scheduler: str | None = None
     dask_workers: int = Field(2, ge=1)
+    threads: int | None = Field(None, ge=1)  # None: the cores, at most lib.core.parallel.AUTO_MAX
 
     @model_validator(mode="after")
     def _bounded(self) -> MonitorParams:

@@ -193,9 +193,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         delta, gate = params.evaluate.min_delta, params.evaluate.gate
         print("  (the server picks up a new champion within 5 s, without a restart; the gate")
         print(f"  promotes a gain of at least evaluate.min_delta = {delta} in the primary metric")
-        print(f"  on the whole test split, or one on the last {gate.recent_windows} of the")
-        print(f"  labelled served rows' windows ({gate.window}) that its bootstrap interval")
-        print("  supports; 03_evaluate's report shows both comparisons and which way it went)")
+        recent = (
+            "all the labelled served rows"
+            if gate.recent_windows == "all"
+            else f"the last {gate.recent_windows} of the labelled served rows' windows "
+            f"({gate.window})"
+        )
+        print(f"  on the whole test split, or one on the test rows among {recent}")
+        print("  that its bootstrap interval supports; 03_evaluate's report shows both")
+        print("  comparisons and which way it went)")
         print("=" * 78, flush=True)
         if args.no_wait:
             return 0

@@ -3,10 +3,10 @@
 A retrain ingests the served rows whose true label came back (``ingest.feedback``) as one extra
 raw table (``feedback-<model>-<hash>.parquet``, in serving order), and the ingest stage splits
 them like every other row. The gate's recent rows are the *test-split* rows among the last
-``evaluate.gate.recent_windows`` windows of that table: the challenger never trained on them,
-and they are the newest data with labels. Windows are cut as the monitor cuts them
-(:mod:`lib.core.windowspec`): ``N windows``, ``N rows`` (serving order, or
-``evaluate.gate.time_column`` order) or a period of ``evaluate.gate.time_column``.
+``evaluate.gate.recent_windows`` windows of that table (``all``, the default: every one): the
+challenger never trained on them, and they are the newest data with labels. Windows are cut
+as the monitor cuts them (:mod:`lib.core.windowspec`): ``N windows``, ``N rows`` (serving
+order, or ``evaluate.gate.time_column`` order) or a period of ``evaluate.gate.time_column``.
 """
 
 from __future__ import annotations
@@ -80,6 +80,12 @@ def _windows(served: pd.DataFrame, gate: GateParams) -> tuple[pd.DataFrame, list
     return served.reset_index(drop=True), windows
 
 
+def _which(chosen: int, windows: int) -> str:
+    if chosen == windows:
+        return "the only window" if windows == 1 else f"all {windows} windows"
+    return f"last {chosen} of {windows} windows"
+
+
 def recent_rows(
     manifest: Manifest, schema: Schema, test: pd.DataFrame, gate: GateParams, model: str
 ) -> RecentRows:
@@ -129,19 +135,24 @@ def recent_rows(
             )
         parts.append(conform(pd.read_parquet(path), schema, path)[0])
     served, windows = _windows(pd.concat(parts, ignore_index=True), gate)
-    chosen = windows[-gate.recent_windows :]
+    chosen = windows if gate.recent_windows == "all" else windows[-gate.recent_windows :]
     wanted = row_keys(served, schema).iloc[np.concatenate([w.index for w in chosen])]
     index = np.flatnonzero(row_keys(test, schema).isin(set(wanted)).to_numpy())
     span = chosen[0].key if len(chosen) == 1 else f"{chosen[0].key} to {chosen[-1].key}"
     label = (
-        f"recent regime: last {len(chosen)} of {len(windows)} windows ({span}) of "
+        f"recent regime: {_which(len(chosen), len(windows))} ({span}) of "
         f"{len(served):,} labelled served rows, test split"
     )
     if len(index) < gate.min_rows:
+        where = (
+            "the labelled served rows"
+            if gate.recent_windows == "all"
+            else f"the last {len(chosen)} window(s) of the labelled served rows"
+        )
+        fix = "" if gate.recent_windows == "all" else f" or widen {_KEY}.window / recent_windows"
         skipped = (
-            f"the last {len(chosen)} window(s) of the labelled served rows hold {len(index)} "
-            f"test rows, fewer than {_KEY}.min_rows {gate.min_rows}; label more served rows or "
-            f"widen {_KEY}.window / recent_windows"
+            f"{where} hold {len(index)} test rows, fewer than {_KEY}.min_rows {gate.min_rows}; "
+            f"label more served rows{fix}"
         )
         return RecentRows(index, label, skipped)
     return RecentRows(index, label)

@@ -29,6 +29,7 @@ from sklearn.model_selection import KFold
 
 from lib.core.contracts import predlog
 from lib.core.errors import DataValidationError
+from lib.core.frames import Table
 from lib.core.logs import get_logger
 
 log = get_logger(__name__)
@@ -41,7 +42,7 @@ Side = tuple[np.ndarray, Metrics, Metrics]  # labelled (bool per row), estimate,
 
 
 def nanny_inputs(
-    frame: pd.DataFrame, features: Sequence[str], pred: np.ndarray, reference: pd.DataFrame
+    frame: Table, features: Sequence[str], pred: np.ndarray, reference: Table
 ) -> pd.DataFrame:
     """Return the nanny's inputs: numeric features as numbers, the rest as categories.
 
@@ -160,7 +161,7 @@ def realized(y: np.ndarray, pred: np.ndarray, metrics: tuple[str, ...]) -> dict[
     return {m: values[m] for m in metrics}
 
 
-def _features(ref: pd.DataFrame, target: str, features: Sequence[str] | None) -> list[str]:
+def _features(ref: Table, target: str, features: Sequence[str] | None) -> list[str]:
     if features is not None:
         return list(features)
     return [
@@ -171,8 +172,8 @@ def _features(ref: pd.DataFrame, target: str, features: Sequence[str] | None) ->
 
 
 def prepare(
-    ref: pd.DataFrame,
-    cur: pd.DataFrame,
+    ref: Table,
+    cur: Table,
     target: str,
     features: Sequence[str] | None,
     metrics: tuple[str, ...],

@@ -366,7 +366,9 @@ def find_windows(
         exact=exact,
     )  # fmt: skip
     multi = multivariate_drift(ref_frame, cur_frame, kinds, ref_cut, cur_cut, sigmas)
-    quality = window_quality(ref_frame, cur_frame, kinds, ref_cut, cur_cut, sigmas)
+    quality = window_quality(
+        ref_frame, cur_frame, kinds, ref_cut, cur_cut, sigmas, threads=params.threads
+    )
     perf = pd.DataFrame()
     scored_reference = schema.target in ref_frame.columns and PREDICTION in ref_frame.columns
     if scored_reference:  # a sampling error needs resamples even when monitor.bootstrap is 0

@@ -42,7 +42,9 @@ import pandas as pd
 
 from lib.core.contracts.predlog import PREDICTION, PROBA_PREFIX
 from lib.core.errors import DataValidationError
+from lib.core.frames import Table
 from lib.core.logs import get_logger
+from lib.core.parallel import map_ordered, thread_count
 from lib.core.param_sections import MonitorParams
 from lib.data import drift, drift_stats, drift_summary
 from lib.data.drift_profile import (
@@ -100,7 +102,7 @@ class Exact:
         return next(iter(cols.values())).rows if cols else None
 
 
-def output_kinds(reference: pd.DataFrame, current: pd.DataFrame) -> dict[str, Kind]:
+def output_kinds(reference: Table, current: Table) -> dict[str, Kind]:
     """Return the model-output columns present on both sides, with how they are compared.
 
     Probabilities are numeric; ``prediction`` is numeric when it holds floats (a regression)
@@ -252,8 +254,8 @@ def _alerts(method: str, value: float, lower: float, upper: float) -> bool:
 
 
 def window_drift(
-    reference: pd.DataFrame,
-    current: pd.DataFrame,
+    reference: Table,
+    current: Table,
     kinds: Mapping[str, Kind],
     ref_windows: Sequence[Window],
     cur_windows: Sequence[Window],
@@ -301,19 +303,21 @@ def window_drift(
                 "monitored column (or exclude them in monitor.exclude)",
                 column=absent[0],
             )
-    rows: list[dict[str, object]] = []
-    for name, kind in wanted.items():
+
+    def one(item: tuple[str, Kind]) -> list[dict[str, object]]:
+        name, kind = item
         known = profile.columns.get(name) if profile is not None else None
-        col = known if known is not None else profile_column(name, reference[name], kind)
+        ref_values = reference[name]  # read once (a Parquet side reads it here)
+        col = known if known is not None else profile_column(name, ref_values, kind)
         if col.count == 0:
             raise DataValidationError(
                 f"column {name!r}: no present values in the reference data, so drift cannot be "
                 "measured; exclude the column in monitor.exclude or fix the data",
                 column=name,
             )
-        rows += _column(
+        return _column(
             col,
-            _Side.of(reference[name], col.kind),
+            _Side.of(ref_values, col.kind),
             _Side.of(current[name], col.kind),
             ref_windows,
             cur_windows,
@@ -322,6 +326,10 @@ def window_drift(
             params.sigmas,
             exact if exact is not None and name in exact.overall else None,
         )
+
+    # one column at a time per thread: its two sides are converted, scored and dropped
+    per_column = map_ordered(one, wanted.items(), thread_count(params.threads))
+    rows = [row for rows in per_column for row in rows]
     out = pd.DataFrame(rows, columns=COLUMNS)
     log.info(
         "window_drift", columns=len(wanted), windows=len(cur_windows), alerts=_count_alerts(out)

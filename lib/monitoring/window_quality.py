@@ -31,7 +31,9 @@ import pandas as pd
 from scipy import stats
 
 from lib.core.errors import DataValidationError
+from lib.core.frames import Table
 from lib.core.logs import get_logger
+from lib.core.parallel import map_ordered, thread_count
 from lib.data.drift_profile import numeric_values
 from lib.monitoring.window_drift import META, category_codes, window_meta
 from lib.monitoring.windows import Window, reference_band
@@ -153,8 +155,8 @@ def _reason(counts: dict[str, int], rate: float, upper: float | None, extra: dic
 def _column(
     name: str,
     kind: str,
-    reference: pd.DataFrame,
-    current: pd.DataFrame,
+    reference: Table,
+    current: Table,
     windows: dict[str, Sequence[Window]],
     sigmas: float,
 ) -> list[dict[str, object]]:
@@ -184,12 +186,13 @@ def _column(
 
 
 def window_quality(
-    reference: pd.DataFrame,
-    current: pd.DataFrame,
+    reference: Table,
+    current: Table,
     kinds: Mapping[str, str],
     ref_windows: Sequence[Window],
     cur_windows: Sequence[Window],
     sigmas: float = 3.0,
+    threads: int | None = None,
 ) -> pd.DataFrame:
     """Count each column's quality problems in every window of both sides (see the module doc).
 
@@ -204,6 +207,8 @@ def window_quality(
         The windows of each side.
     sigmas
         Width of the missing-rate band in reference-window standard deviations.
+    threads
+        Columns checked at once (``monitor.threads``; None: the cores, at most 4).
 
     Returns
     -------
@@ -225,11 +230,12 @@ def window_quality(
                 column=absent[0],
             )
     windows = {"reference": ref_windows, "current": cur_windows}
-    rows = [
-        row
-        for name, kind in kinds.items()
-        for row in _column(name, kind, reference, current, windows, sigmas)
-    ]
+    per_column = map_ordered(
+        lambda item: _column(*item, reference, current, windows, sigmas),
+        kinds.items(),
+        thread_count(threads),
+    )
+    rows = [row for rows in per_column for row in rows]
     out = pd.DataFrame(rows, columns=COLUMNS)
     out = out.astype({"alert": bool, "rows": "int64", "missing_rate": float})
     current_alerts = int(out.loc[out["period"] == "current", "alert"].sum())

@@ -345,3 +345,24 @@ def test_a_million_rows_in_fifty_windows_take_seconds():
     took = time.perf_counter() - start
     assert (out["period"] == "current").sum() == 50 * len(est.DEFAULT["binary"])
     assert took < 30, took
+
+
+def test_a_row_with_a_missing_probability_is_left_out_of_its_window_only(binary_model):
+    """Squared scores are miscalibrated, so the isotonic map is applied to every current row."""
+    rng = np.random.default_rng(12)
+
+    def squashed(frame):
+        p1 = frame["proba_1"] ** 2
+        return frame.assign(proba_1=p1, proba_0=1 - p1, prediction=(p1 >= 0.5).astype(int))
+
+    ref = squashed(_scored(binary_model, _binary(rng, 3000)))
+    cur = squashed(_scored(binary_model, _binary(rng, 1000)))
+    assert cbpe.fit_calibrator(ref["y"].to_numpy(), ref[["proba_0", "proba_1"]].to_numpy()).maps[1]
+    whole = _run("binary", [0, 1], ref, cur, 500)
+    cur.loc[10, ["proba_0", "proba_1"]] = np.nan
+    holed = _run("binary", [0, 1], ref, cur, 500)
+    now, was = (t[t["period"] == "current"].reset_index(drop=True) for t in (holed, whole))
+    assert now["estimated"].notna().all()
+    first = now["window"] == now["window"].iloc[0]
+    assert (now.loc[first, "estimated"] - was.loc[first, "estimated"]).abs().max() < 0.01
+    pd.testing.assert_series_equal(now.loc[~first, "estimated"], was.loc[~first, "estimated"])

@@ -76,3 +76,45 @@ def test_reading_costs_about_one_copy_of_the_frame(tmp_path):
     )
     print(f"peak growth in frames: ours {ours:.2f}, pandas {pandas_own:.2f}")
     assert ours < 1.6 < pandas_own  # pandas holds the table and the frame at once
+
+
+@pytest.mark.parametrize("index", [None, "ids"])
+def test_parquet_columns_read_each_column_as_the_frame_holds_it(tmp_path, index):
+    frame = sample()
+    if index:
+        frame.index = pd.Index([f"r{i}" for i in range(len(frame))], name=index)
+    path = tmp_path / "t.parquet"
+    frame.to_parquet(path, row_group_size=120)  # several row groups: blocks cross them
+    lazy, want = frames.ParquetColumns(path), pd.read_parquet(path).reset_index(drop=True)
+    assert len(lazy) == len(frame) and list(lazy.columns) == list(frame.columns)
+    for name in frame.columns:
+        pd.testing.assert_series_equal(lazy[name], want[name])
+    pd.testing.assert_frame_equal(lazy[["when", "x"]], want[["when", "x"]])
+    blocks = list(lazy.blocks(["x", "code"], 200))
+    assert [len(b) for b in blocks] == [120, 120, 120, 120, 20] or sum(map(len, blocks)) == 500
+    assert all(len(b) <= 200 for b in blocks)
+    pd.testing.assert_frame_equal(
+        pd.concat(blocks, ignore_index=True), want[["x", "code"]], check_categorical=False
+    )
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
+def test_a_column_at_a_time_holds_one_column(tmp_path):
+    """Reading the 8 columns of a 128 MB file one by one grows the peak by the cost of one.
+
+    Reading one 16 MB column costs about 4 columns (Arrow decodes the column chunk beside the
+    frame); the whole file as a frame costs 1.3 frames, 10 columns (test above)."""
+    path = tmp_path / "big.parquet"
+    n = 2_000_000
+    pd.DataFrame({f"c{i}": np.arange(n, dtype=float) + i for i in range(8)}).to_parquet(path)
+    code = PEAK.replace(
+        "frame = {read}(sys.argv[1])\n",
+        "lazy = frames.ParquetColumns(sys.argv[1])\n"
+        "total = sum(float(lazy[c].sum()) for c in lazy.columns)\n"
+        "frame = lazy['c0'].to_frame()\n",
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True,
+                         cwd=PROJECT_ROOT, check=True)  # fmt: skip
+    columns = float(out.stdout)  # peak growth in columns of 16 MB
+    print(f"peak growth reading 8 columns one by one: {columns:.2f} columns")
+    assert columns < 6  # the whole file: about 10

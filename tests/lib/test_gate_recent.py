@@ -164,16 +164,28 @@ def test_recent_rows_are_the_test_rows_of_the_last_window_in_serving_order(tmp_p
     frame, path = served(tmp_path)
     old = pd.DataFrame({"id": ["r1", "r2"], "x": [0.5, 1.5], "d": pd.NaT, "y": [0, 1]})
     test = pd.concat([old, frame.iloc[::5]], ignore_index=True)  # every 5th served row held out
-    gate = GateParams(window="4 windows", min_rows=10)
+    gate = GateParams(window="4 windows", recent_windows=1, min_rows=10)
     found = recent_rows(manifest_with(["raw/x.csv", str(path)]), schema(), test, gate, "m")
     assert found.skipped == ""
     assert sorted(test["id"].iloc[found.index]) == sorted(f"c{i}" for i in range(300, 400, 5))
     assert "last 1 of 4 windows (rows 301-400) of 400 labelled served rows" in found.label
 
 
+def test_by_default_the_recent_regime_is_every_served_test_row(tmp_path):
+    frame, path = served(tmp_path)
+    old = pd.DataFrame({"id": ["r1", "r2"], "x": [0.5, 1.5], "d": pd.NaT, "y": [0, 1]})
+    test = pd.concat([old, frame.iloc[::5]], ignore_index=True)
+    found = recent_rows(
+        manifest_with(["raw/x.csv", str(path)]), schema(), test, GateParams(min_rows=10), "m"
+    )
+    assert found.skipped == ""
+    assert sorted(test["id"].iloc[found.index]) == sorted(f"c{i}" for i in range(0, 400, 5))
+    assert "all 4 windows (rows 1-100 to rows 301-400) of 400 labelled served rows" in found.label
+
+
 def test_recent_rows_follow_the_time_column_when_given(tmp_path):
     frame, path = served(tmp_path)
-    gate = GateParams(window="2 windows", time_column="d", min_rows=10)
+    gate = GateParams(window="2 windows", time_column="d", recent_windows=1, min_rows=10)
     found = recent_rows(manifest_with([str(path)]), schema(), frame, gate, "m")
     # the dates run backwards: the newest half is the first 200 served rows
     assert set(frame["id"].iloc[found.index]) == {f"c{i}" for i in range(200)}
@@ -186,11 +198,17 @@ def test_recent_rows_follow_the_time_column_when_given(tmp_path):
 
 def test_too_few_recent_rows_skip_the_comparison_and_say_how_to_fix(tmp_path):
     frame, path = served(tmp_path)
-    found = recent_rows(manifest_with([str(path)]), schema(), frame.iloc[::20], GateParams(), "m")
+    gate = GateParams(recent_windows=1)
+    found = recent_rows(manifest_with([str(path)]), schema(), frame.iloc[::20], gate, "m")
     assert found.skipped == (
         "the last 1 window(s) of the labelled served rows hold 5 test rows, fewer than "
         "evaluate.gate.min_rows 150; label more served rows or widen evaluate.gate.window / "
         "recent_windows"
+    )
+    every = recent_rows(manifest_with([str(path)]), schema(), frame.iloc[::20], GateParams(), "m")
+    assert every.skipped == (
+        "the labelled served rows hold 20 test rows, fewer than evaluate.gate.min_rows 150; "
+        "label more served rows"
     )
 
 

@@ -254,3 +254,26 @@ def test_windows_index_rows_by_position_not_by_label():
     relabelled = cur.set_axis(np.random.default_rng(1).permutation(len(cur)))
     out = window_drift(ref, relabelled, KINDS, *cut(ref, cur), MonitorParams())
     assert alerts(out, "x") == SHIFTED and alerts(out, "colour") == SHIFTED
+
+
+def test_threads_give_the_same_table_as_one_thread():
+    """Diabetes (ships with scikit-learn) with a shift: one column per thread."""
+    data = load_diabetes(as_frame=True).frame
+    ref = data.sample(frac=0.5, random_state=1).reset_index(drop=True)
+    cur = data.drop(data.sample(frac=0.5, random_state=1).index).reset_index(drop=True)
+    cur.loc[: len(cur) // 4, cur.columns[0]] *= 1.5
+    kinds = dict.fromkeys(data.columns, "numeric")
+    ref_w, cur_w = cut(ref, cur, "8 windows")
+    one = window_drift(ref, cur, kinds, ref_w, cur_w, MonitorParams(threads=1))
+    many = window_drift(ref, cur, kinds, ref_w, cur_w, MonitorParams(threads=3))
+    pd.testing.assert_frame_equal(one, many)
+    assert one["alert"].any()  # the shift is found either way
+
+
+def test_with_threads_the_first_bad_column_in_order_is_named():
+    ref, cur = sides()
+    ref["steady"] = np.nan  # no present value: an error for this column, the second one
+    ref["colour"] = None  # and the third
+    ref_w, cur_w = cut(ref, cur)
+    with pytest.raises(DataValidationError, match="column 'steady': no present values"):
+        window_drift(ref, cur, KINDS, ref_w, cur_w, MonitorParams(threads=3))

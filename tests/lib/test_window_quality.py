@@ -168,3 +168,16 @@ def test_windows_index_rows_by_position_not_by_label():
     out = window_quality(ref, shuffled_labels, {"x": "numeric"}, *cut(ref, cur))
     assert current(out, "x")["out_of_range"].tolist() == [2 if i == 2 else 0 for i in range(10)]
     assert "'-3.0', '1000000.0'" in current(out, "x").loc[2, "reason"]
+
+
+def test_threads_give_the_same_table_as_one_thread():
+    ref = load_penguins()
+    cur = ref.sample(n=172, random_state=0).reset_index(drop=True)
+    kinds = {"sex": "categorical", "island": "categorical", "body_mass_g": "numeric",
+             "bill_length_mm": "numeric", "year": "numeric"}  # fmt: skip
+    ref_w, cur_w = cut(ref, cur, "4 windows")
+    cur.loc[cur_w[1].index[:20], "sex"] = np.nan
+    one = window_quality(ref, cur, kinds, ref_w, cur_w, threads=1)
+    many = window_quality(ref, cur, kinds, ref_w, cur_w, threads=4)
+    pd.testing.assert_frame_equal(one, many)
+    assert one["alert"].any()
