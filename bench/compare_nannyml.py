@@ -175,16 +175,12 @@ def make_case(name: str, folder: Path) -> None:
 # --- Quire's side ----------------------------------------------------------------------------
 
 
-def quire(
-    folder: Path, nannyml_methods: bool = True, columns: bool = False
-) -> tuple[dict[str, pd.DataFrame], float]:
+def quire(folder: Path, nannyml_methods: bool = True) -> tuple[dict[str, pd.DataFrame], float]:
     """Run Quire's per-window analyses on a case; return its tables and the seconds taken.
 
     ``nannyml_methods`` sets NannyML's drift methods on every column (Wasserstein for numbers,
     Jensen-Shannon for categories) instead of the ones Quire picks (the same on references of
     more than 1,000 rows, except numeric columns with at most 5 values: Jensen-Shannon).
-    ``columns`` reads both files a column at a time as the checks ask for them
-    (:class:`lib.core.frames.ParquetColumns`) instead of as two frames.
     """
     from lib.core import frames
     from lib.core.param_sections import MonitorParams
@@ -192,14 +188,8 @@ def quire(
     from lib.monitoring.windows import parse_spec, reference_windows, split
 
     case = json.loads((folder / "case.json").read_text())
-    ref: frames.Table
-    cur: frames.Table
-    if columns:
-        ref = frames.ParquetColumns(folder / "reference.parquet")
-        cur = frames.ParquetColumns(folder / "analysis.parquet")
-    else:
-        ref = frames.read_parquet(folder / "reference.parquet")  # as the monitor stage reads
-        cur = frames.read_parquet(folder / "analysis.parquet")
+    ref = frames.read_parquet(folder / "reference.parquet")  # as the monitor stage reads
+    cur = frames.read_parquet(folder / "analysis.parquet")
     kinds = {c: "numeric" for c in case["numeric"]} | {
         c: "categorical" for c in case["categorical"]
     }

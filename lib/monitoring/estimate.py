@@ -30,7 +30,6 @@ import pandas as pd
 from lib.core import tasks
 from lib.core.contracts import predlog
 from lib.core.errors import DataValidationError, ParamsError
-from lib.core.frames import Table
 from lib.core.logs import get_logger
 from lib.data.schema import Task
 from lib.monitoring import estimate_cbpe as cbpe
@@ -147,8 +146,8 @@ def _band(value: float, se: float, metric: str) -> tuple[float, float]:
 def window_performance(
     task: Task,
     classes: Sequence[Any] | None,
-    ref: Table,
-    cur: Table,
+    ref: pd.DataFrame,
+    cur: pd.DataFrame,
     ref_windows: list[Window],
     cur_windows: list[Window],
     *,

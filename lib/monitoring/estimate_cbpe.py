@@ -35,7 +35,6 @@ from sklearn.model_selection import StratifiedShuffleSplit
 
 from lib.core.contracts import predlog
 from lib.core.errors import DataValidationError
-from lib.core.frames import Table
 from lib.core.logs import get_logger
 from lib.model.scoring import roc_auc
 
@@ -296,7 +295,7 @@ def _class_index(values: pd.Series, labels: pd.Index, what: str, side: str) -> n
     return index
 
 
-def _scores(frame: Table, classes: Sequence[Any]) -> np.ndarray | None:
+def _scores(frame: pd.DataFrame, classes: Sequence[Any]) -> np.ndarray | None:
     """Return the ``proba_<class>`` columns as a matrix, or None when any is absent."""
     names = [predlog.proba_column(c) for c in classes]
     if not all(n in frame.columns for n in names):
@@ -306,8 +305,8 @@ def _scores(frame: Table, classes: Sequence[Any]) -> np.ndarray | None:
 
 def prepare(
     classes: Sequence[Any],
-    ref: Table,
-    cur: Table,
+    ref: pd.DataFrame,
+    cur: pd.DataFrame,
     target: str,
     metrics: tuple[str, ...],
 ) -> tuple[dict[str, Side], np.ndarray]:

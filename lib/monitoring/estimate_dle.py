@@ -29,7 +29,6 @@ from sklearn.model_selection import KFold
 
 from lib.core.contracts import predlog
 from lib.core.errors import DataValidationError
-from lib.core.frames import Table
 from lib.core.logs import get_logger
 
 log = get_logger(__name__)
@@ -42,7 +41,7 @@ Side = tuple[np.ndarray, Metrics, Metrics]  # labelled (bool per row), estimate,
 
 
 def nanny_inputs(
-    frame: Table, features: Sequence[str], pred: np.ndarray, reference: Table
+    frame: pd.DataFrame, features: Sequence[str], pred: np.ndarray, reference: pd.DataFrame
 ) -> pd.DataFrame:
     """Return the nanny's inputs: numeric features as numbers, the rest as categories.
 
@@ -161,7 +160,7 @@ def realized(y: np.ndarray, pred: np.ndarray, metrics: tuple[str, ...]) -> dict[
     return {m: values[m] for m in metrics}
 
 
-def _features(ref: Table, target: str, features: Sequence[str] | None) -> list[str]:
+def _features(ref: pd.DataFrame, target: str, features: Sequence[str] | None) -> list[str]:
     if features is not None:
         return list(features)
     return [
@@ -172,8 +171,8 @@ def _features(ref: Table, target: str, features: Sequence[str] | None) -> list[s
 
 
 def prepare(
-    ref: Table,
-    cur: Table,
+    ref: pd.DataFrame,
+    cur: pd.DataFrame,
     target: str,
     features: Sequence[str] | None,
     metrics: tuple[str, ...],

@@ -32,7 +32,6 @@ import numpy as np
 import pandas as pd
 
 from lib.core.errors import DataValidationError
-from lib.core.frames import ParquetColumns, Table
 from lib.core.logs import get_logger
 from lib.data.drift_profile import Kind, numeric_values
 from lib.monitoring.window_drift import META, category_codes, window_meta
@@ -46,11 +45,8 @@ VARIANCE = 0.65  # NannyML's default share of the variance the components keep
 _BLOCK = 100_000  # rows reconstructed at a time
 
 
-def _blocks(frame: Table, names: list[str]) -> Iterator[pd.DataFrame]:
-    """Yield ``names`` of ``frame`` ``_BLOCK`` rows at a time (a Parquet file: read so)."""
-    if isinstance(frame, ParquetColumns):
-        yield from frame.blocks(names, _BLOCK)
-        return
+def _blocks(frame: pd.DataFrame) -> Iterator[pd.DataFrame]:
+    """Yield ``frame`` ``_BLOCK`` rows at a time."""
     for lo in range(0, len(frame), _BLOCK):
         yield frame.iloc[lo : lo + _BLOCK]
 
@@ -96,14 +92,14 @@ class Reconstruction:
         encoded: np.ndarray = lookup[codes]
         return encoded
 
-    def errors(self, frame: Table) -> np.ndarray:
+    def errors(self, frame: pd.DataFrame) -> np.ndarray:
         """Return each row's Euclidean distance to its PCA reconstruction.
 
         Prepared a block of rows at a time: a million rows never exist as one float matrix.
         """
         out = np.empty(len(frame))
         lo = 0
-        for block in _blocks(frame, list(self.kinds)):
+        for block in _blocks(frame):
             out[lo : lo + len(block)] = self._errors(self.prepare(block))
             lo += len(block)
         return out
@@ -122,7 +118,7 @@ class Reconstruction:
 
 
 def fit_reconstruction(
-    reference: Table,
+    reference: pd.DataFrame,
     kinds: Mapping[str, Kind],
     variance: float = VARIANCE,
 ) -> Reconstruction:
@@ -179,7 +175,7 @@ def _unit(k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _components(
-    scaled: Reconstruction, reference: Table, variance: float
+    scaled: Reconstruction, reference: pd.DataFrame, variance: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return the components keeping ``variance`` of the prepared reference, and its means.
 
@@ -188,7 +184,7 @@ def _components(
     """
     k = len(scaled.kinds)
     gram, total, n = np.zeros((k, k)), np.zeros(k), 0
-    for block in _blocks(reference, list(scaled.kinds)):
+    for block in _blocks(reference):
         x = scaled.prepare(block)
         gram += x.T @ x
         total += x.sum(axis=0)
@@ -206,8 +202,8 @@ def _components(
 
 
 def multivariate_drift(
-    reference: Table,
-    current: Table,
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
     kinds: Mapping[str, Kind],
     ref_windows: Sequence[Window],
     cur_windows: Sequence[Window],

@@ -31,7 +31,6 @@ import pandas as pd
 from scipy import stats
 
 from lib.core.errors import DataValidationError
-from lib.core.frames import Table
 from lib.core.logs import get_logger
 from lib.core.parallel import map_ordered, thread_count
 from lib.data.drift_profile import numeric_values
@@ -155,8 +154,8 @@ def _reason(counts: dict[str, int], rate: float, upper: float | None, extra: dic
 def _column(
     name: str,
     kind: str,
-    reference: Table,
-    current: Table,
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
     windows: dict[str, Sequence[Window]],
     sigmas: float,
 ) -> list[dict[str, object]]:
@@ -186,8 +185,8 @@ def _column(
 
 
 def window_quality(
-    reference: Table,
-    current: Table,
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
     kinds: Mapping[str, str],
     ref_windows: Sequence[Window],
     cur_windows: Sequence[Window],
