@@ -10,7 +10,7 @@ multivariate drift, data quality and estimated and realized performance, and the
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -246,6 +246,7 @@ class WindowFindings:
     quality: pd.DataFrame
     performance: pd.DataFrame
     diagnosis: Diagnosis
+    warnings: list[str] = field(default_factory=list)  # about the windows (small_windows)
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """Return the four tables by their saved name (``monitor_results.WINDOW_TABLES``)."""
@@ -255,6 +256,31 @@ class WindowFindings:
             "window_quality": self.quality,
             "window_performance": self.performance,
         }
+
+
+MIN_WINDOW_ROWS = 30  # reference windows holding fewer rows (median) give bands of noise
+
+
+def small_windows(ref_cut: Sequence[windows.Window], spec: str) -> str | None:
+    """Return a warning when the reference windows are too small to learn a band from.
+
+    A band is the reference windows' mean +- 3 sd of a statistic; from windows of a few rows
+    each statistic is mostly sampling noise, so the band is wide (shifts missed) or, for
+    distances, biased (chance alerts). A long-span reference cut by a short period does it: 1,000
+    rows spread over six years are 300 weekly windows of 3 rows.
+    """
+    sizes = [w.rows for w in ref_cut if w.rows]
+    if len(sizes) < 2:
+        return None
+    median = float(np.median(sizes))
+    if median >= MIN_WINDOW_ROWS:
+        return None
+    return (
+        f"monitor.window {spec!r} cuts the reference into {len(sizes)} windows of a median "
+        f"{median:g} rows; bands learned from windows this small are mostly noise (missed "
+        f"shifts, chance alerts). Use a longer period or 'N rows' windows of at least "
+        f"{MIN_WINDOW_ROWS} rows, or a reference with more rows per window"
+    )
 
 
 def time_column_name(
@@ -403,6 +429,7 @@ def find_windows(
         quality=quality,
         performance=perf,
         diagnosis=diagnosis,
+        warnings=[w for w in [small_windows(ref_cut, spec.text)] if w],
     )
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,9 @@ def run_monitor(params: Params, *, webhook_url: str | None = None) -> MonitorRes
             ref, cur, schema, kinds, m, seed=params.project.seed, cur_cut=streamed.cut,
             exact=streamed.exact,
         )  # fmt: skip
+    for warning in per_window.warnings:  # shown with the reference's own warnings
+        log.warning("small_reference_windows", reference=ref.source, warning=warning)
+    ref = replace(ref, warnings=[*ref.warnings, *per_window.warnings])
     quality = find_quality(
         ref, cur, schema, m, seed=params.project.seed, diagnosis=per_window.diagnosis
     )

@@ -52,7 +52,16 @@ def test_production_batch_drift_is_found_and_alerted(root):
     assert concept.kind == "covariate shift" and not concept.drift
     assert concept.windows == [str(k) for k in result.windows.diagnosis.windows["window"]]
     assert "concept_drift" not in rules and "window_drift" in rules
+    assert result.reference.warnings == []  # 300 rows per window on both sides
     monitor.check_gate(result)
+
+
+def test_weekly_windows_on_a_reference_spread_over_years_are_warned_about(root):
+    """The test split's signup dates span 2018-2024: a week of it holds one or two rows."""
+    result = monitor.run_monitor(params_for(root, "monitor.window=1W"), webhook_url="")
+    small = [w for w in result.reference.warnings if "monitor.window '1W'" in w]
+    assert len(small) == 1 and "bands learned from windows this small" in small[0]
+    assert "at least 30 rows" in result.reference_note()  # the report shows it
 
 
 def test_results_are_saved_for_the_dashboard_and_history_grows(root):

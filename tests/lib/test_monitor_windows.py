@@ -8,6 +8,7 @@ concept verdict and the alert rules) as the monitor stage runs it.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -230,6 +231,15 @@ def test_windows_follow_the_first_date_column_by_period_and_a_wrong_time_column_
     assert windows["start"].iloc[0] == pd.Timestamp("2026-03-02")
     ref_keys = found.drift.loc[found.drift["period"] == "reference", "window"].unique()
     assert ref_keys[0] == "2025-12-01/2025-12-07"  # the reference cut by its own weeks
+    assert found.warnings == []  # 490 reference rows a week
+    # a reference of the same rows spread over years: 2-3 rows a week, a band of noise
+    sparse_days = pd.Timestamp("2019-01-07") + pd.to_timedelta(np.arange(REFERENCE_ROWS) * 3, "D")
+    sparse = Reference(frame=ref.frame.assign(day=sparse_days), profile=ref.profile,
+                       source=ref.source)  # fmt: skip
+    thin = find_windows(sparse, cur, schema, drift_kinds(schema, weekly), weekly, seed=0)
+    assert len(thin.warnings) == 1
+    assert re.search(r"monitor.window '1W' cuts the reference into \d+ windows of a median "
+                     r"[23] rows.*at least 30 rows", thin.warnings[0])  # fmt: skip
     wrong = weekly.model_copy(update={"time_column": "when"})
     with pytest.raises(ParamsError, match=r"monitor.time_column: 'when' is not a column"):
         find_windows(ref, cur, schema, drift_kinds(schema, wrong), wrong, seed=0)
