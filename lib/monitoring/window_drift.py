@@ -9,9 +9,12 @@ whole current side gives exactly :func:`lib.data.drift.column_drift`'s statistic
 Alert rule (NannyML's):
 
 - distances (``wasserstein``, ``jensenshannon``, ``psi``): each *reference* window is scored
-  against the whole reference the same way; a window alerts when its distance rises above the
-  reference windows' mean + ``sigmas`` standard deviations (upwards only; the band is clipped
-  at 0). ``monitor.thresholds`` are not used here: they set the whole-period verdict only.
+  against the rest of the reference (:func:`_left_out`; NannyML scores it against the whole
+  reference, itself included, which pulls the band down); a window alerts when its distance
+  rises above the reference windows' mean + ``sigmas`` standard deviations (upwards only; the
+  band is clipped at 0). Fewer than ``MIN_BAND_WINDOWS`` row windows are topped up with windows
+  drawn at random from the reference (:func:`_drawn`). ``monitor.thresholds`` are not used
+  here: they set the whole-period verdict only.
 - p-values (``ks``, ``chisquare``, ``z``): the fixed threshold (``monitor.thresholds`` or
   Evidently's 0.05); a window alerts when its p-value falls below it (``ks``: at or below, as
   the whole-period engine).
