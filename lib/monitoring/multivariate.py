@@ -12,10 +12,7 @@ raises it even where every column on its own looks unchanged.
 Alert rule: the reference windows give the band, mean +- ``sigmas`` standard deviations
 (clipped at 0, as an error is never negative); a window alerts when its value leaves the band,
 on either side as NannyML does (a window that reconstructs *better* than any reference window
-is unusual too). Unlike NannyML, each reference window's value comes from a PCA fitted on the
-rest of the reference (:func:`_left_out`), and fewer than 20 row windows are topped up with
-windows drawn from the reference's rows (:func:`lib.monitoring.windows.drawn_windows`): a
-window the PCA has seen reconstructs too well, and a band from few windows is too narrow.
+is unusual too).
 
 Where this differs from NannyML (``DataReconstructionDriftCalculator``): the band's standard
 deviation is the population one (ddof 0, shared by every per-window band here; NannyML's pandas
@@ -38,7 +35,7 @@ from lib.core.errors import DataValidationError
 from lib.core.logs import get_logger
 from lib.data.drift_profile import Kind, numeric_values
 from lib.monitoring.window_drift import META, category_codes, window_meta
-from lib.monitoring.windows import Window, drawn_windows, reference_band
+from lib.monitoring.windows import Window, reference_band
 
 log = get_logger(__name__)
 
@@ -113,7 +110,11 @@ class Reconstruction:
         The components are orthonormal, so for a centred row ``c`` and its projection ``z``
         ``|c - reconstruction|^2 = |c|^2 - |z|^2`` (clipped at 0 against rounding).
         """
-        return _distances(x, self.centre_, self.components_)
+        block = x - self.centre_
+        z = block @ self.components_.T
+        squared = np.einsum("ij,ij->i", block, block) - np.einsum("ij,ij->i", z, z)
+        distance: np.ndarray = np.sqrt(np.maximum(squared, 0.0))
+        return distance
 
 
 def fit_reconstruction(
@@ -121,19 +122,6 @@ def fit_reconstruction(
     kinds: Mapping[str, Kind],
     variance: float = VARIANCE,
 ) -> Reconstruction:
-    """Learn the preparation and the PCA on the reference rows (see :func:`_fit`).
-
-    Raises
-    ------
-    DataValidationError
-        When a column has no present value in the reference.
-    """
-    return _fit(reference, kinds, variance)[0]
-
-
-def _fit(
-    reference: pd.DataFrame, kinds: Mapping[str, Kind], variance: float
-) -> tuple[Reconstruction, Moments]:
     """Learn the preparation and the PCA on the reference rows.
 
     One column at a time for the imputation, the encoding and the scaling; then a block of rows
@@ -177,11 +165,8 @@ def _fit(
         scale[j] = np.sqrt(np.dot(column, column) / len(column))
     scale = np.where(scale > 0, scale, 1.0)  # a constant column: as StandardScaler
     scaled = Reconstruction(dict(kinds), fill, shares, mean, scale, *_unit(len(kinds))[2:])
-    moments = Moments.zero(len(kinds))
-    for block in _blocks(reference):
-        moments = moments + Moments.of(scaled.prepare(block))
-    components, centre = moments.components(variance)
-    return Reconstruction(dict(kinds), fill, shares, mean, scale, components, centre), moments
+    components, centre = _components(scaled, reference, variance)
+    return Reconstruction(dict(kinds), fill, shares, mean, scale, components, centre)
 
 
 def _unit(k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -189,80 +174,31 @@ def _unit(k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return np.zeros(k), np.ones(k), np.empty((0, k)), np.zeros(k)
 
 
-@dataclass(frozen=True)
-class Moments:
-    """Sums of prepared rows: their Gram matrix, column totals and count (additive)."""
+def _components(
+    scaled: Reconstruction, reference: pd.DataFrame, variance: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return the components keeping ``variance`` of the prepared reference, and its means.
 
-    gram: np.ndarray
-    total: np.ndarray
-    n: int
-
-    @classmethod
-    def zero(cls, k: int) -> Moments:
-        """Return the moments of no rows, ``k`` columns."""
-        return cls(np.zeros((k, k)), np.zeros(k), 0)
-
-    @classmethod
-    def of(cls, x: np.ndarray) -> Moments:
-        """Return the moments of the prepared rows ``x``."""
-        return cls(x.T @ x, x.sum(axis=0), len(x))
-
-    def __add__(self, other: Moments) -> Moments:
-        return Moments(self.gram + other.gram, self.total + other.total, self.n + other.n)
-
-    def __sub__(self, other: Moments) -> Moments:
-        return Moments(self.gram - other.gram, self.total - other.total, self.n - other.n)
-
-    def components(self, variance: float) -> tuple[np.ndarray, np.ndarray]:
-        """Return the components keeping ``variance`` of these rows, and their column means.
-
-        The components are the covariance's eigenvectors, the fewest whose eigenvalues add up
-        to the share (as scikit-learn's ``PCA(n_components=variance)``).
-        """
-        centre = self.total / max(self.n, 1)
-        covariance = (self.gram - self.n * np.outer(centre, centre)) / max(self.n - 1, 1)
-        values, vectors = np.linalg.eigh(covariance)  # ascending
-        values, vectors = np.maximum(values[::-1], 0.0), vectors[:, ::-1]
-        if values.sum() <= 0:  # every column constant: nothing to reconstruct
-            return vectors[:, :1].T, centre
-        ratio = np.cumsum(values / values.sum())
-        # as scikit-learn picks a float n_components: the first count reaching the share
-        kept = min(int(np.searchsorted(ratio, variance, side="right")) + 1, len(values))
-        return vectors[:, :kept].T.copy(), centre
-
-
-def _left_out(
-    model: Reconstruction,
-    moments: Moments,
-    reference: pd.DataFrame,
-    index: np.ndarray,
-    variance: float,
-) -> float:
-    """Mean error of a reference window under a PCA fitted on the rest of the reference.
-
-    Fitted on every row, the PCA has seen the window's own rows, so they reconstruct better than
-    new rows of the same distribution would: the reference windows' band sat too low (on
-    statsmodels' randhie split at random, no shift, 4 reference windows: 20 % of current windows
-    alerted). The covariance is additive, so the rest's is the whole's minus the window's; the
-    imputation, encoding and scaling stay the whole reference's.
+    The components are the covariance's eigenvectors, the fewest whose eigenvalues add up to
+    the share; the covariance is accumulated a block of rows at a time.
     """
-    if not len(index):
-        return float("nan")
-    x = model.prepare(reference.iloc[index])
-    rest = moments - Moments.of(x)
-    if rest.n < 2:
-        return float("nan")
-    components, centre = rest.components(variance)
-    return _mean(_distances(x, centre, components))
-
-
-def _distances(x: np.ndarray, centre: np.ndarray, components: np.ndarray) -> np.ndarray:
-    """Each row's distance to its reconstruction (see :meth:`Reconstruction._errors`)."""
-    block = x - centre
-    z = block @ components.T
-    squared = np.einsum("ij,ij->i", block, block) - np.einsum("ij,ij->i", z, z)
-    distance: np.ndarray = np.sqrt(np.maximum(squared, 0.0))
-    return distance
+    k = len(scaled.kinds)
+    gram, total, n = np.zeros((k, k)), np.zeros(k), 0
+    for block in _blocks(reference):
+        x = scaled.prepare(block)
+        gram += x.T @ x
+        total += x.sum(axis=0)
+        n += len(x)
+    centre = total / n
+    covariance = (gram - n * np.outer(centre, centre)) / max(n - 1, 1)
+    values, vectors = np.linalg.eigh(covariance)  # ascending
+    values, vectors = np.maximum(values[::-1], 0.0), vectors[:, ::-1]
+    if values.sum() <= 0:  # every column constant: nothing to reconstruct
+        return vectors[:, :1].T, centre
+    ratio = np.cumsum(values / values.sum())
+    # as scikit-learn picks a float n_components: the first count reaching the share
+    kept = min(int(np.searchsorted(ratio, variance, side="right")) + 1, k)
+    return vectors[:, :kept].T.copy(), centre
 
 
 def multivariate_drift(
@@ -304,17 +240,15 @@ def multivariate_drift(
     if len(kinds) < 2:
         log.warning("multivariate_skipped", columns=len(kinds), reason="needs two columns")
         return pd.DataFrame(columns=COLUMNS).astype({"alert": bool})
-    model, moments = _fit(reference, kinds, VARIANCE)
-    errors = model.errors(current)
+    model = fit_reconstruction(reference, kinds)
     values = {
-        "reference": [_left_out(model, moments, reference, w.index, VARIANCE) for w in ref_windows],
-        "current": [_mean(errors[w.index]) for w in cur_windows],
+        period: [_mean(errors[w.index]) for w in windows]
+        for period, errors, windows in (
+            ("reference", model.errors(reference), ref_windows),
+            ("current", model.errors(current), cur_windows),
+        )
     }
-    drawn = [
-        _left_out(model, moments, reference, index, VARIANCE)
-        for index in drawn_windows(ref_windows, METHOD)
-    ]
-    band = reference_band([*values["reference"], *drawn], sigmas=sigmas, lower_limit=0.0)
+    band = reference_band(values["reference"], sigmas=sigmas, lower_limit=0.0)
     rows = [
         {
             **window_meta(period, w),

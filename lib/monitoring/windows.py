@@ -15,8 +15,6 @@ A window spec (``monitor.window``) is one of:
 
 from __future__ import annotations
 
-import zlib
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -26,12 +24,9 @@ import pandas as pd
 from lib.core.windowspec import MIN_ROWS, Window, WindowSpec, parse_spec, split
 
 __all__ = [
-    "DRAWN_ROWS",
-    "MIN_BAND_WINDOWS",
     "Band",
     "Window",
     "WindowSpec",
-    "drawn_windows",
     "parse_spec",
     "reference_band",
     "reference_windows",
@@ -102,31 +97,3 @@ def reference_band(
     if upper_limit is not None:
         hi = min(hi, upper_limit)
     return Band(None if side == "upper" else lo, None if side == "lower" else hi, mean)
-
-
-MIN_BAND_WINDOWS = 20  # reference values a band is learned from, at least
-DRAWN_ROWS = 200_000  # rows drawn for those extra windows, at most, per column
-
-
-def drawn_windows(ref_windows: Sequence[Window], key: str) -> list[np.ndarray]:
-    """Return extra reference windows drawn at random, when too few give a band.
-
-    A band from k reference windows leaves a stable window outside it by chance far more often
-    than mean + 3 sd promises when k is small: the sd is a poor estimate. Measured on a real
-    table with no shift (statsmodels' randhie split at random), per-window drift with each
-    reference window left out gave 12.6 % chance alerts per window and column from 4 windows,
-    2.6 % from 10; topped up to 20, 3.2 % and 1.8 %. Row windows of a reference (its rows in
-    file or split order) are topped up to ``MIN_BAND_WINDOWS`` with windows of the same size
-    drawn at random from its rows (seeded by ``key``, e.g. the column's name), at most
-    ``DRAWN_ROWS`` rows in all (large windows vary less, and each costs a sort). They only widen
-    the sample the band is learned from and are not shown. Period windows are not topped up:
-    their spread carries the reference's own seasons, which random rows would hide.
-    """
-    shown = [w for w in ref_windows if w.rows]
-    if not shown or len(shown) >= MIN_BAND_WINDOWS or any(w.start is not None for w in shown):
-        return []
-    n_rows = max(int(w.index.max()) for w in shown) + 1
-    size = int(np.median([w.rows for w in shown]))
-    rng = np.random.default_rng(zlib.crc32(key.encode()))
-    draws = min(MIN_BAND_WINDOWS - len(shown), DRAWN_ROWS // max(size, 1))
-    return [np.sort(rng.choice(n_rows, size, replace=False)) for _ in range(draws)]
