@@ -12,7 +12,10 @@ raises it even where every column on its own looks unchanged.
 Alert rule: the reference windows give the band, mean +- ``sigmas`` standard deviations
 (clipped at 0, as an error is never negative); a window alerts when its value leaves the band,
 on either side as NannyML does (a window that reconstructs *better* than any reference window
-is unusual too).
+is unusual too). Unlike NannyML, the preparation and the PCA are fitted on a random half of the
+reference (:func:`halves`) and every value the band and the windows show comes from rows the
+PCA was not fitted on, all under that one PCA; row-window bands are topped up to 20 values with
+windows drawn from the held-out rows (:func:`_drawn`).
 
 Where this differs from NannyML (``DataReconstructionDriftCalculator``): the band's standard
 deviation is the population one (ddof 0, shared by every per-window band here; NannyML's pandas
@@ -240,15 +243,17 @@ def multivariate_drift(
     if len(kinds) < 2:
         log.warning("multivariate_skipped", columns=len(kinds), reason="needs two columns")
         return pd.DataFrame(columns=COLUMNS).astype({"alert": bool})
-    model = fit_reconstruction(reference, kinds)
-    values = {
-        period: [_mean(errors[w.index]) for w in windows]
-        for period, errors, windows in (
-            ("reference", model.errors(reference), ref_windows),
-            ("current", model.errors(current), cur_windows),
-        )
+    fit, held = halves(len(reference))
+    model = fit_reconstruction(reference.iloc[fit], kinds)
+    ref_errors, cur_errors = model.errors(reference), model.errors(current)
+    out_of_fit = np.zeros(len(reference), dtype=bool)
+    out_of_fit[held] = True
+    values = {  # a reference window's value: its rows the PCA was not fitted on
+        "reference": [_mean(ref_errors[w.index[out_of_fit[w.index]]]) for w in ref_windows],
+        "current": [_mean(cur_errors[w.index]) for w in cur_windows],
     }
-    band = reference_band(values["reference"], sigmas=sigmas, lower_limit=0.0)
+    drawn = _drawn(ref_errors[held], ref_windows, cur_windows)
+    band = reference_band([*values["reference"], *drawn], sigmas=sigmas, lower_limit=0.0)
     rows = [
         {
             **window_meta(period, w),
@@ -268,6 +273,46 @@ def multivariate_drift(
         alerts=int(out.loc[out["period"] == "current", "alert"].sum()),
     )
     return out
+
+
+CROSS_FIT_MIN = 200  # reference rows from which the PCA is fitted on half of them
+BAND_VALUES = 20  # values a band of row windows is learned from, at least
+
+
+def halves(n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return the reference positions the PCA is fitted on and those held out (seeded halves).
+
+    Fitted on every row (NannyML), the PCA has seen the reference windows' own rows, so they
+    reconstruct better than new rows do and the band sits too low: on statsmodels' randhie split
+    at random, with nothing shifted, 20 % of current windows alerted. Below ``CROSS_FIT_MIN``
+    rows both are every row.
+    """
+    if n_rows < CROSS_FIT_MIN:
+        every = np.arange(n_rows)
+        return every, every
+    order = np.random.default_rng(0).permutation(n_rows)
+    return np.sort(order[: n_rows // 2]), np.sort(order[n_rows // 2 :])
+
+
+def _drawn(
+    held_errors: np.ndarray, ref_windows: Sequence[Window], cur_windows: Sequence[Window]
+) -> list[float]:
+    """Return extra band values for row windows: mean errors of windows drawn from held-out rows.
+
+    A band from a few reference windows is too narrow by chance; row windows (not periods,
+    whose spread carries the seasons) get ``BAND_VALUES`` in all, each the mean error of as many
+    held-out rows as a current window holds, drawn with replacement (seeded).
+    """
+    sizes = [w.rows for w in cur_windows if w.rows]
+    shown = sum(1 for w in ref_windows if w.rows)
+    if not sizes or not len(held_errors) or any(w.start is not None for w in ref_windows):
+        return []
+    size = int(np.median(sizes))
+    rng = np.random.default_rng(1)
+    draws = max(BAND_VALUES - shown, 0)
+    return [
+        float(held_errors[rng.integers(0, len(held_errors), size)].mean()) for _ in range(draws)
+    ]
 
 
 def _mean(errors: np.ndarray) -> float:
