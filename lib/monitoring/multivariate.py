@@ -38,7 +38,7 @@ from lib.core.errors import DataValidationError
 from lib.core.logs import get_logger
 from lib.data.drift_profile import Kind, numeric_values
 from lib.monitoring.window_drift import META, category_codes, window_meta
-from lib.monitoring.windows import Window, reference_band
+from lib.monitoring.windows import Window, band_top_up, reference_band
 
 log = get_logger(__name__)
 
@@ -83,17 +83,7 @@ class Reconstruction:
         return prepared
 
     def _column(self, values: pd.Series, name: str, kind: Kind) -> np.ndarray:
-        if kind == "numeric":
-            x = numeric_values(values)
-            return np.where(np.isfinite(x), x, float(self.fill_[name]))
-        codes, names = category_codes(values)
-        shares = self.shares_[name]
-        # a share per category (unseen: 0), then the filled category's for code -1 (missing)
-        lookup = np.array(
-            [shares.get(str(c), 0.0) for c in names] + [shares[str(self.fill_[name])]]
-        )
-        encoded: np.ndarray = lookup[codes]
-        return encoded
+        return _encoded(values, kind, self.fill_[name], self.shares_.get(name))
 
     def errors(self, frame: pd.DataFrame) -> np.ndarray:
         """Return each row's Euclidean distance to its PCA reconstruction.
@@ -118,6 +108,21 @@ class Reconstruction:
         squared = np.einsum("ij,ij->i", block, block) - np.einsum("ij,ij->i", z, z)
         distance: np.ndarray = np.sqrt(np.maximum(squared, 0.0))
         return distance
+
+
+def _encoded(
+    values: pd.Series, kind: Kind, fill: float | str, shares: dict[str, float] | None
+) -> np.ndarray:
+    """Impute a column (``fill``) and frequency-encode categories (their ``shares``)."""
+    if kind == "numeric":
+        x = numeric_values(values)
+        return np.where(np.isfinite(x), x, float(fill))
+    assert shares is not None
+    codes, names = category_codes(values)
+    # a share per category (unseen: 0), then the filled category's for code -1 (missing)
+    lookup = np.array([shares.get(str(c), 0.0) for c in names] + [shares[str(fill)]])
+    encoded: np.ndarray = lookup[codes]
+    return encoded
 
 
 def fit_reconstruction(
@@ -161,20 +166,16 @@ def fit_reconstruction(
                 "cannot use it; exclude it in monitor.exclude or fix the reference",
                 column=name,
             )
-        draft = Reconstruction({name: kind}, fill, shares, *_unit(1))
-        column = draft._column(values, name, kind)  # imputed and encoded, not yet scaled
+        column = _encoded(values, kind, fill[name], shares.get(name))  # not yet scaled
         mean[j] = column.mean()
         column -= mean[j]
         scale[j] = np.sqrt(np.dot(column, column) / len(column))
     scale = np.where(scale > 0, scale, 1.0)  # a constant column: as StandardScaler
-    scaled = Reconstruction(dict(kinds), fill, shares, mean, scale, *_unit(len(kinds))[2:])
+    scaled = Reconstruction(
+        dict(kinds), fill, shares, mean, scale, np.empty((0, len(kinds))), np.zeros(len(kinds))
+    )
     components, centre = _components(scaled, reference, variance)
     return Reconstruction(dict(kinds), fill, shares, mean, scale, components, centre)
-
-
-def _unit(k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Mean 0, scale 1, no component and centre 0 for ``k`` columns: a draft's."""
-    return np.zeros(k), np.ones(k), np.empty((0, k)), np.zeros(k)
 
 
 def _components(
@@ -245,14 +246,15 @@ def multivariate_drift(
         return pd.DataFrame(columns=COLUMNS).astype({"alert": bool})
     fit, held = halves(len(reference))
     model = fit_reconstruction(reference.iloc[fit], kinds)
-    ref_errors, cur_errors = model.errors(reference), model.errors(current)
-    out_of_fit = np.zeros(len(reference), dtype=bool)
-    out_of_fit[held] = True
-    values = {  # a reference window's value: its rows the PCA was not fitted on
-        "reference": [_mean(ref_errors[w.index[out_of_fit[w.index]]]) for w in ref_windows],
+    held_errors, cur_errors = model.errors(reference.iloc[held]), model.errors(current)
+    ref_errors = np.full(len(reference), np.nan)  # only the rows the PCA was not fitted on
+    ref_errors[held] = held_errors
+    values = {
+        "reference": [_mean(ref_errors[w.index]) for w in ref_windows],
         "current": [_mean(cur_errors[w.index]) for w in cur_windows],
     }
-    drawn = _drawn(ref_errors[held], ref_windows, cur_windows)
+    sizes = [w.rows for w in cur_windows if w.rows]
+    drawn = _drawn(held_errors, ref_windows, int(np.median(sizes)) if sizes else 0)
     band = reference_band([*values["reference"], *drawn], sigmas=sigmas, lower_limit=0.0)
     rows = [
         {
@@ -276,7 +278,6 @@ def multivariate_drift(
 
 
 CROSS_FIT_MIN = 200  # reference rows from which the PCA is fitted on half of them
-BAND_VALUES = 20  # values a band of row windows is learned from, at least
 
 
 def halves(n_rows: int) -> tuple[np.ndarray, np.ndarray]:
@@ -294,26 +295,22 @@ def halves(n_rows: int) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(order[: n_rows // 2]), np.sort(order[n_rows // 2 :])
 
 
-def _drawn(
-    held_errors: np.ndarray, ref_windows: Sequence[Window], cur_windows: Sequence[Window]
-) -> list[float]:
-    """Return extra band values for row windows: mean errors of windows drawn from held-out rows.
+def _drawn(held_errors: np.ndarray, ref_windows: Sequence[Window], size: int) -> list[float]:
+    """Return the extra band values of row windows (``band_top_up``).
 
-    A band from a few reference windows is too narrow by chance; row windows (not periods,
-    whose spread carries the seasons) get ``BAND_VALUES`` in all, each the mean error of as many
-    held-out rows as a current window holds, drawn with replacement (seeded).
+    Each is the mean error of ``size`` held-out rows (a current window's), drawn with
+    replacement (seeded): without replacement, overlapping draws from half the rows understate
+    the spread (12 % chance alerts on randhie instead of 1-2 %).
     """
-    sizes = [w.rows for w in cur_windows if w.rows]
-    shown = sum(1 for w in ref_windows if w.rows)
-    if not sizes or not len(held_errors) or any(w.start is not None for w in ref_windows):
+    extra = band_top_up(ref_windows)
+    if not extra or not size or not len(held_errors):
         return []
-    size = int(np.median(sizes))
     rng = np.random.default_rng(1)
-    draws = max(BAND_VALUES - shown, 0)
-    return [
-        float(held_errors[rng.integers(0, len(held_errors), size)].mean()) for _ in range(draws)
-    ]
+    n = len(held_errors)
+    return [float(held_errors[rng.integers(0, n, size)].mean()) for _ in range(extra)]
 
 
 def _mean(errors: np.ndarray) -> float:
-    return float(errors.mean()) if len(errors) else float("nan")
+    """Mean of the errors known (NaN where the row was fitted on, or none is)."""
+    known = errors[np.isfinite(errors)]
+    return float(known.mean()) if len(known) else float("nan")

@@ -12,8 +12,8 @@ Alert rule (NannyML's):
   against the rest of the reference (:func:`_left_out`; NannyML scores it against the whole
   reference, itself included, which pulls the band down); a window alerts when its distance
   rises above the reference windows' mean + ``sigmas`` standard deviations (upwards only; the
-  band is clipped at 0). Fewer than ``MIN_BAND_WINDOWS`` row windows are topped up with windows
-  drawn at random from the reference (:func:`_drawn`). ``monitor.thresholds`` are not used
+  band is clipped at 0). Fewer than 20 row windows are topped up with windows drawn at random
+  from the reference (:func:`_drawn`). ``monitor.thresholds`` are not used
   here: they set the whole-period verdict only.
 - p-values (``ks``, ``chisquare``, ``z``): the fixed threshold (``monitor.thresholds`` or
   Evidently's 0.05); a window alerts when its p-value falls below it (``ks``: at or below, as
@@ -60,7 +60,7 @@ from lib.data.drift_profile import (
     numeric_values,
     profile_column,
 )
-from lib.monitoring.windows import Window, reference_band
+from lib.monitoring.windows import Window, band_top_up, reference_band
 
 log = get_logger(__name__)
 
@@ -234,32 +234,26 @@ def _left_out(method: str, col: ColumnProfile, present: np.ndarray | dict[str, i
     return _score(method, replace(col, counts=rest, count=col.count - n), present)
 
 
-MIN_BAND_WINDOWS = 20  # reference values a distance's band is learned from, at least
-DRAWN_ROWS = 200_000  # rows drawn for those extra windows, at most, per column
+DRAWN_ROWS = 200_000  # rows drawn for a band's extra windows, at most, per column
 
 
 def _drawn(ref_windows: Sequence[Window], column: str) -> list[np.ndarray]:
-    """Return extra reference windows drawn at random, when too few give a distance's band.
+    """Return the extra reference windows a distance's band is learned from (``band_top_up``).
 
-    A band from k reference windows leaves a stable window outside it by chance far more often
-    than mean + 3 sd promises when k is small (the sd is a poor estimate: measured on a real table
-    with no shift, each window left out, 4 windows gave 12.6 % false alerts per window and
-    column, 10 windows 2.6 %; topped up to 20, 3.2 % and 1.8 %).
-    Row windows of a reference (its rows in file or split order) are topped up to
-    ``MIN_BAND_WINDOWS`` with windows of the same size drawn at random from its rows (seeded by
-    the column's name), at most ``DRAWN_ROWS`` rows in all (large windows: their distances vary
-    less, and each costs a sort); they only widen the sample the band is learned from and are
-    not shown.
-    Period windows are not: their spread carries the reference's own seasons, which random rows
-    would hide.
+    Measured on a real table with no shift (statsmodels' randhie split at random), each window
+    left out: 4 reference windows gave 12.6 % chance alerts per window and column, 10 windows
+    2.6 %; topped up to 20, 3.2 % and 1.8 %. Each is as large as the median reference window,
+    drawn from the reference's rows seeded by the column's name, at most ``DRAWN_ROWS`` rows in
+    all (large windows vary less, and each costs a sort).
     """
-    shown = [w for w in ref_windows if w.rows]
-    if not shown or len(shown) >= MIN_BAND_WINDOWS or any(w.start is not None for w in shown):
+    extra = band_top_up(ref_windows)
+    if not extra:
         return []
+    shown = [w for w in ref_windows if w.rows]
     n_rows = max(int(w.index.max()) for w in shown) + 1
     size = int(np.median([w.rows for w in shown]))
     rng = np.random.default_rng(zlib.crc32(column.encode()))
-    draws = min(MIN_BAND_WINDOWS - len(shown), DRAWN_ROWS // max(size, 1))
+    draws = min(extra, DRAWN_ROWS // max(size, 1))
     return [np.sort(rng.choice(n_rows, size, replace=False)) for _ in range(draws)]
 
 

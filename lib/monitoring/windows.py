@@ -15,6 +15,7 @@ A window spec (``monitor.window``) is one of:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -24,9 +25,11 @@ import pandas as pd
 from lib.core.windowspec import MIN_ROWS, Window, WindowSpec, parse_spec, split
 
 __all__ = [
+    "MIN_BAND_VALUES",
     "Band",
     "Window",
     "WindowSpec",
+    "band_top_up",
     "parse_spec",
     "reference_band",
     "reference_windows",
@@ -97,3 +100,21 @@ def reference_band(
     if upper_limit is not None:
         hi = min(hi, upper_limit)
     return Band(None if side == "upper" else lo, None if side == "lower" else hi, mean)
+
+
+MIN_BAND_VALUES = 20  # values a band of row windows is learned from, at least
+
+
+def band_top_up(ref_windows: Sequence[Window]) -> int:
+    """Return how many drawn windows top a band of row windows up to ``MIN_BAND_VALUES``.
+
+    A band from k reference windows leaves a stable window outside it by chance far more often
+    than mean + 3 sd promises when k is small (the sd is a poor estimate), so the drift and
+    multivariate checks add windows drawn at random from the reference's rows; they only widen
+    the sample the band is learned from and are not shown. Period windows get none (0): their
+    spread carries the reference's own seasons, which random rows would hide.
+    """
+    shown = [w for w in ref_windows if w.rows]
+    if not shown or any(w.start is not None for w in shown):
+        return 0
+    return max(MIN_BAND_VALUES - len(shown), 0)

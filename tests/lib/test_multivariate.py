@@ -12,6 +12,7 @@ from sklearn.preprocessing import StandardScaler
 from lib.core.errors import DataValidationError
 from lib.monitoring import windows as w
 from lib.monitoring.multivariate import COLUMNS, fit_reconstruction, halves, multivariate_drift
+from tests.lib.window_tables import randhie_splits
 
 N = 20_000
 SHIFTED = [i in (2, 3) for i in range(20)]  # windows 3 and 4 of 20
@@ -153,15 +154,8 @@ def test_a_real_table_split_at_random_raises_few_chance_alerts():
     (4 windows of 1,000) and 5 current windows. With the PCA fitted on every reference row and a
     band from those 4 windows alone (NannyML's way), 20 % of current windows alerted over 20
     splits; fitted on half, the band from the other half and topped up to 20 values, 1 %."""
-    import statsmodels.api as sm
-
-    data = sm.datasets.randhie.load_pandas().data
-    kinds = {c: "numeric" if data[c].nunique() > 10 else "categorical" for c in data.columns}
     rates = []
-    for seed in range(10):
-        order = np.random.default_rng(seed).permutation(len(data))
-        ref = data.iloc[order[:4000]].reset_index(drop=True)
-        cur = data.iloc[order[4000:9000]].reset_index(drop=True)
+    for ref, cur, kinds in randhie_splits(10):
         out = multivariate_drift(ref, cur, kinds, *cut(ref, cur, "5 windows"))
         rates.append(out.loc[out["period"] == "current", "alert"].mean())
     print(f"chance alerts per window: {np.mean(rates):.3f}")

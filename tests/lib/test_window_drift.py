@@ -13,6 +13,7 @@ from lib.data import drift, drift_stats
 from lib.data.drift_profile import as_categories, build_profile
 from lib.monitoring import windows as w
 from lib.monitoring.window_drift import COLUMNS, category_codes, wasserstein, window_drift
+from tests.lib.window_tables import randhie_splits
 
 N = 20_000  # rows per side: above 1,000, so distances (Evidently's rule for large references)
 SHIFTED = [i in (2, 3) for i in range(20)]  # windows 3 and 4 of 20
@@ -307,15 +308,8 @@ def test_a_real_table_split_at_random_raises_few_chance_alerts():
     in 5 windows, nothing shifted. The reference gives 4 windows of 1,000 rows; scored in-sample
     with a band from those 4 alone, a quarter of the current window-columns alerted (25.2 % over
     10 splits); left out and topped up with drawn windows, 3.2 %."""
-    import statsmodels.api as sm
-
-    data = sm.datasets.randhie.load_pandas().data
-    kinds = {c: "numeric" if data[c].nunique() > 10 else "categorical" for c in data.columns}
     rates = []
-    for seed in range(5):
-        order = np.random.default_rng(seed).permutation(len(data))
-        ref = data.iloc[order[:4000]].reset_index(drop=True)
-        cur = data.iloc[order[4000:9000]].reset_index(drop=True)
+    for ref, cur, kinds in randhie_splits(5):
         ref_w, cur_w = cut(ref, cur, "5 windows")
         assert len(ref_w) == 4
         out = window_drift(ref, cur, kinds, ref_w, cur_w, MonitorParams())

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -250,3 +251,20 @@ SCHEMA_DRIFT = [
     "period", "window", "start", "end", "rows", "column", "method", "statistic", "lower",
     "upper", "alert",
 ]  # fmt: skip
+
+
+def randhie_splits(seeds: int) -> Iterator[tuple[pd.DataFrame, pd.DataFrame, dict[str, str]]]:
+    """Yield statsmodels' randhie table (20,190 real rows) split at random, nothing shifted.
+
+    Per seed: a 4,000-row reference (a test split's size), the next 5,000 rows as current data,
+    and the column kinds (numeric above 10 distinct values). For chance-alert rates.
+    """
+    import statsmodels.api as sm
+
+    data = sm.datasets.randhie.load_pandas().data
+    kinds = {c: "numeric" if data[c].nunique() > 10 else "categorical" for c in data.columns}
+    for seed in range(seeds):
+        order = np.random.default_rng(seed).permutation(len(data))
+        ref = data.iloc[order[:4000]].reset_index(drop=True)
+        cur = data.iloc[order[4000:9000]].reset_index(drop=True)
+        yield ref, cur, kinds
