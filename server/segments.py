@@ -121,10 +121,16 @@ def recover(folder: Path, *, fsync: bool = False) -> int:
     """
     recovered = 0
     for path in sorted((folder / SEGMENTS).glob(SEGMENT_GLOB)):
-        with path.open("rb") as file:
+        try:
+            file = path.open("rb")
+        except FileNotFoundError:  # its owner rotated it since the listing
+            continue
+        with file:
             try:
                 fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:  # another process writes it now
+                continue
+            if not _still_listed(path, file):  # rotated while we waited for the lock
                 continue
             batches, torn = _read_batches(file)
             if batches:
@@ -140,6 +146,18 @@ def recover(folder: Path, *, fsync: bool = False) -> int:
                      torn_tail=torn)  # fmt: skip
             path.unlink()
     return recovered
+
+
+def _still_listed(path: Path, file: IO[bytes]) -> bool:
+    """Whether ``path`` still names the open ``file``.
+
+    An owner deletes its segment before it lets go of the lock: a segment we lock after its
+    owner rotated it is no longer listed, and its rows are in a part already.
+    """
+    try:
+        return os.stat(path).st_ino == os.fstat(file.fileno()).st_ino
+    except FileNotFoundError:
+        return False
 
 
 def open_values(folder: Path, column: str) -> set[str]:

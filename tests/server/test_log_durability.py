@@ -95,6 +95,40 @@ def test_a_segment_locked_by_a_live_writer_is_not_recovered(tmp_path):
     assert len(read_log(tmp_path)) == 5  # written once, by its owner
 
 
+@pytest.mark.parametrize("moment", ["after the listing", "while locking"])
+def test_a_segment_its_owner_rotates_during_recovery_is_skipped_not_failed(
+    tmp_path, monkeypatch, moment
+):
+    """Another server rotating its segment while a new one starts: no crash, no row twice."""
+    log = PredictionLog(tmp_path, flush_rows=10_000, flush_seconds=60, sync_seconds=0.05)
+    log.start()
+    log.append(rows(5))
+    assert wait_for(lambda: segment_rows(tmp_path) == 5)
+    if moment == "after the listing":
+        listed = sorted
+
+        def rotate_after_listing(paths):
+            found = listed(paths)
+            log.close()  # the owner rotates: its segment is a part and is gone
+            return found
+
+        monkeypatch.setattr(segments, "sorted", rotate_after_listing, raising=False)
+    else:
+        real = segments.fcntl
+
+        class RotateWhileLocking:
+            LOCK_EX, LOCK_NB = real.LOCK_EX, real.LOCK_NB
+
+            @staticmethod
+            def flock(fd, flags):
+                log.close()  # deletes the segment, then lets go of its lock
+                return real.flock(fd, flags)
+
+        monkeypatch.setattr(segments, "fcntl", RotateWhileLocking)
+    assert recover(tmp_path) == 0
+    assert sorted(read_log(tmp_path)["request_id"]) == sorted(r["request_id"] for r in rows(5))
+
+
 def test_a_new_log_recovers_what_a_crashed_one_left(tmp_path):
     log = PredictionLog(tmp_path / "log", flush_rows=10_000, flush_seconds=60, sync_seconds=0.05)
     log.start()
