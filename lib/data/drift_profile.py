@@ -160,9 +160,12 @@ def profile_column(
     kept = present if exact else present[((np.arange(exact_max) + 0.5) * n / exact_max).astype(int)]
     few = None
     if n:
-        uniq, cnt = np.unique(present, return_counts=True)
-        if len(uniq) <= FEW_VALUES:
-            few = {repr(float(u)): int(c) for u, c in zip(uniq, cnt, strict=True)}
+        # sorted already: a value starts where it differs from the one before (np.unique would
+        # sort the column again, 12 ms per 500,000 values)
+        starts = np.flatnonzero(np.r_[True, present[1:] != present[:-1]])
+        if len(starts) <= FEW_VALUES:
+            cnt = np.diff(np.r_[starts, n])
+            few = {repr(float(u)): int(c) for u, c in zip(present[starts], cnt, strict=True)}
     return ColumnProfile(
         name,
         kind,
