@@ -11,11 +11,9 @@ Alert rule (NannyML's):
 - distances (``wasserstein``, ``jensenshannon``, ``psi``): each *reference* window is scored
   against the rest of the reference (:func:`_left_out`; NannyML scores it against the whole
   reference, itself included, which pulls the band down); a window alerts when its distance
-  rises above the band learned from the reference windows, upwards only: mean + ``sigmas``
-  standard deviations of the distances' logarithms (:func:`lib.monitoring.windows.distance_band`;
-  NannyML takes the distances themselves, whose long upper tail raised chance alerts). Fewer
-  than 20 row windows are topped up with windows drawn at random from the reference
-  (:func:`_drawn`). ``monitor.thresholds`` are not used
+  rises above the reference windows' mean + ``sigmas`` standard deviations (upwards only; the
+  band is clipped at 0). Fewer than 20 row windows are topped up with windows drawn at random
+  from the reference (:func:`_drawn`). ``monitor.thresholds`` are not used
   here: they set the whole-period verdict only.
 - p-values (``ks``, ``chisquare``, ``z``; Evidently's choice for references of at most 1,000
   rows): every current window of every such column is one test, so a run holds many, and at a
@@ -69,7 +67,7 @@ from lib.data.drift_profile import (
     numeric_values,
     profile_column,
 )
-from lib.monitoring.windows import Window, band_top_up, distance_band
+from lib.monitoring.windows import Window, band_top_up, reference_band
 
 log = get_logger(__name__)
 
@@ -292,7 +290,9 @@ def _column(
         lower = drift.THRESHOLDS[chosen] if threshold is None else threshold
     else:
         drawn = [_left_out(chosen, col, ref.present(i)) for i in _drawn(ref_windows, col.name)]
-        band = distance_band([*scores["reference"], *drawn], sigmas=sigmas)
+        band = reference_band(
+            [*scores["reference"], *drawn], sigmas=sigmas, lower_limit=0.0, side="upper"
+        )
         upper = float("nan") if band.upper is None else band.upper
     return [
         {

@@ -10,10 +10,9 @@ Every chart puts the reference windows first, on a shaded background, then the c
 draws the reference band (``lower``/``upper``) and a red cross on every window whose saved
 ``alert`` flag is set. The flags are the monitor's, never recomputed here. Its rule: a current
 window's statistic alerts when it leaves the reference windows' band (mean +- ``monitor.sigmas``
-standard deviations, clipped to the statistic's range, a distance's on its logarithms;
-distances and error rates alert upwards only), never on a bare point estimate; p-value methods
-alert below ``lower``, the cut that judging the run's windows together (Benjamini-Hochberg) puts
-on the raw p-value.
+standard deviations, clipped to the statistic's range; distances and error rates alert upwards
+only), never on a bare point estimate; p-value methods alert below ``lower``, the cut that
+judging the run's windows together (Benjamini-Hochberg) puts on the raw p-value.
 
 Only scatter traces are drawn: the dashboard loads plotly.js's basic bundle, which has no
 heatmap; the drift heatmap is an HTML table (:func:`drift_heatmap`). Windows sit at positions

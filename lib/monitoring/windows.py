@@ -102,29 +102,6 @@ def reference_band(
     return Band(None if side == "upper" else lo, None if side == "lower" else hi, mean)
 
 
-def distance_band(values: np.ndarray | list[float], *, sigmas: float = 3.0) -> Band:
-    """Return a distance's upper bound: mean + ``sigmas`` sd of its values' *logarithms*.
-
-    A distance between two samples of one distribution is positive and skewed to the right (a
-    long upper tail), so mean + 3 sd of the values themselves leaves a stable window above it
-    far more often than a normal tail's 0.13 %: on statsmodels' randhie split at random with no
-    shift, 3.2 % of window-columns alerted; on the 1,000,000-row monitor benchmark 6 windows of
-    4 unshifted columns did (NannyML, with that rule, alerted on 7 unshifted columns). The
-    logarithms are near-symmetric: ``exp(mean + sigmas * sd)`` of the logs put both at 0 while
-    every shifted window still alerted (on gamma-distributed windows drawn afresh, 3.4 % to
-    1.05 %: 20 values leave the sd itself uncertain). With a zero or fewer than two values
-    there is no log spread to learn: the values' own mean + ``sigmas`` sd (:func:`reference_band`)
-    is used.
-    """
-    v = np.asarray(values, dtype=float)
-    v = v[np.isfinite(v)]
-    if len(v) < 2 or (v <= 0).any():
-        return reference_band(v, sigmas=sigmas, lower_limit=0.0, side="upper")
-    logs = np.log(v)
-    upper = float(np.exp(logs.mean() + sigmas * logs.std(ddof=0)))
-    return Band(None, upper, float(v.mean()))
-
-
 MIN_BAND_VALUES = 20  # values a band of row windows is learned from, at least
 
 

@@ -81,8 +81,7 @@ def test_a_distance_alerts_above_the_reference_windows_band_only():
     x = out[out["column"] == "x"]
     ref_stats = x.loc[x["period"] == "reference", "statistic"].to_numpy()
     assert len(ref_stats) == 20
-    logs = np.log(ref_stats)  # a distance's band: mean + k sd of its logarithms
-    expected = np.exp(logs.mean() + 2.0 * logs.std())
+    expected = ref_stats.mean() + 2.0 * ref_stats.std()
     assert x["upper"].to_numpy() == pytest.approx(np.full(40, expected))
     assert x["lower"].isna().all()  # distances alert upwards only
     cur_rows = x[x["period"] == "current"]
@@ -335,8 +334,7 @@ def test_a_real_table_split_at_random_raises_few_chance_alerts():
     """statsmodels' randhie (20,190 rows): a random 4,000-row reference and 5,000 current rows
     in 5 windows, nothing shifted. The reference gives 4 windows of 1,000 rows; scored in-sample
     with a band from those 4 alone, a quarter of the current window-columns alerted (25.2 % over
-    10 splits); left out and topped up with drawn windows, 3.2 %; with the band on the
-    distances' logarithms, none."""
+    10 splits); left out and topped up with drawn windows, 3.2 %."""
     rates = []
     for ref, cur, kinds in randhie_splits(5):
         ref_w, cur_w = cut(ref, cur, "5 windows")
@@ -344,4 +342,4 @@ def test_a_real_table_split_at_random_raises_few_chance_alerts():
         out = window_drift(ref, cur, kinds, ref_w, cur_w, MonitorParams())
         rates.append(out.loc[out["period"] == "current", "alert"].mean())
     print(f"chance alerts per window and column: {np.mean(rates):.3f}")
-    assert np.mean(rates) < 0.01
+    assert np.mean(rates) < 0.06
