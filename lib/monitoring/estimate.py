@@ -35,7 +35,7 @@ from lib.data.schema import Task
 from lib.monitoring import estimate_cbpe as cbpe
 from lib.monitoring import estimate_dle as dle
 from lib.monitoring.inputs import Current
-from lib.monitoring.windows import Window, reference_band
+from lib.monitoring.windows import Window, centre_widening, drawn_windows, reference_band
 
 log = get_logger(__name__)
 
@@ -221,12 +221,19 @@ def window_performance(
         sides, resampled = dle.prepare(ref, cur, target, features, chosen, seed)
     else:
         sides, resampled = cbpe.prepare(classes or [], ref, cur, target, chosen)
-    sd, size = _spread(sides["reference"][2], resampled, chosen, resamples, seed)
+    realized = sides["reference"][2]
+    sd, size = _spread(realized, resampled, chosen, resamples, seed)
     values = []
     for period, windows in (("reference", ref_windows), ("current", cur_windows)):
         values += _rows(period, windows, sides[period], sd, size, chosen)
     frame = pd.DataFrame(values, columns=list(COLUMNS[:13]))
-    return _with_bands(frame, chosen, sigmas)
+    # a band of row windows learns from at least 20 values (windows drawn from the labelled
+    # reference rows) and is widened for its centre's own error, as drift's and multivariate's
+    sizes = [w.rows for w in cur_windows if w.rows]
+    window = int(np.median(sizes)) if sizes else 0
+    drawn = [realized(r) for r in drawn_windows(ref_windows, resampled, window, seed=seed + 1)]
+    widen = centre_widening(ref_windows, window, len(resampled))
+    return _with_bands(frame, chosen, sigmas * widen, drawn)
 
 
 def _rows(
@@ -268,12 +275,22 @@ def _rows(
     return out
 
 
-def _with_bands(frame: pd.DataFrame, metrics: tuple[str, ...], sigmas: float) -> pd.DataFrame:
-    """Add each metric's reference band and the alerts (wrong direction only)."""
+def _with_bands(
+    frame: pd.DataFrame,
+    metrics: tuple[str, ...],
+    sigmas: float,
+    drawn: Sequence[dict[str, float]] = (),
+) -> pd.DataFrame:
+    """Add each metric's reference band and the alerts (wrong direction only).
+
+    The band is learned from the reference windows' realized values and the ``drawn``
+    windows' (not shown).
+    """
     frame = frame.assign(lower=np.nan, upper=np.nan, alert_estimated=False, alert_realized=False)
     for m in metrics:
         at = frame["metric"] == m
         ref_values = frame.loc[at & (frame["period"] == "reference"), "realized"].to_numpy(float)
+        ref_values = np.append(ref_values, [d.get(m, np.nan) for d in drawn])
         lo_limit, hi_limit = metric_limits(m)
         band = reference_band(
             ref_values,
