@@ -15,7 +15,11 @@ on either side as NannyML does (a window that reconstructs *better* than any ref
 is unusual too). Unlike NannyML, the preparation and the PCA are fitted on a random half of the
 reference (:func:`halves`) and every value the band and the windows show comes from rows the
 PCA was not fitted on, all under that one PCA; row-window bands are topped up to 20 values with
-windows drawn from the held-out rows (:func:`_drawn`).
+windows drawn from the held-out rows (:func:`_drawn`). A reference under 200 rows has no half
+to spare: each of its rows is scored by a PCA fitted without its fold (:func:`out_of_fold`) and
+the current rows by the PCA of every row. A row-window band is also widened for the error of its
+own centre, a mean over few reference rows when the table is small
+(:func:`lib.monitoring.windows.centre_widening`).
 
 Where this differs from NannyML (``DataReconstructionDriftCalculator``): the band's standard
 deviation is the population one (ddof 0, shared by every per-window band here; NannyML's pandas
