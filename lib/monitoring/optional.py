@@ -11,6 +11,7 @@ warning that the caller shows with the results.
 from __future__ import annotations
 
 import functools
+import html
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -116,6 +117,25 @@ def optional_figure(fn: Callable[P, go.Figure]) -> Callable[P, go.Figure]:
         if outcome.value is not None:
             return outcome.value
         return note_figure(name, _wrapped(outcome.warning or f"{name} was not built"))
+
+    return wrapper
+
+
+def optional_html(fn: Callable[P, str]) -> Callable[P, str]:
+    """Decorate a function that returns HTML: when it raises, return the warning instead.
+
+    The HTML counterpart of :func:`optional_figure`, for the tables of the report and the
+    dashboard (the drift heatmap, the quality table).
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> str:
+        name = fn.__name__.removesuffix("_html").replace("_", " ")
+        outcome = optional(name, fn, *args, **kwargs)
+        if outcome.value is not None:
+            return outcome.value
+        warning = outcome.warning or f"{name} was not built"
+        return f'<p class="quire-warning"><b>Not shown:</b> {html.escape(warning)}</p>'
 
     return wrapper
 

@@ -30,6 +30,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from lib.monitoring.monitor_plots import CURRENT_COLOR, REFERENCE_COLOR
+from lib.monitoring.optional import optional_figure, optional_html
 
 ALERT_COLOR = "#c0392b"
 ESTIMATED_COLOR = "#7b4fa0"
@@ -188,6 +189,7 @@ def _error(rows: pd.DataFrame, y: str) -> dict[str, Any] | None:
     }
 
 
+@optional_figure  # a failing plot leaves a note in its place
 def performance_figure(table: pd.DataFrame, metric: str) -> go.Figure:
     """Plot one metric's estimated and realized values per window, the band and the alerts."""
     axis = window_axis(table)
@@ -225,6 +227,7 @@ def drift_ratio(table: pd.DataFrame) -> pd.Series:
     return pd.Series(np.minimum(ratio, RATIO_CAP), index=table.index, name="ratio")
 
 
+@optional_html  # a failing table leaves a note in its place
 def drift_heatmap(table: pd.DataFrame) -> str:
     """Render every column's ``statistic / limit`` per window as an HTML heatmap.
 
@@ -299,6 +302,7 @@ _HEAT_CSS = (
 )
 
 
+@optional_figure  # a failing plot leaves a note in its place
 def column_figure(table: pd.DataFrame, column: str) -> go.Figure:
     """Plot one column's drift statistic per window with its band and alerts."""
     axis = window_axis(table)
@@ -313,6 +317,7 @@ def column_figure(table: pd.DataFrame, column: str) -> go.Figure:
     return fig
 
 
+@optional_figure  # a failing plot leaves a note in its place
 def multivariate_figure(table: pd.DataFrame) -> go.Figure:
     """Plot the multivariate drift value (PCA reconstruction error) per window, band, alerts."""
     axis = window_axis(table)
@@ -334,20 +339,31 @@ def quality_report(table: pd.DataFrame) -> pd.DataFrame:
     Severity: alerting rows first, current windows before reference ones, then by the share of
     problem rows (missing + out of range + unseen + type errors, over the window's rows).
     """
-    counts = table[list(QUALITY_COUNTS)].fillna(0)
+    columns = ["severity", "period", "window", "column", "rows", "missing", "missing_rate"]
+    columns += [*QUALITY_COUNTS, "alert", "reason"]
+    if table.empty:  # no column checked (a table whose only feature is its date, say)
+        return pd.DataFrame(columns=columns)
+    counts = table[list(QUALITY_COUNTS)].fillna(0).astype(float)
     alert = table["alert"].fillna(False).astype(bool)
     keep = alert | (table["reason"].fillna("") != "") | (counts.sum(axis=1) > 0)
     part = table[keep]
-    rate = (counts[keep].sum(axis=1) / part["rows"].clip(lower=1)) + part["missing_rate"].fillna(0)
+    missing_rate = part["missing_rate"].astype(float)
+    rows = part["rows"].astype(float).clip(lower=1)
+    rate = counts[keep].sum(axis=1) / rows + missing_rate.fillna(0)
     severity = alert[keep].astype(int) * 10 + (part["period"] == "current").astype(int) * 5 + rate
-    report = part.assign(severity=severity.round(4), missing_rate=part["missing_rate"].round(4))
-    columns = ["severity", "period", "window", "column", "rows", "missing", "missing_rate"]
-    columns += [*QUALITY_COUNTS, "alert", "reason"]
+    report = part.assign(severity=severity.round(4), missing_rate=missing_rate.round(4))
     return report.sort_values("severity", ascending=False, kind="stable")[columns].reset_index(
         drop=True
     )
 
 
+@optional_html  # a failing table leaves a note in its place
+def quality_section(table: pd.DataFrame) -> str:
+    """Return the report's quality table (:func:`quality_report` as :func:`quality_html`)."""
+    return quality_html(quality_report(table))
+
+
+@optional_html  # a failing table leaves a note in its place
 def quality_html(
     report: pd.DataFrame, sort_by: str = "severity", limit: int = QUALITY_LIMIT
 ) -> str:

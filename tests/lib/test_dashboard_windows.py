@@ -31,6 +31,7 @@ from lib.monitoring.window_plots import (
     performance_figure,
     quality_html,
     quality_report,
+    quality_section,
     window_axis,
 )
 from tests.lib.voila import voila_dashboard
@@ -166,6 +167,28 @@ def test_quality_report_keeps_only_problems_most_severe_first(tables):
     by_window = quality_html(report, "window")  # text sorts alphabetically: 2025 before 2026
     assert by_window.index("2025-") < by_window.index(report.iloc[0]["window"])
     assert "1 more rows not shown" in quality_html(report, limit=1)
+
+
+def test_a_run_that_checked_no_column_gets_an_empty_quality_table(tables):
+    """statsmodels' co2 has one feature, its date: the monitor checked no column, and the
+    report's quality cell failed the whole stage (TypeError from rounding an empty table)."""
+    empty = tables[WINDOW_QUALITY].iloc[:0]
+    report = quality_report(empty)
+    assert report.empty and "severity" in report.columns
+    assert "<table" in quality_section(empty) and "Not shown" not in quality_section(empty)
+
+
+def test_a_failing_figure_or_table_leaves_a_note_not_a_failed_stage(tables):
+    """Every window figure and table of the report is optional (issue point 7)."""
+    broken = pd.DataFrame({"nothing": [1]})
+    for figure in (
+        column_figure(broken, ALERT_COLUMN),
+        multivariate_figure(broken),
+        performance_figure(broken, "roc_auc"),
+    ):
+        assert "not drawn" in figure.layout.title.text
+    for page in (drift_heatmap(broken), quality_section(broken), quality_html(broken)):
+        assert page.startswith('<p class="quire-warning"><b>Not shown:</b>') and "not built" in page
 
 
 def test_dashboard_section_draws_the_tables_and_reacts(tmp_path, tables):
