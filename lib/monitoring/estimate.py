@@ -16,8 +16,8 @@ reference band, the reference windows' realized mean ± ``sigmas`` standard devi
 to the metric's range (row windows: learned from at least 20 values, windows drawn with
 replacement from the labelled reference rows topping them up, and the sd widened for the error
 of the band's own centre, :func:`lib.monitoring.windows.centre_widening`), and only in the
-harmful direction: a score (ROC AUC, accuracy, F1,
-precision, recall, R²) below the lower bound, a loss (log loss, RMSE, MAE) above the upper one.
+harmful direction: a score (ROC AUC, accuracy, F1, precision, recall, R²) below the lower
+bound, a loss (log loss, RMSE, MAE) above the upper one.
 ``alert_estimated`` judges the estimate and ``alert_realized`` the realized value; a bare point
 estimate is all there is to judge, and NaN never alerts.
 """
