@@ -38,7 +38,13 @@ from lib.data.schema import Task
 from lib.monitoring import estimate_cbpe as cbpe
 from lib.monitoring import estimate_dle as dle
 from lib.monitoring.inputs import Current
-from lib.monitoring.windows import Window, centre_widening, drawn_windows, reference_band
+from lib.monitoring.windows import (
+    DRAWN_ROWS,
+    Window,
+    centre_widening,
+    drawn_windows,
+    reference_band,
+)
 
 log = get_logger(__name__)
 
@@ -234,7 +240,8 @@ def window_performance(
     # reference rows) and is widened for its centre's own error, as drift's and multivariate's
     sizes = [w.rows for w in cur_windows if w.rows]
     window = int(np.median(sizes)) if sizes else 0
-    drawn = [realized(r) for r in drawn_windows(ref_windows, resampled, window, seed=seed + 1)]
+    extra = drawn_windows(ref_windows, resampled, window, seed=seed + 1, max_rows=DRAWN_ROWS)
+    drawn = [realized(rows) for rows in extra]
     widen = centre_widening(ref_windows, window, len(resampled))
     return _with_bands(frame, chosen, sigmas * widen, drawn)
 

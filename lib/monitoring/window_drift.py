@@ -67,7 +67,7 @@ from lib.data.drift_profile import (
     numeric_values,
     profile_column,
 )
-from lib.monitoring.windows import Window, band_top_up, reference_band
+from lib.monitoring.windows import DRAWN_ROWS, Window, band_top_up, reference_band
 
 log = get_logger(__name__)
 
@@ -239,9 +239,6 @@ def _left_out(method: str, col: ColumnProfile, present: np.ndarray | dict[str, i
     rest = {k: c - window.get(k, 0) for k, c in col.counts.items()}
     rest = {k: c for k, c in rest.items() if c > 0}
     return _score(method, replace(col, counts=rest, count=col.count - n), present)
-
-
-DRAWN_ROWS = 200_000  # rows drawn for a band's extra windows, at most, per column
 
 
 def _drawn(ref_windows: Sequence[Window], column: str) -> list[np.ndarray]:

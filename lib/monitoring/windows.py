@@ -103,6 +103,7 @@ def reference_band(
 
 
 MIN_BAND_VALUES = 20  # values a band of row windows is learned from, at least
+DRAWN_ROWS = 200_000  # rows the drawn windows of a costly statistic hold, at most, in all
 
 
 def band_top_up(ref_windows: Sequence[Window]) -> int:
@@ -121,16 +122,23 @@ def band_top_up(ref_windows: Sequence[Window]) -> int:
 
 
 def drawn_windows(
-    ref_windows: Sequence[Window], rows: np.ndarray, size: int, seed: int
+    ref_windows: Sequence[Window],
+    rows: np.ndarray,
+    size: int,
+    seed: int,
+    max_rows: int | None = None,
 ) -> list[np.ndarray]:
     """Return the extra windows that top a band of row windows up (:func:`band_top_up`).
 
     Each holds ``size`` of ``rows`` (reference row positions) drawn with replacement, seeded:
     drawn without replacement from a small reference, overlapping windows understate the
-    spread of independent ones.
+    spread of independent ones. ``max_rows`` caps the rows of all of them together (large
+    windows vary little, and a costly statistic pays for every row).
     """
     extra = band_top_up(ref_windows)
-    if not extra or size <= 0 or not len(rows):
+    if max_rows is not None:
+        extra = min(extra, max_rows // max(size, 1))
+    if extra <= 0 or size <= 0 or not len(rows):
         return []
     rng = np.random.default_rng(seed)
     return [rows[rng.integers(0, len(rows), size)] for _ in range(extra)]
