@@ -241,7 +241,8 @@ def window_performance(
     sizes = [w.rows for w in cur_windows if w.rows]
     window = int(np.median(sizes)) if sizes else 0
     extra = drawn_windows(ref_windows, resampled, window, seed=seed + 1, max_rows=DRAWN_ROWS)
-    drawn = [realized(rows) for rows in extra]
+    estimated = sides["reference"][1]
+    drawn = [(realized(rows), estimated(rows)) for rows in extra]
     widen = centre_widening(ref_windows, window, len(resampled))
     return _with_bands(frame, chosen, sigmas * widen, drawn)
 
@@ -289,18 +290,29 @@ def _with_bands(
     frame: pd.DataFrame,
     metrics: tuple[str, ...],
     sigmas: float,
-    drawn: Sequence[dict[str, float]] = (),
+    drawn: Sequence[tuple[dict[str, float], dict[str, float]]] = (),
 ) -> pd.DataFrame:
     """Add each metric's reference band and the alerts (wrong direction only).
 
-    The band is learned from the reference windows' realized values and the ``drawn``
-    windows' (not shown).
+    The band is learned from the realized values of the reference windows and of the
+    ``drawn`` ones (``(realized, estimated)`` per window, not shown). Its sd is at least the
+    estimates' over those windows: a window's realized value varies around its expected one,
+    the estimate, so (law of total variance) its spread is never below the estimates'. A small
+    reference holding one or two errors of a near-perfect model realizes about 1.0 in every
+    drawn window, a spread far too narrow: on breast cancer (88 reference rows, nothing
+    shifted, 20 splits) the floor took realized alerts from 22 % of windows to 5 %. (Estimate
+    alerts stayed at 28 %: that model's estimates sit below its realized values on the
+    reference itself, a calibration 88 rows cannot fix.)
     """
     frame = frame.assign(lower=np.nan, upper=np.nan, alert_estimated=False, alert_realized=False)
+    reference = frame["period"] == "reference"
     for m in metrics:
         at = frame["metric"] == m
-        ref_values = frame.loc[at & (frame["period"] == "reference"), "realized"].to_numpy(float)
-        ref_values = np.append(ref_values, [d.get(m, np.nan) for d in drawn])
+        ref_values = frame.loc[at & reference, "realized"].to_numpy(float)
+        ref_values = np.append(ref_values, [real.get(m, np.nan) for real, _ in drawn])
+        estimates = frame.loc[at & reference, "estimated"].to_numpy(float)
+        estimates = np.append(estimates, [est.get(m, np.nan) for _, est in drawn])
+        estimates = estimates[np.isfinite(estimates)]
         lo_limit, hi_limit = metric_limits(m)
         band = reference_band(
             ref_values,
@@ -308,6 +320,7 @@ def _with_bands(
             lower_limit=lo_limit,
             upper_limit=hi_limit,
             side="upper" if m in _LOSSES else "lower",
+            sd_floor=float(estimates.std()) if len(estimates) > 1 else 0.0,
         )
         frame.loc[at, "lower"] = np.nan if band.lower is None else band.lower
         frame.loc[at, "upper"] = np.nan if band.upper is None else band.upper

@@ -83,17 +83,20 @@ def reference_band(
     lower_limit: float | None = None,
     upper_limit: float | None = None,
     side: Literal["both", "upper", "lower"] = "both",
+    sd_floor: float = 0.0,
 ) -> Band:
     """Mean ± ``sigmas`` standard deviations of a statistic over the reference windows.
 
     Clipped to the statistic's own range (``lower_limit``/``upper_limit``, e.g. 0 and 1 for a
-    share); ``side`` keeps one bound only (a distance alerts only upwards).
+    share); ``side`` keeps one bound only (a distance alerts only upwards). ``sd_floor`` is the
+    least standard deviation the band takes (a spread known to be there, the values' own
+    notwithstanding).
     """
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v)]
     if not len(v):
         return Band(None, None, float("nan"))
-    mean, sd = float(v.mean()), float(v.std(ddof=0))
+    mean, sd = float(v.mean()), max(float(v.std(ddof=0)), sd_floor)
     lo, hi = mean - sigmas * sd, mean + sigmas * sd
     if lower_limit is not None:
         lo = max(lo, lower_limit)
