@@ -43,6 +43,7 @@ from lib.monitoring.windows import (
     Window,
     centre_widening,
     drawn_windows,
+    median_rows,
     reference_band,
 )
 
@@ -238,8 +239,7 @@ def window_performance(
     frame = pd.DataFrame(values, columns=list(COLUMNS[:13]))
     # a band of row windows learns from at least 20 values (windows drawn from the labelled
     # reference rows) and is widened for its centre's own error, as drift's and multivariate's
-    sizes = [w.rows for w in cur_windows if w.rows]
-    window = int(np.median(sizes)) if sizes else 0
+    window = median_rows(cur_windows)
     extra = drawn_windows(ref_windows, resampled, window, seed=seed + 1, max_rows=DRAWN_ROWS)
     estimated = sides["reference"][1]
     drawn = [(realized(rows), estimated(rows)) for rows in extra]

@@ -42,7 +42,13 @@ from lib.core.errors import DataValidationError
 from lib.core.logs import get_logger
 from lib.data.drift_profile import Kind, numeric_values
 from lib.monitoring.window_drift import META, category_codes, window_meta
-from lib.monitoring.windows import Window, centre_widening, drawn_windows, reference_band
+from lib.monitoring.windows import (
+    Window,
+    centre_widening,
+    drawn_windows,
+    median_rows,
+    reference_band,
+)
 
 log = get_logger(__name__)
 
@@ -263,8 +269,7 @@ def multivariate_drift(
         "reference": [_mean(ref_errors[w.index]) for w in ref_windows],
         "current": [_mean(cur_errors[w.index]) for w in cur_windows],
     }
-    sizes = [w.rows for w in cur_windows if w.rows]
-    size = int(np.median(sizes)) if sizes else 0
+    size = median_rows(cur_windows)
     drawn = _drawn(held_errors, ref_windows, size)
     widen = centre_widening(ref_windows, size, len(held_errors))
     band = reference_band([*values["reference"], *drawn], sigmas=sigmas * widen, lower_limit=0.0)
@@ -298,11 +303,8 @@ def halves(n_rows: int) -> tuple[np.ndarray, np.ndarray]:
     Fitted on every row (NannyML), the PCA has seen the reference windows' own rows, so they
     reconstruct better than new rows do and the band sits too low: on statsmodels' randhie split
     at random, with nothing shifted, 20 % of current windows alerted. Below ``CROSS_FIT_MIN``
-    rows both are every row (:func:`out_of_fold` scores them instead).
+    rows there is no half to spare (:func:`multivariate_drift` scores them :func:`out_of_fold`).
     """
-    if n_rows < CROSS_FIT_MIN:
-        every = np.arange(n_rows)
-        return every, every
     order = np.random.default_rng(0).permutation(n_rows)
     return np.sort(order[: n_rows // 2]), np.sort(order[n_rows // 2 :])
 

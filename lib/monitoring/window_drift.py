@@ -67,7 +67,7 @@ from lib.data.drift_profile import (
     numeric_values,
     profile_column,
 )
-from lib.monitoring.windows import DRAWN_ROWS, Window, band_top_up, reference_band
+from lib.monitoring.windows import DRAWN_ROWS, Window, band_top_up, median_rows, reference_band
 
 log = get_logger(__name__)
 
@@ -253,9 +253,8 @@ def _drawn(ref_windows: Sequence[Window], column: str) -> list[np.ndarray]:
     extra = band_top_up(ref_windows)
     if not extra:
         return []
-    shown = [w for w in ref_windows if w.rows]
-    n_rows = max(int(w.index.max()) for w in shown) + 1
-    size = int(np.median([w.rows for w in shown]))
+    n_rows = max(int(w.index.max()) for w in ref_windows if w.rows) + 1
+    size = median_rows(ref_windows)
     rng = np.random.default_rng(zlib.crc32(column.encode()))
     draws = min(extra, DRAWN_ROWS // max(size, 1))
     return [np.sort(rng.choice(n_rows, size, replace=False)) for _ in range(draws)]

@@ -124,6 +124,12 @@ def band_top_up(ref_windows: Sequence[Window]) -> int:
     return max(MIN_BAND_VALUES - len(shown), 0)
 
 
+def median_rows(windows: Sequence[Window]) -> int:
+    """Return the median row count of the windows holding rows (0 when none does)."""
+    sizes = [w.rows for w in windows if w.rows]
+    return int(np.median(sizes)) if sizes else 0
+
+
 def drawn_windows(
     ref_windows: Sequence[Window],
     rows: np.ndarray,
