@@ -266,8 +266,8 @@ def multivariate_drift(
         ref_errors[held] = held_errors
     cur_errors = model.errors(current)
     values = {
-        "reference": [_mean(ref_errors[w.index]) for w in ref_windows],
-        "current": [_mean(cur_errors[w.index]) for w in cur_windows],
+        "reference": [_mean(ref_errors[w.rows_taken]) for w in ref_windows],
+        "current": [_mean(cur_errors[w.rows_taken]) for w in cur_windows],
     }
     size = median_rows(cur_windows)
     drawn = _drawn(held_errors, ref_windows, size)

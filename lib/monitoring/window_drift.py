@@ -160,7 +160,7 @@ class _Side:
             return cls(numeric_values(series))
         return cls(*category_codes(series))
 
-    def present(self, index: np.ndarray | None = None) -> np.ndarray | dict[str, int]:
+    def present(self, index: slice | np.ndarray | None = None) -> np.ndarray | dict[str, int]:
         """Return the window's present values as the statistics take them: sorted or counted."""
         if self.names is None:
             taken = self.values if index is None else self.values[index]
@@ -275,7 +275,7 @@ def _column(
     sides = (("reference", ref, ref_windows), ("current", cur, cur_windows))
     score = {"reference": _left_out, "current": _score}
     scores = {
-        period: [score[period](chosen, col, side.present(w.index)) for w in windows]
+        period: [score[period](chosen, col, side.present(w.rows_taken)) for w in windows]
         for period, side, windows in sides
         if exact is None or period == "reference"
     }

@@ -59,7 +59,7 @@ class _Flags:
     raw: pd.Series  # the values as given, to quote offenders
     far: np.ndarray | None = None  # bool: beyond the range by more than its width
 
-    def count(self, index: np.ndarray) -> dict[str, int]:
+    def count(self, index: slice | np.ndarray) -> dict[str, int]:
         return {
             "missing": int(self.missing[index].sum()),
             "out_of_range": int(self.out_of_range[index].sum()),
@@ -69,7 +69,8 @@ class _Flags:
 
     def examples(self, flag: str, index: np.ndarray) -> str:
         picked = index[getattr(self, flag)[index]]
-        shown = list(dict.fromkeys(self.raw.iloc[picked].astype(str)))[:_SHOWN]
+        # spelled once per distinct value, in order of appearance (a window may hold thousands)
+        shown = list(dict.fromkeys(self.raw.iloc[picked].drop_duplicates().astype(str)))[:_SHOWN]
         return ", ".join(repr(v) for v in shown)
 
 
@@ -97,7 +98,8 @@ def _flags(
     """Return both sides' row flags, the range described and the reference's present values."""
     sides = []
     if kind in _NUMERIC:
-        ref_numbers, _ = _as_numbers(reference, kind)
+        converted = [_as_numbers(series, kind) for series in (reference, values)]
+        ref_numbers = converted[0][0]
         present = ref_numbers[~np.isnan(ref_numbers)]
         if not len(present):
             raise DataValidationError(
@@ -107,17 +109,16 @@ def _flags(
             )
         lo, hi = float(present.min()), float(present.max())
         width = hi - lo
-        for series in (reference, values):
-            numbers, bad = _as_numbers(series, kind)
+        for series, (numbers, bad) in zip((reference, values), converted, strict=True):
             outside = ~np.isnan(numbers) & ((numbers < lo) | (numbers > hi))
             far = ~np.isnan(numbers) & ((numbers < lo - width) | (numbers > hi + width))
             none = np.zeros(len(series), dtype=bool)
             sides.append(_Flags(series.isna().to_numpy(), outside, none, bad, series, far))
         return sides[0], sides[1], f"[{lo:.4g}, {hi:.4g}]", len(present)
-    ref_codes, ref_names = category_codes(reference)
-    known = set(ref_names[np.unique(ref_codes[ref_codes >= 0])])
-    for series in (reference, values):
-        codes, names = category_codes(series)
+    coded = [category_codes(series) for series in (reference, values)]
+    ref_codes, ref_names = coded[0]
+    known = set(ref_names[np.bincount(ref_codes[ref_codes >= 0], minlength=len(ref_names)) > 0])
+    for series, (codes, names) in zip((reference, values), coded, strict=True):
         new = np.append([n not in known for n in names], False)  # code -1 (missing): not new
         unseen = new[codes]
         none = np.zeros(len(series), dtype=bool)
@@ -161,16 +162,18 @@ def _column(
 ) -> list[dict[str, object]]:
     ref_flags, cur_flags, span, n_ref = _flags(name, kind, reference[name], current[name])
     flags = {"reference": ref_flags, "current": cur_flags}
-    rates = [ref_flags.missing[w.index].mean() if w.rows else np.nan for w in windows["reference"]]
+    rates = [
+        ref_flags.missing[w.rows_taken].mean() if w.rows else np.nan for w in windows["reference"]
+    ]
     band = reference_band(rates, sigmas=sigmas, lower_limit=0.0, upper_limit=1.0, side="upper")
     rows = []
     for period, side in flags.items():
         for w in windows[period]:
-            counts = side.count(w.index)
+            counts = side.count(w.rows_taken)
             rate = counts["missing"] / w.rows if w.rows else float("nan")
             extra = {"range": span}
             present = w.rows - counts["missing"] - counts["type_errors"]
-            far = side.far is not None and bool(side.far[w.index].any())
+            far = side.far is not None and bool(side.far[w.rows_taken].any())
             if far or beyond_chance(counts["out_of_range"], present, n_ref):
                 extra["out_of_range"] = side.examples("out_of_range", w.index)
             for flag, key in (("unseen",) * 2, ("type_error", "type_errors")):

@@ -73,3 +73,15 @@ def test_the_band_is_mean_plus_minus_sigmas_clipped():
     assert band.alerts(0.2 + 3.1 * sd) and not band.alerts(0.25) and not band.alerts(float("nan"))
     upper_only = w.reference_band([0.1, 0.2, 0.3], side="upper")
     assert upper_only.lower is None and not upper_only.alerts(-5.0)
+
+
+def test_rows_taken_is_a_slice_only_for_consecutive_rows():
+    values = np.arange(10.0) * 3
+    rows = w.split(10, w.parse_spec("4 rows"))
+    assert [r.rows_taken for r in rows] == [slice(0, 4), slice(4, 8), slice(8, 10)]
+    # a period window with a gap (rows of another month between) keeps its positions
+    times = pd.Series(pd.to_datetime(["2024-01-05", "2024-02-01", "2024-01-20", "2024-01-30"]))
+    january = w.split(4, w.parse_spec("1M"), times)[0]
+    assert isinstance(january.rows_taken, np.ndarray)
+    assert values[january.rows_taken].tolist() == [0.0, 6.0, 9.0]
+    assert w.Window("none", np.array([], dtype=int)).rows_taken.tolist() == []
