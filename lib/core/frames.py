@@ -16,6 +16,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lib.core.parallel import map_ordered, thread_count
+
 
 def to_frame(table: pa.Table, **options: object) -> pd.DataFrame:
     """Convert ``table`` (which must not be used afterwards) and release Arrow's spare memory."""
@@ -28,8 +30,11 @@ def to_frame(table: pa.Table, **options: object) -> pd.DataFrame:
 def read_parquet(path: Path | str, columns: Sequence[str] | None = None) -> pd.DataFrame:
     """Read a Parquet file (its ``columns``, or all) as :func:`pandas.read_parquet` would.
 
-    One column at a time: the peak is the frame plus one column, not the frame twice. A file
-    that stores its index as columns is read whole (its index must come along).
+    A column at a time: the peak is the frame plus a column per thread, not the frame twice.
+    The columns are read on threads (Arrow decodes without the GIL), each with its own file
+    handle: the monitor bench's two files (1.5 million rows x 24 columns) 0.56 to 0.32-0.40 s
+    on 2 cores, the peak the same. A file that stores its index as columns is read whole (its
+    index must come along).
     """
     file = pq.ParquetFile(path)
     schema = file.schema_arrow
@@ -38,5 +43,10 @@ def read_parquet(path: Path | str, columns: Sequence[str] | None = None) -> pd.D
     names = list(columns) if columns is not None else schema.names
     if stored_index or len(names) < 2:
         return to_frame(file.read(columns=names, use_pandas_metadata=True))
-    parts = [to_frame(file.read(columns=[n], use_pandas_metadata=True)).iloc[:, 0] for n in names]
+
+    def one(name: str) -> pd.Series:
+        table = pq.ParquetFile(path).read(columns=[name], use_pandas_metadata=True)
+        return to_frame(table).iloc[:, 0]
+
+    parts = map_ordered(one, names, thread_count(None))
     return pd.concat(parts, axis=1, copy=False) if parts else pd.DataFrame()

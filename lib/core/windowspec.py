@@ -109,6 +109,11 @@ class Window:
         return self.index
 
 
+def kept(mask: np.ndarray) -> slice | np.ndarray:
+    """Return ``mask`` as an indexer, or every row (a view, no copy) when it keeps them all."""
+    return slice(None) if mask.all() else mask
+
+
 def split(n_rows: int, spec: WindowSpec, times: pd.Series | None = None) -> list[Window]:
     """Cut ``n_rows`` rows (in the order given; ``times`` aligned with them) into windows.
 

@@ -260,8 +260,8 @@ def _rows(
     nan = float("nan")
     is_labelled, estimate, realized = side
     for w in windows:
-        est, real = estimate(w.index), realized(w.index)
-        labelled = int(is_labelled[w.index].sum())
+        est, real = estimate(w.rows_taken), realized(w.rows_taken)
+        labelled = int(is_labelled[w.rows_taken].sum())
         for m in metrics:
             e, r = est.get(m, nan), real.get(m, nan)
             e_lo, e_hi = _band(e, sd[m] * np.sqrt(size / w.rows), m) if w.rows else (nan, nan)

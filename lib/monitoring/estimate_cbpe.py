@@ -23,19 +23,19 @@ stays put and the realized metric leaves the estimate's band, which is the signa
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
+from math import ceil
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.isotonic import IsotonicRegression
-from sklearn.model_selection import StratifiedShuffleSplit
 
 from lib.core.contracts import predlog
 from lib.core.errors import DataValidationError
 from lib.core.logs import get_logger
+from lib.core.windowspec import kept
 from lib.model.scoring import roc_auc
 
 log = get_logger(__name__)
@@ -50,7 +50,7 @@ CLASS_METRICS = (
 )
 BINARY_ONLY = ("f1", "precision", "recall")  # of the positive class (the second), as NannyML
 _EPS = np.finfo(float).eps
-Metrics = Callable[[np.ndarray], dict[str, float]]  # row positions -> {metric: value}
+Metrics = Callable[[slice | np.ndarray], dict[str, float]]  # rows -> {metric: value}
 Side = tuple[np.ndarray, Metrics, Metrics]  # labelled (bool per row), estimate, realized
 
 
@@ -70,6 +70,93 @@ def _ece(truth: np.ndarray, score: np.ndarray, bins: int) -> float:
 
 
 CHECK_ROWS = 100_000  # reference rows the calibration test looks at (a sample above that)
+_RESOLUTION = np.finfo(np.float64).resolution  # scores closer than this are one (scikit-learn's)
+
+
+@dataclass(frozen=True)
+class Isotonic:
+    """An increasing isotonic map: scikit-learn's ``IsotonicRegression(out_of_bounds="clip")``.
+
+    ``x_`` and ``y_`` are its thresholds (scikit-learn's ``X_thresholds_``/``y_thresholds_``):
+    scores between two are mapped linearly, scores beyond the ends to the end values.
+    """
+
+    x_: np.ndarray
+    y_: np.ndarray
+
+    def __call__(self, score: np.ndarray) -> np.ndarray:
+        """Map ``score`` (a missing score stays missing)."""
+        mapped: np.ndarray = np.interp(score, self.x_, self.y_)
+        return mapped
+
+
+def isotonic_fit(score: np.ndarray, truth: np.ndarray, order: np.ndarray | None = None) -> Isotonic:
+    """Fit :class:`Isotonic` as scikit-learn's ``IsotonicRegression.fit`` does, step for step.
+
+    ``order``: the rows sorted by score, then truth (``np.lexsort((truth, score))``), when the
+    caller has it. scikit-learn sorts on every fit; the calibration test fits ten times on
+    subsets of one sample, so it sorts once and passes each subset's rows in that order (a
+    subset of a sorted sequence is sorted). Then, as scikit-learn: scores within ``resolution``
+    of their run's first score are one point with the mean truth, and scipy's pool-adjacent-
+    violators (the routine scikit-learn calls) fits the means weighted by the run sizes. On the
+    monitor bench's 500,000 reference rows the test and the fit took 0.60 s with scikit-learn
+    and 0.3 s so; the maps are equal (tested against scikit-learn's).
+    """
+    from scipy.optimize import isotonic_regression
+
+    if order is None:
+        order = np.lexsort((truth, score))
+    x, y = np.asarray(score, dtype=float)[order], np.asarray(truth, dtype=float)[order]
+    starts = np.flatnonzero(np.r_[True, np.diff(x) >= _RESOLUTION])
+    spans = np.r_[starts[1:], len(x)]
+    if np.any(x[spans - 1] - x[starts] >= _RESOLUTION):  # a chain of near ties: split as sklearn
+        starts = _run_starts(x)
+    sizes = np.diff(np.r_[starts, len(x)])
+    means = np.add.reduceat(y, starts) / sizes
+    fitted = np.asarray(isotonic_regression(means, weights=sizes.astype(float)).x, dtype=float)
+    # a constant run needs its ends only: the map is the same, and mapping a million scores
+    # searches a few hundred thresholds instead of one per distinct score (0.5 s to 0.1 s)
+    keep = np.ones(len(fitted), dtype=bool)
+    keep[1:-1] = (fitted[1:-1] != fitted[:-2]) | (fitted[1:-1] != fitted[2:])
+    return Isotonic(x[starts][keep], fitted[keep])
+
+
+def _run_starts(x: np.ndarray) -> np.ndarray:
+    """Return where scikit-learn's runs start: a score ``resolution`` above the run's first."""
+    starts, first = [0], x[0]
+    for j in range(1, len(x)):
+        if x[j] - first >= _RESOLUTION:
+            starts.append(j)
+            first = x[j]
+    return np.asarray(starts)
+
+
+def stratified_splits(
+    truth: np.ndarray, *, splits: int, test_size: float, seed: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield scikit-learn's ``StratifiedShuffleSplit(splits, test_size, random_state=seed)``.
+
+    The same rows in the same order from the same random draws (tested against it), without
+    its per-row Python lists: 0.24 s to about 0.02 s for ten splits of 100,000 rows. Every
+    class needs at least two rows.
+    """
+    from sklearn.utils import check_random_state
+    from sklearn.utils.extmath import _approximate_mode
+
+    n_test = ceil(test_size * len(truth))
+    n_train = len(truth) - n_test
+    _, inverse, counts = np.unique(truth, return_inverse=True, return_counts=True)
+    by_class = np.split(np.argsort(inverse, kind="stable"), np.cumsum(counts)[:-1])
+    rng = check_random_state(seed)
+    for _ in range(splits):
+        n_i = _approximate_mode(counts, n_train, rng)
+        t_i = _approximate_mode(counts - n_i, n_test, rng)
+        train, test = [], []
+        for i, rows in enumerate(by_class):
+            shuffled = rows.take(rng.permutation(counts[i]), mode="clip")
+            train.append(shuffled[: n_i[i]])
+            test.append(shuffled[n_i[i] : n_i[i] + t_i[i]])
+        yield rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(test))
 
 
 def needs_calibration(truth: np.ndarray, score: np.ndarray, *, bins: int = 10) -> bool:
@@ -87,36 +174,30 @@ def needs_calibration(truth: np.ndarray, score: np.ndarray, *, bins: int = 10) -
     if len(truth) > CHECK_ROWS:
         keep = np.sort(np.random.default_rng(42).choice(len(truth), CHECK_ROWS, replace=False))
         truth, score = truth[keep], score[keep]
-    if len(np.unique(truth)) < 2 or len(truth) < 40 or roc_auc(truth > 0, score) > 0.999:
+    counts = np.unique(truth, return_counts=True)[1]
+    # one row of a class cannot be split both ways (scikit-learn's splitter raises there)
+    if len(counts) < 2 or counts.min() < 2 or len(truth) < 40:
         return False
-    splits = StratifiedShuffleSplit(n_splits=10, test_size=0.1, random_state=42)
+    if roc_auc(truth > 0, score) > 0.999:
+        return False
+    order = np.lexsort((truth, score))
     held, raw, fitted = [], [], []
-    for train, test in splits.split(score, truth):
-        iso = IsotonicRegression(out_of_bounds="clip", increasing=True)
-        iso.fit(score[train], truth[train])
+    for train, test in stratified_splits(truth, splits=10, test_size=0.1, seed=42):
+        in_train = np.zeros(len(score), dtype=bool)
+        in_train[train] = True
+        iso = isotonic_fit(score, truth, order[in_train[order]])
         held.append(truth[test])
         raw.append(score[test])
-        fitted.append(iso.predict(score[test]))
+        fitted.append(iso(score[test]))
     y, before, after = np.concatenate(held), np.concatenate(raw), np.concatenate(fitted)
     return _ece(y, before, bins) > _ece(y, after, bins)
-
-
-def _mapped(iso: IsotonicRegression, score: np.ndarray) -> np.ndarray:
-    """Return ``iso.predict(score)``, except that a missing score stays missing.
-
-    The same numbers (clipped at the ends, linear between the fitted thresholds), but scikit-learn
-    refuses a NaN: one row with a missing probability failed the whole estimate. Here that row
-    is left out of its window's estimate only.
-    """
-    mapped: np.ndarray = np.interp(score, iso.X_thresholds_, iso.y_thresholds_)
-    return mapped
 
 
 @dataclass(frozen=True)
 class Calibrator:
     """Per-class isotonic maps fitted on the reference (None: that class kept as scored)."""
 
-    maps: tuple[IsotonicRegression | None, ...]
+    maps: tuple[Isotonic | None, ...]
     binary: bool
 
     def apply(self, proba: np.ndarray) -> np.ndarray:
@@ -124,12 +205,9 @@ class Calibrator:
         proba = np.asarray(proba, dtype=float)
         if self.binary:  # NannyML calibrates the positive class; the other is its complement
             iso = self.maps[1]
-            p = proba[:, 1] if iso is None else _mapped(iso, proba[:, 1])
+            p = proba[:, 1] if iso is None else iso(proba[:, 1])
             return np.column_stack([1 - p, p])
-        cols = [
-            proba[:, j] if iso is None else _mapped(iso, proba[:, j])
-            for j, iso in enumerate(self.maps)
-        ]
+        cols = [proba[:, j] if iso is None else iso(proba[:, j]) for j, iso in enumerate(self.maps)]
         out = np.column_stack(cols)
         total = out.sum(axis=1, keepdims=True)
         uniform = np.full_like(out, 1 / out.shape[1])
@@ -146,7 +224,7 @@ def fit_calibrator(yi: np.ndarray, proba: np.ndarray) -> Calibrator:
     """Fit the calibration on the reference: class indices ``yi`` and scores ``proba``."""
     k = proba.shape[1]
     binary = k == 2
-    maps: list[IsotonicRegression | None] = []
+    maps: list[Isotonic | None] = []
     for j in range(k):
         if binary and j == 0:
             maps.append(None)
@@ -155,8 +233,7 @@ def fit_calibrator(yi: np.ndarray, proba: np.ndarray) -> Calibrator:
         if not needs_calibration(truth, proba[:, j]):
             maps.append(None)
             continue
-        iso = IsotonicRegression(out_of_bounds="clip", increasing=True)
-        maps.append(iso.fit(proba[:, j], truth))
+        maps.append(isotonic_fit(proba[:, j], truth))
     return Calibrator(tuple(maps), binary)
 
 
@@ -205,9 +282,9 @@ def estimate(
     n, k = calibrated.shape
     if n == 0:
         return dict.fromkeys(metrics, float("nan"))
-    onehot = pi[:, None] == np.arange(k)[None, :]
-    tp = np.where(onehot, calibrated, 0.0).sum(axis=0)  # expected hits per predicted class
-    predicted = onehot.sum(axis=0).astype(float)
+    # expected hits per predicted class: each row's calibrated probability of its prediction
+    tp = np.bincount(pi, weights=calibrated[np.arange(n), pi], minlength=k)
+    predicted = np.bincount(pi, minlength=k).astype(float)
     actual = calibrated.sum(axis=0)  # expected rows of each true class
     per_class = _confusion_scores(tp, predicted, actual)
     seen = (predicted > 0) | (actual > 0)
@@ -248,10 +325,10 @@ def realized(
     n = len(yi)
     if n == 0:
         return dict.fromkeys(metrics, nan)
-    truth = yi[:, None] == np.arange(k)[None, :]
-    onehot = pi[:, None] == np.arange(k)[None, :]
-    tp = (truth & onehot).sum(axis=0).astype(float)
-    predicted, actual = onehot.sum(axis=0).astype(float), truth.sum(axis=0).astype(float)
+    # the confusion matrix (truth x prediction) in one count: the bootstrap calls this 100 times
+    confusion = np.bincount(yi * k + pi, minlength=k * k).reshape(k, k).astype(float)
+    tp = np.diag(confusion).copy()
+    predicted, actual = confusion.sum(axis=0), confusion.sum(axis=1)
     per_class = _confusion_scores(tp, predicted, actual)
     seen = (predicted > 0) | (actual > 0)  # scikit-learn's macro: classes in truth or predictions
     present = np.flatnonzero(actual > 0)
@@ -266,9 +343,9 @@ def realized(
             if len(present) < 2:
                 out[name] = nan
             elif k == 2:
-                out[name] = roc_auc(truth[:, 1], score[:, 1])
+                out[name] = roc_auc(yi == 1, score[:, 1])
             else:
-                out[name] = float(np.mean([roc_auc(truth[:, j], score[:, j]) for j in present]))
+                out[name] = float(np.mean([roc_auc(yi == j, score[:, j]) for j in present]))
         elif name == "log_loss":
             chosen = np.clip(score[np.arange(n), yi], _EPS, 1 - _EPS)
             out[name] = float(-np.mean(np.log(chosen)))
@@ -351,7 +428,7 @@ def prepare(
 
 
 def _class_realized(
-    rows: np.ndarray,
+    rows: slice | np.ndarray,
     *,
     y: np.ndarray,
     p: np.ndarray,
@@ -359,12 +436,13 @@ def _class_realized(
     k: int,
     metrics: tuple[str, ...],
 ) -> dict[str, float]:
-    ok = rows[(y[rows] >= 0) & (p[rows] >= 0)]
-    return realized(y[ok], None if s is None else s[ok], p[ok], k, metrics)
+    yy, pp, ss = y[rows], p[rows], None if s is None else s[rows]
+    keep = kept((yy >= 0) & (pp >= 0))
+    return realized(yy[keep], None if ss is None else ss[keep], pp[keep], k, metrics)
 
 
 def _class_estimate(
-    rows: np.ndarray,
+    rows: slice | np.ndarray,
     *,
     cal: np.ndarray | None,
     s: np.ndarray | None,
@@ -373,5 +451,6 @@ def _class_estimate(
 ) -> dict[str, float]:
     if cal is None or s is None:
         return dict.fromkeys(metrics, float("nan"))
-    ok = rows[(p[rows] >= 0) & np.isfinite(s[rows]).all(axis=1)]
-    return estimate(cal[ok], s[ok], p[ok], metrics)
+    cc, ss, pp = cal[rows], s[rows], p[rows]
+    keep = kept((pp >= 0) & np.isfinite(ss).all(axis=1))
+    return estimate(cc[keep], ss[keep], pp[keep], metrics)

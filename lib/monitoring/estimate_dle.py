@@ -30,13 +30,14 @@ from sklearn.model_selection import KFold
 from lib.core.contracts import predlog
 from lib.core.errors import DataValidationError
 from lib.core.logs import get_logger
+from lib.core.windowspec import kept
 
 log = get_logger(__name__)
 
 REGRESSION_METRICS = ("rmse", "mae", "r2")
 _LOSSES = ("abs", "sq")
 _MAX_CATEGORIES = 250
-Metrics = Callable[[np.ndarray], dict[str, float]]  # row positions -> {metric: value}
+Metrics = Callable[[slice | np.ndarray], dict[str, float]]  # rows -> {metric: value}
 Side = tuple[np.ndarray, Metrics, Metrics]  # labelled (bool per row), estimate, realized
 
 
@@ -233,14 +234,15 @@ def prepare(
 
 
 def _reg_realized(
-    rows: np.ndarray, *, y: np.ndarray, p: np.ndarray, metrics: tuple[str, ...]
+    rows: slice | np.ndarray, *, y: np.ndarray, p: np.ndarray, metrics: tuple[str, ...]
 ) -> dict[str, float]:
-    ok = rows[np.isfinite(y[rows]) & np.isfinite(p[rows])]
-    return realized(y[ok], p[ok], metrics)
+    yy, pp = y[rows], p[rows]
+    keep = kept(np.isfinite(yy) & np.isfinite(pp))
+    return realized(yy[keep], pp[keep], metrics)
 
 
 def _reg_estimate(
-    rows: np.ndarray,
+    rows: slice | np.ndarray,
     *,
     loss: dict[str, np.ndarray] | None,
     p: np.ndarray,

@@ -130,6 +130,42 @@ def test_calibration_is_fitted_only_where_it_helps():
         assert abs(calibrated[deciles == d].mean() - y[deciles == d].mean()) < 0.02
 
 
+@pytest.mark.parametrize("rounding", [None, 2])  # continuous scores, and many ties
+def test_the_isotonic_map_is_scikit_learns(rounding):
+    from sklearn.isotonic import IsotonicRegression
+
+    rng = np.random.default_rng(11)
+    p = rng.random(4000)
+    p = p if rounding is None else np.round(p, rounding)
+    p[:50] = p[0] + rng.random(50) * 5e-16  # a chain of near ties, merged as scikit-learn does
+    y = (rng.random(len(p)) < p**2).astype(float)
+    theirs = IsotonicRegression(out_of_bounds="clip", increasing=True).fit(p, y)
+    at = np.r_[rng.random(1000), p, -1.0, 2.0]
+    assert np.array_equal(cbpe.isotonic_fit(p, y)(at), theirs.predict(at))
+
+
+@pytest.mark.parametrize(("rows", "classes"), [(40, 2), (1001, 2), (5003, 7)])
+def test_the_calibration_splits_are_scikit_learns(rows, classes):
+    from sklearn.model_selection import StratifiedShuffleSplit
+
+    y = np.random.default_rng(rows).integers(0, classes, rows).astype(float)
+    theirs = StratifiedShuffleSplit(n_splits=10, test_size=0.1, random_state=42)
+    ours = cbpe.stratified_splits(y, splits=10, test_size=0.1, seed=42)
+    for (a_train, a_test), (b_train, b_test) in zip(theirs.split(y, y), ours, strict=True):
+        assert np.array_equal(a_train, b_train) and np.array_equal(a_test, b_test)
+
+
+def test_a_class_of_one_row_is_not_calibrated_and_does_not_fail():
+    # scikit-learn's splitter raised "The least populated classes in y have only 1 member"
+    p = np.linspace(0.01, 0.99, 200)
+    y = np.zeros(200)
+    y[120] = 1.0
+    assert not cbpe.needs_calibration(y, p**3)
+    labels = np.where(np.arange(200) == 120, 2, np.arange(200) % 2)
+    score = np.column_stack([p / 2, p / 2, 1 - p])
+    assert cbpe.fit_calibrator(labels, score).calibrated[2] is False
+
+
 def test_the_calibration_test_samples_a_big_reference(monkeypatch):
     monkeypatch.setattr(cbpe, "CHECK_ROWS", 5_000)
     rng = np.random.default_rng(7)
