@@ -214,9 +214,11 @@ def quire(folder: Path, nannyml_methods: bool = True) -> tuple[dict[str, pd.Data
     }
     task = case["task"]
     metrics = list(METRICS[task].values())
+    # the sampling error's resamples as the monitor stage draws them (monitor.bootstrap)
     out["performance"] = estimate.window_performance(
         task, case["classes"] or None, ref, cur, ref_windows, cur_windows,
         target=case["target"], features=list(kinds), metrics=metrics,
+        resamples=max(params.bootstrap, 20),
     )  # fmt: skip
     return out, time.perf_counter() - t0
 

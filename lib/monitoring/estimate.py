@@ -139,7 +139,10 @@ def _spread(
     if size < 2 or resamples < 2:
         return dict.fromkeys(metrics, float("nan")), max(size, 1)
     rng = np.random.default_rng(seed)
-    draws = [fn(rows[rng.integers(0, len(rows), size)]) for _ in range(resamples)]
+    # each sample's rows in row order (``rows`` ascends): the metrics do not depend on the
+    # order, and reading 20,000 rows of a million in order instead of at random took the
+    # bootstrap from 4.0 to 2.3 ms a sample (the reads missed the cache)
+    draws = [fn(rows[np.sort(rng.integers(0, len(rows), size))]) for _ in range(resamples)]
     sd = {m: float(np.nanstd([d[m] for d in draws], ddof=1)) for m in metrics}
     return sd, size
 
