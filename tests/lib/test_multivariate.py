@@ -101,6 +101,22 @@ def test_categories_are_frequency_encoded_and_missing_values_imputed():
     assert raw.tolist() == [1 / 3, 2 / 3, 0.0]  # missing -> "a"; unseen -> share 0
 
 
+def test_a_pandas_category_column_is_encoded_as_its_values():
+    ref = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "c": [1.0, 1.0, 2.0, None]}).astype(
+        {"c": object}
+    )
+    model = fit_reconstruction(ref, {"x": "numeric", "c": "categorical"})
+    plain = pd.Series([2.0, None, 7.0, 1.0, 1.0], dtype=object)
+    # numeric-looking categories (spelled "1.0" as the plain values are), an unused category,
+    # one unseen, a missing value
+    coded = pd.Series(pd.Categorical(plain, categories=[1.0, 2.0, 7.0, 9.0]))
+    assert isinstance(coded.dtype, pd.CategoricalDtype)
+    want = model._column(plain, "c", "categorical")
+    assert want.tolist() == [1 / 3, 2 / 3, 0.0, 2 / 3, 2 / 3]
+    assert model._column(coded, "c", "categorical").tolist() == want.tolist()
+    assert model._column(coded.iloc[2:], "c", "categorical").tolist() == want[2:].tolist()
+
+
 def test_a_shift_in_a_real_table():
     """Palmer penguins (344 rows, ships with its package): the body measures, species and
     island; in the last two of four current windows the bill length is swapped for the
