@@ -137,8 +137,13 @@ def _judged_metric(perf: pd.DataFrame) -> str | None:
 
 
 def _fell(row: pd.Series, value: str, loss: bool) -> bool:
-    """Whether ``row[value]`` left the reference band on the bad side."""
-    bound = row["upper"] if loss else row["lower"]
+    """Whether ``row[value]`` left its reference band on the bad side.
+
+    The estimate's band is the realized one moved by the estimates' offset on the reference
+    (``lower_estimated``/``upper_estimated``; tables written before it have the one band).
+    """
+    suffix = "_estimated" if value == "estimated" and "lower_estimated" in row.index else ""
+    bound = row[f"upper{suffix}"] if loss else row[f"lower{suffix}"]
     return _worse(float(row[value]), float(bound), loss) if pd.notna(bound) else False
 
 

@@ -147,6 +147,29 @@ def _band(fig: go.Figure, rows: pd.DataFrame) -> None:
         )  # fmt: skip
 
 
+def _estimate_band(fig: go.Figure, rows: pd.DataFrame) -> None:
+    """Draw the bounds the estimate is judged against, where they are not the band's own.
+
+    They are the reference band moved by how far the estimates sat from the realized values on
+    the reference (:func:`lib.monitoring.estimate.window_performance`): drawn when that moved
+    them by more than a hundredth of the band's own width or, one-sided, of its bound.
+    """
+    for bound in ("lower", "upper"):
+        own = rows[bound].to_numpy(float)
+        if f"{bound}_estimated" not in rows:  # a table written before the estimate's band
+            continue
+        moved = rows[f"{bound}_estimated"].to_numpy(float)
+        width = rows["upper"].to_numpy(float) - rows["lower"].to_numpy(float)
+        scale = np.where(np.isfinite(width), width, np.abs(own))
+        if not (np.abs(moved - own) > 0.01 * scale).any():
+            continue
+        fig.add_scatter(
+            x=rows["pos"], y=_round(moved), mode="lines", name=f"estimate's band ({bound})",
+            line={"color": ESTIMATED_COLOR, "dash": "dash", "width": 1}, hoverinfo="skip",
+            legendgroup="estimate band",
+        )  # fmt: skip
+
+
 def _series(fig: go.Figure, rows: pd.DataFrame, y: str, name: str, color: str, **kw: Any) -> None:
     """Draw one statistic per window, hovering the window's span and rows."""
     fig.add_scatter(
@@ -197,6 +220,7 @@ def performance_figure(table: pd.DataFrame, metric: str) -> go.Figure:
     fig = go.Figure()
     _band(fig, rows)
     if rows["estimated"].notna().any():
+        _estimate_band(fig, rows)
         _series(
             fig, rows, "estimated", f"estimated {metric}", ESTIMATED_COLOR,
             line={"dash": "dot"}, error_y=_error(rows, "estimated"),

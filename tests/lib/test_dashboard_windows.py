@@ -98,6 +98,18 @@ def test_performance_figure_draws_both_estimates_the_band_and_the_alerts(tables)
     assert _trace(fig, "band (upper)").y[0] == pytest.approx(band, rel=1e-3)
     shade = fig.layout.shapes[0]  # the reference windows, shaded
     assert (shade.x0, shade.x1) == (-0.5, N_REF - 0.5)
+    # the estimate's band coincides with the realized one here: not drawn twice
+    assert not [t for t in fig.data if t.name.startswith("estimate's band")]
+
+
+def test_performance_figure_draws_the_estimates_band_where_it_moved(tables):
+    perf = tables[WINDOW_PERFORMANCE]
+    moved = perf.assign(lower_estimated=perf["lower"] - 0.1, upper_estimated=perf["upper"] - 0.1)
+    fig = performance_figure(moved, "roc_auc")
+    lower = _trace(fig, "estimate's band (lower)")
+    want = moved.loc[moved["metric"] == "roc_auc", "lower_estimated"].iloc[0]
+    assert lower.y[0] == pytest.approx(want, rel=1e-3)
+    assert _trace(fig, "band (lower)").y[0] == pytest.approx(want + 0.1, rel=1e-3)
     labels = dict(zip(fig.layout.xaxis.tickvals, fig.layout.xaxis.ticktext, strict=True))
     assert labels[0].startswith("ref ")
 

@@ -328,3 +328,15 @@ def test_diagnose_names_the_segment_only_where_performance_fell():
         min_segment_rows=10,
     )
     assert quiet.segment is None
+
+
+def test_the_estimate_is_judged_against_its_own_band():
+    # the estimates sat 0.10 below the realized values on the reference: their band is moved
+    perf = perf_table(estimated={"w3": 0.70})
+    quiet = {"window_drift": drift_table({}), "multivariate": None,
+             "window_quality": quiet_quality()}  # fmt: skip
+    judged = diagnose(**quiet, window_performance=perf).windows.set_index("window")["kind"]
+    assert judged["w3"] == COVARIATE  # below the realized band (0.75): the estimate fell
+    moved = perf.assign(lower_estimated=0.65, upper_estimated=0.75)
+    judged = diagnose(**quiet, window_performance=moved).windows.set_index("window")["kind"]
+    assert judged["w3"] == NONE  # within the estimates' own band

@@ -127,6 +127,8 @@ def window_tables(n_ref: int = 20, n_cur: int = 50, n_features: int = 20, seed: 
             realized_lower=real - 0.03,
             realized_upper=real + 0.03,
             labelled_rows=labelled,
+            lower_estimated=band["lower"],
+            upper_estimated=band["upper"],
             alert_estimated=[
                 c and (v < lo or v > up)
                 for c, v, lo, up in zip(
@@ -139,7 +141,7 @@ def window_tables(n_ref: int = 20, n_cur: int = 50, n_features: int = 20, seed: 
     window_performance = pd.concat(perf, ignore_index=True)[
         [*windows.columns, "metric", "estimated", "estimated_lower", "estimated_upper",
          "realized", "realized_lower", "realized_upper", "labelled_rows", "lower", "upper",
-         "alert_estimated", "alert_realized"]
+         "lower_estimated", "upper_estimated", "alert_estimated", "alert_realized"]
     ]  # fmt: skip
 
     quality = []
