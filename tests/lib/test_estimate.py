@@ -479,7 +479,7 @@ def test_the_band_is_never_narrower_than_the_estimates_spread():
     assert np.mean(shares) < 0.10
 
 
-def _scored(model, x: pd.DataFrame, y: pd.Series, rows: np.ndarray) -> pd.DataFrame:
+def _model_outputs(model, x: pd.DataFrame, y: pd.Series, rows: np.ndarray) -> pd.DataFrame:
     """Rows ``rows`` with the model's prediction and probabilities and the truth."""
     proba = model.predict_proba(x.iloc[rows])
     frame = x.iloc[rows].reset_index(drop=True)
@@ -503,7 +503,7 @@ def test_the_estimate_is_judged_where_the_estimates_sat_on_the_reference():
         model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1))
         model.fit(x.iloc[order[:60]], y.iloc[order[:60]])
 
-        ref, cur = _scored(model, x, y, order[60:148]), _scored(model, x, y, order[148:])
+        ref, cur = (_model_outputs(model, x, y, rows) for rows in (order[60:148], order[148:]))
         spec = parse_spec("5 windows")
         cur_w = split(len(cur), spec)
         out = est.window_performance(
