@@ -340,3 +340,16 @@ def test_the_estimate_is_judged_against_its_own_band():
     moved = perf.assign(lower_estimated=0.65, upper_estimated=0.75)
     judged = diagnose(**quiet, window_performance=moved).windows.set_index("window")["kind"]
     assert judged["w3"] == NONE  # within the estimates' own band
+
+
+def test_a_gap_to_the_estimate_inside_every_band_is_not_concept_drift():
+    quiet = {"window_drift": drift_table({}), "multivariate": None,
+             "window_quality": quiet_quality()}  # fmt: skip
+    # realized 0.76 is below the estimate's band (0.77-0.83) but inside its reference band
+    # (0.75-0.85), the estimate inside its own: a gap the reference windows show too
+    inside = diagnose(**quiet, window_performance=perf_table(realized={"w3": 0.76}))
+    assert inside.windows.set_index("window")["kind"]["w3"] == NONE
+    assert inside.kind != CONCEPT
+    # below both bands: concept drift
+    below = diagnose(**quiet, window_performance=perf_table(realized={"w3": 0.70}))
+    assert below.windows.set_index("window")["kind"]["w3"] == CONCEPT
