@@ -337,8 +337,8 @@ def out_of_fold(reference: pd.DataFrame, kinds: Mapping[str, Kind]) -> np.ndarra
     errors = np.empty(n)
     for fold in np.array_split(np.random.default_rng(0).permutation(n), min(FOLDS, n)):
         rest = np.setdiff1d(np.arange(n), fold)
-        model = fit_reconstruction(reference.iloc[rest if len(rest) else fold], kinds)
-        errors[fold] = model.errors(reference.iloc[fold])
+        model = fit_reconstruction(reference, kinds, rows=rest if len(rest) else fold)
+        errors[fold] = model.errors(reference, fold)
     return errors
 
 

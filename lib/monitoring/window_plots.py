@@ -154,12 +154,11 @@ def _estimate_band(fig: go.Figure, rows: pd.DataFrame) -> None:
     the reference (:func:`lib.monitoring.estimate.window_performance`): drawn when that moved
     them by more than a hundredth of the band's own width or, one-sided, of its bound.
     """
+    width = rows["upper"].to_numpy(float) - rows["lower"].to_numpy(float)
     for bound in ("lower", "upper"):
-        own = rows[bound].to_numpy(float)
         if f"{bound}_estimated" not in rows:  # a table written before the estimate's band
             continue
-        moved = rows[f"{bound}_estimated"].to_numpy(float)
-        width = rows["upper"].to_numpy(float) - rows["lower"].to_numpy(float)
+        own, moved = rows[bound].to_numpy(float), rows[f"{bound}_estimated"].to_numpy(float)
         scale = np.where(np.isfinite(width), width, np.abs(own))
         if not (np.abs(moved - own) > 0.01 * scale).any():
             continue
