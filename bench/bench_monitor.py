@@ -119,8 +119,7 @@ QUIRE_SETUP = """
 from pathlib import Path
 from bench.compare_nannyml import quire
 # imported before the clock starts, as NannyML's are
-import lib.monitoring.estimate, lib.monitoring.multivariate, lib.monitoring.window_drift
-import lib.monitoring.window_quality
+import lib.monitoring.window_checks
 """
 QUIRE_BODY = """
 tables, _ = quire(Path({folder!r}), nannyml_methods=False)

@@ -184,7 +184,7 @@ def quire(folder: Path, nannyml_methods: bool = True) -> tuple[dict[str, pd.Data
     """
     from lib.core import frames
     from lib.core.param_sections import MonitorParams
-    from lib.monitoring import estimate, multivariate, window_drift, window_quality
+    from lib.monitoring import window_checks
     from lib.monitoring.windows import parse_spec, reference_windows, split
 
     case = json.loads((folder / "case.json").read_text())
@@ -207,19 +207,21 @@ def quire(folder: Path, nannyml_methods: bool = True) -> tuple[dict[str, pd.Data
     methods = {c: "wasserstein" if k == "numeric" else "jensenshannon" for c, k in kinds.items()}
     methods |= {c: "wasserstein" if c in numeric_outputs else "jensenshannon" for c in outputs}
     params = MonitorParams(methods=methods if nannyml_methods else {})
-    out = {
-        "drift": window_drift.window_drift(ref, cur, kinds, ref_windows, cur_windows, params),
-        "multivariate": multivariate.multivariate_drift(ref, cur, kinds, ref_windows, cur_windows),
-        "quality": window_quality.window_quality(ref, cur, kinds, ref_windows, cur_windows),
-    }
-    task = case["task"]
-    metrics = list(METRICS[task].values())
-    # the sampling error's resamples as the monitor stage draws them (monitor.bootstrap)
-    out["performance"] = estimate.window_performance(
-        task, case["classes"] or None, ref, cur, ref_windows, cur_windows,
-        target=case["target"], features=list(kinds), metrics=metrics,
-        resamples=max(params.bootstrap, 20),
+    # the monitor stage's own run of the four checks (side by side; performance with the
+    # stage's monitor.bootstrap resamples)
+    tables = window_checks.run_window_checks(
+        ref, cur, kinds, ref_windows, cur_windows, params,
+        performance=window_checks.Performance(
+            task=case["task"], classes=case["classes"] or None, target=case["target"],
+            metrics=list(METRICS[case["task"]].values()),
+        ),
     )  # fmt: skip
+    out = {
+        "drift": tables.drift,
+        "multivariate": tables.multivariate,
+        "quality": tables.quality,
+        "performance": tables.performance,
+    }
     return out, time.perf_counter() - t0
 
 

@@ -133,13 +133,16 @@ def current_frame(current: Current, target: str, classes: Sequence[Any] | None) 
 
 
 def _spread(
-    fn: cbpe.Metrics,
+    fn: cbpe.Resample,
     rows: np.ndarray,
     metrics: tuple[str, ...],
     resamples: int,
     seed: int,
 ) -> tuple[dict[str, float], int]:
-    """Each metric's sd over bootstrap samples of ``rows`` and the sample size it holds for."""
+    """Each metric's sd over bootstrap samples of ``rows`` and the sample size it holds for.
+
+    ``fn`` takes a sample's sorted positions into ``rows``.
+    """
     size = min(len(rows), _SAMPLE_CAP)
     if size < 2 or resamples < 2:
         return dict.fromkeys(metrics, float("nan")), max(size, 1)
@@ -147,7 +150,7 @@ def _spread(
     # each sample's rows in row order (``rows`` ascends): the metrics do not depend on the
     # order, and reading 20,000 rows of a million in order instead of at random took the
     # bootstrap from 4.0 to 2.3 ms a sample (the reads missed the cache)
-    draws = [fn(rows[np.sort(rng.integers(0, len(rows), size))]) for _ in range(resamples)]
+    draws = [fn(np.sort(rng.integers(0, len(rows), size))) for _ in range(resamples)]
     sd = {m: float(np.nanstd([d[m] for d in draws], ddof=1)) for m in metrics}
     return sd, size
 
@@ -236,11 +239,11 @@ def window_performance(
             check="missing_columns",
         )
     if task == "regression":
-        sides, resampled = dle.prepare(ref, cur, target, features, chosen, seed)
+        sides, resampled, resample = dle.prepare(ref, cur, target, features, chosen, seed)
     else:
-        sides, resampled = cbpe.prepare(classes or [], ref, cur, target, chosen)
+        sides, resampled, resample = cbpe.prepare(classes or [], ref, cur, target, chosen)
     realized = sides["reference"][2]
-    sd, size = _spread(realized, resampled, chosen, resamples, seed)
+    sd, size = _spread(resample, resampled, chosen, resamples, seed)
     values = []
     for period, windows in (("reference", ref_windows), ("current", cur_windows)):
         values += _rows(period, windows, sides[period], sd, size, chosen)

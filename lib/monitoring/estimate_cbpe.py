@@ -5,9 +5,10 @@ calibrated probabilities of a window gives its *expected* confusion matrix, and 
 built on the confusion matrix follows (NannyML's CBPE, reproduced here):
 
 - the scores are calibrated on the reference first, each class one-vs-rest with isotonic
-  regression, but only where calibration helps (:func:`needs_calibration`: NannyML's test, the
-  expected calibration error over 10 stratified 90/10 splits must fall); multiclass
-  probabilities are then renormalised to sum to 1;
+  regression, but only where calibration helps
+  (:func:`lib.monitoring.cbpe_calibration.needs_calibration`: NannyML's test, the expected
+  calibration error over 10 stratified 90/10 splits must fall); multiclass probabilities are
+  then renormalised to sum to 1;
 - accuracy, precision, recall and F1 (per class, then macro) come from the expected confusion
   matrix (truth ``a``, prediction ``b``: the sum over rows predicted ``b`` of the calibrated
   probability of ``a``);
@@ -22,11 +23,8 @@ stays put and the realized metric leaves the estimate's band, which is the signa
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from functools import partial
-from math import ceil
 from typing import Any
 
 import numpy as np
@@ -37,6 +35,7 @@ from lib.core.errors import DataValidationError
 from lib.core.logs import get_logger
 from lib.core.windowspec import kept
 from lib.model.scoring import roc_auc
+from lib.monitoring.cbpe_calibration import fit_calibrator
 
 log = get_logger(__name__)
 
@@ -52,189 +51,8 @@ BINARY_ONLY = ("f1", "precision", "recall")  # of the positive class (the second
 _EPS = np.finfo(float).eps
 Metrics = Callable[[slice | np.ndarray], dict[str, float]]  # rows -> {metric: value}
 Side = tuple[np.ndarray, Metrics, Metrics]  # labelled (bool per row), estimate, realized
-
-
-def _ece(truth: np.ndarray, score: np.ndarray, bins: int) -> float:
-    """Return the expected calibration error over equal-count bins of sorted scores."""
-    n = len(score)
-    if n <= 2 * bins:
-        bins = n // 2
-    width = n // bins
-    edges = np.arange(0, n + 1, width)
-    edges[-1] = n
-    order = np.argsort(score)
-    s, t = score[order], truth[order]
-    return float(
-        sum((b - a) / n * abs(s[a:b].mean() - t[a:b].mean()) for a, b in itertools.pairwise(edges))
-    )
-
-
-CHECK_ROWS = 100_000  # reference rows the calibration test looks at (a sample above that)
-_RESOLUTION = np.finfo(np.float64).resolution  # scores closer than this are one (scikit-learn's)
-
-
-@dataclass(frozen=True)
-class Isotonic:
-    """An increasing isotonic map: scikit-learn's ``IsotonicRegression(out_of_bounds="clip")``.
-
-    ``x_`` and ``y_`` are its thresholds (scikit-learn's ``X_thresholds_``/``y_thresholds_``):
-    scores between two are mapped linearly, scores beyond the ends to the end values.
-    """
-
-    x_: np.ndarray
-    y_: np.ndarray
-
-    def __call__(self, score: np.ndarray) -> np.ndarray:
-        """Map ``score`` (a missing score stays missing)."""
-        mapped: np.ndarray = np.interp(score, self.x_, self.y_)
-        return mapped
-
-
-def isotonic_fit(score: np.ndarray, truth: np.ndarray, order: np.ndarray | None = None) -> Isotonic:
-    """Fit :class:`Isotonic` as scikit-learn's ``IsotonicRegression.fit`` does, step for step.
-
-    ``order``: the rows sorted by score, then truth (``np.lexsort((truth, score))``), when the
-    caller has it. scikit-learn sorts on every fit; the calibration test fits ten times on
-    subsets of one sample, so it sorts once and passes each subset's rows in that order (a
-    subset of a sorted sequence is sorted). Then, as scikit-learn: scores within ``resolution``
-    of their run's first score are one point with the mean truth, and scipy's pool-adjacent-
-    violators (the routine scikit-learn calls) fits the means weighted by the run sizes. On the
-    monitor bench's 500,000 reference rows the calibration test and the fit took 0.60 s with
-    scikit-learn's estimator and splitter, 0.30 s with these; the maps are equal (tested).
-    """
-    from scipy.optimize import isotonic_regression
-
-    if order is None:
-        order = np.lexsort((truth, score))
-    x, y = np.asarray(score, dtype=float)[order], np.asarray(truth, dtype=float)[order]
-    starts = np.flatnonzero(np.r_[True, np.diff(x) >= _RESOLUTION])
-    spans = np.r_[starts[1:], len(x)]
-    if np.any(x[spans - 1] - x[starts] >= _RESOLUTION):  # a chain of near ties: split as sklearn
-        starts = _run_starts(x)
-    sizes = np.diff(np.r_[starts, len(x)])
-    means = np.add.reduceat(y, starts) / sizes
-    fitted = np.asarray(isotonic_regression(means, weights=sizes.astype(float)).x, dtype=float)
-    # a constant run needs its ends only: the map is the same, and mapping a million scores
-    # searches a few hundred thresholds instead of one per distinct score (0.5 s to 0.1 s)
-    keep = np.ones(len(fitted), dtype=bool)
-    keep[1:-1] = (fitted[1:-1] != fitted[:-2]) | (fitted[1:-1] != fitted[2:])
-    return Isotonic(x[starts][keep], fitted[keep])
-
-
-def _run_starts(x: np.ndarray) -> np.ndarray:
-    """Return where scikit-learn's runs start: a score ``resolution`` above the run's first."""
-    starts, first = [0], x[0]
-    for j in range(1, len(x)):
-        if x[j] - first >= _RESOLUTION:
-            starts.append(j)
-            first = x[j]
-    return np.asarray(starts)
-
-
-def stratified_splits(
-    truth: np.ndarray, *, splits: int, test_size: float, seed: int
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield scikit-learn's ``StratifiedShuffleSplit(splits, test_size, random_state=seed)``.
-
-    The same rows in the same order from the same random draws (tested against it), without
-    its per-row Python lists: 0.24 s to about 0.02 s for ten splits of 100,000 rows. Every
-    class needs at least two rows.
-    """
-    from sklearn.utils import check_random_state
-    from sklearn.utils.extmath import _approximate_mode
-
-    n_test = ceil(test_size * len(truth))
-    n_train = len(truth) - n_test
-    _, inverse, counts = np.unique(truth, return_inverse=True, return_counts=True)
-    by_class = np.split(np.argsort(inverse, kind="stable"), np.cumsum(counts)[:-1])
-    rng = check_random_state(seed)
-    for _ in range(splits):
-        n_i = _approximate_mode(counts, n_train, rng)
-        t_i = _approximate_mode(counts - n_i, n_test, rng)
-        train, test = [], []
-        for i, rows in enumerate(by_class):
-            shuffled = rows.take(rng.permutation(counts[i]), mode="clip")
-            train.append(shuffled[: n_i[i]])
-            test.append(shuffled[n_i[i] : n_i[i] + t_i[i]])
-        yield rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(test))
-
-
-def needs_calibration(truth: np.ndarray, score: np.ndarray, *, bins: int = 10) -> bool:
-    """Whether isotonic regression makes ``score`` better calibrated for ``truth`` (0/1).
-
-    NannyML's test: no when one class only, or when the scores separate the classes almost
-    perfectly (ROC AUC > 0.999); else calibrate on 90% and measure on 10%, ten times
-    (stratified, seed 42), and calibrate when the pooled expected calibration error falls.
-    Above ``CHECK_ROWS`` reference rows the test runs on that many drawn at random (seed 42):
-    NannyML uses every row, which on 500,000 cost 2.7 s of a 9 s monitor run for a yes/no that a
-    sample of 100,000 already settles (the calibration itself is fitted on every row).
-    """
-    truth = np.asarray(truth, dtype=float)
-    score = np.asarray(score)
-    if len(truth) > CHECK_ROWS:
-        keep = np.sort(np.random.default_rng(42).choice(len(truth), CHECK_ROWS, replace=False))
-        truth, score = truth[keep], score[keep]
-    counts = np.unique(truth, return_counts=True)[1]
-    # one row of a class cannot be split both ways (scikit-learn's splitter raises there)
-    if len(counts) < 2 or counts.min() < 2 or len(truth) < 40:
-        return False
-    if roc_auc(truth > 0, score) > 0.999:
-        return False
-    order = np.lexsort((truth, score))
-    held, raw, fitted = [], [], []
-    for train, test in stratified_splits(truth, splits=10, test_size=0.1, seed=42):
-        in_train = np.zeros(len(score), dtype=bool)
-        in_train[train] = True
-        iso = isotonic_fit(score, truth, order[in_train[order]])
-        held.append(truth[test])
-        raw.append(score[test])
-        fitted.append(iso(score[test]))
-    y, before, after = np.concatenate(held), np.concatenate(raw), np.concatenate(fitted)
-    return _ece(y, before, bins) > _ece(y, after, bins)
-
-
-@dataclass(frozen=True)
-class Calibrator:
-    """Per-class isotonic maps fitted on the reference (None: that class kept as scored)."""
-
-    maps: tuple[Isotonic | None, ...]
-    binary: bool
-
-    def apply(self, proba: np.ndarray) -> np.ndarray:
-        """Return calibrated probabilities (rows x classes) for the model's ``proba``."""
-        proba = np.asarray(proba, dtype=float)
-        if self.binary:  # NannyML calibrates the positive class; the other is its complement
-            iso = self.maps[1]
-            p = proba[:, 1] if iso is None else iso(proba[:, 1])
-            return np.column_stack([1 - p, p])
-        cols = [proba[:, j] if iso is None else iso(proba[:, j]) for j, iso in enumerate(self.maps)]
-        out = np.column_stack(cols)
-        total = out.sum(axis=1, keepdims=True)
-        uniform = np.full_like(out, 1 / out.shape[1])
-        renormalised: np.ndarray = np.divide(out, total, out=uniform, where=total != 0)
-        return renormalised
-
-    @property
-    def calibrated(self) -> list[bool]:
-        """Which classes' scores are remapped."""
-        return [m is not None for m in self.maps]
-
-
-def fit_calibrator(yi: np.ndarray, proba: np.ndarray) -> Calibrator:
-    """Fit the calibration on the reference: class indices ``yi`` and scores ``proba``."""
-    k = proba.shape[1]
-    binary = k == 2
-    maps: list[Isotonic | None] = []
-    for j in range(k):
-        if binary and j == 0:
-            maps.append(None)
-            continue
-        truth = (yi == j).astype(float)
-        if not needs_calibration(truth, proba[:, j]):
-            maps.append(None)
-            continue
-        maps.append(isotonic_fit(proba[:, j], truth))
-    return Calibrator(tuple(maps), binary)
+# sorted positions into the resampled reference rows -> their realized metrics (the bootstrap's)
+Resample = Callable[[np.ndarray], dict[str, float]]
 
 
 def estimate_roc_auc(calibrated: np.ndarray, score: np.ndarray) -> float:
@@ -318,15 +136,26 @@ def _from_confusion(
 
 
 def realized(
-    yi: np.ndarray, score: np.ndarray | None, pi: np.ndarray, k: int, metrics: tuple[str, ...]
+    yi: np.ndarray,
+    score: np.ndarray | None,
+    pi: np.ndarray,
+    k: int,
+    metrics: tuple[str, ...],
+    *,
+    ranked: bool = False,
 ) -> dict[str, float]:
-    """Return the same metrics from labels (class indices ``yi``); NaN where undefined."""
+    """Return the same metrics from labels (class indices ``yi``); NaN where undefined.
+
+    ``ranked``: two classes whose rows are in descending order of the positive score.
+    """
     nan = float("nan")
     n = len(yi)
     if n == 0:
         return dict.fromkeys(metrics, nan)
-    # the confusion matrix (truth x prediction) in one count: the bootstrap calls this 100 times
-    confusion = np.bincount(yi * k + pi, minlength=k * k).reshape(k, k).astype(float)
+    # the confusion matrix (truth x prediction) in one count: the bootstrap calls this 200 times
+    # (class indices are small integers: widened before they are combined)
+    cells = yi.astype(np.intp) * k + pi
+    confusion = np.bincount(cells, minlength=k * k).reshape(k, k).astype(float)
     tp = np.diag(confusion).copy()
     predicted, actual = confusion.sum(axis=0), confusion.sum(axis=1)
     per_class = _confusion_scores(tp, predicted, actual)
@@ -343,7 +172,7 @@ def realized(
             if len(present) < 2:
                 out[name] = nan
             elif k == 2:
-                out[name] = roc_auc(yi == 1, score[:, 1])
+                out[name] = roc_auc(yi == 1, score[:, 1], ranked=ranked)
             else:
                 out[name] = float(np.mean([roc_auc(yi == j, score[:, j]) for j in present]))
         elif name == "log_loss":
@@ -358,7 +187,10 @@ def _class_index(values: pd.Series, labels: pd.Index, what: str, side: str) -> n
     # class): matching a million values one by one took 0.1-0.26 s per column
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
     matched = labels.get_indexer(pd.Index(np.asarray(uniques, dtype=object)))
-    index: np.ndarray = np.append(matched, -1)[codes]  # code -1 (missing) stays -1
+    # the smallest integers that hold every class (and -1): on a million rows int8 instead of
+    # int64 spares 7 MB per column, held while the per-window checks run side by side
+    small = np.min_scalar_type(-max(len(labels), 1))
+    index: np.ndarray = np.append(matched, -1).astype(small)[codes]  # code -1 stays -1
     bad = (index < 0) & values.notna().to_numpy()
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
@@ -386,14 +218,15 @@ def prepare(
     cur: pd.DataFrame,
     target: str,
     metrics: tuple[str, ...],
-) -> tuple[dict[str, Side], np.ndarray]:
+) -> tuple[dict[str, Side], np.ndarray, Resample]:
     """Calibrate on the reference; return each period's metric functions over row positions.
 
     Returns
     -------
-    dict, numpy.ndarray
+    dict, numpy.ndarray, callable
         ``{"reference" | "current": (labelled, estimate, realized)}`` (a bool per row, and
-        functions of row positions), and the reference rows the sampling error resamples.
+        functions of row positions), the reference rows the sampling error resamples, and the
+        realized metrics of a sample of them (:func:`resampler`).
     """
     labels = pd.Index(list(classes))
     k = len(labels)
@@ -402,7 +235,7 @@ def prepare(
     cur_y = (
         _class_index(cur[target], labels, target, "current rows")
         if target in cur.columns
-        else np.full(len(cur), -1)
+        else np.full(len(cur), -1, dtype=np.int8)
     )
     cur_p = _class_index(cur[predlog.PREDICTION], labels, predlog.PREDICTION, "current rows")
     ref_s, cur_s = _scores(ref, classes), _scores(cur, classes)
@@ -424,7 +257,37 @@ def prepare(
             partial(_class_estimate, cal=cal, s=s, p=p, metrics=metrics),
             partial(_class_realized, y=y, p=p, s=s, k=k, metrics=metrics),
         )
-    return sides, fit_rows
+    return sides, fit_rows, resampler(ref_y[fit_rows], ref_p[fit_rows], ref_s, fit_rows, metrics)
+
+
+def resampler(
+    y: np.ndarray, p: np.ndarray, s: np.ndarray | None, rows: np.ndarray, metrics: tuple[str, ...]
+) -> Resample:
+    """Return the realized metrics of ``rows[positions]`` for sorted ``positions``.
+
+    The bootstrap of the sampling error calls it a few hundred times on samples of the same
+    rows (labelled, predicted, scored: ``y`` and ``p`` are already theirs, ``s`` is every
+    reference row's). Those rows' classes, predictions and scores are taken out once; with two
+    classes they are ordered by descending score, so a sample's rows are in ROC order once its
+    positions (mapped to their rank) are sorted, and its ROC AUC needs no sort of its own. A
+    sample holds the same rows as ``_class_realized(rows[positions])`` and gets the same
+    numbers (ties are scored as groups, whatever their order; the log loss, a mean summed in
+    another order, to the last digit): tested.
+    """
+    k = 2 if s is None else s.shape[1]
+    ss = None if s is None else s[rows]
+    if ss is None or k != 2:
+        return lambda at: realized(y[at], None if ss is None else ss[at], p[at], k, metrics)
+    order = np.argsort(-ss[:, 1], kind="stable")
+    rank = np.empty(len(order), dtype=np.intp)
+    rank[order] = np.arange(len(order))
+    y, p, ss = y[order], p[order], ss[order]
+
+    def one(at: np.ndarray) -> dict[str, float]:
+        ranked = np.sort(rank[at])
+        return realized(y[ranked], ss[ranked], p[ranked], k, metrics, ranked=True)
+
+    return one
 
 
 def _class_realized(

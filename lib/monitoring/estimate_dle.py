@@ -39,6 +39,7 @@ _LOSSES = ("abs", "sq")
 _MAX_CATEGORIES = 250
 Metrics = Callable[[slice | np.ndarray], dict[str, float]]  # rows -> {metric: value}
 Side = tuple[np.ndarray, Metrics, Metrics]  # labelled (bool per row), estimate, realized
+Resample = Callable[[np.ndarray], dict[str, float]]  # positions into the resampled rows
 
 
 def nanny_inputs(
@@ -178,14 +179,15 @@ def prepare(
     features: Sequence[str] | None,
     metrics: tuple[str, ...],
     seed: int,
-) -> tuple[dict[str, Side], np.ndarray]:
+) -> tuple[dict[str, Side], np.ndarray, Resample]:
     """Fit the nannies; return each period's metric functions over row positions.
 
     Returns
     -------
-    dict, numpy.ndarray
+    dict, numpy.ndarray, callable
         ``{"reference" | "current": (labelled, estimate, realized)}`` (a bool per row, and
-        functions of row positions), and the reference rows the sampling error resamples.
+        functions of row positions), the reference rows the sampling error resamples, and the
+        realized metrics of ``rows[positions]``.
 
     Raises
     ------
@@ -230,7 +232,8 @@ def prepare(
             partial(_reg_estimate, loss=loss, p=pred, metrics=metrics),
             partial(_reg_realized, y=y, p=pred, metrics=metrics),
         )
-    return sides, known
+    realized = sides["reference"][2]
+    return sides, known, lambda at: realized(known[at])
 
 
 def _reg_realized(

@@ -29,11 +29,10 @@ from lib.data.schema import Schema, Task
 from lib.model.reference import output_kinds
 from lib.monitoring import performance, windows
 from lib.monitoring.diagnosis import CONCEPT, NONE, Diagnosis, Rows, diagnose
-from lib.monitoring.estimate import current_frame, window_performance
+from lib.monitoring.estimate import current_frame
 from lib.monitoring.inputs import Current, Reference, align_target
-from lib.monitoring.multivariate import multivariate_drift
-from lib.monitoring.window_drift import Exact, window_drift
-from lib.monitoring.window_quality import window_quality
+from lib.monitoring.window_checks import Performance, run_window_checks
+from lib.monitoring.window_drift import Exact
 
 _BINS = 30  # histogram bins of a numeric column's distribution plot
 _TOP = 25  # categories shown by name; the rest are summed as "(other)"
@@ -386,23 +385,15 @@ def find_windows(
         full = [exact.rows(w.key) or w.rows for w in cur_cut]
         drift_ref_cut = windows.reference_windows(len(ref.frame), spec, cur_cut, ref_times, full)
     cur_frame = current_frame(cur, schema.target, schema.classes)
-    ref_frame, sigmas = ref.frame.reset_index(drop=True), params.sigmas
-    drift_table = window_drift(
-        ref_frame, cur_frame, kinds, drift_ref_cut, cur_cut, params, profile=ref.profile,
-        exact=exact,
-    )  # fmt: skip
-    multi = multivariate_drift(ref_frame, cur_frame, kinds, ref_cut, cur_cut, sigmas)
-    quality = window_quality(
-        ref_frame, cur_frame, kinds, ref_cut, cur_cut, sigmas, threads=params.threads
-    )
-    perf = pd.DataFrame()
+    ref_frame = ref.frame.reset_index(drop=True)
     scored_reference = schema.target in ref_frame.columns and PREDICTION in ref_frame.columns
-    if scored_reference:  # a sampling error needs resamples even when monitor.bootstrap is 0
-        perf = window_performance(
-            schema.task, schema.classes, ref_frame, cur_frame, ref_cut, cur_cut,
-            target=schema.target, features=list(kinds), sigmas=sigmas,
-            resamples=max(params.bootstrap, 20), seed=seed,
-        )  # fmt: skip
+    tables = run_window_checks(
+        ref_frame, cur_frame, kinds, ref_cut, cur_cut, params,
+        performance=Performance(
+            task=schema.task, classes=schema.classes, target=schema.target, seed=seed
+        ) if scored_reference else None,
+        drift_ref_windows=drift_ref_cut, profile=ref.profile, exact=exact,
+    )  # fmt: skip
     ref_errors = row_errors(
         schema.task,
         _reference_truth(ref, schema) if scored_reference else None,
@@ -410,10 +401,10 @@ def find_windows(
     )
     names = list(kinds)
     diagnosis = diagnose(
-        window_drift=drift_table,
-        multivariate=multi,
-        window_quality=quality,
-        window_performance=perf,
+        window_drift=tables.drift,
+        multivariate=tables.multivariate,
+        window_quality=tables.quality,
+        window_performance=tables.performance,
         reference_rows=Rows(ref_frame[names], ref_errors),
         current_rows=Rows(
             cur.frame[names].reset_index(drop=True),
@@ -424,10 +415,10 @@ def find_windows(
     )
     return WindowFindings(
         spec=spec.text,
-        drift=drift_table,
-        multivariate=multi,
-        quality=quality,
-        performance=perf,
+        drift=tables.drift,
+        multivariate=tables.multivariate,
+        quality=tables.quality,
+        performance=tables.performance,
         diagnosis=diagnosis,
         warnings=[w for w in [small_windows(ref_cut, spec.text)] if w],
     )

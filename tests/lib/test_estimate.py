@@ -11,6 +11,7 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from lib.core.errors import DataValidationError, ParamsError
+from lib.monitoring import cbpe_calibration as calib
 from lib.monitoring import estimate as est
 from lib.monitoring import estimate_cbpe as cbpe
 from lib.monitoring.inputs import Current
@@ -104,6 +105,29 @@ def test_roc_auc_walk_equals_roc_auc_when_probabilities_are_the_labels():
     )
 
 
+@pytest.mark.parametrize("classes", [2, 3])
+def test_the_bootstraps_samples_get_the_numbers_of_the_same_rows_taken_directly(classes):
+    # the resampler reorders the rows by score (two classes) and takes samples by rank: the
+    # same rows must give the same numbers, digit for digit, ties included (the log loss, a
+    # mean summed in another order, to the last digit)
+    rng = np.random.default_rng(classes)
+    n = 3000
+    score = rng.dirichlet(np.ones(classes), n).round(2)  # rounded: many tied scores
+    y = rng.integers(0, classes, n).astype(np.int8)
+    p = score.argmax(axis=1).astype(np.int8)
+    y[:7], p[7:9] = -1, -1  # unlabelled or unpredicted rows are not resampled
+    rows = np.flatnonzero((y >= 0) & (p >= 0))
+    metrics = cbpe.CLASS_METRICS + (cbpe.BINARY_ONLY if classes == 2 else ())
+    resample = cbpe.resampler(y[rows], p[rows], score, rows, metrics)
+    for seed in range(5):
+        at = np.sort(np.random.default_rng(seed).integers(0, len(rows), 800))
+        taken = rows[at]
+        want = cbpe.realized(y[taken], score[taken], p[taken], classes, metrics)
+        got = resample(at)
+        assert got["log_loss"] == pytest.approx(want.pop("log_loss"), rel=1e-14, abs=0)
+        assert {m: v for m, v in got.items() if m != "log_loss"} == want
+
+
 def test_the_expected_confusion_matrix_of_one_hot_probabilities_is_the_real_one():
     rng = np.random.default_rng(5)
     yi, pi = rng.integers(0, 3, 400), rng.integers(0, 3, 400)
@@ -120,10 +144,10 @@ def test_calibration_is_fitted_only_where_it_helps():
     rng = np.random.default_rng(6)
     p = rng.random(5000)
     y = (rng.random(5000) < p).astype(float)
-    assert cbpe.needs_calibration(y, p**3)  # too low everywhere
-    assert not cbpe.needs_calibration(np.ones(100), p[:100])  # one class
-    assert not cbpe.needs_calibration(y, y + 0.01 * p)  # separates the classes perfectly
-    fitted = cbpe.fit_calibrator(y.astype(int), np.column_stack([1 - p**3, p**3]))
+    assert calib.needs_calibration(y, p**3)  # too low everywhere
+    assert not calib.needs_calibration(np.ones(100), p[:100])  # one class
+    assert not calib.needs_calibration(y, y + 0.01 * p)  # separates the classes perfectly
+    fitted = calib.fit_calibrator(y.astype(int), np.column_stack([1 - p**3, p**3]))
     calibrated = fitted.apply(np.column_stack([1 - p**3, p**3]))[:, 1]
     deciles = np.digitize(p, np.linspace(0, 1, 11)[1:-1])
     for d in range(10):  # calibrated: each decile's mean probability is its rate of positives
@@ -141,7 +165,7 @@ def test_the_isotonic_map_is_scikit_learns(rounding):
     y = (rng.random(len(p)) < p**2).astype(float)
     theirs = IsotonicRegression(out_of_bounds="clip", increasing=True).fit(p, y)
     at = np.r_[rng.random(1000), p, -1.0, 2.0]
-    assert np.array_equal(cbpe.isotonic_fit(p, y)(at), theirs.predict(at))
+    assert np.array_equal(calib.isotonic_fit(p, y)(at), theirs.predict(at))
 
 
 @pytest.mark.parametrize(("rows", "classes"), [(40, 2), (1001, 2), (5003, 7)])
@@ -150,7 +174,7 @@ def test_the_calibration_splits_are_scikit_learns(rows, classes):
 
     y = np.random.default_rng(rows).integers(0, classes, rows).astype(float)
     theirs = StratifiedShuffleSplit(n_splits=10, test_size=0.1, random_state=42)
-    ours = cbpe.stratified_splits(y, splits=10, test_size=0.1, seed=42)
+    ours = calib.stratified_splits(y, splits=10, test_size=0.1, seed=42)
     for (a_train, a_test), (b_train, b_test) in zip(theirs.split(y, y), ours, strict=True):
         assert np.array_equal(a_train, b_train) and np.array_equal(a_test, b_test)
 
@@ -160,31 +184,31 @@ def test_a_class_of_one_row_is_not_calibrated_and_does_not_fail():
     p = np.linspace(0.01, 0.99, 200)
     y = np.zeros(200)
     y[120] = 1.0
-    assert not cbpe.needs_calibration(y, p**3)
+    assert not calib.needs_calibration(y, p**3)
     labels = np.where(np.arange(200) == 120, 2, np.arange(200) % 2)
     score = np.column_stack([p / 2, p / 2, 1 - p])
-    assert cbpe.fit_calibrator(labels, score).calibrated[2] is False
+    assert calib.fit_calibrator(labels, score).calibrated[2] is False
 
 
 def test_the_calibration_test_samples_a_big_reference(monkeypatch):
-    monkeypatch.setattr(cbpe, "CHECK_ROWS", 5_000)
+    monkeypatch.setattr(calib, "CHECK_ROWS", 5_000)
     rng = np.random.default_rng(7)
-    p = rng.random(3 * cbpe.CHECK_ROWS)
+    p = rng.random(3 * calib.CHECK_ROWS)
     y = (rng.random(len(p)) < p).astype(float)
     seen: list[int] = []
-    real = cbpe.roc_auc
-    monkeypatch.setattr(cbpe, "roc_auc", lambda t, s: seen.append(len(t)) or real(t, s))
-    assert cbpe.needs_calibration(y, p**3) and seen == [cbpe.CHECK_ROWS]
+    real = calib.roc_auc
+    monkeypatch.setattr(calib, "roc_auc", lambda t, s: seen.append(len(t)) or real(t, s))
+    assert calib.needs_calibration(y, p**3) and seen == [calib.CHECK_ROWS]
     # drawn from the whole reference, not its head: a head-only sample would see no positives
-    y[: cbpe.CHECK_ROWS] = 0
-    assert cbpe.needs_calibration(y, p) and seen[-1] == cbpe.CHECK_ROWS
+    y[: calib.CHECK_ROWS] = 0
+    assert calib.needs_calibration(y, p) and seen[-1] == calib.CHECK_ROWS
 
 
 def test_multiclass_calibration_renormalises_to_probabilities():
     rng = np.random.default_rng(7)
     score = rng.dirichlet(np.ones(3), 3000)
     yi = np.array([rng.choice(3, p=s) for s in score**2 / (score**2).sum(1, keepdims=True)])
-    calibrator = cbpe.fit_calibrator(yi, score)
+    calibrator = calib.fit_calibrator(yi, score)
     out = calibrator.apply(score)
     assert any(calibrator.calibrated)
     assert np.allclose(out.sum(axis=1), 1) and (out >= 0).all()
@@ -393,7 +417,7 @@ def test_a_row_with_a_missing_probability_is_left_out_of_its_window_only(binary_
 
     ref = squashed(_scored(binary_model, _binary(rng, 3000)))
     cur = squashed(_scored(binary_model, _binary(rng, 1000)))
-    assert cbpe.fit_calibrator(ref["y"].to_numpy(), ref[["proba_0", "proba_1"]].to_numpy()).maps[1]
+    assert calib.fit_calibrator(ref["y"].to_numpy(), ref[["proba_0", "proba_1"]].to_numpy()).maps[1]
     whole = _run("binary", [0, 1], ref, cur, 500)
     cur.loc[10, ["proba_0", "proba_1"]] = np.nan
     holed = _run("binary", [0, 1], ref, cur, 500)

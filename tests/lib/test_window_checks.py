@@ -1,0 +1,88 @@
+"""The four per-window checks run side by side: each table as the check gives it alone."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lib.core.errors import DataValidationError
+from lib.core.param_sections import MonitorParams
+from lib.monitoring import window_checks
+from lib.monitoring.estimate import window_performance
+from lib.monitoring.multivariate import multivariate_drift
+from lib.monitoring.window_drift import window_drift
+from lib.monitoring.window_quality import window_quality
+from lib.monitoring.windows import WindowSpec, reference_windows, split
+
+KINDS = {"a": "numeric", "b": "numeric", "plan": "categorical"}
+PARAMS = MonitorParams(bootstrap=30, threads=2)
+PERF = window_checks.Performance(task="binary", classes=[0, 1], target="y", seed=3)
+
+
+def _side(rng: np.random.Generator, n: int, shift: float) -> pd.DataFrame:
+    a = rng.normal(shift, 1, n)
+    b = rng.gamma(2, 2, n)
+    proba = 1 / (1 + np.exp(-(a - 0.2 * b)))
+    return pd.DataFrame(
+        {
+            "a": a,
+            "b": b,
+            "plan": rng.choice(["basic", "pro", "max"], n),
+            "y": (rng.random(n) < proba).astype(int),
+            "prediction": (proba >= 0.5).astype(int),
+            "proba_0": 1 - proba,
+            "proba_1": proba,
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def sides():
+    rng = np.random.default_rng(0)
+    ref, cur = _side(rng, 3000, 0.0), _side(rng, 2000, 0.0)
+    cur.loc[1000:, "a"] += 1.0  # the second half shifted
+    cur_w = split(len(cur), WindowSpec("rows", 400))
+    return ref, cur, reference_windows(len(ref), WindowSpec("rows", 400), cur_w), cur_w
+
+
+def test_every_table_is_the_one_its_check_gives_alone(sides):
+    ref, cur, ref_w, cur_w = sides
+    got = window_checks.run_window_checks(ref, cur, KINDS, ref_w, cur_w, PARAMS, performance=PERF)
+    alone = {
+        "drift": window_drift(ref, cur, KINDS, ref_w, cur_w, PARAMS),
+        "multivariate": multivariate_drift(ref, cur, KINDS, ref_w, cur_w, PARAMS.sigmas),
+        "quality": window_quality(ref, cur, KINDS, ref_w, cur_w, PARAMS.sigmas),
+    }
+    alone["performance"] = window_performance(
+        "binary", [0, 1], ref, cur, ref_w, cur_w, target="y", features=list(KINDS),
+        sigmas=PARAMS.sigmas, resamples=30, seed=3,
+    )  # fmt: skip
+    for name, table in alone.items():
+        pd.testing.assert_frame_equal(getattr(got, name), table, check_exact=True)
+    assert got.drift.loc[got.drift["period"] == "current", "alert"].any()  # the shift is seen
+
+
+def test_without_performance_its_table_is_empty(sides):
+    ref, cur, ref_w, cur_w = sides
+    got = window_checks.run_window_checks(ref, cur, KINDS, ref_w, cur_w, PARAMS)
+    assert got.performance.empty and not got.drift.empty
+
+
+def test_errors_are_raised_in_the_checks_order_whatever_finishes_first(sides, monkeypatch):
+    ref, cur, ref_w, cur_w = sides
+
+    def fails(message):
+        def check(*args, **kwargs):
+            raise DataValidationError(message)
+
+        return check
+
+    # the performance job starts first and fails at once; drift's error still comes first
+    monkeypatch.setattr(window_checks, "window_performance", fails("performance broke"))
+    monkeypatch.setattr(window_checks, "window_quality", fails("quality broke"))
+    with pytest.raises(DataValidationError, match="quality broke"):
+        window_checks.run_window_checks(ref, cur, KINDS, ref_w, cur_w, PARAMS, performance=PERF)
+    monkeypatch.setattr(window_checks, "window_drift", fails("drift broke"))
+    with pytest.raises(DataValidationError, match="drift broke"):
+        window_checks.run_window_checks(ref, cur, KINDS, ref_w, cur_w, PARAMS, performance=PERF)
