@@ -33,7 +33,7 @@ import pandas as pd
 from lib.core.contracts import predlog
 from lib.core.errors import DataValidationError
 from lib.core.logs import get_logger
-from lib.core.windowspec import kept
+from lib.core.windowspec import kept, take
 from lib.model.scoring import roc_auc
 from lib.monitoring.cbpe_calibration import fit_calibrator
 
@@ -275,17 +275,19 @@ def resampler(
     another order, to the last digit): tested.
     """
     k = 2 if s is None else s.shape[1]
-    ss = None if s is None else s[rows]
+    ss = None if s is None else take(s, rows)
     if ss is None or k != 2:
-        return lambda at: realized(y[at], None if ss is None else ss[at], p[at], k, metrics)
+        return lambda at: realized(
+            y[at], None if ss is None else take(ss, at), p[at], k, metrics
+        )  # fmt: skip
     order = np.argsort(-ss[:, 1], kind="stable")
     rank = np.empty(len(order), dtype=np.intp)
     rank[order] = np.arange(len(order))
-    y, p, ss = y[order], p[order], ss[order]
+    y, p, ss = y[order], p[order], take(ss, order)
 
     def one(at: np.ndarray) -> dict[str, float]:
         ranked = np.sort(rank[at])
-        return realized(y[ranked], ss[ranked], p[ranked], k, metrics, ranked=True)
+        return realized(y[ranked], take(ss, ranked), p[ranked], k, metrics, ranked=True)
 
     return one
 
@@ -299,7 +301,7 @@ def _class_realized(
     k: int,
     metrics: tuple[str, ...],
 ) -> dict[str, float]:
-    yy, pp, ss = y[rows], p[rows], None if s is None else s[rows]
+    yy, pp, ss = y[rows], p[rows], None if s is None else take(s, rows)
     keep = kept((yy >= 0) & (pp >= 0))
     return realized(yy[keep], None if ss is None else ss[keep], pp[keep], k, metrics)
 
@@ -314,6 +316,6 @@ def _class_estimate(
 ) -> dict[str, float]:
     if cal is None or s is None:
         return dict.fromkeys(metrics, float("nan"))
-    cc, ss, pp = cal[rows], s[rows], p[rows]
+    cc, ss, pp = take(cal, rows), take(s, rows), p[rows]
     keep = kept((pp >= 0) & np.isfinite(ss).all(axis=1))
     return estimate(cc[keep], ss[keep], pp[keep], metrics)

@@ -28,8 +28,9 @@ Alert rule (NannyML's):
 Speed: each column is converted once for the whole side (numbers to float64, categories to
 integer codes); a window then takes its rows by position, sorts them (numbers) or counts the
 codes with one ``bincount`` (categories), and scores them against the reference values that the
-profile already holds sorted; the Wasserstein distance merges the two sorted samples instead of
-searching one in the other (:func:`wasserstein`, the same number). No step loops over rows in
+profile already holds sorted; the Wasserstein distance is read off the two quantile functions,
+whose steps meet where the two sample sizes alone say (:func:`wasserstein`: no merge of the
+samples; the same number to about 1e-15). No step loops over rows in
 Python: 1,000,000 rows x 20 columns x 50 windows (and 50 reference windows) take about 2 s of
 CPU. Binned statistics (``jensenshannon`` and ``psi`` on numbers) keep the engine's bins, spanned
 per window over both samples, not bins shared by all windows: shared bins would be faster but
@@ -43,6 +44,7 @@ current windows' statistics (and rows) come from those: the numbers the whole ro
 
 from __future__ import annotations
 
+import functools
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -187,27 +189,37 @@ def _method(col: ColumnProfile, cur: _Side, given: str | None) -> str:
 
 
 def wasserstein(ref: np.ndarray, cur: np.ndarray) -> float:
-    """Return :func:`lib.data.drift_stats.wasserstein` without its two binary searches.
+    """Return :func:`lib.data.drift_stats.wasserstein` from the two quantile functions.
 
-    Both samples are sorted, so one stable merge tells, at each point of the merged sample, how
-    many reference and current values lie at or left of it. Between tied points the width is
-    0, so the sum is the same number, term for term. The terms are computed in place (each
-    fresh array of a window's size costs its page faults: 2.6 instead of 3.3 ms a call on
-    50,000 values against 10,000), with the same roundings.
+    For samples of ``k`` and ``m`` sorted values ``W1 = integral over u of |Q_ref(u) - Q_cur(u)|``,
+    and both quantile functions are steps of width ``1/k`` and ``1/m``: where each step of one
+    meets the other's depends on ``k`` and ``m`` only (:func:`_steps`, cached), not on the
+    values. So a window is scored with two gathers and two dot products, no merge of the two
+    samples: 0.2 instead of 2.6 ms on 50,000 values against 10,000 (the merge, a cumulative
+    count and the gaps cost most of drift's time on the monitor benchmark). The same number as
+    the engine's, summed in another order (to about 1e-15).
     """
     k, m = len(ref), len(cur)
-    merged = np.concatenate([ref, cur])
-    order = np.argsort(merged, kind="stable")  # two sorted runs: a linear merge
-    widths = np.diff(merged[order])
-    n_ref = np.cumsum(order[:-1] < k, dtype=float)  # whole numbers: exact in float64
-    n_cur = np.arange(1.0, k + m)
-    n_cur -= n_ref
-    n_ref /= k
-    n_cur /= m
-    n_ref -= n_cur
-    np.abs(n_ref, out=n_ref)
-    n_ref *= widths
-    return float(np.sum(n_ref))
+    if k > m:  # the distance is symmetric; the steps need the finer sample second
+        ref, cur, k, m = cur, ref, m, k
+    first, second, w_first, w_second = _steps(k, m)
+    total = np.dot(np.abs(cur - ref[first]), w_first) + np.dot(np.abs(cur - ref[second]), w_second)
+    return float(total / (float(k) * m))
+
+
+@functools.lru_cache(maxsize=64)
+def _steps(k: int, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Return, for each of the finer sample's ``m`` steps, the coarser's steps it meets.
+
+    In units of ``1 / (k m)`` step ``j`` of the finer quantile function spans ``[j k, j k + k)``.
+    As ``k <= m`` it holds at most one step boundary of the coarser (at multiples of ``m``): it
+    meets the coarser's step ``j k // m`` for ``w_first`` units and the next for the rest.
+    """
+    start = np.arange(m, dtype=np.int64) * k
+    first = start // m
+    w_second = np.maximum(start + k - (first + 1) * m, 0)
+    second = np.minimum(first + 1, k - 1)
+    return first, second, (k - w_second).astype(float), w_second.astype(float)
 
 
 def _size(present: np.ndarray | dict[str, int]) -> int:

@@ -142,12 +142,21 @@ def test_one_window_over_the_whole_current_gives_the_engines_statistic(n_ref, co
     assert got["statistic"] == pytest.approx(engine.score, rel=1e-12, abs=1e-300)
 
 
-def test_the_merge_wasserstein_equals_the_engines_with_ties():
-    rng = np.random.default_rng(3)
-    ref = np.sort(np.round(rng.normal(0, 1, 3000), 1))
-    cur = np.sort(np.round(rng.normal(0.2, 1.3, 2000), 1))
-    assert wasserstein(ref, cur) == drift_stats.wasserstein(ref, cur)
-    assert wasserstein(ref, cur) > 0.1  # a real shift, not two empty samples
+@pytest.mark.parametrize(
+    ("k", "m"), [(3000, 2000), (2000, 3000), (10_000, 49_731), (1, 5), (5, 1), (7, 7), (88, 60)]
+)
+def test_the_quantile_wasserstein_equals_the_engines_and_scipys_with_ties(k, m):
+    from scipy.stats import wasserstein_distance
+
+    rng = np.random.default_rng(k + m)
+    ref = np.sort(np.round(rng.normal(0, 1, k), 1))
+    cur = np.sort(np.round(rng.normal(0.2, 1.3, m), 1))
+    got = wasserstein(ref, cur)
+    assert got == pytest.approx(drift_stats.wasserstein(ref, cur), rel=1e-12, abs=1e-15)
+    assert got == pytest.approx(wasserstein_distance(ref, cur), rel=1e-12, abs=1e-15)
+    assert got == pytest.approx(wasserstein(cur, ref), rel=1e-12, abs=1e-15)
+    if k > 10 and m > 10:
+        assert got > 0.1  # a real shift, not two empty samples
 
 
 def test_p_values_of_a_run_are_judged_together_at_the_columns_threshold():
