@@ -44,7 +44,6 @@ current windows' statistics (and rows) come from those: the numbers the whole ro
 
 from __future__ import annotations
 
-import functools
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -192,34 +191,28 @@ def wasserstein(ref: np.ndarray, cur: np.ndarray) -> float:
     """Return :func:`lib.data.drift_stats.wasserstein` from the two quantile functions.
 
     For samples of ``k`` and ``m`` sorted values ``W1 = integral over u of |Q_ref(u) - Q_cur(u)|``,
-    and both quantile functions are steps of width ``1/k`` and ``1/m``: where each step of one
-    meets the other's depends on ``k`` and ``m`` only (:func:`_steps`, cached), not on the
-    values. So a window is scored with two gathers and two dot products, no merge of the two
-    samples: 0.2 instead of 2.6 ms on 50,000 values against 10,000 (the merge, a cumulative
-    count and the gaps cost most of drift's time on the monitor benchmark). The same number as
-    the engine's, summed in another order (to about 1e-15).
+    and both quantile functions are steps, of width ``1/k`` and ``1/m``; where the steps of one
+    meet the other's depends on ``k`` and ``m`` only, not on the values. With ``k <= m`` (the
+    distance is symmetric) and in units of ``1 / (k m)``, step ``j`` of the finer function
+    spans ``[j k, j k + k)`` and meets the coarser's step ``j k // m``, and at most one step
+    boundary of the coarser (at ``i m``), past which it meets step ``i`` for ``k - i m % k``
+    units. So a window is scored with one ``np.repeat`` of the coarser sample and a correction
+    at those boundaries: no merge of the two samples, no cumulative count. 0.3 instead of 2.6
+    ms on 50,000 values against 10,000 (the merge cost most of drift's time on the monitor
+    benchmark). The same number as the engine's, summed in another order (to about 1e-15).
     """
     k, m = len(ref), len(cur)
-    if k > m:  # the distance is symmetric; the steps need the finer sample second
+    if k > m:
         ref, cur, k, m = cur, ref, m, k
-    first, second, w_first, w_second = _steps(k, m)
-    total = np.dot(np.abs(cur - ref[first]), w_first) + np.dot(np.abs(cur - ref[second]), w_second)
-    return float(total / (float(k) * m))
-
-
-@functools.lru_cache(maxsize=64)
-def _steps(k: int, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Return, for each of the finer sample's ``m`` steps, the coarser's steps it meets.
-
-    In units of ``1 / (k m)`` step ``j`` of the finer quantile function spans ``[j k, j k + k)``.
-    As ``k <= m`` it holds at most one step boundary of the coarser (at multiples of ``m``): it
-    meets the coarser's step ``j k // m`` for ``w_first`` units and the next for the rest.
-    """
-    start = np.arange(m, dtype=np.int64) * k
-    first = start // m
-    w_second = np.maximum(start + k - (first + 1) * m, 0)
-    second = np.minimum(first + 1, k - 1)
-    return first, second, (k - w_second).astype(float), w_second.astype(float)
+    i = np.arange(k + 1, dtype=np.int64)
+    starts = -((-i * m) // k)  # the first finer step meeting coarser step i: ceil(i m / k)
+    gaps = np.abs(cur - np.repeat(ref, np.diff(starts)))
+    inner = i[1:k]  # the coarser's boundaries i m inside (0, k m), where a finer step splits
+    split = inner * m % k != 0
+    at, past = (inner * m // k)[split], inner[split]
+    after = k - (past * m) % k  # units of step ``at`` past the boundary: against ref[past]
+    correction = np.dot(np.abs(cur[at] - ref[past]) - gaps[at], after.astype(float))
+    return float((k * np.sum(gaps) + correction) / (float(k) * m))
 
 
 def _size(present: np.ndarray | dict[str, int]) -> int:
