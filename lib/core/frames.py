@@ -50,3 +50,18 @@ def read_parquet(path: Path | str, columns: Sequence[str] | None = None) -> pd.D
 
     parts = map_ordered(one, names, thread_count(None))
     return pd.concat(parts, axis=1, copy=False) if parts else pd.DataFrame()
+
+
+def positional(frame: pd.DataFrame, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """Return ``frame``'s ``columns`` (all by default) on the index ``0..n-1``, not copied.
+
+    What ``frame[columns].reset_index(drop=True)`` returns, without its two copies of the data
+    (pandas 2 copies a column selection and a reset index alike): the monitor's checks index
+    their rows by position and only read them. The result shares its columns with ``frame``,
+    so neither may be changed in place while the other is in use.
+    """
+    index = pd.RangeIndex(len(frame))
+    names = list(frame.columns) if columns is None else list(columns)
+    return pd.DataFrame(
+        {name: frame[name].set_axis(index, copy=False) for name in names}, index=index, copy=False
+    )

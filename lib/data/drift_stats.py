@@ -15,6 +15,14 @@ from scipy.spatial import distance
 from lib.core.errors import ParamsError
 from lib.data.drift_profile import ColumnProfile
 
+# SciPy's tests without the decorator that handles ``nan_policy``, ``axis`` and broadcasting
+# (functools.wraps keeps the function it wraps): the inputs here are 1-D and finite already,
+# and the decorator cost 0.5 of the 0.6 ms a call took. The per-window monitor calls them once
+# per window and column (a small reference cut into its own weekly windows: thousands of calls,
+# 4.8 s of a million-row monitor run). Same results (tested against the decorated functions).
+_KS_2SAMP = getattr(stats.ks_2samp, "__wrapped__", stats.ks_2samp)
+_CHISQUARE = getattr(stats.chisquare, "__wrapped__", stats.chisquare)
+
 
 def _ecdf(sorted_values: np.ndarray, at: np.ndarray) -> np.ndarray:
     return np.searchsorted(sorted_values, at, side="right") / len(sorted_values)
@@ -36,7 +44,7 @@ def wasserstein(ref: np.ndarray, cur: np.ndarray) -> float:
 def ks_pvalue(col: ColumnProfile, cur: np.ndarray) -> float:
     """Two-sample Kolmogorov-Smirnov p-value (SciPy's own on exact references)."""
     if col.exact:
-        return float(stats.ks_2samp(col.values, cur).pvalue)
+        return float(_KS_2SAMP(col.values, cur).pvalue)
     merged = np.concatenate([col.values, cur])
     d = float(np.max(np.abs(_ecdf(col.values, merged) - _ecdf(cur, merged))))
     n, m = col.count, len(cur)
@@ -84,7 +92,7 @@ def chisquare_pvalue(col: ColumnProfile, cur: Mapping[str, int]) -> float:
     ref_c, cur_c = _category_pairs(col, cur)
     expected = ref_c * (cur_c.sum() / col.count)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return float(stats.chisquare(cur_c, expected).pvalue)
+        return float(_CHISQUARE(cur_c, expected).pvalue)
 
 
 def z_pvalue(col: ColumnProfile, cur: Mapping[str, int]) -> float:

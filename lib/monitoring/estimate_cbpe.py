@@ -113,9 +113,9 @@ def estimate(
             out[name] = counted
         elif name == "roc_auc":
             cols = [1] if k == 2 else range(k)
-            out[name] = float(
-                np.nanmean([estimate_roc_auc(calibrated[:, j], score[:, j]) for j in cols])
-            )
+            aucs = [estimate_roc_auc(calibrated[:, j], score[:, j]) for j in cols]
+            defined = [a for a in aucs if not np.isnan(a)]  # np.nanmean, without its warning
+            out[name] = float(np.mean(defined)) if defined else float("nan")
         elif name == "log_loss":
             logs = np.log(np.clip(score, _EPS, 1 - _EPS))
             out[name] = float(-np.mean(np.sum(calibrated * logs, axis=1)))

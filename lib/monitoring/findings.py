@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lib.core import tasks
+from lib.core import frames, tasks
 from lib.core.contracts.predlog import PREDICTION, proba_column
 from lib.core.contracts.predlog import TIME as PREDLOG_TIME
 from lib.core.contracts.summary import Concept
@@ -385,7 +385,7 @@ def find_windows(
         full = [exact.rows(w.key) or w.rows for w in cur_cut]
         drift_ref_cut = windows.reference_windows(len(ref.frame), spec, cur_cut, ref_times, full)
     cur_frame = current_frame(cur, schema.target, schema.classes)
-    ref_frame = ref.frame.reset_index(drop=True)
+    ref_frame = frames.positional(ref.frame)
     scored_reference = schema.target in ref_frame.columns and PREDICTION in ref_frame.columns
     tables = run_window_checks(
         ref_frame, cur_frame, kinds, ref_cut, cur_cut, params,
@@ -405,9 +405,9 @@ def find_windows(
         multivariate=tables.multivariate,
         window_quality=tables.quality,
         window_performance=tables.performance,
-        reference_rows=Rows(ref_frame[names], ref_errors),
+        reference_rows=Rows(frames.positional(ref_frame, names), ref_errors),
         current_rows=Rows(
-            cur.frame[names].reset_index(drop=True),
+            frames.positional(cur.frame, names),
             row_errors(schema.task, cur.y, cur.pred),
             window_keys(len(cur.frame), cur_cut),
         ),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -126,6 +127,17 @@ def test_the_bootstraps_samples_get_the_numbers_of_the_same_rows_taken_directly(
         got = resample(at)
         assert got["log_loss"] == pytest.approx(want.pop("log_loss"), rel=1e-14, abs=0)
         assert {m: v for m, v in got.items() if m != "log_loss"} == want
+
+
+def test_an_undefined_estimated_roc_auc_is_nan_without_a_warning():
+    # a window whose calibrated probabilities expect no positive row (a reference window of a
+    # few rows on a real log): NaN, and no "Mean of empty slice" in the stage's output
+    calibrated = np.column_stack([np.ones(5), np.zeros(5)])
+    score = np.column_stack([np.full(5, 0.6), np.full(5, 0.4)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = cbpe.estimate(calibrated, score, np.zeros(5, dtype=np.int8), ("roc_auc", "accuracy"))
+    assert np.isnan(got["roc_auc"]) and got["accuracy"] == 1.0
 
 
 def test_the_expected_confusion_matrix_of_one_hot_probabilities_is_the_real_one():
@@ -372,6 +384,8 @@ def test_current_frame_joins_outputs_and_labels():
     got = est.current_frame(cur, "y", ["n", "p"])
     assert list(got.columns) == ["a", "prediction", "proba_n", "proba_p", "y"]
     assert got["proba_p"].tolist() == [0.2, 0.7] and got["y"].tolist() == ["n", None]
+    # the features are the current frame's own columns, not copies (a million rows: 176 MiB)
+    assert np.shares_memory(got["a"].to_numpy(), cur.frame["a"].to_numpy())
 
 
 def test_errors_name_the_column_or_metric(binary_model):

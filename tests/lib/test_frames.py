@@ -76,3 +76,22 @@ def test_reading_costs_about_one_copy_of_the_frame(tmp_path):
     )
     print(f"peak growth in frames: ours {ours:.2f}, pandas {pandas_own:.2f}")
     assert ours < 1.6 < pandas_own  # pandas holds the table and the frame at once
+
+
+def test_positional_is_a_selection_with_a_reset_index_sharing_the_data():
+    frame = pd.DataFrame(
+        {
+            "x": [1.5, 2.5, np.nan],
+            "c": pd.Categorical(["a", "b", "a"]),
+            "s": ["u", None, "w"],
+            "n": pd.array([1, None, 3], dtype="Int64"),
+        },
+        index=[10, 30, 20],
+    )
+    got = frames.positional(frame, ["s", "x", "c", "n"])
+    pd.testing.assert_frame_equal(got, frame[["s", "x", "c", "n"]].reset_index(drop=True))
+    assert isinstance(got.index, pd.RangeIndex)
+    assert np.shares_memory(got["x"].to_numpy(), frame["x"].to_numpy())
+    assert np.shares_memory(got["c"].cat.codes.to_numpy(), frame["c"].cat.codes.to_numpy())
+    pd.testing.assert_frame_equal(frames.positional(frame), frame.reset_index(drop=True))
+    assert frames.positional(frame.iloc[:0]).shape == (0, 4)

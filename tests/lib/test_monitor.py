@@ -349,3 +349,24 @@ def test_no_checkable_column_skips_evidentlys_report(tmp_path):
     result = SimpleNamespace(features=SimpleNamespace(columns=[]))
     assert save_evidently_report(result, params).value is None  # type: ignore[arg-type]
     assert not (tmp_path / "reports").exists()
+
+
+def test_the_log_sorted_by_time_is_pandas_stable_sort_ties_and_gaps_included(tmp_path):
+    rng = np.random.default_rng(5)
+    n = 400
+    frame = pd.DataFrame(
+        {
+            "x": rng.normal(size=n),
+            "time": pd.to_datetime("2026-11-01", utc=True)
+            + pd.to_timedelta(rng.integers(0, 5, n), unit="h"),  # many tied times
+            "request_id": rng.choice(["b", "a", "c", None], n),  # ties and missing ids
+            "row": rng.integers(0, 3, n),
+        }
+    )
+    frame.iloc[:200].to_parquet(tmp_path / "part-0001.parquet")
+    frame.iloc[200:].to_parquet(tmp_path / "part-0002.parquet")
+    want = frame.sort_values(["time", "request_id", "row"], kind="stable", ignore_index=True)
+    pd.testing.assert_frame_equal(predlog.read_log(tmp_path, by_time=True), want)
+    want.to_parquet(tmp_path / "part-0001.parquet")  # already in order: read as it is
+    (tmp_path / "part-0002.parquet").unlink()
+    pd.testing.assert_frame_equal(predlog.read_log(tmp_path, by_time=True), want)
