@@ -126,33 +126,25 @@ def mean_log_loss(proba: np.ndarray, yi: np.ndarray) -> float:
     return float(-np.mean(np.log(chosen)))
 
 
-def roc_auc(positive: np.ndarray, score: np.ndarray, *, ranked: bool = False) -> float:
+def roc_auc(positive: np.ndarray, score: np.ndarray) -> float:
     """Return ROC AUC (Mann-Whitney, ties averaged) as scikit-learn computes it.
 
     NaN when ``positive`` is all true or all false (undefined; scikit-learn also gives NaN).
-    ``ranked``: the rows are already in descending order of ``score`` (no sort).
     """
-    return _ranking(positive, score, ranked=ranked)[0]
+    return _ranking(positive, score)[0]
 
 
-def _ranking(
-    positive: np.ndarray, score: np.ndarray, *, ranked: bool = False
-) -> tuple[float, float]:
+def _ranking(positive: np.ndarray, score: np.ndarray) -> tuple[float, float]:
     """Return (ROC AUC, average precision) from one sort of the scores, highest first.
 
     Average precision: the precision at each distinct score, weighted by the recall it adds.
-    ``ranked``: the rows are already in that order. Only tied groups' ends are read, so the
-    order within a tie does not change a digit.
     """
     n = len(score)
-    if ranked:
-        ordered, hits = np.asarray(score, dtype=float), positive
-    else:
-        order = np.argsort(-np.asarray(score, dtype=float))
-        ordered, hits = score[order], positive[order]
-    ends = np.r_[np.flatnonzero(np.diff(ordered)), n - 1]  # last place of each tied group
+    order = np.argsort(-np.asarray(score, dtype=float))
+    ranked = score[order]
+    ends = np.r_[np.flatnonzero(np.diff(ranked)), n - 1]  # last place of each tied group
     starts = np.r_[0, ends[:-1] + 1]
-    tps = np.cumsum(hits)[ends]  # positives at or above each distinct score
+    tps = np.cumsum(positive[order])[ends]  # positives at or above each distinct score
     n1 = int(tps[-1]) if n else 0
     n0 = n - n1
     if n1 == 0 or n0 == 0:

@@ -136,18 +136,9 @@ def _from_confusion(
 
 
 def realized(
-    yi: np.ndarray,
-    score: np.ndarray | None,
-    pi: np.ndarray,
-    k: int,
-    metrics: tuple[str, ...],
-    *,
-    ranked: bool = False,
+    yi: np.ndarray, score: np.ndarray | None, pi: np.ndarray, k: int, metrics: tuple[str, ...]
 ) -> dict[str, float]:
-    """Return the same metrics from labels (class indices ``yi``); NaN where undefined.
-
-    ``ranked``: two classes whose rows are in descending order of the positive score.
-    """
+    """Return the same metrics from labels (class indices ``yi``); NaN where undefined."""
     nan = float("nan")
     n = len(yi)
     if n == 0:
@@ -172,7 +163,7 @@ def realized(
             if len(present) < 2:
                 out[name] = nan
             elif k == 2:
-                out[name] = roc_auc(yi == 1, score[:, 1], ranked=ranked)
+                out[name] = roc_auc(yi == 1, score[:, 1])
             else:
                 out[name] = float(np.mean([roc_auc(yi == j, score[:, j]) for j in present]))
         elif name == "log_loss":
@@ -267,29 +258,15 @@ def resampler(
 
     The bootstrap of the sampling error calls it a few hundred times on samples of the same
     rows (labelled, predicted, scored: ``y`` and ``p`` are already theirs, ``s`` is every
-    reference row's). Those rows' classes, predictions and scores are taken out once; with two
-    classes they are ordered by descending score, so a sample's rows are in ROC order once its
-    positions (mapped to their rank) are sorted, and its ROC AUC needs no sort of its own. A
-    sample holds the same rows as ``_class_realized(rows[positions])`` and gets the same
-    numbers (ties are scored as groups, whatever their order; the log loss, a mean summed in
-    another order, to the last digit): tested.
+    reference row's). Their scores are taken out once, so a sample reads a compact copy in
+    row order instead of the whole reference; a sample gets the numbers
+    ``_class_realized(rows[positions])`` gives (tested). Ordering the rows by score once, to
+    spare each sample's ROC AUC its sort, gained nothing: mapping a sample to the score order
+    costs a sort too.
     """
     k = 2 if s is None else s.shape[1]
     ss = None if s is None else take(s, rows)
-    if ss is None or k != 2:
-        return lambda at: realized(
-            y[at], None if ss is None else take(ss, at), p[at], k, metrics
-        )  # fmt: skip
-    order = np.argsort(-ss[:, 1], kind="stable")
-    rank = np.empty(len(order), dtype=np.intp)
-    rank[order] = np.arange(len(order))
-    y, p, ss = y[order], p[order], take(ss, order)
-
-    def one(at: np.ndarray) -> dict[str, float]:
-        ranked = np.sort(rank[at])
-        return realized(y[ranked], take(ss, ranked), p[ranked], k, metrics, ranked=True)
-
-    return one
+    return lambda at: realized(y[at], None if ss is None else take(ss, at), p[at], k, metrics)
 
 
 def _class_realized(
