@@ -88,12 +88,13 @@ class Reconstruction:
         prepared = np.empty((len(frame), len(self.kinds)), order="F")
         for j, (name, kind) in enumerate(self.kinds.items()):
             column = prepared[:, j]
-            column[:] = self._column(frame[name], name, kind)
+            _encoded(frame[name], kind, self.fill_[name], self.shares_.get(name), out=column)
             column -= self.mean_[j]
             column /= self.scale_[j]
         return prepared
 
     def _column(self, values: pd.Series, name: str, kind: Kind) -> np.ndarray:
+        """Return one column imputed and encoded, not yet standardised."""
         return _encoded(values, kind, self.fill_[name], self.shares_.get(name))
 
     def errors(self, frame: pd.DataFrame, rows: np.ndarray | None = None) -> np.ndarray:
@@ -123,27 +124,41 @@ class Reconstruction:
 
 
 def _encoded(
-    values: pd.Series, kind: Kind, fill: float | str, shares: dict[str, float] | None
+    values: pd.Series,
+    kind: Kind,
+    fill: float | str,
+    shares: dict[str, float] | None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Impute a column (``fill``) and frequency-encode categories (their ``shares``)."""
+    """Impute a column (``fill``) and frequency-encode categories (their ``shares``).
+
+    Written into ``out`` when given (a column of the prepared matrix): a float column is copied
+    there once and only its missing values are filled, instead of a converted copy, a filled
+    copy and the copy into the matrix (the current side's errors: 0.45 to 0.3 s a million rows).
+    """
+    out = np.empty(len(values)) if out is None else out
     if kind == "numeric":
-        x = numeric_values(values)
-        return np.where(np.isfinite(x), x, float(fill))
+        x = values.to_numpy() if values.dtype == np.float64 else numeric_values(values)
+        np.copyto(out, x)
+        missing = ~np.isfinite(out)
+        if missing.any():
+            out[missing] = float(fill)
+        return out
     assert shares is not None
     if isinstance(values.dtype, pd.CategoricalDtype):
         # a pandas category (as ingest writes text): its codes index its categories, so only
         # the categories are spelled, not every block's values (0.28 s of the bench's step)
         spelled = as_categories(pd.Series(np.asarray(values.cat.categories, dtype=object)))
-        missing = shares[str(fill)]
-        by_code = [missing if pd.isna(c) else shares.get(str(c), 0.0) for c in spelled]
-        category_lookup = np.array([*by_code, missing])  # code -1 (missing): the last
-        by_row: np.ndarray = category_lookup[values.cat.codes.to_numpy()]
-        return by_row
+        missing_share = shares[str(fill)]
+        by_code = [missing_share if pd.isna(c) else shares.get(str(c), 0.0) for c in spelled]
+        category_lookup = np.array([*by_code, missing_share])  # code -1 (missing): the last
+        np.take(category_lookup, values.cat.codes.to_numpy(), out=out)
+        return out
     codes, names = category_codes(values)
     # a share per category (unseen: 0), then the filled category's for code -1 (missing)
     lookup = np.array([shares.get(str(c), 0.0) for c in names] + [shares[str(fill)]])
-    encoded: np.ndarray = lookup[codes]
-    return encoded
+    np.take(lookup, codes, out=out)
+    return out
 
 
 def fit_reconstruction(

@@ -99,6 +99,9 @@ def test_categories_are_frequency_encoded_and_missing_values_imputed():
     assert model.shares_["c"] == {"a": 2 / 3, "b": 1 / 3}
     raw = model._column(pd.Series(["b", None, "new"]), "c", "categorical")
     assert raw.tolist() == [1 / 3, 2 / 3, 0.0]  # missing -> "a"; unseen -> share 0
+    given = pd.Series([np.nan, np.inf, 5.0])
+    assert model._column(given, "x", "numeric").tolist() == [2.0, 2.0, 5.0]  # filled in a copy
+    assert np.isnan(given[0]) and np.isinf(given[1])  # the frame's own values are untouched
 
 
 def test_a_pandas_category_column_is_encoded_as_its_values():
