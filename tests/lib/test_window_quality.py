@@ -85,6 +85,15 @@ def test_many_values_just_past_the_range_alert():
     assert x.loc[2, "reason"].startswith("20 outside the reference range [0, 10]")
 
 
+def test_a_window_of_many_offenders_quotes_the_first_three_in_order():
+    ref, cur = sides()
+    cur.loc[4000:5999, "x"] = 11 + np.arange(2000) / 100  # every row of window 3 out of range
+    cur.loc[4000, "x"] = cur.loc[4002, "x"]  # a repeat is quoted once
+    x = current(window_quality(ref, cur, {"x": "numeric"}, *cut(ref, cur)), "x")
+    assert x.loc[2, "reason"].startswith("2000 outside the reference range [0, 10]")
+    assert "('11.02', '11.01', '11.03')" in x.loc[2, "reason"]
+
+
 def test_chance_is_binomial_on_the_reference_size():
     assert not beyond_chance(1, 2_000, 20_000)  # expected 0.2: one is common
     assert not beyond_chance(2, 2_000, 20_000)  # p about 0.017
