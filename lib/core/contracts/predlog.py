@@ -183,7 +183,9 @@ def read_log(
     schema = _one_schema([pq.read_schema(f) for f in files])
     dataset = ds.dataset([str(f) for f in files], schema=schema, format="parquet")
     table = dataset.to_table(filter=where)
-    return to_frame(_by_time(table) if by_time and table.num_rows else table)
+    if by_time and table.num_rows:
+        table = _by_time(table)  # rebound: the unsorted table is freed before converting
+    return to_frame(table)
 
 
 def _by_time(table: pa.Table) -> pa.Table:
