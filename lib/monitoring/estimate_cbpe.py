@@ -248,11 +248,17 @@ def prepare(
             partial(_class_estimate, cal=cal, s=s, p=p, metrics=metrics),
             partial(_class_realized, y=y, p=p, s=s, k=k, metrics=metrics),
         )
-    return sides, fit_rows, resampler(ref_y[fit_rows], ref_p[fit_rows], ref_s, fit_rows, metrics)
+    resample = resampler(ref_y[fit_rows], ref_p[fit_rows], ref_s, fit_rows, k, metrics)
+    return sides, fit_rows, resample
 
 
 def resampler(
-    y: np.ndarray, p: np.ndarray, s: np.ndarray | None, rows: np.ndarray, metrics: tuple[str, ...]
+    y: np.ndarray,
+    p: np.ndarray,
+    s: np.ndarray | None,
+    rows: np.ndarray,
+    k: int,
+    metrics: tuple[str, ...],
 ) -> Resample:
     """Return the realized metrics of ``rows[positions]`` for sorted ``positions``.
 
@@ -262,9 +268,8 @@ def resampler(
     row order instead of the whole reference; a sample gets the numbers
     ``_class_realized(rows[positions])`` gives (tested). Ordering the rows by score once, to
     spare each sample's ROC AUC its sort, gained nothing: mapping a sample to the score order
-    costs a sort too.
+    costs a sort too. ``k``: the number of classes (the scores may be absent).
     """
-    k = 2 if s is None else s.shape[1]
     ss = None if s is None else take(s, rows)
     return lambda at: realized(y[at], None if ss is None else take(ss, at), p[at], k, metrics)
 

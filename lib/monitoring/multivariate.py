@@ -88,14 +88,16 @@ class Reconstruction:
         prepared = np.empty((len(frame), len(self.kinds)), order="F")
         for j, (name, kind) in enumerate(self.kinds.items()):
             column = prepared[:, j]
-            _encoded(frame[name], kind, self.fill_[name], self.shares_.get(name), out=column)
+            self._column(frame[name], name, kind, out=column)
             column -= self.mean_[j]
             column /= self.scale_[j]
         return prepared
 
-    def _column(self, values: pd.Series, name: str, kind: Kind) -> np.ndarray:
-        """Return one column imputed and encoded, not yet standardised."""
-        return _encoded(values, kind, self.fill_[name], self.shares_.get(name))
+    def _column(
+        self, values: pd.Series, name: str, kind: Kind, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Return one column imputed and encoded, not yet standardised (into ``out``, if given)."""
+        return _encoded(values, kind, self.fill_[name], self.shares_.get(name), out)
 
     def errors(self, frame: pd.DataFrame, rows: np.ndarray | None = None) -> np.ndarray:
         """Return each row's (of ``rows``, positions, when given) distance to its reconstruction.

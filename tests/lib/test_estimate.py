@@ -118,12 +118,16 @@ def test_the_bootstraps_samples_get_the_numbers_of_the_same_rows_taken_directly(
     y[:7], p[7:9] = -1, -1  # unlabelled or unpredicted rows are not resampled
     rows = np.flatnonzero((y >= 0) & (p >= 0))
     metrics = cbpe.CLASS_METRICS + (cbpe.BINARY_ONLY if classes == 2 else ())
-    resample = cbpe.resampler(y[rows], p[rows], score, rows, metrics)
+    resample = cbpe.resampler(y[rows], p[rows], score, rows, classes, metrics)
+    unscored = cbpe.resampler(y[rows], p[rows], None, rows, classes, metrics)
     for seed in range(5):
         at = np.sort(np.random.default_rng(seed).integers(0, len(rows), 800))
         taken = rows[at]
         want = cbpe.realized(y[taken], score[taken], p[taken], classes, metrics)
         assert resample(at) == want
+        # without scores the counted metrics still use every class (3 here: not taken as 2)
+        bare = cbpe.realized(y[taken], None, p[taken], classes, metrics)
+        assert unscored(at) == pytest.approx(bare, nan_ok=True)
 
 
 def test_an_undefined_estimated_roc_auc_is_nan_without_a_warning():
