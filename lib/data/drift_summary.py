@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from lib.data import drift_stats
 from lib.data.drift_profile import (
@@ -214,6 +213,8 @@ def _ks(col: ColumnProfile, summary: NumericSummary) -> float:
     d = max(float(np.max(np.abs(ref - at))), float(np.max(np.abs(ref_before - below))))
     n, m = col.count, summary.count
     big, small = max(n, m), min(n, m)
+    from scipy import stats  # here, not with the module (see lib.data.drift_stats)
+
     return float(np.clip(stats.kstwo.sf(d, np.round(big * small / (big + small))), 0, 1))
 
 

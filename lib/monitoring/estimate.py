@@ -28,7 +28,7 @@ from the realized values on the same reference windows (``lower_estimated``,
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -40,7 +40,6 @@ from lib.core.logs import get_logger
 from lib.data.schema import Task
 from lib.monitoring import estimate_cbpe as cbpe
 from lib.monitoring import estimate_dle as dle
-from lib.monitoring.inputs import Current
 from lib.monitoring.windows import (
     DRAWN_ROWS,
     Window,
@@ -49,6 +48,9 @@ from lib.monitoring.windows import (
     median_rows,
     reference_band,
 )
+
+if TYPE_CHECKING:  # a type only: the inputs' module imports the ingest's (scikit-learn)
+    from lib.monitoring.inputs import Current
 
 log = get_logger(__name__)
 

@@ -20,17 +20,18 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from sklearn.ensemble import HistGradientBoostingRegressor
-from sklearn.model_selection import KFold
 
 from lib.core.contracts import predlog
 from lib.core.errors import DataValidationError
 from lib.core.logs import get_logger
 from lib.core.windowspec import kept
+
+if TYPE_CHECKING:
+    from sklearn.ensemble import HistGradientBoostingRegressor
 
 log = get_logger(__name__)
 
@@ -69,6 +70,9 @@ def nanny_inputs(
 
 
 def _nanny(seed: int) -> HistGradientBoostingRegressor:
+    # scikit-learn is imported by a regression's monitor only (not by every monitor's checks)
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
     return HistGradientBoostingRegressor(
         categorical_features="from_dtype",
         max_iter=100,
@@ -116,6 +120,8 @@ def fit_loss_model(
     rng = np.random.default_rng(seed)
     targets = {"abs": np.abs(errors), "sq": errors**2}
     oof = {k: np.full(len(errors), np.nan) for k in _LOSSES}
+    from sklearn.model_selection import KFold
+
     splitter = KFold(n_splits=folds, shuffle=True, random_state=seed)
     for train, test in splitter.split(known):
         rows, held = known[train], known[test]

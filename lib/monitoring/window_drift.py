@@ -50,7 +50,6 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
-from scipy.stats import false_discovery_control
 
 from lib.core.contracts.predlog import PREDICTION, PROBA_PREFIX
 from lib.core.errors import DataValidationError
@@ -423,6 +422,8 @@ def _taken_together(frame: pd.DataFrame) -> pd.DataFrame:
     m = int(family.sum())
     if m == 0:
         return frame
+    from scipy.stats import false_discovery_control  # only with p-values (lib.data.drift_stats)
+
     adjusted = pd.Series(
         false_discovery_control(frame.loc[family, "statistic"].to_numpy(float), method="bh"),
         index=frame.index[family],

@@ -86,3 +86,39 @@ def test_errors_are_raised_in_the_checks_order_whatever_finishes_first(sides, mo
     monkeypatch.setattr(window_checks, "window_drift", fails("drift broke"))
     with pytest.raises(DataValidationError, match="drift broke"):
         window_checks.run_window_checks(ref, cur, KINDS, ref_w, cur_w, PARAMS, performance=PERF)
+
+
+def test_the_checks_import_neither_scipy_stats_nor_scikit_learn():
+    """A classification's checks with distances (references of over 1,000 rows) need neither:
+    they cost about 75 MiB of the monitor benchmark's peak (213 to 139 MiB of imports). CBPE's
+    calibration imports scipy.optimize (its isotonic regression, 22 MiB)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import sys
+        import numpy as np
+        import pandas as pd
+        sys.path.insert(0, ".")
+        from tests.lib.test_window_checks import KINDS, PARAMS, PERF, _side
+        from lib.monitoring import window_checks
+        from lib.monitoring.windows import WindowSpec, reference_windows, split
+        rng = np.random.default_rng(0)
+        ref, cur = _side(rng, 3000, 0.0), _side(rng, 2000, 0.5)
+        cur.loc[5, "a"] = 99.0  # an out-of-range value: the quality check's binomial test runs
+        cur_w = split(len(cur), WindowSpec("rows", 400))
+        ref_w = reference_windows(len(ref), WindowSpec("rows", 400), cur_w)
+        tables = window_checks.run_window_checks(
+            ref, cur, KINDS, ref_w, cur_w, PARAMS, performance=PERF
+        )
+        assert tables.drift["alert"].any() and not tables.performance.empty
+        heavy = ("scipy.stats", "sklearn", "lib.data.preprocess")
+        print(sorted(m for m in heavy if m in sys.modules))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -101,6 +101,23 @@ def test_chance_is_binomial_on_the_reference_size():
     assert beyond_chance(1, 2_000, 0) is False and beyond_chance(0, 10, 10) is False
 
 
+def test_chance_is_scipys_binomial_tail():
+    from scipy import stats
+
+    from lib.monitoring.window_quality import OUT_OF_RANGE_ALPHA
+
+    rng = np.random.default_rng(0)
+    for _ in range(2_000):
+        n, present = int(rng.integers(1, 100_000)), int(rng.integers(1, 200_000))
+        outside = int(rng.integers(1, max(2, present // 50)))
+        tail = stats.binom.sf(outside - 1, present, 2 / (n + 1))
+        assert beyond_chance(outside, present, n) == (tail < OUT_OF_RANGE_ALPHA)
+    # near the cut too: the verdict flips where scipy.stats' does
+    for outside in range(1, 40):
+        tail = stats.binom.sf(outside - 1, 50_000, 2 / 10_001)
+        assert beyond_chance(outside, 50_000, 10_000) == (tail < OUT_OF_RANGE_ALPHA)
+
+
 def test_unseen_categories_alert_and_are_named():
     ref, cur = sides()
     cur.loc[[19_000, 19_500], "colour"] = ["purple", "purple"]  # window 10
