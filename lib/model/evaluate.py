@@ -364,9 +364,10 @@ def _leakage(
         val, mean, std = (logged[k] for k in keys)
         cv = (primary.name, val, mean, std, primary.higher_is_better)
     top = str(found.index[0]) if len(found) else None
-    leaks = leakage_findings(single, params.evaluate.leakage_threshold, cv, top)
+    leaks = leakage_findings(single, params.evaluate.leakage_threshold, cv, top, len(Xv))
     for leak in leaks:
-        log.warning("suspected_leakage", column=leak.column, check=leak.check, finding=leak.message)
+        event = "suspected_leakage" if leak.blocks else "leakage_not_judged"
+        log.warning(event, column=leak.column, check=leak.check, finding=leak.message)
     return single, leaks
 
 
@@ -425,7 +426,7 @@ def _record(result: EvaluationResult, version: Any) -> None:
     decided = promotion_tags(promoted=result.decision.promote, reason=result.decision.reason)
     tags = [RunTag(key, value) for key, value in decided.items()]
     tags.append(RunTag("gate_basis", result.decision.basis or "not promoted"))
-    suspects = sorted({f.column for f in result.leakage or []})
+    suspects = sorted({f.column for f in result.leakage or [] if f.blocks})
     tags.append(RunTag("leakage_columns", ",".join(suspects) or "none"))
     run_id = read_version_tags(version.tags).run_id or version.run_id
     client.log_batch(run_id, metrics=metrics, tags=tags)
