@@ -67,11 +67,28 @@ class DataParams(Section):
     date_column: str | None = None
     columns: dict[str, ColumnKind | ColumnSpec] = Field(default_factory=dict)
     drop: list[str] = Field(default_factory=list)
+    rename: dict[str, str] = Field(default_factory=dict)  # file's column -> the project's name
     csv: CsvParams = Field(default_factory=CsvParams)
 
     _null_target = field_validator("target", mode="before")(lambda v: "" if v is None else v)
-    _null_map = field_validator("columns", mode="before")(_cleared(dict))
+    _null_map = field_validator("columns", "rename", mode="before")(_cleared(dict))
     _null_list = field_validator("drop", mode="before")(_cleared(list))
+
+    @field_validator("rename")
+    @classmethod
+    def _distinct_new_names(cls, rename: dict[str, str]) -> dict[str, str]:
+        empty = [old for old, new in rename.items() if not str(new).strip()]
+        if empty:
+            raise ValueError(f"column {empty[0]!r} is renamed to an empty name; give it a name")
+        seen: dict[str, str] = {}
+        for old, new in rename.items():
+            if new in seen:
+                raise ValueError(
+                    f"columns {seen[new]!r} and {old!r} are both renamed to {new!r}; "
+                    "give each its own name"
+                )
+            seen[new] = old
+        return rename
 
 
 class ProductionParams(Section):

@@ -114,7 +114,7 @@ def _load(
     columns: list[str] = []
     findings: list[Finding] = []
     for path in sources:
-        raw = read_table(path, params.data.csv)
+        raw = read_table(path, params.data.csv, params.data.rename)
         if not parts:  # every parameter naming a column, before any is used
             columns = [str(c) for c in raw.columns]
             if preflight.missing_columns(params, columns, preflight.SCHEMA_KEYS):

@@ -54,7 +54,7 @@ def read_sources(params: Params) -> tuple[list[Path], list[pd.DataFrame]]:
     from lib.data.readers import read_table
 
     sources, _production = resolve_sources(params)
-    return sources, [read_table(path, params.data.csv) for path in sources]
+    return sources, [read_table(path, params.data.csv, params.data.rename) for path in sources]
 
 
 Reader = Callable[[Params], tuple[list[Path], list[pd.DataFrame]]]

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from lib.core import tasks
+from lib.core.contracts import predlog
 from lib.core.errors import ParamsError, QuireError
 from lib.core.param_sections import ColumnKind, DataParams
 from lib.core.params import Params
@@ -231,13 +232,34 @@ def problems(
 
     ``schema`` may be None when a column the schema needs is missing (only names are checked).
     """
-    found = missing_columns(params, columns)
+    found = missing_columns(params, columns) + reserved_columns(params, columns)
     if schema is not None:
         found += misplaced_columns(params, schema, columns)
         found += metric_problems(params, schema.task)
     if header is not None:
         found += file_problems(params, header)
     return found
+
+
+def reserved_columns(params: Params, columns: Sequence[str]) -> list[str]:
+    """Return one line per kept column named as one of the prediction log's own columns.
+
+    The server logs each served row's features beside ``request_id``, ``row``, ``time``,
+    ``model_version``, ``prediction`` and ``proba_<class>``: a feature of one of those names was
+    overwritten in every logged row (plotly's tips has a ``time`` column, lunch or dinner: the
+    log held timestamps there, and the monitor called it drifted), and a target of one of them
+    could not be joined to its labels.
+    """
+    dropped = set(params.data.drop)
+    clash = [str(c) for c in columns if str(c) not in dropped and predlog.is_log_column(str(c))]
+    return [
+        f"data (from {params.source_of('data.source')}): column {name!r} has a name the "
+        "prediction log gives its own columns (request_id, row, time, model_version, "
+        "prediction, proba_<class>), so every served row's log would overwrite it; rename it "
+        f"with data.rename: {{{name}: {name}_value}} (any free name), or drop it with "
+        f"data.drop: [{name}]"
+        for name in clash
+    ]
 
 
 def resolved_defaults(params: Params, schema: Schema) -> list[str]:
@@ -266,7 +288,7 @@ def file_columns(path: Path, params: Params) -> list[str]:
     """Return the columns of a CSV/Parquet file as the readers read it."""
     from lib.data.readers import read_table
 
-    return [str(c) for c in read_table(path, params.data.csv).columns]
+    return [str(c) for c in read_table(path, params.data.csv, params.data.rename).columns]
 
 
 def check(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import codecs
 import csv
 import glob
+from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -65,7 +66,9 @@ def expand_source(source: str) -> list[Path]:
     return matches
 
 
-def read_table(path: Path, csv_params: CsvParams) -> pd.DataFrame:
+def read_table(
+    path: Path, csv_params: CsvParams, rename: Mapping[str, str] | None = None
+) -> pd.DataFrame:
     """Read one CSV or Parquet file (chosen by suffix: .parquet/.pq, else CSV).
 
     Parameters
@@ -74,6 +77,9 @@ def read_table(path: Path, csv_params: CsvParams) -> pd.DataFrame:
         The file.
     csv_params
         Delimiter and encoding for CSV files.
+    rename
+        ``data.rename``: the file's column -> the project's name for it (columns the file lacks
+        are skipped: a labels file holds only some).
 
     Returns
     -------
@@ -95,7 +101,24 @@ def read_table(path: Path, csv_params: CsvParams) -> pd.DataFrame:
             path=path,
             check="header_only",
         )
-    return frame
+    return _renamed(frame, rename or {}, path)
+
+
+def _renamed(frame: pd.DataFrame, rename: Mapping[str, str], path: Path) -> pd.DataFrame:
+    """Apply ``data.rename`` to the columns the file has; a new name may not be taken."""
+    present = {old: new for old, new in rename.items() if old in frame.columns and old != new}
+    if not present:
+        return frame
+    taken = [new for new in present.values() if new in frame.columns and new not in present]
+    if taken:
+        raise DataValidationError(
+            f"{path}: data.rename renames a column to {taken[0]!r}, which the file already has; "
+            "choose another new name in data.rename",
+            path=path,
+            column=taken[0],
+            check="rename",
+        )
+    return frame.rename(columns=present)
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:

@@ -152,7 +152,7 @@ def align_target(values: pd.Series, schema: Schema, path: Path) -> pd.Series:
 
 def read_files(paths: list[Path], params: Params, schema: Schema) -> pd.DataFrame:
     """Read and conform the CSV/Parquet ``paths`` into one frame of the schema's columns."""
-    frames = [conform(read_table(p, params.data.csv), schema, p) for p in paths]
+    frames = [conform(read_table(p, params.data.csv, params.data.rename), schema, p) for p in paths]
     return pd.concat(frames, ignore_index=True)
 
 
@@ -259,7 +259,7 @@ def _read_labels(params: Params, schema: Schema) -> tuple[pd.DataFrame, Path]:
         id_column = schema.id_column or params.data.id_column
         return feedback.load_labels(path, schema.target, params.data.csv, id_column), path
     path = resolve(str(labels))
-    return read_table(path, params.data.csv), path
+    return read_table(path, params.data.csv, params.data.rename), path
 
 
 def _label_key(params: Params, labels: pd.DataFrame, from_log: bool) -> list[str]:

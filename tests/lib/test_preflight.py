@@ -219,3 +219,58 @@ def test_the_task_tables_name_the_metrics_the_scorers_know():
 
     for task in ("binary", "multiclass", "regression"):
         assert set(metrics._BY_TASK[task]) == set(tasks.METRICS[task]), task
+
+
+# --- a column named as one of the prediction log's own ------------------------------------
+
+
+def _tips(tmp_path: Path, *extra: str):
+    """plotly's tips table as it ships: its 'time' column (Lunch, Dinner) is a feature."""
+    import gzip
+
+    import plotly
+
+    packaged = Path(plotly.__file__).parent / "package_data" / "datasets" / "tips.csv.gz"
+    csv = tmp_path / "tips.csv"
+    csv.write_bytes(gzip.decompress(packaged.read_bytes()))
+    return load_params([], [f"data.source={csv}", "data.target=smoker",
+                            *dirs_overrides(tmp_path), *extra])  # fmt: skip
+
+
+def test_a_column_named_as_the_logs_own_is_refused_before_ingest_with_the_fix(tmp_path):
+    # the server logged a timestamp over tips' 'time' in every row, and the monitor then
+    # called 'time' drifted (chi-square p = 0 in every window) on the table's own rows
+    with pytest.raises(ParamsError) as info:
+        run_ingest(_tips(tmp_path))
+    message = str(info.value)
+    assert "1 parameter problem(s)" in message
+    assert (
+        "data (from -p data.source): column 'time' has a name the prediction log gives its own "
+        "columns (request_id, row, time, model_version, prediction, proba_<class>), so every "
+        "served row's log would overwrite it; rename it with data.rename: {time: time_value} "
+        "(any free name), or drop it with data.drop: [time]"
+    ) in message
+    assert not (tmp_path / "data" / "processed").exists()
+
+
+def test_data_rename_gives_the_column_a_free_name_everywhere_it_is_read(tmp_path):
+    from lib.data.readers import read_table
+
+    params = _tips(tmp_path, "data.rename={time: meal_time}")
+    result = run_ingest(params)
+    assert "meal_time" in result.schema.names() and "time" not in result.schema.names()
+    raw = read_table(Path(params.data.source), params.data.csv, params.data.rename)
+    assert sorted(raw["meal_time"].unique()) == ["Dinner", "Lunch"]
+    # dropping it instead also passes the check
+    assert preflight.reserved_columns(_tips(tmp_path, "data.drop=[time]"), raw.columns) == []
+
+
+def test_data_rename_cannot_take_a_name_in_use(tmp_path):
+    from lib.core.errors import DataValidationError
+    from lib.data.readers import read_table
+
+    params = _tips(tmp_path, "data.rename={time: day}")
+    with pytest.raises(DataValidationError, match="renames a column to 'day', which the file"):
+        read_table(Path(params.data.source), params.data.csv, params.data.rename)
+    with pytest.raises(ParamsError, match="'time' and 'sex' are both renamed to 'x'"):
+        _tips(tmp_path, "data.rename={time: x, sex: x}")

@@ -59,7 +59,7 @@ def load_source(params: Params, source: str | None = None) -> tuple[pd.DataFrame
         ]
     else:
         paths = expand_source(source)
-    frames = [read_table(p, params.data.csv) for p in paths]
+    frames = [read_table(p, params.data.csv, params.data.rename) for p in paths]
     frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
     return frame, ";".join(str(p) for p in paths)
 
