@@ -14,6 +14,11 @@ reference rows (non-NA)   numeric (> 5 values)       categorical, or numeric wit
 ``psi`` (>= 0.1) is available for both kinds. A column drifts when its p-value falls below (or
 its distance reaches) the threshold; the dataset drifts when the share of drifted columns reaches
 ``drift_share``. Missing and infinite values are left out of every statistic, as in Evidently.
+
+One departure: ``chisquare`` is the test of homogeneity of the two samples' counts (as SciPy's
+``chi2_contingency``, NannyML's chi-square), not Evidently's goodness of fit to the reference's
+shares taken as exact, which on the small references it is chosen for called every category the
+reference happened to miss a drift (:func:`lib.data.drift_stats.chisquare_pvalue`).
 """
 
 from __future__ import annotations
