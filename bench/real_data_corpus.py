@@ -272,6 +272,44 @@ CORPUS: tuple[Dataset, ...] = (
             "ingest": {"split": {"by_time": True}},
         },
     ),
+    Dataset(
+        name="tips",
+        origin="plotly tips",
+        task="binary",
+        covers=(
+            "binary (Yes/No)",
+            "text categories",
+            "a column named 'time' (lunch or dinner), as the prediction log's own: the run without"
+            " data.rename stops in seconds asking for it",
+        ),
+        target="smoker",
+        export=_plotly("tips"),
+        preset_extra={"data": {"rename": {"time": "meal_time"}}},
+    ),
+    Dataset(
+        name="wind",
+        origin="plotly wind",
+        task="multiclass",
+        covers=("multiclass (8 speed bands)", "16 wind directions", "128 rows"),
+        target="strength",
+        export=_plotly("wind"),
+    ),
+    Dataset(
+        name="spector",
+        origin="statsmodels spector",
+        task="binary",
+        covers=("binary (0.0/1.0 floats)", "32 rows: 5 in validation, 6 in test"),
+        target="GRADE",
+        export=_statsmodels("spector"),
+    ),
+    Dataset(
+        name="randhie",
+        origin="statsmodels randhie",
+        task="regression",
+        covers=("regression (counts)", "20,190 rows"),
+        target="mdvis",
+        export=_statsmodels("randhie"),
+    ),
 )
 
 # The smallest binary, regression and multiclass tables: the slow test's subset.
