@@ -252,10 +252,11 @@ def reserved_columns(params: Params, columns: Sequence[str]) -> list[str]:
     """
     dropped = set(params.data.drop)
     clash = [str(c) for c in columns if str(c) not in dropped and predlog.is_log_column(str(c))]
+    own = ", ".join([*predlog.LOG_COLUMNS, f"{predlog.PROBA_PREFIX}<class>"])
     return [
         f"data (from {params.source_of('data.source')}): column {name!r} has a name the "
-        "prediction log gives its own columns (request_id, row, time, model_version, "
-        "prediction, proba_<class>), so every served row's log would overwrite it; rename it "
+        f"prediction log gives its own columns ({own}), so every served row's log would "
+        "overwrite it; rename it "
         f"with data.rename: {{{name}: {name}_value}} (any free name), or drop it with "
         f"data.drop: [{name}]"
         for name in clash
