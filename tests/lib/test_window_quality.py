@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,7 +11,7 @@ from palmerpenguins import load_penguins
 
 from lib.core.errors import DataValidationError
 from lib.monitoring import windows as w
-from lib.monitoring.window_quality import COLUMNS, beyond_chance, window_quality
+from lib.monitoring.window_quality import COLUMNS, beyond_chance, outside_tail, window_quality
 
 KINDS = {"x": "numeric", "colour": "categorical"}
 
@@ -94,28 +96,59 @@ def test_a_window_of_many_offenders_quotes_the_first_three_in_order():
     assert "('11.02', '11.01', '11.03')" in x.loc[2, "reason"]
 
 
-def test_chance_is_binomial_on_the_reference_size():
-    assert not beyond_chance(1, 2_000, 20_000)  # expected 0.2: one is common
-    assert not beyond_chance(2, 2_000, 20_000)  # p about 0.017
-    assert beyond_chance(4, 2_000, 20_000)  # p about 5e-5
+def test_chance_is_exact_on_the_reference_size():
+    assert not beyond_chance(1, 2_000, 20_000)  # expected 0.18: one is common
+    assert not beyond_chance(3, 2_000, 20_000)  # p about 0.0028
+    assert beyond_chance(4, 2_000, 20_000)  # p about 0.0003
     assert beyond_chance(1, 2_000, 0) is False and beyond_chance(0, 10, 10) is False
 
 
-def test_chance_is_scipys_binomial_tail():
-    from scipy import stats
+def _enumerated_tail(outside: int, present: int, n: int) -> float:
+    """P(outside or more of ``present`` new values beyond the range of ``n``), every ordering."""
+    total, hits, count = n + present, 0, 0
+    for new in itertools.combinations(range(total), present):
+        old = sorted(set(range(total)) - set(new))
+        hits += sum(i < old[0] or i > old[-1] for i in new) >= outside
+        count += 1
+    return hits / count
 
-    from lib.monitoring.window_quality import OUT_OF_RANGE_ALPHA
 
+def test_the_tail_is_exact_for_exchangeable_values():
+    # every way of interleaving small samples (the ranks are all that matter)
+    for n in (1, 2, 3, 5):
+        for present in (1, 2, 4, 6):
+            for outside in range(present + 2):
+                assert outside_tail(outside, present, n) == pytest.approx(
+                    _enumerated_tail(outside, present, n), abs=1e-12
+                )
+    # and by simulation at a small table's sizes, where a binomial tail (independent values
+    # against a fixed range) understates it 600-fold at 11
     rng = np.random.default_rng(0)
-    for _ in range(2_000):
-        n, present = int(rng.integers(1, 100_000)), int(rng.integers(1, 200_000))
-        outside = int(rng.integers(1, max(2, present // 50)))
-        tail = stats.binom.sf(outside - 1, present, 2 / (n + 1))
-        assert beyond_chance(outside, present, n) == (tail < OUT_OF_RANGE_ALPHA)
-    # near the cut too: the verdict flips where scipy.stats' does
-    for outside in range(1, 40):
-        tail = stats.binom.sf(outside - 1, 50_000, 2 / 10_001)
-        assert beyond_chance(outside, 50_000, 10_000) == (tail < OUT_OF_RANGE_ALPHA)
+    ref, new = rng.random((40_000, 88)), rng.random((40_000, 84))
+    lo, hi = ref.min(axis=1, keepdims=True), ref.max(axis=1, keepdims=True)
+    counts = ((new < lo) | (new > hi)).sum(axis=1)
+    for k in (1, 3, 5, 8):
+        assert outside_tail(k, 84, 88) == pytest.approx((counts >= k).mean(), abs=0.01)
+    assert outside_tail(11, 84, 88) == pytest.approx(0.00185, abs=1e-4)
+
+
+@pytest.mark.parametrize("loader", ["load_wine", "load_diabetes"])
+def test_a_small_references_range_raises_no_chance_alerts_on_real_data(loader):
+    """A real table split at random: 88 reference rows, 5 windows of the rest, no change."""
+    from sklearn import datasets
+
+    x = getattr(datasets, loader)(as_frame=True).frame.drop(columns="target")
+    kinds = dict.fromkeys(x.columns, "numeric")
+    alerts = 0
+    for seed in range(10):
+        order = np.random.default_rng(seed).permutation(len(x))
+        ref = x.iloc[order[:88]].reset_index(drop=True)
+        cur = x.iloc[order[88:]].reset_index(drop=True)
+        out = window_quality(ref, cur, kinds, *cut(ref, cur, "5 windows"))
+        alerts += int(out.loc[out["period"] == "current", "alert"].sum())
+    # 10 runs x 13 (wine) or 10 (diabetes) columns x 5 windows: the binomial tail raised 4
+    # alerts on each table (in 3 and 1 runs), all on counts of values just past the range
+    assert alerts == 0
 
 
 def test_unseen_categories_alert_and_are_named():
