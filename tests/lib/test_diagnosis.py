@@ -409,3 +409,68 @@ def test_a_gap_to_the_estimate_inside_every_band_is_not_concept_drift():
     # below both bands: concept drift
     below = diagnose(**quiet, window_performance=perf_table(realized={"w3": 0.70}))
     assert below.windows.set_index("window")["kind"]["w3"] == CONCEPT
+
+
+def _breast_cancer_runs(shift: float) -> list:
+    """Breast cancer split at random 20 times: 60 training rows, 88 reference rows, 5 windows.
+
+    ``shift`` moves the first two features by that many standard deviations in windows 3-4.
+    """
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.ensemble import RandomForestClassifier
+
+    from lib.core.param_sections import MonitorParams
+    from lib.monitoring.window_checks import Performance, run_window_checks
+    from lib.monitoring.windows import parse_spec, reference_windows, split
+
+    x, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    kinds = dict.fromkeys(x.columns, "numeric")
+    out = []
+    for seed in range(20):
+        order = np.random.default_rng(seed).permutation(len(x))
+        model = RandomForestClassifier(30, random_state=0)
+        model.fit(x.iloc[order[:60]], y.iloc[order[:60]])
+
+        def scored(rows, moved=0.0, model=model):
+            f = x.iloc[rows].reset_index(drop=True)
+            at = (np.arange(len(f)) >= 2 * len(f) // 5) & (np.arange(len(f)) < 4 * len(f) // 5)
+            for c in x.columns[:2]:
+                f.loc[at, c] += moved * x[c].std()
+            proba = model.predict_proba(f)
+            f = f.assign(prediction=model.predict(f), target=y.iloc[rows].to_numpy())
+            return f.assign(proba_0=proba[:, 0], proba_1=proba[:, 1])
+
+        ref, cur = scored(order[60:148]), scored(order[148:], shift)
+        spec = parse_spec("5 windows")
+        cur_w = split(len(cur), spec)
+        tables = run_window_checks(
+            ref, cur, kinds, reference_windows(len(ref), spec, cur_w), cur_w, MonitorParams(),
+            performance=Performance(task="binary", classes=[0, 1], target="target", seed=seed),
+        )  # fmt: skip
+        out.append(
+            diagnose(
+                window_drift=tables.drift,
+                multivariate=tables.multivariate,
+                window_quality=tables.quality,
+                window_performance=tables.performance,
+            )
+        )
+    return out
+
+
+@pytest.mark.slow
+def test_a_small_real_reference_with_nothing_changed_is_mostly_none():
+    """Chance alerts of other metrics and lone features made 10 of 20 runs a covariate shift
+    (6 were 'none'); the concept drift calls of a reference too small to vouch for the estimate
+    (4 of 20) are a known limit."""
+    kinds = [d.kind for d in _breast_cancer_runs(0.0)]
+    assert kinds.count(NONE) >= 12, kinds
+    assert kinds.count(COVARIATE) <= 4, kinds
+
+
+@pytest.mark.slow
+def test_a_real_shift_of_two_features_in_two_windows_is_still_found_and_named():
+    runs = _breast_cancer_runs(1.0)
+    assert sum(d.kind != NONE for d in runs) == 20
+    named = [{f["column"] for f in d.features[:5]} & {"mean radius", "mean texture"} for d in runs]
+    assert sum(bool(n) for n in named) >= 17  # 15 before lone alerts were set aside
