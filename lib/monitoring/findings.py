@@ -28,9 +28,10 @@ from lib.data.drift_profile import ColumnProfile, category_counts, numeric_value
 from lib.data.schema import Schema, Task
 from lib.model.reference import output_kinds
 from lib.monitoring import performance, windows
-from lib.monitoring.diagnosis import CONCEPT, NONE, Diagnosis, Rows, diagnose
+from lib.monitoring.diagnosis import CONCEPT, NONE, Diagnosis, diagnose
 from lib.monitoring.estimate import current_frame
 from lib.monitoring.inputs import Current, Reference, align_target
+from lib.monitoring.labelled_rows import Rows
 from lib.monitoring.window_checks import Performance, run_window_checks
 from lib.monitoring.window_drift import Exact
 
@@ -144,6 +145,15 @@ def _reference_scored(ref: Reference, schema: Schema) -> performance.Scored | No
     proba = frame[names].to_numpy(float) if names and all(n in frame for n in names) else None
     y = align_target(frame[schema.target], schema, Path(ref.source)).to_numpy()
     return _scored(y, frame[PREDICTION].to_numpy(), proba, schema)
+
+
+def _confidence(frame: pd.DataFrame, schema: Schema) -> np.ndarray | None:
+    """Return a classifier's top class probability per row, None without its probabilities."""
+    names = [proba_column(c) for c in schema.classes or []]
+    if not names or not all(n in frame.columns for n in names):
+        return None
+    top: np.ndarray = frame[names].to_numpy(float).max(axis=1)
+    return top
 
 
 def find_quality(
@@ -405,11 +415,16 @@ def find_windows(
         multivariate=tables.multivariate,
         window_quality=tables.quality,
         window_performance=tables.performance,
-        reference_rows=Rows(frames.positional(ref_frame, names), ref_errors),
+        reference_rows=Rows(
+            frames.positional(ref_frame, names),
+            ref_errors,
+            confidence=_confidence(ref_frame, schema),
+        ),
         current_rows=Rows(
             frames.positional(cur.frame, names),
             row_errors(schema.task, cur.y, cur.pred),
             window_keys(len(cur.frame), cur_cut),
+            confidence=None if cur.proba is None else cur.proba.max(axis=1),
         ),
         kinds=kinds,
     )
