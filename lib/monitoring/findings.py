@@ -147,6 +147,15 @@ def _reference_scored(ref: Reference, schema: Schema) -> performance.Scored | No
     return _scored(y, frame[PREDICTION].to_numpy(), proba, schema)
 
 
+def ingested_ranges(schema: Schema) -> dict[str, tuple[float, float]]:
+    """Return each numeric feature's range as ingest learned it (or params declared it)."""
+    return {
+        c.name: (float(c.min), float(c.max))
+        for c in schema.features
+        if c.kind == "numeric" and c.min is not None and c.max is not None
+    }
+
+
 def _confidence(frame: pd.DataFrame, schema: Schema) -> np.ndarray | None:
     """Return a classifier's top class probability per row, None without its probabilities."""
     names = [proba_column(c) for c in schema.classes or []]
@@ -403,6 +412,7 @@ def find_windows(
             task=schema.task, classes=schema.classes, target=schema.target, seed=seed
         ) if scored_reference else None,
         drift_ref_windows=drift_ref_cut, profile=ref.profile, exact=exact,
+        ingested_ranges=ingested_ranges(schema),
     )  # fmt: skip
     ref_errors = row_errors(
         schema.task,

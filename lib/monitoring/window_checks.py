@@ -68,6 +68,7 @@ def run_window_checks(
     drift_ref_windows: list[Window] | None = None,
     profile: Profile | None = None,
     exact: Exact | None = None,
+    ingested_ranges: Mapping[str, tuple[float, float]] | None = None,
 ) -> WindowTables:
     """Run every per-window check on the two sides (see the module doc).
 
@@ -88,6 +89,9 @@ def run_window_checks(
     drift_ref_windows, profile, exact
         Drift's own reference windows (default ``ref_windows``), the reference's saved profile
         and the current rows' summaries (see :func:`lib.monitoring.window_drift.window_drift`).
+    ingested_ranges
+        Numeric columns' ranges at ingest for the quality check's out-of-range rule (see
+        :func:`lib.monitoring.window_quality.window_quality`).
     """
     sigmas = params.sigmas
     jobs: dict[str, Callable[[], pd.DataFrame]] = {}
@@ -106,8 +110,9 @@ def run_window_checks(
         profile=profile, exact=exact,
     )  # fmt: skip
     jobs["quality"] = lambda: window_quality(
-        reference, current, kinds, ref_windows, cur_windows, sigmas, threads=params.threads
-    )
+        reference, current, kinds, ref_windows, cur_windows, sigmas, threads=params.threads,
+        ingested_ranges=ingested_ranges,
+    )  # fmt: skip
     # listed in the order they start (see the module doc); each job's error is kept and the
     # first in the doc's order raised, as when the checks ran one after the other
     outcomes = map_ordered(_outcome, jobs.values(), thread_count(params.threads))

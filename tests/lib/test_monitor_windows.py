@@ -243,3 +243,30 @@ def test_windows_follow_the_first_date_column_by_period_and_a_wrong_time_column_
     wrong = weekly.model_copy(update={"time_column": "when"})
     with pytest.raises(ParamsError, match=r"monitor.time_column: 'when' is not a column"):
         find_windows(ref, cur, schema, drift_kinds(schema, wrong), wrong, seed=0)
+
+
+def test_a_value_the_ingested_data_held_is_not_out_of_range(model, tmp_path):
+    """The stage widens the reference's range by the schema's: x3 spans [0, 10] in the reference,
+    and the project's data reached 35."""
+    rng = np.random.default_rng(5)
+    cur = current_rows(rng)
+    cur.loc[1200, "x3"] = 25.0  # window 3: far past the reference's range, inside the data's
+    cur.loc[2200, "x3"] = 80.0  # window 5: far past both
+    cur = cur.assign(y=truth(cur, rng))
+    ref, current = sides(model, tmp_path, cur)
+    kinds = drift_kinds(SCHEMA, PARAMS)
+    ranged = SCHEMA.model_copy(
+        update={
+            "features": [
+                c.model_copy(update={"min": 0.0, "max": 35.0}) if c.name == "x3" else c
+                for c in SCHEMA.features
+            ]
+        }
+    )
+    for schema, alerted in ((SCHEMA, {3, 5}), (ranged, {5})):
+        found = find_windows(ref, current, schema, kinds, PARAMS, seed=0)
+        x3 = found.quality[
+            (found.quality["period"] == "current") & (found.quality["column"] == "x3")
+        ]
+        assert set(np.flatnonzero(x3["alert"].to_numpy()) + 1) == alerted
+    assert x3["reason"].iloc[4] == "1 outside the ingested range [0, 35] ('80.0')"

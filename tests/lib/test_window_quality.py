@@ -240,3 +240,24 @@ def test_threads_give_the_same_table_as_one_thread():
     many = window_quality(ref, cur, kinds, ref_w, cur_w, threads=4)
     pd.testing.assert_frame_equal(one, many)
     assert one["alert"].any()
+
+
+def test_the_ingested_range_widens_the_references():
+    """A small reference misses a heavy tail the project's data held: not a quality problem."""
+    ref, cur = sides()  # x spans [0, 10] in the reference
+    cur.loc[4500, "x"] = 25.0  # window 3: far beyond the reference's range (1.5 widths)
+    cur.loc[6500, "x"] = 75.0  # window 4: far beyond the data's range too
+    only_ref = current(window_quality(ref, cur, {"x": "numeric"}, *cut(ref, cur)), "x")
+    assert only_ref["alert"].tolist() == [i in (2, 3) for i in range(10)]
+    wide = window_quality(
+        ref, cur, {"x": "numeric"}, *cut(ref, cur), ingested_ranges={"x": (0.0, 30.0)}
+    )
+    x = current(wide, "x")
+    assert x["out_of_range"].tolist() == [1 if i == 3 else 0 for i in range(10)]
+    assert x["alert"].tolist() == [i == 3 for i in range(10)]
+    assert x.loc[3, "reason"] == "1 outside the ingested range [0, 30] ('75.0')"
+    # a range inside the reference's changes nothing; categories are not ranged
+    same = window_quality(
+        ref, cur, {"x": "numeric"}, *cut(ref, cur), ingested_ranges={"x": (2.0, 8.0)}
+    )
+    assert same.equals(window_quality(ref, cur, {"x": "numeric"}, *cut(ref, cur)))
