@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,11 +84,27 @@ def window_facts(
     multivariate: pd.DataFrame | None,
     window_quality: pd.DataFrame | None,
     window_performance: pd.DataFrame | None,
+    chance: Mapping[str, Sequence[str]] | None = None,
 ) -> WindowFacts:
-    """Gather the current windows' alerts from the four per-window tables (any may be None)."""
+    """Gather the current windows' alerts from the four per-window tables (any may be None).
+
+    ``chance``: window -> inputs (columns, or ``multivariate``) whose alert there the diagnosis
+    set aside as a lone one chance explains (``Diagnosis.chance``); they raise no alert.
+    """
+    chance = chance or {}
+    drift = {
+        w: kept
+        for w, names in _alerting(window_drift, "alert", "column").items()
+        if (kept := [n for n in names if n not in chance.get(w, ())])
+    }
+    multi = [
+        w
+        for w in _alerting(multivariate, "alert", "method")
+        if "multivariate" not in chance.get(w, ())
+    ]
     return WindowFacts(
-        drift=_alerting(window_drift, "alert", "column"),
-        multivariate=list(_alerting(multivariate, "alert", "method")),
+        drift=drift,
+        multivariate=multi,
         estimated=_alerting(window_performance, "alert_estimated", "metric"),
         realized=_alerting(window_performance, "alert_realized", "metric"),
         quality=_alerting(window_quality, "alert", "column"),

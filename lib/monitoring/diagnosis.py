@@ -56,7 +56,7 @@ ranked by how far their statistic went past its bound: ``statistic / upper`` for
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -89,6 +89,8 @@ class Diagnosis:
     features: list[dict[str, Any]] = field(default_factory=list)  # column, ratio, windows
     segment: Segment | None = None
     metric: str | None = None  # the metric whose windows were judged
+    # window -> the input whose alert there is a lone one chance explains (not a shift)
+    chance: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def kind_windows(self) -> list[str]:
@@ -241,7 +243,7 @@ def _moved(drift: pd.DataFrame, multi: pd.DataFrame) -> dict[str, list[tuple[str
     return out
 
 
-def _lone(moved: Mapping[str, list[tuple[str, float]]]) -> dict[str, list[str]]:
+def _lone(moved: Mapping[str, list[tuple[str, float]]]) -> dict[str, tuple[str, float]]:
     """Return window -> its lone alert, when it is one chance explains (see the module doc).
 
     Lone: the only input that alerted in its window, alerting in no other window, and less than
@@ -256,7 +258,7 @@ def _lone(moved: Mapping[str, list[tuple[str, float]]]) -> dict[str, list[str]]:
         if len(alerts) == 1:
             name, ratio = alerts[0]
             if windows_of[name] == 1 and np.isfinite(ratio) and ratio < LONE_RATIO:
-                out[w] = [f"{name} ({ratio:.2f}x its bound)"]
+                out[w] = (name, ratio)
     return out
 
 
@@ -364,7 +366,7 @@ def diagnose(
             [name for name, _ in moved.get(key, [])],
             others.get(key, []),
             notes.get(key, []),
-            lone.get(key),
+            [f"{lone[key][0]} ({lone[key][1]:.2f}x its bound)"] if key in lone else None,
         )
         if kind == CONCEPT and reference_rows is not None and current_rows is not None:
             rise = errors_rose(reference_rows, current_rows, key)
@@ -387,9 +389,10 @@ def diagnose(
     table = pd.DataFrame(
         records, columns=["window", "start", "end", "kind", "reason", "performance_fell"]
     )
-    return _overall(
+    found = _overall(
         table, window_drift, metric, reference_rows, current_rows, kinds or {}, min_segment_rows
     )
+    return replace(found, chance={w: [name] for w, (name, _) in lone.items()})
 
 
 def _overall(

@@ -161,7 +161,7 @@ def _alert(
         metric_drops=quality.drops,
         concept_drift=quality.concept.drift,
         concept_reason=quality.concept.reason,
-        windows=window_facts(**per_window.tables()),
+        windows=window_facts(**per_window.tables(), chance=per_window.diagnosis.chance),
     )
     alerts = evaluate_rules(facts, params.alerts)
     delivery = dispatch(alerts, params.alerts, history, context, webhook_url)

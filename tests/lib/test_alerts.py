@@ -203,3 +203,9 @@ def test_window_rules_name_their_windows_in_time_order_and_can_be_turned_off():
     off = AlertParams(window_drift=False, multivariate=False, data_quality=False,
                       estimated_performance=False, realized_performance=False)  # fmt: skip
     assert evaluate_rules(facts(windows=w), off) == []
+    # the alerts the diagnosis set aside as lone ones chance explains raise nothing
+    lone = window_facts(drift, multi, quality, perf, chance={"w3": ["x"], "w2": ["multivariate"]})
+    assert lone.drift == {"w2": ["y", "x"]} and lone.multivariate == []
+    fired = {a.rule: a for a in evaluate_rules(facts(windows=lone), RULES)}
+    assert "multivariate" not in fired
+    assert fired["window_drift"].message.endswith("in 1 window(s): w2: y, x")

@@ -179,6 +179,7 @@ def test_a_lone_alert_just_past_its_bound_is_chance_not_a_shift():
     w2 = lone.windows.set_index("window").loc["w2"]
     assert lone.kind == NONE and w2["kind"] == NONE
     assert "a lone alert within chance: a (1.20x its bound)" in w2["reason"]
+    assert lone.chance == {"w2": ["a"]}  # what the alert rules leave out
     # the same alert counts when the feature alerts again, another input alerts beside it, or
     # it lies 1.5 times past its bound
     for moved in (
@@ -187,7 +188,7 @@ def test_a_lone_alert_just_past_its_bound_is_chance_not_a_shift():
         {("w2", "a"): 0.16},
     ):
         d = diagnose(window_drift=drift_table(moved), **quiet)
-        assert d.kind == COVARIATE and "w2" in d.kind_windows, moved
+        assert d.kind == COVARIATE and "w2" in d.kind_windows and d.chance == {}, moved
         assert "drifted: a" in d.windows.set_index("window").loc["w2", "reason"]
     # without an estimate, a realized fall beside a lone alert is not called concept drift
     fell = perf_table(realized={"w2": 0.6}, estimated={w: np.nan for w in WINDOWS})

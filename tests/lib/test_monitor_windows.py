@@ -121,7 +121,7 @@ def monitor_windows(ref: Reference, cur: Current) -> tuple[WindowFindings, list,
         metric_drops=[],
         concept_drift=quality.concept.drift,
         concept_reason=quality.concept.reason,
-        windows=window_facts(**found.tables()),
+        windows=window_facts(**found.tables(), chance=found.diagnosis.chance),
     )
     return found, evaluate_rules(facts, PARAMS.alerts), quality.concept
 
