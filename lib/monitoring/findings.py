@@ -141,8 +141,7 @@ def _reference_scored(ref: Reference, schema: Schema) -> performance.Scored | No
     frame = ref.frame
     if schema.target not in frame.columns or PREDICTION not in frame.columns:
         return None
-    names = [proba_column(c) for c in schema.classes or []]
-    proba = frame[names].to_numpy(float) if names and all(n in frame for n in names) else None
+    proba = _probabilities(frame, schema)
     y = align_target(frame[schema.target], schema, Path(ref.source)).to_numpy()
     return _scored(y, frame[PREDICTION].to_numpy(), proba, schema)
 
@@ -156,13 +155,19 @@ def ingested_ranges(schema: Schema) -> dict[str, tuple[float, float]]:
     }
 
 
-def _confidence(frame: pd.DataFrame, schema: Schema) -> np.ndarray | None:
-    """Return a classifier's top class probability per row, None without its probabilities."""
+def _probabilities(frame: pd.DataFrame, schema: Schema) -> np.ndarray | None:
+    """Return a classifier's ``proba_<class>`` columns as a matrix, None when any is absent."""
     names = [proba_column(c) for c in schema.classes or []]
     if not names or not all(n in frame.columns for n in names):
         return None
-    top: np.ndarray = frame[names].to_numpy(float).max(axis=1)
-    return top
+    proba: np.ndarray = frame[names].to_numpy(float)
+    return proba
+
+
+def _confidence(frame: pd.DataFrame, schema: Schema) -> np.ndarray | None:
+    """Return a classifier's top class probability per row, None without its probabilities."""
+    proba = _probabilities(frame, schema)
+    return None if proba is None else proba.max(axis=1)
 
 
 def find_quality(

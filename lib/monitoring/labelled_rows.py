@@ -55,15 +55,19 @@ def _segments(values: pd.Series, reference: pd.Series, kind: str) -> pd.Series:
     """Label each value with its segment: the category, or the reference quantile bin."""
     if kind == "categorical":
         return values.astype("string").fillna("(missing)").astype(str)
-    ref = pd.to_numeric(reference, errors="coerce").dropna()
-    qs = np.linspace(0, 1, _QUANTILE_BINS + 1)[1:-1]
-    edges = np.unique(np.quantile(ref, qs)) if len(ref) else np.array([])
+    ref = pd.to_numeric(reference, errors="coerce").dropna().to_numpy(float)
+    edges = _quantile_edges(ref, _QUANTILE_BINS) if len(ref) else np.array([])
     bins = np.concatenate([[-np.inf], edges, [np.inf]])
     names = [f"in [{a:.4g}, {b:.4g})" for a, b in itertools.pairwise(bins)]
     x = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
     at = np.searchsorted(bins, x, side="right") - 1  # bins are [left, right)
     labels = [names[i] if np.isfinite(v) else "(missing)" for i, v in zip(at, x, strict=True)]
     return pd.Series(labels, index=values.index, dtype=object)
+
+
+def _quantile_edges(values: np.ndarray, bins: int) -> np.ndarray:
+    """Return the distinct inner edges cutting ``values`` into ``bins`` quantile bins."""
+    return np.unique(np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1]))
 
 
 def _rates(errors: np.ndarray, segments: pd.Series) -> dict[str, tuple[float, int]]:
@@ -149,11 +153,11 @@ def errors_rose(reference: Rows, current: Rows, window: str) -> ErrorRise | None
     """
     if current.window is None:
         return None
-    ref_at = np.isfinite(np.asarray(reference.errors, dtype=float))
-    cur_at = np.isfinite(np.asarray(current.errors, dtype=float))
-    cur_at &= (pd.Series(current.window).astype(str) == window).to_numpy()
-    ref_e = np.asarray(reference.errors, dtype=float)[ref_at]
-    cur_e = np.asarray(current.errors, dtype=float)[cur_at]
+    ref_all = np.asarray(reference.errors, dtype=float)
+    cur_all = np.asarray(current.errors, dtype=float)
+    ref_at = np.isfinite(ref_all)
+    cur_at = np.isfinite(cur_all) & (pd.Series(current.window).astype(str) == window).to_numpy()
+    ref_e, cur_e = ref_all[ref_at], cur_all[cur_at]
     if not len(ref_e) or not len(cur_e):
         return None
     if not (np.isin(ref_e, (0.0, 1.0)).all() and np.isin(cur_e, (0.0, 1.0)).all()):
@@ -187,8 +191,7 @@ def _bands(reference: Rows, current: Rows, ref_at: np.ndarray, cur_at: np.ndarra
             np.asarray(current.confidence, dtype=float)[cur_at],
         ]
     )
-    qs = np.linspace(0, 1, CONFIDENCE_BANDS + 1)[1:-1]
-    return np.searchsorted(np.unique(np.quantile(both, qs)), both, side="right")
+    return np.searchsorted(_quantile_edges(both, CONFIDENCE_BANDS), both, side="right")
 
 
 def _upper_tail(observed: int, strata: list[tuple[int, int, int]]) -> float:
