@@ -167,6 +167,34 @@ def test_another_metric_out_of_band_alone_is_noted_not_a_shift():
     assert "also out of band: estimated accuracy" in w2["reason"]
 
 
+def test_a_lone_alert_just_past_its_bound_is_chance_not_a_shift():
+    quiet = {"window_quality": None, "window_performance": perf_table(), "multivariate": None}
+    lone = diagnose(window_drift=drift_table({("w2", "a"): 0.12}), **quiet)  # 1.2x, alone
+    w2 = lone.windows.set_index("window").loc["w2"]
+    assert lone.kind == NONE and w2["kind"] == NONE
+    assert "a lone alert within chance: a (1.20x its bound)" in w2["reason"]
+    assert lone.chance == {"w2": ["a"]}  # what the alert rules leave out
+    # the same alert counts when the feature alerts again, another input alerts beside it, or
+    # it lies 1.5 times past its bound
+    for moved in (
+        {("w2", "a"): 0.12, ("w4", "a"): 0.11},
+        {("w2", "a"): 0.12, ("w2", "b"): 0.11},
+        {("w2", "a"): 0.16},
+    ):
+        d = diagnose(window_drift=drift_table(moved), **quiet)
+        assert d.kind == COVARIATE and "w2" in d.kind_windows and d.chance == {}, moved
+        assert "drifted: a" in d.windows.set_index("window").loc["w2", "reason"]
+    # without an estimate, a realized fall beside a lone alert is not called concept drift
+    fell = perf_table(realized={"w2": 0.6}, estimated={w: np.nan for w in WINDOWS})
+    d = diagnose(
+        window_drift=drift_table({("w2", "a"): 0.12}),
+        multivariate=None,
+        window_quality=None,
+        window_performance=fell,
+    )
+    assert d.kind == COVARIATE
+
+
 def test_concept_drift_needs_errors_beyond_what_the_reference_vouches_for():
     perf = perf_table(realized={"w4": 0.62})  # below the estimate's band, as a concept drift
     keys = np.repeat(WINDOWS, 100).astype(object)
