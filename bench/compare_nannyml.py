@@ -175,8 +175,14 @@ def make_case(name: str, folder: Path) -> None:
 # --- Quire's side ----------------------------------------------------------------------------
 
 
-def quire(folder: Path, nannyml_methods: bool = True) -> tuple[dict[str, pd.DataFrame], float]:
+def quire(
+    folder: Path, nannyml_methods: bool = True, reads: str = "columns"
+) -> tuple[dict[str, pd.DataFrame], float]:
     """Run Quire's per-window analyses on a case; return its tables and the seconds taken.
+
+    ``reads``: ``columns`` hands the checks the two files (:class:`lib.core.frames.ParquetColumns`,
+    read a column or a block of rows at a time), ``frames`` reads both files whole first, as
+    the monitor stage holds its rows. The tables are the same.
 
     ``nannyml_methods`` sets NannyML's drift methods on every column (Wasserstein for numbers,
     Jensen-Shannon for categories) instead of the ones Quire picks (the same on references of
@@ -188,8 +194,8 @@ def quire(folder: Path, nannyml_methods: bool = True) -> tuple[dict[str, pd.Data
     from lib.monitoring.windows import parse_spec, reference_windows, split
 
     case = json.loads((folder / "case.json").read_text())
-    ref = frames.read_parquet(folder / "reference.parquet")  # as the monitor stage reads
-    cur = frames.read_parquet(folder / "analysis.parquet")
+    read = frames.ParquetColumns if reads == "columns" else frames.read_parquet
+    ref, cur = read(folder / "reference.parquet"), read(folder / "analysis.parquet")
     kinds = {c: "numeric" for c in case["numeric"]} | {
         c: "categorical" for c in case["categorical"]
     }

@@ -36,6 +36,7 @@ import pandas as pd
 from lib.core import tasks
 from lib.core.contracts import predlog
 from lib.core.errors import DataValidationError, ParamsError
+from lib.core.frames import Columns
 from lib.core.logs import get_logger
 from lib.data.schema import Task
 from lib.monitoring import estimate_cbpe as cbpe
@@ -174,8 +175,8 @@ def _band(value: float, se: float, metric: str) -> tuple[float, float]:
 def window_performance(
     task: Task,
     classes: Sequence[Any] | None,
-    ref: pd.DataFrame,
-    cur: pd.DataFrame,
+    ref: Columns,
+    cur: Columns,
     ref_windows: list[Window],
     cur_windows: list[Window],
     *,

@@ -32,6 +32,7 @@ import pandas as pd
 
 from lib.core.contracts import predlog
 from lib.core.errors import DataValidationError
+from lib.core.frames import Columns
 from lib.core.logs import get_logger
 from lib.core.windowspec import kept, take
 from lib.model.scoring import roc_auc
@@ -195,7 +196,7 @@ def _class_index(values: pd.Series, labels: pd.Index, what: str, side: str) -> n
     return index
 
 
-def _scores(frame: pd.DataFrame, classes: Sequence[Any]) -> np.ndarray | None:
+def _scores(frame: Columns, classes: Sequence[Any]) -> np.ndarray | None:
     """Return the ``proba_<class>`` columns as a matrix, or None when any is absent."""
     names = [predlog.proba_column(c) for c in classes]
     if not all(n in frame.columns for n in names):
@@ -205,8 +206,8 @@ def _scores(frame: pd.DataFrame, classes: Sequence[Any]) -> np.ndarray | None:
 
 def prepare(
     classes: Sequence[Any],
-    ref: pd.DataFrame,
-    cur: pd.DataFrame,
+    ref: Columns,
+    cur: Columns,
     target: str,
     metrics: tuple[str, ...],
 ) -> tuple[dict[str, Side], np.ndarray, Resample]:

@@ -27,6 +27,7 @@ import pandas as pd
 
 from lib.core.contracts import predlog
 from lib.core.errors import DataValidationError
+from lib.core.frames import Columns
 from lib.core.logs import get_logger
 from lib.core.windowspec import kept
 
@@ -44,7 +45,7 @@ Resample = Callable[[np.ndarray], dict[str, float]]  # positions into the resamp
 
 
 def nanny_inputs(
-    frame: pd.DataFrame, features: Sequence[str], pred: np.ndarray, reference: pd.DataFrame
+    frame: Columns, features: Sequence[str], pred: np.ndarray, reference: Columns
 ) -> pd.DataFrame:
     """Return the nanny's inputs: numeric features as numbers, the rest as categories.
 
@@ -168,7 +169,7 @@ def realized(y: np.ndarray, pred: np.ndarray, metrics: tuple[str, ...]) -> dict[
     return {m: values[m] for m in metrics}
 
 
-def _features(ref: pd.DataFrame, target: str, features: Sequence[str] | None) -> list[str]:
+def _features(ref: Columns, target: str, features: Sequence[str] | None) -> list[str]:
     if features is not None:
         return list(features)
     return [
@@ -179,8 +180,8 @@ def _features(ref: pd.DataFrame, target: str, features: Sequence[str] | None) ->
 
 
 def prepare(
-    ref: pd.DataFrame,
-    cur: pd.DataFrame,
+    ref: Columns,
+    cur: Columns,
     target: str,
     features: Sequence[str] | None,
     metrics: tuple[str, ...],

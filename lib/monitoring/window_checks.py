@@ -24,6 +24,7 @@ from typing import Any
 
 import pandas as pd
 
+from lib.core.frames import Columns
 from lib.core.parallel import map_ordered, thread_count
 from lib.core.param_sections import MonitorParams
 from lib.data.drift_profile import Kind, Profile
@@ -57,8 +58,8 @@ class WindowTables:
 
 
 def run_window_checks(
-    reference: pd.DataFrame,
-    current: pd.DataFrame,
+    reference: Columns,
+    current: Columns,
     kinds: Mapping[str, Kind],
     ref_windows: list[Window],
     cur_windows: list[Window],

@@ -53,6 +53,7 @@ import pandas as pd
 
 from lib.core.contracts.predlog import PREDICTION, PROBA_PREFIX
 from lib.core.errors import DataValidationError
+from lib.core.frames import Columns
 from lib.core.logs import get_logger
 from lib.core.parallel import map_ordered, thread_count
 from lib.core.param_sections import MonitorParams
@@ -112,7 +113,7 @@ class Exact:
         return next(iter(cols.values())).rows if cols else None
 
 
-def output_kinds(reference: pd.DataFrame, current: pd.DataFrame) -> dict[str, Kind]:
+def output_kinds(reference: Columns, current: Columns) -> dict[str, Kind]:
     """Return the model-output columns present on both sides, with how they are compared.
 
     Probabilities are numeric; ``prediction`` is numeric when it holds floats (a regression)
@@ -327,8 +328,8 @@ def _alerts(method: str, value: float, lower: float, upper: float) -> bool:
 
 
 def window_drift(
-    reference: pd.DataFrame,
-    current: pd.DataFrame,
+    reference: Columns,
+    current: Columns,
     kinds: Mapping[str, Kind],
     ref_windows: Sequence[Window],
     cur_windows: Sequence[Window],

@@ -44,6 +44,7 @@ import pandas as pd
 from scipy.special import gammaln
 
 from lib.core.errors import DataValidationError
+from lib.core.frames import Columns
 from lib.core.logs import get_logger
 from lib.core.parallel import map_ordered, thread_count
 from lib.data.drift_profile import numeric_values
@@ -203,8 +204,8 @@ def _reason(counts: dict[str, int], rate: float, upper: float | None, extra: dic
 def _column(
     name: str,
     kind: str,
-    reference: pd.DataFrame,
-    current: pd.DataFrame,
+    reference: Columns,
+    current: Columns,
     windows: dict[str, Sequence[Window]],
     sigmas: float,
     ingested: Mapping[str, tuple[float, float]],
@@ -239,8 +240,8 @@ def _column(
 
 
 def window_quality(
-    reference: pd.DataFrame,
-    current: pd.DataFrame,
+    reference: Columns,
+    current: Columns,
     kinds: Mapping[str, str],
     ref_windows: Sequence[Window],
     cur_windows: Sequence[Window],

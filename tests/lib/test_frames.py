@@ -95,3 +95,41 @@ def test_positional_is_a_selection_with_a_reset_index_sharing_the_data():
     assert np.shares_memory(got["c"].cat.codes.to_numpy(), frame["c"].cat.codes.to_numpy())
     pd.testing.assert_frame_equal(frames.positional(frame), frame.reset_index(drop=True))
     assert frames.positional(frame.iloc[:0]).shape == (0, 4)
+
+
+def test_parquet_columns_read_each_column_as_the_whole_frame_holds_it(tmp_path):
+    frame = sample()
+    path = tmp_path / "rows.parquet"
+    frame.to_parquet(path, index=False, row_group_size=120)
+    source, whole = frames.ParquetColumns(path), frames.read_parquet(path)
+    assert len(source) == len(frame) and list(source.columns) == list(frame.columns)
+    for name in frame.columns:  # dtypes too: categories of codes, Int64, zoned times, text
+        pd.testing.assert_series_equal(source[name], whole[name], check_exact=True)
+    pd.testing.assert_frame_equal(source[["when", "code"]], whole[["when", "code"]])
+    with pytest.raises(KeyError, match="absent"):
+        source["absent"]
+
+
+def test_parquet_columns_index_rows_by_position_when_the_file_stores_an_index(tmp_path):
+    frame = sample().set_index(pd.Index(np.arange(500)[::-1] * 10, name="id"))
+    path = tmp_path / "indexed.parquet"
+    frame.to_parquet(path)  # the index is stored as a column
+    source = frames.ParquetColumns(path)
+    assert "id" not in source.columns and len(source) == 500
+    assert source["x"].index.equals(pd.RangeIndex(500))
+    np.testing.assert_array_equal(source["x"].to_numpy(), frame["x"].to_numpy())
+
+
+def test_parquet_columns_stream_the_rows_asked_for_in_blocks(tmp_path):
+    frame = sample()
+    path = tmp_path / "rows.parquet"
+    frame.to_parquet(path, index=False, row_group_size=120)
+    source = frames.ParquetColumns(path)
+    blocks = list(source.blocks(["x", "code"], size=50))
+    assert max(len(b) for b in blocks) == 50
+    got = pd.concat(blocks, ignore_index=True)
+    pd.testing.assert_frame_equal(got, frame[["x", "code"]], check_categorical=False)
+    rows = np.sort(np.random.default_rng(0).choice(500, 77, replace=False))
+    picked = pd.concat(list(source.blocks(["x", "count"], size=64, rows=rows)), ignore_index=True)
+    expected = frame[["x", "count"]].iloc[rows].reset_index(drop=True)
+    pd.testing.assert_frame_equal(picked, expected)

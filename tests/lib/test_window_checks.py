@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lib.core import frames
 from lib.core.errors import DataValidationError
 from lib.core.param_sections import MonitorParams
-from lib.monitoring import window_checks
+from lib.monitoring import multivariate, window_checks
 from lib.monitoring.estimate import window_performance
 from lib.monitoring.multivariate import multivariate_drift
 from lib.monitoring.window_drift import window_drift
@@ -122,3 +123,43 @@ def test_the_checks_import_neither_scipy_stats_nor_scikit_learn():
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
     )
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def _files(tmp_path, ref, cur, row_group):
+    """Both sides as Parquet files of small row groups, read back a column at a time."""
+    paths = tmp_path / "reference.parquet", tmp_path / "current.parquet"
+    for frame, path in zip((ref, cur), paths, strict=True):
+        frame.assign(plan=frame["plan"].astype("category")).to_parquet(
+            path, index=False, row_group_size=row_group
+        )
+    return [frames.ParquetColumns(p) for p in paths]
+
+
+@pytest.mark.parametrize("task", ["binary", "regression"])
+def test_the_checks_read_from_parquet_files_give_the_tables_of_frames(
+    sides, tmp_path, monkeypatch, task
+):
+    ref, cur, ref_w, cur_w = sides
+    if task == "regression":  # a model of a number: the prediction and truth are floats
+        ref, cur = (s.assign(y=s["a"] * 2 + s["b"], prediction=s["a"] * 2.1 + s["b"]).drop(
+            columns=["proba_0", "proba_1"]) for s in (ref, cur))  # fmt: skip
+    perf = window_checks.Performance(
+        task=task, classes=[0, 1] if task == "binary" else None, target="y", seed=3
+    )
+    # blocks and row groups that do not line up with the windows or each other
+    monkeypatch.setattr(multivariate, "_BLOCK", 333)
+    lazy_ref, lazy_cur = _files(tmp_path, ref, cur, row_group=700)
+    assert len(lazy_cur) == len(cur) and list(lazy_cur.columns) == list(cur.columns)
+    eager_ref, eager_cur = (s.assign(plan=s["plan"].astype("category")) for s in (ref, cur))
+    want = window_checks.run_window_checks(
+        eager_ref, eager_cur, KINDS, ref_w, cur_w, PARAMS, performance=perf
+    )
+    got = window_checks.run_window_checks(
+        lazy_ref, lazy_cur, KINDS, ref_w, cur_w, PARAMS, performance=perf
+    )
+    for name in ("drift", "quality", "performance"):
+        pd.testing.assert_frame_equal(getattr(got, name), getattr(want, name), check_exact=True)
+    # the covariance is summed over other blocks (the file's row groups cut them): rounding
+    pd.testing.assert_frame_equal(got.multivariate, want.multivariate, rtol=1e-12)
+    assert not got.performance.empty and len(got.multivariate) == len(ref_w) + len(cur_w)
+    assert got.drift.loc[got.drift["period"] == "current", "alert"].any()
