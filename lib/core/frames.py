@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import overload
+from typing import Any, overload
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lib.core.errors import DataValidationError
 from lib.core.parallel import map_ordered, thread_count
 
 
@@ -85,6 +86,7 @@ class ParquetColumns:
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
+        self._identity = _identity(self.path)
         file = pq.ParquetFile(self.path)
         meta = file.schema_arrow.pandas_metadata or {}
         stored_index = {c for c in meta.get("index_columns", []) if isinstance(c, str)}
@@ -106,9 +108,7 @@ class ParquetColumns:
         missing = [n for n in names if n not in self.columns]
         if missing:
             raise KeyError(missing[0])
-        table = pq.ParquetFile(self.path).read(
-            columns=names, use_threads=False, use_pandas_metadata=True
-        )
+        table = self._file().read(columns=names, use_threads=False, use_pandas_metadata=True)
         frame = to_frame(table)
         frame.index = pd.RangeIndex(self._rows)  # a fresh frame of ours: positions
         return frame[key]
@@ -122,7 +122,7 @@ class ParquetColumns:
         small read buffers: the columns are never decoded whole. Each column's reader keeps
         about 3-4 MiB (pages and dictionary) while the blocks are read.
         """
-        file = pq.ParquetFile(self.path, pre_buffer=False, buffer_size=1 << 16)
+        file = self._file(pre_buffer=False, buffer_size=1 << 16)
         start = 0
         for batch in file.iter_batches(batch_size=size, columns=list(names), use_threads=False):
             stop = start + batch.num_rows
@@ -133,6 +133,29 @@ class ParquetColumns:
                 if hi > lo:
                     yield batch.take(pa.array(rows[lo:hi] - start)).to_pandas(split_blocks=True)
             start = stop
+
+    def _file(self, **options: Any) -> pq.ParquetFile:
+        """Open the file for one read, after checking it is the one first opened.
+
+        Raises
+        ------
+        DataValidationError
+            When the file was replaced or rewritten since (its columns would not line up).
+        """
+        if _identity(self.path) != self._identity:
+            raise DataValidationError(
+                f"{self.path}: the file changed while it was being read (replaced or rewritten "
+                "after the checks began), so its columns would not line up; run again once "
+                "the file is complete",
+                path=str(self.path),
+            )
+        return pq.ParquetFile(self.path, **options)
+
+
+def _identity(path: Path) -> tuple[int, int, int]:
+    """Return the file's inode, size and modification time (what a rewrite changes)."""
+    stat = path.stat()
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
 Columns = pd.DataFrame | ParquetColumns  # what the per-window checks read their rows from

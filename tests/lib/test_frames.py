@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from lib.core import frames
+from lib.core.errors import DataValidationError
 from lib.core.paths import PROJECT_ROOT
 
 
@@ -133,3 +134,18 @@ def test_parquet_columns_stream_the_rows_asked_for_in_blocks(tmp_path):
     picked = pd.concat(list(source.blocks(["x", "count"], size=64, rows=rows)), ignore_index=True)
     expected = frame[["x", "count"]].iloc[rows].reset_index(drop=True)
     pd.testing.assert_frame_equal(picked, expected)
+
+
+def test_parquet_columns_refuse_a_file_rewritten_after_they_opened_it(tmp_path):
+    path = tmp_path / "rows.parquet"
+    sample().to_parquet(path, index=False)
+    source = frames.ParquetColumns(path)
+    first = source["x"]
+    replacement = tmp_path / "new.parquet"
+    sample().iloc[:400].to_parquet(replacement, index=False)
+    replacement.replace(path)  # as an atomic rewrite does
+    with pytest.raises(DataValidationError, match=r"rows\.parquet: the file changed while"):
+        source["x"]
+    with pytest.raises(DataValidationError, match="changed"):
+        next(source.blocks(["x"], size=10))
+    assert len(first) == 500
