@@ -118,10 +118,17 @@ class ParquetColumns:
     ) -> Iterator[pd.DataFrame]:
         """Yield the ``names`` columns of ``rows`` (sorted positions; all when None), in order.
 
+        Raises
+        ------
+        ValueError
+            When ``rows`` are not sorted (the file is read in its own order).
+
         Streamed ``size`` file rows at a time (a row group's end cuts a block short) with
         small read buffers: the columns are never decoded whole. Each column's reader keeps
         about 3-4 MiB (pages and dictionary) while the blocks are read.
         """
+        if rows is not None and (np.diff(rows) < 0).any():
+            raise ValueError("ParquetColumns.blocks: rows must be sorted positions")
         file = self._file(pre_buffer=False, buffer_size=1 << 16)
         start = 0
         for batch in file.iter_batches(batch_size=size, columns=list(names), use_threads=False):

@@ -111,6 +111,12 @@ class Reconstruction:
         Prepared a block of rows at a time: a million rows never exist as one float matrix (nor
         a copy of the rows asked for).
         """
+        if rows is not None and isinstance(frame, ParquetColumns) and (np.diff(rows) < 0).any():
+            # a file is streamed in its own order: score the rows sorted, then put them back
+            order = np.argsort(rows, kind="stable")
+            unsorted = np.empty(len(rows))
+            unsorted[order] = self.errors(frame, rows[order])
+            return unsorted
         out = np.empty(len(frame) if rows is None else len(rows))
         lo = 0
         for block in _blocks(frame, list(self.kinds), rows):

@@ -134,6 +134,8 @@ def test_parquet_columns_stream_the_rows_asked_for_in_blocks(tmp_path):
     picked = pd.concat(list(source.blocks(["x", "count"], size=64, rows=rows)), ignore_index=True)
     expected = frame[["x", "count"]].iloc[rows].reset_index(drop=True)
     pd.testing.assert_frame_equal(picked, expected)
+    with pytest.raises(ValueError, match="sorted"):
+        next(source.blocks(["x"], size=64, rows=rows[::-1]))
 
 
 def test_parquet_columns_refuse_a_file_rewritten_after_they_opened_it(tmp_path):

@@ -163,3 +163,29 @@ def test_the_checks_read_from_parquet_files_give_the_tables_of_frames(
     pd.testing.assert_frame_equal(got.multivariate, want.multivariate, rtol=1e-12)
     assert not got.performance.empty and len(got.multivariate) == len(ref_w) + len(cur_w)
     assert got.drift.loc[got.drift["period"] == "current", "alert"].any()
+
+
+def test_a_real_table_read_from_parquet_gives_the_tables_of_its_frames(tmp_path):
+    from palmerpenguins import load_penguins
+
+    # penguins as ingest writes text (categories), with its missing values; the file is sorted
+    # by species, so the current half (the later rows) holds other species: drift to find
+    table = load_penguins().drop(columns=["species"])
+    table[["island", "sex"]] = table[["island", "sex"]].astype("category")
+    ref, cur = table.iloc[:172].reset_index(drop=True), table.iloc[172:].reset_index(drop=True)
+    kinds = {c: "numeric" for c in ("bill_length_mm", "bill_depth_mm", "flipper_length_mm",
+             "body_mass_g")} | {"island": "categorical", "sex": "categorical"}  # fmt: skip
+    paths = tmp_path / "reference.parquet", tmp_path / "current.parquet"
+    for frame, path in zip((ref, cur), paths, strict=True):
+        frame.to_parquet(path, index=False, row_group_size=50)
+    cur_w = split(len(cur), WindowSpec("rows", 40))
+    ref_w = reference_windows(len(ref), WindowSpec("rows", 40), cur_w)
+    want = window_checks.run_window_checks(ref, cur, kinds, ref_w, cur_w, PARAMS)
+    lazy = [frames.ParquetColumns(p) for p in paths]
+    got = window_checks.run_window_checks(*lazy, kinds, ref_w, cur_w, PARAMS)
+    for name in ("drift", "quality"):
+        pd.testing.assert_frame_equal(getattr(got, name), getattr(want, name), check_exact=True)
+    pd.testing.assert_frame_equal(got.multivariate, want.multivariate, rtol=1e-12)
+    drifted = set(got.drift.loc[(got.drift["period"] == "current") & got.drift["alert"], "column"])
+    assert "flipper_length_mm" in drifted  # Gentoo's long flippers
+    assert (got.quality["missing"] > 0).any()  # the table's own missing values, counted
