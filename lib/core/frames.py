@@ -111,6 +111,8 @@ class ParquetColumns:
         table = self._file().read(columns=names, use_threads=False, use_pandas_metadata=True)
         frame = to_frame(table)
         frame.index = pd.RangeIndex(self._rows)  # a fresh frame of ours: positions
+        if isinstance(key, list) and list(frame.columns) == names:
+            return frame  # as asked: pandas would copy a selection of every column
         return frame[key]
 
     def blocks(

@@ -201,7 +201,12 @@ def _scores(frame: Columns, classes: Sequence[Any]) -> np.ndarray | None:
     names = [predlog.proba_column(c) for c in classes]
     if not all(n in frame.columns for n in names):
         return None
-    return frame[names].to_numpy(float)
+    # a column at a time into the matrix: a file's columns are then read one by one, and no
+    # frame of them is held beside the matrix
+    scores = np.empty((len(frame), len(names)))
+    for j, name in enumerate(names):
+        scores[:, j] = frame[name].to_numpy(float)
+    return scores
 
 
 def prepare(
