@@ -79,9 +79,9 @@ class ParquetColumns:
     (:func:`lib.monitoring.window_checks.run_window_checks`), which look at a column or a few at
     a time, take it in place of a frame: each read is a fresh copy that the check drops when it
     is done with the column, and :meth:`blocks` streams whole rows for multivariate drift. On
-    the monitor benchmark (500,000 + 1,000,000 rows x 24 columns) the checks' peak fell from
-    about 690 to 460 MiB, in the same time: a column is decoded again by each check that reads
-    it, but no longer all of them up front.
+    the monitor benchmark (500,000 + 1,000,000 rows x 24 columns) the checks' peak is 442 MiB
+    against 672 with both files read whole first, for 0.5 s more (2.9 s against 2.4): a
+    column is decoded again by each check that reads it (docs/benchmarks.md).
     """
 
     def __init__(self, path: Path | str) -> None:
@@ -120,14 +120,14 @@ class ParquetColumns:
     ) -> Iterator[pd.DataFrame]:
         """Yield the ``names`` columns of ``rows`` (sorted positions; all when None), in order.
 
+        Streamed ``size`` file rows at a time (a row group's end cuts a block short) with
+        small read buffers: the columns are never decoded whole. Each column's reader keeps
+        about 3-4 MiB (pages and dictionary) while the blocks are read.
+
         Raises
         ------
         ValueError
             When ``rows`` are not sorted (the file is read in its own order).
-
-        Streamed ``size`` file rows at a time (a row group's end cuts a block short) with
-        small read buffers: the columns are never decoded whole. Each column's reader keeps
-        about 3-4 MiB (pages and dictionary) while the blocks are read.
         """
         if rows is not None and (np.diff(rows) < 0).any():
             raise ValueError("ParquetColumns.blocks: rows must be sorted positions")
