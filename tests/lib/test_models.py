@@ -155,12 +155,17 @@ def test_time_budget_samples_the_search_of_a_family_with_no_scalable_variant():
 
 
 def test_time_budget_grows_forest_trees_on_part_of_the_rows():
-    from lib.model.budget import plan_family
+    from lib.model.budget import estimate_seconds, plan_family
 
     big, pre = _big_cancer()
-    p = TrainParams(cv_folds=3, family_time_budget=0.5, grids={"random_forest": {"max_depth": [4]}})
-    spec = model_spec("random_forest", "binary", pre, p, 0, len(big[0]))
+    grids = {"random_forest": {"max_depth": [4]}}
+    spec = model_spec("random_forest", "binary", pre, TrainParams(grids=grids), 0, len(big[0]))
     assert spec.pipeline.named_steps["model"].max_samples is None
+    # a budget a tenth of this machine's own estimate (a fixed one passed on a slow machine and
+    # failed on a fast one, where the whole search fit in it)
+    probe = TrainParams(cv_folds=3, grids=grids)
+    need = estimate_seconds(spec, big, "binary", probe, 0, probe_rows=200)
+    p = TrainParams(cv_folds=3, family_time_budget=need / 10, grids=grids)
     plan = plan_family(spec, big, "binary", p, 0, pre, probe_rows=200)
     share = plan.spec.pipeline.named_steps["model"].max_samples
     assert 0.05 <= share < 1.0
