@@ -42,8 +42,7 @@ def read_parquet(path: Path | str, columns: Sequence[str] | None = None) -> pd.D
     """
     file = pq.ParquetFile(path)
     schema = file.schema_arrow
-    stored_index = [c for c in (schema.pandas_metadata or {}).get("index_columns", [])
-                    if isinstance(c, str)]  # fmt: skip
+    stored_index = _stored_index(schema)
     names = list(columns) if columns is not None else schema.names
     if stored_index or len(names) < 2:
         return to_frame(file.read(columns=names, use_pandas_metadata=True))
@@ -54,6 +53,12 @@ def read_parquet(path: Path | str, columns: Sequence[str] | None = None) -> pd.D
 
     parts = map_ordered(one, names, thread_count(None))
     return pd.concat(parts, axis=1, copy=False) if parts else pd.DataFrame()
+
+
+def _stored_index(schema: pa.Schema) -> list[str]:
+    """Return the columns a pandas-written file stores its index in (none for a range index)."""
+    meta = schema.pandas_metadata or {}
+    return [c for c in meta.get("index_columns", []) if isinstance(c, str)]
 
 
 def positional(frame: pd.DataFrame, columns: Sequence[str] | None = None) -> pd.DataFrame:
@@ -88,8 +93,7 @@ class ParquetColumns:
         self.path = Path(path)
         self._identity = _identity(self.path)
         file = pq.ParquetFile(self.path)
-        meta = file.schema_arrow.pandas_metadata or {}
-        stored_index = {c for c in meta.get("index_columns", []) if isinstance(c, str)}
+        stored_index = _stored_index(file.schema_arrow)
         self.columns = pd.Index([c for c in file.schema_arrow.names if c not in stored_index])
         self._rows = int(file.metadata.num_rows)
 

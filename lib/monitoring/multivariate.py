@@ -111,12 +111,6 @@ class Reconstruction:
         Prepared a block of rows at a time: a million rows never exist as one float matrix (nor
         a copy of the rows asked for).
         """
-        if rows is not None and isinstance(frame, ParquetColumns) and (np.diff(rows) < 0).any():
-            # a file is streamed in its own order: score the rows sorted, then put them back
-            order = np.argsort(rows, kind="stable")
-            unsorted = np.empty(len(rows))
-            unsorted[order] = self.errors(frame, rows[order])
-            return unsorted
         out = np.empty(len(frame) if rows is None else len(rows))
         lo = 0
         for block in _blocks(frame, list(self.kinds), rows):
@@ -133,10 +127,9 @@ class Reconstruction:
         The components are orthonormal, so for a centred row ``c`` and its projection ``z``
         ``|c - reconstruction|^2 = |c|^2 - |z|^2`` (clipped at 0 against rounding).
         """
-        block = x
-        block -= self.centre_  # ``x`` is a fresh block of the caller's: no copy
-        z = block @ self.components_.T
-        squared = np.einsum("ij,ij->i", block, block) - np.einsum("ij,ij->i", z, z)
+        x -= self.centre_  # a fresh block of the caller's: no copy
+        z = x @ self.components_.T
+        squared = np.einsum("ij,ij->i", x, x) - np.einsum("ij,ij->i", z, z)
         distance: np.ndarray = np.sqrt(np.maximum(squared, 0.0))
         return distance
 
@@ -368,7 +361,8 @@ def out_of_fold(reference: Columns, kinds: Mapping[str, Kind]) -> np.ndarray:
     """
     n = len(reference)
     errors = np.empty(n)
-    for fold in np.array_split(np.random.default_rng(0).permutation(n), min(FOLDS, n)):
+    for drawn in np.array_split(np.random.default_rng(0).permutation(n), min(FOLDS, n)):
+        fold = np.sort(drawn)  # rows in order: a file is streamed in its own order
         rest = np.setdiff1d(np.arange(n), fold)
         model = fit_reconstruction(reference, kinds, rows=rest if len(rest) else fold)
         errors[fold] = model.errors(reference, fold)
