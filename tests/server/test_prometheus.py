@@ -129,7 +129,7 @@ def test_a_real_prometheus_sees_quire_drift_fire_then_the_server_go_down(
             assert drift[0]["severity"] == "warning"
             assert "payment_method" in features  # the production batch's new payment method
             assert "QuireUnseenCategories" in firing(prometheus)
-            empty = dashboard_queries_without_data(prometheus)
+            empty = wait_for_dashboard_data(prometheus)
             assert not empty, f"dashboard panels with no data from a drifted, served Quire: {empty}"
             stop(proc)  # the server goes away: Prometheus cannot scrape it
             down = wait_until_firing(prometheus, "QuireDown")
@@ -137,6 +137,21 @@ def test_a_real_prometheus_sees_quire_drift_fire_then_the_server_go_down(
         finally:
             prom.terminate()
             prom.wait(timeout=30)
+
+
+def wait_for_dashboard_data(prometheus: str, seconds: float = 30) -> list[str]:
+    """Query the dashboard until every panel has data; the titles still empty at the deadline.
+
+    A rate needs two scrapes of a series after the requests that created it: the drift alerts
+    can fire from the first one (a scrape and an evaluation a second), and the latency panel
+    then had no data yet (seen once in CI).
+    """
+    deadline = time.monotonic() + seconds
+    empty = dashboard_queries_without_data(prometheus)
+    while empty and time.monotonic() < deadline:
+        time.sleep(0.5)
+        empty = dashboard_queries_without_data(prometheus)
+    return empty
 
 
 def dashboard_queries_without_data(prometheus: str) -> list[str]:
