@@ -122,10 +122,11 @@ def test_the_bootstraps_samples_get_the_numbers_of_the_same_rows_taken_directly(
     unscored = cbpe.resampler(y[rows], p[rows], None, rows, classes, metrics)
     for seed in range(5):
         at = np.sort(np.random.default_rng(seed).integers(0, len(rows), 800))
-        taken = rows[at]
+        taken = rows[resample.order][at]
         want = cbpe.realized(y[taken], score[taken], p[taken], classes, metrics)
         assert resample(at) == want
         # without scores the counted metrics still use every class (3 here: not taken as 2)
+        taken = rows[unscored.order][at]
         bare = cbpe.realized(y[taken], None, p[taken], classes, metrics)
         assert unscored(at) == pytest.approx(bare, nan_ok=True)
 
@@ -577,3 +578,18 @@ def test_the_estimate_band_is_the_realized_band_moved_by_the_offset():
     assert out["lower_estimated"].iloc[0] == pytest.approx(0.805 - 3 * sd)
     # 0.78 is within the estimates' band though far below the realized one; 0.70 is not
     assert out.loc[out["period"] == "current", "alert_estimated"].tolist() == [True, False]
+
+
+def test_the_bootstraps_positions_are_uniform_draws_in_order():
+    from lib.monitoring.estimate import sorted_draw
+
+    rng = np.random.default_rng(0)
+    draws = np.concatenate([sorted_draw(rng, 10, 1000) for _ in range(200)])
+    assert draws.min() == 0 and draws.max() == 9
+    counts = np.bincount(draws, minlength=10)
+    # 200,000 draws over 10 positions: each count within 5 sd of 20,000 (with replacement)
+    assert np.all(np.abs(counts - 20_000) < 5 * np.sqrt(20_000 * 0.9))
+    one = sorted_draw(rng, 1_000_000, 20_000)
+    assert (np.diff(one) >= 0).all() and one[-1] < 1_000_000
+    # repeats as often as drawing with replacement gives (about size^2 / 2n pairs)
+    assert 150 < 20_000 - len(np.unique(one)) < 250
