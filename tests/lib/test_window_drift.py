@@ -13,7 +13,8 @@ from lib.core.param_sections import MonitorParams
 from lib.data import drift, drift_stats
 from lib.data.drift_profile import as_categories, build_profile
 from lib.monitoring import windows as w
-from lib.monitoring.window_drift import COLUMNS, category_codes, wasserstein, window_drift
+from lib.monitoring.window_drift import COLUMNS, category_codes, window_drift
+from lib.monitoring.window_wasserstein import wasserstein
 from tests.lib.window_tables import randhie_splits
 
 N = 20_000  # rows per side: above 1,000, so distances (Evidently's rule for large references)

@@ -1,0 +1,125 @@
+"""The Wasserstein distance from counts equals the one from two sorted samples."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lib.core.param_sections import MonitorParams
+from lib.monitoring import window_wasserstein as ww
+from lib.monitoring.window_drift import window_drift
+from lib.monitoring.windows import parse_spec, reference_windows, split
+
+
+def _binned(values: np.ndarray, bins: int) -> ww.BinnedReference:
+    """``values`` (sorted) in ``bins`` bins: few bins put many values in each, so the bins
+    where the CDFs cross are cut again, level after level."""
+    lo, hi = float(values[0]), float(values[-1])
+    scale = bins / (hi - lo)
+    return ww.BinnedReference(lo, hi, scale, (values - lo) * scale, bins)
+
+
+def _samples(kind: str, rng: np.random.Generator, n: int, m: int) -> tuple[np.ndarray, np.ndarray]:
+    if kind == "normal":
+        return rng.normal(0, 1, n), rng.normal(0.1, 1.2, m)
+    if kind == "same":  # no shift: the CDFs cross again and again
+        return rng.normal(0, 1, n), rng.normal(0, 1, m)
+    if kind == "few values":  # ties on both sides, and a value the reference never had
+        return rng.integers(0, 5, n).astype(float), rng.integers(0, 6, m).astype(float)
+    if kind == "heavy tails":
+        return rng.standard_cauchy(n), rng.standard_cauchy(m)
+    if kind == "rounded":
+        return rng.normal(0, 1, n).round(1), rng.normal(0, 1, m).round(2)
+    if kind == "offset":  # a large magnitude with a small spread
+        return rng.gamma(2, 2, n) + 1e6, rng.gamma(2, 2.1, m) + 1e6
+    if kind == "outside":  # a pile of values beyond each end of the reference
+        ref = rng.uniform(0, 1, n)
+        return ref, np.concatenate([rng.uniform(0, 1, m), np.full(m // 3, -2.0), np.full(7, 5.0)])
+    assert kind == "resampled"  # the window's values are the reference's own
+    ref = rng.uniform(0, 1, n)
+    return ref, ref[rng.integers(0, n, m)]
+
+
+KINDS = ["normal", "same", "few values", "heavy tails", "rounded", "offset", "outside", "resampled"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(
+    ("n", "m", "bins"), [(3000, 2000, 64), (500, 20_000, 7), (1, 40, 3), (40, 1, 5)]
+)
+def test_the_binned_distance_equals_the_sorted_one(kind, n, m, bins):
+    rng = np.random.default_rng(len(kind) * 1000 + n + m + bins)
+    ref, cur = _samples(kind, rng, n, m)
+    ref = np.sort(ref)
+    want = ww.wasserstein(ref, np.sort(cur))
+    if ref[-1] == ref[0]:
+        assert ww.BinnedReference.of(ref, m) is None  # a constant reference: sorted instead
+        return
+    got = ww.binned_wasserstein(_binned(ref, bins), cur)
+    assert got == pytest.approx(want, rel=1e-11, abs=1e-14)
+    chosen = ww.BinnedReference.of(ref, m)
+    if chosen is not None:  # with the bins it picks itself
+        assert ww.binned_wasserstein(chosen, cur) == pytest.approx(want, rel=1e-11, abs=1e-14)
+
+
+def test_the_cases_above_reach_every_level_and_the_sorted_walk(monkeypatch):
+    depths: list[int] = []
+    walked: list[int] = []
+    area, walk = ww._area, ww._sorted_area
+
+    def spy_area(*args):
+        depths.append(args[-1])
+        return area(*args)
+
+    def spy_walk(cur, ref, *args):
+        walked.append(len(cur) + len(ref))
+        return walk(cur, ref, *args)
+
+    monkeypatch.setattr(ww, "_area", spy_area)
+    monkeypatch.setattr(ww, "_sorted_area", spy_walk)
+    rng = np.random.default_rng(0)
+    ref, cur = np.sort(rng.normal(0, 1, 20_000)), rng.normal(0, 1, 20_000)
+    got = ww.binned_wasserstein(_binned(ref, 8), cur)
+    assert got == pytest.approx(ww.wasserstein(ref, np.sort(cur)), rel=1e-11)
+    assert max(depths) >= 2 and walked  # cut again at least twice, then walked in order
+
+
+def test_a_reference_too_narrow_for_its_magnitude_is_left_to_the_sort():
+    assert ww.BinnedReference.of(np.array([1e12, 1e12 + 1e-4]), 50_000) is None
+    assert ww.BinnedReference.of(np.array([3.0, 3.0, 3.0]), 50_000) is None
+    binned = ww.BinnedReference.of(np.array([0.0, 1.0, 2.0]), 50_000)
+    assert binned is not None and binned.bins >= 64
+    assert np.isnan(ww.binned_wasserstein(binned, np.array([])))
+
+
+def test_window_drift_gives_the_same_table_from_counts_as_from_sorts(monkeypatch):
+    rng = np.random.default_rng(3)
+    n = 60_000
+
+    def frame(shift: float) -> pd.DataFrame:
+        x = rng.gamma(2.0, 2.0, n) + shift
+        x[rng.random(n) < 0.05] = np.nan
+        return pd.DataFrame({"x": x, "y": rng.normal(0, 1, n).round(2)})
+
+    ref, cur = frame(0.0), frame(0.3)
+    kinds = {"x": "numeric", "y": "numeric"}
+    spec = parse_spec("20000 rows")
+    cur_windows = split(n, spec)
+    ref_windows = reference_windows(n, spec, cur_windows)
+    params = MonitorParams(threads=1)
+    binned = window_drift(ref, cur, kinds, ref_windows, cur_windows, params)
+    calls: list[int] = []
+    original = ww.binned_wasserstein
+
+    def counted(*args):
+        calls.append(1)
+        return original(*args)
+
+    monkeypatch.setattr("lib.monitoring.window_drift.binned_wasserstein", counted)
+    assert window_drift(ref, cur, kinds, ref_windows, cur_windows, params).shape == binned.shape
+    assert calls  # windows of 20,000 rows are scored from counts
+    monkeypatch.setattr("lib.monitoring.window_drift.MIN_ROWS", 10**9)
+    sorted_ = window_drift(ref, cur, kinds, ref_windows, cur_windows, params)
+    pd.testing.assert_frame_equal(binned, sorted_, rtol=1e-11)
+    assert binned.loc[binned["period"] == "current", "alert"].any()  # the shift is seen
