@@ -353,3 +353,12 @@ def test_a_real_table_split_at_random_raises_few_chance_alerts():
         rates.append(out.loc[out["period"] == "current", "alert"].mean())
     print(f"chance alerts per window and column: {np.mean(rates):.3f}")
     assert np.mean(rates) < 0.06
+
+
+@pytest.mark.parametrize(("n", "size"), [(10, 3), (500_000, 50_000), (1_000, 999), (7, 7)])
+def test_drawn_rows_are_the_rows_drawn_and_sorted(n, size):
+    from lib.monitoring.window_drift import _sorted_subset
+
+    got = _sorted_subset(np.random.default_rng(n), n, size)
+    want = np.sort(np.random.default_rng(n).choice(n, size, replace=False))
+    np.testing.assert_array_equal(got, want)
