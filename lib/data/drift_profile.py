@@ -223,3 +223,20 @@ def profile_parquet(path: Path, kinds: Mapping[str, Kind], exact_max: int = EXAC
         c: profile_column(c, read_column(path, c, k), k, exact_max) for c, k in kinds.items()
     }
     return Profile(rows=rows, columns=columns)
+
+
+def category_codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Return each value's category code (-1 where missing) and the categories, as strings.
+
+    The categories are spelled as :func:`lib.data.drift_profile.as_categories` spells them (so
+    ``1`` and ``"1"`` are one category), but only the distinct values are spelled: the raw
+    values are hashed first, as spelling a million strings one by one costs most of a second.
+    Mixed Python types are spelled first, as hashing would take ``True`` for ``1`` and ``1.0``.
+    """
+    if values.dtype == object and pd.api.types.infer_dtype(values) not in ONE_TYPE:
+        values = as_categories(values)
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    spelled = as_categories(pd.Series(np.asarray(uniques, dtype=object)))
+    merged, names = pd.factorize(spelled, use_na_sentinel=True)
+    lookup = np.append(np.asarray(merged), -1)  # code -1 (missing) stays -1
+    return lookup[codes], np.asarray(names, dtype=object)

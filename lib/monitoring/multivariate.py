@@ -41,14 +41,15 @@ import pandas as pd
 from lib.core.errors import DataValidationError
 from lib.core.frames import Columns, ParquetColumns
 from lib.core.logs import get_logger
-from lib.data.drift_profile import Kind, as_categories, numeric_values
-from lib.monitoring.window_drift import META, category_codes, window_meta
+from lib.data.drift_profile import Kind, as_categories, category_codes, numeric_values
 from lib.monitoring.windows import (
+    META,
     Window,
     centre_widening,
     drawn_windows,
     median_rows,
     reference_band,
+    window_meta,
 )
 
 log = get_logger(__name__)

@@ -8,19 +8,25 @@ cores, at most 4). Their numpy and Arrow work releases the GIL. Every table is t
 gives alone (tested); an error is raised for the first failing check in the order above, so it
 does not depend on scheduling.
 
-Why side by side: drift and quality spread their columns over the threads, but multivariate and
-performance each run on one. One after the other, half the machine idled for about 2 s of the
-monitor benchmark's 3.4 (1,000,000 current rows on 2 cores). The two single-threaded jobs
-(performance, then multivariate) start first and drift and quality fill the threads around them:
-the checks took 2.3-2.5 s in that order, 2.2-2.7 s with drift second, and the peak was 20-30 MiB
-lower (multivariate's blocks no longer meet drift's columns).
+Why side by side: multivariate and performance each run on one thread, drift and quality a
+column at a time. One after the other, half the machine idled for about 2 s of the monitor
+benchmark's 3.4 (1,000,000 current rows on 2 cores). The two single-threaded jobs (performance,
+then multivariate) start first and the columns fill the threads around them: the checks took
+2.3-2.5 s in that order, 2.2-2.7 s with drift second, and the peak was 20-30 MiB lower
+(multivariate's blocks no longer meet drift's columns).
+
+Drift and quality share their columns: a job reads one column of each side and hands it to
+both checks (handed files, :class:`lib.core.frames.ParquetColumns`, each check read every
+feature column itself: 40 of the monitor benchmark's 86 column reads were the second read of a
+column). A column's error fails its check only, as when the checks ran on their own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar, cast
 
 import pandas as pd
 
@@ -31,9 +37,11 @@ from lib.data.drift_profile import Kind, Profile
 from lib.data.schema import Task
 from lib.monitoring.estimate import window_performance
 from lib.monitoring.multivariate import multivariate_drift
-from lib.monitoring.window_drift import Exact, window_drift
-from lib.monitoring.window_quality import window_quality
+from lib.monitoring.window_drift import DriftRun, Exact, checked_columns
+from lib.monitoring.window_quality import check_columns, column_quality, quality_table
 from lib.monitoring.windows import Window
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -95,7 +103,7 @@ def run_window_checks(
         :func:`lib.monitoring.window_quality.window_quality`).
     """
     sigmas = params.sigmas
-    jobs: dict[str, Callable[[], pd.DataFrame]] = {}
+    jobs: dict[str, Callable[[], object]] = {}
     if performance is not None:
         perf = performance
         jobs["performance"] = lambda: window_performance(
@@ -106,18 +114,18 @@ def run_window_checks(
     jobs["multivariate"] = lambda: multivariate_drift(
         reference, current, kinds, ref_windows, cur_windows, sigmas
     )
-    jobs["drift"] = lambda: window_drift(
-        reference, current, kinds, drift_ref_windows or ref_windows, cur_windows, params,
-        profile=profile, exact=exact,
-    )  # fmt: skip
-    jobs["quality"] = lambda: window_quality(
-        reference, current, kinds, ref_windows, cur_windows, sigmas, threads=params.threads,
-        ingested_ranges=ingested_ranges,
-    )  # fmt: skip
+    drift = DriftRun(drift_ref_windows or ref_windows, cur_windows, params, profile, exact)
+    windows = {"reference": ref_windows, "current": cur_windows}  # quality's
+    columns = _Columns(reference, current, kinds, drift, windows, sigmas, ingested_ranges or {})
+    names = list(dict.fromkeys([*columns.drift, *columns.quality]))
     # listed in the order they start (see the module doc); each job's error is kept and the
     # first in the doc's order raised, as when the checks ran one after the other
-    outcomes = map_ordered(_outcome, jobs.values(), thread_count(params.threads))
-    done = dict(zip(jobs, outcomes, strict=True))
+    work: list[Callable[[], object]] = [*jobs.values(), *(partial(columns.one, n) for n in names)]
+    outcomes = map_ordered(_outcome, work, thread_count(params.threads))
+    done: dict[str, object] = dict(zip(jobs, outcomes, strict=False))
+    per_column = cast(list[tuple[Outcome, Outcome]], outcomes[len(jobs) :])
+    done["drift"] = columns.table("drift", [d for d, _ in per_column], drift.table)
+    done["quality"] = columns.table("quality", [q for _, q in per_column], quality_table)
     for name in ("drift", "multivariate", "quality", "performance"):
         error = done.get(name)
         if isinstance(error, BaseException):
@@ -131,8 +139,79 @@ def run_window_checks(
     )
 
 
-def _outcome(job: Callable[[], pd.DataFrame]) -> pd.DataFrame | Exception:
-    """Return the job's table, or the error it raised (to be raised in a fixed order)."""
+Rows = list[dict[str, object]]
+Outcome = Rows | Exception | None  # a column's rows of one check, its error, or not checked
+
+
+class _Columns:
+    """Drift and quality, a column at a time: each column is read once for both checks."""
+
+    def __init__(
+        self,
+        reference: Columns,
+        current: Columns,
+        kinds: Mapping[str, Kind],
+        drift: DriftRun,
+        windows: Mapping[str, Sequence[Window]],
+        sigmas: float,
+        ingested: Mapping[str, tuple[float, float]],
+    ) -> None:
+        self.sides = (reference, current)
+        self.run, self.windows, self.sigmas, self.ingested = drift, windows, sigmas, ingested
+        self.errors: dict[str, Exception] = {}
+        self.drift: Mapping[str, Kind] = {}
+        self.quality: Mapping[str, Kind] = {}
+        # a check whose columns are missing fails as a whole (raised in the doc's order)
+        try:
+            self.drift = checked_columns(reference, current, kinds)
+        except Exception as error:
+            self.errors["drift"] = error
+        try:
+            check_columns(reference, current, kinds)
+            self.quality = kinds
+        except Exception as error:
+            self.errors["quality"] = error
+
+    def one(self, name: str) -> tuple[Outcome, Outcome]:
+        """Return column ``name``'s drift rows and quality rows (or each check's error)."""
+        try:
+            ref, cur = (pd.DataFrame({name: side[name]}, copy=False) for side in self.sides)
+        except Exception as error:  # a read that failed fails both checks of the column
+            return (
+                error if name in self.drift else None,
+                error if name in self.quality else None,
+            )
+        drift: Outcome = None
+        quality: Outcome = None
+        if name in self.drift:
+            drift = _outcome(lambda: self.run.column(name, self.drift[name], ref, cur))
+        if name in self.quality:
+            quality = _outcome(
+                lambda: column_quality(
+                    name, self.quality[name], ref, cur, self.windows, self.sigmas, self.ingested
+                )
+            )
+        return drift, quality
+
+    def table(
+        self,
+        check: str,
+        outcomes: Sequence[Outcome],
+        assemble: Callable[[Rows, int], pd.DataFrame],
+    ) -> pd.DataFrame | Exception:
+        """Return a check's table from its columns' rows, or its first error (in column order)."""
+        if check in self.errors:
+            return self.errors[check]
+        rows: Rows = []
+        for outcome in outcomes:
+            if isinstance(outcome, Exception):
+                return outcome
+            rows += outcome or []
+        return assemble(rows, len(self.drift if check == "drift" else self.quality))
+
+
+def _outcome(job: Callable[[], T]) -> T | Exception:
+    """Return the job's result, or the error it raised (to be raised in a fixed order)."""
     try:
         return job()
     except Exception as error:  # re-raised by the caller, in the doc's order

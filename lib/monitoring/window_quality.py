@@ -47,9 +47,8 @@ from lib.core.errors import DataValidationError
 from lib.core.frames import Columns
 from lib.core.logs import get_logger
 from lib.core.parallel import map_ordered, thread_count
-from lib.data.drift_profile import numeric_values
-from lib.monitoring.window_drift import META, category_codes, window_meta
-from lib.monitoring.windows import Window, reference_band
+from lib.data.drift_profile import category_codes, numeric_values
+from lib.monitoring.windows import META, Window, reference_band, window_meta
 
 log = get_logger(__name__)
 
@@ -201,15 +200,22 @@ def _reason(counts: dict[str, int], rate: float, upper: float | None, extra: dic
     return "; ".join(parts)
 
 
-def _column(
+def column_quality(
     name: str,
     kind: str,
     reference: Columns,
     current: Columns,
-    windows: dict[str, Sequence[Window]],
+    windows: Mapping[str, Sequence[Window]],
     sigmas: float,
     ingested: Mapping[str, tuple[float, float]],
 ) -> list[dict[str, object]]:
+    """Return the table's rows of column ``name`` (``windows`` of each side by period).
+
+    Raises
+    ------
+    DataValidationError
+        When a numeric column has no value in the reference.
+    """
     ref_flags, cur_flags, span, n_ref = _flags(
         name, kind, reference[name], current[name], ingested.get(name)
     )
@@ -280,6 +286,26 @@ def window_quality(
     DataValidationError
         When a column is missing from a side, or a numeric one has no value in the reference.
     """
+    check_columns(reference, current, kinds)
+    windows = {"reference": ref_windows, "current": cur_windows}
+    per_column = map_ordered(
+        lambda item: column_quality(
+            *item, reference, current, windows, sigmas, ingested_ranges or {}
+        ),
+        kinds.items(),
+        thread_count(threads),
+    )
+    return quality_table([row for rows in per_column for row in rows], len(kinds))
+
+
+def check_columns(reference: Columns, current: Columns, kinds: Mapping[str, str]) -> None:
+    """Check that both sides hold every column :func:`window_quality` counts.
+
+    Raises
+    ------
+    DataValidationError
+        When a column is missing from a side.
+    """
     for side, frame in (("reference", reference), ("current", current)):
         absent = [c for c in kinds if c not in frame.columns]
         if absent:
@@ -288,15 +314,12 @@ def window_quality(
                 "monitored column (or exclude them in monitor.exclude)",
                 column=absent[0],
             )
-    windows = {"reference": ref_windows, "current": cur_windows}
-    per_column = map_ordered(
-        lambda item: _column(*item, reference, current, windows, sigmas, ingested_ranges or {}),
-        kinds.items(),
-        thread_count(threads),
-    )
-    rows = [row for rows in per_column for row in rows]
+
+
+def quality_table(rows: list[dict[str, object]], columns: int) -> pd.DataFrame:
+    """Return the table of every column's rows (:func:`column_quality`)."""
     out = pd.DataFrame(rows, columns=COLUMNS)
     out = out.astype({"alert": bool, "rows": "int64", "missing_rate": float})
     current_alerts = int(out.loc[out["period"] == "current", "alert"].sum())
-    log.info("window_quality", columns=len(kinds), alerts=current_alerts)
+    log.info("window_quality", columns=columns, alerts=current_alerts)
     return out

@@ -30,7 +30,7 @@ _LEAF = 8  # values per such bin (on average) below which they are sorted instea
 _FEW = 512  # or as few values in all (values piled on one place are never parted by bins)
 _DEPTH = 4  # at most this many finer levels (then sorted, whatever is left)
 PER_BIN = 16
-MIN_ROWS = 20_000  # windows from this size on are scored from counts (a sort is cheap below)
+BINNED_ROWS = 20_000  # windows from this size on are scored from counts (a sort is cheap below)
 
 
 def wasserstein(ref: np.ndarray, cur: np.ndarray) -> float:

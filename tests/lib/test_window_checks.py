@@ -81,12 +81,17 @@ def test_errors_are_raised_in_the_checks_order_whatever_finishes_first(sides, mo
 
     # the performance job starts first and fails at once; drift's error still comes first
     monkeypatch.setattr(window_checks, "window_performance", fails("performance broke"))
-    monkeypatch.setattr(window_checks, "window_quality", fails("quality broke"))
+    monkeypatch.setattr(window_checks, "column_quality", fails("quality broke"))
     with pytest.raises(DataValidationError, match="quality broke"):
         window_checks.run_window_checks(ref, cur, KINDS, ref_w, cur_w, PARAMS, performance=PERF)
-    monkeypatch.setattr(window_checks, "window_drift", fails("drift broke"))
+    monkeypatch.setattr(window_checks.DriftRun, "column", fails("drift broke"))
     with pytest.raises(DataValidationError, match="drift broke"):
         window_checks.run_window_checks(ref, cur, KINDS, ref_w, cur_w, PARAMS, performance=PERF)
+    # a column missing from a side fails drift (checked first) before any column is read
+    with pytest.raises(DataValidationError, match="current data: columns \\['a'\\] are missing"):
+        window_checks.run_window_checks(
+            ref, cur.drop(columns="a"), KINDS, ref_w, cur_w, PARAMS, performance=PERF
+        )
 
 
 def test_the_checks_import_neither_scipy_stats_nor_scikit_learn():

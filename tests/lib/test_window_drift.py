@@ -11,9 +11,9 @@ from sklearn.datasets import load_diabetes
 from lib.core.errors import DataValidationError
 from lib.core.param_sections import MonitorParams
 from lib.data import drift, drift_stats
-from lib.data.drift_profile import as_categories, build_profile
+from lib.data.drift_profile import as_categories, build_profile, category_codes
 from lib.monitoring import windows as w
-from lib.monitoring.window_drift import COLUMNS, category_codes, window_drift
+from lib.monitoring.window_drift import COLUMNS, window_drift
 from lib.monitoring.window_wasserstein import wasserstein
 from tests.lib.window_tables import randhie_splits
 
@@ -357,8 +357,8 @@ def test_a_real_table_split_at_random_raises_few_chance_alerts():
 
 @pytest.mark.parametrize(("n", "size"), [(10, 3), (500_000, 50_000), (1_000, 999), (7, 7)])
 def test_drawn_rows_are_the_rows_drawn_and_sorted(n, size):
-    from lib.monitoring.window_drift import _sorted_subset
+    from lib.monitoring.windows import sorted_subset
 
-    got = _sorted_subset(np.random.default_rng(n), n, size)
+    got = sorted_subset(np.random.default_rng(n), n, size)
     want = np.sort(np.random.default_rng(n).choice(n, size, replace=False))
     np.testing.assert_array_equal(got, want)

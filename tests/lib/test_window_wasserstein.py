@@ -119,7 +119,7 @@ def test_window_drift_gives_the_same_table_from_counts_as_from_sorts(monkeypatch
     monkeypatch.setattr("lib.monitoring.window_drift.binned_wasserstein", counted)
     assert window_drift(ref, cur, kinds, ref_windows, cur_windows, params).shape == binned.shape
     assert calls  # windows of 20,000 rows are scored from counts
-    monkeypatch.setattr("lib.monitoring.window_drift.MIN_ROWS", 10**9)
+    monkeypatch.setattr("lib.monitoring.window_drift.BINNED_ROWS", 10**9)
     sorted_ = window_drift(ref, cur, kinds, ref_windows, cur_windows, params)
     pd.testing.assert_frame_equal(binned, sorted_, rtol=1e-11)
     assert binned.loc[binned["period"] == "current", "alert"].any()  # the shift is seen
