@@ -75,12 +75,17 @@ class BinnedReference:
     def of(cls, values: np.ndarray, window_rows: int) -> BinnedReference | None:
         """Bin sorted, finite ``values`` for windows of about ``window_rows`` values.
 
-        None when counts cannot serve: a constant reference, or a range too narrow for its
-        magnitude to place values in bins exactly enough (:func:`wasserstein` then).
+        None when counts cannot serve: a constant reference, a range too narrow for its
+        magnitude to place values in bins exactly enough, or values mostly tied (a sort is
+        cheaper: a pile of equal values is never parted by finer bins, and ends up walked in
+        order anyway; on the American Community Survey's ages shipped with NannyML, 96 values,
+        counting took 3 times as long as sorting). :func:`wasserstein` then.
         """
         lo, hi = float(values[0]), float(values[-1])
         span = hi - lo
         if not (np.isfinite(span) and span > 1e-9 * max(abs(lo), abs(hi))):
+            return None
+        if np.count_nonzero(values[1:] != values[:-1]) + 1 < len(values) // 2:
             return None
         # about 16 values a bin: fewer bins cut again more often, more cost more per window
         bins = int(np.clip((len(values) + window_rows) // PER_BIN, 64, 1 << 16))

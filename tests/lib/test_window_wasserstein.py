@@ -88,6 +88,8 @@ def test_the_cases_above_reach_every_level_and_the_sorted_walk(monkeypatch):
 def test_a_reference_too_narrow_for_its_magnitude_is_left_to_the_sort():
     assert ww.BinnedReference.of(np.array([1e12, 1e12 + 1e-4]), 50_000) is None
     assert ww.BinnedReference.of(np.array([3.0, 3.0, 3.0]), 50_000) is None
+    ties = np.sort(np.random.default_rng(0).integers(0, 96, 10_000).astype(float))
+    assert ww.BinnedReference.of(ties, 50_000) is None  # mostly tied (ages): sorted instead
     binned = ww.BinnedReference.of(np.array([0.0, 1.0, 2.0]), 50_000)
     assert binned is not None and binned.bins >= 64
     assert np.isnan(ww.binned_wasserstein(binned, np.array([])))
