@@ -33,7 +33,7 @@ drawn around each window's value.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -83,6 +83,10 @@ class Reconstruction:
     scale_: np.ndarray
     components_: np.ndarray  # components x columns, orthonormal rows
     centre_: np.ndarray  # the prepared reference's column means (0 up to rounding)
+    # category column -> its categories and their shares by code, as last looked up
+    _lookups: dict[str, tuple[pd.Index, np.ndarray]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     @property
     def n_components_(self) -> int:
@@ -104,7 +108,19 @@ class Reconstruction:
         self, values: pd.Series, name: str, kind: Kind, out: np.ndarray | None = None
     ) -> np.ndarray:
         """Return one column imputed and encoded, not yet standardised (into ``out``, if given)."""
-        return _encoded(values, kind, self.fill_[name], self.shares_.get(name), out)
+        shares = self.shares_.get(name)
+        if kind == "numeric" or not isinstance(values.dtype, pd.CategoricalDtype):
+            return _encoded(values, kind, self.fill_[name], shares, out)
+        # a category column's blocks share its categories: their shares are looked up once
+        # (spelling them for each of the bench's 43 blocks x 5 columns took 0.15 s)
+        categories = values.cat.categories
+        known = self._lookups.get(name)
+        if known is None or not known[0].equals(categories):
+            known = (categories, _category_lookup(categories, self.fill_[name], shares or {}))
+            self._lookups[name] = known
+        out = np.empty(len(values)) if out is None else out
+        np.take(known[1], values.cat.codes.to_numpy(), out=out)
+        return out
 
     def errors(self, frame: Columns, rows: np.ndarray | None = None) -> np.ndarray:
         """Return each row's (of ``rows``, positions, when given) distance to its reconstruction.
@@ -160,17 +176,24 @@ def _encoded(
     if isinstance(values.dtype, pd.CategoricalDtype):
         # a pandas category (as ingest writes text): its codes index its categories, so only
         # the categories are spelled, not every block's values (0.28 s of the bench's step)
-        spelled = as_categories(pd.Series(np.asarray(values.cat.categories, dtype=object)))
-        missing_share = shares[str(fill)]
-        by_code = [missing_share if pd.isna(c) else shares.get(str(c), 0.0) for c in spelled]
-        category_lookup = np.array([*by_code, missing_share])  # code -1 (missing): the last
-        np.take(category_lookup, values.cat.codes.to_numpy(), out=out)
+        lookup = _category_lookup(values.cat.categories, fill, shares)
+        np.take(lookup, values.cat.codes.to_numpy(), out=out)
         return out
     codes, names = category_codes(values)
     # a share per category (unseen: 0), then the filled category's for code -1 (missing)
     lookup = np.array([shares.get(str(c), 0.0) for c in names] + [shares[str(fill)]])
     np.take(lookup, codes, out=out)
     return out
+
+
+def _category_lookup(
+    categories: pd.Index, fill: float | str, shares: dict[str, float]
+) -> np.ndarray:
+    """Return each category code's share (unseen: 0), then the missing one's (code -1)."""
+    spelled = as_categories(pd.Series(np.asarray(categories, dtype=object)))
+    missing_share = shares[str(fill)]
+    by_code = [missing_share if pd.isna(c) else shares.get(str(c), 0.0) for c in spelled]
+    return np.array([*by_code, missing_share])
 
 
 def fit_reconstruction(

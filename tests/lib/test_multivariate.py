@@ -118,6 +118,10 @@ def test_a_pandas_category_column_is_encoded_as_its_values():
     assert want.tolist() == [1 / 3, 2 / 3, 0.0, 2 / 3, 2 / 3]
     assert model._column(coded, "c", "categorical").tolist() == want.tolist()
     assert model._column(coded.iloc[2:], "c", "categorical").tolist() == want[2:].tolist()
+    # the same column with other categories (another file's dictionary): looked up again
+    recoded = pd.Series(pd.Categorical(plain, categories=[7.0, 2.0, 1.0]))
+    assert model._column(recoded, "c", "categorical").tolist() == want.tolist()
+    assert model._column(coded, "c", "categorical").tolist() == want.tolist()
 
 
 def test_a_shift_in_a_real_table():
