@@ -48,7 +48,8 @@ def read_parquet(path: Path | str, columns: Sequence[str] | None = None) -> pd.D
         return to_frame(file.read(columns=names, use_pandas_metadata=True))
 
     def one(name: str) -> pd.Series:
-        table = pq.ParquetFile(path).read(columns=[name], use_pandas_metadata=True)
+        file = pq.ParquetFile(path, memory_map=True, pre_buffer=False)  # as ParquetColumns
+        table = file.read(columns=[name], use_pandas_metadata=True)
         return to_frame(table).iloc[:, 0]
 
     parts = map_ordered(one, names, thread_count(None))
