@@ -41,6 +41,7 @@ from lib.data.drift_profile import (
     finite_values,
     numeric_values,
     read_column,
+    sorted_floats,
 )
 
 METHODS = ("ks", "wasserstein", "chisquare", "z", "jensenshannon", "psi")
@@ -103,7 +104,7 @@ def column_drift(
         cur = category_counts(values)
         n = sum(cur.values())
     else:
-        cur = np.sort(finite_values(numeric_values(values)))
+        cur = sorted_floats(finite_values(numeric_values(values)))
         n = len(cur)
     if n == 0 or col.count == 0:
         _no_values(col, "current" if n == 0 else "reference")

@@ -38,6 +38,7 @@ from lib.data.drift_profile import (
     category_counts,
     finite_values,
     numeric_values,
+    sorted_floats,
 )
 
 EXACT_ROWS = 10_000  # values kept exactly up to this many (SciPy's exact KS limit)
@@ -88,7 +89,7 @@ class NumericSummary:
         ``values``: a column, or its :func:`~lib.data.drift_profile.numeric_values` already.
         """
         array = values if isinstance(values, np.ndarray) else numeric_values(values)
-        present = np.sort(finite_values(array))  # sorted keys search about 4x faster
+        present = sorted_floats(finite_values(array))  # sorted keys search about 4x faster
         part = NumericSummary.empty_like(self)
         part.rows, part.count = len(array), len(present)
         part.values = present

@@ -71,6 +71,7 @@ from lib.data.drift_profile import (
     category_codes,
     numeric_values,
     profile_column,
+    sorted_floats,
 )
 from lib.monitoring.window_wasserstein import (
     BINNED_ROWS,
@@ -161,7 +162,7 @@ class _Side:
         if self.names is None:
             taken = self.values if index is None else self.values[index]
             present = taken[np.isfinite(taken)]
-            return np.sort(present) if sort else present
+            return sorted_floats(present) if sort else present
         codes = self.values if index is None else self.values[index]
         counts = np.bincount(codes[codes >= 0], minlength=len(self.names))
         order = np.argsort(-counts, kind="stable")  # largest first, as category_counts

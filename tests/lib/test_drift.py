@@ -319,3 +319,24 @@ def test_the_undecorated_scipy_tests_give_the_decorated_ones_results(seed):
     assert drift_stats.chisquare_pvalue(cat, counts) == pytest.approx(want, rel=1e-12, abs=0)
     # the decorator is really bypassed
     assert drift_stats._undecorated("ks_2samp") is not stats.ks_2samp
+
+
+@pytest.mark.parametrize(
+    "kind", ["normal", "gamma", "heavy tails", "few values", "constant", "tiny", "extremes"]
+)
+def test_sorted_floats_is_numpys_sort(kind):
+    from lib.data.drift_profile import sorted_floats
+
+    rng = np.random.default_rng(len(kind))
+    values = {
+        "normal": rng.normal(0, 1, 200_000),
+        "gamma": rng.gamma(2.0, 2.0, 200_000) + 1e6,
+        "heavy tails": rng.standard_cauchy(200_000),  # one bucket holds most: numpy's sort
+        "few values": rng.integers(0, 5, 50_000).astype(float),
+        "constant": np.full(5_000, 3.0),
+        "tiny": rng.normal(0, 1, 7),
+        "extremes": np.concatenate([rng.normal(0, 1, 5_000), [-1e300, 1e300, 0.0, -0.0]]),
+    }[kind]
+    got = sorted_floats(values)
+    np.testing.assert_array_equal(got, np.sort(values))
+    assert len(got) == len(values) and got is not values
