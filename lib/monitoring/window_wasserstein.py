@@ -29,7 +29,7 @@ _SUB = 16  # finer bins per bin where D may cross zero
 _LEAF = 8  # values per such bin (on average) below which they are sorted instead
 _FEW = 512  # or as few values in all (values piled on one place are never parted by bins)
 _DEPTH = 4  # at most this many finer levels (then sorted, whatever is left)
-PER_BIN = 16
+PER_BIN = 16  # values of both sides per bin, on average
 BINNED_ROWS = 20_000  # windows from this size on are scored from counts (a sort is cheap below)
 
 
