@@ -48,6 +48,7 @@ from lib.monitoring.windows import (
     drawn_windows,
     median_rows,
     reference_band,
+    sorted_draw,
 )
 
 if TYPE_CHECKING:  # a type only: the inputs' module imports the ingest's (scikit-learn)
@@ -163,20 +164,6 @@ def _spread(
     draws = [fn(sorted_draw(rng, len(rows), size)) for _ in range(resamples)]
     sd = {m: float(np.nanstd([d[m] for d in draws], ddof=1)) for m in metrics}
     return sd, size
-
-
-def sorted_draw(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
-    """Return ``size`` positions drawn uniformly from ``0..n-1`` with replacement, ascending.
-
-    Drawn in order rather than drawn and sorted: the cumulative sums of ``size + 1``
-    exponential draws, divided by their total, are the order statistics of ``size`` uniform
-    draws, and their floors those of uniform positions (0.17 ms for 20,000 against 0.67 for
-    drawing and sorting them).
-    """
-    sums = np.cumsum(rng.standard_exponential(size + 1))
-    positions: np.ndarray = (sums[:-1] * (n / sums[-1])).astype(np.intp)
-    np.minimum(positions, n - 1, out=positions)  # a rounding up to n
-    return positions
 
 
 def _band(value: float, se: float, metric: str) -> tuple[float, float]:

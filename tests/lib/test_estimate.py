@@ -581,7 +581,7 @@ def test_the_estimate_band_is_the_realized_band_moved_by_the_offset():
 
 
 def test_the_bootstraps_positions_are_uniform_draws_in_order():
-    from lib.monitoring.estimate import sorted_draw
+    from lib.monitoring.windows import sorted_draw
 
     rng = np.random.default_rng(0)
     draws = np.concatenate([sorted_draw(rng, 10, 1000) for _ in range(200)])
