@@ -140,16 +140,24 @@ class ParquetColumns:
         if rows is not None and (np.diff(rows) < 0).any():
             raise ValueError("ParquetColumns.blocks: rows must be sorted positions")
         file = self._file(pre_buffer=False, buffer_size=1 << 16)
+        pool = pa.default_memory_pool()
         start = 0
         for batch in file.iter_batches(batch_size=size, columns=list(names), use_threads=False):
             stop = start + batch.num_rows
+            block = None
             if rows is None:
-                yield batch.to_pandas(split_blocks=True)  # no consolidating copy of the floats
+                block = batch.to_pandas(split_blocks=True)  # no consolidating copy of the floats
             else:
                 lo, hi = np.searchsorted(rows, [start, stop])
                 if hi > lo:
-                    yield batch.take(pa.array(rows[lo:hi] - start)).to_pandas(split_blocks=True)
+                    block = batch.take(pa.array(rows[lo:hi] - start)).to_pandas(split_blocks=True)
             start = stop
+            del batch
+            # the readers' spent pages back to the system at once, not kept for Arrow's reuse:
+            # on the monitor bench the checks' peak fell 20 MiB, for 43 calls of 0.2 ms
+            pool.release_unused()
+            if block is not None:
+                yield block
 
     def _file(self, **options: Any) -> pq.ParquetFile:
         """Open the file for one read, after checking it is the one first opened.

@@ -125,18 +125,46 @@ def sorted_floats(values: np.ndarray) -> np.ndarray:
     Where one bucket would hold more than 1/64 of the values (heavy tails, a few distinct
     values) the buckets do not help and NumPy's sort is used. Always the same sorted array.
     """
-    n = len(values)
-    if n < 1024:
-        return np.sort(values)
-    lo, hi = float(values.min()), float(values.max())
-    if not (np.isfinite(hi - lo) and hi > lo):
-        return np.sort(values)
-    bucket = ((values - lo) * ((_BUCKETS - 1) / (hi - lo))).astype(np.uint16)
-    if np.bincount(bucket, minlength=_BUCKETS).max() > n // 64:
+    bucket = _buckets(values)
+    if bucket is None:
         return np.sort(values)
     out: np.ndarray = values[np.argsort(bucket, kind="stable")]
     out.sort(kind="stable")
     return out
+
+
+def stable_order(values: np.ndarray) -> np.ndarray:
+    """Return ``np.argsort(values, kind="stable")`` for floats, by bucket first where faster.
+
+    As :func:`sorted_floats`: a stable sort by bucket, then a stable sort of the nearly sorted
+    values; equal values share a bucket and keep their order, so the permutation is the same.
+    1.3 against 4.5 ms for 50,000 scores (np.argsort's default, unstable, 2.4), 20 against
+    57 for 500,000.
+    """
+    bucket = _buckets(values)
+    if bucket is None:
+        return np.argsort(values, kind="stable")
+    first = np.argsort(bucket, kind="stable")
+    order: np.ndarray = first[np.argsort(values[first], kind="stable")]
+    return order
+
+
+def _buckets(values: np.ndarray) -> np.ndarray | None:
+    """Return each value's bucket of 65,536 in its range, or None where they would not help.
+
+    None below 1,024 values, for a range that is not finite (or a constant), and where one
+    bucket would hold more than 1/64 of the values. The bucket never decreases with the value.
+    """
+    n = len(values)
+    if n < 1024:
+        return None
+    lo, hi = float(values.min()), float(values.max())
+    if not (np.isfinite(hi - lo) and hi > lo):
+        return None
+    bucket = ((values - lo) * ((_BUCKETS - 1) / (hi - lo))).astype(np.uint16)
+    if np.bincount(bucket, minlength=_BUCKETS).max() > n // 64:
+        return None
+    return bucket
 
 
 def as_categories(values: pd.Series) -> pd.Series:

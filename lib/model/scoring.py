@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lib.data.drift_profile import stable_order
 from lib.data.schema import Task
 
 MetricFn = Callable[..., dict[str, float]]
@@ -139,7 +140,8 @@ def _ranking(positive: np.ndarray, score: np.ndarray) -> tuple[float, float]:
     Average precision: the precision at each distinct score, weighted by the recall it adds.
     """
     n = len(score)
-    order = np.argsort(-np.asarray(score, dtype=float))
+    # tied scores are one group whatever their order: sorted by bucket first (faster)
+    order = stable_order(-np.asarray(score, dtype=float))
     ranked = score[order]
     ends = np.r_[np.flatnonzero(np.diff(ranked)), n - 1]  # last place of each tied group
     starts = np.r_[0, ends[:-1] + 1]

@@ -203,6 +203,16 @@ class Calibrator:
         renormalised: np.ndarray = np.divide(out, total, out=uniform, where=total != 0)
         return renormalised
 
+    def positive(self, proba: np.ndarray) -> np.ndarray:
+        """Return a binary model's calibrated positive-class column (``apply(proba)[:, 1]``).
+
+        The negative class's is its complement: held as one column, a million rows' calibrated
+        scores take 8 MB instead of 16, and the complement is spelled a window at a time.
+        """
+        iso = self.maps[1]
+        column = np.asarray(proba[:, 1], dtype=float)  # a view of the scores, uncalibrated
+        return column if iso is None else iso(column)
+
     @property
     def calibrated(self) -> list[bool]:
         """Which classes' scores are remapped."""

@@ -36,6 +36,7 @@ from lib.core.errors import DataValidationError
 from lib.core.frames import Columns
 from lib.core.logs import get_logger
 from lib.core.windowspec import kept, take
+from lib.data.drift_profile import stable_order
 from lib.model.scoring import roc_auc
 from lib.monitoring.cbpe_calibration import fit_calibrator
 
@@ -61,9 +62,18 @@ def estimate_roc_auc(calibrated: np.ndarray, score: np.ndarray) -> float:
     """Estimate ROC AUC: rows in descending model-score order, calibrated probabilities as TP.
 
     NannyML's algorithm, rounding included; NaN when the expected positives or negatives are 0.
+    NannyML walks ``np.argsort(score)[::-1]``; the rows are sorted by bucket first here
+    (:func:`lib.data.drift_profile.stable_order`, 1.3 against 2.4 ms for 50,000 scores), which
+    orders tied scores otherwise. That changes nothing when tied scores have equal calibrated
+    probabilities (a binary model's are a function of its score); else NannyML's order is used.
     """
-    order = np.argsort(score)[::-1]
+    order = stable_order(-score)
     p = calibrated[order]
+    ranked = score[order]
+    tied = ranked[1:] == ranked[:-1]
+    if tied.any() and (p[1:][tied] != p[:-1][tied]).any():
+        order = np.argsort(score)[::-1]
+        p = calibrated[order]
     hits = np.cumsum(p)
     tps = np.asarray(np.r_[0.0, hits], dtype=float).round(5)
     fps = np.asarray(np.r_[0.0, 1 + np.arange(len(p)) - hits], dtype=float).round(5)
@@ -249,7 +259,10 @@ def prepare(
 
     sides: dict[str, Side] = {}
     for period, y, p, s in (("reference", ref_y, ref_p, ref_s), ("current", cur_y, cur_p, cur_s)):
-        cal = None if calibrator is None or s is None else calibrator.apply(s)
+        cal = None
+        if calibrator is not None and s is not None:
+            # a binary model's calibrated scores as one column (see _class_estimate)
+            cal = calibrator.positive(s) if calibrator.binary else calibrator.apply(s)
         sides[period] = (
             y >= 0,
             partial(_class_estimate, cal=cal, s=s, p=p, metrics=metrics),
@@ -284,7 +297,7 @@ def resampler(
     order = np.arange(len(rows))
     ss = None if s is None else take(s, rows)  # the resampled rows' scores, taken out once
     if ss is not None and k == 2 and "roc_auc" in metrics:
-        order = np.argsort(-ss[:, 1], kind="stable")
+        order = stable_order(-ss[:, 1])  # np.argsort(..., kind="stable"), by bucket first
         ss = take(ss, order)
     return Resampler(order, y[order], p[order], ss, k, metrics)
 
@@ -331,5 +344,7 @@ def _class_estimate(
     if cal is None or s is None:
         return dict.fromkeys(metrics, float("nan"))
     cc, ss, pp = take(cal, rows), take(s, rows), p[rows]
+    if cc.ndim == 1:  # a binary model's positive class: the negative one is its complement
+        cc = np.column_stack([1 - cc, cc])
     keep = kept((pp >= 0) & np.isfinite(ss).all(axis=1))
     return estimate(cc[keep], ss[keep], pp[keep], metrics)

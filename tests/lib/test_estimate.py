@@ -106,6 +106,36 @@ def test_roc_auc_walk_equals_roc_auc_when_probabilities_are_the_labels():
     )
 
 
+def test_estimated_roc_auc_walks_tied_scores_in_nannymls_order_where_it_matters():
+    # the rows are sorted by bucket first, which orders tied scores otherwise than NannyML's
+    # np.argsort(score)[::-1]: the same number when tied scores share their calibrated value
+    # (a binary model's), NannyML's order when they do not
+    rng = np.random.default_rng(11)
+    score = rng.random(20_000).round(3)  # many ties
+
+    def nannyml(calibrated: np.ndarray) -> float:
+        p = calibrated[np.argsort(score)[::-1]]
+        tps = np.r_[0.0, np.cumsum(p)].round(5)
+        fps = np.r_[0.0, 1 + np.arange(len(p)) - np.cumsum(p)].round(5)
+        return float(np.trapezoid(tps / tps[-1], fps / fps[-1]))
+
+    mapped = np.sqrt(score)  # a function of the score: ties share it
+    assert cbpe.estimate_roc_auc(mapped, score) == nannyml(mapped)
+    noisy = np.clip(score + rng.normal(0, 0.2, len(score)), 0, 1)  # ties do not
+    assert cbpe.estimate_roc_auc(noisy, score) == nannyml(noisy)
+
+
+def test_a_binary_models_calibrated_column_is_the_positive_class_of_the_full_matrix():
+    rng = np.random.default_rng(12)
+    p = rng.random(5000)
+    y = (rng.random(5000) < p).astype(int)
+    for raw in (p**3, p):  # calibrated, and kept as scored
+        proba = np.column_stack([1 - raw, raw])
+        fitted = calib.fit_calibrator(y, proba)
+        np.testing.assert_array_equal(fitted.positive(proba), fitted.apply(proba)[:, 1])
+    assert calib.fit_calibrator(y, np.column_stack([1 - p**3, p**3])).calibrated == [False, True]
+
+
 @pytest.mark.parametrize("classes", [2, 3])
 def test_the_bootstraps_samples_get_the_numbers_of_the_same_rows_taken_directly(classes):
     # the resampler reads a compact copy of the resampled rows: the same rows must give the
