@@ -9,9 +9,10 @@ failing item in input order, so errors do not depend on scheduling.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Collection, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -33,10 +34,65 @@ def thread_count(setting: int | None) -> int:
     return max(1, min(cores, AUTO_MAX))
 
 
-def map_ordered(fn: Callable[[T], R], items: Iterable[T], threads: int) -> list[R]:
-    """Return ``[fn(item) for item in items]``, computed on up to ``threads`` threads."""
+def map_ordered(
+    fn: Callable[[T], R], items: Iterable[T], threads: int, apart: Collection[int] = ()
+) -> list[R]:
+    """Return ``[fn(item) for item in items]``, computed on up to ``threads`` threads.
+
+    Items start in input order, except that the items at the positions ``apart`` never run
+    at the same time as one another: while one runs, a free thread takes the next item that
+    is not one of them (or waits when only they are left). For large jobs whose working sets
+    should not add up while smaller items fill the other threads.
+    """
     work = list(items)
     if threads <= 1 or len(work) <= 1:
         return [fn(item) for item in work]
-    with ThreadPoolExecutor(max_workers=min(threads, len(work))) as pool:
-        return list(pool.map(fn, work))
+    if not apart:
+        with ThreadPoolExecutor(max_workers=min(threads, len(work))) as pool:
+            return list(pool.map(fn, work))
+    return _Apart(fn, work, set(apart)).run(min(threads, len(work)))
+
+
+class _Apart(Generic[T, R]):
+    """:func:`map_ordered`'s queue when some items must not run together."""
+
+    def __init__(self, fn: Callable[[T], R], work: list[T], apart: set[int]) -> None:
+        self.fn, self.work, self.apart = fn, work, apart
+        self.pending = list(range(len(work)))
+        self.busy = False  # one of the ``apart`` items is running
+        self.changed = threading.Condition()
+        self.results: dict[int, R] = {}
+        self.errors: dict[int, BaseException] = {}
+
+    def run(self, threads: int) -> list[R]:
+        workers = [threading.Thread(target=self._worker, daemon=True) for _ in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        if self.errors:
+            raise self.errors[min(self.errors)]  # the first failing item in input order
+        return [self.results[i] for i in range(len(self.work))]
+
+    def _worker(self) -> None:
+        while (i := self._next()) is not None:
+            try:
+                self.results[i] = self.fn(self.work[i])
+            except BaseException as error:  # raised again by run(), in input order
+                self.errors[i] = error
+            finally:
+                if i in self.apart:
+                    with self.changed:
+                        self.busy = False
+                        self.changed.notify_all()
+
+    def _next(self) -> int | None:
+        with self.changed:
+            while self.pending:
+                for place, i in enumerate(self.pending):
+                    if i not in self.apart or not self.busy:
+                        del self.pending[place]
+                        self.busy = self.busy or i in self.apart
+                        return i
+                self.changed.wait()  # only apart items are left, and one of them runs
+            return None

@@ -52,3 +52,39 @@ def test_one_thread_runs_inline():
 def test_thread_count_takes_the_setting_or_the_cores_up_to_the_cap():
     assert thread_count(3) == 3
     assert 1 <= thread_count(None) <= AUTO_MAX
+
+
+def test_apart_items_never_run_together_while_the_rest_fill_the_threads():
+    lock = threading.Lock()
+    running: set[int] = set()
+    overlaps: list[set[int]] = []
+    beside: list[int] = []  # other items run while an apart item does
+
+    def job(i: int) -> int:
+        with lock:
+            running.add(i)
+            if len(running & {0, 1, 2}) > 1:
+                overlaps.append(set(running))
+            if i > 2 and running & {0, 1, 2}:
+                beside.append(i)
+        time.sleep(0.05 if i <= 2 else 0.005)
+        with lock:
+            running.discard(i)
+        return i * 10
+
+    got = map_ordered(job, range(12), threads=3, apart=[0, 1, 2])
+    assert got == [i * 10 for i in range(12)]
+    assert not overlaps  # items 0, 1 and 2 ran one at a time
+    assert beside  # and the threads did not idle meanwhile
+
+
+def test_apart_items_raise_the_first_error_in_input_order():
+    def fail(i: int) -> int:
+        if i in (1, 4):
+            raise ValueError(f"item {i}")
+        return i
+
+    with pytest.raises(ValueError, match="item 1"):
+        map_ordered(fail, range(6), threads=2, apart=[0, 1])
+    # a lone apart item left at the end still runs (a thread waits for the other to finish)
+    assert map_ordered(lambda i: i, range(3), threads=2, apart=[0, 1, 2]) == [0, 1, 2]
