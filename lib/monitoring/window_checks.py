@@ -13,8 +13,8 @@ column at a time. One after the other, half the machine idled for about 2 s of t
 benchmark's 3.4 (1,000,000 current rows on 2 cores). The two single-threaded jobs start first
 in turn: performance, then multivariate as soon as performance is done, never beside it (their
 working sets, about 100 MiB each on the benchmark, would add up at the peak), and the columns
-fill the other thread. Against both starting at once the peak fell 179 from 199 MiB above the
-imports, and the time did not grow (2.08 against 2.14 s; medians of 6 alternating runs).
+fill the other thread. Against both starting at once the peak fell from 196 to 178 MiB above
+the imports, and the time did not grow (2.27 against 2.37 s; medians of 6 alternating runs).
 
 Drift and quality share their columns: a job reads one column of each side and hands it to
 both checks (handed files, :class:`lib.core.frames.ParquetColumns`, each check read every
