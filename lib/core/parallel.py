@@ -39,10 +39,11 @@ def map_ordered(
 ) -> list[R]:
     """Return ``[fn(item) for item in items]``, computed on up to ``threads`` threads.
 
-    Items start in input order, except that the items at the positions ``apart`` never run
-    at the same time as one another: while one runs, a free thread takes the next item that
-    is not one of them (or waits when only they are left). For large jobs whose working sets
-    should not add up while smaller items fill the other threads.
+    Items start in input order, except that the items at the positions ``apart`` are kept
+    from running at the same time as one another: while one runs, a free thread takes the
+    next item that is not one of them. For large jobs whose working sets should not add up.
+    A thread never idles for it: when only ``apart`` items are left, the next one starts
+    beside the one running (no slower than without ``apart``).
     """
     work = list(items)
     if threads <= 1 or len(work) <= 1:
@@ -54,13 +55,13 @@ def map_ordered(
 
 
 class _Apart(Generic[T, R]):
-    """:func:`map_ordered`'s queue when some items must not run together."""
+    """:func:`map_ordered`'s queue when some items should not run together."""
 
     def __init__(self, fn: Callable[[T], R], work: list[T], apart: set[int]) -> None:
         self.fn, self.work, self.apart = fn, work, apart
         self.pending = list(range(len(work)))
-        self.busy = False  # one of the ``apart`` items is running
-        self.changed = threading.Condition()
+        self.running = 0  # ``apart`` items running
+        self.lock = threading.Lock()
         self.results: dict[int, R] = {}
         self.errors: dict[int, BaseException] = {}
 
@@ -82,17 +83,18 @@ class _Apart(Generic[T, R]):
                 self.errors[i] = error
             finally:
                 if i in self.apart:
-                    with self.changed:
-                        self.busy = False
-                        self.changed.notify_all()
+                    with self.lock:
+                        self.running -= 1
 
     def _next(self) -> int | None:
-        with self.changed:
-            while self.pending:
-                for place, i in enumerate(self.pending):
-                    if i not in self.apart or not self.busy:
-                        del self.pending[place]
-                        self.busy = self.busy or i in self.apart
-                        return i
-                self.changed.wait()  # only apart items are left, and one of them runs
-            return None
+        with self.lock:
+            if not self.pending:
+                return None
+            # the first item that may start now; only apart items left: the first of them
+            place = next(
+                (p for p, i in enumerate(self.pending) if i not in self.apart or not self.running),
+                0,
+            )
+            i = self.pending.pop(place)
+            self.running += i in self.apart
+            return i

@@ -11,10 +11,12 @@ does not depend on scheduling.
 Why side by side: multivariate and performance each run on one thread, drift and quality a
 column at a time. One after the other, half the machine idled for about 2 s of the monitor
 benchmark's 3.4 (1,000,000 current rows on 2 cores). The two single-threaded jobs start first
-in turn: performance, then multivariate as soon as performance is done, never beside it (their
-working sets, about 100 MiB each on the benchmark, would add up at the peak), and the columns
-fill the other thread. Against both starting at once the peak fell from 196 to 178 MiB above
-the imports, and the time did not grow (2.27 against 2.37 s; medians of 6 alternating runs).
+in turn: performance, then multivariate as soon as performance is done, not beside it (their
+working sets, about 100 MiB each on the benchmark, would add up at the peak), while the columns
+fill the other thread (with too few columns to fill it, multivariate starts beside
+performance when they run out, as the time would otherwise grow). Against both starting at
+once the peak fell from 196 to 178 MiB above the imports, and the time did not grow (2.27
+against 2.37 s; medians of 6 alternating runs).
 
 Drift and quality share their columns: a job reads one column of each side and hands it to
 both checks (handed files, :class:`lib.core.frames.ParquetColumns`, each check read every
@@ -122,8 +124,8 @@ def run_window_checks(
     # listed in the order they start (see the module doc); each job's error is kept and the
     # first in the doc's order raised, as when the checks ran one after the other
     work: list[Callable[[], object]] = [*jobs.values(), *(partial(columns.one, n) for n in names)]
-    # performance and multivariate never run together: their working sets (about 100 MiB each
-    # on the monitor bench) would add up at the peak; the columns fill the other thread
+    # performance and multivariate not together while columns are left to fill the other
+    # thread: their working sets (about 100 MiB each on the monitor bench) would add up
     apart = range(len(jobs))
     outcomes = map_ordered(_outcome, work, thread_count(params.threads), apart=apart)
     done: dict[str, object] = dict(zip(jobs, outcomes, strict=False))

@@ -54,11 +54,11 @@ def test_thread_count_takes_the_setting_or_the_cores_up_to_the_cap():
     assert 1 <= thread_count(None) <= AUTO_MAX
 
 
-def test_apart_items_never_run_together_while_the_rest_fill_the_threads():
+def test_apart_items_run_one_at_a_time_while_other_items_fill_the_threads():
     lock = threading.Lock()
     running: set[int] = set()
     overlaps: list[set[int]] = []
-    beside: list[int] = []  # other items run while an apart item does
+    beside: list[int] = []  # other items ran while an apart item did
 
     def job(i: int) -> int:
         with lock:
@@ -67,15 +67,26 @@ def test_apart_items_never_run_together_while_the_rest_fill_the_threads():
                 overlaps.append(set(running))
             if i > 2 and running & {0, 1, 2}:
                 beside.append(i)
-        time.sleep(0.05 if i <= 2 else 0.005)
+        time.sleep(0.03 if i <= 2 else 0.005)
         with lock:
             running.discard(i)
         return i * 10
 
-    got = map_ordered(job, range(12), threads=3, apart=[0, 1, 2])
-    assert got == [i * 10 for i in range(12)]
+    # 0.09 s of apart items, 0.2 s of the rest for each of the two other threads
+    got = map_ordered(job, range(83), threads=3, apart=[0, 1, 2])
+    assert got == [i * 10 for i in range(83)]
     assert not overlaps  # items 0, 1 and 2 ran one at a time
     assert beside  # and the threads did not idle meanwhile
+
+
+def test_apart_items_left_alone_run_side_by_side_rather_than_idle_a_thread():
+    barrier = threading.Barrier(2, timeout=5)  # both must be running at once
+
+    def meet(i: int) -> int:
+        barrier.wait()
+        return i
+
+    assert map_ordered(meet, [0, 1], threads=2, apart=[0, 1]) == [0, 1]
 
 
 def test_apart_items_raise_the_first_error_in_input_order():
@@ -86,5 +97,3 @@ def test_apart_items_raise_the_first_error_in_input_order():
 
     with pytest.raises(ValueError, match="item 1"):
         map_ordered(fail, range(6), threads=2, apart=[0, 1])
-    # a lone apart item left at the end still runs (a thread waits for the other to finish)
-    assert map_ordered(lambda i: i, range(3), threads=2, apart=[0, 1, 2]) == [0, 1, 2]
