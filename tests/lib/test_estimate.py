@@ -125,6 +125,15 @@ def test_estimated_roc_auc_walks_tied_scores_in_nannymls_order_where_it_matters(
     assert cbpe.estimate_roc_auc(noisy, score) == nannyml(noisy)
 
 
+@pytest.mark.parametrize("rows", [50, 200_000])
+def test_the_calibrations_row_order_is_lexsorts(rows):
+    rng = np.random.default_rng(rows)
+    score = rng.random(rows).round(3)  # tied scores, ordered by truth, then position
+    truth = (rng.random(rows) < score).astype(float)
+    got = calib.by_score(score, truth)
+    np.testing.assert_array_equal(got, np.lexsort((truth, score)))
+
+
 def test_a_binary_models_calibrated_column_is_the_positive_class_of_the_full_matrix():
     rng = np.random.default_rng(12)
     p = rng.random(5000)
