@@ -154,7 +154,8 @@ class ParquetColumns:
             start = stop
             del batch
             # the readers' spent pages back to the system at once, not kept for Arrow's reuse:
-            # on the monitor bench the checks' peak fell 20 MiB, for 43 calls of 0.2 ms
+            # the monitor bench's checks peaked about 40 MiB lower; a call takes 0.2 ms and the
+            # pages faulted in again 0.04-0.06 s a million rows (docs/benchmarks.md)
             pool.release_unused()
             if block is not None:
                 yield block
