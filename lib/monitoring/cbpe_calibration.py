@@ -206,8 +206,7 @@ class Calibrator:
         """Return calibrated probabilities (rows x classes) for the model's ``proba``."""
         proba = np.asarray(proba, dtype=float)
         if self.binary:  # NannyML calibrates the positive class; the other is its complement
-            iso = self.maps[1]
-            p = proba[:, 1] if iso is None else iso(proba[:, 1])
+            p = self.positive(proba)
             return np.column_stack([1 - p, p])
         cols = [proba[:, j] if iso is None else iso(proba[:, j]) for j, iso in enumerate(self.maps)]
         out = np.column_stack(cols)

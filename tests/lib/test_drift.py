@@ -322,10 +322,12 @@ def test_the_undecorated_scipy_tests_give_the_decorated_ones_results(seed):
 
 
 @pytest.mark.parametrize(
-    "kind", ["normal", "gamma", "heavy tails", "few values", "constant", "tiny", "extremes"]
-)
-def test_sorted_floats_is_numpys_sort(kind):
-    from lib.data.drift_profile import sorted_floats
+    "kind",
+    ["normal", "gamma", "heavy tails", "few values", "constant", "tiny", "extremes", "ties",
+     "missing", "scores"],
+)  # fmt: skip
+def test_bucket_sorts_are_numpys_sorts(kind):
+    from lib.data.drift_profile import sorted_floats, stable_order
 
     rng = np.random.default_rng(len(kind))
     values = {
@@ -336,26 +338,11 @@ def test_sorted_floats_is_numpys_sort(kind):
         "constant": np.full(5_000, 3.0),
         "tiny": rng.normal(0, 1, 7),
         "extremes": np.concatenate([rng.normal(0, 1, 5_000), [-1e300, 1e300, 0.0, -0.0]]),
+        "ties": rng.normal(0, 1, 100_000).round(2),  # equal values keep their order
+        "missing": np.where(rng.random(5_000) < 0.1, np.nan, rng.normal(0, 1, 5_000)),
+        "scores": -(1 / (1 + np.exp(-rng.normal(0, 2, 50_000)))).round(4),
     }[kind]
     got = sorted_floats(values)
     np.testing.assert_array_equal(got, np.sort(values))
     assert len(got) == len(values) and got is not values
-
-
-@pytest.mark.parametrize(
-    "kind", ["normal", "ties", "heavy tails", "tiny", "missing", "extremes", "scores"]
-)
-def test_stable_order_is_numpys_stable_argsort(kind):
-    from lib.data.drift_profile import stable_order
-
-    rng = np.random.default_rng(len(kind))
-    values = {
-        "normal": rng.normal(0, 1, 100_000),
-        "ties": rng.normal(0, 1, 100_000).round(2),  # equal values keep their order
-        "heavy tails": rng.standard_cauchy(100_000),  # one bucket holds most: numpy's sort
-        "tiny": rng.normal(0, 1, 7),
-        "missing": np.where(rng.random(5_000) < 0.1, np.nan, rng.normal(0, 1, 5_000)),
-        "extremes": np.concatenate([rng.normal(0, 1, 5_000), [-1e300, 1e300, 0.0, -0.0]]),
-        "scores": -(1 / (1 + np.exp(-rng.normal(0, 2, 50_000)))).round(4),
-    }[kind]
     np.testing.assert_array_equal(stable_order(values), np.argsort(values, kind="stable"))
