@@ -219,35 +219,98 @@ def fit_reconstruction(
     mean, scale = np.zeros(len(kinds)), np.ones(len(kinds))
     for j, (name, kind) in enumerate(kinds.items()):
         values = reference[name] if rows is None else reference[name].iloc[rows]
-        if kind == "numeric":
-            x = numeric_values(values)
-            present = x[np.isfinite(x)]
-            if len(present):
-                fill[name] = float(present.mean())
-        else:
-            codes, names = category_codes(values)
-            counts = np.bincount(codes[codes >= 0], minlength=len(names))
-            if counts.sum():
-                fill[name] = str(names[int(np.argmax(counts))])  # the most frequent
-                shares[name] = {
-                    str(c): n / counts.sum() for c, n in zip(names, counts, strict=True)
-                }
-        if name not in fill:
-            raise DataValidationError(
-                f"reference: column {name!r} has no present values, so multivariate drift "
-                "cannot use it; exclude it in monitor.exclude or fix the reference",
-                column=name,
-            )
-        column = _encoded(values, kind, fill[name], shares.get(name))  # not yet scaled
-        mean[j] = column.mean()
-        column -= mean[j]
-        scale[j] = np.sqrt(np.dot(column, column) / len(column))
-    scale = np.where(scale > 0, scale, 1.0)  # a constant column: as StandardScaler
+        _learn_column(values, name, kind, fill, shares, mean, scale, j)
     scaled = Reconstruction(
         dict(kinds), fill, shares, mean, scale, np.empty((0, len(kinds))), np.zeros(len(kinds))
     )
     components, centre = _components(scaled, reference, variance, rows)
     return Reconstruction(dict(kinds), fill, shares, mean, scale, components, centre)
+
+
+def _learn_column(
+    values: pd.Series,
+    name: str,
+    kind: Kind,
+    fill: dict[str, float | str],
+    shares: dict[str, dict[str, float]],
+    mean: np.ndarray,
+    scale: np.ndarray,
+    j: int,
+) -> np.ndarray:
+    """Learn column ``j``'s fill, shares, mean and scale (into the arguments) from ``values``.
+
+    Returns the column prepared: imputed, encoded and standardised.
+
+    Raises
+    ------
+    DataValidationError
+        When the column has no present value.
+    """
+    if kind == "numeric":
+        x = numeric_values(values)
+        present = x[np.isfinite(x)]
+        if len(present):
+            fill[name] = float(present.mean())
+    else:
+        codes, names = category_codes(values)
+        counts = np.bincount(codes[codes >= 0], minlength=len(names))
+        if counts.sum():
+            fill[name] = str(names[int(np.argmax(counts))])  # the most frequent
+            shares[name] = {str(c): n / counts.sum() for c, n in zip(names, counts, strict=True)}
+    if name not in fill:
+        raise DataValidationError(
+            f"reference: column {name!r} has no present values, so multivariate drift "
+            "cannot use it; exclude it in monitor.exclude or fix the reference",
+            column=name,
+        )
+    column = _encoded(values, kind, fill[name], shares.get(name))  # not yet scaled
+    mean[j] = column.mean()
+    column -= mean[j]
+    spread = np.sqrt(np.dot(column, column) / len(column))
+    scale[j] = spread if spread > 0 else 1.0  # a constant column: as StandardScaler
+    column /= scale[j]
+    return column
+
+
+MATRIX_BYTES = 128 << 20  # the two halves of a reference held as matrices up to this size
+
+
+def fit_and_score(
+    reference: Columns,
+    kinds: Mapping[str, Kind],
+    fit: np.ndarray,
+    held: np.ndarray,
+    variance: float = VARIANCE,
+) -> tuple[Reconstruction, np.ndarray]:
+    """Fit on the reference rows ``fit``; return the model and the errors of the rows ``held``.
+
+    Both halves prepared as matrices a column at a time, each column read once: the covariance
+    and the held rows' errors then need no stream of the reference's rows. Streamed twice
+    instead (:func:`fit_reconstruction`, then :meth:`Reconstruction.errors`), the monitor
+    bench's 500,000 reference rows took 0.33 s more (each stream decodes the 20 columns again).
+    Above ``MATRIX_BYTES`` for the two matrices (80 MB on the bench) the rows are streamed,
+    so a large reference is never held whole. The same model and errors either way (the
+    covariance summed in another order: equal to about 1e-12, tested).
+    """
+    k = len(kinds)
+    if (len(fit) + len(held)) * k * 8 > MATRIX_BYTES:
+        model = fit_reconstruction(reference, kinds, variance, rows=fit)
+        return model, model.errors(reference, held)
+    fill: dict[str, float | str] = {}
+    shares: dict[str, dict[str, float]] = {}
+    mean, scale = np.zeros(k), np.ones(k)
+    fitted, scored = np.empty((len(fit), k), order="F"), np.empty((len(held), k), order="F")
+    for j, (name, kind) in enumerate(kinds.items()):
+        values = reference[name]
+        fitted[:, j] = _learn_column(values.iloc[fit], name, kind, fill, shares, mean, scale, j)
+        column = scored[:, j]  # prepared as Reconstruction.prepare does
+        _encoded(values.iloc[held], kind, fill[name], shares.get(name), out=column)
+        column -= mean[j]
+        column /= scale[j]
+    components, centre = _eigen(fitted.T @ fitted, fitted.sum(axis=0), len(fitted), variance)
+    del fitted
+    model = Reconstruction(dict(kinds), fill, shares, mean, scale, components, centre)
+    return model, model._errors(scored)
 
 
 def _components(
@@ -265,6 +328,14 @@ def _components(
         gram += x.T @ x
         total += x.sum(axis=0)
         n += len(x)
+    return _eigen(gram, total, n, variance)
+
+
+def _eigen(
+    gram: np.ndarray, total: np.ndarray, n: int, variance: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return the components keeping ``variance`` from ``n`` rows' Gram matrix and sums."""
+    k = len(total)
     centre = total / n
     covariance = (gram - n * np.outer(centre, centre)) / max(n - 1, 1)
     values, vectors = np.linalg.eigh(covariance)  # ascending
@@ -322,8 +393,7 @@ def multivariate_drift(
         ref_errors = held_errors = out_of_fold(reference, kinds)
     else:
         fit, held = halves(len(reference))
-        model = fit_reconstruction(reference, kinds, rows=fit)
-        held_errors = model.errors(reference, held)
+        model, held_errors = fit_and_score(reference, kinds, fit, held)
         ref_errors = np.full(len(reference), np.nan)  # only the rows the PCA was not fitted on
         ref_errors[held] = held_errors
     cur_errors = model.errors(current)

@@ -15,6 +15,7 @@ from lib.monitoring import windows as w
 from lib.monitoring.multivariate import (
     COLUMNS,
     FOLDS,
+    fit_and_score,
     fit_reconstruction,
     halves,
     multivariate_drift,
@@ -180,6 +181,47 @@ def test_reference_values_come_from_rows_the_pca_did_not_see():
     expected = model.errors(ref.iloc[rows]).mean()
     out = multivariate_drift(ref, cur, KINDS, ref_w, cur_w)
     assert out.loc[out["period"] == "reference", "value"].iloc[0] == pytest.approx(expected)
+
+
+PENGUIN_KINDS = {
+    "bill_length_mm": "numeric",
+    "bill_depth_mm": "numeric",
+    "flipper_length_mm": "numeric",
+    "body_mass_g": "numeric",
+    "species": "categorical",
+    "island": "categorical",
+    "sex": "categorical",
+}
+
+
+@pytest.mark.parametrize("held_as", ["matrices", "streams"])
+def test_fitting_on_matrices_gives_the_streamed_model_and_errors(held_as, monkeypatch, tmp_path):
+    """Palmer penguins (missing numbers and sexes; species as a pandas category), from a frame
+    and from a Parquet file: the halves held as matrices give the model and held-out errors
+    that fitting a stream of rows and streaming the held rows give (the covariance summed in
+    another order: equal to 1e-12); above ``MATRIX_BYTES`` the rows are streamed."""
+    from lib.core.frames import ParquetColumns
+    from lib.monitoring import multivariate
+
+    data = load_penguins().astype({"species": "category"})
+    data.to_parquet(tmp_path / "penguins.parquet", index=False)
+    fit, held = halves(len(data))
+    if held_as == "streams":
+        monkeypatch.setattr(multivariate, "MATRIX_BYTES", 0)
+    for source in (data, ParquetColumns(tmp_path / "penguins.parquet")):
+        model = fit_reconstruction(source, PENGUIN_KINDS, rows=fit)
+        expected = model.errors(source, held)
+        got_model, got = fit_and_score(source, PENGUIN_KINDS, fit, held)
+        assert got_model.fill_ == model.fill_ and got_model.shares_ == model.shares_
+        assert np.array_equal(got_model.mean_, model.mean_)
+        assert np.array_equal(got_model.scale_, model.scale_)
+        assert got_model.n_components_ == model.n_components_ == 2
+        np.testing.assert_allclose(
+            np.abs(got_model.components_), np.abs(model.components_), rtol=0, atol=1e-12
+        )
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+        if held_as == "streams":
+            assert np.array_equal(got, expected)  # the same computation
 
 
 def test_a_real_table_split_at_random_raises_few_chance_alerts():
