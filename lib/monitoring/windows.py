@@ -183,17 +183,6 @@ def window_meta(period: str, window: Window) -> dict[str, object]:
     }
 
 
-def sorted_subset(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
-    """Return ``np.sort(rng.choice(n, size, replace=False))``, marked off rather than sorted.
-
-    The same rows (``shuffle=False`` only skips the shuffle of the draw): 1.5 instead of 2.7
-    ms for 50,000 of 500,000 rows.
-    """
-    marked = np.zeros(n, dtype=bool)
-    marked[rng.choice(n, size, replace=False, shuffle=False)] = True
-    return np.flatnonzero(marked)
-
-
 def sorted_draw(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
     """Return ``size`` positions drawn uniformly from ``0..n-1`` with replacement, ascending.
 

@@ -356,9 +356,19 @@ def test_a_real_table_split_at_random_raises_few_chance_alerts():
 
 
 @pytest.mark.parametrize(("n", "size"), [(10, 3), (500_000, 50_000), (1_000, 999), (7, 7)])
-def test_drawn_rows_are_the_rows_drawn_and_sorted(n, size):
-    from lib.monitoring.windows import sorted_subset
+def test_drawn_rows_are_distinct_rows_drawn_by_the_columns_seed(n, size):
+    import zlib
 
-    got = sorted_subset(np.random.default_rng(n), n, size)
-    want = np.sort(np.random.default_rng(n).choice(n, size, replace=False))
-    np.testing.assert_array_equal(got, want)
+    from lib.monitoring.window_drift import _drawn
+
+    windows = w.split(n, w.parse_spec(f"{size} rows"))
+    drawn = _drawn(windows, "num_00")
+    size = w.median_rows(windows)  # each drawn window as large as the median one
+    assert drawn and all(len(rows) == size for rows in drawn)
+    rng = np.random.default_rng(zlib.crc32(b"num_00"))
+    for rows in drawn:  # the rows of a draw without replacement, in the order drawn
+        np.testing.assert_array_equal(rows, rng.choice(n, size, replace=False, shuffle=False))
+        assert len(np.unique(rows)) == size
+    # the same rows as a shuffled draw (the shuffle only orders them)
+    shuffled = np.random.default_rng(zlib.crc32(b"num_00")).choice(n, size, replace=False)
+    np.testing.assert_array_equal(np.sort(drawn[0]), np.sort(shuffled))
