@@ -121,10 +121,9 @@ extra = {{"drift_alerts": sorted(set(alerts["column"])),
 QUIRE_SETUP = """
 from pathlib import Path
 from bench.compare_nannyml import quire
-# imported before the clock starts, as NannyML's are (the checks import scipy.optimize, for
-# CBPE's isotonic regression, only when they calibrate: 0.19 s)
+# imported before the clock starts, as NannyML's are (the checks import no more of SciPy:
+# CBPE's isotonic regression is lib.monitoring.isotonic's)
 import lib.monitoring.window_checks
-import scipy.optimize
 """
 QUIRE_BODY = """
 tables, _ = quire(Path({folder!r}), nannyml_methods=False, reads={reads!r})

@@ -38,10 +38,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from math import lgamma
 
 import numpy as np
 import pandas as pd
-from scipy.special import gammaln
 
 from lib.core.errors import DataValidationError
 from lib.core.frames import Columns
@@ -170,7 +170,7 @@ def outside_tail(outside: int, present: int, reference_values: int) -> float:
     total = n + m
     # f(k) in logs (huge factorials), then (k + 1) f(k) - k f(k + 1) = f(k) ((k + 1) - k r),
     # r = f(k + 1) / f(k) = (m - k) / (n + m - k): no cancellation, as the factor is >= 1
-    log_f = gammaln(m + 1) - gammaln(m - k + 1) - gammaln(total + 1) + gammaln(total - k + 1)
+    log_f = lgamma(m + 1) - lgamma(m - k + 1) - lgamma(total + 1) + lgamma(total - k + 1)
     ratio = (m - k) / (total - k)
     return float(np.exp(log_f) * ((k + 1) - k * ratio))
 

@@ -96,8 +96,9 @@ def test_errors_are_raised_in_the_checks_order_whatever_finishes_first(sides, mo
 
 def test_the_checks_import_neither_scipy_stats_nor_scikit_learn():
     """A classification's checks with distances (references of over 1,000 rows) need neither:
-    they cost about 75 MiB of the monitor benchmark's peak (213 to 139 MiB of imports). CBPE's
-    calibration imports scipy.optimize (its isotonic regression, 22 MiB)."""
+    they cost about 75 MiB of the monitor benchmark's peak (213 to 139 MiB of imports). Nor
+    scipy.optimize (22 MiB; CBPE's isotonic regression is lib.monitoring.isotonic's) or
+    scipy.special (11 MiB)."""
     import subprocess
     import sys
     import textwrap
@@ -120,7 +121,7 @@ def test_the_checks_import_neither_scipy_stats_nor_scikit_learn():
             ref, cur, KINDS, ref_w, cur_w, PARAMS, performance=PERF
         )
         assert tables.drift["alert"].any() and not tables.performance.empty
-        heavy = ("scipy.stats", "sklearn", "lib.data.preprocess")
+        heavy = ("scipy.stats", "scipy.optimize", "scipy.special", "sklearn", "lib.data.preprocess")
         print(sorted(m for m in heavy if m in sys.modules))
         """
     )
