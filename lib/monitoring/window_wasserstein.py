@@ -30,6 +30,8 @@ _LEAF = 8  # values per such bin (on average) below which they are sorted instea
 _FEW = 512  # or as few values in all (values piled on one place are never parted by bins)
 _DEPTH = 4  # at most this many finer levels (then sorted, whatever is left)
 PER_BIN = 16  # values of both sides per bin, on average
+_CROWDED = 0.01  # a reference with more than this share of its values in one bin is not binned
+_CROWDED_MIN = 1024  # (and more values than this: a small reference's bins never cost much)
 BINNED_ROWS = 20_000  # windows from this size on are scored from counts (a sort is cheap below)
 
 
@@ -75,16 +77,18 @@ class BinnedReference:
     at: np.ndarray
     counts: np.ndarray
     offsets: np.ndarray
+    first: np.ndarray  # where each bin's values start among ``places`` (sorted), and the end
 
     @classmethod
     def of(cls, values: np.ndarray, window_rows: int) -> BinnedReference | None:
         """Bin sorted, finite ``values`` for windows of about ``window_rows`` values.
 
         None when counts cannot serve: a constant reference, a range too narrow for its
-        magnitude to place values in bins exactly enough, or values mostly tied (a sort is
+        magnitude to place values in bins exactly enough, values mostly tied (a sort is
         cheaper: a pile of equal values is never parted by finer bins, and ends up walked in
         order anyway; on the American Community Survey's ages shipped with NannyML, 96 values,
-        counting took 3 times as long as sorting). :func:`wasserstein` then.
+        counting took 3 times as long as sorting), or a bin holding over 1 % of the values (a
+        heavy tail). :func:`wasserstein` then.
         """
         lo, hi = float(values[0]), float(values[-1])
         span = hi - lo
@@ -92,10 +96,15 @@ class BinnedReference:
             return None
         if np.count_nonzero(values[1:] != values[:-1]) + 1 < len(values) // 2:
             return None
-        # about 8 values a bin: fewer bins cut again more often, more cost more per window
-        return cls.in_bins(
+        # about 16 values a bin: fewer bins cut again more often, more cost more per window
+        binned = cls.in_bins(
             values, int(np.clip((len(values) + window_rows) // PER_BIN, 64, 1 << 16))
         )
+        # a heavy tail stretches the range: equal bins then leave the bulk of the values in a
+        # few of them, cut again level after level (500,000 Pareto or log-normal values with
+        # sigma 2, against windows of 50,000: 31 ms a window instead of 3 ms sorted)
+        crowded = binned.counts.max() > max(len(values) * _CROWDED, _CROWDED_MIN)
+        return None if crowded else binned
 
     @classmethod
     def in_bins(cls, values: np.ndarray, bins: int) -> BinnedReference:
@@ -106,7 +115,9 @@ class BinnedReference:
         at = _bin_of(places, None, bins)
         counts = np.bincount(at, minlength=bins)
         offsets = np.bincount(at, weights=places - at, minlength=bins)
-        return cls(lo, hi, scale, places, bins, at, counts, offsets)
+        first = np.zeros(bins + 1, dtype=np.intp)
+        np.cumsum(counts, out=first[1:])
+        return cls(lo, hi, scale, places, bins, at, counts, offsets, first)
 
 
 def binned_wasserstein(ref: BinnedReference, cur: np.ndarray) -> float:
@@ -127,7 +138,7 @@ def binned_wasserstein(ref: BinnedReference, cur: np.ndarray) -> float:
         # 0.45 ms for 50,000 values, maximum and minimum 0.05)
         outside = float(np.sum(np.maximum(-places, 0.0)) + np.sum(np.maximum(places - end, 0.0)))
         np.minimum(np.maximum(places, 0.0, out=places), end, out=places)
-    known = (ref.at, ref.counts, ref.offsets)
+    known = (ref.at, ref.counts, ref.offsets, ref.first)
     inside = _area(
         places, ref.places, None, None, np.zeros(1), ref.bins, 1.0 / m, 1.0 / n, 0, known
     )
@@ -144,24 +155,26 @@ def _area(
     up: float,
     down: float,
     depth: int,
-    ref_bins: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    ref_bins: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> float:
     """Return ``integral |D|`` over groups of ``size`` bins of width 1, in bin units.
 
     Group ``g`` spans ``[g size, (g + 1) size)`` and ``D`` is ``d_start[g]`` at its start; the
     values' places (``cur``, ``ref``) lie in their group's span (``*_group``: None for one
     group), each window value steps ``D`` up by ``up`` and each reference value down by ``down``.
-    ``ref_bins``: the reference values' bins, counts and offsets, when already known.
+    ``ref_bins``: the reference values' bins, counts, offsets and where each bin's values start
+    (the values sorted), when already known.
     """
     groups = len(d_start)
     total = groups * size
     at_cur = _bin_of(cur, cur_group, size)
+    first = None
     if ref_bins is None:
         at_ref = _bin_of(ref, ref_group, size)
         ref_counts = np.bincount(at_ref, minlength=total)
         ref_offsets = np.bincount(at_ref, weights=ref - at_ref, minlength=total)
     else:
-        at_ref, ref_counts, ref_offsets = ref_bins
+        at_ref, ref_counts, ref_offsets, first = ref_bins
     rise = np.bincount(at_cur, minlength=total) * up
     fall = ref_counts * down
     net = rise - fall
@@ -177,10 +190,12 @@ def _area(
     if not crossing.any():
         return result
     pick_cur = np.flatnonzero(crossing[at_cur])
-    pick_ref = np.flatnonzero(crossing[at_ref])
+    bins = np.flatnonzero(crossing)
+    # the whole reference's values sorted: the crossing bins' values are runs of them, taken
+    # without looking at every value (0.03 against 0.37 ms a window of 500,000)
+    pick_ref = np.flatnonzero(crossing[at_ref]) if first is None else _runs(first, bins)
     cur, at_cur = cur[pick_cur], at_cur[pick_cur]
     ref, at_ref = ref[pick_ref], at_ref[pick_ref]
-    bins = np.flatnonzero(crossing)
     if len(cur) + len(ref) <= max(_LEAF * len(bins), _FEW) or depth >= _DEPTH:
         return result + _sorted_area(cur, ref, at_cur, at_ref, start, up, down)
     rank = np.cumsum(crossing) - 1  # each crossing bin's group at the finer level
@@ -191,6 +206,15 @@ def _area(
         finer_cur, finer_ref, group_cur, group_ref, start[bins], _SUB, up, down, depth + 1
     )
     return result + finer / _SUB
+
+
+def _runs(first: np.ndarray, bins: np.ndarray) -> np.ndarray:
+    """Return the positions ``first[b] .. first[b + 1] - 1`` of every bin ``b`` in ``bins``."""
+    lengths = first[bins + 1] - first[bins]
+    ends = np.cumsum(lengths)
+    runs: np.ndarray = np.repeat(first[bins] - (ends - lengths), lengths)
+    runs += np.arange(int(ends[-1]) if len(ends) else 0)
+    return runs
 
 
 def _bin_of(places: np.ndarray, group: np.ndarray | None, size: int) -> np.ndarray:

@@ -93,6 +93,16 @@ def test_a_reference_too_narrow_for_its_magnitude_is_left_to_the_sort():
     assert np.isnan(ww.binned_wasserstein(binned, np.array([])))
 
 
+@pytest.mark.parametrize("draw", ["pareto", "lognormal"])
+def test_a_heavy_tailed_reference_is_left_to_the_sort(draw):
+    # incomes, prices: equal bins of the whole range leave most values in a few bins
+    rng = np.random.default_rng(5)
+    values = rng.pareto(2, 200_000) if draw == "pareto" else rng.lognormal(0, 2, 200_000)
+    assert ww.BinnedReference.of(np.sort(values), 50_000) is None
+    moderate = np.sort(rng.lognormal(0, 1, 200_000))  # its densest bin: 0.3 % of the values
+    assert ww.BinnedReference.of(moderate, 50_000) is not None
+
+
 def test_window_drift_gives_the_same_table_from_counts_as_from_sorts(monkeypatch):
     rng = np.random.default_rng(3)
     n = 60_000
