@@ -48,7 +48,7 @@ from lib.monitoring.windows import (
     drawn_windows,
     median_rows,
     reference_band,
-    sorted_draw,
+    sorted_draws,
 )
 
 if TYPE_CHECKING:  # a type only: the inputs' module imports the ingest's (scikit-learn)
@@ -88,6 +88,7 @@ DEFAULT: dict[Task, tuple[str, ...]] = {
     "regression": dle.REGRESSION_METRICS,
 }
 _SAMPLING_ERROR_RANGE = 3  # NannyML's: a value's band is ± 3 standard errors
+_BATCH = 10  # bootstrap samples drawn and scored together (10 x 20,000 rows: a few MB)
 _SAMPLE_CAP = 20_000  # bootstrap samples of at most this many rows (the SE scales by sqrt(n))
 _LOSSES = frozenset({"log_loss", "rmse", "mae"})
 
@@ -161,7 +162,11 @@ def _spread(
     # sample (the reads missed the cache), and a classifier's resampled rows are held in score
     # order (:func:`lib.monitoring.estimate_cbpe.resampler`), so the sample's ROC AUC sorts
     # sorted scores
-    draws = [fn(sorted_draw(rng, len(rows), size)) for _ in range(resamples)]
+    batch = getattr(fn, "batch", None)  # samples taken together (the same numbers)
+    draws: list[dict[str, float]] = []
+    for done in range(0, resamples, _BATCH):
+        at = sorted_draws(rng, len(rows), size, min(_BATCH, resamples - done))
+        draws += batch(at) if batch is not None else [fn(row) for row in at]
     sd = {m: float(np.nanstd([d[m] for d in draws], ddof=1)) for m in metrics}
     return sd, size
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
+from functools import cached_property, partial
 from typing import Any
 
 import numpy as np
@@ -37,7 +37,7 @@ from lib.core.frames import Columns
 from lib.core.logs import get_logger
 from lib.core.windowspec import kept, take
 from lib.data.drift_profile import stable_order
-from lib.model.scoring import roc_auc
+from lib.model.scoring import ranked_roc_aucs, roc_auc
 from lib.monitoring.cbpe_calibration import fit_calibrator
 
 log = get_logger(__name__)
@@ -151,14 +151,27 @@ def realized(
     yi: np.ndarray, score: np.ndarray | None, pi: np.ndarray, k: int, metrics: tuple[str, ...]
 ) -> dict[str, float]:
     """Return the same metrics from labels (class indices ``yi``); NaN where undefined."""
-    nan = float("nan")
     n = len(yi)
     if n == 0:
-        return dict.fromkeys(metrics, nan)
+        return dict.fromkeys(metrics, float("nan"))
     # the confusion matrix (truth x prediction) in one count: the bootstrap calls this 200 times
     # (class indices are small integers: widened before they are combined)
     cells = yi.astype(np.intp) * k + pi
     confusion = np.bincount(cells, minlength=k * k).reshape(k, k).astype(float)
+    return _counted(confusion, n, metrics, partial(_scored, yi, score, k))
+
+
+def _counted(
+    confusion: np.ndarray,
+    n: int,
+    metrics: tuple[str, ...],
+    scored: Callable[[str, np.ndarray], float | None],
+) -> dict[str, float]:
+    """Return the metrics of ``n`` labelled rows from their confusion matrix (truth x prediction).
+
+    ``scored(name, present)``: a metric the counts do not give (ROC AUC, log loss; None: not
+    one), ``present`` being the classes the truth holds.
+    """
     tp = np.diag(confusion).copy()
     predicted, actual = confusion.sum(axis=0), confusion.sum(axis=1)
     per_class = _confusion_scores(tp, predicted, actual)
@@ -166,22 +179,29 @@ def realized(
     present = np.flatnonzero(actual > 0)
     out: dict[str, float] = {}
     for name in metrics:
-        counted = _from_confusion(name, tp, n, per_class, seen)
-        if counted is not None:
-            out[name] = counted
-        elif score is None:
-            out[name] = nan
-        elif name == "roc_auc":
-            if len(present) < 2:
-                out[name] = nan
-            elif k == 2:
-                out[name] = roc_auc(yi == 1, score[:, 1])
-            else:
-                out[name] = float(np.mean([roc_auc(yi == j, score[:, j]) for j in present]))
-        elif name == "log_loss":
-            chosen = np.clip(score[np.arange(n), yi], _EPS, 1 - _EPS)
-            out[name] = float(-np.mean(np.log(chosen)))
+        value = _from_confusion(name, tp, n, per_class, seen)
+        value = scored(name, present) if value is None else value
+        if value is not None:
+            out[name] = value
     return out
+
+
+def _scored(
+    yi: np.ndarray, score: np.ndarray | None, k: int, name: str, present: np.ndarray
+) -> float | None:
+    """Return ROC AUC or log loss from the rows' scores (NaN without them); None: neither."""
+    if name not in ("roc_auc", "log_loss"):
+        return None
+    if score is None:
+        return float("nan")
+    if name == "log_loss":
+        chosen = np.clip(score[np.arange(len(yi)), yi], _EPS, 1 - _EPS)
+        return float(-np.mean(np.log(chosen)))
+    if len(present) < 2:
+        return float("nan")
+    if k == 2:
+        return roc_auc(yi == 1, score[:, 1])
+    return float(np.mean([roc_auc(yi == j, score[:, j]) for j in present]))
 
 
 def _class_index(values: pd.Series, labels: pd.Index, what: str, side: str) -> np.ndarray:
@@ -317,6 +337,49 @@ class Resampler:
         """Return the realized metrics of the rows at sorted positions ``at`` (in ``order``)."""
         s = None if self.s is None else take(self.s, at)
         return realized(self.y[at], s, self.p[at], self.k, self.metrics)
+
+    @cached_property
+    def _cells(self) -> np.ndarray:
+        """Each row's cell of a binary confusion matrix: truth x 2 + prediction."""
+        cells: np.ndarray = self.y.astype(np.int8) * 2 + self.p.astype(np.int8)
+        return cells
+
+    @cached_property
+    def _positive(self) -> np.ndarray:
+        """A binary model's positive scores, as one contiguous column."""
+        assert self.s is not None
+        return np.ascontiguousarray(self.s[:, 1])
+
+    def batch(self, at: np.ndarray) -> list[dict[str, float]]:
+        """Return ``[self(row) for row in at]``: the same numbers, samples taken together.
+
+        A binary model's samples (rows of sorted positions, all of one size) are counted in one
+        ``bincount`` and ranked in one pass (:func:`lib.model.scoring.ranked_roc_aucs`): the
+        monitor bench's 200 samples of 20,000 rows took 0.13-0.14 instead of 0.20-0.22 s of CPU.
+        Other models are taken a sample at a time.
+        """
+        if self.k != 2 or self.s is None or at.shape[1] == 0:
+            return [self(row) for row in at]
+        count, size = at.shape
+        cells = self._cells[at].astype(np.intp)
+        cells += 4 * np.arange(count)[:, None]
+        confusion = np.bincount(cells.ravel(), minlength=4 * count).reshape(count, 2, 2)
+        scores: dict[str, list[float]] = {}
+        if "roc_auc" in self.metrics:  # the rows are in score order (see resampler)
+            scores["roc_auc"] = ranked_roc_aucs(cells % 4 >= 2, self._positive[at])
+        if "log_loss" in self.metrics:
+            logs = np.log(np.clip(self.s[at, self.y[at]], _EPS, 1 - _EPS))
+            scores["log_loss"] = [float(-np.mean(row)) for row in logs]
+
+        def scored(r: int, name: str, present: np.ndarray) -> float | None:
+            if name not in scores:
+                return None
+            return float("nan") if name == "roc_auc" and len(present) < 2 else scores[name][r]
+
+        return [
+            _counted(confusion[r].astype(float), size, self.metrics, partial(scored, r))
+            for r in range(count)
+        ]
 
 
 def _class_realized(

@@ -191,7 +191,13 @@ def sorted_draw(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
     draws, and their floors those of uniform positions (0.17 ms for 20,000 against 0.67 for
     drawing and sorting them).
     """
-    sums = np.cumsum(rng.standard_exponential(size + 1))
-    positions: np.ndarray = (sums[:-1] * (n / sums[-1])).astype(np.intp)
+    positions: np.ndarray = sorted_draws(rng, n, size, 1)[0]
+    return positions
+
+
+def sorted_draws(rng: np.random.Generator, n: int, size: int, count: int) -> np.ndarray:
+    """Return ``count`` rows of :func:`sorted_draw`: the same rows, from the same draws."""
+    sums = np.cumsum(rng.standard_exponential((count, size + 1)), axis=1)
+    positions: np.ndarray = (sums[:, :-1] * (n / sums[:, -1:])).astype(np.intp)
     np.minimum(positions, n - 1, out=positions)  # a rounding up to n
     return positions

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import warnings
 
@@ -168,6 +169,35 @@ def test_the_bootstraps_samples_get_the_numbers_of_the_same_rows_taken_directly(
         taken = rows[unscored.order][at]
         bare = cbpe.realized(y[taken], None, p[taken], classes, metrics)
         assert unscored(at) == pytest.approx(bare, nan_ok=True)
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+@pytest.mark.parametrize("metrics", [cbpe.CLASS_METRICS + cbpe.BINARY_ONLY, ("accuracy",)])
+def test_the_bootstraps_samples_taken_together_get_the_numbers_of_each_sample(classes, metrics):
+    from lib.monitoring.windows import sorted_draws
+
+    metrics = tuple(m for m in metrics if classes == 2 or m not in cbpe.BINARY_ONLY)
+    rng = np.random.default_rng(classes)
+    n = 4000
+    score = rng.dirichlet(np.ones(classes), n).round(2)  # rounded: many tied scores
+    y = rng.integers(0, classes, n).astype(np.int8)
+    p = score.argmax(axis=1).astype(np.int8)
+    resample = cbpe.resampler(y, p, score, np.arange(n), classes, metrics)
+    ones = np.flatnonzero(resample.y == 1)  # samples of one class only: ROC AUC undefined
+    at = np.vstack([sorted_draws(rng, n, 500, 6), np.sort(rng.choice(ones, (2, 500)), axis=1)])
+    together = resample.batch(at)
+    one_by_one = [resample(row) for row in at]
+    # digit for digit (NaN where undefined, in both)
+    assert [json.dumps(d) for d in together] == [json.dumps(d) for d in one_by_one]
+    assert any(np.isnan(d.get("roc_auc", 0.0)) for d in together) == ("roc_auc" in metrics)
+
+
+def test_the_bootstraps_draws_taken_together_are_the_draws_one_by_one():
+    from lib.monitoring.windows import sorted_draw, sorted_draws
+
+    one, many = np.random.default_rng(4), np.random.default_rng(4)
+    singles = [sorted_draw(one, 100_003, 2000) for _ in range(7)]
+    assert np.array_equal(np.vstack(singles), sorted_draws(many, 100_003, 2000, 7))
 
 
 def test_an_undefined_estimated_roc_auc_is_nan_without_a_warning():
