@@ -38,6 +38,7 @@ from typing import Any, TypeVar, cast
 import pandas as pd
 
 from lib.core.frames import Columns
+from lib.core.heap import give_back
 from lib.core.parallel import map_ordered, thread_count
 from lib.core.param_sections import MonitorParams
 from lib.data.drift_profile import Kind, Profile
@@ -186,7 +187,18 @@ class _Columns:
             self.errors["quality"] = error
 
     def one(self, name: str) -> tuple[Outcome, Outcome]:
-        """Return column ``name``'s drift rows and quality rows (or each check's error)."""
+        """Return column ``name``'s drift rows and quality rows (or each check's error).
+
+        The column's arrays are dropped when its checks are done, and their memory given back
+        (:func:`lib.core.heap.give_back`): on the monitor bench the checks' peak fell from
+        294-328 to 289-297 MiB (medians 300 and 290 of 6 alternating runs, imports included);
+        the pages faulted in again (35,000 more faults) cost no time beyond the noise.
+        """
+        outcomes = self._checked(name)
+        give_back()
+        return outcomes
+
+    def _checked(self, name: str) -> tuple[Outcome, Outcome]:
         try:
             ref, cur = (pd.DataFrame({name: side[name]}, copy=False) for side in self.sides)
         except Exception as error:  # a read that failed fails both checks of the column

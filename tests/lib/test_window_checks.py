@@ -47,6 +47,14 @@ def sides():
     return ref, cur, reference_windows(len(ref), WindowSpec("rows", 400), cur_w), cur_w
 
 
+def test_memory_is_given_back_after_each_column(sides, monkeypatch):
+    ref, cur, ref_w, cur_w = sides
+    calls: list[int] = []
+    monkeypatch.setattr(window_checks, "give_back", lambda: calls.append(1))
+    window_checks.run_window_checks(ref, cur, KINDS, ref_w, cur_w, PARAMS, performance=PERF)
+    assert len(calls) == len(KINDS) + 3  # the features, then prediction, proba_0 and proba_1
+
+
 def test_every_table_is_the_one_its_check_gives_alone(sides):
     ref, cur, ref_w, cur_w = sides
     got = window_checks.run_window_checks(ref, cur, KINDS, ref_w, cur_w, PARAMS, performance=PERF)
