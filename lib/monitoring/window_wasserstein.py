@@ -175,7 +175,8 @@ def _area(
         ref_offsets = np.bincount(at_ref, weights=ref - at_ref, minlength=total)
     else:
         at_ref, ref_counts, ref_offsets, first = ref_bins
-    rise = np.bincount(at_cur, minlength=total) * up
+    rise = np.bincount(at_cur, minlength=total).astype(float)
+    rise *= up
     fall = ref_counts * down
     net = rise - fall
     start = np.cumsum(net)
@@ -183,10 +184,17 @@ def _area(
     start += np.repeat(d_start - start[::size], size) if groups > 1 else d_start[0]
     # over a bin, integral D = D_start + (count - sum of places) up - (same) down
     area = start + net
-    area -= np.bincount(at_cur, weights=cur - at_cur, minlength=total) * up
-    area += ref_offsets * down
-    crossing = (start < fall) & (start > -rise)  # D may change sign inside
-    result = float(np.sum(np.abs(area[~crossing])))
+    weights = cur - at_cur
+    placed = np.bincount(at_cur, weights=weights, minlength=total)
+    placed *= up
+    area -= placed
+    placed = ref_offsets * down
+    area += placed
+    crossing = start < fall
+    np.negative(rise, out=rise)
+    crossing &= start > rise  # D may change sign inside
+    np.abs(area, out=area)
+    result = float(np.sum(area[~crossing]))
     if not crossing.any():
         return result
     pick_cur = np.flatnonzero(crossing[at_cur])
