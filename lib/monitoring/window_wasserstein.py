@@ -184,12 +184,10 @@ def _area(
     start += np.repeat(d_start - start[::size], size) if groups > 1 else d_start[0]
     # over a bin, integral D = D_start + (count - sum of places) up - (same) down
     area = start + net
-    weights = cur - at_cur
-    placed = np.bincount(at_cur, weights=weights, minlength=total)
+    placed: np.ndarray = np.bincount(at_cur, weights=cur - at_cur, minlength=total)
     placed *= up
     area -= placed
-    placed = ref_offsets * down
-    area += placed
+    area += ref_offsets * down
     crossing = start < fall
     np.negative(rise, out=rise)
     crossing &= start > rise  # D may change sign inside
