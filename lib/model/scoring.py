@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -147,14 +148,7 @@ def _ranking(positive: np.ndarray, score: np.ndarray) -> tuple[float, float]:
     starts = np.r_[0, ends[:-1] + 1]
     tps = np.cumsum(positive[order])[ends]  # positives at or above each distinct score
     n1 = int(tps[-1]) if n else 0
-    n0 = n - n1
-    if n1 == 0 or n0 == 0:
-        auc = float("nan")
-    else:
-        # ascending rank of the tied group, averaged: n - (start + end) / 2 (0-based, descending)
-        in_group = np.diff(tps, prepend=0)
-        rank_sum = float(np.sum(in_group * (n - (starts + ends) / 2)))
-        auc = (rank_sum - n1 * (n1 + 1) / 2) / (n1 * n0)
+    auc = _grouped_auc(np.diff(tps, prepend=0), starts, ends, n, n1)
     if n1 == 0:
         return auc, 0.0
     precision = tps / (ends + 1)
@@ -182,19 +176,26 @@ def ranked_roc_aucs(positive: np.ndarray, score: np.ndarray) -> list[float]:
     starts[first] = 0
     in_group = np.diff(tps, prepend=0)
     in_group[first] = tps[first]
-    weighted = in_group * (n - (starts + ends) / 2)
     bounds = np.r_[np.flatnonzero(first), len(place)]
-    aucs = []
-    for r in range(rows):
-        lo, hi = bounds[r], bounds[r + 1]
-        n1 = int(tps[hi - 1])
-        n0 = n - n1
-        if n1 == 0 or n0 == 0:
-            aucs.append(float("nan"))
-            continue
-        rank_sum = float(np.sum(weighted[lo:hi]))
-        aucs.append((rank_sum - n1 * (n1 + 1) / 2) / (n1 * n0))
-    return aucs
+    return [
+        _grouped_auc(in_group[lo:hi], starts[lo:hi], ends[lo:hi], n, int(tps[hi - 1]))
+        for lo, hi in itertools.pairwise(bounds.tolist())
+    ]
+
+
+def _grouped_auc(
+    in_group: np.ndarray, starts: np.ndarray, ends: np.ndarray, n: int, n1: int
+) -> float:
+    """Return ROC AUC from the positives of each tied group (first and last places, highest first).
+
+    ``n`` rows, ``n1`` of them positive; NaN when either class is absent.
+    """
+    n0 = n - n1
+    if n1 == 0 or n0 == 0:
+        return float("nan")
+    # ascending rank of the tied group, averaged: n - (start + end) / 2 (0-based, descending)
+    rank_sum = float(np.sum(in_group * (n - (starts + ends) / 2)))
+    return (rank_sum - n1 * (n1 + 1) / 2) / (n1 * n0)
 
 
 def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:

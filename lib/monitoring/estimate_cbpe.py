@@ -310,7 +310,7 @@ def resampler(
     resampler's ``order`` attribute. ``k``: the number of classes (the scores may be absent).
 
     A binary model's rows are held in the order of its score, highest first: the bootstrap
-    draws its positions ascending (:func:`lib.monitoring.windows.sorted_draw`), so a
+    draws its positions ascending (:func:`lib.monitoring.windows.sorted_draws`), so a
     sample's scores arrive sorted and its ROC AUC's sort has nothing to do (0.05 ms against
     0.8 for 20,000 scores). Other models keep row order (each class ranks its own score).
     """
