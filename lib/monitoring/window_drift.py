@@ -73,6 +73,7 @@ from lib.data.drift_profile import (
     profile_column,
     sorted_floats,
 )
+from lib.monitoring.window_verdicts import taken_together, verdict
 from lib.monitoring.window_wasserstein import (
     BINNED_ROWS,
     BinnedReference,
@@ -144,11 +145,13 @@ class _Side:
 
     values: np.ndarray  # numeric: float64 (NaN where missing); categorical: codes (-1 missing)
     names: np.ndarray | None = None  # categorical: the category of each code
+    complete: bool = False  # numeric: every value finite (no window needs its present ones picked)
 
     @classmethod
     def of(cls, series: pd.Series, kind: Kind) -> _Side:
         if kind == "numeric":
-            return cls(numeric_values(series))
+            values = numeric_values(series)
+            return cls(values, complete=bool(np.isfinite(values).all()))
         return cls(*category_codes(series))
 
     def present(
@@ -156,12 +159,20 @@ class _Side:
     ) -> np.ndarray | dict[str, int]:
         """Return the window's present values as the statistics take them: sorted or counted.
 
-        ``sort=False``: numbers in row order (for :func:`binned_wasserstein`, which needs none).
+        ``sort=False``: numbers in row order (for :func:`binned_wasserstein`, which needs none),
+        a read-only view of the side's values where the window is a run of rows of a column
+        without missing values: no mask and no copy of each window (on the monitor bench 12 of
+        its 17 numeric columns, 0.08 s of CPU and 520 windows' fresh memory).
         """
         if self.names is None:
             taken = self.values if index is None else self.values[index]
-            present = taken[np.isfinite(taken)]
-            return sorted_floats(present) if sort else present
+            present = taken if self.complete else taken[np.isfinite(taken)]
+            if sort:
+                return sorted_floats(present)
+            if present.base is not None:  # a view: the statistic must not write into the side
+                present = present.view()
+                present.flags.writeable = False
+            return present
         codes = self.values if index is None else self.values[index]
         counts = np.bincount(codes[codes >= 0], minlength=len(self.names))
         order = np.argsort(-counts, kind="stable")  # largest first, as category_counts
@@ -306,7 +317,7 @@ def _column(
             "statistic": v,
             "lower": lower,
             "upper": upper,
-            "alert": _alerts(chosen, v, lower, upper),
+            "alert": verdict(chosen, v, lower, upper),
         }
         for period, _, windows in sides
         for w, v in zip(windows, scores[period], strict=True)
@@ -323,13 +334,6 @@ def _binned(method: str, col: ColumnProfile, windows: Sequence[Window]) -> Binne
         return None
     rows = median_rows(windows)
     return BinnedReference.of(col.values, rows) if rows >= BINNED_ROWS else None
-
-
-def _alerts(method: str, value: float, lower: float, upper: float) -> bool:
-    """Apply the module's alert rule; a missing statistic or band never alerts."""
-    if method in drift.P_VALUE_METHODS:  # as the whole-period engine: ks at the threshold too
-        return bool(value <= lower if method == "ks" else value < lower)
-    return bool(np.isfinite(upper) and value > upper)
 
 
 def window_drift(
@@ -455,45 +459,12 @@ class DriftRun:
 
     def table(self, rows: list[dict[str, object]], columns: int) -> pd.DataFrame:
         """Return the table of every column's rows (p-values judged together)."""
-        out = _taken_together(pd.DataFrame(rows, columns=COLUMNS))
+        out = taken_together(pd.DataFrame(rows, columns=COLUMNS))
         log.info(
             "window_drift", columns=columns, windows=len(self.cur_windows),
             alerts=_count_alerts(out),
         )  # fmt: skip
         return out.astype({"alert": bool, "rows": "int64"})
-
-
-def _taken_together(frame: pd.DataFrame) -> pd.DataFrame:
-    """Judge the current windows' p-values as one family (the module's alert rule).
-
-    ``lower`` holds each column's threshold on entry; on return the raw p-value cut that the
-    Benjamini-Hochberg procedure at that threshold implies, and ``alert`` follows it (the
-    reference windows' alerts, shown but never raised, too).
-    """
-    tested = frame["method"].isin(drift.P_VALUE_METHODS)
-    family = tested & (frame["period"] == "current") & frame["statistic"].notna()
-    m = int(family.sum())
-    if m == 0:
-        return frame
-    from scipy.stats import false_discovery_control  # only with p-values (lib.data.drift_stats)
-
-    adjusted = pd.Series(
-        false_discovery_control(frame.loc[family, "statistic"].to_numpy(float), method="bh"),
-        index=frame.index[family],
-    )
-    out = frame.copy()
-    given = frame["lower"]  # each column's threshold, before any is replaced by its cut
-    pairs = frame.loc[tested, ["method", "lower"]].drop_duplicates().itertuples(index=False)
-    for method, threshold in pairs:
-        rows = tested & (frame["method"] == method) & (given == threshold)
-        # the step-up cut at this threshold: k of the m tests alert
-        hits = int((adjusted <= threshold if method == "ks" else adjusted < threshold).sum())
-        cut = max(hits, 1) * float(threshold) / m
-        out.loc[rows, "lower"] = cut
-        out.loc[rows, "alert"] = [
-            _alerts(str(method), v, cut, float("nan")) for v in out.loc[rows, "statistic"]
-        ]
-    return out
 
 
 def _count_alerts(frame: pd.DataFrame) -> int:

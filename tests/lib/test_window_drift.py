@@ -372,3 +372,23 @@ def test_drawn_rows_are_distinct_rows_drawn_by_the_columns_seed(n, size):
     # the same rows as a shuffled draw (the shuffle only orders them)
     shuffled = np.random.default_rng(zlib.crc32(b"num_00")).choice(n, size, replace=False)
     np.testing.assert_array_equal(np.sort(drawn[0]), np.sort(shuffled))
+
+
+def test_a_complete_columns_windows_are_read_only_views_and_a_gappy_ones_present_values():
+    """Windows of a column without missing values are handed to the binned distance as views
+    of the column (no copy), read-only so that no statistic can write into the column; a
+    column with a missing value still drops it."""
+    from lib.monitoring.window_drift import _Side
+
+    values = pd.Series(np.random.default_rng(0).normal(size=1_000))
+    side = _Side.of(values, "numeric")
+    view = side.present(slice(100, 200), sort=False)
+    assert np.shares_memory(view, side.values) and not view.flags.writeable
+    assert np.array_equal(view, values.to_numpy()[100:200])
+    assert side.values.flags.writeable  # the column itself is untouched
+    gappy = values.copy()
+    gappy[150] = np.nan
+    present = _Side.of(gappy, "numeric").present(slice(100, 200), sort=False)
+    assert len(present) == 99 and np.isfinite(present).all()
+    drawn = side.present(np.array([5, 1, 3]), sort=False)  # drawn rows: a copy of their own
+    assert drawn.tolist() == values.to_numpy()[[5, 1, 3]].tolist()
