@@ -41,12 +41,11 @@ import pandas as pd
 from lib.core.errors import DataValidationError
 from lib.core.frames import Columns, ParquetColumns
 from lib.core.logs import get_logger
-from lib.data.drift_profile import Kind
+from lib.data.drift_profile import Kind, numeric_values
 from lib.monitoring.multivariate_prepare import (
     category_lookup,
     encoded,
     fill_missing,
-    floats,
     learn_column,
     learn_numeric,
     take_into,
@@ -222,7 +221,7 @@ def fit_and_score(
         values = reference[name]
         column = scored[:, j]  # prepared as Reconstruction.prepare does
         if kind == "numeric":  # each half's rows taken straight into its matrix
-            x = floats(values)
+            x = numeric_values(values)  # a float64 column as it is, not copied
             learn_numeric(take_into(x, fit, fitted[:, j]), name, fill, mean, scale, j)
             fill_missing(take_into(x, held, column), fill[name])
         else:

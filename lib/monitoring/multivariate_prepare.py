@@ -16,11 +16,6 @@ from lib.core.errors import DataValidationError
 from lib.data.drift_profile import Kind, as_categories, category_codes, numeric_values
 
 
-def floats(values: pd.Series) -> np.ndarray:
-    """Return a numeric column as float64 (NaN where missing), not copied when it is already."""
-    return values.to_numpy() if values.dtype == np.float64 else numeric_values(values)
-
-
 def fill_missing(column: np.ndarray, fill: float | str) -> None:
     """Set the column's missing (and infinite) values to ``fill``, in place."""
     missing = ~np.isfinite(column)
@@ -43,7 +38,7 @@ def encoded(
     """
     out = np.empty(len(values)) if out is None else out
     if kind == "numeric":
-        np.copyto(out, floats(values))
+        np.copyto(out, numeric_values(values))
         fill_missing(out, fill)
         return out
     assert shares is not None
@@ -99,7 +94,7 @@ def learn_column(
         When the column has no present value.
     """
     if kind == "numeric":
-        column = np.array(floats(values), dtype=float)  # a copy, prepared in place
+        column = np.array(numeric_values(values), dtype=float)  # a copy, prepared in place
         learn_numeric(column, name, fill, mean, scale, j)
         return column
     codes, names = category_codes(values)

@@ -169,9 +169,8 @@ class _Side:
             present = taken if self.complete else taken[np.isfinite(taken)]
             if sort:
                 return sorted_floats(present)
-            if present.base is not None:  # a view: the statistic must not write into the side
-                present = present.view()
-                present.flags.writeable = False
+            present = present.view()  # maybe the side's own values: no statistic may write there
+            present.flags.writeable = False
             return present
         codes = self.values if index is None else self.values[index]
         counts = np.bincount(codes[codes >= 0], minlength=len(self.names))

@@ -8,9 +8,9 @@ import pytest
 from palmerpenguins import load_penguins
 
 from lib.core.errors import DataValidationError
+from lib.data.drift_profile import numeric_values
 from lib.monitoring.multivariate_prepare import (
     encoded,
-    floats,
     learn_column,
     learn_numeric,
     take_into,
@@ -33,7 +33,7 @@ def test_rows_taken_into_a_matrix_are_prepared_as_a_copy_of_them(name):
     want, want_fill, _, want_mean, want_scale = _learned(values.iloc[rows], "numeric")
     matrix = np.full((len(rows), 3), 7.0, order="F")
     fill, mean, scale = {}, np.zeros(1), np.ones(1)
-    learn_numeric(take_into(floats(values), rows, matrix[:, 1]), "x", fill, mean, scale, 0)
+    learn_numeric(take_into(numeric_values(values), rows, matrix[:, 1]), "x", fill, mean, scale, 0)
     assert np.array_equal(matrix[:, 1], want)
     assert (fill, mean[0], scale[0]) == (want_fill, want_mean[0], want_scale[0])
     assert (matrix[:, [0, 2]] == 7.0).all()  # only its own column written
