@@ -39,6 +39,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from math import lgamma
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -63,25 +64,63 @@ OUT_OF_RANGE_ALPHA = 0.001  # a window's out-of-range count alerts below this ch
 
 @dataclass(frozen=True)
 class _Flags:
-    """Per-row flags of one column on one side, computed once for all its windows."""
+    """One column of one side, flagged a window at a time.
 
-    missing: np.ndarray  # bool
-    out_of_range: np.ndarray  # bool
-    unseen: np.ndarray  # bool
-    type_error: np.ndarray  # bool
+    No per-row masks of the whole side are held (a million rows took six, with their
+    temporaries about 8 MiB of each column job, two at once on two threads): a window's flags
+    are worked out from the values when it is counted. The numbers are a float64 column as
+    read (not copied), or its conversion.
+    """
+
     raw: pd.Series  # the values as given, to quote offenders
-    far: np.ndarray | None = None  # bool: beyond the range by more than its width
+    numbers: np.ndarray | None = None  # numeric: as float64 (NaN where missing or unparsed)
+    bad: np.ndarray | None = None  # numeric: where a present value did not parse (None: typed)
+    lo: float = 0.0  # numeric: the range checked
+    hi: float = 0.0
+    codes: np.ndarray | None = None  # categorical: each value's code (-1: missing)
+    new: np.ndarray | None = None  # categorical: whether each code is unseen (last: -1, no)
+    missing: np.ndarray | None = None  # where isna holds, unless the numbers tell (float64)
+
+    def flag(self, name: str, index: slice | np.ndarray) -> np.ndarray:
+        """Return a flag of the rows ``index``.
+
+        ``name``: ``missing``, ``out_of_range``, ``unseen``, ``type_error`` or ``far``.
+        """
+        flags: np.ndarray | None = None
+        if name == "missing":
+            # a float64 column's numbers are its values: isna is isnan
+            known = self.missing
+            flags = (
+                known[index]
+                if known is not None
+                else np.isnan(cast(np.ndarray, self.numbers)[index])
+            )
+        elif name == "unseen" and self.codes is not None and self.new is not None:
+            flags = self.new[self.codes[index]]
+        elif name == "type_error" and self.bad is not None:
+            flags = self.bad[index]
+        elif name in ("out_of_range", "far") and self.numbers is not None:
+            values = self.numbers[index]
+            # beyond the range, or by more than its own width (a comparison with NaN is
+            # false: a missing value is never out of range)
+            width = self.hi - self.lo if name == "far" else 0.0
+            flags = (values < self.lo - width) | (values > self.hi + width)
+        if flags is not None:
+            return flags
+        rows = len(range(*index.indices(len(self.raw)))) if isinstance(index, slice) else len(index)
+        return np.zeros(rows, dtype=bool)
 
     def count(self, index: slice | np.ndarray) -> dict[str, int]:
-        return {
-            "missing": int(self.missing[index].sum()),
-            "out_of_range": int(self.out_of_range[index].sum()),
-            "unseen": int(self.unseen[index].sum()),
-            "type_errors": int(self.type_error[index].sum()),
-        }
+        names = (("missing",) * 2, ("out_of_range",) * 2, ("unseen",) * 2,
+                 ("type_errors", "type_error"))  # fmt: skip
+        return {key: int(np.count_nonzero(self.flag(flag, index))) for key, flag in names}
+
+    def far(self, index: slice | np.ndarray) -> bool:
+        """Whether a value of the rows ``index`` lies beyond the range by more than its width."""
+        return self.numbers is not None and bool(self.flag("far", index).any())
 
     def examples(self, flag: str, index: np.ndarray) -> str:
-        picked = index[getattr(self, flag)[index]]
+        picked = index[self.flag(flag, index)]
         # the first distinct values in order of appearance, spelled only until _SHOWN distinct
         # spellings are found (a shifted window holds tens of thousands of offenders; spelling
         # them all took most of the check's time on a million rows)
@@ -94,13 +133,17 @@ class _Flags:
         return ", ".join(repr(v) for v in list(shown)[:_SHOWN])
 
 
-def _as_numbers(values: pd.Series, kind: str) -> tuple[np.ndarray, np.ndarray]:
-    """Return the values as float64 (dates as days), and where a present value did not parse."""
+def _as_numbers(values: pd.Series, kind: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """Return the values as float64 (dates as days), and where a present value did not parse.
+
+    None for the latter when the values are typed already: no parse error is possible (their
+    numbers are NaN exactly where they are missing).
+    """
     if kind == "datetime" and not pd.api.types.is_datetime64_any_dtype(values):
         parsed = pd.to_datetime(values, errors="coerce", utc=True).dt.tz_localize(None)
         numbers = numeric_values(parsed)
     elif pd.api.types.is_numeric_dtype(values) or pd.api.types.is_datetime64_any_dtype(values):
-        numbers = numeric_values(values)  # already typed: no parse errors possible
+        return numeric_values(values), None
     else:
         text = values.astype(object).where(values.notna())
         parsed_text = pd.to_numeric(text.map(_strip, na_action="ignore"), errors="coerce")
@@ -138,22 +181,18 @@ def _flags(
         named = "the reference range"
         if ingested is not None and kind == "numeric" and (ingested[0] < lo or ingested[1] > hi):
             lo, hi, named = min(lo, ingested[0]), max(hi, ingested[1]), "the ingested range"
-        width = hi - lo
         for series, (numbers, bad) in zip((reference, values), converted, strict=True):
-            # a comparison with NaN is false: a missing value is never out of range
-            outside = (numbers < lo) | (numbers > hi)
-            far = (numbers < lo - width) | (numbers > hi + width)
-            none = np.zeros(len(series), dtype=bool)
-            sides.append(_Flags(series.isna().to_numpy(), outside, none, bad, series, far))
+            # a float64 column's numbers are its values: missing where NaN (no mask held)
+            floats = series.dtype == np.float64
+            missing = None if floats else series.isna().to_numpy()
+            sides.append(_Flags(series, numbers, bad, lo, hi, missing=missing))
         return sides[0], sides[1], f"{named} [{lo:.4g}, {hi:.4g}]", len(present)
     coded = [category_codes(series) for series in (reference, values)]
     ref_codes, ref_names = coded[0]
     known = set(ref_names[np.bincount(ref_codes[ref_codes >= 0], minlength=len(ref_names)) > 0])
     for series, (codes, names) in zip((reference, values), coded, strict=True):
         new = np.append([n not in known for n in names], False)  # code -1 (missing): not new
-        unseen = new[codes]
-        none = np.zeros(len(series), dtype=bool)
-        sides.append(_Flags(series.isna().to_numpy(), none, unseen, none, series))
+        sides.append(_Flags(series, codes=codes, new=new, missing=series.isna().to_numpy()))
     return sides[0], sides[1], "", 0
 
 
@@ -221,7 +260,8 @@ def column_quality(
     )
     flags = {"reference": ref_flags, "current": cur_flags}
     rates = [
-        ref_flags.missing[w.rows_taken].mean() if w.rows else np.nan for w in windows["reference"]
+        ref_flags.flag("missing", w.rows_taken).mean() if w.rows else np.nan
+        for w in windows["reference"]
     ]
     band = reference_band(rates, sigmas=sigmas, lower_limit=0.0, upper_limit=1.0, side="upper")
     rows = []
@@ -231,7 +271,7 @@ def column_quality(
             rate = counts["missing"] / w.rows if w.rows else float("nan")
             extra = {"range": span}
             present = w.rows - counts["missing"] - counts["type_errors"]
-            far = side.far is not None and bool(side.far[w.rows_taken].any())
+            far = side.far(w.rows_taken)
             if far or beyond_chance(counts["out_of_range"], present, n_ref):
                 extra["out_of_range"] = side.examples("out_of_range", w.index)
             for flag, key in (("unseen",) * 2, ("type_error", "type_errors")):
