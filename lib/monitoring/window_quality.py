@@ -182,8 +182,9 @@ def _flags(
         if ingested is not None and kind == "numeric" and (ingested[0] < lo or ingested[1] > hi):
             lo, hi, named = min(lo, ingested[0]), max(hi, ingested[1]), "the ingested range"
         for series, (numbers, bad) in zip((reference, values), converted, strict=True):
-            # a float64 column's numbers are its values: missing where NaN (no mask held)
-            floats = series.dtype == np.float64
+            # a typed float64 column's numbers are its values: missing where NaN (no mask
+            # held); parsed ones (dates given as numbers) are NaN where they did not parse too
+            floats = bad is None and series.dtype == np.float64
             missing = None if floats else series.isna().to_numpy()
             sides.append(_Flags(series, numbers, bad, lo, hi, missing=missing))
         return sides[0], sides[1], f"{named} [{lo:.4g}, {hi:.4g}]", len(present)

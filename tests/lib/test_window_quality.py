@@ -182,6 +182,29 @@ def test_dates_are_checked_as_times():
     assert (first["out_of_range"], first["type_errors"]) == (1, 1)
 
 
+def test_dates_given_as_numbers_that_do_not_parse_are_type_errors_not_missing():
+    # a float column checked as dates: a number past any date parses to nothing, which is a
+    # type error; only NaN is missing (the float's NaN is not the parse's)
+    day = 86_400e9  # nanoseconds
+    ref = pd.DataFrame({"when": np.arange(100) * day})
+    cur = pd.DataFrame({"when": [5 * day] * 50 + [1e30, np.nan] + [6 * day] * 48})
+    out = window_quality(ref, cur, {"when": "datetime"}, *cut(ref, cur, "2 windows"))
+    first = current(out, "when").iloc[1]
+    assert (first["missing"], first["type_errors"]) == (1, 1)
+
+
+def test_a_float_columns_missing_values_are_its_nans_window_by_window():
+    rng = np.random.default_rng(3)
+    ref = pd.DataFrame({"x": rng.normal(size=2000)})
+    values = rng.normal(size=2000)
+    values[[5, 1500, 1501]] = np.nan
+    values[1502] = np.inf  # present, not missing: out of range
+    cur = pd.DataFrame({"x": values})
+    out = current(window_quality(ref, cur, {"x": "numeric"}, *cut(ref, cur, "2 windows")), "x")
+    assert list(out["missing"]) == [1, 2]
+    assert list(out["out_of_range"] >= 1) == [False, True]
+
+
 def test_the_reference_windows_are_reported_too():
     ref, cur = sides()
     out = window_quality(ref, cur, KINDS, *cut(ref, cur))
