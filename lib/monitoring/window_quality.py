@@ -81,46 +81,47 @@ class _Flags:
     new: np.ndarray | None = None  # categorical: whether each code is unseen (last: -1, no)
     missing: np.ndarray | None = None  # where isna holds, unless the numbers tell (float64)
 
-    def flag(self, name: str, index: slice | np.ndarray) -> np.ndarray:
-        """Return a flag of the rows ``index``.
+    def flag(self, name: str, index: slice | np.ndarray) -> np.ndarray | None:
+        """Return a flag of the rows ``index`` (None: the flag cannot hold on this side).
 
         ``name``: ``missing``, ``out_of_range``, ``unseen``, ``type_error`` or ``far``.
         """
-        flags: np.ndarray | None = None
         if name == "missing":
-            # a float64 column's numbers are its values: isna is isnan
-            known = self.missing
-            flags = (
-                known[index]
-                if known is not None
-                else np.isnan(cast(np.ndarray, self.numbers)[index])
-            )
-        elif name == "unseen" and self.codes is not None and self.new is not None:
-            flags = self.new[self.codes[index]]
-        elif name == "type_error" and self.bad is not None:
-            flags = self.bad[index]
-        elif name in ("out_of_range", "far") and self.numbers is not None:
+            return self.missing_at(index)
+        if name == "unseen" and self.codes is not None and self.new is not None:
+            unseen: np.ndarray = self.new[self.codes[index]]
+            return unseen
+        if name == "type_error":
+            return None if self.bad is None else self.bad[index]
+        if name in ("out_of_range", "far") and self.numbers is not None:
             values = self.numbers[index]
             # beyond the range, or by more than its own width (a comparison with NaN is
             # false: a missing value is never out of range)
             width = self.hi - self.lo if name == "far" else 0.0
-            flags = (values < self.lo - width) | (values > self.hi + width)
-        if flags is not None:
-            return flags
-        rows = len(range(*index.indices(len(self.raw)))) if isinstance(index, slice) else len(index)
-        return np.zeros(rows, dtype=bool)
+            beyond: np.ndarray = (values < self.lo - width) | (values > self.hi + width)
+            return beyond
+        return None
+
+    def missing_at(self, index: slice | np.ndarray) -> np.ndarray:
+        """Return where the rows ``index`` are missing."""
+        if self.missing is not None:
+            return self.missing[index]
+        nan: np.ndarray = np.isnan(cast(np.ndarray, self.numbers)[index])
+        return nan  # a float64 column's numbers are its values: isna is isnan
 
     def count(self, index: slice | np.ndarray) -> dict[str, int]:
         names = (("missing",) * 2, ("out_of_range",) * 2, ("unseen",) * 2,
                  ("type_errors", "type_error"))  # fmt: skip
-        return {key: int(np.count_nonzero(self.flag(flag, index))) for key, flag in names}
+        flags = {key: self.flag(flag, index) for key, flag in names}
+        return {key: 0 if f is None else int(np.count_nonzero(f)) for key, f in flags.items()}
 
     def far(self, index: slice | np.ndarray) -> bool:
         """Whether a value of the rows ``index`` lies beyond the range by more than its width."""
-        return self.numbers is not None and bool(self.flag("far", index).any())
+        far = self.flag("far", index)
+        return far is not None and bool(far.any())
 
     def examples(self, flag: str, index: np.ndarray) -> str:
-        picked = index[self.flag(flag, index)]
+        picked = index[cast(np.ndarray, self.flag(flag, index))]  # quoted where some are flagged
         # the first distinct values in order of appearance, spelled only until _SHOWN distinct
         # spellings are found (a shifted window holds tens of thousands of offenders; spelling
         # them all took most of the check's time on a million rows)
@@ -261,7 +262,7 @@ def column_quality(
     )
     flags = {"reference": ref_flags, "current": cur_flags}
     rates = [
-        ref_flags.flag("missing", w.rows_taken).mean() if w.rows else np.nan
+        ref_flags.missing_at(w.rows_taken).mean() if w.rows else np.nan
         for w in windows["reference"]
     ]
     band = reference_band(rates, sigmas=sigmas, lower_limit=0.0, upper_limit=1.0, side="upper")
