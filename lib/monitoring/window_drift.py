@@ -65,6 +65,7 @@ from lib.core.param_sections import MonitorParams
 from lib.data import drift, drift_stats, drift_summary
 from lib.data.drift_profile import (
     FEW_VALUES,
+    Codes,
     ColumnProfile,
     Kind,
     Profile,
@@ -148,11 +149,12 @@ class _Side:
     complete: bool = False  # numeric: every value finite (no window needs its present ones picked)
 
     @classmethod
-    def of(cls, series: pd.Series, kind: Kind) -> _Side:
+    def of(cls, series: pd.Series, kind: Kind, codes: Codes | None = None) -> _Side:
+        """Convert ``series`` (``codes``: a categorical one's :func:`category_codes`, if known)."""
         if kind == "numeric":
             values = numeric_values(series)
             return cls(values, complete=bool(np.isfinite(values).all()))
-        return cls(*category_codes(series))
+        return cls(*(codes or category_codes(series)))
 
     def present(
         self, index: slice | np.ndarray | None = None, *, sort: bool = True
@@ -424,9 +426,17 @@ class DriftRun:
     exact: Exact | None = None
 
     def column(
-        self, name: str, kind: Kind, reference: Columns, current: Columns
+        self,
+        name: str,
+        kind: Kind,
+        reference: Columns,
+        current: Columns,
+        codes: tuple[Codes, Codes] | None = None,
     ) -> list[dict[str, object]]:
         """Return the table's rows of column ``name`` (read from the two sides).
+
+        ``codes``: each side's :func:`category_codes` of the column, when the caller has them
+        (used where the column is checked as categorical).
 
         Raises
         ------
@@ -446,8 +456,8 @@ class DriftRun:
         params = self.params
         return _column(
             col,
-            _Side.of(ref_values, col.kind),
-            _Side.of(current[name], col.kind),
+            _Side.of(ref_values, col.kind, codes and codes[0]),
+            _Side.of(current[name], col.kind, codes and codes[1]),
             self.ref_windows,
             self.cur_windows,
             params.methods.get(name),

@@ -48,7 +48,7 @@ from lib.core.errors import DataValidationError
 from lib.core.frames import Columns
 from lib.core.logs import get_logger
 from lib.core.parallel import map_ordered, thread_count
-from lib.data.drift_profile import category_codes, numeric_values
+from lib.data.drift_profile import Codes, category_codes, numeric_values
 from lib.monitoring.windows import META, Window, reference_band, window_meta
 
 log = get_logger(__name__)
@@ -162,10 +162,12 @@ def _flags(
     reference: pd.Series,
     values: pd.Series,
     ingested: tuple[float, float] | None = None,
+    codes: tuple[Codes, Codes] | None = None,
 ) -> tuple[_Flags, _Flags, str, int]:
     """Return both sides' row flags, the range described and the reference's present values.
 
-    ``ingested``: a numeric column's range at ingest, which widens the reference's.
+    ``ingested``: a numeric column's range at ingest, which widens the reference's. ``codes``:
+    a categorical column's :func:`category_codes` of each side, when the caller has them.
     """
     sides = []
     if kind in _NUMERIC:
@@ -189,12 +191,12 @@ def _flags(
             missing = None if floats else series.isna().to_numpy()
             sides.append(_Flags(series, numbers, bad, lo, hi, missing=missing))
         return sides[0], sides[1], f"{named} [{lo:.4g}, {hi:.4g}]", len(present)
-    coded = [category_codes(series) for series in (reference, values)]
+    coded = codes or tuple(category_codes(series) for series in (reference, values))
     ref_codes, ref_names = coded[0]
     known = set(ref_names[np.bincount(ref_codes[ref_codes >= 0], minlength=len(ref_names)) > 0])
-    for series, (codes, names) in zip((reference, values), coded, strict=True):
+    for series, (side_codes, names) in zip((reference, values), coded, strict=True):
         new = np.append([n not in known for n in names], False)  # code -1 (missing): not new
-        sides.append(_Flags(series, codes=codes, new=new, missing=series.isna().to_numpy()))
+        sides.append(_Flags(series, codes=side_codes, new=new, missing=series.isna().to_numpy()))
     return sides[0], sides[1], "", 0
 
 
@@ -249,8 +251,12 @@ def column_quality(
     windows: Mapping[str, Sequence[Window]],
     sigmas: float,
     ingested: Mapping[str, tuple[float, float]],
+    codes: tuple[Codes, Codes] | None = None,
 ) -> list[dict[str, object]]:
     """Return the table's rows of column ``name`` (``windows`` of each side by period).
+
+    ``codes``: a categorical column's :func:`lib.data.drift_profile.category_codes` of each
+    side, when the caller has them.
 
     Raises
     ------
@@ -258,7 +264,7 @@ def column_quality(
         When a numeric column has no value in the reference.
     """
     ref_flags, cur_flags, span, n_ref = _flags(
-        name, kind, reference[name], current[name], ingested.get(name)
+        name, kind, reference[name], current[name], ingested.get(name), codes
     )
     flags = {"reference": ref_flags, "current": cur_flags}
     rates = [

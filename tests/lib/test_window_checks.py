@@ -55,6 +55,25 @@ def test_memory_is_given_back_after_each_column(sides, monkeypatch):
     assert len(calls) == len(KINDS) + 3  # the features, then prediction, proba_0 and proba_1
 
 
+def test_a_categorical_column_is_coded_once_per_side_for_both_checks(sides, monkeypatch):
+    ref, cur, ref_w, cur_w = sides
+    coded: list[str] = []
+    real = window_checks.category_codes
+
+    def counted(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+        coded.append(str(values.name))
+        return real(values)
+
+    # drift and quality would each code both sides themselves if the job did not share them
+    for module in ("window_checks", "window_drift", "window_quality"):
+        monkeypatch.setattr(f"lib.monitoring.{module}.category_codes", counted)
+    window_checks.run_window_checks(ref, cur, {"a": "numeric", "plan": "categorical"}, ref_w,
+                                    cur_w, PARAMS)  # fmt: skip
+    # plan's two sides once each; the model's prediction, checked by drift only, by drift
+    # (the tables are the checks' own: test_every_table_is_the_one_its_check_gives_alone)
+    assert sorted(coded) == ["plan", "plan", "prediction", "prediction"]
+
+
 def test_every_table_is_the_one_its_check_gives_alone(sides):
     ref, cur, ref_w, cur_w = sides
     got = window_checks.run_window_checks(ref, cur, KINDS, ref_w, cur_w, PARAMS, performance=PERF)

@@ -285,6 +285,15 @@ def test_category_codes_spell_categories_as_the_profile_does():
     assert list(names) == list(dict.fromkeys(as_categories(values).dropna()))
 
 
+def test_category_codes_are_the_smallest_integers_that_hold_them():
+    few = pd.Series(pd.Categorical(["a", None, "b", "a"]))
+    codes, names = category_codes(few)
+    assert codes.dtype == np.int8 and codes.tolist() == [0, -1, 1, 0] and list(names) == ["a", "b"]
+    many = pd.Series([f"v{i}" for i in range(300)] + [None])
+    codes, names = category_codes(many)
+    assert codes.dtype == np.int16 and codes[-1] == -1 and names[codes[299]] == "v299"
+
+
 def test_windows_index_rows_by_position_not_by_label():
     ref, cur = sides()
     relabelled = cur.set_axis(np.random.default_rng(1).permutation(len(cur)))
