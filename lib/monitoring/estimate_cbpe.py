@@ -36,7 +36,7 @@ from lib.core.errors import DataValidationError
 from lib.core.frames import Columns
 from lib.core.logs import get_logger
 from lib.core.windowspec import kept, take
-from lib.data.drift_profile import stable_order
+from lib.data.drift_profile import code_dtype, stable_order
 from lib.model.scoring import ranked_roc_aucs, roc_auc
 from lib.monitoring.cbpe_calibration import fit_calibrator
 
@@ -212,7 +212,7 @@ def _class_index(values: pd.Series, labels: pd.Index, what: str, side: str) -> n
     matched = labels.get_indexer(pd.Index(np.asarray(uniques, dtype=object)))
     # the smallest integers that hold every class (and -1): on a million rows int8 instead of
     # int64 spares 7 MB per column, held while the per-window checks run side by side
-    small = np.min_scalar_type(-max(len(labels), 1))
+    small = code_dtype(len(labels))
     index: np.ndarray = np.append(matched, -1).astype(small)[codes]  # code -1 stays -1
     bad = (index < 0) & values.notna().to_numpy()
     if bad.any():

@@ -199,21 +199,18 @@ class _Columns:
         return outcomes
 
     def _checked(self, name: str) -> tuple[Outcome, Outcome]:
+        codes = None
         try:
             ref, cur = (pd.DataFrame({name: side[name]}, copy=False) for side in self.sides)
-        except Exception as error:  # a read that failed fails both checks of the column
+            if self.drift.get(name) == self.quality.get(name) == "categorical":
+                # each side's category codes worked out once for both checks (each check
+                # hashed a million values again: a tenth of the monitor bench's column jobs)
+                codes = (category_codes(ref[name]), category_codes(cur[name]))
+        except Exception as error:  # a read (or coding) that failed fails both checks
             return (
                 error if name in self.drift else None,
                 error if name in self.quality else None,
             )
-        codes = None
-        if self.drift.get(name) == self.quality.get(name) == "categorical":
-            # each side's category codes worked out once for both checks (each check hashed
-            # a million values again: a tenth of the monitor bench's column jobs)
-            try:
-                codes = (category_codes(ref[name]), category_codes(cur[name]))
-            except Exception:  # each check then raises its own error
-                codes = None
         drift: Outcome = None
         quality: Outcome = None
         if name in self.drift:
