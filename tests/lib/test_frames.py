@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from lib.core import frames
@@ -109,6 +111,43 @@ def test_parquet_columns_read_each_column_as_the_whole_frame_holds_it(tmp_path):
     pd.testing.assert_frame_equal(source[["when", "code"]], whole[["when", "code"]])
     with pytest.raises(KeyError, match="absent"):
         source["absent"]
+
+
+def test_plain_number_columns_are_converted_on_their_own_as_pandas_reads_them(
+    tmp_path, monkeypatch
+):
+    rng = np.random.default_rng(5)
+    n = 300
+    floats = rng.normal(size=n)
+    floats[::7] = np.nan
+    frame = pd.DataFrame(
+        {
+            "f": floats,
+            "i": rng.integers(-5, 5, n),
+            "nullable_f": pd.array(floats, dtype="Float64"),
+            "nullable_i": pd.array(np.where(rng.random(n) < 0.1, None, 3), dtype="Int64"),
+            "arrow_f": pd.Series(floats, dtype="double[pyarrow]"),
+            "f32": floats.astype(np.float32),
+        }
+    )
+    path = tmp_path / "numbers.parquet"
+    frame.to_parquet(path, index=False)
+    bare = tmp_path / "bare.parquet"  # written by Arrow alone: no pandas metadata
+    pq.write_table(pa.table({"i": pa.array([1, None, 3]), "f": [0.5, None, 2.0]}), bare)
+    assert frames.plain_columns(pq.read_schema(path)) == {"f", "i"}
+    assert frames.plain_columns(pq.read_schema(bare)) == {"f", "i"}
+    for file in (path, bare):
+        expected = pd.read_parquet(file)
+        pd.testing.assert_frame_equal(frames.read_parquet(file), expected, check_exact=True)
+        source = frames.ParquetColumns(file)
+        for name in expected.columns:
+            pd.testing.assert_series_equal(source[name], expected[name], check_exact=True)
+    # the plain columns do not go through pandas' conversion, the others do
+    monkeypatch.setattr(frames, "to_frame", lambda *a, **k: pytest.fail("converted by pandas"))
+    source = frames.ParquetColumns(path)
+    assert source["f"].isna().sum() == np.isnan(floats).sum() and source["i"].dtype == np.int64
+    with pytest.raises(pytest.fail.Exception):
+        source["nullable_f"]
 
 
 def test_parquet_columns_index_rows_by_position_when_the_file_stores_an_index(tmp_path):
