@@ -52,7 +52,7 @@ def read_parquet(path: Path | str, columns: Sequence[str] | None = None) -> pd.D
     def one(name: str) -> pd.Series:
         file = pq.ParquetFile(path, memory_map=True, pre_buffer=False)  # as ParquetColumns
         table = file.read(columns=[name], use_pandas_metadata=name not in plain)
-        return column_series(table, len(table)) if name in plain else to_frame(table).iloc[:, 0]
+        return column_series(table) if name in plain else to_frame(table).iloc[:, 0]
 
     parts = map_ordered(one, names, thread_count(None))
     return pd.concat(parts, axis=1, copy=False) if parts else pd.DataFrame()
@@ -78,18 +78,18 @@ def plain_columns(schema: pa.Schema) -> frozenset[str]:
     )
 
 
-def column_series(table: pa.Table, rows: int) -> pd.Series:
+def column_series(table: pa.Table) -> pd.Series:
     """Return the one column of ``table`` (a plain one, :func:`plain_columns`) as a Series.
 
     As :func:`to_frame` gives it: the values are Arrow's buffer where nothing is missing (read
     only, not copied), NaN where something is (an int64 column turns float64), on the index
-    ``0..rows-1``. ``table`` must not be used afterwards.
+    ``0..n-1``; the read's spare memory goes back to the system, as there.
     """
-    name = table.column_names[0]
     values = table.column(0).to_numpy()
-    del table
     pa.default_memory_pool().release_unused()
-    return pd.Series(values, index=pd.RangeIndex(rows), name=name, copy=False)
+    return pd.Series(
+        values, index=pd.RangeIndex(len(values)), name=table.column_names[0], copy=False
+    )
 
 
 def _stored_index(schema: pa.Schema) -> list[str]:
@@ -156,7 +156,7 @@ class ParquetColumns:
         plain = isinstance(key, str) and key in self._plain
         table = file.read(columns=names, use_threads=False, use_pandas_metadata=not plain)
         if plain:
-            return column_series(table, self._rows)
+            return column_series(table)
         frame = to_frame(table)
         frame.index = pd.RangeIndex(self._rows)  # a fresh frame of ours: positions
         if isinstance(key, list) and list(frame.columns) == names:
