@@ -35,14 +35,14 @@ help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | \
 		awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml requirements.lock
+$(STAMP): pyproject.toml requirements.lock setup.py lib/monitoring/_binned.pyx
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Quire needs Python 3.11; set PYTHON=/path/to/python3.11")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c requirements.lock -e ".[dev]"
 	@touch $(STAMP)
 
-install: $(STAMP) git-filter ## create .venv (the others do on demand) and set up git-filter
+install: $(STAMP) git-filter ## create .venv (the others do on demand), build the drift kernel, set up git-filter
 
 # The quire command (lib/cli/; `quire --help`). Its targets put the project's root first on
 # PYTHONPATH: the command, and the kernels and servers it starts, import this checkout's lib even

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from lib.core.param_sections import MonitorParams
 from lib.monitoring import window_wasserstein as ww
+from lib.monitoring._binned import binned_area
 from lib.monitoring.window_drift import window_drift
 from lib.monitoring.windows import parse_spec, reference_windows, split
 
 
 def _binned(values: np.ndarray, bins: int) -> ww.BinnedReference:
-    """``values`` (sorted) in ``bins`` bins: few bins put many values in each, so the bins
-    where the CDFs cross are cut again, level after level."""
+    """``values`` (sorted) in ``bins`` bins: few bins put many values in each, so many are
+    walked in order where the CDFs cross."""
     return ww.BinnedReference.in_bins(values, bins)
 
 
@@ -61,26 +65,72 @@ def test_the_binned_distance_equals_the_sorted_one(kind, n, m, bins):
         assert ww.binned_wasserstein(chosen, cur) == pytest.approx(want, rel=1e-11, abs=1e-14)
 
 
-def test_the_cases_above_reach_every_level_and_the_sorted_walk(monkeypatch):
-    depths: list[int] = []
-    walked: list[int] = []
-    area, walk = ww._area, ww._sorted_area
+@pytest.mark.parametrize(
+    "draw",
+    [
+        "crowded",  # most of the window in a few bins: sorted there (more than 16 a bin)
+        "edges",  # values on the bins' edges and on the range's two ends
+        "few",  # a window of two values
+    ],
+)
+def test_the_walk_where_the_cdfs_cross_is_exact(draw):
+    rng = np.random.default_rng(11)
+    ref = np.sort(rng.uniform(0, 1, 5_000))
+    binned = _binned(ref, 10)
+    if draw == "crowded":
+        cur = np.concatenate([rng.normal(0.5, 0.01, 30_000), rng.uniform(0, 1, 300)])
+    elif draw == "edges":
+        cur = np.concatenate([np.linspace(0, 1, 11), ref[::7], np.full(50, ref[-1]), [ref[0]]])
+    else:
+        cur = np.array([0.25, 0.75])
+    got = ww.binned_wasserstein(binned, cur)
+    assert got == pytest.approx(ww.wasserstein(ref, np.sort(cur)), rel=1e-12, abs=1e-15)
 
-    def spy_area(*args):
-        depths.append(args[8])  # depth
-        return area(*args)
 
-    def spy_walk(cur, ref, *args):
-        walked.append(len(cur) + len(ref))
-        return walk(cur, ref, *args)
+def test_a_window_is_read_whatever_its_layout_and_left_as_it_was():
+    rng = np.random.default_rng(2)
+    ref = np.sort(rng.normal(0, 1, 4_000))
+    binned = _binned(ref, 64)
+    values = rng.normal(0.2, 1, 6_000)
+    want = ww.wasserstein(ref, np.sort(values))
+    kept = values.copy()
+    frozen = values.view()
+    frozen.flags.writeable = False  # the drift check passes read-only views of a column
+    assert ww.binned_wasserstein(binned, frozen) == pytest.approx(want, rel=1e-12)
+    strided = np.repeat(values, 2)[::2]  # not contiguous
+    assert ww.binned_wasserstein(binned, strided) == pytest.approx(want, rel=1e-12)
+    as_float32 = values.astype(np.float32)
+    expected = ww.wasserstein(ref, np.sort(as_float32.astype(float)))
+    assert ww.binned_wasserstein(binned, as_float32) == pytest.approx(expected, rel=1e-12)
+    np.testing.assert_array_equal(values, kept)
 
-    monkeypatch.setattr(ww, "_area", spy_area)
-    monkeypatch.setattr(ww, "_sorted_area", spy_walk)
-    rng = np.random.default_rng(0)
-    ref, cur = np.sort(rng.normal(0, 1, 20_000)), rng.normal(0, 1, 20_000)
-    got = ww.binned_wasserstein(_binned(ref, 8), cur)
-    assert got == pytest.approx(ww.wasserstein(ref, np.sort(cur)), rel=1e-11)
-    assert max(depths) >= 2 and walked  # cut again at least twice, then walked in order
+
+def test_the_distance_is_worked_out_without_holding_the_gil():
+    # the monitor's column jobs run on two threads: a job that held the GIL here stalled the
+    # other's Python (docs/benchmarks.md). This thread's loop must run all through a long call.
+    rng = np.random.default_rng(4)
+    binned = ww.BinnedReference.of(np.sort(rng.normal(0, 1, 200_000)), 1_000_000)
+    assert binned is not None
+    window = rng.normal(0.1, 1, 5_000_000)
+    span: list[float] = []
+    done = threading.Event()
+
+    def score() -> None:
+        span.append(time.perf_counter())
+        binned_area(window, binned.lo, binned.scale, binned.places, binned.first, binned.offsets)
+        span.append(time.perf_counter())
+        done.set()
+
+    ticks: list[float] = []
+    worker = threading.Thread(target=score)
+    worker.start()
+    while not done.is_set():
+        ticks.append(time.perf_counter())
+    worker.join()
+    start, end = span
+    during = [t for t in ticks if start < t < end]
+    # with the GIL held, this loop could run only until the next switch (5 ms) after ``start``
+    assert during and (max(during) - min(during)) > 0.5 * (end - start)
 
 
 def test_a_reference_too_narrow_for_its_magnitude_is_left_to_the_sort():
