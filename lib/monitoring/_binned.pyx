@@ -70,7 +70,7 @@ def binned_area(
     Parameters
     ----------
     cur
-        The window's values (finite, any order).
+        The window's values (any order; not NaN: the checks pass present values only).
     lo, scale
         The reference's lowest value and bins per unit: a value's place is ``(v - lo) * scale``.
     ref_places, ref_first, ref_offsets
@@ -85,6 +85,8 @@ def binned_area(
 
     Raises
     ------
+    ValueError
+        When ``cur`` holds NaN (it has no place), or the reference's arrays disagree.
     MemoryError
         When the working arrays cannot be allocated.
     """
@@ -104,6 +106,7 @@ def binned_area(
     cdef intp *slot = <intp *> malloc((bins + 1) * sizeof(intp))  # crossing bins' first value
     cdef double *values = NULL
     cdef intp i, b, a, k, total, r, r_end
+    cdef bint missing = False
     cdef double p, run, rise, fall, net, s, area, d, prev, here
     if counts == NULL or placed == NULL or start == NULL or slot == NULL:
         free(counts); free(placed); free(start); free(slot)
@@ -111,6 +114,9 @@ def binned_area(
     with nogil:
         for i in range(m):  # 1. places, counts and offsets
             p = (cur[i] - lo) * scale
+            if p != p:  # NaN: no bin (casting it to an index is undefined)
+                missing = True
+                break
             if p < 0.0:
                 outside += -p
                 p = 0.0
@@ -120,6 +126,10 @@ def binned_area(
             a = _bin(p, bins)
             counts[a] += 1
             placed[a] += p - a
+    if missing:
+        free(counts); free(placed); free(start); free(slot)
+        raise ValueError("binned_area: the window holds NaN; pass its present values only")
+    with nogil:
         run = 0.0
         total = 0
         for b in range(bins):  # 2. D at each bin's start; the bins it keeps its sign over

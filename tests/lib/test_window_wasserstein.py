@@ -105,6 +105,14 @@ def test_a_window_is_read_whatever_its_layout_and_left_as_it_was():
     np.testing.assert_array_equal(values, kept)
 
 
+def test_a_window_with_nan_is_refused_not_placed():
+    binned = _binned(np.linspace(0.0, 1.0, 100), 8)
+    with pytest.raises(ValueError, match="holds NaN; pass its present values only"):
+        ww.binned_wasserstein(binned, np.array([0.5, np.nan, 0.2]))
+    # infinities have a place: past the range's ends, infinitely far
+    assert ww.binned_wasserstein(binned, np.array([0.5, np.inf])) == np.inf
+
+
 def test_the_distance_is_worked_out_without_holding_the_gil():
     # the monitor's column jobs run on two threads: a job that held the GIL here stalled the
     # other's Python (docs/benchmarks.md). This thread's loop must run all through a long call.
