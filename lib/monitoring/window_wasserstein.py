@@ -88,9 +88,9 @@ class BinnedReference:
 
         None when counts cannot serve: a constant reference, a range too narrow for its
         magnitude to place values in bins exactly enough, values mostly tied (a sort is
-        cheaper: a pile of equal values is never parted by finer bins, and ends up walked in
-        order anyway; on the American Community Survey's ages shipped with NannyML, 96 values,
-        counting took 3 times as long as sorting), or a bin holding over 1 % of the values (a
+        cheaper: a pile of equal values lands in one bin and is walked value by value anyway;
+        on the American Community Survey's ages shipped with NannyML, 96 values, counting took
+        3 times as long as sorting), or a bin holding over 1 % of the values (a
         heavy tail). :func:`wasserstein` then.
         """
         lo, hi = float(values[0]), float(values[-1])
@@ -105,8 +105,8 @@ class BinnedReference:
             values, int(np.clip((len(values) + window_rows) // PER_BIN, 64, 1 << 16))
         )
         # a heavy tail stretches the range: equal bins then leave the bulk of the values in a
-        # few of them, cut again level after level (500,000 Pareto or log-normal values with
-        # sigma 2, against windows of 50,000: 31 ms a window instead of 3 ms sorted)
+        # few of them, walked value by value (500,000 Pareto values against windows of 50,000:
+        # 5.6 ms a window against 3.9 ms sorted)
         crowded = binned.counts.max() > max(len(values) * _CROWDED, _CROWDED_MIN)
         return None if crowded else binned
 
