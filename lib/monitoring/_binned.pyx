@@ -95,6 +95,8 @@ def binned_area(
     cdef intp n = ref_places.shape[0]
     if m == 0 or bins < 1 or n == 0 or ref_offsets.shape[0] != bins:
         raise ValueError("binned_area: an empty window or reference, or bins that disagree")
+    if ref_first[0] != 0 or ref_first[bins] != n:  # the walk reads ref_places through these
+        raise ValueError("binned_area: the bins' starts do not span the reference's places")
     cdef double end = <double> bins
     cdef double up = 1.0 / m
     cdef double down = 1.0 / n

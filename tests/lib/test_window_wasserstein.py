@@ -111,6 +111,10 @@ def test_a_window_with_nan_is_refused_not_placed():
         ww.binned_wasserstein(binned, np.array([0.5, np.nan, 0.2]))
     # infinities have a place: past the range's ends, infinitely far
     assert ww.binned_wasserstein(binned, np.array([0.5, np.inf])) == np.inf
+    short = np.array(binned.first)
+    short[-1] -= 1  # bins that claim fewer reference values than there are
+    with pytest.raises(ValueError, match="do not span the reference's places"):
+        binned_area(np.array([0.5]), binned.lo, binned.scale, binned.places, short, binned.offsets)
 
 
 def test_the_distance_is_worked_out_without_holding_the_gil():
