@@ -106,12 +106,14 @@ def binned_area(
     cdef double *placed = <double *> calloc(bins, sizeof(double))
     cdef double *start = <double *> malloc(bins * sizeof(double))
     cdef intp *slot = <intp *> malloc((bins + 1) * sizeof(intp))  # crossing bins' first value
+    cdef intp *fill = <intp *> malloc((bins + 1) * sizeof(intp))  # and the next one's place
     cdef double *values = NULL
     cdef intp i, b, a, k, total, r, r_end
     cdef bint missing = False
+    cdef bint unordered = False
     cdef double p, run, rise, fall, net, s, area, d, prev, here
-    if counts == NULL or placed == NULL or start == NULL or slot == NULL:
-        free(counts); free(placed); free(start); free(slot)
+    if counts == NULL or placed == NULL or start == NULL or slot == NULL or fill == NULL:
+        free(counts); free(placed); free(start); free(slot); free(fill)
         raise MemoryError()
     with nogil:
         for i in range(m):  # 1. places, counts and offsets
@@ -129,12 +131,14 @@ def binned_area(
             counts[a] += 1
             placed[a] += p - a
     if missing:
-        free(counts); free(placed); free(start); free(slot)
+        free(counts); free(placed); free(start); free(slot); free(fill)
         raise ValueError("binned_area: the window holds NaN; pass its present values only")
     with nogil:
         run = 0.0
         total = 0
         for b in range(bins):  # 2. D at each bin's start; the bins it keeps its sign over
+            if ref_first[b + 1] < ref_first[b]:  # the walk would read outside ref_places
+                unordered = True
             rise = counts[b] * up
             fall = (ref_first[b + 1] - ref_first[b]) * down
             net = rise - fall
@@ -149,31 +153,34 @@ def binned_area(
                 area = s + net - placed[b] * up + ref_offsets[b] * down
                 inside += fabs(area)
         values = <double *> malloc((total if total > 0 else 1) * sizeof(double))
-    if values == NULL:
-        free(counts); free(placed); free(start); free(slot)
+    if values == NULL or unordered:
+        free(counts); free(placed); free(start); free(slot); free(fill); free(values)
+        if unordered:
+            raise ValueError("binned_area: the bins' starts are not in order")
         raise MemoryError()
     with nogil:
-        # 3. the crossing bins' window values, bin by bin (counts reused as fill positions)
+        # 3. the crossing bins' window values, bin by bin (placed as in pass 1, the same
+        # arithmetic; a fill never passes its bin's count, whatever happens to ``cur``)
         for b in range(bins):
-            counts[b] = slot[b]
+            fill[b] = slot[b]
         for i in range(m):
             p = _place(cur[i], lo, scale, end)
             a = _bin(p, bins)
-            if slot[a] >= 0:
-                values[counts[a]] = p
-                counts[a] += 1
+            if slot[a] >= 0 and fill[a] < slot[a] + counts[a]:
+                values[fill[a]] = p
+                fill[a] += 1
         for b in range(bins):
             if slot[b] < 0:
                 continue
             k = slot[b]
-            _sort(values + k, counts[b] - k)
+            _sort(values + k, fill[b] - k)
             r = ref_first[b]
             r_end = ref_first[b + 1]
             d = start[b]
             prev = <double> b
             area = 0.0
-            while k < counts[b] or r < r_end:  # merge the two sides' places, in order
-                if r >= r_end or (k < counts[b] and values[k] <= ref_places[r]):
+            while k < fill[b] or r < r_end:  # merge the two sides' places, in order
+                if r >= r_end or (k < fill[b] and values[k] <= ref_places[r]):
                     here = values[k]
                     k += 1
                     net = up
@@ -190,5 +197,5 @@ def binned_area(
                 prev = here
             area += fabs(d) * (b + 1 - prev)
             inside += area
-    free(counts); free(placed); free(start); free(slot); free(values)
+    free(counts); free(placed); free(start); free(slot); free(fill); free(values)
     return outside, inside

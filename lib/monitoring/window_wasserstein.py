@@ -101,9 +101,10 @@ class BinnedReference:
             return None
         # about 16 values a bin: fewer bins leave more values to walk in order, more cost more
         # per window
-        binned = cls.in_bins(
-            values, int(np.clip((len(values) + window_rows) // PER_BIN, 64, 1 << 16))
-        )
+        bins = int(np.clip((len(values) + window_rows) // PER_BIN, 64, 1 << 16))
+        if not np.isfinite(bins / span):  # a subnormal range: no finite scale to place values
+            return None
+        binned = cls.in_bins(values, bins)
         # a heavy tail stretches the range: equal bins then leave the bulk of the values in a
         # few of them, walked value by value (500,000 Pareto values against windows of 50,000:
         # 5.6 ms a window against 3.9 ms sorted)
@@ -113,6 +114,7 @@ class BinnedReference:
     @classmethod
     def in_bins(cls, values: np.ndarray, bins: int) -> BinnedReference:
         """Place sorted, finite, not all equal ``values`` in ``bins`` equal bins of their range."""
+        values = np.asarray(values, dtype=np.float64)  # the kernel reads float64 places
         lo, hi = float(values[0]), float(values[-1])
         scale = bins / (hi - lo)
         places = (values - lo) * scale

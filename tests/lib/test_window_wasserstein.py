@@ -115,6 +115,12 @@ def test_a_window_with_nan_is_refused_not_placed():
     short[-1] -= 1  # bins that claim fewer reference values than there are
     with pytest.raises(ValueError, match="do not span the reference's places"):
         binned_area(np.array([0.5]), binned.lo, binned.scale, binned.places, short, binned.offsets)
+    swapped = np.array(binned.first)
+    swapped[[2, 3]] = swapped[[3, 2]]
+    with pytest.raises(ValueError, match="starts are not in order"):
+        binned_area(
+            np.array([0.5]), binned.lo, binned.scale, binned.places, swapped, binned.offsets
+        )
 
 
 def test_the_distance_is_worked_out_without_holding_the_gil():
@@ -148,6 +154,11 @@ def test_the_distance_is_worked_out_without_holding_the_gil():
 def test_a_reference_too_narrow_for_its_magnitude_is_left_to_the_sort():
     assert ww.BinnedReference.of(np.array([1e12, 1e12 + 1e-4]), 50_000) is None
     assert ww.BinnedReference.of(np.array([3.0, 3.0, 3.0]), 50_000) is None
+    subnormal = np.linspace(0.0, 1e-310, 2_000)  # bins / range overflows: no scale to place by
+    assert ww.BinnedReference.of(subnormal, 50_000) is None
+    as_float32 = ww.BinnedReference.in_bins(np.linspace(0, 1, 100, dtype=np.float32), 8)
+    assert as_float32.places.dtype == np.float64
+    assert ww.binned_wasserstein(as_float32, np.array([0.5])) > 0
     ties = np.sort(np.random.default_rng(0).integers(0, 96, 10_000).astype(float))
     assert ww.BinnedReference.of(ties, 50_000) is None  # mostly tied (ages): sorted instead
     binned = ww.BinnedReference.of(np.array([0.0, 1.0, 2.0]), 50_000)
