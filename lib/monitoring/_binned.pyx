@@ -15,9 +15,7 @@ threads (docs/benchmarks.md). Here it is three passes, the GIL released:
 """
 
 from libc.math cimport fabs
-from libc.stdint cimport int64_t
 from libc.stdlib cimport calloc, free, malloc, qsort
-from libc.string cimport memset
 
 ctypedef Py_ssize_t intp
 
@@ -43,13 +41,13 @@ cdef inline void _sort(double *values, intp count) noexcept nogil:
         values[j + 1] = v
 
 
-cdef inline double _place(double value, double lo, double scale, double end) noexcept nogil:
-    cdef double p = (value - lo) * scale
-    if p < 0.0:
+cdef inline double _clip(double place, double end) noexcept nogil:
+    """Return ``place`` moved inside ``[0, end]`` (past the range: at its end)."""
+    if place < 0.0:
         return 0.0
-    if p > end:
+    if place > end:
         return end
-    return p
+    return place
 
 
 cdef inline intp _bin(double place, intp bins) noexcept nogil:
@@ -102,100 +100,100 @@ def binned_area(
     cdef double down = 1.0 / n
     cdef double outside = 0.0
     cdef double inside = 0.0
-    cdef intp *counts = <intp *> calloc(bins + 1, sizeof(intp))
-    cdef double *placed = <double *> calloc(bins, sizeof(double))
-    cdef double *start = <double *> malloc(bins * sizeof(double))
-    cdef intp *slot = <intp *> malloc((bins + 1) * sizeof(intp))  # crossing bins' first value
-    cdef intp *fill = <intp *> malloc((bins + 1) * sizeof(intp))  # and the next one's place
+    cdef intp *counts = NULL
+    cdef double *placed = NULL
+    cdef double *start = NULL
+    cdef intp *slot = NULL  # crossing bins' first value among ``values`` (-1: not crossing)
+    cdef intp *fill = NULL  # and where the next one goes
     cdef double *values = NULL
     cdef intp i, b, a, k, total, r, r_end
     cdef bint missing = False
     cdef bint unordered = False
-    cdef double p, run, rise, fall, net, s, area, d, prev, here
-    if counts == NULL or placed == NULL or start == NULL or slot == NULL or fill == NULL:
-        free(counts); free(placed); free(start); free(slot); free(fill)
-        raise MemoryError()
-    with nogil:
-        for i in range(m):  # 1. places, counts and offsets
-            p = (cur[i] - lo) * scale
-            if p != p:  # NaN: no bin (casting it to an index is undefined)
-                missing = True
-                break
-            if p < 0.0:
-                outside += -p
-                p = 0.0
-            elif p > end:
-                outside += p - end
-                p = end
-            a = _bin(p, bins)
-            counts[a] += 1
-            placed[a] += p - a
-    if missing:
-        free(counts); free(placed); free(start); free(slot); free(fill)
-        raise ValueError("binned_area: the window holds NaN; pass its present values only")
-    with nogil:
-        run = 0.0
-        total = 0
-        for b in range(bins):  # 2. D at each bin's start; the bins it keeps its sign over
-            if ref_first[b + 1] < ref_first[b]:  # the walk would read outside ref_places
-                unordered = True
-            rise = counts[b] * up
-            fall = (ref_first[b + 1] - ref_first[b]) * down
-            net = rise - fall
-            s = run
-            run += net
-            start[b] = s
-            if s < fall and s > -rise:  # D may change sign inside: walked below
-                slot[b] = total
-                total += counts[b]
-            else:
-                slot[b] = -1
-                area = s + net - placed[b] * up + ref_offsets[b] * down
-                inside += fabs(area)
-        values = <double *> malloc((total if total > 0 else 1) * sizeof(double))
-    if values == NULL or unordered:
-        free(counts); free(placed); free(start); free(slot); free(fill); free(values)
+    cdef double raw, p, run, rise, fall, net, s, area, d, prev, here
+    try:
+        counts = <intp *> calloc(bins, sizeof(intp))
+        placed = <double *> calloc(bins, sizeof(double))
+        start = <double *> malloc(bins * sizeof(double))
+        slot = <intp *> malloc(bins * sizeof(intp))
+        fill = <intp *> malloc(bins * sizeof(intp))
+        if counts == NULL or placed == NULL or start == NULL or slot == NULL or fill == NULL:
+            raise MemoryError()
+        with nogil:
+            for i in range(m):  # 1. places, counts and offsets
+                raw = (cur[i] - lo) * scale
+                if raw != raw:  # NaN: no bin (casting it to an index is undefined)
+                    missing = True
+                    break
+                p = _clip(raw, end)
+                outside += fabs(raw - p)  # past the range: the distance to its end
+                a = _bin(p, bins)
+                counts[a] += 1
+                placed[a] += p - a
+        if missing:
+            raise ValueError("binned_area: the window holds NaN; pass its present values only")
+        with nogil:
+            run = 0.0
+            total = 0
+            for b in range(bins):  # 2. D at each bin's start; the bins it keeps its sign over
+                if ref_first[b + 1] < ref_first[b]:  # the walk would read outside ref_places
+                    unordered = True
+                rise = counts[b] * up
+                fall = (ref_first[b + 1] - ref_first[b]) * down
+                net = rise - fall
+                s = run
+                run += net
+                start[b] = s
+                if s < fall and s > -rise:  # D may change sign inside: walked below
+                    slot[b] = total
+                    total += counts[b]
+                else:
+                    slot[b] = -1
+                    area = s + net - placed[b] * up + ref_offsets[b] * down
+                    inside += fabs(area)
         if unordered:
             raise ValueError("binned_area: the bins' starts are not in order")
-        raise MemoryError()
-    with nogil:
-        # 3. the crossing bins' window values, bin by bin (placed as in pass 1, the same
-        # arithmetic; a fill never passes its bin's count, whatever happens to ``cur``)
-        for b in range(bins):
-            fill[b] = slot[b]
-        for i in range(m):
-            p = _place(cur[i], lo, scale, end)
-            a = _bin(p, bins)
-            if slot[a] >= 0 and fill[a] < slot[a] + counts[a]:
-                values[fill[a]] = p
-                fill[a] += 1
-        for b in range(bins):
-            if slot[b] < 0:
-                continue
-            k = slot[b]
-            _sort(values + k, fill[b] - k)
-            r = ref_first[b]
-            r_end = ref_first[b + 1]
-            d = start[b]
-            prev = <double> b
-            area = 0.0
-            while k < fill[b] or r < r_end:  # merge the two sides' places, in order
-                if r >= r_end or (k < fill[b] and values[k] <= ref_places[r]):
-                    here = values[k]
-                    k += 1
-                    net = up
-                else:
-                    here = ref_places[r]
-                    r += 1
-                    net = -down
-                if here < b:  # (rounding at the bin's edges)
-                    here = <double> b
-                elif here > b + 1:
-                    here = <double> (b + 1)
-                area += fabs(d) * (here - prev)
-                d += net
-                prev = here
-            area += fabs(d) * (b + 1 - prev)
-            inside += area
-    free(counts); free(placed); free(start); free(slot); free(fill); free(values)
+        values = <double *> malloc((total if total > 0 else 1) * sizeof(double))
+        if values == NULL:
+            raise MemoryError()
+        with nogil:
+            # 3. the crossing bins' window values, bin by bin (placed as in pass 1; a fill
+            # never passes its bin's count, whatever happens to ``cur`` meanwhile)
+            for b in range(bins):
+                fill[b] = slot[b]
+            for i in range(m):
+                p = _clip((cur[i] - lo) * scale, end)
+                a = _bin(p, bins)
+                if slot[a] >= 0 and fill[a] < slot[a] + counts[a]:
+                    values[fill[a]] = p
+                    fill[a] += 1
+            for b in range(bins):
+                if slot[b] < 0:
+                    continue
+                k = slot[b]
+                _sort(values + k, fill[b] - k)
+                r = ref_first[b]
+                r_end = ref_first[b + 1]
+                d = start[b]
+                prev = <double> b
+                area = 0.0
+                while k < fill[b] or r < r_end:  # merge the two sides' places, in order
+                    if r >= r_end or (k < fill[b] and values[k] <= ref_places[r]):
+                        here = values[k]
+                        k += 1
+                        net = up
+                    else:
+                        here = ref_places[r]
+                        r += 1
+                        net = -down
+                    if here < b:  # (rounding at the bin's edges)
+                        here = <double> b
+                    elif here > b + 1:
+                        here = <double> (b + 1)
+                    area += fabs(d) * (here - prev)
+                    d += net
+                    prev = here
+                area += fabs(d) * (b + 1 - prev)
+                inside += area
+    finally:
+        free(counts); free(placed); free(start); free(slot); free(fill); free(values)
     return outside, inside
